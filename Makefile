@@ -1,0 +1,33 @@
+# l2s: every target creates .venv and installs into it on first use.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: reproduce test bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "torch==2.13.*"
+	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m ipykernel install --sys-prefix --name l2s --display-name "l2s (.venv)" >/dev/null
+	touch $(STAMP)
+
+## The main job: phantom data -> quick study (every organ x network x run) -> report.
+reproduce: $(STAMP)
+	$(VENV)/bin/l2s run papermill_params/quick.yaml
+
+## The test suite (what CI runs).
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+## Benchmarks: each prints one JSON object as its last line.
+bench: $(STAMP)
+	$(PY) benchmarks/bench_data.py
+	$(PY) benchmarks/bench_train.py
+	$(PY) benchmarks/bench_infer.py
+
+## Remove generated data, runs, executed notebooks and reports (keeps .venv).
+clean:
+	rm -rf phantom prepared runs executed reports .pytest_cache

@@ -1,0 +1,89 @@
+"""The ``l2s`` command line.
+
+Sub-commands are thin wrappers over l2s_core functions; an :class:`~l2s_core.errors.L2SError`
+is printed as one line ``l2s: error: <file>: <problem>`` with exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from l2s_core.errors import L2SError
+
+
+def _cmd_phantom(args: argparse.Namespace) -> None:
+    from l2s_core.data.phantom import generate_phantom_tasks
+
+    tasks = generate_phantom_tasks(args.out, organs=args.organs, n_cases=args.cases, shape=tuple(args.shape), seed=args.seed)
+    for organ, folder in tasks.items():
+        print(f"{organ}: {folder}")
+
+
+def _cmd_prepare(args: argparse.Namespace) -> None:
+    from l2s_core.data.prepare import PrepareSettings, prepare_task
+
+    settings = PrepareSettings(normalisation=args.normalisation, channel=args.channel,
+                               organ_labels=tuple(args.organ_labels) if args.organ_labels else None,
+                               seed=args.seed, split_order=args.split_order)
+    statuses = prepare_task(args.task_dir, args.out, settings, skip_empty=args.skip_empty, workers=args.workers)
+    counts: dict[str, int] = {}
+    for status in statuses.values():
+        key = "excluded" if status.startswith("excluded") else status
+        counts[key] = counts.get(key, 0) + 1
+    print(f"{args.out}: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
+    for case_id, status in statuses.items():
+        if status.startswith("excluded"):
+            print(f"  {case_id}: {status}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``l2s``."""
+    from l2s_core.data.normalise import NORMALISATIONS
+    from l2s_core.data.split import SPLIT_ORDERS
+
+    parser = argparse.ArgumentParser(prog="l2s", description="Localise to segment: organ-at-risk segmentation study.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("phantom", help="write the built-in phantom tasks in MSD layout")
+    p.add_argument("--out", type=Path, required=True, help="folder that receives one MSD task folder per organ")
+    p.add_argument("--organs", nargs="+", default=["spleen", "pancreas", "prostate", "liver", "heart"])
+    p.add_argument("--cases", type=int, default=10, help="cases per task (default 10)")
+    p.add_argument("--shape", type=int, nargs=3, default=[32, 96, 96], metavar=("Z", "Y", "X"))
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_phantom)
+
+    p = sub.add_parser("prepare", help="MSD task folder -> prepared cache (full, low-res, crop, split.json)")
+    p.add_argument("task_dir", type=Path)
+    p.add_argument("--out", type=Path, required=True, help="prepared task folder (resumed if it exists)")
+    p.add_argument("--normalisation", choices=NORMALISATIONS, default="zscore")
+    p.add_argument("--channel", type=int, default=0, help="channel of 4D images (MSD prostate: 0 = T2, 1 = ADC)")
+    p.add_argument("--organ-labels", type=int, nargs="+", default=None,
+                   help="label values merged into the organ (default: every non-zero label, as the paper)")
+    p.add_argument("--seed", type=int, default=42, help="split seed (default 42, as the paper)")
+    p.add_argument("--split-order", choices=SPLIT_ORDERS, default="table1")
+    p.add_argument("--skip-empty", action="store_true", help="leave out cases with an empty organ mask (recorded)")
+    p.add_argument("--workers", type=int, default=None, help="parallel processes (default: all cores)")
+    p.set_defaults(func=_cmd_prepare)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``l2s`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except L2SError as exc:
+        print(f"l2s: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("l2s: interrupted; finished work is kept, run the same command again to resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

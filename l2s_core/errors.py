@@ -1,0 +1,48 @@
+"""Errors a user of l2s can meet.
+
+Every error raised on purpose by l2s is an :class:`L2SError`. Its message is one line that
+names the file or parameter concerned and says what is wrong with it, so that the command
+line and the notebooks can show it without a traceback from deep inside numpy or nibabel.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class L2SError(Exception):
+    """Base class of every deliberate l2s error.
+
+    Args:
+        where: the file, folder or parameter the problem is about (shown first).
+        problem: what is wrong, in one sentence.
+    """
+
+    def __init__(self, where: str | Path, problem: str) -> None:
+        self.where = str(where)
+        self.problem = problem
+        super().__init__(f"{self.where}: {problem}")
+
+
+class InputDataError(L2SError):
+    """A task folder, image, label or ``dataset.json`` that cannot be used as it is."""
+
+
+class EmptyOrganError(InputDataError):
+    """A label whose organ mask is empty, so no organ box can be cropped."""
+
+
+class ConfigError(L2SError):
+    """A parameter file or argument with an unknown key, a wrong type or a bad value."""
+
+
+class CheckpointError(L2SError):
+    """A checkpoint that is corrupt, missing or from another architecture."""
+
+
+class FormatVersionError(L2SError):
+    """A metadata file written by an incompatible version of l2s."""
+
+
+class StudyLockedError(L2SError):
+    """Another ``l2s run`` process is already working on the same study folder."""

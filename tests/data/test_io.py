@@ -1,0 +1,95 @@
+import gzip
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from l2s_core.data.io import VolumeMeta, read_image, read_label, write_mask
+from l2s_core.errors import InputDataError
+
+
+def _save(path, data, affine):
+    nib.save(nib.Nifti1Image(data, affine), path)
+    return path
+
+
+@pytest.mark.parametrize("affine", [
+    np.diag([-2.0, -1.0, 3.0, 1.0]),  # LPS
+    np.array([[0, -2.0, 0, 10], [-1.0, 0, 0, 5], [0, 0, 3.0, 1], [0, 0, 0, 1]]),  # axes permuted and flipped
+    np.diag([1.0, 1.0, 1.0, 1.0]),  # RAS already
+])
+def test_write_mask_lands_on_source_grid(tmp_path, affine):
+    data = np.random.default_rng(0).random((5, 6, 7)).astype(np.float32)
+    src = _save(tmp_path / "src.nii.gz", data, affine)
+    image, meta = read_image(src)
+    assert image.dtype == np.float32 and image.ndim == 3
+    write_mask(image > 0.5, meta, tmp_path / "mask.nii.gz")
+    out = nib.load(tmp_path / "mask.nii.gz")
+    assert out.shape == data.shape
+    assert np.allclose(out.affine, affine)
+    assert np.array_equal(np.asarray(out.dataobj), (data > 0.5).astype(np.uint8))
+
+
+def test_arrays_are_ras_zyx(tmp_path):
+    data = np.zeros((4, 5, 6), np.float32)
+    data[0, 0, 0] = 1  # stored voxel (i=0, j=0, k=0); with LPS affine this is the most right/anterior... x flipped
+    src = _save(tmp_path / "lps.nii.gz", data, np.diag([-2.0, -1.0, 3.0, 1.0]))
+    image, meta = read_image(src)
+    assert image.shape == (6, 5, 4)  # (z, y, x)
+    # i and j are flipped by RAS reorientation, k kept: the voxel moves to x = 3, y = 4, z = 0.
+    assert image[0, 4, 3] == 1
+    assert meta.spacing == (3.0, 1.0, 2.0)
+    assert VolumeMeta.from_dict(meta.to_dict()) == meta
+
+
+def test_real_ct_round_trip(real_ct, tmp_path):
+    image, meta = read_image(real_ct / "example_ct_sm.nii.gz")
+    label, _ = read_label(real_ct / "example_seg.nii.gz")
+    assert image.shape == (30, 101, 122) and label.dtype == np.uint8
+    assert meta.spacing == pytest.approx((3.0, 3.0, 3.0))
+    write_mask(label == 1, meta, tmp_path / "spleen.nii.gz")
+    source = np.asarray(nib.load(real_ct / "example_seg.nii.gz").dataobj)
+    assert np.array_equal(np.asarray(nib.load(tmp_path / "spleen.nii.gz").dataobj), (source == 1).astype(np.uint8))
+
+
+def test_four_d_channel(tmp_path):
+    data = np.stack([np.full((3, 4, 5), 1.0), np.full((3, 4, 5), 2.0)], axis=-1).astype(np.float32)
+    src = _save(tmp_path / "mr.nii.gz", data, np.eye(4))
+    assert read_image(src, channel=1)[0].max() == 2.0
+    with pytest.raises(InputDataError, match="channel 2 requested, the image has 2 channels"):
+        read_image(src, channel=2)
+
+
+def test_nan_voxels_named(tmp_path):
+    data = np.ones((3, 4, 5), np.float32)
+    data[1, 1, 1] = np.nan
+    src = _save(tmp_path / "nan.nii.gz", data, np.eye(4))
+    with pytest.raises(InputDataError, match=r"nan\.nii\.gz: 1 voxels are NaN or infinite"):
+        read_image(src)
+
+
+def test_truncated_gzip(tmp_path):
+    src = _save(tmp_path / "full.nii.gz", np.random.default_rng(1).random((20, 20, 20)).astype(np.float32), np.eye(4))
+    cut = tmp_path / "cut.nii.gz"
+    cut.write_bytes(src.read_bytes()[: src.stat().st_size // 2])
+    with pytest.raises(InputDataError, match=r"cut\.nii\.gz: .*(truncated|corrupt|readable)"):
+        read_image(cut)
+
+
+def test_not_nifti(tmp_path):
+    bad = tmp_path / "junk.nii.gz"
+    bad.write_bytes(gzip.compress(b"hello"))
+    with pytest.raises(InputDataError, match="junk.nii.gz"):
+        read_image(bad)
+
+
+def test_non_integer_labels(tmp_path):
+    src = _save(tmp_path / "lab.nii.gz", np.full((3, 3, 3), 0.5, np.float32), np.eye(4))
+    with pytest.raises(InputDataError, match="non-integer"):
+        read_label(src)
+
+
+def test_mask_shape_mismatch(tmp_path):
+    _, meta = read_image(_save(tmp_path / "s.nii.gz", np.zeros((3, 4, 5), np.float32), np.eye(4)))
+    with pytest.raises(ValueError, match="does not fit"):
+        write_mask(np.zeros((2, 2, 2), np.uint8), meta, tmp_path / "m.nii.gz")

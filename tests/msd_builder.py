@@ -1,0 +1,33 @@
+"""Writers of tiny MSD task folders (nibabel .nii.gz + dataset.json) shared by the tests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+LPS_AFFINE = np.diag([-1.5, -1.5, 4.0, 1.0])
+REAL_CT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "totalsegmentator_example"
+
+
+def write_case(root: Path, case_id: str, image: np.ndarray, label: np.ndarray,
+               affine: np.ndarray = LPS_AFFINE, label_affine: np.ndarray | None = None) -> None:
+    """Write imagesTr/<id>.nii.gz and labelsTr/<id>.nii.gz (arrays in nibabel (x, y, z) order)."""
+    (root / "imagesTr").mkdir(parents=True, exist_ok=True)
+    (root / "labelsTr").mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(image, affine), root / "imagesTr" / f"{case_id}.nii.gz")
+    nib.save(nib.Nifti1Image(label, label_affine if label_affine is not None else affine),
+             root / "labelsTr" / f"{case_id}.nii.gz")
+
+
+def write_dataset_json(root: Path, case_ids: list[str], labels: dict[str, str] | None = None) -> None:
+    """Write an MSD ``dataset.json`` listing ``case_ids`` as training cases."""
+    meta = {
+        "name": root.name, "modality": {"0": "CT"},
+        "labels": labels or {"0": "background", "1": "organ", "2": "tumour"},
+        "numTraining": len(case_ids),
+        "training": [{"image": f"./imagesTr/{c}.nii.gz", "label": f"./labelsTr/{c}.nii.gz"} for c in case_ids],
+    }
+    (root / "dataset.json").write_text(json.dumps(meta))

@@ -1,0 +1,26 @@
+import numpy as np
+
+from l2s_core.boxes import bounding_box, crop, expand_box, largest_component, organ_box, paste, scale_box
+
+
+def test_largest_component_and_box():
+    mask = np.zeros((10, 10, 10), np.uint8)
+    mask[1:3, 1:3, 1:3] = 1
+    mask[5:9, 4:8, 2:9] = 1
+    assert bounding_box(largest_component(mask)) == (5, 4, 2, 9, 8, 9)
+    assert organ_box(mask, margin=2) == (3, 2, 0, 11, 10, 11)
+    assert bounding_box(np.zeros((3, 3, 3))) is None and organ_box(np.zeros((3, 3, 3))) is None
+
+
+def test_crop_beyond_border_is_zero_filled_and_paste_inverts():
+    array = np.arange(4 * 5 * 6, dtype=np.float32).reshape(4, 5, 6) + 1
+    box = expand_box((0, 1, 2, 4, 5, 6), 2)
+    patch = crop(array, box)
+    assert patch.shape == (8, 8, 8)
+    assert patch[:2].sum() == 0 and patch[2:6, 1:6, 2:6].min() > 0
+    assert np.array_equal(paste(patch, box, array.shape), array)
+
+
+def test_scale_box_covers_lowres_voxels():
+    # low-res voxel z in [2, 4) of a 10-slice grid covers full-res slices [6, 12) of a 30-slice grid.
+    assert scale_box((2, 1, 0, 4, 3, 5), (10, 8, 5), (30, 16, 11)) == (6, 2, 0, 12, 6, 11)
