@@ -31,3 +31,18 @@ def write_dataset_json(root: Path, case_ids: list[str], labels: dict[str, str] |
         "training": [{"image": f"./imagesTr/{c}.nii.gz", "label": f"./labelsTr/{c}.nii.gz"} for c in case_ids],
     }
     (root / "dataset.json").write_text(json.dumps(meta))
+
+
+def write_small_task(root: Path) -> Path:
+    """Five cases, (x, y, z) = (24, 20, 12) LPS int16, a box organ (label 1) with a tumour (label 2)."""
+    rng = np.random.default_rng(0)
+    ids = [f"box_{i}" for i in range(5)]
+    for i, case_id in enumerate(ids):
+        image = rng.normal(0, 100, (24, 20, 12)).astype(np.int16)
+        label = np.zeros((24, 20, 12), np.uint8)
+        label[4 + i:12 + i, 5:11, 2:7] = 1
+        label[6 + i:8 + i, 6:8, 3:5] = 2
+        image[label > 0] += 300
+        write_case(root, case_id, image, label)
+    write_dataset_json(root, ids)
+    return root

@@ -1,0 +1,36 @@
+import json
+import os
+
+import numpy as np
+import pytest
+
+from l2s_core.errors import FormatVersionError, InputDataError
+from l2s_core.files import FORMAT_VERSION, atomic_open, atomic_save_npy, atomic_write_json, read_json
+
+
+def test_failed_write_leaves_old_file_and_no_temporary(tmp_path):
+    target = tmp_path / "summary.json"
+    atomic_write_json(target, {"a": 1})
+    with pytest.raises(OSError, match="disk full"):
+        with atomic_open(target) as handle:
+            handle.write(b"{partial")
+            raise OSError(28, "disk full")
+    assert read_json(target) == {"format_version": FORMAT_VERSION, "a": 1}
+    assert os.listdir(tmp_path) == ["summary.json"]
+
+
+def test_npy_round_trip_memmap(tmp_path):
+    atomic_save_npy(tmp_path / "a.npy", np.arange(6, dtype=np.float32).reshape(1, 2, 3))
+    loaded = np.load(tmp_path / "a.npy", mmap_mode="r")
+    assert loaded.shape == (1, 2, 3) and loaded[0, 1, 2] == 5
+
+
+def test_read_json_errors(tmp_path):
+    with pytest.raises(InputDataError, match="missing.json: file not found"):
+        read_json(tmp_path / "missing.json")
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(InputDataError, match="bad.json: not valid JSON"):
+        read_json(tmp_path / "bad.json")
+    (tmp_path / "future.json").write_text(json.dumps({"format_version": FORMAT_VERSION + 1}))
+    with pytest.raises(FormatVersionError, match="future.json: format_version 2"):
+        read_json(tmp_path / "future.json")
