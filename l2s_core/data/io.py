@@ -26,6 +26,8 @@ from l2s_core.errors import InputDataError
 from l2s_core.files import atomic_write_bytes
 
 _RAS = axcodes2ornt(("R", "A", "S"))
+#: Larger volumes are taken for a corrupt header (2**31 voxels = 8 GiB as float32).
+MAX_VOXELS = 2**31
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,13 @@ def _load(path: Path) -> nib.Nifti1Image:
         raise InputDataError(path, f"expected a 3D or 4D image, found {img.ndim}D with shape {img.shape}")
     if not np.all(np.isfinite(img.affine)) or abs(np.linalg.det(img.affine[:3, :3])) < 1e-12:
         raise InputDataError(path, "the header's affine is singular or not finite")
+    n_voxels = int(np.prod(img.shape, dtype=np.int64))
+    if min(img.shape) <= 0 or n_voxels > MAX_VOXELS:
+        raise InputDataError(path, f"the header claims an implausible shape {img.shape}")
+    if not path.name.endswith(".gz"):
+        needed = int(img.header["vox_offset"]) + n_voxels * img.get_data_dtype().itemsize
+        if path.stat().st_size < needed:
+            raise InputDataError(path, f"truncated: {path.stat().st_size} bytes, the header needs {needed}")
     return img
 
 
@@ -91,7 +100,7 @@ def _read_array(img: nib.Nifti1Image, path: Path, channel: int) -> np.ndarray:
         proxy = img.dataobj
     try:
         return np.asarray(proxy)
-    except (EOFError, OSError, zlib.error, gzip.BadGzipFile, ValueError) as exc:
+    except (EOFError, OSError, zlib.error, gzip.BadGzipFile, ValueError, OverflowError, MemoryError) as exc:
         raise InputDataError(path, f"truncated or corrupt image data ({type(exc).__name__}: {exc})") from None
 
 
