@@ -1,0 +1,185 @@
+"""Tests of the phantom tasks: MSD layout, NIfTI geometry, label values, intensities, class balance,
+distractors, determinism and resuming. Files are read back with nibabel only."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from l2s_core.data.phantom import ORGANS, TASK_FOLDERS, generate_phantom_task, generate_phantom_tasks, render_case
+from l2s_core.errors import ConfigError
+
+SMALL = (24, 64, 64)
+N_CASES = 5
+MSD_LABELS = {
+    "spleen": {0, 1}, "pancreas": {0, 1, 2}, "prostate": {0, 1, 2}, "liver": {0, 1, 2}, "heart": {0, 1},
+}
+TARGET_FOREGROUND = {"spleen": 0.005, "pancreas": 0.002, "prostate": 0.027, "liver": 0.05, "heart": 0.006}
+CT_ORGANS = ("spleen", "pancreas", "liver")
+
+
+@pytest.fixture(scope="module")
+def phantom_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """All five tasks, five small cases each."""
+    root = tmp_path_factory.mktemp("phantom")
+    generate_phantom_tasks(root, n_cases=N_CASES, shape=SMALL, seed=3, progress=False)
+    return root
+
+
+def _cases(task_dir: Path) -> list[tuple[np.ndarray, np.ndarray, nib.Nifti1Image]]:
+    """(image (x, y, z[, c]), label (x, y, z), image header) per case listed in dataset.json."""
+    meta = json.loads((task_dir / "dataset.json").read_text())
+    cases = []
+    for entry in meta["training"]:
+        image = nib.load(task_dir / entry["image"])
+        label = nib.load(task_dir / entry["label"])
+        cases.append((np.asarray(image.dataobj), np.asarray(label.dataobj), image))
+    return cases
+
+
+def _channels(image: np.ndarray) -> np.ndarray:
+    """(x, y, z) or (x, y, z, c) → (c, x, y, z)."""
+    return image[None] if image.ndim == 3 else np.moveaxis(image, -1, 0)
+
+
+@pytest.mark.parametrize("organ", ORGANS)
+def test_task_folder_has_msd_layout(phantom_root: Path, organ: str) -> None:
+    task_dir = phantom_root / TASK_FOLDERS[organ]
+    meta = json.loads((task_dir / "dataset.json").read_text())
+    assert "format_version" not in meta
+    assert {"name", "description", "reference", "licence", "release", "tensorImageSize", "modality", "labels",
+            "numTraining", "numTest", "training", "test"} <= meta.keys()
+    assert "not patient data" in meta["description"]
+    assert meta["numTraining"] == N_CASES and meta["numTest"] == 0 and meta["test"] == []
+    assert {int(k) for k in meta["labels"]} == MSD_LABELS[organ]
+    ids = [f"{organ}_{i:03d}" for i in range(1, N_CASES + 1)]
+    assert meta["training"] == [{"image": f"./imagesTr/{c}.nii.gz", "label": f"./labelsTr/{c}.nii.gz"} for c in ids]
+    assert sorted(p.name for p in (task_dir / "imagesTr").iterdir()) == [f"{c}.nii.gz" for c in ids]
+    assert sorted(p.name for p in (task_dir / "labelsTr").iterdir()) == [f"{c}.nii.gz" for c in ids]
+    expected_modality = {"prostate": {"0": "T2", "1": "ADC"}, "heart": {"0": "MRI"}}.get(organ, {"0": "CT"})
+    assert meta["modality"] == expected_modality
+    assert meta["tensorImageSize"] == ("4D" if organ == "prostate" else "3D")
+
+
+@pytest.mark.parametrize("organ", ORGANS)
+def test_images_have_lps_affine_anisotropic_spacing_and_stored_shape(phantom_root: Path, organ: str) -> None:
+    for image, label, header in _cases(phantom_root / TASK_FOLDERS[organ]):
+        assert nib.aff2axcodes(header.affine) == ("L", "P", "S")
+        sx, sy, sz = header.header.get_zooms()[:3]
+        assert sx == pytest.approx(sy) and sz > 1.1 * sx
+        assert label.shape == SMALL[::-1] and label.dtype == np.uint8
+        assert image.shape[:3] == SMALL[::-1]
+        assert np.allclose(nib.load(header.get_filename().replace("imagesTr", "labelsTr")).affine, header.affine)
+        assert image.ndim == (4 if organ == "prostate" else 3)
+        if organ == "prostate":
+            assert image.shape[3] == 2
+
+
+@pytest.mark.parametrize("organ", ORGANS)
+def test_label_values_are_the_msd_set_and_the_organ_is_one_component(phantom_root: Path, organ: str) -> None:
+    present: set[int] = set()
+    for _, label, _ in _cases(phantom_root / TASK_FOLDERS[organ]):
+        present |= {int(v) for v in np.unique(label)}
+        assert (label == 1).any()
+        _, n_components = ndimage.label(label > 0, structure=np.ones((3, 3, 3)))
+        assert n_components == 1
+    assert present == MSD_LABELS[organ]
+
+
+@pytest.mark.parametrize("organ", CT_ORGANS)
+def test_ct_is_int16_hounsfield_with_air_bone_and_organ_values(phantom_root: Path, organ: str) -> None:
+    for image, label, _ in _cases(phantom_root / TASK_FOLDERS[organ]):
+        assert image.dtype == np.int16
+        assert image.min() >= -1024 and image.max() <= 3071
+        corners = image[:4, :4, :]
+        assert abs(np.median(corners) + 1000) < 30
+        assert 50 <= np.median(image[label == 1]) <= 130
+        assert np.percentile(image, 99.5) > 400  # bone
+
+
+@pytest.mark.parametrize("organ", ["prostate", "heart"])
+def test_mri_is_positive(phantom_root: Path, organ: str) -> None:
+    for image, label, _ in _cases(phantom_root / TASK_FOLDERS[organ]):
+        assert image.dtype == np.int16 and image.min() >= 0
+        assert all(np.median(channel[label == 1]) > 100 for channel in _channels(image))
+
+
+@pytest.mark.parametrize("organ", ORGANS)
+def test_organ_like_distractors_exist_away_from_the_organ(phantom_root: Path, organ: str) -> None:
+    # Voxels whose every channel is within 12 % (+10) of the organ's median, in compact groups
+    # (binary opening) more than two voxels from the labelled organ.
+    for image, label, _ in _cases(phantom_root / TASK_FOLDERS[organ]):
+        organ_mask = label == 1
+        core = ndimage.binary_erosion(organ_mask)
+        reference = core if core.sum() >= 20 else organ_mask
+        organ_like = np.ones(label.shape, bool)
+        for channel in _channels(image).astype(np.float32):
+            median = np.median(channel[reference])
+            organ_like &= np.abs(channel - median) < 0.12 * abs(median) + 10
+        far = ~ndimage.binary_dilation(label > 0, iterations=2)
+        assert (ndimage.binary_opening(organ_like) & far).sum() >= 50
+
+
+@pytest.mark.parametrize("organ", ORGANS)
+def test_foreground_share_at_default_shape_is_near_the_msd_mean(organ: str) -> None:
+    shares = []
+    for case_index in range(6):
+        _, label, _ = render_case(organ, (32, 96, 96), np.random.default_rng([0, ORGANS.index(organ), case_index]))
+        assert (label == 1).any()
+        shares.append((label > 0).mean())
+    assert np.mean(shares) == pytest.approx(TARGET_FOREGROUND[organ], rel=0.4)
+    assert np.std(shares) > 0
+
+
+def test_same_seed_gives_identical_files_and_another_seed_differs(tmp_path: Path) -> None:
+    first = generate_phantom_task("pancreas", tmp_path / "a", n_cases=2, shape=SMALL, seed=7, progress=False)
+    second = generate_phantom_task("pancreas", tmp_path / "b", n_cases=2, shape=SMALL, seed=7, progress=False)
+    other = generate_phantom_task("pancreas", tmp_path / "c", n_cases=2, shape=SMALL, seed=8, progress=False)
+    for sub in ("imagesTr", "labelsTr"):
+        for path in (first / sub).iterdir():
+            assert path.read_bytes() == (second / sub / path.name).read_bytes()
+    a, b = (np.asarray(nib.load(first / "imagesTr" / f"pancreas_00{i}.nii.gz").dataobj) for i in (1, 2))
+    c = np.asarray(nib.load(other / "imagesTr" / "pancreas_001.nii.gz").dataobj)
+    assert not np.array_equal(a, b) and not np.array_equal(a, c)
+
+
+def test_rerun_skips_existing_cases_and_regenerates_missing_ones(tmp_path: Path) -> None:
+    task_dir = generate_phantom_task("heart", tmp_path, n_cases=2, shape=SMALL, progress=False)
+    kept = task_dir / "imagesTr" / "heart_001.nii.gz"
+    removed = task_dir / "labelsTr" / "heart_002.nii.gz"
+    kept_mtime, removed_bytes = kept.stat().st_mtime_ns, removed.read_bytes()
+    removed.unlink()
+    generate_phantom_task("heart", tmp_path, n_cases=3, shape=SMALL, progress=False)
+    assert kept.stat().st_mtime_ns == kept_mtime
+    assert removed.read_bytes() == removed_bytes
+    assert json.loads((task_dir / "dataset.json").read_text())["numTraining"] == 3
+
+
+def test_rerun_with_other_settings_or_into_foreign_folder_is_refused(tmp_path: Path) -> None:
+    generate_phantom_task("spleen", tmp_path, n_cases=1, shape=SMALL, progress=False)
+    with pytest.raises(ConfigError, match="Task09_Spleen"):
+        generate_phantom_task("spleen", tmp_path, n_cases=1, shape=SMALL, seed=1, progress=False)
+    foreign = tmp_path / "real" / "Task03_Liver"
+    (foreign / "imagesTr").mkdir(parents=True)
+    with pytest.raises(ConfigError, match="not an l2s phantom folder"):
+        generate_phantom_task("liver", tmp_path / "real", n_cases=1, shape=SMALL, progress=False)
+
+
+def test_unknown_organ_or_bad_shape_is_a_config_error_and_writes_nothing(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="kidney"):
+        generate_phantom_tasks(tmp_path, organs=["spleen", "kidney"], n_cases=1, shape=SMALL, progress=False)
+    with pytest.raises(ConfigError, match="kidney"):
+        generate_phantom_task("kidney", tmp_path, progress=False)
+    with pytest.raises(ConfigError, match="shape"):
+        generate_phantom_task("spleen", tmp_path, shape=(4, 64, 64), progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_progress_bar_names_the_organ(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    generate_phantom_task("spleen", tmp_path, n_cases=1, shape=(8, 16, 16), progress=True)
+    assert "phantom spleen" in capsys.readouterr().err
