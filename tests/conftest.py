@@ -1,0 +1,61 @@
+"""Shared fixtures: tiny synthetic MSD task folders with a cuboid organ, raw and prepared."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+from msd_builder import write_case, write_dataset_json
+
+from l2s_core.boxes import Box
+from l2s_core.data.cache import PreparedTask
+from l2s_core.data.prepare import prepare_task
+
+
+@pytest.fixture
+def make_task(tmp_path: Path) -> Callable[..., Path]:
+    """Factory writing an MSD task folder under ``tmp_path``; returns the folder.
+
+    Arguments of the factory:
+        n_cases: number of training cases ``cube_0``, ``cube_1``, ...
+        shape: ``(z, y, x)`` volume shape.
+        organ: half-open ``(z0, y0, x0, z1, y1, x1)`` organ box in ``(z, y, x)`` indices, one
+            for all cases or a sequence with one per case.
+        affine: 4×4 affine; the default (diagonal, positive) keeps the RAS ``(z, y, x)``
+            arrays of preparation equal to the arrays written here.
+        noise: standard deviation of the Gaussian noise added to the image (organ = 1, rest = 0).
+        name: task folder name.
+    """
+
+    def make(n_cases: int = 5, shape: tuple[int, int, int] = (12, 16, 16),
+             organ: Box | Sequence[Box] = (3, 4, 4, 7, 10, 10), affine: np.ndarray | None = None,
+             noise: float = 0.1, name: str = "Task00_Cube") -> Path:
+        root = tmp_path / name
+        boxes = [organ] * n_cases if isinstance(organ[0], int) else list(organ)
+        rng = np.random.default_rng(0)
+        ids = [f"cube_{i}" for i in range(n_cases)]
+        for case_id, (z0, y0, x0, z1, y1, x1) in zip(ids, boxes):
+            label = np.zeros(shape, np.uint8)
+            label[z0:z1, y0:y1, x0:x1] = 1
+            image = (label + rng.normal(0, noise, shape)).astype(np.float32)
+            write_case(root, case_id, image.transpose(2, 1, 0), label.transpose(2, 1, 0),
+                       affine=np.diag([1.0, 1.0, 2.0, 1.0]) if affine is None else affine)
+        write_dataset_json(root, ids, labels={"0": "background", "1": "organ"})
+        return root
+
+    return make
+
+
+@pytest.fixture
+def prepared_task(make_task: Callable[..., Path], tmp_path: Path) -> Callable[..., PreparedTask]:
+    """Factory: :func:`make_task` with the same arguments, prepared into ``tmp_path/prepared/<name>``."""
+
+    def prepare(**task_args) -> PreparedTask:
+        task_dir = make_task(**task_args)
+        out_dir = tmp_path / "prepared" / task_dir.name
+        prepare_task(task_dir, out_dir, progress=False, workers=1)
+        return PreparedTask(out_dir)
+
+    return prepare

@@ -1,0 +1,150 @@
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from msd_builder import LPS_AFFINE
+from torch import nn
+
+from l2s_core.data.prepare import downsample_image, downsample_mask
+from l2s_core.errors import ConfigError
+from l2s_core.infer import (gt_localised_predict, predict_sliding_window, predict_whole, save_prediction,
+                            two_stage_predict)
+from l2s_core.model import UNet3D
+
+SHAPE = (24, 40, 40)  # low resolution (8, 20, 20)
+
+
+class MaskOracle(nn.Module):
+    """Localiser stand-in: logits of a fixed low-resolution mask, placed at the start of the
+    (end-padded) input; keeps the inputs it was given."""
+
+    def __init__(self, mask: np.ndarray) -> None:
+        super().__init__()
+        self.mask = torch.from_numpy(mask.astype(np.float32))
+        self.inputs: list[np.ndarray] = []
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        self.inputs.append(images[0, 0].numpy().copy())
+        organ = torch.zeros(images.shape[2:])
+        z, y, x = self.mask.shape
+        organ[:z, :y, :x] = self.mask
+        return torch.stack([1 - organ, organ])[None]
+
+
+class ThresholdOracle(nn.Module):
+    """Organ-network stand-in: organ where the image is positive."""
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.cat([-images, images], dim=1)
+
+
+def _cube(box, shape=SHAPE):
+    mask = np.zeros(shape, np.uint8)
+    mask[box[0]:box[3], box[1]:box[4], box[2]:box[5]] = 1
+    return mask
+
+
+def _image(mask):
+    return np.where(mask > 0, 1.0, -1.0).astype(np.float32)
+
+
+@pytest.mark.parametrize("cube, expected_box", [
+    ((6, 10, 10, 12, 20, 20), (-9, -5, -5, 27, 35, 35)),  # inside
+    ((0, 30, 0, 6, 40, 10), (-15, 15, -15, 21, 55, 25)),  # touching three borders
+])
+def test_two_stage_box_maps_lowres_to_full_resolution(cube, expected_box):
+    truth = _cube(cube)
+    image = _image(truth)
+    lowres_truth = downsample_mask(truth)
+    localiser = MaskOracle(lowres_truth)
+    result = two_stage_predict(localiser, ThresholdOracle(), image, multiple=8, margin=15)
+    assert result.box == expected_box and result.fallback_used is None
+    assert np.array_equal(result.lowres_mask, lowres_truth)
+    assert result.mask.dtype == np.uint8 and np.array_equal(result.mask, truth)
+    seen = localiser.inputs[0]
+    assert seen.shape == (8, 24, 24)  # (8, 20, 20) padded to a multiple of 8
+    assert np.array_equal(seen[:8, :20, :20], downsample_image(image)) and not seen[:, 20:].any()
+    assert result.seconds > 0
+
+
+def test_two_stage_covers_an_unaligned_cube_and_ignores_small_components():
+    truth = _cube((7, 11, 3, 16, 24, 14))
+    lowres = downsample_mask(truth)
+    lowres[7, 18:20, 18:20] = 1  # a stray blob smaller than the organ
+    result = two_stage_predict(MaskOracle(lowres), ThresholdOracle(), _image(truth), multiple=8, margin=4)
+    assert np.array_equal(result.mask, truth)
+    cube_with_margin = (7 - 4, 11 - 4, 3 - 4, 16 + 4, 24 + 4, 14 + 4)
+    for axis, divisor in enumerate((3, 2, 2)):  # within one low-resolution voxel of the true box
+        assert abs(result.box[axis] - cube_with_margin[axis]) < divisor
+        assert abs(result.box[axis + 3] - cube_with_margin[axis + 3]) < divisor
+
+
+def test_two_stage_fallbacks_when_nothing_is_localised():
+    truth = _cube((6, 10, 10, 12, 20, 20))
+    nothing = MaskOracle(np.zeros((8, 20, 20), np.uint8))
+    whole = two_stage_predict(nothing, ThresholdOracle(), _image(truth), multiple=8)
+    assert whole.fallback_used == "whole_image" and whole.box is None
+    assert np.array_equal(whole.mask, truth)
+    empty = two_stage_predict(nothing, ThresholdOracle(), _image(truth), multiple=8, fallback="empty")
+    assert empty.fallback_used == "empty" and empty.box is None
+    assert empty.mask.shape == SHAPE and empty.mask.dtype == np.uint8 and not empty.mask.any()
+    with pytest.raises(ConfigError, match="fallback"):
+        two_stage_predict(nothing, ThresholdOracle(), _image(truth), multiple=8, fallback="guess")
+
+
+def test_gt_localised_uses_the_label_box():
+    truth = _cube((0, 5, 31, 9, 18, 40))
+    image = _image(truth)
+    result = gt_localised_predict(ThresholdOracle(), image, truth, multiple=8, margin=3)
+    assert result.box == (-3, 2, 28, 12, 21, 43) and result.lowres_mask is None and result.fallback_used is None
+    assert np.array_equal(result.mask, truth)
+    empty_label = np.zeros(SHAPE, np.uint8)
+    fallback = gt_localised_predict(ThresholdOracle(), image, empty_label, multiple=8, fallback="empty")
+    assert fallback.fallback_used == "empty" and not fallback.mask.any()
+
+
+def test_predict_whole_pads_crops_and_restores_training_mode():
+    torch.manual_seed(0)
+    model = nn.Conv3d(1, 2, 3, padding=1).train()
+    image = np.random.default_rng(0).normal(size=(5, 9, 7)).astype(np.float32)
+    mask = predict_whole(model, image, multiple=4)
+    with torch.no_grad():
+        direct = model(torch.from_numpy(image)[None, None])[0].argmax(0).numpy()
+    assert mask.shape == image.shape and mask.dtype == np.uint8
+    assert np.array_equal(mask, direct)  # zero padding at the end = the convolution's own zero padding
+    assert model.training
+    assert predict_whole(model, image, multiple=4, amp=True).shape == image.shape
+
+
+@pytest.mark.parametrize("shape", [(5, 6, 7), (20, 30, 17)])
+def test_sliding_window_shape_for_small_and_large_images(shape):
+    torch.manual_seed(0)
+    model = nn.Conv3d(1, 2, 1)  # voxel-wise, so windows cannot change the result
+    image = np.random.default_rng(1).normal(size=shape).astype(np.float32)
+    mask = predict_sliding_window(model, image, (8, 8, 8), overlap=0.25, sw_batch_size=2)
+    assert mask.shape == shape and mask.dtype == np.uint8
+    assert np.array_equal(mask, predict_whole(model, image, multiple=1))
+
+
+def test_pipeline_runs_with_the_unet():
+    torch.manual_seed(0)
+    localiser, organ_net = UNet3D(base_channels=4, depth=3), UNet3D(base_channels=4, depth=3)
+    image = _image(_cube((6, 10, 10, 12, 20, 20)))
+    result = two_stage_predict(localiser, organ_net, image, multiple=organ_net.size_multiple)
+    assert result.mask.shape == SHAPE and result.lowres_mask.shape == (8, 20, 20)
+    window = predict_sliding_window(organ_net, image, (16, 32, 32))
+    assert window.shape == SHAPE
+
+
+def test_save_prediction_lands_on_the_non_ras_source_grid(prepared_task, tmp_path):
+    task = prepared_task(n_cases=1, shape=(6, 10, 14), organ=(1, 2, 3, 4, 5, 11), affine=LPS_AFFINE)
+    case = task.case("cube_0")
+    mask = np.asarray(case.array("full", "label"))
+    out = tmp_path / "cube_0_pred.nii.gz"
+    save_prediction(mask, case, out)
+    written, source = nib.load(out), nib.load(case.meta["label_path"])
+    assert written.shape == source.shape == (14, 10, 6)
+    assert np.allclose(written.affine, source.affine)
+    assert np.array_equal(np.asarray(written.dataobj), np.asarray(source.dataobj))
+    with pytest.raises(ValueError):
+        save_prediction(mask[:-1], case, out)
