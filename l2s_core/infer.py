@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from monai.inferers import sliding_window_inference
 
 from l2s_core.boxes import Box, bounding_box, crop, expand_box, largest_component, organ_box, paste, scale_box
 from l2s_core.data.cache import PreparedCase
@@ -123,6 +122,8 @@ def predict_sliding_window(model: torch.nn.Module, image: np.ndarray, patch_size
     Returns:
         uint8 ``(z, y, x)`` mask of the image's shape.
     """
+    from monai.inferers import sliding_window_inference  # imported here: MONAI's import costs ~3 s
+
     with _evaluating(model, device, amp) as net:
         logits = sliding_window_inference(_as_batch(image, device), roi_size=tuple(patch_size),
                                           sw_batch_size=sw_batch_size, predictor=net, overlap=overlap,

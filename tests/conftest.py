@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import os
+
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from msd_builder import write_case, write_dataset_json
 
 from l2s_core.boxes import Box
 from l2s_core.data.cache import PreparedTask
 from l2s_core.data.prepare import prepare_task
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread() -> None:
+    """One torch/OpenMP thread here and in every process a test starts: the volumes are tiny, and on
+    a shared 2-core machine a second thread makes their convolutions many times slower."""
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
 
 
 @pytest.fixture

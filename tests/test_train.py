@@ -1,0 +1,300 @@
+"""The training protocol: configuration, convergence rules, learning a phantom, resuming after
+a kill, divergence handling and repeated runs.
+
+Tiny volumes (16, 32, 32) and U-Nets of 4 base channels and depth 2 keep every run to seconds on
+the CPU; step budgets are fixed (patches per epoch, epochs), never timed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from l2s_core import train as train_module
+from l2s_core.checkpoint import load_model, read_checkpoint_metadata
+from l2s_core.data.cache import PreparedTask
+from l2s_core.errors import ConfigError
+from l2s_core.files import atomic_write_json, read_json
+from l2s_core.losses import DiceCELoss
+from l2s_core.train import TrainConfig, is_converged, main, read_log, train_run, train_until_converged
+
+SHAPE = (16, 32, 32)
+#: One cuboid organ per case (z0, y0, x0, z1, y1, x1), placed differently in each case.
+ORGANS = [(3 + i % 3, 6 + 2 * i, 8, 11 + i % 3, 18 + 2 * i, 20) for i in range(5)]
+
+
+@pytest.fixture
+def phantom(prepared_task: Callable[..., PreparedTask]) -> PreparedTask:
+    """Five bright cuboids on noise, prepared (3 training, 1 validation, 1 test case)."""
+    return prepared_task(n_cases=5, shape=SHAPE, organ=ORGANS, noise=0.3)
+
+
+def tiny_config(task: PreparedTask, run_dir: Path, **overrides) -> TrainConfig:
+    """A run small enough for the CPU: baseline patches of 16³, 8 per epoch, lr 3e-3."""
+    settings = dict(prepared_dir=str(task.folder), run_dir=str(run_dir), network="baseline", seed=0,
+                    base_channels=4, depth=2, patch_size=(16, 16, 16), batch_size=2, samples_per_epoch=8,
+                    lr=3e-3, patience=20, max_epochs=3, device="cpu")
+    return TrainConfig(**{**settings, **overrides})
+
+
+def state_dict_of(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, weights_only=True)["state_dict"]
+
+
+def assert_same_state(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def log_without_times(run_dir: Path) -> list[dict[str, float]]:
+    return [{k: v for k, v in row.items() if k != "wall_seconds"} for row in read_log(run_dir)]
+
+
+# --- configuration -------------------------------------------------------------------------
+
+
+def test_config_json_round_trip(tmp_path: Path) -> None:
+    config = TrainConfig(prepared_dir="p", run_dir="r", network="organ", patch_size=(32, 64, 64), amp=True)
+    assert TrainConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    atomic_write_json(tmp_path / "config.json", config.to_dict())
+    assert TrainConfig.load(tmp_path / "config.json") == config
+
+
+@pytest.mark.parametrize("change, where", [
+    ({"learning_rate": 0.1}, "learning_rate"),
+    ({"batch_size": "2"}, "batch_size"),
+    ({"amp": 1}, "amp"),
+    ({"patch_size": [64, 256]}, "patch_size"),
+    ({"patch_size": [60, 256, 256]}, "patch_size"),
+    ({"network": "twostage"}, "network"),
+    ({"convergence_rule": "sometimes"}, "convergence_rule"),
+    ({"batch_size": 3, "world_size": 2}, "batch_size"),
+    ({"sw_overlap": 1.0}, "sw_overlap"),
+])
+def test_bad_config_values_are_named(change: dict, where: str) -> None:
+    values = {**TrainConfig(prepared_dir="p", run_dir="r", network="baseline").to_dict(), **change}
+    with pytest.raises(ConfigError, match=f"train config {where}: "):
+        TrainConfig.from_dict(values)
+
+
+def test_missing_required_key_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"prepared_dir": "p", "network": "organ"}))
+    with pytest.raises(ConfigError, match=r"config\.json run_dir: required key missing"):
+        TrainConfig.load(path)
+
+
+@pytest.mark.parametrize("rule, dices, converged", [
+    ("best_over_run", [0.0, 0.12, 0.05], True),
+    ("best_over_run", [0.0, 0.09], False),
+    ("after_patience_epochs", [0.5] + [0.0] * 20, False),  # only epoch 1 reached 0.1
+    ("after_patience_epochs", [0.0] * 19 + [0.1], True),  # epoch 20 counts
+    ("after_patience_epochs", [0.0] * 25 + [0.3], True),
+])
+def test_convergence_rules(rule: str, dices: list[float], converged: bool) -> None:
+    assert is_converged(dices, threshold=0.1, rule=rule, convergence_epoch=20) is converged
+
+
+# --- learning and the run folder ---------------------------------------------------------------
+
+
+def test_baseline_learns_the_phantom_and_a_finished_run_is_not_trained_again(phantom: PreparedTask, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run_00"
+    config = tiny_config(phantom, run_dir, max_epochs=8)
+    summary = train_run(config, progress=False)
+
+    assert summary["best_val_dice"] > 0.8
+    assert summary["converged"] and not summary["diverged"]
+    assert summary["epochs"] == 8 and summary["stop_reason"] == "max_epochs"
+    assert summary["config"] == config.to_dict() and summary["network"] == "baseline" and summary["seed"] == 0
+    rows = read_log(run_dir)
+    assert [r["epoch"] for r in rows] == list(range(1, 9))
+    assert max(r["val_dice"] for r in rows) == summary["best_val_dice"]
+    assert rows[-1]["train_dice"] > 0.8
+    assert summary["total_seconds"] == pytest.approx(sum(r["wall_seconds"] for r in rows))
+    assert sorted(p.name for p in run_dir.iterdir()) == ["best.pt", "config.json", "log.csv", "summary.json"]
+    model, metadata = load_model(run_dir / "best.pt", expected_hparams={"base_channels": 4, "depth": 2})
+    assert metadata["epoch"] == summary["best_epoch"] and metadata["val_dice"] == summary["best_val_dice"]
+    assert metadata["network"] == "baseline"
+
+    before = {p.name: p.stat().st_mtime_ns for p in run_dir.iterdir()}
+    assert train_run(config, progress=False) == summary
+    assert {p.name: p.stat().st_mtime_ns for p in run_dir.iterdir()} == before
+
+
+def test_run_folder_of_another_run_is_refused(phantom: PreparedTask, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run_00"
+    train_run(tiny_config(phantom, run_dir, network="localiser", max_epochs=1), progress=False)
+    with pytest.raises(ConfigError, match=r"config\.json: this run folder holds a different run \(seed=0 there, 1 now\)"):
+        train_run(tiny_config(phantom, run_dir, network="localiser", max_epochs=1, seed=1), progress=False)
+
+
+def test_patience_stops_the_run(phantom: PreparedTask, tmp_path: Path) -> None:
+    summary = train_run(tiny_config(phantom, tmp_path / "run", network="localiser", lr=1e-12, patience=2,
+                                    max_epochs=50), progress=False)
+    # lr 1e-12 leaves the weights as initialised: epoch 1 is the best, then 2 epochs without improvement
+    assert (summary["best_epoch"], summary["epochs"], summary["stop_reason"]) == (1, 3, "patience")
+
+
+# --- resuming ---------------------------------------------------------------------------------
+
+
+def start_training(config_path: Path) -> subprocess.Popen:
+    """``python -m l2s_core.train CONFIG`` with one thread, so that two such runs compute alike."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "l2s_core.train", str(config_path), "--no-progress"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def completed_epochs(run_dir: Path) -> int:
+    try:
+        return len(read_log(run_dir))
+    except (FileNotFoundError, KeyError, ValueError):
+        return 0
+
+
+def test_killed_training_process_resumes_to_the_weights_of_an_uninterrupted_run(phantom: PreparedTask, tmp_path: Path) -> None:
+    config_path = tmp_path / "killed.json"
+    atomic_write_json(config_path, tiny_config(phantom, tmp_path / "killed", max_epochs=5).to_dict())
+    killed = start_training(config_path)
+    deadline = time.monotonic() + 120
+    while completed_epochs(tmp_path / "killed") < 2 and killed.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.kill(killed.pid, signal.SIGKILL)
+    killed.wait()
+    assert killed.returncode == -signal.SIGKILL, killed.stderr.read()
+    assert not (tmp_path / "killed" / "summary.json").exists()  # the kill interrupted the run
+    assert (tmp_path / "killed" / "resume.pt").exists()
+
+    resumed = start_training(config_path)
+    # meanwhile, the uninterrupted run in this process (one thread, as in the subprocesses)
+    train_run(tiny_config(phantom, tmp_path / "reference", max_epochs=5), progress=False)
+    out, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    assert json.loads(out.strip().splitlines()[-1])["epochs"] == 5
+
+    assert_same_state(state_dict_of(tmp_path / "killed" / "best.pt"), state_dict_of(tmp_path / "reference" / "best.pt"))
+    assert log_without_times(tmp_path / "killed") == log_without_times(tmp_path / "reference")
+    assert [r["epoch"] for r in read_log(tmp_path / "killed")] == [1, 2, 3, 4, 5]
+    assert sorted(p.name for p in (tmp_path / "killed").iterdir()) == ["best.pt", "config.json", "log.csv", "summary.json"]
+
+
+class SimulatedKill(BaseException):
+    """Stands for the process dying at a chosen point of an epoch's commit."""
+
+
+@pytest.mark.parametrize("moment", ["before_resume_state", "after_resume_state"])
+def test_interrupted_commit_is_settled_on_restart(phantom: PreparedTask, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  moment: str) -> None:
+    reference_dir = tmp_path / "reference"
+    train_run(tiny_config(phantom, reference_dir, network="localiser", max_epochs=2), progress=False)
+    reference_log = read_log(reference_dir)
+    assert reference_log[1]["val_dice"] > reference_log[0]["val_dice"]  # epoch 2, the last, writes a new best.pt
+
+    real_save = train_module.save_resume_state
+
+    def dying_save(path, state) -> None:
+        if state.epochs_done == 2 and moment == "after_resume_state":
+            real_save(path, state)
+        if state.epochs_done == 2:
+            raise SimulatedKill
+
+    run_dir = tmp_path / "interrupted"
+    config = tiny_config(phantom, run_dir, network="localiser", max_epochs=2)
+    monkeypatch.setattr(train_module, "save_resume_state", dying_save)
+    with pytest.raises(SimulatedKill):
+        train_run(config, progress=False)
+    assert (run_dir / "best.next.pt").exists()
+    monkeypatch.undo()
+
+    train_run(config, progress=False)
+    assert log_without_times(run_dir) == log_without_times(reference_dir)
+    assert_same_state(state_dict_of(run_dir / "best.pt"), state_dict_of(reference_dir / "best.pt"))
+    assert read_checkpoint_metadata(run_dir / "best.pt")["epoch"] == read_json(reference_dir / "summary.json")["best_epoch"]
+    assert sorted(p.name for p in run_dir.iterdir()) == ["best.pt", "config.json", "log.csv", "summary.json"]
+
+
+# --- divergence -----------------------------------------------------------------------------
+
+
+def test_nan_in_the_images_marks_the_run_diverged(phantom: PreparedTask, tmp_path: Path) -> None:
+    for case in phantom.cases("train"):
+        image = np.load(case.folder / "lowres_image.npy", mmap_mode="r+")
+        image[0, 0, 0] = np.nan
+        image.flush()
+    run_dir = tmp_path / "run"
+    summary = train_run(tiny_config(phantom, run_dir, network="localiser"), progress=False)
+    assert summary["diverged"] and not summary["converged"]
+    assert (summary["epochs"], summary["best_epoch"], summary["best_val_dice"]) == (0, None, None)
+    assert summary["stop_reason"] == "diverged"
+    assert not (run_dir / "resume.pt").exists() and not (run_dir / "best.pt").exists()
+
+
+def test_nan_loss_in_a_later_epoch_keeps_the_best_checkpoint(phantom: PreparedTask, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    class LossTurningNaN(DiceCELoss):
+        """The real loss for the first two steps (epoch 1: 3 images, batch 2), then NaN."""
+
+        calls = 0
+
+        def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+            LossTurningNaN.calls += 1
+            loss = super().forward(logits, target)
+            return loss if LossTurningNaN.calls <= 2 else loss * float("nan")
+
+    monkeypatch.setattr(train_module, "DiceCELoss", LossTurningNaN)
+    run_dir = tmp_path / "run"
+    summary = train_run(tiny_config(phantom, run_dir, network="localiser", convergence_threshold=0.0), progress=False)
+    assert summary["diverged"] and not summary["converged"]
+    assert summary["epochs"] == 1 and summary["best_epoch"] == 1
+    assert [r["epoch"] for r in read_log(run_dir)] == [1]
+    assert read_checkpoint_metadata(run_dir / "best.pt")["epoch"] == 1
+    assert not (run_dir / "resume.pt").exists()
+
+
+# --- repeated runs and the command line --------------------------------------------------------
+
+
+def test_train_until_converged_skips_finished_runs(phantom: PreparedTask, tmp_path: Path) -> None:
+    def make_config(index: int) -> TrainConfig:
+        return tiny_config(phantom, tmp_path / f"run_{index:02d}", network="localiser", max_epochs=1,
+                           convergence_threshold=0.0, seed=index)
+
+    finished = {"converged": True, "diverged": False, "best_epoch": 1, "best_val_dice": 0.5, "total_seconds": 1.0,
+                "epochs": 1, "stop_reason": "max_epochs", "network": "localiser", "seed": 0,
+                "config": make_config(0).to_dict()}
+    atomic_write_json(tmp_path / "run_00" / "summary.json", finished)
+
+    summaries = train_until_converged(make_config, n=2, max_runs=5, progress=False)
+    assert [s["seed"] for s in summaries] == [0, 1]
+    assert summaries[0]["best_val_dice"] == 0.5  # read from disk, not trained
+    assert not (tmp_path / "run_00" / "best.pt").exists()
+    assert (tmp_path / "run_01" / "best.pt").exists() and not (tmp_path / "run_02").exists()
+
+
+def test_train_until_converged_stops_at_max_runs(phantom: PreparedTask, tmp_path: Path) -> None:
+    def make_config(index: int) -> TrainConfig:
+        return tiny_config(phantom, tmp_path / f"run_{index:02d}", network="localiser", max_epochs=1,
+                           convergence_threshold=1.5, seed=index)
+
+    summaries = train_until_converged(make_config, n=1, max_runs=2, progress=False)
+    assert [s["converged"] for s in summaries] == [False, False]
+    assert sorted(p.name for p in tmp_path.glob("run_*")) == ["run_00", "run_01"]
+
+
+def test_command_line_reports_a_bad_config(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"prepared_dir": "p", "run_dir": "r", "network": "organ", "epochs": 3}))
+    assert main([str(path)]) == 2
+    assert "config.json epochs: unknown key" in capsys.readouterr().err
