@@ -1,0 +1,352 @@
+"""The study's results as tables: the paper's Tables 1–4, the t-tests and the data behind
+Figures 2–4, computed from the files a study leaves in ``runs/<study>`` (see the study layout:
+prepared tasks, run folders with ``summary.json`` and ``log.csv``, and the evaluation CSVs of
+:mod:`l2s_core.evaluate`).
+
+:func:`load_study` reads a study folder once into a :class:`StudyData`; every other function
+is a pure function of it returning a pandas DataFrame. :func:`write_tables` writes them all as
+CSV files.
+
+Example:
+    >>> data = load_study("runs/quick")  # doctest: +SKIP
+    >>> table_dice(data, "test")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from l2s_core.data.cache import PreparedTask
+from l2s_core.errors import InputDataError
+from l2s_core.evaluate import CASE_COLUMNS, METHODS, RUN_COLUMNS, SPLITS
+from l2s_core.files import atomic_write_text, read_json
+from l2s_core.stats import DEFAULT_PAIRS, format_mean_sd, mean_sd, pairwise_tests
+from l2s_core.train import LOG_COLUMNS, LOG_FILE, NETWORKS, SUMMARY_FILE
+
+#: The paper's order of the organs; organs of other names follow alphabetically.
+PAPER_ORGANS = ("spleen", "pancreas", "prostate", "liver", "heart")
+#: Significance level marking a Dice significantly above the baseline in Tables 3 and 4.
+ALPHA = 0.05
+NETWORK_LABELS = {"baseline": "baseline", "localiser": "low res (localiser)", "organ": "organ"}
+METHOD_LABELS = {"baseline": "baseline", "two_stage": "two stage", "gt_localised": "ground truth localised"}
+SPLIT_LABELS = {"train": "training", "val": "validation", "test": "test"}
+SUMMARY_COLUMNS = ("organ", "network", "run", "converged", "diverged", "best_epoch", "best_val_dice",
+                   "total_seconds", "epochs", "seed")
+DATASET_COLUMNS = ("organ", "task_name", "task_dir", "n_train", "n_val", "n_test", "n_cases", "foreground_percent")
+
+
+@dataclass(frozen=True)
+class StudyData:
+    """Everything the analysis reads from a study folder.
+
+    Attributes:
+        study_dir: the study folder ``runs/<study>``.
+        organs: organs found, in the study's (else the paper's) order.
+        study_params: content of ``study_params.json``, or ``None`` where it is absent.
+        datasets: one row per organ: columns :data:`DATASET_COLUMNS` (split sizes of the
+            prepared task; ``foreground_percent`` = mean over its cases of the organ's share
+            of the image voxels, in %).
+        summaries: one row per finished training run: columns :data:`SUMMARY_COLUMNS`.
+        logs: per-epoch rows of the finished runs: ``organ, network, run`` and the columns of
+            ``log.csv`` (epoch, wall_seconds, train_loss, train_dice, val_dice).
+        cases: the rows of every ``<organ>/evaluation/<split>_cases.csv``.
+        runs: the rows of every ``<organ>/evaluation/<split>_runs.csv``.
+    """
+
+    study_dir: Path
+    organs: tuple[str, ...]
+    study_params: dict[str, Any] | None
+    datasets: pd.DataFrame
+    summaries: pd.DataFrame
+    logs: pd.DataFrame
+    cases: pd.DataFrame
+    runs: pd.DataFrame
+
+
+def _organ_order(names: list[str], study_params: dict[str, Any] | None) -> tuple[str, ...]:
+    """``names`` in the study's organ order (else the paper's), unknown names last alphabetically."""
+    preferred = list(study_params.get("organs") or []) if study_params else []
+    preferred += [o for o in PAPER_ORGANS if o not in preferred]
+    rank = {name: i for i, name in enumerate(preferred)}
+    return tuple(sorted(names, key=lambda n: (rank.get(n, len(rank)), n)))
+
+
+def _run_index(run_dir: Path) -> int | None:
+    """The index ``ii`` of a folder named ``run_ii``, or ``None`` for other names."""
+    prefix, _, number = run_dir.name.partition("_")
+    return int(number) if prefix == "run" and number.isdigit() else None
+
+
+def _finished_runs(organ_dir: Path) -> list[tuple[str, int, Path]]:
+    """``(network, run index, folder)`` of the runs of an organ that have a ``summary.json``."""
+    found = []
+    for network in NETWORKS:
+        for run_dir in sorted((organ_dir / network).glob("run_*")):
+            index = _run_index(run_dir)
+            if index is not None and (run_dir / SUMMARY_FILE).is_file():
+                found.append((network, index, run_dir))
+    return found
+
+
+def _read_dataset(organ: str, prepared_dir: Path) -> dict[str, Any]:
+    task = PreparedTask(prepared_dir)
+    split = task.split
+    case_ids = [c for name in ("train", "val", "test") for c in split[name]]
+    shares = [float(task.case(c).meta["foreground_share"]) for c in case_ids]
+    return {"organ": organ, "task_name": task.settings.get("task_name", ""),
+            "task_dir": task.settings.get("task_dir", ""),
+            "n_train": len(split["train"]), "n_val": len(split["val"]), "n_test": len(split["test"]),
+            "n_cases": len(case_ids), "foreground_percent": 100.0 * float(np.mean(shares)) if shares else np.nan}
+
+
+def _read_csvs(paths: list[Path], columns: tuple[str, ...]) -> pd.DataFrame:
+    frames = [pd.read_csv(p, dtype={"case_id": str}) for p in paths if p.is_file()]
+    frames = [f for f in frames if not f.empty]
+    if not frames:
+        return pd.DataFrame(columns=list(columns))
+    return pd.concat(frames, ignore_index=True)
+
+
+def load_study(study_dir: str | Path) -> StudyData:
+    """Read a study folder.
+
+    An organ is a sub-folder holding ``prepared/prep.json``. Training runs without a
+    ``summary.json`` (unfinished) are left out; missing evaluation CSVs give no rows.
+
+    Args:
+        study_dir: the folder ``runs/<study>``.
+
+    Returns:
+        The :class:`StudyData`.
+
+    Raises:
+        InputDataError: the folder does not exist or holds no prepared organ.
+        FormatVersionError: a metadata file written by an incompatible l2s version.
+    """
+    study_dir = Path(study_dir)
+    if not study_dir.is_dir():
+        raise InputDataError(study_dir, "study folder not found")
+    params_path = study_dir / "study_params.json"
+    study_params = read_json(params_path) if params_path.is_file() else None
+    organ_dirs = {d.name: d for d in study_dir.iterdir() if (d / "prepared" / "prep.json").is_file()}
+    if not organ_dirs:
+        raise InputDataError(study_dir, "no prepared organ found (expected <organ>/prepared/prep.json)")
+    organs = _organ_order(list(organ_dirs), study_params)
+    summaries, logs = [], []
+    for organ in organs:
+        for network, index, run_dir in _finished_runs(organ_dirs[organ]):
+            summary = read_json(run_dir / SUMMARY_FILE)
+            summaries.append({"organ": organ, "network": network, "run": index,
+                              **{k: summary.get(k) for k in SUMMARY_COLUMNS[3:]}})
+            if (run_dir / LOG_FILE).is_file():
+                log = pd.read_csv(run_dir / LOG_FILE)
+                logs.append(log.assign(organ=organ, network=network, run=index))
+    evaluation = [organ_dirs[o] / "evaluation" for o in organs]
+    return StudyData(
+        study_dir=study_dir,
+        organs=organs,
+        study_params=study_params,
+        datasets=pd.DataFrame([_read_dataset(o, organ_dirs[o] / "prepared") for o in organs],
+                              columns=list(DATASET_COLUMNS)),
+        summaries=pd.DataFrame(summaries, columns=list(SUMMARY_COLUMNS)).astype({"converged": bool, "diverged": bool}),
+        logs=pd.concat(logs, ignore_index=True)[["organ", "network", "run", *LOG_COLUMNS]] if logs
+        else pd.DataFrame(columns=["organ", "network", "run", *LOG_COLUMNS]),
+        cases=_read_csvs([d / f"{s}_cases.csv" for d in evaluation for s in SPLITS], CASE_COLUMNS),
+        runs=_read_csvs([d / f"{s}_runs.csv" for d in evaluation for s in SPLITS], RUN_COLUMNS),
+    )
+
+
+def data_description(data: StudyData) -> str:
+    """One paragraph (Markdown) saying which data the study ran on: phantom or real MSD tasks.
+
+    Read from ``study_params.json`` where present, else from the prepared tasks' names.
+    """
+    tasks = ", ".join(f"{row.organ}: {row.task_name} ({row.task_dir})" for row in data.datasets.itertuples())
+    source = (data.study_params or {}).get("data")
+    if source == "phantom":
+        phantom = data.study_params.get("phantom", {})
+        kind = ("**phantom data**: synthetic volumes generated by `l2s phantom` "
+                f"(n_cases={phantom.get('n_cases')}, shape={phantom.get('shape')}, seed={phantom.get('seed')}), "
+                "not patient scans; the numbers test the pipeline, they do not reproduce the paper's values")
+    elif source == "msd":
+        kind = f"**real data**: Medical Segmentation Decathlon tasks from `{data.study_params.get('data_root')}`"
+    else:
+        kind = "data named by the prepared tasks (no `study_params.json` in the study folder)"
+    return f"Study folder `{data.study_dir}` ran on {kind}. Prepared tasks: {tasks}."
+
+
+def software_versions() -> pd.DataFrame:
+    """Versions of Python and of the packages the results depend on (``package``, ``version``)."""
+    packages = ("l2s", "torch", "monai", "numpy", "scipy", "pandas", "scikit-image", "nibabel")
+    rows = [("python", platform.python_version())]
+    for name in packages:
+        try:
+            rows.append((name, importlib.metadata.version(name)))
+        except importlib.metadata.PackageNotFoundError:
+            rows.append((name, "not installed"))
+    return pd.DataFrame(rows, columns=["package", "version"])
+
+
+def table1_split_sizes(data: StudyData) -> pd.DataFrame:
+    """Table 1: number of images in the training, validation and test sets of each organ.
+
+    Returns:
+        Index ``organ``; columns ``training``, ``validation``, ``test``.
+    """
+    table = data.datasets.set_index("organ")[["n_train", "n_val", "n_test"]]
+    return table.rename(columns={"n_train": "training", "n_val": "validation", "n_test": "test"}).astype(int)
+
+
+def table2_training_minutes(data: StudyData) -> pd.DataFrame:
+    """Table 2: mean training time in minutes (``total_seconds`` of the summary / 60) of every
+    finished run, converged or not, per organ and network.
+
+    Returns:
+        Index ``organ``; one column per network (``baseline``, ``localiser``, ``organ``), NaN
+        where an organ has no finished run of a network.
+    """
+    minutes = data.summaries.assign(minutes=data.summaries["total_seconds"].astype(float) / 60.0)
+    table = minutes.pivot_table(index="organ", columns="network", values="minutes", aggfunc="mean")
+    return table.reindex(index=list(data.organs), columns=list(NETWORKS)).rename_axis(columns=None)
+
+
+def ttests(data: StudyData) -> pd.DataFrame:
+    """Two-sided t-tests of the per-run pooled Dice between methods, for every organ and split.
+
+    Each run of a method is one sample (its Dice pooled over the split's cases). The pairs of
+    :data:`l2s_core.stats.DEFAULT_PAIRS` (baseline vs two_stage, baseline vs gt_localised,
+    two_stage vs gt_localised, as in the paper's Results section) are compared with Student's
+    t-test (equal variances, as ``scipy.stats.ttest_ind`` by default, the paper's test) and
+    with Welch's.
+
+    Returns:
+        One row per organ, split and pair with the columns of
+        :func:`l2s_core.stats.pairwise_tests` (``organ``, ``split``, ``method_a``,
+        ``method_b``, the runs, means and sds of both, ``p_student``, ``p_welch``).
+    """
+    runs = data.runs[["organ", "split", "method", "pooled_dice"]].astype({"pooled_dice": float})
+    return pairwise_tests(runs, value_col="pooled_dice", method_col="method", group_cols=["organ", "split"],
+                          pairs=DEFAULT_PAIRS)
+
+
+def table_dice(data: StudyData, split: str) -> pd.DataFrame:
+    """Tables 3 (``split="val"``) and 4 (``split="test"``): mean ± sd over runs of the pooled Dice.
+
+    Args:
+        data: the study.
+        split: ``"val"`` or ``"test"``.
+
+    Returns:
+        Index ``organ``; per method ``m`` of :data:`METHODS` the columns ``m_runs`` (number
+        of runs), ``m_mean``, ``m_sd`` (sample sd), ``m_above_baseline`` (True where the
+        method's Dice is higher than the baseline's with Student p < :data:`ALPHA`; always
+        False for the baseline) and ``m`` (:func:`l2s_core.stats.format_mean_sd`, e.g.
+        ``"0.8142 ± 0.0221"``, with ``" *"`` appended where ``m_above_baseline``).
+    """
+    runs = data.runs[data.runs["split"] == split]
+    tests = ttests(data)
+    tests = tests[(tests["split"] == split) & (tests["method_a"] == "baseline")]
+    rows = []
+    for organ in data.organs:
+        row: dict[str, Any] = {"organ": organ}
+        for method in METHODS:
+            values = runs.loc[(runs["organ"] == organ) & (runs["method"] == method), "pooled_dice"].astype(float)
+            mean, sd = mean_sd(values.to_numpy())
+            test = tests[(tests["organ"] == organ) & (tests["method_b"] == method)]
+            above = bool(len(test) == 1 and test["p_student"].iloc[0] < ALPHA and mean > test["mean_a"].iloc[0])
+            row.update({f"{method}_runs": len(values), f"{method}_mean": mean, f"{method}_sd": sd,
+                        f"{method}_above_baseline": above,
+                        method: format_mean_sd(values.to_numpy()) + (" *" if above else "")})
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("organ")
+
+
+def convergence_rates(data: StudyData) -> pd.DataFrame:
+    """Figure 3's data: share of finished runs that converged, per organ and network.
+
+    Returns:
+        One row per organ and network with a finished run: ``organ``, ``network``,
+        ``trained`` (finished runs), ``converged``, ``convergence_rate`` (converged / trained),
+        ``n_cases`` (dataset size: prepared cases of all splits), ``n_train``,
+        ``foreground_percent``.
+    """
+    counts = (data.summaries.groupby(["organ", "network"], sort=False)["converged"]
+              .agg(trained="size", converged="sum").reset_index())
+    counts["converged"] = counts["converged"].astype(int)
+    counts["convergence_rate"] = counts["converged"] / counts["trained"]
+    table = counts.merge(data.datasets[["organ", "n_cases", "n_train", "foreground_percent"]], on="organ", how="left")
+    rank = {"organ": {o: i for i, o in enumerate(data.organs)}, "network": {n: i for i, n in enumerate(NETWORKS)}}
+    table = table.sort_values(by=["organ", "network"], key=lambda column: column.map(rank[column.name]))
+    return table.reset_index(drop=True)
+
+
+def dice_gain(data: StudyData) -> pd.DataFrame:
+    """Figure 4's data: mean Dice of a localised method minus the mean Dice of the baseline.
+
+    Returns:
+        One row per organ, split and localised method (``two_stage``, ``gt_localised``) where
+        both it and the baseline have runs: ``organ``, ``split``, ``method``,
+        ``baseline_dice``, ``method_dice`` (means over runs of the pooled Dice), ``gain``,
+        ``foreground_percent``.
+    """
+    means = data.runs.astype({"pooled_dice": float}).groupby(["organ", "split", "method"])["pooled_dice"].mean()
+    rows = []
+    for organ in data.organs:
+        for split in SPLITS:
+            baseline = means.get((organ, split, "baseline"), np.nan)
+            for method in METHODS[1:]:
+                method_dice = means.get((organ, split, method), np.nan)
+                if np.isfinite(baseline) and np.isfinite(method_dice):
+                    rows.append({"organ": organ, "split": split, "method": method, "baseline_dice": baseline,
+                                 "method_dice": method_dice, "gain": method_dice - baseline})
+    gains = pd.DataFrame(rows, columns=["organ", "split", "method", "baseline_dice", "method_dice", "gain"])
+    return gains.merge(data.datasets[["organ", "foreground_percent"]], on="organ", how="left")
+
+
+def training_curves(data: StudyData) -> pd.DataFrame:
+    """Figure 2's data: the per-epoch log rows of the converged runs only.
+
+    Returns:
+        Columns ``organ``, ``network``, ``run`` and those of ``log.csv``.
+    """
+    converged = data.summaries.loc[data.summaries["converged"], ["organ", "network", "run"]]
+    return data.logs.merge(converged, on=["organ", "network", "run"], how="inner")
+
+
+def all_tables(data: StudyData) -> dict[str, pd.DataFrame]:
+    """Every table of the analysis, by file stem (``table1_split_sizes``, ...)."""
+    return {
+        "table1_split_sizes": table1_split_sizes(data),
+        "table2_training_minutes": table2_training_minutes(data),
+        "table3_val_dice": table_dice(data, "val"),
+        "table4_test_dice": table_dice(data, "test"),
+        "ttests": ttests(data),
+        "convergence_rates": convergence_rates(data),
+        "dice_gain": dice_gain(data),
+    }
+
+
+def write_tables(study_dir: str | Path, out_dir: str | Path) -> dict[str, Path]:
+    """Write every table of :func:`all_tables` as ``<out_dir>/<name>.csv``, atomically.
+
+    Args:
+        study_dir: the study folder ``runs/<study>``.
+        out_dir: destination folder (created).
+
+    Returns:
+        Table name → CSV path.
+    """
+    out_dir = Path(out_dir)
+    paths = {}
+    for name, table in all_tables(load_study(study_dir)).items():
+        paths[name] = out_dir / f"{name}.csv"
+        keep_index = table.index.name is not None
+        atomic_write_text(paths[name], table.to_csv(index=keep_index))
+    return paths

@@ -1,0 +1,288 @@
+"""Evaluation of an organ's trained runs on its validation or test images (full resolution).
+
+Three methods, as in the paper:
+
+==============  ===========================================================================
+method          prediction of one case
+==============  ===========================================================================
+baseline        sliding window over the ``full`` image with the run's training patch size
+two_stage       the i-th converged localiser with the i-th converged organ network (runs in
+                order of run index): localise at low resolution, segment the organ box
+gt_localised    a converged organ network on the box of the label (+ the crop margin)
+==============  ===========================================================================
+
+Only converged runs (``summary.json``: ``converged`` true) are evaluated. For each organ and
+split two CSV files are written atomically into ``<organ>/evaluation/``:
+``<split>_cases.csv`` (:data:`CASE_COLUMNS`, one row per method, run and case) and
+``<split>_runs.csv`` (:data:`RUN_COLUMNS`, one pooled row per method and run). Optionally the
+masks are written as NIfTI on the source scan's grid under
+``<organ>/evaluation/predictions/<split>/<method>_<run>/<case>.nii.gz``.
+
+Example:
+    >>> paths = evaluate_organ(Path("runs/quick/spleen"), "test", device="cuda")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from l2s_core.checkpoint import load_model
+from l2s_core.data.cache import PreparedTask
+from l2s_core.errors import ConfigError
+from l2s_core.files import atomic_write_text, read_json
+from l2s_core.infer import FALLBACKS, gt_localised_predict, predict_sliding_window, save_prediction, two_stage_predict
+from l2s_core.metrics import case_metrics, pooled_dice
+from l2s_core.train import BEST_FILE, CONFIG_FILE, SUMMARY_FILE, TrainConfig
+
+logger = logging.getLogger(__name__)
+
+METHODS = ("baseline", "two_stage", "gt_localised")
+SPLITS = ("val", "test")
+#: Columns of a case row taken from :func:`l2s_core.metrics.case_metrics`.
+METRIC_COLUMNS = ("tp", "fp", "fn", "dice", "hd95_mm", "surface_dice")
+CASE_COLUMNS = ("organ", "split", "method", "run", "localiser_run", "organ_run", "case_id", *METRIC_COLUMNS,
+                "seconds", "fallback")
+RUN_COLUMNS = ("organ", "split", "method", "run", "localiser_run", "organ_run", "n_cases", "tp", "fp", "fn",
+               "pooled_dice", "mean_case_dice", "mean_hd95_mm", "seconds_per_case")
+#: ``fallback`` column of a case where the localiser (or label) gave a box.
+NO_FALLBACK = "none"
+
+#: A method's prediction of one case: ``(image, label) -> (mask, fallback used or None)``, ``(z, y, x)`` arrays.
+Predictor = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, str | None]]
+
+
+@dataclass(frozen=True)
+class ConvergedRun:
+    """A converged training run: its network type, run index and folder."""
+
+    network: str
+    index: int
+    folder: Path
+
+    @property
+    def config(self) -> TrainConfig:
+        """The run's training settings (``config.json``)."""
+        return TrainConfig.load(self.folder / CONFIG_FILE)
+
+
+@dataclass(frozen=True)
+class MethodRun:
+    """One run of a method: which trained runs it uses and how it predicts a case.
+
+    Attributes:
+        method: ``baseline``, ``two_stage`` or ``gt_localised``.
+        run: run number of the method (baseline: the baseline run's index; two_stage: the
+            pair's position i; gt_localised: the organ run's index).
+        localiser_run: index of the localiser run (two_stage), else ``None``.
+        organ_run: index of the organ network run (two_stage, gt_localised), else ``None``.
+        predict: the :data:`Predictor`.
+    """
+
+    method: str
+    run: int
+    localiser_run: int | None
+    organ_run: int | None
+    predict: Predictor
+
+
+def converged_runs(organ_dir: Path, network: str) -> list[ConvergedRun]:
+    """Converged runs of one network of an organ, in order of run index.
+
+    A run counts when its folder ``<organ_dir>/<network>/run_<ii>`` holds a ``summary.json``
+    with ``converged`` true and a ``best.pt``.
+    """
+    runs = []
+    for folder in sorted((organ_dir / network).glob("run_*")):
+        prefix, _, number = folder.name.partition("_")
+        summary_path = folder / SUMMARY_FILE
+        if prefix != "run" or not number.isdigit() or not summary_path.is_file():
+            continue
+        if read_json(summary_path).get("converged") and (folder / BEST_FILE).is_file():
+            runs.append(ConvergedRun(network, int(number), folder))
+    return sorted(runs, key=lambda r: r.index)
+
+
+def _amp(config: TrainConfig, device: str) -> bool:
+    """bfloat16 autocast where the run trained with it and the device is a GPU."""
+    return config.amp and torch.device(device).type == "cuda"
+
+
+def _baseline(run: ConvergedRun, device: str) -> MethodRun:
+    model, _ = load_model(run.folder / BEST_FILE, device)
+    config = run.config
+
+    def predict(image: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, str | None]:
+        mask = predict_sliding_window(model, image, config.patch_size, config.sw_overlap, config.batch_size,
+                                      device, _amp(config, device))
+        return mask, None
+
+    return MethodRun("baseline", run.index, None, None, predict)
+
+
+def _two_stage(position: int, localiser_run: ConvergedRun, organ_run: ConvergedRun, margin: int, fallback: str,
+               device: str) -> MethodRun:
+    localiser, _ = load_model(localiser_run.folder / BEST_FILE, device)
+    organ_net, _ = load_model(organ_run.folder / BEST_FILE, device)
+    multiple = max(localiser.size_multiple, organ_net.size_multiple)
+    amp = _amp(organ_run.config, device)
+
+    def predict(image: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, str | None]:
+        result = two_stage_predict(localiser, organ_net, image, multiple, margin, fallback, device, amp)
+        return result.mask, result.fallback_used
+
+    return MethodRun("two_stage", position, localiser_run.index, organ_run.index, predict)
+
+
+def _gt_localised(organ_run: ConvergedRun, margin: int, fallback: str, device: str) -> MethodRun:
+    organ_net, _ = load_model(organ_run.folder / BEST_FILE, device)
+    amp = _amp(organ_run.config, device)
+
+    def predict(image: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, str | None]:
+        result = gt_localised_predict(organ_net, image, label, organ_net.size_multiple, margin, fallback, device, amp)
+        return result.mask, result.fallback_used
+
+    return MethodRun("gt_localised", organ_run.index, None, organ_run.index, predict)
+
+
+def method_runs(organ_dir: Path, margin: int, fallback: str, device: str) -> list[MethodRun]:
+    """Every run of every method that the organ's converged runs allow, models loaded on ``device``.
+
+    A method without runs (e.g. no converged localiser) is left out with a logged warning;
+    localisers and organ networks are paired in order of run index up to the shorter list.
+
+    Args:
+        organ_dir: the organ folder (``<organ>/{baseline,localiser,organ}/run_<ii>``).
+        margin: voxels around the organ box (the crop margin of the prepared task).
+        fallback: what two-stage prediction does when nothing is localised (see
+            :func:`l2s_core.infer.two_stage_predict`).
+        device: where the networks run.
+
+    Returns:
+        The method runs, baseline first, then two_stage, then gt_localised.
+    """
+    baselines = converged_runs(organ_dir, "baseline")
+    localisers = converged_runs(organ_dir, "localiser")
+    organ_nets = converged_runs(organ_dir, "organ")
+    if not baselines:
+        logger.warning("%s: no converged baseline run; the baseline is not evaluated", organ_dir)
+    if not (localisers and organ_nets):
+        logger.warning("%s: no converged %s run; two_stage is not evaluated", organ_dir,
+                       "localiser" if not localisers else "organ")
+    elif len(localisers) != len(organ_nets):
+        logger.warning("%s: %d converged localiser and %d organ runs; two_stage pairs the first %d of each",
+                       organ_dir, len(localisers), len(organ_nets), min(len(localisers), len(organ_nets)))
+    if not organ_nets:
+        logger.warning("%s: no converged organ run; gt_localised is not evaluated", organ_dir)
+    pairs = enumerate(zip(localisers, organ_nets))
+    return ([_baseline(r, device) for r in baselines]
+            + [_two_stage(i, localiser, organ_net, margin, fallback, device) for i, (localiser, organ_net) in pairs]
+            + [_gt_localised(r, margin, fallback, device) for r in organ_nets])
+
+
+def pooled_rows(cases: pd.DataFrame) -> pd.DataFrame:
+    """One pooled row per method and run of a table of case rows.
+
+    Args:
+        cases: rows with the columns :data:`CASE_COLUMNS`.
+
+    Returns:
+        Rows with the columns :data:`RUN_COLUMNS`: TP, FP and FN summed over the cases,
+        ``pooled_dice`` from the sums, ``mean_case_dice``, ``mean_hd95_mm`` (mean over the
+        cases with a finite HD95, NaN if none) and ``seconds_per_case``.
+    """
+    keys = ["organ", "split", "method", "run", "localiser_run", "organ_run"]
+    rows = []
+    for key, group in cases.groupby(keys, sort=False, dropna=False):
+        hd95 = group["hd95_mm"].astype(float)
+        finite_hd95 = hd95[np.isfinite(hd95)]
+        rows.append({
+            **dict(zip(keys, key)),
+            "n_cases": len(group),
+            "tp": int(group["tp"].sum()), "fp": int(group["fp"].sum()), "fn": int(group["fn"].sum()),
+            "pooled_dice": pooled_dice(group[["tp", "fp", "fn"]].to_dict("records")),
+            "mean_case_dice": float(group["dice"].mean()),
+            "mean_hd95_mm": float(finite_hd95.mean()) if len(finite_hd95) else np.nan,
+            "seconds_per_case": float(group["seconds"].mean()),
+        })
+    return _table(rows, RUN_COLUMNS)
+
+
+def _table(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> pd.DataFrame:
+    """Rows as a DataFrame with ``columns``; run indices as nullable integers."""
+    table = pd.DataFrame(rows, columns=list(columns))
+    return table.astype({"run": "Int64", "localiser_run": "Int64", "organ_run": "Int64"})
+
+
+def _write_csv(path: Path, table: pd.DataFrame) -> None:
+    buffer = io.StringIO()
+    table.to_csv(buffer, index=False)
+    atomic_write_text(path, buffer.getvalue())
+
+
+def evaluate_organ(organ_dir: Path, split: str, prepared_dir: Path | None = None, fallback: str = "whole_image",
+                   tolerance_mm: float = 2.0, device: str = "cpu", save_predictions: bool = False,
+                   progress: bool = True) -> dict[str, Path]:
+    """Evaluate every method run of one organ on one split and write the evaluation CSVs.
+
+    Args:
+        organ_dir: the organ folder of a study (``runs/<study>/<organ>``).
+        split: ``"val"`` or ``"test"``.
+        prepared_dir: the prepared task (default ``<organ_dir>/prepared``).
+        fallback: when the localiser (or label) gives no box: ``"whole_image"`` or ``"empty"``.
+        tolerance_mm: tolerance of the surface Dice.
+        device: where the networks run (``"cpu"``, ``"cuda"``, ...).
+        save_predictions: also write every mask as NIfTI on the source scan's grid.
+        progress: show a progress bar over the cases.
+
+    Returns:
+        ``{"cases": <split>_cases.csv, "runs": <split>_runs.csv}`` and, with
+        ``save_predictions``, ``"predictions"``: the folder of the masks. Methods without
+        converged runs give no rows (the CSVs are still written, with their header).
+
+    Raises:
+        ConfigError: an unknown split or fallback.
+        InputDataError, CheckpointError: an unreadable prepared task or checkpoint.
+    """
+    if split not in SPLITS:
+        raise ConfigError("split", f"must be one of {', '.join(SPLITS)}, got {split!r}")
+    if fallback not in FALLBACKS:
+        raise ConfigError("fallback", f"must be one of {', '.join(FALLBACKS)}, got {fallback!r}")
+    organ_dir = Path(organ_dir)
+    task = PreparedTask(prepared_dir if prepared_dir is not None else organ_dir / "prepared")
+    out_dir = organ_dir / "evaluation"
+    predictions_dir = out_dir / "predictions" / split
+    runs = method_runs(organ_dir, int(task.settings["crop_margin"]), fallback, device)
+    rows = []
+    for case in tqdm(task.cases(split), desc=f"evaluate {organ_dir.name} {split}", unit="case", disable=not progress):
+        image = np.array(case.array("full", "image"))
+        label = np.array(case.array("full", "label"))
+        for method_run in runs:
+            started = time.perf_counter()
+            mask, fallback_used = method_run.predict(image, label)
+            seconds = time.perf_counter() - started
+            metrics = case_metrics(mask, label, case.spacing, tolerance_mm)
+            rows.append({"organ": organ_dir.name, "split": split, "method": method_run.method, "run": method_run.run,
+                         "localiser_run": method_run.localiser_run, "organ_run": method_run.organ_run,
+                         "case_id": case.case_id, **{k: metrics[k] for k in METRIC_COLUMNS},
+                         "seconds": seconds, "fallback": fallback_used or NO_FALLBACK})
+            if save_predictions:
+                folder = predictions_dir / f"{method_run.method}_{method_run.run:02d}"
+                save_prediction(mask, case, folder / f"{case.case_id}.nii.gz")
+    cases = _table(rows, CASE_COLUMNS)
+    paths = {"cases": out_dir / f"{split}_cases.csv", "runs": out_dir / f"{split}_runs.csv"}
+    _write_csv(paths["cases"], cases)
+    _write_csv(paths["runs"], pooled_rows(cases))
+    if save_predictions:
+        paths["predictions"] = predictions_dir
+    return paths

@@ -1,0 +1,637 @@
+"""Interactive slice explorer of a prepared task (``notebooks/explore.ipynb``).
+
+:class:`SliceViewer` pages through the slices of prepared cases with ipywidgets controls and
+draws a matplotlib figure: the image under a CT window, the ground truth and the predictions
+of each method as coloured overlays, the localisation boxes as rectangles, and a manual box in
+which the organ network can be run. Every control's ``value`` is observed, so setting it from
+code (a test, no kernel) redraws the figure exactly as a click in JupyterLab does; the figure
+is shown as a PNG inside an ``ipywidgets.Output`` (works with the Agg backend, no ipympl).
+
+Display conventions: rows of a slice are its first remaining array axis, columns its second
+(axial ``z`` → ``(y, x)``, coronal ``y`` → ``(z, x)``, sagittal ``x`` → ``(z, y)``), drawn with
+the first axis increasing upwards (anterior up in axial views, superior up otherwise) and the
+second increasing to the left, which on the RAS arrays of :mod:`l2s_core.data.io` gives the
+radiological convention (patient's right on the viewer's left; anterior on the left in sagittal
+views). Pixels are drawn with the aspect of the voxel spacing.
+
+Window and level: prepared images are normalised unless the task was prepared with
+``normalisation="none"``. For raw CT the default is the soft-tissue window W 400 / L 40 HU;
+otherwise (z-scored images, MRI) the "auto window" checkbox sets them from the 1st and 99th
+percentiles of each case (:func:`auto_window`), recomputed whenever the case changes.
+
+Example:
+    >>> viewer = SliceViewer(PreparedTask("runs/quick/spleen/prepared"))  # doctest: +SKIP
+    >>> display(viewer.widget)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import io
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ipywidgets as widgets
+import numpy as np
+from matplotlib.colors import ListedColormap
+from matplotlib.figure import Figure
+from matplotlib.image import AxesImage
+from matplotlib.patches import Rectangle
+from torch import nn
+
+from l2s_core.boxes import Box, crop, paste
+from l2s_core.checkpoint import load_model
+from l2s_core.data.cache import PreparedCase, PreparedTask
+from l2s_core.data.split import SPLIT_NAMES
+from l2s_core.errors import ConfigError, InputDataError
+from l2s_core.evaluate import ConvergedRun, converged_runs
+from l2s_core.infer import gt_localised_predict, predict_sliding_window, predict_whole, two_stage_predict
+from l2s_core.train import BEST_FILE, NETWORKS
+
+#: Display name and array axis of each view.
+VIEWS = {"axial": 0, "coronal": 1, "sagittal": 2}
+#: Soft-tissue CT window ``(width, level)`` in HU, the default for raw (``none``-normalised) CT.
+CT_SOFT_TISSUE = (400.0, 40.0)
+GROUND_TRUTH = "ground_truth"
+MANUAL = "manual"
+TWO_STAGE = "two_stage"
+#: Label and colour of the known overlays; other prediction sources take their name and a spare colour.
+OVERLAY_STYLES = {
+    GROUND_TRUTH: ("ground truth", "#2ca02c"),
+    "baseline": ("baseline", "#d62728"),
+    TWO_STAGE: ("two-stage", "#1f77b4"),
+    "gt_localised": ("GT-localised", "#ff7f0e"),
+    MANUAL: ("manual box", "#e377c2"),
+}
+SPARE_COLOURS = ("#9467bd", "#8c564b", "#17becf", "#bcbd22")
+
+PredictionSource = Callable[[PreparedCase], Any] | str | Path
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A method's result on one case.
+
+    Attributes:
+        mask: ``(z, y, x)`` organ mask on the full-resolution grid of the case.
+        box: the localisation box the method segmented in (two-stage), if any.
+    """
+
+    mask: np.ndarray
+    box: Box | None = None
+
+
+def slice_along(volume: np.ndarray, axis: int, index: int) -> np.ndarray:
+    """One slice of a ``(z, y, x)`` volume, as a view (a memmap stays on disk).
+
+    Args:
+        volume: array of shape ``(z, y, x)``.
+        axis: 0 (axial, returns ``(y, x)``), 1 (coronal, ``(z, x)``) or 2 (sagittal, ``(z, y)``).
+        index: slice index along ``axis``.
+
+    Returns:
+        The 2-D slice, rows along the first remaining axis and columns along the second.
+
+    Raises:
+        IndexError: ``axis`` or ``index`` out of range.
+    """
+    if axis not in (0, 1, 2):
+        raise IndexError(f"axis must be 0, 1 or 2, got {axis}")
+    if not 0 <= index < volume.shape[axis]:
+        raise IndexError(f"slice {index} outside 0..{volume.shape[axis] - 1} along axis {axis}")
+    return volume[(slice(None),) * axis + (index,)]
+
+
+def pixel_aspect(spacing: Sequence[float], axis: int) -> float:
+    """Height / width of a displayed pixel of a slice along ``axis`` (see :func:`slice_along`).
+
+    Args:
+        spacing: voxel size in mm, ``(z, y, x)``.
+        axis: the slicing axis.
+    """
+    rows, cols = (a for a in range(3) if a != axis)
+    return float(spacing[rows]) / float(spacing[cols])
+
+
+def window_to_unit(image: np.ndarray, window: float, level: float) -> np.ndarray:
+    """Map intensities to ``[0, 1]``: ``level - window / 2`` → 0, ``level + window / 2`` → 1, clipped.
+
+    Args:
+        image: array of any shape.
+        window: width of the intensity range shown (> 0).
+        level: centre of that range.
+
+    Returns:
+        float32 array of the same shape.
+
+    Raises:
+        ValueError: ``window`` is not positive.
+    """
+    if not window > 0:
+        raise ValueError(f"window must be positive, got {window}")
+    low = level - window / 2.0
+    return np.clip((np.asarray(image, dtype=np.float32) - low) / window, 0.0, 1.0)
+
+
+def auto_window(volume: np.ndarray, percentiles: tuple[float, float] = (1.0, 99.0),
+                max_voxels: int = 2**20) -> tuple[float, float]:
+    """Window and level spanning two intensity percentiles of a volume.
+
+    The percentiles are taken on a regular sub-sample of at most about ``max_voxels`` voxels,
+    so a memory-mapped volume is only partly read.
+
+    Args:
+        volume: ``(z, y, x)`` image.
+        percentiles: lower and upper percentile.
+        max_voxels: sub-sample size bound.
+
+    Returns:
+        ``(window, level)``; the window is at least 1e-6 for a constant image.
+    """
+    step = max(1, math.ceil((volume.size / max_voxels) ** (1 / 3)))
+    sample = np.asarray(volume[::step, ::step, ::step], dtype=np.float64)
+    low, high = np.percentile(sample, percentiles)
+    return max(float(high - low), 1e-6), float(low + high) / 2.0
+
+
+def box_rectangle(box: Box, axis: int, index: int) -> tuple[float, float, float, float] | None:
+    """Outline of a box on one slice, in the slice's pixel coordinates (pixel centres at integers).
+
+    Args:
+        box: half-open ``(z0, y0, x0, z1, y1, x1)`` (may reach beyond the array).
+        axis: the slicing axis.
+        index: the slice index along ``axis``.
+
+    Returns:
+        ``(column, row, width, height)`` of the lower-left corner and size, or ``None`` when
+        the slice does not cross the box.
+    """
+    if not box[axis] <= index < box[axis + 3]:
+        return None
+    rows, cols = (a for a in range(3) if a != axis)
+    return (box[cols] - 0.5, box[rows] - 0.5, float(box[cols + 3] - box[cols]), float(box[rows + 3] - box[rows]))
+
+
+def as_prediction(result: Any) -> Prediction:
+    """Normalise what a prediction source returns: a ``(z, y, x)`` mask, or an object with
+    ``mask`` and optionally ``box`` attributes (e.g. :class:`l2s_core.infer.TwoStageResult`)."""
+    if isinstance(result, np.ndarray):
+        return Prediction(result)
+    box = getattr(result, "box", None)
+    box = tuple(int(v) for v in box) if box is not None else None
+    return Prediction(np.asarray(result.mask), box)  # type: ignore[arg-type]
+
+
+def saved_prediction_source(folder: str | Path) -> Callable[[PreparedCase], np.ndarray]:
+    """A prediction source reading ``<folder>/<case_id>.npy`` (a ``(z, y, x)`` mask on the
+    prepared full-resolution grid), memory-mapped.
+
+    Raises:
+        InputDataError: (when called) the case's file is missing.
+    """
+    folder = Path(folder)
+
+    def load(case: PreparedCase) -> np.ndarray:
+        path = folder / f"{case.case_id}.npy"
+        if not path.is_file():
+            raise InputDataError(path, f"no saved prediction for case {case.case_id}")
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+
+    return load
+
+
+def segment_in_box(network: nn.Module, image: np.ndarray, box: Box, multiple: int, device: str = "cpu") -> np.ndarray:
+    """Run an organ network inside a box and return the full-size mask.
+
+    Args:
+        network: maps ``(N, 1, z, y, x)`` images to ``(N, 2, z, y, x)`` logits.
+        image: ``(z, y, x)`` full-resolution image.
+        box: half-open box; parts beyond the image are zero-filled.
+        multiple: the network's input sides must be multiples of this (padding is added).
+        device: torch device.
+
+    Returns:
+        uint8 ``(z, y, x)`` mask of ``image``'s shape, zero outside the box.
+    """
+    patch = predict_whole(network, crop(image, box), multiple, device=device)
+    return paste(patch, box, image.shape)  # type: ignore[arg-type]
+
+
+def raw_ct_window(task: PreparedTask) -> tuple[float, float] | None:
+    """:data:`CT_SOFT_TISSUE` if the task holds raw CT intensities (normalisation ``none``), else ``None``."""
+    settings = task.settings
+    modality = str(settings.get("modality", {}).get(str(settings.get("channel", 0)), ""))
+    return CT_SOFT_TISSUE if settings.get("normalisation") == "none" and modality.upper() == "CT" else None
+
+
+def _size_multiple(network: nn.Module | None) -> int:
+    return int(getattr(network, "size_multiple", 1))
+
+
+@dataclass(frozen=True)
+class StudyModels:
+    """The networks of a study that the explorer uses.
+
+    Attributes:
+        sources: ``baseline``, ``two_stage`` and ``gt_localised`` prediction sources for
+            :class:`SliceViewer`, as far as their networks exist.
+        organ_network: the organ network (for the manual box), or ``None``.
+        runs: network type → the converged run used.
+    """
+
+    sources: dict[str, Callable[[PreparedCase], Any]]
+    organ_network: nn.Module | None
+    runs: dict[str, ConvergedRun]
+
+
+def load_study_models(organ_dir: str | Path, device: str = "cpu") -> StudyModels:
+    """Load the first converged baseline, localiser and organ networks of one organ of a study.
+
+    Runs are found as the evaluation finds them (:func:`l2s_core.evaluate.converged_runs`).
+    The baseline predicts with sliding windows of its run's patch size and overlap, as in
+    evaluation; two-stage pairs the first converged localiser with the first converged organ
+    network (the evaluation's run 0).
+
+    Args:
+        organ_dir: ``runs/<study>/<organ>`` (holding ``baseline/``, ``localiser/``, ``organ/``).
+        device: torch device of the networks.
+
+    Returns:
+        The :class:`StudyModels`; empty when nothing has converged yet.
+
+    Raises:
+        CheckpointError: a converged run's checkpoint cannot be loaded.
+        ConfigError: the baseline run's ``config.json`` is missing or invalid.
+    """
+    runs = {name: converged[0] for name in NETWORKS if (converged := converged_runs(Path(organ_dir), name))}
+    networks = {name: load_model(run.folder / BEST_FILE, device)[0] for name, run in runs.items()}
+    sources: dict[str, Callable[[PreparedCase], Any]] = {}
+    if "baseline" in networks:
+        config = runs["baseline"].config
+        baseline = networks["baseline"]
+        sources["baseline"] = lambda case: predict_sliding_window(baseline, case.array("full", "image"),
+                                                                  config.patch_size, config.sw_overlap, device=device)
+    organ = networks.get("organ")
+    if organ is not None and "localiser" in networks:
+        localiser = networks["localiser"]
+        multiple = math.lcm(_size_multiple(localiser), _size_multiple(organ))
+        sources[TWO_STAGE] = lambda case: two_stage_predict(localiser, organ, case.array("full", "image"), multiple,
+                                                            device=device)
+    if organ is not None:
+        sources["gt_localised"] = lambda case: gt_localised_predict(organ, case.array("full", "image"),
+                                                                    case.array("full", "label"), _size_multiple(organ),
+                                                                    device=device)
+    return StudyModels(sources, organ, runs)
+
+
+class SliceViewer:
+    """Slice explorer with overlays, localisation boxes and a manual segmentation box.
+
+    Args:
+        cases: a prepared task (its cases in split order train, val, test, or only those of
+            ``split``) or a sequence of prepared cases.
+        sources: method name → prediction source: a callable ``case -> (z, y, x) mask`` (or an
+            object with ``mask`` and ``box``, whose box is drawn), or a folder of saved
+            predictions (:func:`saved_prediction_source`). Names ``baseline``, ``two_stage`` and
+            ``gt_localised`` get their usual labels. Predictions are computed when their
+            overlay is shown and kept for the current case only.
+        organ_network: network run by the "segment in box" button (disabled without one).
+        multiple: input side multiple of ``organ_network`` (default: its ``size_multiple``
+            attribute, else 1).
+        device: torch device of ``organ_network``.
+        split: with a task, show only this split's cases.
+        window_level: initial ``(window, level)``; default :func:`raw_ct_window` of the task,
+            and otherwise the "auto window" percentiles of each case.
+
+    Attributes:
+        widgets: the controls by name: ``case``, ``view``, ``slice``, ``window``, ``level``,
+            ``auto_window``, ``opacity``, ``show_boxes``, ``show_<overlay>`` per overlay,
+            ``box_z``, ``box_y``, ``box_x`` (inclusive voxel ranges), ``segment``, ``status``
+            and ``display`` (the Output holding the figure).
+        figure: the matplotlib figure.
+        image_artist: the image of the slice.
+        overlay_artists: overlay name → its image (``ground_truth``, the sources, ``manual``).
+        box_artists: ``crop`` (label box), ``two_stage`` (predicted box) and ``manual`` outlines.
+
+    Raises:
+        InputDataError: no cases to show.
+        ConfigError: an unknown ``split``.
+    """
+
+    def __init__(self, cases: PreparedTask | Sequence[PreparedCase],
+                 sources: Mapping[str, PredictionSource] | None = None, organ_network: nn.Module | None = None,
+                 multiple: int | None = None, device: str = "cpu", split: str | None = None,
+                 window_level: tuple[float, float] | None = None) -> None:
+        self.cases, labels, default_window = self._case_list(cases, split)
+        self.sources = {name: saved_prediction_source(s) if isinstance(s, (str, Path)) else s
+                        for name, s in (sources or {}).items()}
+        self.organ_network = organ_network
+        self.multiple = multiple if multiple is not None else _size_multiple(organ_network)
+        self.device = device
+        self._holding = False
+        self._predictions: dict[str, Prediction] = {}
+        self._manual: np.ndarray | None = None
+        self._image = self._label = np.zeros((1, 1, 1), np.float32)
+        self.widgets = self._build_widgets(labels, window_level or default_window)
+        self.figure, self.image_artist, self.overlay_artists, self.box_artists = self._build_figure()
+        self._observe()
+        with self._hold():
+            self._load_case()
+        self.render()
+
+    # ----------------------------------------------------------------- construction
+    @staticmethod
+    def _case_list(cases: PreparedTask | Sequence[PreparedCase], split: str | None
+                   ) -> tuple[list[PreparedCase], list[str], tuple[float, float] | None]:
+        """Cases, their dropdown labels and the task's default window."""
+        if not isinstance(cases, PreparedTask):
+            if not cases:
+                raise InputDataError("SliceViewer cases", "no prepared cases to show")
+            return list(cases), [c.case_id for c in cases], None
+        if split is not None and split not in SPLIT_NAMES:
+            raise ConfigError("split", f"must be one of {', '.join(SPLIT_NAMES)} or None, got {split!r}")
+        names = [split] if split is not None else list(SPLIT_NAMES)
+        chosen = [(cases.case(c), name) for name in names for c in cases.split[name]]
+        if not chosen:
+            raise InputDataError(cases.folder, f"no prepared cases in split {split!r}" if split else "no prepared cases")
+        return [c for c, _ in chosen], [f"{c.case_id} ({name})" for c, name in chosen], raw_ct_window(cases)
+
+    @property
+    def overlay_names(self) -> list[str]:
+        """Overlays in drawing order: ground truth, the sources, the manual result."""
+        return [GROUND_TRUTH, *self.sources, MANUAL]
+
+    def _build_widgets(self, labels: list[str], window_level: tuple[float, float] | None) -> dict[str, widgets.Widget]:
+        window, level = window_level or (1.0, 0.0)
+        w: dict[str, widgets.Widget] = {
+            "case": widgets.Dropdown(options=list(zip(labels, range(len(labels)))), value=0, description="case"),
+            "view": widgets.ToggleButtons(options=list(VIEWS.items()), value=0, description="view"),
+            "slice": widgets.IntSlider(min=0, max=1, value=0, description="slice", continuous_update=False),
+            "window": widgets.FloatSlider(min=min(window, 1e-6), max=window, value=window, description="window",
+                                          continuous_update=False),
+            "level": widgets.FloatSlider(min=level - 1, max=level + 1, value=level, description="level",
+                                         continuous_update=False),
+            "auto_window": widgets.Checkbox(value=window_level is None, description="auto window"),
+            "opacity": widgets.FloatSlider(min=0.0, max=1.0, step=0.05, value=0.4, description="opacity"),
+            "show_boxes": widgets.Checkbox(value=True, description="boxes"),
+        }
+        for name in self.overlay_names:
+            w[f"show_{name}"] = widgets.Checkbox(value=True, description=self._style(name)[0])
+        for axis_name in "zyx":
+            w[f"box_{axis_name}"] = widgets.IntRangeSlider(min=0, max=1, value=(0, 1), description=f"box {axis_name}",
+                                                          continuous_update=False)
+        w["segment"] = widgets.Button(description="segment in box", disabled=self.organ_network is None,
+                                      tooltip="run the organ network inside the manual box")
+        w["status"] = widgets.HTML()
+        w["display"] = widgets.Output()
+        return w
+
+    def _style(self, name: str) -> tuple[str, str]:
+        if name in OVERLAY_STYLES:
+            return OVERLAY_STYLES[name]
+        spare = [n for n in self.overlay_names if n not in OVERLAY_STYLES].index(name)
+        return name, SPARE_COLOURS[spare % len(SPARE_COLOURS)]
+
+    def _build_figure(self) -> tuple[Figure, AxesImage, dict[str, AxesImage], dict[str, Rectangle]]:
+        figure = Figure(figsize=(6, 6), dpi=90)
+        axes = figure.add_axes((0.02, 0.02, 0.96, 0.9))
+        axes.set_axis_off()
+        blank = np.zeros((1, 1), np.float32)
+        image = axes.imshow(blank, cmap="gray", vmin=0.0, vmax=1.0, origin="lower", interpolation="nearest")
+        overlays = {}
+        for name in self.overlay_names:
+            cmap = ListedColormap([self._style(name)[1]])
+            overlays[name] = axes.imshow(np.ma.masked_all((1, 1)), cmap=cmap, vmin=0.0, vmax=1.0, origin="lower",
+                                         interpolation="nearest", visible=False)
+        boxes = {}
+        for name, colour, style in (("crop", OVERLAY_STYLES[GROUND_TRUTH][1], "--"),
+                                    (TWO_STAGE, OVERLAY_STYLES[TWO_STAGE][1], "--"),
+                                    (MANUAL, OVERLAY_STYLES[MANUAL][1], "-")):
+            boxes[name] = axes.add_patch(Rectangle((0, 0), 0, 0, fill=False, edgecolor=colour, linestyle=style,
+                                                   linewidth=1.5, visible=False))
+        return figure, image, overlays, boxes
+
+    def _observe(self) -> None:
+        self.widgets["case"].observe(self._on_case, names="value")
+        self.widgets["view"].observe(self._on_view, names="value")
+        self.widgets["auto_window"].observe(self._on_auto_window, names="value")
+        for name in ("slice", "window", "level", "opacity", "show_boxes", "box_z", "box_y", "box_x",
+                     *(f"show_{n}" for n in self.overlay_names)):
+            self.widgets[name].observe(self._changed, names="value")
+        self.widgets["segment"].on_click(self._on_segment)
+
+    # ----------------------------------------------------------------- public
+    @property
+    def case(self) -> PreparedCase:
+        """The case shown."""
+        return self.cases[self.widgets["case"].value]
+
+    @property
+    def axis(self) -> int:
+        """The slicing axis (0 axial, 1 coronal, 2 sagittal)."""
+        return int(self.widgets["view"].value)
+
+    @property
+    def manual_box(self) -> Box:
+        """Half-open box of the manual range sliders."""
+        (z0, z1), (y0, y1), (x0, x1) = (self.widgets[f"box_{a}"].value for a in "zyx")
+        return (z0, y0, x0, z1 + 1, y1 + 1, x1 + 1)
+
+    @property
+    def widget(self) -> widgets.Widget:
+        """The whole explorer (controls and figure) for ``display``."""
+        w = self.widgets
+        overlays = widgets.HBox([w[f"show_{n}"] for n in self.overlay_names] + [w["opacity"], w["show_boxes"]])
+        manual = widgets.HBox([w["box_z"], w["box_y"], w["box_x"], w["segment"]])
+        window = widgets.HBox([w["window"], w["level"], w["auto_window"]])
+        controls = widgets.VBox([widgets.HBox([w["case"], w["view"]]), w["slice"], window, overlays, manual, w["status"]])
+        return widgets.VBox([controls, w["display"]])
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        return self.widget._repr_mimebundle_(**kwargs)
+
+    def prediction(self, name: str) -> Prediction:
+        """The prediction of source ``name`` on the current case (computed once per case).
+
+        Raises:
+            InputDataError: the source's mask does not have the image's shape.
+        """
+        if name not in self._predictions:
+            prediction = as_prediction(self.sources[name](self.case))
+            shape = self._image.shape
+            if prediction.mask.shape != shape:
+                raise InputDataError(f"prediction source {name!r}", f"mask shape {prediction.mask.shape} differs from "
+                                     f"the image {shape} (z, y, x) of case {self.case.case_id}")
+            self._predictions[name] = prediction
+        return self._predictions[name]
+
+    def segment_manual_box(self) -> np.ndarray:
+        """Run the organ network in the manual box and show its result as the ``manual`` overlay.
+
+        Returns:
+            The uint8 ``(z, y, x)`` mask.
+
+        Raises:
+            InputDataError: no organ network was given.
+        """
+        if self.organ_network is None:
+            raise InputDataError("SliceViewer organ_network", "no organ network to segment with")
+        self._manual = segment_in_box(self.organ_network, self._image, self.manual_box,
+                                      self.multiple, self.device)
+        with self._hold():
+            self.widgets[f"show_{MANUAL}"].value = True
+        self.render()
+        return self._manual
+
+    def render(self) -> None:
+        """Redraw the figure for the current widget values and show it in ``widgets["display"]``."""
+        case, axis, index, image = self.case, self.axis, int(self.widgets["slice"].value), self._image
+        w = self.widgets
+        pixels = slice_along(image, axis, index)
+        height, width = pixels.shape
+        self.image_artist.set_data(window_to_unit(pixels, w["window"].value, w["level"].value))
+        extent = (-0.5, width - 0.5, -0.5, height - 0.5)
+        axes = self.image_artist.axes
+        self.image_artist.set_extent(extent)
+        axes.set_xlim(width - 0.5, -0.5)
+        axes.set_ylim(-0.5, height - 0.5)
+        axes.set_aspect(pixel_aspect(case.spacing, axis))
+        view = next(name for name, a in VIEWS.items() if a == axis)
+        axes.set_title(f"{case.case_id}  {view} slice {index} / {image.shape[axis] - 1}", fontsize=10)
+        for name, artist in self.overlay_artists.items():
+            mask = self._overlay_mask(name) if w[f"show_{name}"].value else None
+            artist.set_visible(mask is not None)
+            if mask is not None:
+                plane = np.asarray(slice_along(mask, axis, index)) > 0
+                artist.set_data(np.ma.masked_array(plane.astype(np.float32), mask=~plane))
+                artist.set_extent(extent)
+                artist.set_alpha(float(w["opacity"].value))
+        self._draw_boxes(axis, index)
+        self._show_status()
+        self._show_figure()
+
+    # ----------------------------------------------------------------- internals
+    @contextlib.contextmanager
+    def _hold(self) -> Iterator[None]:
+        """Set several widget values with a single redraw (by the caller) afterwards."""
+        previous, self._holding = self._holding, True
+        try:
+            yield
+        finally:
+            self._holding = previous
+
+    def _changed(self, change: Any = None) -> None:
+        """Observer of the controls that only need a redraw."""
+        if not self._holding:
+            self.render()
+
+    def _on_case(self, change: Any) -> None:
+        with self._hold():
+            self._load_case()
+        self._changed()
+
+    def _on_view(self, change: Any) -> None:
+        with self._hold():
+            self._reset_slice()
+        self._changed()
+
+    def _on_auto_window(self, change: Any) -> None:
+        if self.widgets["auto_window"].value:
+            with self._hold():
+                self._set_window(*auto_window(self._image))
+            self._changed()
+
+    def _on_segment(self, button: widgets.Button) -> None:
+        self.segment_manual_box()
+
+    def _load_case(self) -> None:
+        """Open the current case's arrays, drop the previous case's results, and set the
+        slider ranges (window and level keep their values unless "auto window" is on)."""
+        self._predictions.clear()
+        self._manual = None
+        self._image = image = self.case.array("full", "image")
+        self._label = self.case.array("full", "label")
+        full_width, centre = auto_window(image, percentiles=(0.0, 100.0))
+        if self.widgets["auto_window"].value:
+            window, level = auto_window(image)
+        else:
+            window, level = self.widgets["window"].value, self.widgets["level"].value
+        span = max(full_width, window)
+        step = span / 200
+        self._set_range(self.widgets["level"], min(centre - full_width / 2, level), max(centre + full_width / 2, level),
+                        level, step)
+        self._set_range(self.widgets["window"], min(step, window), 2 * span, window, step)
+        box = self.case.crop_box
+        for a, axis_name in enumerate("zyx"):
+            last = image.shape[a] - 1
+            lo, hi = min(max(box[a], 0), last), min(max(box[a + 3] - 1, 0), last)
+            slider = self.widgets[f"box_{axis_name}"]
+            slider.max = max(last, 1)
+            slider.value = (lo, hi)
+        self._reset_slice()
+
+    def _reset_slice(self) -> None:
+        """Slice slider range of the current view, at the middle of the case's crop box."""
+        axis, box = self.axis, self.case.crop_box
+        last = self._image.shape[axis] - 1
+        middle = min(max((box[axis] + box[axis + 3] - 1) // 2, 0), last)
+        self._set_range(self.widgets["slice"], 0, last, middle)
+
+    def _set_window(self, window: float, level: float) -> None:
+        for name, value in (("window", window), ("level", level)):
+            slider = self.widgets[name]
+            self._set_range(slider, min(slider.min, value), max(slider.max, value), value)
+
+    @staticmethod
+    def _set_range(slider: widgets.Widget, low: float, high: float, value: float, step: float | None = None) -> None:
+        """Set a slider's range and value in an order its validation accepts."""
+        if low > slider.max:
+            slider.max, slider.min = high, low
+        else:
+            slider.min, slider.max = low, high
+        if step is not None:
+            slider.step = step
+        slider.value = value
+
+    def _overlay_mask(self, name: str) -> np.ndarray | None:
+        if name == GROUND_TRUTH:
+            return self._label
+        if name == MANUAL:
+            return self._manual
+        return self.prediction(name).mask
+
+    def _draw_boxes(self, axis: int, index: int) -> None:
+        w = self.widgets
+        shown = w["show_boxes"].value
+        boxes: dict[str, Box | None] = {
+            "crop": self.case.crop_box if shown else None,
+            TWO_STAGE: (self.prediction(TWO_STAGE).box if shown and TWO_STAGE in self.sources
+                        and w[f"show_{TWO_STAGE}"].value else None),
+            MANUAL: self.manual_box if shown and self.organ_network is not None else None,
+        }
+        for name, box in boxes.items():
+            rectangle = box_rectangle(box, axis, index) if box is not None else None
+            self.box_artists[name].set_visible(rectangle is not None)
+            if rectangle is not None:
+                self.box_artists[name].set_bounds(*rectangle)
+
+    def _show_status(self) -> None:
+        """Case facts and the boxes of the predictions computed so far, in ``widgets["status"]``."""
+        case = self.case
+        spacing = ", ".join(f"{s:g}" for s in case.spacing)
+        facts = [f"<b>{case.case_id}</b>: (z, y, x) {self._image.shape}, spacing ({spacing}) mm",
+                 f"label box {case.crop_box}"]
+        facts += [f"{self._style(name)[0]} box {p.box}" for name, p in self._predictions.items() if p.box is not None]
+        self.widgets["status"].value = "; ".join(facts)
+
+    def _show_figure(self) -> None:
+        buffer = io.BytesIO()
+        self.figure.savefig(buffer, format="png")
+        png = base64.b64encode(buffer.getvalue()).decode("ascii")
+        self.widgets["display"].outputs = (
+            {"output_type": "display_data", "data": {"image/png": png, "text/plain": "<slice figure>"}, "metadata": {}},
+        )

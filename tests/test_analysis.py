@@ -1,0 +1,264 @@
+"""The analysis tables on a synthetic study folder whose files (prepared-task metadata, run
+summaries and logs, evaluation CSVs) are written here with chosen numbers, and the analysis
+notebook executed on it with papermill."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as scipy_stats
+
+from l2s_core import analysis, plots
+from l2s_core.data.split import save_split
+from l2s_core.errors import InputDataError
+from l2s_core.evaluate import CASE_COLUMNS, pooled_rows
+from l2s_core.files import atomic_write_json
+from l2s_core.stats import DEFAULT_PAIRS
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "analysis.ipynb"
+
+#: organ → (cases per split (train, val, test), foreground share of every case).
+DATASETS = {"spleen": ((6, 2, 2), 0.005), "heart": ((3, 1, 1), 0.004)}
+#: organ → network → (converged, total_seconds) per finished run, in order of run index.
+RUNS = {
+    "spleen": {"baseline": [(True, 600), (False, 120), (True, 900), (True, 300)],
+               "localiser": [(True, 60), (True, 120), (True, 180)],
+               "organ": [(True, 30), (True, 30), (True, 30)]},
+    "heart": {"baseline": [(True, 60), (True, 60), (False, 60)],
+              "localiser": [(True, 60), (True, 60)],
+              "organ": [(True, 60), (True, 60)]},
+}
+#: organ → split → method → pooled Dice of each run.
+DICE = {
+    "spleen": {"val": {"baseline": [0.60, 0.65, 0.70], "two_stage": [0.80, 0.82, 0.81],
+                       "gt_localised": [0.86, 0.87, 0.85]},
+               "test": {"baseline": [0.40, 0.50, 0.45], "two_stage": [0.44, 0.52, 0.47],
+                        "gt_localised": [0.80, 0.83, 0.81]}},
+    "heart": {"val": {"baseline": [0.50, 0.54], "two_stage": [0.60, 0.62], "gt_localised": [0.70, 0.72]},
+              "test": {"baseline": [0.52, 0.50], "two_stage": [0.58, 0.63], "gt_localised": [0.69, 0.74]}},
+}
+
+
+def write_prepared(prepared: Path, organ: str, sizes: tuple[int, int, int], share: float) -> None:
+    """``prep.json``, ``split.json`` and one ``meta.json`` per case, as preparation writes them."""
+    ids = [f"{organ}_{i}" for i in range(sum(sizes))]
+    atomic_write_json(prepared / "prep.json",
+                      {"task_name": f"Task_{organ}", "task_dir": f"/phantom/{organ}", "crop_margin": 15})
+    n_train, n_val, _ = sizes
+    save_split(prepared / "split.json", {"train": ids[:n_train], "val": ids[n_train:n_train + n_val],
+                                         "test": ids[n_train + n_val:]}, seed=42, order="table1")
+    for case_id in ids:
+        atomic_write_json(prepared / "cases" / case_id / "meta.json", {"case_id": case_id, "foreground_share": share})
+
+
+def write_run(run_dir: Path, network: str, index: int, converged: bool, seconds: float) -> None:
+    """``summary.json`` and a ``log.csv`` of ``index + 2`` epochs (train Dice 0.1 × epoch)."""
+    epochs = index + 2
+    log = pd.DataFrame({"epoch": range(1, epochs + 1), "wall_seconds": seconds / epochs, "train_loss": 0.5,
+                        "train_dice": [0.1 * e for e in range(1, epochs + 1)], "val_dice": 0.3})
+    run_dir.mkdir(parents=True)
+    log.to_csv(run_dir / "log.csv", index=False)
+    atomic_write_json(run_dir / "summary.json", {
+        "converged": converged, "diverged": False, "best_epoch": 1, "best_val_dice": 0.3, "total_seconds": seconds,
+        "epochs": epochs, "stop_reason": "patience", "network": network, "seed": index, "config": {}})
+
+
+def case_rows(organ: str, split: str, method: str, run: int, dice: float) -> list[dict]:
+    """Two cases whose counts pool to ``dice`` (TP = 100 d, FP = FN = 100 (1 - d))."""
+    tp, wrong = round(100 * dice), round(100 * (1 - dice))
+    return [{"organ": organ, "split": split, "method": method, "run": run,
+             "localiser_run": run if method == "two_stage" else None,
+             "organ_run": run if method != "baseline" else None, "case_id": f"{organ}_{c}", "tp": tp, "fp": wrong,
+             "fn": wrong, "dice": dice, "hd95_mm": 3.0, "surface_dice": 0.9, "seconds": 0.5, "fallback": "none"}
+            for c in range(2)]
+
+
+def write_evaluation(evaluation: Path, organ: str) -> None:
+    for split, methods in DICE[organ].items():
+        rows = [row for method, values in methods.items() for run, dice in enumerate(values)
+                for row in case_rows(organ, split, method, run, dice)]
+        cases = pd.DataFrame(rows, columns=list(CASE_COLUMNS)).astype({"localiser_run": "Int64", "organ_run": "Int64"})
+        evaluation.mkdir(parents=True, exist_ok=True)
+        cases.to_csv(evaluation / f"{split}_cases.csv", index=False)
+        pooled_rows(cases).to_csv(evaluation / f"{split}_runs.csv", index=False)
+
+
+@pytest.fixture
+def study(tmp_path: Path) -> Path:
+    """A study folder ``runs/synth`` with a spleen and a heart (see the module's constants)."""
+    study_dir = tmp_path / "runs" / "synth"
+    atomic_write_json(study_dir / "study_params.json", {
+        "study": "synth", "data": "phantom", "phantom": {"n_cases": 10, "shape": [12, 16, 16], "seed": 0},
+        "organs": ["spleen", "heart"]})
+    for organ, (sizes, share) in DATASETS.items():
+        write_prepared(study_dir / organ / "prepared", organ, sizes, share)
+        for network, runs in RUNS[organ].items():
+            for index, (converged, seconds) in enumerate(runs):
+                write_run(study_dir / organ / network / f"run_{index:02d}", network, index, converged, seconds)
+        write_evaluation(study_dir / organ / "evaluation", organ)
+    unfinished = study_dir / "spleen" / "baseline" / "run_04"
+    unfinished.mkdir()
+    (unfinished / "log.csv").write_text("epoch,wall_seconds,train_loss,train_dice,val_dice\n1,9999,1,0,0\n")
+    return study_dir
+
+
+@pytest.fixture
+def data(study: Path) -> analysis.StudyData:
+    return analysis.load_study(study)
+
+
+def test_load_study_reads_organs_in_study_order_and_skips_unfinished_runs(data: analysis.StudyData) -> None:
+    assert data.organs == ("spleen", "heart")
+    assert len(data.summaries) == sum(len(runs) for organ in RUNS.values() for runs in organ.values())
+    assert 4 not in set(data.summaries.loc[data.summaries["organ"] == "spleen", "run"])
+    assert len(data.runs) == sum(len(v) for organ in DICE.values() for split in organ.values() for v in split.values())
+    assert data.cases["case_id"].map(type).eq(str).all()
+
+
+def test_load_study_without_prepared_organ_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(InputDataError, match="no prepared organ"):
+        analysis.load_study(tmp_path)
+    with pytest.raises(InputDataError, match="not found"):
+        analysis.load_study(tmp_path / "missing")
+
+
+def test_table1_counts_the_split(data: analysis.StudyData) -> None:
+    table = analysis.table1_split_sizes(data)
+    assert table.loc["spleen"].tolist() == [6, 2, 2]
+    assert table.loc["heart"].tolist() == [3, 1, 1]
+    assert list(table.columns) == ["training", "validation", "test"]
+
+
+def test_table2_is_the_mean_minutes_of_all_finished_runs(data: analysis.StudyData) -> None:
+    table = analysis.table2_training_minutes(data)
+    assert table.shape == (2, 3)
+    assert table.loc["spleen", "baseline"] == pytest.approx((600 + 120 + 900 + 300) / 4 / 60)
+    assert table.loc["spleen", "localiser"] == pytest.approx(2.0)
+    assert table.loc["heart", "organ"] == pytest.approx(1.0)
+
+
+def test_table_dice_mean_sd_and_significance_mark(data: analysis.StudyData) -> None:
+    val = analysis.table_dice(data, "val")
+    assert val.loc["spleen", "baseline_mean"] == pytest.approx(0.65)
+    assert val.loc["spleen", "baseline_sd"] == pytest.approx(np.std([0.60, 0.65, 0.70], ddof=1))
+    assert val.loc["spleen", "two_stage_runs"] == 3
+    assert val.loc["spleen", "two_stage_above_baseline"]
+    assert val.loc["spleen", "two_stage"].endswith(" *")
+    assert val.loc["spleen", "baseline"].startswith("0.65")
+    assert not val.loc["spleen", "baseline_above_baseline"]
+    test = analysis.table_dice(data, "test")
+    assert not test.loc["spleen", "two_stage_above_baseline"]  # 0.477 vs 0.45 with these spreads: p > 0.05
+    assert not test.loc["spleen", "two_stage"].endswith("*")
+    assert test.loc["heart", "gt_localised_mean"] == pytest.approx(0.715)
+
+
+def test_ttests_equal_scipy_on_the_csv_values(data: analysis.StudyData, study: Path) -> None:
+    tests = analysis.ttests(data)
+    assert len(tests) == len(DICE) * 2 * len(DEFAULT_PAIRS)
+    for row in tests.itertuples():
+        runs = pd.read_csv(study / row.organ / "evaluation" / f"{row.split}_runs.csv")
+        a = runs.loc[runs["method"] == row.method_a, "pooled_dice"].to_numpy()
+        b = runs.loc[runs["method"] == row.method_b, "pooled_dice"].to_numpy()
+        assert row.p_student == pytest.approx(scipy_stats.ttest_ind(a, b).pvalue, rel=1e-12)
+        assert row.p_welch == pytest.approx(scipy_stats.ttest_ind(a, b, equal_var=False).pvalue, rel=1e-12)
+    spleen_val = tests[(tests["organ"] == "spleen") & (tests["split"] == "val") & (tests["method_a"] == "baseline")
+                       & (tests["method_b"] == "two_stage")]
+    assert spleen_val["p_student"].iloc[0] < 0.01
+
+
+def test_convergence_rates(data: analysis.StudyData) -> None:
+    rates = analysis.convergence_rates(data).set_index(["organ", "network"])
+    assert rates.loc[("spleen", "baseline"), "convergence_rate"] == pytest.approx(0.75)
+    assert rates.loc[("heart", "baseline"), ["trained", "converged"]].tolist() == [3, 2]
+    assert rates.loc[("heart", "organ"), "convergence_rate"] == 1.0
+    assert rates.loc[("spleen", "organ"), "n_cases"] == 10
+    assert rates.loc[("heart", "localiser"), "foreground_percent"] == pytest.approx(0.4)
+    assert list(rates.index.get_level_values("organ")[:3]) == ["spleen"] * 3
+
+
+def test_dice_gain(data: analysis.StudyData) -> None:
+    gain = analysis.dice_gain(data).set_index(["organ", "split", "method"])
+    assert len(gain) == 2 * 2 * 2
+    assert gain.loc[("spleen", "val", "two_stage"), "gain"] == pytest.approx(0.81 - 0.65)
+    assert gain.loc[("heart", "test", "gt_localised"), "gain"] == pytest.approx(0.715 - 0.51)
+    assert gain.loc[("spleen", "test", "gt_localised"), "foreground_percent"] == pytest.approx(0.5)
+
+
+def test_training_curves_keep_only_converged_runs(data: analysis.StudyData) -> None:
+    curves = analysis.training_curves(data)
+    spleen_baseline = curves[(curves["organ"] == "spleen") & (curves["network"] == "baseline")]
+    assert sorted(spleen_baseline["run"].unique()) == [0, 2, 3]
+    assert len(spleen_baseline) == 2 + 4 + 5  # run i has i + 2 epochs
+
+
+def test_write_tables_writes_every_table(study: Path, tmp_path: Path) -> None:
+    paths = analysis.write_tables(study, tmp_path / "tables")
+    assert set(paths) == {"table1_split_sizes", "table2_training_minutes", "table3_val_dice", "table4_test_dice",
+                          "ttests", "convergence_rates", "dice_gain"}
+    table1 = pd.read_csv(paths["table1_split_sizes"], index_col="organ")
+    assert table1.loc["spleen", "validation"] == 2
+    assert len(pd.read_csv(paths["ttests"])) == 12
+
+
+def test_data_description_names_the_data_source(data: analysis.StudyData) -> None:
+    text = analysis.data_description(data)
+    assert "phantom" in text and "Task_spleen" in text
+    assert set(analysis.software_versions()["package"]) >= {"python", "torch", "monai", "numpy", "l2s"}
+
+
+def test_a_study_without_evaluation_or_runs_gives_empty_tables_and_figures(study: Path, tmp_path: Path) -> None:
+    for organ in DATASETS:
+        shutil.rmtree(study / organ / "evaluation")
+    shutil.rmtree(study / "heart" / "baseline")
+    data = analysis.load_study(study)
+    tables = analysis.all_tables(data)
+    assert tables["table3_val_dice"].loc["spleen", "baseline"] == "n=0"
+    assert tables["ttests"].empty and tables["dice_gain"].empty
+    assert len(tables["convergence_rates"]) == 5
+    assert np.isnan(tables["table2_training_minutes"].loc["heart", "baseline"])
+    figures = [plots.figure2_training_curves(analysis.training_curves(data), data.organs),
+               plots.figure3_convergence(tables["convergence_rates"]), plots.figure4_dice_gain(tables["dice_gain"])]
+    for i, figure in enumerate(figures):
+        assert plots.save_figure(figure, tmp_path / f"{i}.png").stat().st_size > 0
+
+
+def test_notebook_is_committed_without_outputs_and_has_a_parameters_cell() -> None:
+    import nbformat
+
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    assert all(not cell.outputs and cell.execution_count is None for cell in code)
+    assert "parameters" in code[0].metadata.get("tags", [])
+    assert "study_dir" in code[0].source and "out_dir" in code[0].source
+
+
+@pytest.fixture(scope="session")
+def l2s_kernel() -> str:
+    """The Jupyter kernel ``l2s`` of this environment, installed if missing."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    if "l2s" not in KernelSpecManager().find_kernel_specs():
+        subprocess.run([sys.executable, "-m", "ipykernel", "install", "--sys-prefix", "--name", "l2s"], check=True)
+    return "l2s"
+
+
+@pytest.mark.slow
+def test_notebook_writes_every_table_and_figure(study: Path, tmp_path: Path, l2s_kernel: str) -> None:
+    import papermill
+
+    out_dir = tmp_path / "analysis"
+    papermill.execute_notebook(str(NOTEBOOK), str(tmp_path / "executed.ipynb"), kernel_name=l2s_kernel,
+                               parameters={"study_dir": str(study), "out_dir": str(out_dir)}, progress_bar=False)
+    for name in ("table1_split_sizes", "table2_training_minutes", "table3_val_dice", "table4_test_dice", "ttests",
+                 "convergence_rates", "dice_gain"):
+        assert (out_dir / f"{name}.csv").stat().st_size > 0
+    for name in ("figure2_training_curves", "figure3_convergence", "figure4_dice_gain"):
+        assert (out_dir / f"{name}.png").read_bytes().startswith(b"\x89PNG")
+    executed = (tmp_path / "executed.ipynb").read_text()
+    assert "image/png" in executed and "phantom" in executed

@@ -1,0 +1,187 @@
+"""Evaluation of an organ folder end to end: a tiny prepared task, runs trained for one epoch
+by :func:`l2s_core.train.train_run`, and the evaluation CSVs checked against predictions
+made directly with :mod:`l2s_core.infer`."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from msd_builder import write_case, write_dataset_json
+
+from l2s_core.checkpoint import load_model
+from l2s_core.data.cache import PreparedTask
+from l2s_core.data.prepare import prepare_task
+from l2s_core.errors import ConfigError
+from l2s_core.evaluate import CASE_COLUMNS, RUN_COLUMNS, converged_runs, evaluate_organ, pooled_rows
+from l2s_core.infer import predict_sliding_window, two_stage_predict
+from l2s_core.metrics import case_metrics
+from l2s_core.train import TrainConfig, train_run
+
+SHAPE = (12, 16, 16)
+#: One cuboid organ per case, in (z, y, x) voxel indices.
+ORGANS = [(3 + i % 3, 4 + i % 4, 4, 7 + i % 3, 10 + i % 4, 10) for i in range(10)]
+#: network → convergence threshold of each run; 1.1 cannot be reached, so that run does not converge.
+THRESHOLDS = {"baseline": [0.0, 0.0], "localiser": [1.1, 0.0, 0.0], "organ": [0.0, 0.0]}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    """One torch thread: on a shared, busy CPU more threads make tiny convolutions much slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def write_cube_task(root: Path) -> Path:
+    """An MSD task of 10 bright cuboids on noise (6 train, 2 val, 2 test after preparation)."""
+    rng = np.random.default_rng(0)
+    ids = [f"cube_{i}" for i in range(len(ORGANS))]
+    for case_id, (z0, y0, x0, z1, y1, x1) in zip(ids, ORGANS):
+        label = np.zeros(SHAPE, np.uint8)
+        label[z0:z1, y0:y1, x0:x1] = 1
+        image = (label + rng.normal(0, 0.2, SHAPE)).astype(np.float32)
+        write_case(root, case_id, image.transpose(2, 1, 0), label.transpose(2, 1, 0),
+                   affine=np.diag([1.0, 1.0, 2.0, 1.0]))
+    write_dataset_json(root, ids, labels={"0": "background", "1": "organ"})
+    return root
+
+
+@pytest.fixture(scope="module")
+def organ_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``runs/cube/prepared`` and 1-epoch runs per THRESHOLDS: localiser run_00 does not
+    converge, every other run does."""
+    root = tmp_path_factory.mktemp("evaluate")
+    organ = root / "runs" / "cube"
+    prepare_task(write_cube_task(root / "Task00_Cube"), organ / "prepared", progress=False, workers=1)
+    for network, thresholds in THRESHOLDS.items():
+        for index, threshold in enumerate(thresholds):
+            config = TrainConfig(prepared_dir=str(organ / "prepared"), run_dir=str(organ / network / f"run_{index:02d}"),
+                                 network=network, seed=index, base_channels=4, depth=1, patch_size=(8, 8, 8),
+                                 batch_size=2, samples_per_epoch=4, lr=3e-3, max_epochs=1,
+                                 convergence_threshold=threshold, device="cpu")
+            train_run(config, progress=False)
+    return organ
+
+
+@pytest.fixture(scope="module")
+def evaluated(organ_dir: Path) -> dict[str, Path]:
+    return evaluate_organ(organ_dir, "val", progress=False)
+
+
+def read_cases(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path, dtype={"case_id": str})
+
+
+def test_converged_runs_in_run_order(organ_dir: Path) -> None:
+    assert [r.index for r in converged_runs(organ_dir, "localiser")] == [1, 2]
+    assert [r.index for r in converged_runs(organ_dir, "baseline")] == [0, 1]
+
+
+def test_csv_columns_and_rows_per_method(evaluated: dict[str, Path]) -> None:
+    cases = read_cases(evaluated["cases"])
+    runs = pd.read_csv(evaluated["runs"])
+    assert list(cases.columns) == list(CASE_COLUMNS)
+    assert list(runs.columns) == list(RUN_COLUMNS)
+    n_val = 2
+    assert cases.groupby("method").size().to_dict() == {"baseline": 2 * n_val, "two_stage": 2 * n_val,
+                                                        "gt_localised": 2 * n_val}
+    assert runs.groupby("method").size().to_dict() == {"baseline": 2, "two_stage": 2, "gt_localised": 2}
+    assert set(cases["split"]) == {"val"} and set(cases["organ"]) == {"cube"}
+    assert (cases["seconds"] > 0).all()
+    assert set(cases["fallback"]) <= {"none", "whole_image"}
+
+
+def test_i_th_localiser_pairs_with_i_th_organ_network(evaluated: dict[str, Path]) -> None:
+    runs = pd.read_csv(evaluated["runs"])
+    two_stage = runs[runs["method"] == "two_stage"][["run", "localiser_run", "organ_run"]]
+    assert two_stage.to_numpy().tolist() == [[0, 1, 0], [1, 2, 1]]
+    gt = runs[runs["method"] == "gt_localised"]
+    assert gt["organ_run"].tolist() == [0, 1] and gt["localiser_run"].isna().all()
+
+
+def test_pooled_rows_match_the_case_rows(evaluated: dict[str, Path]) -> None:
+    cases = read_cases(evaluated["cases"])
+    runs = pd.read_csv(evaluated["runs"])
+    for row in runs.itertuples():
+        own = cases[(cases["method"] == row.method) & (cases["run"] == row.run)]
+        tp, fp, fn = own["tp"].sum(), own["fp"].sum(), own["fn"].sum()
+        assert (row.n_cases, row.tp, row.fp, row.fn) == (len(own), tp, fp, fn)
+        assert row.pooled_dice == pytest.approx(2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0)
+        assert row.mean_case_dice == pytest.approx(own["dice"].mean())
+        assert row.seconds_per_case == pytest.approx(own["seconds"].mean())
+
+
+def test_case_rows_equal_direct_predictions(organ_dir: Path, evaluated: dict[str, Path]) -> None:
+    cases = read_cases(evaluated["cases"]).set_index(["method", "run", "case_id"])
+    task = PreparedTask(organ_dir / "prepared")
+    baseline, _ = load_model(organ_dir / "baseline" / "run_01" / "best.pt")
+    localiser, _ = load_model(organ_dir / "localiser" / "run_02" / "best.pt")
+    organ_net, _ = load_model(organ_dir / "organ" / "run_01" / "best.pt")
+    for case in task.cases("val"):
+        image, label = np.array(case.array("full", "image")), np.array(case.array("full", "label"))
+        expected = {
+            ("baseline", 1): predict_sliding_window(baseline, image, (8, 8, 8), 0.25, 2),
+            ("two_stage", 1): two_stage_predict(localiser, organ_net, image, multiple=2).mask,
+        }
+        for (method, run), mask in expected.items():
+            metrics = case_metrics(mask, label, case.spacing, 2.0)
+            row = cases.loc[(method, run, case.case_id)]
+            assert (row["tp"], row["fp"], row["fn"]) == (metrics["tp"], metrics["fp"], metrics["fn"])
+            assert row["surface_dice"] == pytest.approx(metrics["surface_dice"])
+
+
+def test_missing_methods_are_skipped_with_a_note(organ_dir: Path, tmp_path: Path,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    only_baseline = tmp_path / "cube"
+    shutil.copytree(organ_dir / "baseline", only_baseline / "baseline")
+    with caplog.at_level(logging.WARNING, logger="l2s_core.evaluate"):
+        paths = evaluate_organ(only_baseline, "test", prepared_dir=organ_dir / "prepared", progress=False)
+    assert "two_stage is not evaluated" in caplog.text and "gt_localised is not evaluated" in caplog.text
+    assert set(pd.read_csv(paths["runs"])["method"]) == {"baseline"}
+    assert paths["cases"] == only_baseline / "evaluation" / "test_cases.csv"
+
+
+def test_no_converged_run_gives_csvs_with_header_only(organ_dir: Path, tmp_path: Path) -> None:
+    paths = evaluate_organ(tmp_path / "empty", "val", prepared_dir=organ_dir / "prepared", progress=False)
+    assert list(read_cases(paths["cases"]).columns) == list(CASE_COLUMNS)
+    assert pd.read_csv(paths["runs"]).empty
+
+
+def test_predictions_are_written_on_the_source_grid(organ_dir: Path, tmp_path: Path) -> None:
+    organ = tmp_path / "cube"
+    shutil.copytree(organ_dir / "organ", organ / "organ")
+    paths = evaluate_organ(organ, "test", prepared_dir=organ_dir / "prepared", save_predictions=True, progress=False)
+    task = PreparedTask(organ_dir / "prepared")
+    files = sorted(paths["predictions"].glob("*/*.nii.gz"))
+    assert [f.parent.name for f in files] == ["gt_localised_00"] * 2 + ["gt_localised_01"] * 2
+    case = task.cases("test")[0]
+    written = nib.load(paths["predictions"] / "gt_localised_00" / f"{case.case_id}.nii.gz")
+    assert written.shape == tuple(case.volume_meta.source_shape)
+
+
+@pytest.mark.parametrize("split, fallback", [("train", "whole_image"), ("val", "nearest_organ")])
+def test_bad_split_or_fallback(organ_dir: Path, split: str, fallback: str) -> None:
+    with pytest.raises(ConfigError):
+        evaluate_organ(organ_dir, split, fallback=fallback, progress=False)
+
+
+def test_pooled_hd95_is_the_mean_over_cases_with_a_finite_distance() -> None:
+    rows = [{"organ": "cube", "split": "val", "method": "baseline", "run": 0, "localiser_run": None, "organ_run": None,
+             "case_id": f"c{i}", "tp": tp, "fp": 1, "fn": 1, "dice": 0.5, "hd95_mm": hd95, "surface_dice": 0.5,
+             "seconds": 1.0, "fallback": "none"} for i, (tp, hd95) in enumerate([(3, 2.0), (0, np.inf), (5, 4.0)])]
+    (pooled,) = pooled_rows(pd.DataFrame(rows, columns=list(CASE_COLUMNS))).itertuples()
+    assert pooled.mean_hd95_mm == pytest.approx(3.0)
+    assert pooled.pooled_dice == pytest.approx(2 * 8 / (2 * 8 + 3 + 3))
+
+
+def test_pooled_rows_of_an_empty_table_has_the_columns() -> None:
+    assert list(pooled_rows(pd.DataFrame(columns=list(CASE_COLUMNS))).columns) == list(RUN_COLUMNS)
