@@ -27,7 +27,7 @@ def _cmd_prepare(args: argparse.Namespace) -> None:
 
     settings = PrepareSettings(normalisation=args.normalisation, channel=args.channel,
                                organ_labels=tuple(args.organ_labels) if args.organ_labels else None,
-                               seed=args.seed, split_order=args.split_order)
+                               seed=args.seed, split_order=args.split_order, crop_margin=args.crop_margin)
     statuses = prepare_task(args.task_dir, args.out, settings, skip_empty=args.skip_empty, workers=args.workers)
     counts: dict[str, int] = {}
     for status in statuses.values():
@@ -64,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="label values merged into the organ (default: every non-zero label, as the paper)")
     p.add_argument("--seed", type=int, default=42, help="split seed (default 42, as the paper)")
     p.add_argument("--split-order", choices=SPLIT_ORDERS, default="table1")
+    p.add_argument("--crop-margin", type=int, default=15, help="voxels of context around the organ box (paper: 15)")
     p.add_argument("--skip-empty", action="store_true", help="leave out cases with an empty organ mask (recorded)")
     p.add_argument("--workers", type=int, default=None, help="parallel processes (default: all cores)")
     p.set_defaults(func=_cmd_prepare)

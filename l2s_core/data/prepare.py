@@ -32,6 +32,7 @@ from l2s_core.data.split import save_split, split_cases
 from l2s_core.errors import ConfigError, EmptyOrganError, InputDataError
 from l2s_core.files import atomic_save_npy, atomic_write_json, read_json
 
+#: Voxels of context around the organ box (the paper's 15).
 CROP_MARGIN = 15
 LOWRES_DIVISORS = (3, 2, 2)
 
@@ -45,6 +46,7 @@ class PrepareSettings:
     organ_labels: tuple[int, ...] | None = None
     seed: int = 42
     split_order: str = "table1"
+    crop_margin: int = CROP_MARGIN
 
 
 def lowres_shape(shape: Sequence[int]) -> tuple[int, int, int]:
@@ -90,7 +92,7 @@ def _prepare_case(case: MSDCase, task: MSDTask, settings: PrepareSettings, ct_st
         return case.case_id, "already prepared"
     image, label, image_meta, values = read_case(case, task, settings.channel)
     mask = organ_mask(label, settings.organ_labels)
-    box = organ_box(mask, CROP_MARGIN)
+    box = organ_box(mask, settings.crop_margin)
     if box is None:
         raise EmptyOrganError(case.label_path, "the organ mask is empty, so no organ box can be cropped "
                               "(use --skip-empty to leave such cases out)")
@@ -116,7 +118,7 @@ def _prepare_case(case: MSDCase, task: MSDTask, settings: PrepareSettings, ct_st
             "original_shape": list(image.shape),
             "lowres_shape": list(arrays["lowres_image"].shape),
             "crop_box": list(box),
-            "crop_margin": CROP_MARGIN,
+            "crop_margin": settings.crop_margin,
             "label_values": values,
             "organ_voxels": int(mask.sum()),
             "foreground_share": float(mask.mean()),
@@ -192,7 +194,7 @@ def prepare_task(task_dir: str | Path, out_dir: str | Path, settings: PrepareSet
     identity = {"task_name": task.name, "task_dir": str(task.root.resolve()),
                 "normalisation": settings.normalisation, "channel": settings.channel,
                 "organ_labels": list(settings.organ_labels) if settings.organ_labels is not None else None,
-                "seed": settings.seed, "split_order": settings.split_order}
+                "seed": settings.seed, "split_order": settings.split_order, "crop_margin": settings.crop_margin}
     previous = _check_settings(out_dir, identity)
     split = split_cases([c.case_id for c in task.cases], seed=settings.seed, order=settings.split_order)
     if not (out_dir / "split.json").exists():
@@ -204,7 +206,7 @@ def prepare_task(task_dir: str | Path, out_dir: str | Path, settings: PrepareSet
     if previous is None:
         atomic_write_json(out_dir / "prep.json", {**identity, "ct_stats": ct_stats, "modality": task.modality,
                                                    "labels": {str(k): v for k, v in task.labels.items()},
-                                                   "crop_margin": CROP_MARGIN, "lowres_divisors": list(LOWRES_DIVISORS)})
+                                                   "lowres_divisors": list(LOWRES_DIVISORS)})
     workers = max(1, min(workers or os.cpu_count() or 1, len(task.cases)))
     statuses: dict[str, str] = {}
     args = [(c, task, settings, ct_stats, out_dir, skip_empty) for c in task.cases]
