@@ -58,7 +58,7 @@ from l2s_core.checkpoint import (ResumeState, capture_rng_states, load_resume_st
                                  restore_rng_states, save_checkpoint, save_resume_state)
 from l2s_core.data.cache import PreparedTask
 from l2s_core.distributed import ProcessContext
-from l2s_core.errors import ConfigError, FormatVersionError, L2SError
+from l2s_core.errors import ConfigError, FormatVersionError, InputDataError, L2SError
 from l2s_core.files import FORMAT_VERSION, atomic_write_json, atomic_write_text, read_json
 from l2s_core.infer import predict_sliding_window, predict_whole
 from l2s_core.losses import DiceCELoss, hard_dice_counts
@@ -256,10 +256,29 @@ def is_converged(val_dices: list[float], threshold: float, rule: str, convergenc
     raise ConfigError("convergence_rule", f"must be one of {', '.join(CONVERGENCE_RULES)}, got {rule!r}")
 
 
+def check_patch_fits(patch_size: tuple[int, int, int], shapes: list[list[int]], where: Path) -> None:
+    """Refuse a baseline patch larger than every training image along some axis.
+
+    Images smaller than the patch are zero-padded (as the paper's sampler did), but a patch
+    that no image fills on an axis is a configuration mistake (e.g. ``(x, y, z)`` order).
+
+    Raises:
+        ConfigError: naming the axis, the patch and the largest image side.
+    """
+    for axis, name in enumerate("zyx"):
+        largest = max(int(s[axis]) for s in shapes)
+        if patch_size[axis] > largest:
+            raise ConfigError("train config patch_size", f"{tuple(patch_size)} (z, y, x) is larger than every training "
+                              f"image of {where} along {name} (largest {largest}); patches are (z, y, x)")
+
+
 def training_dataset(config: TrainConfig, task: PreparedTask) -> BaselinePatchDataset | WholeImageDataset:
     """The training items of ``config.network`` over the task's training cases."""
     train_ids = task.split["train"]
+    if not train_ids:
+        raise InputDataError(task.folder / "split.json", "no training cases (all excluded, or too few cases)")
     if config.network == "baseline":
+        check_patch_fits(config.patch_size, [task.case(c).meta["original_shape"] for c in train_ids], task.folder)
         return BaselinePatchDataset(task, train_ids, config.patch_size, config.samples_per_epoch,
                                     foreground_probability=config.foreground_probability, seed=config.seed)
     return WholeImageDataset(task, train_ids, LEVEL_OF_NETWORK[config.network], 2**config.depth,

@@ -298,3 +298,9 @@ def test_command_line_reports_a_bad_config(tmp_path: Path, capsys: pytest.Captur
     path.write_text(json.dumps({"prepared_dir": "p", "run_dir": "r", "network": "organ", "epochs": 3}))
     assert main([str(path)]) == 2
     assert "config.json epochs: unknown key" in capsys.readouterr().err
+
+
+def test_patch_larger_than_every_image_is_refused(phantom: PreparedTask, tmp_path: Path) -> None:
+    config = tiny_config(phantom, tmp_path / "run", patch_size=(64, 16, 16))
+    with pytest.raises(ConfigError, match=r"patch_size: \(64, 16, 16\) \(z, y, x\) is larger than every training image .* along z"):
+        train_run(config, progress=False)

@@ -232,4 +232,7 @@ def prepare_task(task_dir: str | Path, out_dir: str | Path, settings: PrepareSet
     finally:
         bar.close()
         _record_exclusions(out_dir, {k: v.removeprefix("excluded: ") for k, v in statuses.items() if v.startswith("excluded")})
+    if all(status.startswith("excluded") for status in statuses.values()):
+        raise EmptyOrganError(task.root / "labelsTr", f"the organ (labels {settings.organ_labels or 'non-zero'}) "
+                              "is absent in every case; check --organ-labels")
     return statuses

@@ -141,3 +141,30 @@ def test_real_ct_one_case_task(real_ct, tmp_path, organ, value):
     write_mask(full_label, case.volume_meta, tmp_path / "back.nii.gz")
     source = np.asarray(nib.load(real_ct / "example_seg.nii.gz").dataobj)
     assert np.array_equal(np.asarray(nib.load(tmp_path / "back.nii.gz").dataobj), (source == value).astype(np.uint8))
+
+
+def test_organ_absent_in_every_case(small_task, tmp_path):
+    write_dataset_json(small_task, [f"box_{i}" for i in range(5)],
+                       labels={"0": "background", "1": "organ", "2": "tumour", "9": "other"})
+    with pytest.raises(EmptyOrganError, match=r"labelsTr: the organ \(labels \(9,\)\) is absent in every case"):
+        _prepare(small_task, tmp_path / "prep", settings=PrepareSettings(organ_labels=(9,)), skip_empty=True)
+
+
+def test_failed_write_leaves_no_case_that_looks_prepared(small_task, tmp_path, monkeypatch):
+    import l2s_core.data.prepare as prepare_module
+
+    calls = {"n": 0}
+    real_save = prepare_module.atomic_save_npy
+
+    def disk_full_on_third_file(path, array):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise OSError(28, "No space left on device")
+        real_save(path, array)
+
+    monkeypatch.setattr(prepare_module, "atomic_save_npy", disk_full_on_third_file)
+    with pytest.raises(OSError, match="No space left"):
+        _prepare(small_task, tmp_path / "prep")
+    assert list((tmp_path / "prep" / "cases").iterdir()) == []  # no case folder, no staging left behind
+    monkeypatch.setattr(prepare_module, "atomic_save_npy", real_save)
+    assert set(_prepare(small_task, tmp_path / "prep").values()) == {"prepared"}
