@@ -16,7 +16,10 @@ $(STAMP): pyproject.toml
 
 ## The main job: phantom data -> quick study (every organ x network x run) -> report.
 reproduce: $(STAMP)
-	$(VENV)/bin/l2s run papermill_params/quick.yaml
+	@start=$$(date +%s); \
+	OMP_NUM_THREADS=1 $(VENV)/bin/l2s run papermill_params/quick.yaml --jobs 2; status=$$?; \
+	echo "make reproduce: wall time $$(( $$(date +%s) - start )) s; report: $(CURDIR)/reports/quick/report.html"; \
+	exit $$status
 
 ## The test suite (what CI runs).
 test: $(STAMP)

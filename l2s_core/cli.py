@@ -39,6 +39,20 @@ def _cmd_prepare(args: argparse.Namespace) -> None:
             print(f"  {case_id}: {status}")
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    from l2s_core.study.runner import run_study
+
+    status = run_study(args.params, root=args.root, jobs=args.jobs, gpus_per_run=args.gpus_per_run,
+                       executor=args.executor, data_root=args.data_root)
+    return 1 if status["failed"] else 0
+
+
+def _cmd_report(args: argparse.Namespace) -> None:
+    from l2s_core.study.report import render_report
+
+    print(render_report(args.study, root=args.root))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``l2s``."""
     from l2s_core.data.normalise import NORMALISATIONS
@@ -68,6 +82,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-empty", action="store_true", help="leave out cases with an empty organ mask (recorded)")
     p.add_argument("--workers", type=int, default=None, help="parallel processes (default: all cores)")
     p.set_defaults(func=_cmd_prepare)
+
+    from l2s_core.study.runner import EXECUTORS  # light import, no torch
+
+    p = sub.add_parser("run", help="run or resume a whole study through Papermill: prepare, train, evaluate, analysis, report")
+    p.add_argument("params", type=Path, help="study parameter file, e.g. papermill_params/quick.yaml")
+    p.add_argument("--jobs", type=int, default=1, help="steps run at the same time (with GPUs: at most GPUs / gpus per run)")
+    p.add_argument("--gpus-per-run", type=int, default=None,
+                   help="data-parallel GPUs of a training run (default: the file's gpus_per_run)")
+    p.add_argument("--executor", choices=EXECUTORS, default="local",
+                   help="local: threads of this process; slurm: one Slurm job per step (submitit); "
+                        "submitit-local: submitit jobs on this machine")
+    p.add_argument("--data-root", type=Path, default=None, help="folder of the MSD task folders (replaces the file's data_root)")
+    p.add_argument("--root", type=Path, default=Path("."), help="study root holding runs/, executed/ and reports/ (default: .)")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("report", help="render reports/<study>/report.html from the executed analysis notebook")
+    p.add_argument("study", help="study name (folder runs/<study>)")
+    p.add_argument("--root", type=Path, default=Path("."), help="study root (default: .)")
+    p.set_defaults(func=_cmd_report)
     return parser
 
 
@@ -76,14 +109,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        args.func(args)
+        status = args.func(args)
     except L2SError as exc:
         print(f"l2s: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("l2s: interrupted; finished work is kept, run the same command again to resume", file=sys.stderr)
         return 130
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":

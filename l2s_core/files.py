@@ -19,6 +19,9 @@ import numpy as np
 
 from l2s_core.errors import FormatVersionError, InputDataError
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 #: Written into every metadata file; bumped when a layout changes incompatibly.
 FORMAT_VERSION = 1
 
@@ -36,6 +39,7 @@ def atomic_open(path: str | Path) -> Iterator[BinaryIO]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the mode open() would
     try:
         with os.fdopen(fd, "wb") as handle:
             yield handle

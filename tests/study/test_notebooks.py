@@ -1,0 +1,49 @@
+import time
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+import papermill
+import pytest
+
+from l2s_core.study.plan import Step, StudyPaths
+from l2s_core.study.runner import KERNEL_NAME, NOTEBOOKS_DIR, _request, run_study
+
+SMOKE_PARAMS = Path(__file__).resolve().parents[2] / "papermill_params" / "smoke.yaml"
+STEP_OF_NOTEBOOK = {
+    "prepare": Step("prepare", "spleen"),
+    "train": Step("train", "spleen", "organ", run=0),
+    "evaluate": Step("evaluate", "spleen", split="val"),
+    "analysis": Step("analysis"),
+}
+
+
+@pytest.mark.parametrize("name", list(STEP_OF_NOTEBOOK))
+def test_study_notebooks_are_clean_and_take_the_runner_parameters(name):
+    path = NOTEBOOKS_DIR / f"{name}.ipynb"
+    notebook = nbformat.read(path, as_version=4)
+    nbformat.validate(notebook)
+    assert notebook.metadata.kernelspec.name == KERNEL_NAME
+    code_cells = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    assert all(cell.outputs == [] and cell.execution_count is None for cell in code_cells)
+    assert code_cells[0].metadata.get("tags") == ["parameters"]
+    request = _request(STEP_OF_NOTEBOOK[name], StudyPaths(Path("/root"), "smoke"), NOTEBOOKS_DIR, gpus="0", inputs={})
+    assert set(request.parameters) <= set(papermill.inspect_notebook(str(path)))
+
+
+@pytest.mark.slow
+def test_smoke_study_runs_end_to_end_through_papermill(tmp_path, l2s_kernel):
+    started = time.monotonic()
+    status = run_study(SMOKE_PARAMS, root=tmp_path, jobs=2, progress=False)
+    seconds = time.monotonic() - started
+    assert status["failed"] == [], status["units"]
+    assert all(unit["state"] == "done" for unit in status["units"].values())
+    paths = StudyPaths(tmp_path, "smoke")
+    runs = pd.read_csv(paths.evaluation_dir("prostate") / "test_runs.csv")
+    assert set(runs["method"]) == {"baseline", "two_stage", "gt_localised"}
+    train_notebook = nbformat.read(paths.executed_notebook(Step("train", "spleen", "baseline", run=0)), as_version=4)
+    assert any("image/png" in output.get("data", {}) for cell in train_notebook.cells
+               for output in cell.get("outputs", []))  # the learning curves
+    report = paths.report_path.read_text()
+    assert "Table 1" in report and "data:image/png;base64," in report
+    assert seconds < 180, f"the smoke study took {seconds:.0f} s"

@@ -1,0 +1,152 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from l2s_core.errors import ConfigError
+from l2s_core.files import atomic_write_json
+from l2s_core.model import UNet3D
+from l2s_core.study.params import load_study_params
+
+SHIPPED = Path(__file__).resolve().parents[2] / "papermill_params"
+
+
+def write_params(tmp_path: Path, values: dict, name: str = "quick.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump({"data": "phantom", **values}))
+    return path
+
+
+def config_error(path: Path, **kwargs) -> str:
+    with pytest.raises(ConfigError) as caught:
+        load_study_params(path, **kwargs)
+    message = str(caught.value)
+    assert "\n" not in message
+    return message
+
+
+@pytest.mark.parametrize("name", ["paper", "quick", "smoke"])
+def test_shipped_parameter_files_load(name):
+    params = load_study_params(SHIPPED / f"{name}.yaml", data_root="/data/msd")
+    assert params.study == name
+    assert set(params.networks) == {"baseline", "localiser", "organ"}
+    assert params.runs <= params.max_runs
+
+
+def test_paper_parameters_follow_the_paper():
+    params = load_study_params(SHIPPED / "paper.yaml", root="/somewhere")
+    assert params.data == "msd" and params.data_root == Path("/somewhere/data/msd")
+    assert params.organs == ("spleen", "pancreas", "prostate", "liver", "heart")
+    assert (params.runs, params.gpus_per_run) == (10, 2)
+    config = params.train_config("baseline", 3, Path("p"), Path("r"), world_size=2)
+    assert config.patch_size == (64, 256, 256) and config.batch_size == 2 and config.patience == 20
+    assert config.lr == 1e-4 and config.seed == 3 and config.convergence_threshold == 0.1
+    assert {"base_channels": config.base_channels, "depth": config.depth} == UNet3D.PAPER_CONFIG
+
+
+def test_quick_study_has_five_phantom_organs_and_three_runs():
+    params = load_study_params(SHIPPED / "quick.yaml")
+    assert params.data == "phantom" and len(params.organs) == 5 and params.runs >= 3
+
+
+def test_wrong_type_names_file_and_key_path(tmp_path):
+    path = write_params(tmp_path, {"train": {"patience": "twenty"}})
+    assert config_error(path) == f"{path}: train.patience: expected int, got str 'twenty'"
+
+
+@pytest.mark.parametrize("values, key", [
+    ({"colour": "red"}, "colour"),
+    ({"phantom": {"n_case": 3}}, "phantom.n_case"),
+    ({"train": {"patiense": 3}}, "train.patiense"),
+    ({"prepare": {"per_organ": {"spleen": {"chanel": 1}}}}, "prepare.per_organ.spleen.chanel"),
+    ({"train": {"per_network": {"baseline": {"patch": [8, 8, 8]}}}}, "train.per_network.baseline.patch"),
+])
+def test_unknown_key_at_any_level(tmp_path, values, key):
+    path = write_params(tmp_path, values)
+    assert config_error(path).startswith(f"{path}: {key}: unknown key; known keys: ")
+
+
+def test_unknown_organ(tmp_path):
+    path = write_params(tmp_path, {"organs": ["spleen", "kidney"]})
+    message = config_error(path)
+    assert message.startswith(f"{path}: organs[1]: unknown value 'kidney'; expected one of spleen, ")
+
+
+def test_unknown_network(tmp_path):
+    path = write_params(tmp_path, {"networks": ["baseline", "cascade"]})
+    assert config_error(path).startswith(f"{path}: networks[1]: unknown value 'cascade'")
+    path = write_params(tmp_path, {"train": {"per_network": {"cascade": {"lr": 0.1}}}})
+    assert config_error(path).startswith(f"{path}: train.per_network: unknown value 'cascade'")
+
+
+@pytest.mark.parametrize("study", ["../elsewhere", "a/b", "..", ".hidden", "/tmp/x"])
+def test_study_folder_cannot_escape_runs(tmp_path, study):
+    path = write_params(tmp_path, {"study": study})
+    assert config_error(path).startswith(f"{path}: study: {study!r} would place the study folder")
+
+
+def test_settings_the_study_makes_per_run_are_refused(tmp_path):
+    path = write_params(tmp_path, {"train": {"seed": 3}})
+    assert config_error(path) == f"{path}: train.seed: set by the study for each run, not in the parameter file"
+
+
+def test_train_config_range_errors_name_the_key(tmp_path):
+    path = write_params(tmp_path, {"train": {"depth": 3, "per_network": {"baseline": {"patch_size": [12, 16, 16]}}}})
+    assert config_error(path).startswith(f"{path}: train.per_network.baseline.patch_size: needs three sides")
+    path = write_params(tmp_path, {"gpus_per_run": 2, "train": {"batch_size": 3}})
+    assert config_error(path).startswith(f"{path}: train.batch_size: must be a positive multiple of world_size (2)")
+
+
+@pytest.mark.parametrize("values, key, problem", [
+    ({"runs": 0}, "runs", "must be at least 1, got 0"),
+    ({"runs": 5, "max_runs": 3}, "max_runs", "3 is fewer than runs (5)"),
+    ({"organs": ["spleen", "spleen"]}, "organs", "lists a value twice: ['spleen', 'spleen']"),
+    ({"phantom": {"shape": [8, 8]}}, "phantom.shape", "expected a list of 3 items, got 2: [8, 8]"),
+    ({"evaluate": {"fallback": "guess"}}, "evaluate.fallback", "unknown value 'guess'; expected one of whole_image, empty"),
+    ({"data": "msd"}, "data_root", "required when data is msd (or pass --data-root)"),
+    ({"organs": ["spleen"], "prepare": {"per_organ": {"liver": {"channel": 1}}}}, "prepare.per_organ.liver",
+     "not among the study's organs (spleen)"),
+    ({"train": {"lr": True}}, "train.lr", "expected float, got bool True"),
+])
+def test_bad_values(tmp_path, values, key, problem):
+    path = write_params(tmp_path, values)
+    assert config_error(path) == f"{path}: {key}: {problem}"
+
+
+def test_unreadable_files(tmp_path):
+    assert config_error(tmp_path / "missing.yaml") == f"{tmp_path / 'missing.yaml'}: parameter file not found"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data: [phantom\n")
+    assert config_error(bad).startswith(f"{bad}: not valid YAML")
+    bad.write_text("- a list\n")
+    assert config_error(bad) == f"{bad}: expected a mapping of keys to values at the top level"
+
+
+def test_overrides_and_defaults(tmp_path):
+    path = write_params(tmp_path, {
+        "organs": ["spleen", "prostate"], "data": "msd", "data_root": "msd",
+        "prepare": {"normalisation": "none", "per_organ": {"prostate": {"channel": 1, "normalisation": "zscore"}}},
+        "train": {"depth": 2, "patch_size": [16, 16, 16], "per_network": {"baseline": {"patch_size": [8, 32, 32]}}},
+    })
+    params = load_study_params(path, root=tmp_path, gpus_per_run=2)
+    assert params.study == "quick" and params.gpus_per_run == 2 and params.data_root == tmp_path / "msd"
+    assert params.prepare.settings("prostate").channel == 1 and params.prepare.settings("prostate").normalisation == "zscore"
+    assert params.prepare.settings("spleen").channel == 0 and params.prepare.settings("spleen").normalisation == "none"
+    assert params.train_config("baseline", 0, Path("p"), Path("r")).patch_size == (8, 32, 32)
+    assert params.train_config("organ", 0, Path("p"), Path("r")).patch_size == (16, 16, 16)
+    assert load_study_params(path, root=tmp_path, data_root="/data/other").data_root == Path("/data/other")
+
+
+def test_msd_task_folders_are_checked_when_used(tmp_path):
+    params = load_study_params(write_params(tmp_path, {"data": "msd", "data_root": "msd", "organs": ["spleen"]}),
+                               root=tmp_path)
+    with pytest.raises(ConfigError, match="Task09_Spleen not found"):
+        params.task_dir("spleen")
+    (tmp_path / "msd" / "Task09_Spleen").mkdir(parents=True)
+    assert params.task_dir("spleen") == tmp_path / "msd" / "Task09_Spleen"
+
+
+def test_snapshot_round_trip(tmp_path):
+    params = load_study_params(SHIPPED / "quick.yaml")
+    atomic_write_json(tmp_path / "study_params.json", params.to_dict())
+    assert load_study_params(tmp_path / "study_params.json") == params
