@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -15,6 +17,7 @@ from msd_builder import write_case, write_dataset_json
 from l2s_core.boxes import Box
 from l2s_core.data.cache import PreparedTask
 from l2s_core.data.prepare import prepare_task
+from l2s_core.study.runner import KERNEL_NAME
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -70,3 +73,16 @@ def prepared_task(make_task: Callable[..., Path], tmp_path: Path) -> Callable[..
         return PreparedTask(out_dir)
 
     return prepare
+
+
+@pytest.fixture(scope="session")
+def l2s_kernel() -> str:
+    """The project's kernel, installed into this environment (``sys.prefix``) when missing."""
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        KernelSpecManager().get_kernel_spec(KERNEL_NAME)
+    except NoSuchKernel:
+        subprocess.run([sys.executable, "-m", "ipykernel", "install", "--sys-prefix", "--name", KERNEL_NAME],
+                       check=True, capture_output=True)
+    return KERNEL_NAME

@@ -5,8 +5,6 @@ notebook executed on it with papermill."""
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -236,16 +234,6 @@ def test_notebook_is_committed_without_outputs_and_has_a_parameters_cell() -> No
     assert all(not cell.outputs and cell.execution_count is None for cell in code)
     assert "parameters" in code[0].metadata.get("tags", [])
     assert "study_dir" in code[0].source and "out_dir" in code[0].source
-
-
-@pytest.fixture(scope="session")
-def l2s_kernel() -> str:
-    """The Jupyter kernel ``l2s`` of this environment, installed if missing."""
-    from jupyter_client.kernelspec import KernelSpecManager
-
-    if "l2s" not in KernelSpecManager().find_kernel_specs():
-        subprocess.run([sys.executable, "-m", "ipykernel", "install", "--sys-prefix", "--name", "l2s"], check=True)
-    return "l2s"
 
 
 @pytest.mark.slow

@@ -2,8 +2,6 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import subprocess
-import sys
 from pathlib import Path
 
 import nbformat
@@ -11,7 +9,6 @@ import numpy as np
 import papermill
 import pytest
 import torch
-from jupyter_client.kernelspec import KernelSpecManager
 from torch import nn
 
 from l2s_core.checkpoint import save_checkpoint
@@ -276,14 +273,6 @@ def test_load_study_models_feeds_the_viewer(task, tmp_path):
     assert all(viewer.overlay_artists[name].get_visible() for name in ("ground_truth", *models.sources))
     viewer.widgets["segment"].click()
     assert viewer.overlay_artists["manual"].get_visible()
-
-
-@pytest.fixture(scope="session")
-def l2s_kernel() -> str:
-    """The ``l2s`` Jupyter kernel, installed into this environment when missing."""
-    if "l2s" not in KernelSpecManager().find_kernel_specs():
-        subprocess.run([sys.executable, "-m", "ipykernel", "install", "--sys-prefix", "--name", "l2s"], check=True)
-    return "l2s"
 
 
 @pytest.mark.slow
