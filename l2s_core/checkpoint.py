@@ -20,6 +20,7 @@ states of torch, numpy and Python.
 from __future__ import annotations
 
 import json
+import pickle
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,7 +57,11 @@ def _load(path: Path) -> dict[str, Any]:
         raise CheckpointError(path, "file not found")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for damaged files (zip, pickle, EOF)
+    except pickle.UnpicklingError:  # torch's own text advises weights_only=False, which l2s never does
+        raise CheckpointError(path, "cannot be read as plain data: the file is damaged or holds objects other than "
+                              "tensors and plain values (e.g. a whole pickled model), which l2s never unpickles "
+                              "because that could run code") from None
+    except Exception as exc:  # torch raises many types for damaged files (zip, EOF)
         raise CheckpointError(path, f"cannot be read, the file is corrupt or truncated ({type(exc).__name__}: {exc})") from None
     if not isinstance(payload, dict):
         raise CheckpointError(path, f"expected a dict, found {type(payload).__name__}")

@@ -20,8 +20,8 @@ class L2SError(Exception):
 
     def __init__(self, where: str | Path, problem: str) -> None:
         self.where = str(where)
-        self.problem = problem
-        super().__init__(f"{self.where}: {problem}")
+        self.problem = " ".join(problem.split())  # one line, even when it quotes a multi-line library error
+        super().__init__(f"{self.where}: {self.problem}")
 
 
 class InputDataError(L2SError):

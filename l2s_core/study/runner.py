@@ -306,10 +306,20 @@ class _SubmititSubmitter:
 
 
 def _work(submit: Submit, request: StepRequest, slot: str | None, finished: queue.Queue) -> None:
+    """Execute a step (in a worker thread) and always hand a record to :func:`_run_plan`.
+
+    A failure whose record cannot be written either (e.g. on a full disk) still fails the step
+    in this run instead of leaving the runner waiting for it forever.
+    """
     try:
         record = submit(request)
-    except Exception as exc:  # a failure of the runner around the step (e.g. submission)
-        record = _write_record(request, FAILED, 0.0, _error_line(exc))
+    except Exception as exc:  # a failure of the runner around the step (e.g. submission, or writing its record)
+        error = _error_line(exc)
+        try:
+            record = _write_record(request, FAILED, 0.0, error)
+        except OSError as record_error:
+            record = {"state": FAILED, "notebook": None,
+                      "error": f"{error} (its record could not be written: {_error_line(record_error)})"}
     finished.put((request.step, slot, record))
 
 
