@@ -1,0 +1,466 @@
+"""Reliability promises that need a real process, signal or file (see RELIABILITY.md).
+
+* a training process killed (SIGKILL) while it writes its checkpoint, resume state, log or
+  summary resumes to the weights and log of an uninterrupted run;
+* a full disk (OSError ENOSPC injected into the atomic write a module uses) surfaces as an
+  error and leaves no file that a later step would take for a finished one;
+* a diverged run inside a chain of runs does not stop the chain;
+* loading never unpickles code (checked over the sources, and with a booby-trapped file);
+* user errors reach the terminal as one line and exit status 2.
+
+Volumes are tiny (16, 32, 32) and networks small, so every run takes a fraction of a second;
+most of the time goes into starting Python processes.
+"""
+
+from __future__ import annotations
+
+import ast
+import errno
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pandas as pd
+import papermill
+import pytest
+import torch
+import yaml
+
+from l2s_core import evaluate as evaluate_module
+from l2s_core import train as train_module
+from l2s_core.checkpoint import load_model, load_resume_state
+from l2s_core.data.cache import PreparedTask
+from l2s_core.errors import CheckpointError, ConfigError
+from l2s_core.evaluate import CASE_COLUMNS, RUN_COLUMNS, evaluate_organ
+from l2s_core.files import atomic_open, atomic_write_json, read_json
+from l2s_core.study import runner
+from l2s_core.study.params import load_study_params
+from l2s_core.study.plan import Step, StudyPaths, StudyPlan
+from l2s_core.train import TrainConfig, finished_summary, read_log, train_run, train_until_converged
+
+PROJECT = Path(__file__).resolve().parents[1]
+SHAPE = (16, 32, 32)
+#: One cuboid organ per case (z0, y0, x0, z1, y1, x1), placed differently in each case.
+ORGANS = [(3 + i % 3, 6 + 2 * i, 8, 11 + i % 3, 18 + 2 * i, 20) for i in range(5)]
+#: The organ of the study (named "study") whose folder layout these tests use.
+ORGAN = "spleen"
+
+
+@pytest.fixture
+def phantom(prepared_task: Callable[..., PreparedTask]) -> PreparedTask:
+    """Five bright cuboids on noise, prepared (3 training, 1 validation, 1 test case)."""
+    return prepared_task(n_cases=5, shape=SHAPE, organ=ORGANS, noise=0.3)
+
+
+@pytest.fixture
+def paths(tmp_path: Path) -> StudyPaths:
+    """The folders of a study ``study`` under ``tmp_path/root``."""
+    return StudyPaths(tmp_path / "root", "study")
+
+
+def small_config(task: PreparedTask, run_dir: Path, **overrides: Any) -> TrainConfig:
+    """A localiser run of a fraction of a second per epoch on the CPU."""
+    settings = dict(prepared_dir=str(task.folder), run_dir=str(run_dir), network="localiser", seed=0,
+                    base_channels=8, depth=2, batch_size=2, lr=3e-3, max_epochs=2, device="cpu")
+    return TrainConfig(**{**settings, **overrides})
+
+
+def start_training(config_path: Path) -> subprocess.Popen:
+    """``python -m l2s_core.train CONFIG`` with one thread, so that it computes as this process does."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "l2s_core.train", str(config_path), "--no-progress"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def temporary_files(folder: Path) -> list[str]:
+    """Names of the temporary files of unfinished atomic writes (``.<name>.<random>.tmp``) in ``folder``."""
+    try:
+        return sorted(name for name in os.listdir(folder) if name.startswith(".") and name.endswith(".tmp"))
+    except FileNotFoundError:
+        return []
+
+
+def stop(process: subprocess.Popen) -> None:
+    """SIGSTOP a child process; return once it is stopped or has ended (signals arrive asynchronously)."""
+    os.kill(process.pid, signal.SIGSTOP)
+    while Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("T", "t", "Z", "X"):
+        time.sleep(0.0001)
+
+
+def kill_while_writing(config_path: Path, run_dir: Path, name: str, occurrence: int) -> bool:
+    """Start a training process and SIGKILL it while it writes ``name`` for the ``occurrence``-th time.
+
+    The run folder is polled for the temporary files of :func:`l2s_core.files.atomic_open`
+    (``.<name>.<random>.tmp``). At the ``occurrence``-th one the process is stopped (SIGSTOP);
+    the write was unfinished if that temporary file is still there. Then it is killed.
+
+    Returns:
+        Whether the kill interrupted the write (``False``: the write completed in the moment
+        before the process stopped; it was killed a moment after it instead).
+
+    Raises:
+        AssertionError: the process ended, or 120 s passed, before that write began.
+    """
+    process = start_training(config_path)
+    seen: list[str] = []
+    deadline = time.monotonic() + 120
+    try:
+        while len(seen) < occurrence:
+            assert process.poll() is None, f"training ended before writing {name} #{occurrence}: {process.stderr.read()}"
+            assert time.monotonic() < deadline, f"no write of {name} #{occurrence} within 120 s"
+            seen += [n for n in temporary_files(run_dir) if n.startswith(f".{name}.") and n not in seen]
+            time.sleep(0.0002)
+        stop(process)
+        interrupted = (run_dir / seen[occurrence - 1]).exists()
+    finally:
+        if process.returncode is None:  # not yet reaped by poll(), so the pid is still this process
+            os.kill(process.pid, signal.SIGKILL)
+        process.communicate()
+    assert process.returncode == -signal.SIGKILL
+    return interrupted
+
+
+def interrupt_write(config_path: Path, run_dir: Path, name: str, occurrence: int, tries: int = 6) -> None:
+    """:func:`kill_while_writing` until a kill lands inside the write, each try on the run folder
+    as it was before the first (a missed try's kill came just after the write and changed it)."""
+    before = run_dir.with_name(f"{run_dir.name}.before")
+    if run_dir.exists():
+        shutil.copytree(run_dir, before)
+    for _ in range(tries):
+        if kill_while_writing(config_path, run_dir, name, occurrence):
+            shutil.rmtree(before, ignore_errors=True)
+            return
+        shutil.rmtree(run_dir)
+        if before.exists():
+            shutil.copytree(before, run_dir)
+    pytest.fail(f"{tries} kills in a row came after the write of {name} had finished")
+
+
+#: Kills in order, as (file being written, its occurrence in the process, epochs in resume.pt and
+#: rows in log.csv after the kill): epoch 1's best weights of a fresh run (nothing committed);
+#: epoch 2's resume state (epoch 1 committed, epoch 2 lost); the log of the epoch after the
+#: resumed one (epoch 2 committed, log.csv one row behind); the summary after the last epoch.
+KILL_POINTS = [("best.next.pt", 1, 0, 0), ("resume.pt", 2, 1, 1), ("log.csv", 2, 2, 1), ("summary.json", 1, 6, 6)]
+
+
+@pytest.mark.slow
+def test_kill_during_every_kind_of_run_file_write_resumes_to_an_uninterrupted_run(phantom: PreparedTask,
+                                                                                  tmp_path: Path) -> None:
+    epochs = 6
+    run_dir = tmp_path / "killed"
+    config_path = tmp_path / "killed.json"
+    atomic_write_json(config_path, small_config(phantom, run_dir, max_epochs=epochs).to_dict())
+    for name, occurrence, committed, logged in KILL_POINTS:
+        interrupt_write(config_path, run_dir, name, occurrence)
+        assert any(n.startswith(f".{name}.") for n in temporary_files(run_dir)), name  # left by the interrupted write
+        resume = run_dir / "resume.pt"
+        assert (load_resume_state(resume).epochs_done if resume.exists() else 0) == committed, name
+        assert (len(read_log(run_dir)) if (run_dir / "log.csv").exists() else 0) == logged, name
+        assert finished_summary(run_dir) is None, name  # nothing looks like a finished run
+
+    resumed = start_training(config_path)
+    out, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    summary = read_json(run_dir / "summary.json")
+    assert json.loads(out.strip().splitlines()[-1]) == summary
+    reference = train_run(small_config(phantom, tmp_path / "reference", max_epochs=epochs), progress=False)
+    assert (summary["epochs"], summary["stop_reason"], summary["diverged"]) == (epochs, "max_epochs", False)
+    for key in ("converged", "best_epoch", "best_val_dice"):
+        assert summary[key] == reference[key], key
+    assert [row["epoch"] for row in read_log(run_dir)] == list(range(1, epochs + 1))
+    without_times = [{k: v for k, v in row.items() if k != "wall_seconds"} for row in read_log(run_dir)]
+    assert without_times == [{k: v for k, v in row.items() if k != "wall_seconds"} for row in read_log(tmp_path / "reference")]
+    assert sorted(os.listdir(run_dir)) == ["best.pt", "config.json", "log.csv", "summary.json"]
+    killed_weights = load_model(run_dir / "best.pt")[0].state_dict()
+    reference_weights = load_model(tmp_path / "reference" / "best.pt")[0].state_dict()
+    assert all(torch.equal(killed_weights[k], reference_weights[k]) for k in reference_weights)
+
+
+# --- full disk --------------------------------------------------------------------------------
+
+
+def disk_full_for(file_name: str, real_write: Callable[[Path, Any], None]) -> Callable[[Path, Any], None]:
+    """An atomic write like ``real_write`` that fails as on a full disk for files named ``file_name``:
+    the first bytes reach the temporary file, then OSError ENOSPC."""
+
+    def write(path: Path, content: Any) -> None:
+        if Path(path).name != file_name:
+            real_write(path, content)
+            return
+        with atomic_open(path) as handle:
+            handle.write(b"partial ")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    return write
+
+
+def test_full_disk_at_the_summary_loses_no_epoch_and_leaves_the_run_unfinished(
+        phantom: PreparedTask, paths: StudyPaths, monkeypatch: pytest.MonkeyPatch) -> None:
+    step = Step("train", ORGAN, "localiser", run=0)
+    run_dir = paths.run_dir(ORGAN, "localiser", 0)
+    config = small_config(phantom, run_dir)
+    monkeypatch.setattr(train_module, "atomic_write_json", disk_full_for("summary.json", train_module.atomic_write_json))
+    with pytest.raises(OSError) as failure:
+        train_run(config, progress=False)
+    assert failure.value.errno == errno.ENOSPC
+    assert finished_summary(run_dir) is None and not temporary_files(run_dir)
+    assert not all(path.exists() for path in paths.outputs(step))  # the runner would do the step again
+    assert load_resume_state(run_dir / "resume.pt").epochs_done == 2  # both epochs kept
+    best_weights = (run_dir / "best.pt").read_bytes()
+
+    monkeypatch.undo()
+    summary = train_run(config, progress=False)
+    assert summary["epochs"] == 2 and not summary["diverged"]
+    assert [row["epoch"] for row in read_log(run_dir)] == [1, 2]
+    assert (run_dir / "best.pt").read_bytes() == best_weights  # not trained again
+    assert sorted(os.listdir(run_dir)) == ["best.pt", "config.json", "log.csv", "summary.json"]
+
+
+@pytest.mark.parametrize("file_name", ["val_cases.csv", "val_runs.csv"])
+def test_full_disk_at_an_evaluation_table_leaves_the_step_unfinished(
+        phantom: PreparedTask, paths: StudyPaths, monkeypatch: pytest.MonkeyPatch, file_name: str) -> None:
+    organ_dir = paths.organ_dir(ORGAN)
+    train_run(small_config(phantom, paths.run_dir(ORGAN, "organ", 0), network="organ", max_epochs=1,
+                           convergence_threshold=0.0), progress=False)
+    evaluation_dir = paths.evaluation_dir(ORGAN)
+    monkeypatch.setattr(evaluate_module, "atomic_write_text", disk_full_for(file_name, evaluate_module.atomic_write_text))
+    with pytest.raises(OSError) as failure:
+        evaluate_organ(organ_dir, "val", prepared_dir=phantom.folder, progress=False)
+    assert failure.value.errno == errno.ENOSPC
+    assert not (evaluation_dir / file_name).exists() and not temporary_files(evaluation_dir)
+    assert not all(path.exists() for path in paths.outputs(Step("evaluate", ORGAN, split="val")))
+
+    monkeypatch.undo()
+    written = evaluate_organ(organ_dir, "val", prepared_dir=phantom.folder, progress=False)
+    cases, runs = pd.read_csv(written["cases"]), pd.read_csv(written["runs"])
+    assert list(cases.columns) == list(CASE_COLUMNS) and list(runs.columns) == list(RUN_COLUMNS)
+    assert list(cases["method"]) == ["gt_localised"] * len(phantom.split["val"])
+    assert list(runs["n_cases"]) == [len(phantom.split["val"])]
+
+
+def test_full_disk_for_the_step_records_fails_the_step_instead_of_hanging_the_runner(
+        tmp_path: Path, paths: StudyPaths, monkeypatch: pytest.MonkeyPatch, l2s_kernel: str) -> None:
+    params_path = tmp_path / "study.yaml"
+    params_path.write_text(yaml.safe_dump({"data": "phantom", "organs": [ORGAN], "networks": ["organ"], "runs": 1,
+                                           "evaluate": {"splits": ["val"]}}))
+
+    def notebook_on_full_disk(*args: Any, **kwargs: Any) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def write_unless_step_record(path: Path, obj: dict[str, Any]) -> None:
+        if Path(path).is_relative_to(paths.study_dir.resolve() / "steps"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        atomic_write_json(path, obj)
+
+    monkeypatch.setattr(papermill, "execute_notebook", notebook_on_full_disk)
+    monkeypatch.setattr(runner, "atomic_write_json", write_unless_step_record)
+    result: dict[str, Any] = {}
+    study = threading.Thread(target=lambda: result.update(runner.run_study(params_path, root=paths.root, progress=False)),
+                             daemon=True)
+    study.start()
+    study.join(timeout=60)
+    assert not study.is_alive(), "l2s run waits forever for a step whose record could not be written"
+    assert result["failed"] == [f"prepare/{ORGAN}"]
+    assert "No space left on device" in result["units"][f"prepare/{ORGAN}"]["error"]
+    assert result["units"][f"train/{ORGAN}/organ"]["state"] == "blocked"
+    assert not (paths.study_dir / "steps").exists()  # no record claims anything
+
+
+# --- divergence -------------------------------------------------------------------------------
+
+
+def test_a_diverged_run_does_not_stop_its_chain(phantom: PreparedTask, tmp_path: Path, paths: StudyPaths) -> None:
+    def make_config(index: int) -> TrainConfig:  # run 0's learning rate sends the weights to infinity
+        return small_config(phantom, paths.run_dir(ORGAN, "localiser", index), seed=index, max_epochs=1,
+                            lr=1e30 if index == 0 else 3e-3, convergence_threshold=0.0)
+
+    summaries = train_until_converged(make_config, n=1, max_runs=3, progress=False)
+    assert [(s["diverged"], s["converged"], s["stop_reason"]) for s in summaries] == [
+        (True, False, "diverged"), (False, True, "max_epochs")]
+    assert read_json(paths.run_dir(ORGAN, "localiser", 0) / "summary.json")["diverged"] is True
+    assert not paths.run_dir(ORGAN, "localiser", 2).exists()
+
+    # the study runner's chain counts the diverged run as made, not converged, and goes on
+    params_path = tmp_path / "study.yaml"
+    params_path.write_text(yaml.safe_dump({"data": "phantom", "organs": [ORGAN], "networks": ["localiser"],
+                                           "runs": 1, "max_runs": 3, "evaluate": {"splits": ["val"]}}))
+    plan = StudyPlan(load_study_params(params_path, root=paths.root), paths, with_analysis=False)
+    plan.finish(Step("prepare", ORGAN), succeeded=True)
+    plan.finish(Step("train", ORGAN, "localiser", run=0), succeeded=True)
+    assert plan.ready() == [Step("train", ORGAN, "localiser", run=1)]
+    plan.finish(Step("train", ORGAN, "localiser", run=1), succeeded=True)
+    assert plan.status()[f"train/{ORGAN}/localiser"] == {"state": "done", "runs": 2, "converged": 1}
+    assert plan.ready() == [Step("evaluate", ORGAN, split="val")]
+
+
+# --- safe by construction ---------------------------------------------------------------------
+
+#: Modules whose loaders can run code stored in a file; l2s calls none of their loaders.
+PICKLE_MODULES = ("pickle", "cPickle", "_pickle", "cloudpickle", "dill", "joblib", "shelve", "marshal")
+
+
+def _dotted(node: ast.AST) -> str:
+    """``torch.load`` for the expression ``torch.load`` (empty for anything but names and attributes)."""
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        base = _dotted(node.value)
+        return f"{base}.{node.attr}" if base else ""
+    return ""
+
+
+def _keyword(call: ast.Call, name: str) -> Any:
+    """The constant value of keyword ``name`` of a call (``None`` when absent or not a constant)."""
+    for keyword in call.keywords:
+        if keyword.arg == name and isinstance(keyword.value, ast.Constant):
+            return keyword.value.value
+    return None
+
+
+def unsafe_loads(source: str) -> list[str]:
+    """Calls in Python ``source`` that could unpickle (run) code from a file.
+
+    Returns:
+        One ``line N: call: problem`` per call of ``torch.load`` without ``weights_only=True``,
+        of a YAML loader other than ``yaml.safe_load``, of ``np.load``/``numpy.load`` with
+        ``allow_pickle=True``, or of any loader of :data:`PICKLE_MODULES` or ``read_pickle``.
+    """
+    problems = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.Call):
+            continue
+        name = _dotted(node.func)
+        module, _, function = name.rpartition(".")
+        problem = None
+        if name == "torch.load" and _keyword(node, "weights_only") is not True:
+            problem = "needs weights_only=True"
+        elif module == "yaml" and "load" in function and function not in ("safe_load", "safe_load_all"):
+            problem = "use yaml.safe_load"
+        elif name in ("np.load", "numpy.load") and _keyword(node, "allow_pickle") is not False \
+                and any(k.arg == "allow_pickle" for k in node.keywords):
+            problem = "allow_pickle must be False"
+        elif (module in PICKLE_MODULES and ("load" in function or function == "Unpickler")) or function == "read_pickle":
+            problem = "unpickles"
+        if problem:
+            problems.append(f"line {node.lineno}: {name}: {problem}")
+    return problems
+
+
+def project_sources() -> dict[str, str]:
+    """Name → Python source of every l2s_core module and of every code cell of the study notebooks
+    (IPython magics removed)."""
+    sources = {str(path.relative_to(PROJECT)): path.read_text(encoding="utf-8")
+               for path in sorted((PROJECT / "l2s_core").rglob("*.py"))}
+    for path in sorted((PROJECT / "notebooks").glob("*.ipynb")):
+        cells = [cell.source for cell in nbformat.read(path, as_version=4).cells if cell.cell_type == "code"]
+        code = "\n".join(line for cell in cells for line in cell.splitlines() if not line.lstrip().startswith(("%", "!")))
+        sources[str(path.relative_to(PROJECT))] = code
+    return sources
+
+
+def test_the_checker_finds_unsafe_loads() -> None:
+    unsafe = ("torch.load(p)\ntorch.load(p, weights_only=False)\nyaml.load(t, Loader=yaml.Loader)\n"
+              "yaml.unsafe_load(t)\npickle.load(f)\npickle.loads(b)\nnp.load(p, allow_pickle=True)\n"
+              "pd.read_pickle(p)\njoblib.load(p)\n")
+    assert len(unsafe_loads(unsafe)) == 9
+    safe = "torch.load(p, weights_only=True)\nyaml.safe_load(t)\nnp.load(p, allow_pickle=False)\nnp.load(p)\n"
+    assert unsafe_loads(safe) == []
+
+
+def test_sources_load_files_only_in_ways_that_cannot_run_code() -> None:
+    sources = project_sources()
+    assert any("torch.load(" in s for s in sources.values()) and any("yaml.safe_load(" in s for s in sources.values())
+    problems = {name: unsafe_loads(source) for name, source in sources.items()}
+    assert {name: found for name, found in problems.items() if found} == {}
+
+
+class _MakesFolderWhenUnpickled:
+    """Pickles as a call of ``os.mkdir(folder)``: unpickling it would run that call."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def __reduce__(self) -> tuple[Callable[[str], None], tuple[str]]:
+        return os.mkdir, (str(self.folder),)
+
+
+@pytest.mark.parametrize("loader", [load_model, load_resume_state])
+def test_a_booby_trapped_checkpoint_is_refused_without_running_its_code(tmp_path: Path, loader: Callable) -> None:
+    marker = tmp_path / "code_ran"
+    torch.save({"state_dict": {}, "metadata": _MakesFolderWhenUnpickled(marker), "format_version": 1},
+               tmp_path / "trap.pt")
+    with pytest.raises(CheckpointError, match=r"trap\.pt: cannot be read as plain data.*never unpickles"):
+        loader(tmp_path / "trap.pt")
+    assert not marker.exists()
+
+
+def test_a_yaml_parameter_file_cannot_run_code(tmp_path: Path) -> None:
+    marker = tmp_path / "code_ran"
+    params_path = tmp_path / "study.yaml"
+    params_path.write_text(f"study: !!python/object/apply:os.mkdir [{str(marker)!r}]\ndata: phantom\n")
+    with pytest.raises(ConfigError, match=r"study\.yaml: not valid YAML"):
+        load_study_params(params_path)
+    assert not marker.exists()
+
+
+# --- one-line errors on the command line ------------------------------------------------------
+
+
+def run_module(*args: str | Path) -> subprocess.CompletedProcess:
+    """``python -m ARGS`` with one thread, output captured."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", *map(str, args)], capture_output=True, text=True, env=env, timeout=300)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *parts: str) -> None:
+    """Exit status 2 and one stderr line holding every part (the file or parameter, and the problem)."""
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert all(part in lines[0] for part in parts), (lines[0], parts)
+
+
+@pytest.mark.slow
+def test_bad_parameter_file_for_l2s_run(tmp_path: Path) -> None:
+    params_path = tmp_path / "quick.yaml"
+    params_path.write_text(yaml.safe_dump({"data": "phantom", "train": {"patience": "twenty"}}))
+    result = run_module("l2s_core.cli", "run", params_path, "--root", tmp_path)
+    assert_one_line_error(result, f"l2s: error: {params_path}: train.patience: expected int, got str 'twenty'")
+
+
+@pytest.mark.slow
+def test_study_snapshot_of_another_format_version_for_l2s_run(paths: StudyPaths) -> None:
+    atomic_write_json(paths.params_snapshot, {"study": "study", "data": "phantom"})
+    snapshot = json.loads(paths.params_snapshot.read_text())
+    paths.params_snapshot.write_text(json.dumps({**snapshot, "format_version": 999}))
+    result = run_module("l2s_core.cli", "run", paths.params_snapshot, "--root", paths.root)
+    assert_one_line_error(result, f"l2s: error: {paths.params_snapshot}: format_version 999, this l2s reads version 1")
+
+
+@pytest.mark.slow
+def test_resume_state_that_is_a_pickled_model_for_training(phantom: PreparedTask, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    torch.save(torch.nn.Linear(2, 2), run_dir / "resume.pt")  # torch's refusal of it is a 6-line message
+    atomic_write_json(tmp_path / "config.json", small_config(phantom, run_dir).to_dict())
+    result = run_module("l2s_core.train", tmp_path / "config.json")
+    assert_one_line_error(result, f"error: {run_dir / 'resume.pt'}: cannot be read as plain data")
+
+
+@pytest.mark.slow
+def test_unprepared_task_folder_for_training(tmp_path: Path) -> None:
+    (tmp_path / "not_prepared").mkdir()
+    config = TrainConfig(prepared_dir=str(tmp_path / "not_prepared"), run_dir=str(tmp_path / "run"), network="organ")
+    atomic_write_json(tmp_path / "config.json", config.to_dict())
+    result = run_module("l2s_core.train", tmp_path / "config.json")
+    assert_one_line_error(result, f"error: {tmp_path / 'not_prepared' / 'prep.json'}: file not found")
