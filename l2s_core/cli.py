@@ -113,6 +113,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except L2SError as exc:
         print(f"l2s: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # e.g. a full disk: every write is atomic, so nothing partial is left
+        where = exc.filename or "l2s"
+        print(f"l2s: error: {where}: {exc.strerror or exc}; nothing partial was written, "
+              "fix the cause and run the same command again", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("l2s: interrupted; finished work is kept, run the same command again to resume", file=sys.stderr)
         return 130

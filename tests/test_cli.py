@@ -21,3 +21,19 @@ def test_bad_input_is_one_line_without_traceback(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [f"l2s: error: {tmp_path / 'Task' / 'dataset.json'}: dataset.json not found; "
                                                   "an MSD task folder needs dataset.json, imagesTr/ and labelsTr/"]
+
+
+def test_full_disk_is_one_line(tmp_path, capsys, monkeypatch):
+    import errno
+
+    import l2s_core.data.prepare as prepare_module
+
+    def disk_full(path, array):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(prepare_module, "atomic_save_npy", disk_full)
+    task = write_small_task(tmp_path / "Task99_Box")
+    assert main(["prepare", str(task), "--out", str(tmp_path / "prep"), "--workers", "1"]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("l2s:")]  # (progress bar aside)
+    assert len(err) == 1 and "No space left on device; nothing partial was written" in err[0]
+    assert "full_image.npy" in err[0]
