@@ -93,14 +93,7 @@ def measure(task: PreparedTask, patch: tuple[int, int, int], n_patches: int, see
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    """Run the benchmark and print the result, last line as JSON.
-
-    Args:
-        argv: command-line arguments (``sys.argv[1:]`` when ``None``).
-
-    Returns:
-        The result printed as the last line.
-    """
+    """Time patch reading from the cache and from NIfTI; print the figures, the last line as JSON."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_phantom_arguments(parser)
     parser.add_argument("--patch", type=int, nargs=3, default=list(DEFAULT_PATCH), metavar=("Z", "Y", "X"))

@@ -76,14 +76,7 @@ def _timed(function: Callable[[], T]) -> tuple[float, T]:
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    """Run the benchmark and print the result, last line as JSON.
-
-    Args:
-        argv: command-line arguments (``sys.argv[1:]`` when ``None``).
-
-    Returns:
-        The result printed as the last line.
-    """
+    """Time the baseline sliding window and the two-stage pipeline; print the figures, the last line as JSON."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_phantom_arguments(parser)
     parser.add_argument("--patch", type=int, nargs=3, default=list(DEFAULT_PATCH), metavar=("Z", "Y", "X"),

@@ -95,14 +95,7 @@ def training_step(model: nn.Module, optimiser: torch.optim.Optimizer, loss_funct
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    """Benchmark both models and print the per-step medians, last line as JSON.
-
-    Args:
-        argv: command-line arguments (``sys.argv[1:]`` when ``None``).
-
-    Returns:
-        The result printed as the last line.
-    """
+    """Time training steps of both models; print the per-step medians, the last line as JSON."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=10, help="timed steps per model")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps per model first")
