@@ -37,3 +37,11 @@ def test_full_disk_is_one_line(tmp_path, capsys, monkeypatch):
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("l2s:")]  # (progress bar aside)
     assert len(err) == 1 and "No space left on device; nothing partial was written" in err[0]
     assert "full_image.npy" in err[0]
+
+
+def test_phantom_command_writes_msd_tasks(tmp_path, capsys):
+    assert main(["phantom", "--out", str(tmp_path), "--organs", "heart", "--cases", "2", "--shape", "8", "32", "32"]) == 0
+    assert "heart:" in capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "Task02_Heart" / "imagesTr").iterdir()) == ["heart_001.nii.gz", "heart_002.nii.gz"]
+    assert main(["phantom", "--out", str(tmp_path), "--organs", "kidney"]) == 2
+    assert "kidney" in capsys.readouterr().err
