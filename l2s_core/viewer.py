@@ -248,7 +248,7 @@ class StudyModels:
     runs: dict[str, ConvergedRun]
 
 
-def load_study_models(organ_dir: str | Path, device: str = "cpu") -> StudyModels:
+def load_study_models(organ_dir: str | Path, device: str = "cpu", margin: int | None = None) -> StudyModels:
     """Load the first converged baseline, localiser and organ networks of one organ of a study.
 
     Runs are found as the evaluation finds them (:func:`l2s_core.evaluate.converged_runs`).
@@ -259,6 +259,8 @@ def load_study_models(organ_dir: str | Path, device: str = "cpu") -> StudyModels
     Args:
         organ_dir: ``runs/<study>/<organ>`` (holding ``baseline/``, ``localiser/``, ``organ/``).
         device: torch device of the networks.
+        margin: voxels around the organ box of the two-stage and ground-truth-localised
+            predictions; ``None``: the crop margin of ``<organ_dir>/prepared`` (as evaluation).
 
     Returns:
         The :class:`StudyModels`; empty when nothing has converged yet.
@@ -268,6 +270,8 @@ def load_study_models(organ_dir: str | Path, device: str = "cpu") -> StudyModels
         ConfigError: the baseline run's ``config.json`` is missing or invalid.
     """
     runs = {name: converged[0] for name in NETWORKS if (converged := converged_runs(Path(organ_dir), name))}
+    if margin is None and runs:
+        margin = int(PreparedTask(Path(organ_dir) / "prepared").settings["crop_margin"])
     networks = {name: load_model(run.folder / BEST_FILE, device)[0] for name, run in runs.items()}
     sources: dict[str, Callable[[PreparedCase], Any]] = {}
     if "baseline" in networks:
@@ -280,11 +284,11 @@ def load_study_models(organ_dir: str | Path, device: str = "cpu") -> StudyModels
         localiser = networks["localiser"]
         multiple = math.lcm(_size_multiple(localiser), _size_multiple(organ))
         sources[TWO_STAGE] = lambda case: two_stage_predict(localiser, organ, case.array("full", "image"), multiple,
-                                                            device=device)
+                                                            margin, device=device)
     if organ is not None:
         sources["gt_localised"] = lambda case: gt_localised_predict(organ, case.array("full", "image"),
                                                                     case.array("full", "label"), _size_multiple(organ),
-                                                                    device=device)
+                                                                    margin, device=device)
     return StudyModels(sources, organ, runs)
 
 

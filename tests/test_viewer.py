@@ -261,13 +261,15 @@ def test_load_study_models_feeds_the_viewer(task, tmp_path):
     _save_run(organ_dir / "localiser", 1, True, UNet3D(base_channels=2, depth=1, groups=1))
     _save_run(organ_dir / "organ", 0, False, UNet3D(base_channels=2, depth=1, groups=1))
     organ_path = _save_run(organ_dir / "organ", 1, True, UNet3D(base_channels=2, depth=2, groups=1))
-    models = load_study_models(organ_dir)
+    models = load_study_models(organ_dir, margin=task.settings["crop_margin"])
     assert set(models.sources) == {"baseline", "two_stage", "gt_localised"}
     assert models.runs["organ"].folder == organ_path.parent and models.organ_network.size_multiple == 4
     case = task.case(task.split["val"][0])
     two_stage = models.sources["two_stage"](case)
     assert isinstance(two_stage, TwoStageResult) and two_stage.mask.shape == SHAPE
     assert models.sources["gt_localised"](case).box == case.crop_box
+    narrow = load_study_models(organ_dir, margin=2).sources["gt_localised"](case).box  # the margin reaches the pipeline
+    assert narrow == tuple(v + (case.meta["crop_margin"] - 2) * (1 if i < 3 else -1) for i, v in enumerate(case.crop_box))
     assert models.sources["baseline"](case).shape == SHAPE
     viewer = SliceViewer(task, sources=models.sources, organ_network=models.organ_network, split="val")
     assert all(viewer.overlay_artists[name].get_visible() for name in ("ground_truth", *models.sources))
