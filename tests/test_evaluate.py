@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import logging
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from msd_builder import write_case, write_dataset_json
 
 from l2s_core.checkpoint import load_model
@@ -30,15 +28,6 @@ SHAPE = (12, 16, 16)
 ORGANS = [(3 + i % 3, 4 + i % 4, 4, 7 + i % 3, 10 + i % 4, 10) for i in range(10)]
 #: network → convergence threshold of each run; 1.1 cannot be reached, so that run does not converge.
 THRESHOLDS = {"baseline": [0.0, 0.0], "localiser": [1.1, 0.0, 0.0], "organ": [0.0, 0.0]}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """One torch thread: on a shared, busy CPU more threads make tiny convolutions much slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def write_cube_task(root: Path) -> Path:
