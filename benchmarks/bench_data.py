@@ -1,7 +1,7 @@
 """Random training patches per second: the memory-mapped prepared cache against decompressing
 the NIfTI files for every patch.
 
-The cache side draws items of :class:`~l2s_core.sampling.BaselinePatchDataset` (the baseline
+The cache side draws items of :class:`~l2s_core.sampling.PatchDataset` (the baseline
 network's foreground-biased sampler), which cuts each patch out of the memory-mapped ``.npy``
 files. The NIfTI side does what the paper's code did: for every patch, read the case's
 ``.nii.gz`` image and label with nibabel (decompressing the whole volumes; here through
@@ -34,7 +34,7 @@ from l2s_core.data.io import read_image, read_label
 from l2s_core.data.msd import organ_mask
 from l2s_core.data.phantom import generate_phantom_task
 from l2s_core.data.prepare import prepare_task
-from l2s_core.sampling import BaselinePatchDataset
+from l2s_core.sampling import PatchDataset
 
 #: Half of each side of the default (32, 96, 96) phantom, as 64×256×256 is of a 128×512×512 CT.
 DEFAULT_PATCH = (16, 48, 48)
@@ -68,7 +68,8 @@ def nifti_patch(case: PreparedCase, box: tuple[int, ...], organ_labels: Sequence
 
 def measure(task: PreparedTask, patch: tuple[int, int, int], n_patches: int, seed: int) -> dict:
     """Time ``n_patches`` patches each way, alternating; check that both cut the same label patch."""
-    dataset = BaselinePatchDataset(task, task.split["train"], patch, samples_per_epoch=n_patches, seed=seed)
+    dataset = PatchDataset(task, task.split["train"], "full", patch, samples_per_epoch=n_patches,
+                           foreground_probability=0.8, seed=seed)
     cases = {case_id: task.case(case_id) for case_id in dataset.case_ids}
     organ_labels = task.settings["organ_labels"]
     cache_seconds, nifti_seconds = [], []

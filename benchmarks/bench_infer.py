@@ -34,10 +34,10 @@ import torch
 from bench_data import DEFAULT_PATCH, add_phantom_arguments, prepared_phantom
 
 from l2s_core.data.cache import PreparedTask
-from l2s_core.infer import TwoStageResult, predict_sliding_window, two_stage_predict
+from l2s_core.infer import Segmenter, TwoStageResult, predict_volume, two_stage_predict
 from l2s_core.losses import DiceCELoss, hard_dice_counts
 from l2s_core.model import UNet3D
-from l2s_core.sampling import WholeImageDataset, pad_collate
+from l2s_core.sampling import PatchDataset, pad_collate
 
 T = TypeVar("T")
 
@@ -49,8 +49,10 @@ def train_localiser(localiser: UNet3D, task: PreparedTask, max_steps: int, targe
     Returns:
         ``(steps run, hard Dice of the last step's batch)``.
     """
-    dataset = WholeImageDataset(task, task.split["train"], "lowres", localiser.size_multiple, shuffle=False)
-    batch = pad_collate(list(dataset))
+    ids = task.split["train"]
+    whole = (1024, 1024, 1024)  # larger than every low-resolution image: each item is a whole image
+    batch = pad_collate([PatchDataset(task, [case_id], "lowres", whole, multiple=localiser.size_multiple)[0]
+                         for case_id in ids])
     images, labels = batch["image"].to(device), batch["label"].to(device)
     optimiser = torch.optim.Adam(localiser.parameters(), lr=lr)
     loss_function = DiceCELoss()
@@ -103,12 +105,15 @@ def main(argv: Sequence[str] | None = None) -> dict:
     print(f"localiser trained {steps} steps (training Dice {train_dice:.3f}); baseline and organ network untrained")
     print(f"test case {case.case_id}, (z, y, x) {image.shape}, sliding window {tuple(args.patch)}")
 
+    def segmenter(model: UNet3D) -> Segmenter:
+        return Segmenter(model, tuple(args.patch), args.overlap, args.sw_batch_size, args.amp)
+
     def run_baseline() -> np.ndarray:
-        return predict_sliding_window(baseline, image, tuple(args.patch), args.overlap, args.sw_batch_size,
-                                      device, args.amp)
+        return predict_volume(segmenter(baseline), image, device)
 
     def run_two_stage() -> TwoStageResult:
-        return two_stage_predict(localiser, organ_net, image, organ_net.size_multiple, device=device, amp=args.amp)
+        return two_stage_predict(segmenter(localiser), segmenter(organ_net), image, int(case.meta["crop_margin"]),
+                                 device=device)
 
     run_baseline(), run_two_stage()  # warm-up
     times: dict[str, list[float]] = {"baseline": [], "two_stage": []}

@@ -25,10 +25,11 @@ import pandas as pd
 
 from l2s_core.data.cache import PreparedTask
 from l2s_core.errors import InputDataError
-from l2s_core.evaluate import CASE_COLUMNS, METHODS, RUN_COLUMNS, SPLITS
 from l2s_core.files import atomic_write_text, read_json
 from l2s_core.stats import DEFAULT_PAIRS, format_mean_sd, mean_sd, pairwise_tests
-from l2s_core.train import LOG_COLUMNS, LOG_FILE, NETWORKS, SUMMARY_FILE
+from l2s_core.evaluation_tables import CASE_COLUMNS, RUN_COLUMNS
+from l2s_core.run_files import LOG_COLUMNS, LOG_FILE, SUMMARY_FILE
+from l2s_core.vocabulary import METHODS, NETWORKS, SPLITS
 
 #: The paper's order of the organs; organs of other names follow alphabetically.
 PAPER_ORGANS = ("spleen", "pancreas", "prostate", "liver", "heart")

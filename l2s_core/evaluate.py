@@ -5,7 +5,7 @@ Three methods, as in the paper:
 ==============  ===========================================================================
 method          prediction of one case
 ==============  ===========================================================================
-baseline        sliding window over the ``full`` image with the run's training patch size
+baseline        the ``full`` image, window by window with the run's training patch
 two_stage       the i-th converged localiser with the i-th converged organ network (runs in
                 order of run index): localise at low resolution, segment the organ box
 gt_localised    a converged organ network on the box of the label (+ the crop margin)
@@ -24,39 +24,28 @@ Example:
 
 from __future__ import annotations
 
-import io
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import pandas as pd
-import torch
 from tqdm.auto import tqdm
 
 from l2s_core.checkpoint import load_model
 from l2s_core.data.cache import PreparedTask
 from l2s_core.errors import ConfigError
-from l2s_core.files import atomic_write_text, read_json
-from l2s_core.infer import FALLBACKS, gt_localised_predict, predict_sliding_window, save_prediction, two_stage_predict
-from l2s_core.metrics import case_metrics, pooled_dice
-from l2s_core.train import BEST_FILE, CONFIG_FILE, SUMMARY_FILE, TrainConfig
+from l2s_core.evaluation_tables import METRIC_COLUMNS, NO_FALLBACK, case_table, pooled_rows, write_csv
+from l2s_core.files import read_json
+from l2s_core.infer import Segmenter, gt_localised_predict, predict_volume, save_prediction, two_stage_predict
+from l2s_core.metrics import case_metrics
+from l2s_core.run_files import BEST_FILE, CONFIG_FILE, SUMMARY_FILE
+from l2s_core.train_config import TrainConfig
+from l2s_core.vocabulary import FALLBACKS, SPLITS
 
 logger = logging.getLogger(__name__)
 
-METHODS = ("baseline", "two_stage", "gt_localised")
-SPLITS = ("val", "test")
-#: Columns of a case row taken from :func:`l2s_core.metrics.case_metrics`.
-METRIC_COLUMNS = ("tp", "fp", "fn", "dice", "hd95_mm", "surface_dice")
-CASE_COLUMNS = ("organ", "split", "method", "run", "localiser_run", "organ_run", "case_id", *METRIC_COLUMNS,
-                "seconds", "fallback")
-RUN_COLUMNS = ("organ", "split", "method", "run", "localiser_run", "organ_run", "n_cases", "tp", "fp", "fn",
-               "pooled_dice", "mean_case_dice", "mean_hd95_mm", "seconds_per_case")
-#: ``fallback`` column of a case where the localiser (or label) gave a box.
-NO_FALLBACK = "none"
 
 #: A method's prediction of one case: ``(image, label) -> (mask, fallback used or None)``, ``(z, y, x)`` arrays.
 Predictor = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, str | None]]
@@ -113,43 +102,44 @@ def converged_runs(organ_dir: Path, network: str) -> list[ConvergedRun]:
     return sorted(runs, key=lambda r: r.index)
 
 
-def _amp(config: TrainConfig, device: str) -> bool:
-    """bfloat16 autocast where the run trained with it and the device is a GPU."""
-    return config.amp and torch.device(device).type == "cuda"
+def load_segmenter(run: ConvergedRun, device: str) -> Segmenter:
+    """A run's best network with the window it trained with (its patch, overlap and batch size).
+
+    Raises:
+        CheckpointError: an unreadable checkpoint.
+        ConfigError: an invalid ``config.json``.
+    """
+    model, _ = load_model(run.folder / BEST_FILE, device)
+    config = run.config
+    return Segmenter(model, config.patch_size, overlap=config.sw_overlap, sw_batch_size=config.batch_size,
+                     amp=config.amp)
 
 
 def _baseline(run: ConvergedRun, device: str) -> MethodRun:
-    model, _ = load_model(run.folder / BEST_FILE, device)
-    config = run.config
+    baseline = load_segmenter(run, device)
 
     def predict(image: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, str | None]:
-        mask = predict_sliding_window(model, image, config.patch_size, config.sw_overlap, config.batch_size,
-                                      device, _amp(config, device))
-        return mask, None
+        return predict_volume(baseline, image, device), None
 
     return MethodRun("baseline", run.index, None, None, predict)
 
 
 def _two_stage(position: int, localiser_run: ConvergedRun, organ_run: ConvergedRun, margin: int, fallback: str,
                device: str) -> MethodRun:
-    localiser, _ = load_model(localiser_run.folder / BEST_FILE, device)
-    organ_net, _ = load_model(organ_run.folder / BEST_FILE, device)
-    multiple = max(localiser.size_multiple, organ_net.size_multiple)
-    amp = _amp(organ_run.config, device)
+    localiser, organ = load_segmenter(localiser_run, device), load_segmenter(organ_run, device)
 
     def predict(image: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, str | None]:
-        result = two_stage_predict(localiser, organ_net, image, multiple, margin, fallback, device, amp)
+        result = two_stage_predict(localiser, organ, image, margin, fallback, device)
         return result.mask, result.fallback_used
 
     return MethodRun("two_stage", position, localiser_run.index, organ_run.index, predict)
 
 
 def _gt_localised(organ_run: ConvergedRun, margin: int, fallback: str, device: str) -> MethodRun:
-    organ_net, _ = load_model(organ_run.folder / BEST_FILE, device)
-    amp = _amp(organ_run.config, device)
+    organ = load_segmenter(organ_run, device)
 
     def predict(image: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, str | None]:
-        result = gt_localised_predict(organ_net, image, label, organ_net.size_multiple, margin, fallback, device, amp)
+        result = gt_localised_predict(organ, image, label, margin, fallback, device)
         return result.mask, result.fallback_used
 
     return MethodRun("gt_localised", organ_run.index, None, organ_run.index, predict)
@@ -188,46 +178,6 @@ def method_runs(organ_dir: Path, margin: int, fallback: str, device: str) -> lis
     return ([_baseline(r, device) for r in baselines]
             + [_two_stage(i, localiser, organ_net, margin, fallback, device) for i, (localiser, organ_net) in pairs]
             + [_gt_localised(r, margin, fallback, device) for r in organ_nets])
-
-
-def pooled_rows(cases: pd.DataFrame) -> pd.DataFrame:
-    """One pooled row per method and run of a table of case rows.
-
-    Args:
-        cases: rows with the columns :data:`CASE_COLUMNS`.
-
-    Returns:
-        Rows with the columns :data:`RUN_COLUMNS`: TP, FP and FN summed over the cases,
-        ``pooled_dice`` from the sums, ``mean_case_dice``, ``mean_hd95_mm`` (mean over the
-        cases with a finite HD95, NaN if none) and ``seconds_per_case``.
-    """
-    keys = ["organ", "split", "method", "run", "localiser_run", "organ_run"]
-    rows = []
-    for key, group in cases.groupby(keys, sort=False, dropna=False):
-        hd95 = group["hd95_mm"].astype(float)
-        finite_hd95 = hd95[np.isfinite(hd95)]
-        rows.append({
-            **dict(zip(keys, key)),
-            "n_cases": len(group),
-            "tp": int(group["tp"].sum()), "fp": int(group["fp"].sum()), "fn": int(group["fn"].sum()),
-            "pooled_dice": pooled_dice(group[["tp", "fp", "fn"]].to_dict("records")),
-            "mean_case_dice": float(group["dice"].mean()),
-            "mean_hd95_mm": float(finite_hd95.mean()) if len(finite_hd95) else np.nan,
-            "seconds_per_case": float(group["seconds"].mean()),
-        })
-    return _table(rows, RUN_COLUMNS)
-
-
-def _table(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> pd.DataFrame:
-    """Rows as a DataFrame with ``columns``; run indices as nullable integers."""
-    table = pd.DataFrame(rows, columns=list(columns))
-    return table.astype({"run": "Int64", "localiser_run": "Int64", "organ_run": "Int64"})
-
-
-def _write_csv(path: Path, table: pd.DataFrame) -> None:
-    buffer = io.StringIO()
-    table.to_csv(buffer, index=False)
-    atomic_write_text(path, buffer.getvalue())
 
 
 def evaluate_organ(organ_dir: Path, split: str, prepared_dir: Path | None = None, fallback: str = "whole_image",
@@ -279,10 +229,10 @@ def evaluate_organ(organ_dir: Path, split: str, prepared_dir: Path | None = None
             if save_predictions:
                 folder = predictions_dir / f"{method_run.method}_{method_run.run:02d}"
                 save_prediction(mask, case, folder / f"{case.case_id}.nii.gz")
-    cases = _table(rows, CASE_COLUMNS)
+    cases = case_table(rows)
     paths = {"cases": out_dir / f"{split}_cases.csv", "runs": out_dir / f"{split}_runs.csv"}
-    _write_csv(paths["cases"], cases)
-    _write_csv(paths["runs"], pooled_rows(cases))
+    write_csv(paths["cases"], cases)
+    write_csv(paths["runs"], pooled_rows(cases))
     if save_predictions:
         paths["predictions"] = predictions_dir
     return paths

@@ -1,17 +1,27 @@
-"""Segmenting a normalised ``(z, y, x)`` image with trained networks: whole-image and
-sliding-window prediction, the paper's two-stage pipeline (localise at low resolution, segment
-the organ box at full resolution) and its ground-truth-localised variant.
+"""Segmenting a normalised ``(z, y, x)`` image with trained networks: patch-wise prediction
+(one pass where the image fits the network's patch, a sliding window of the patch otherwise),
+the paper's two-stage pipeline (localise at low resolution, segment the organ box at full
+resolution) and its ground-truth-localised variant.
+
+No network ever receives an input larger than its training patch: a 512×512×900 CT, a large
+liver crop or the whole-image fallback are all segmented window by window, so the memory of a
+prediction is bounded by the patch, as in training.
 
 Functions take and return numpy arrays; networks map ``(N, 1, z, y, x)`` images to
 ``(N, 2, z, y, x)`` logits and are run in eval mode under ``torch.inference_mode`` (their
 previous train/eval mode is restored afterwards).
 
 Example:
-    >>> result = two_stage_predict(localiser, organ_net, image, multiple=8)  # doctest: +SKIP
+    >>> localiser = Segmenter(localiser_net, patch_size=(64, 256, 256))  # doctest: +SKIP
+    >>> organ = Segmenter(organ_net, patch_size=(64, 256, 256))  # doctest: +SKIP
+    >>> result = two_stage_predict(localiser, organ, image, margin=15)  # doctest: +SKIP
     >>> save_prediction(result.mask, task.case("spleen_2"), "spleen_2.nii.gz")  # doctest: +SKIP
 """
 
 from __future__ import annotations
+
+__all__ = ["Segmenter", "TwoStageResult", "box_predict", "gt_localised_predict", "predict_probability", "predict_volume",
+           "save_prediction", "two_stage_predict"]
 
 import contextlib
 import time
@@ -25,12 +35,44 @@ import torch
 from l2s_core.boxes import Box, bounding_box, crop, expand_box, largest_component, organ_box, paste, scale_box
 from l2s_core.data.cache import PreparedCase
 from l2s_core.data.io import write_mask
-from l2s_core.data.prepare import CROP_MARGIN, downsample_image
+from l2s_core.data.prepare import downsample_image
 from l2s_core.errors import ConfigError
 from l2s_core.sampling import pad_to_multiple
+from l2s_core.vocabulary import FALLBACKS
 
-#: What to do when no organ box is found: segment the whole image, or return an empty mask.
-FALLBACKS = ("whole_image", "empty")
+
+@dataclass(frozen=True)
+class Segmenter:
+    """A trained network with the window it predicts through.
+
+    Attributes:
+        model: network mapping ``(N, 1, z, y, x)`` to ``(N, 2, z, y, x)`` logits.
+        patch_size: ``(z, y, x)`` largest input the network is given (its training patch).
+        overlap: fraction of overlap between neighbouring windows per axis.
+        sw_batch_size: windows per forward pass.
+        amp: run under bfloat16 autocast (CUDA).
+        multiple: inputs are zero-padded to a multiple of this per axis (default: the
+            model's ``size_multiple``, ``2 ** depth`` of a U-Net, else 1).
+    """
+
+    model: torch.nn.Module
+    patch_size: tuple[int, int, int]
+    overlap: float = 0.25
+    sw_batch_size: int = 1
+    amp: bool = False
+    multiple: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "patch_size", tuple(int(s) for s in self.patch_size))
+        if not self.multiple:
+            object.__setattr__(self, "multiple", int(getattr(self.model, "size_multiple", 1)))
+        if len(self.patch_size) != 3 or any(s < 1 or s % self.multiple for s in self.patch_size):
+            raise ConfigError("patch_size", f"{self.patch_size} (z, y, x) needs three sides, each a positive "
+                                            f"multiple of the network's size multiple {self.multiple}")
+
+    def window(self, padded_shape: tuple[int, ...]) -> tuple[int, int, int]:
+        """The window used on an image of ``padded_shape``: the patch, clipped to the image."""
+        return tuple(min(p, s) for p, s in zip(self.patch_size, padded_shape))  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -69,66 +111,52 @@ def _evaluating(model: torch.nn.Module, device: str | torch.device, amp: bool) -
         model.train(was_training)
 
 
-def _as_batch(image: np.ndarray, device: str | torch.device) -> torch.Tensor:
-    """A ``(z, y, x)`` array (possibly a read-only memory map) as a float32 ``(1, 1, z, y, x)``
-    tensor on ``device``."""
-    return torch.from_numpy(np.array(image, dtype=np.float32))[None, None].to(device)
+def _volume_logits(segmenter: Segmenter, image: np.ndarray, device: str | torch.device) -> torch.Tensor:
+    """Float32 ``(2, z, y, x)`` logits of a ``(z, y, x)`` image, never feeding more than the patch.
+
+    The image is zero-padded at the end to the network's size multiple; if it then fits the
+    patch it is segmented in one pass, otherwise by MONAI's ``sliding_window_inference`` with
+    the patch clipped to the padded image per axis (overlapping windows averaged with equal
+    weights). The logits are cropped back to the image.
+    """
+    padded = pad_to_multiple(np.asarray(image), segmenter.multiple)
+    batch = torch.from_numpy(np.array(padded, dtype=np.float32))[None, None].to(device)
+    window = segmenter.window(padded.shape)
+    amp = segmenter.amp and torch.device(device).type == "cuda"
+    with _evaluating(segmenter.model, device, amp) as net:
+        if window == tuple(padded.shape):
+            logits = net(batch)
+        else:
+            from monai.inferers import sliding_window_inference  # imported here: MONAI's import costs ~3 s
+
+            logits = sliding_window_inference(batch, roi_size=window, sw_batch_size=segmenter.sw_batch_size,
+                                              predictor=net, overlap=segmenter.overlap, sw_device=device,
+                                              device=device)
+    z, y, x = image.shape
+    return logits[0, :, :z, :y, :x].float()
 
 
-def _argmax_mask(logits: torch.Tensor) -> np.ndarray:
-    """Class index per voxel of ``(1, C, z, y, x)`` logits as a uint8 ``(z, y, x)`` array."""
-    return logits[0].argmax(dim=0).to(torch.uint8).cpu().numpy()
-
-
-def predict_whole(model: torch.nn.Module, image: np.ndarray, multiple: int, device: str | torch.device = "cpu",
-                  amp: bool = False) -> np.ndarray:
-    """Segment a whole image in one forward pass.
+def predict_volume(segmenter: Segmenter, image: np.ndarray, device: str | torch.device = "cpu") -> np.ndarray:
+    """Segment a ``(z, y, x)`` image patch-wise (see :func:`_volume_logits`).
 
     Args:
-        model: network mapping ``(1, 1, z, y, x)`` to ``(1, 2, z, y, x)`` logits.
-        image: normalised ``(z, y, x)`` image.
-        multiple: the image is zero-padded at the end to a multiple of this per axis
-            (``2 ** depth`` of the U-Net) and the prediction cropped back.
-        device: where the network runs.
-        amp: run under bfloat16 autocast.
+        segmenter: the network and its window.
+        image: normalised ``(z, y, x)`` image of any size (a read-only memory map is fine).
+        device: where the network runs and the logits are accumulated.
 
     Returns:
         uint8 ``(z, y, x)`` mask (argmax over the classes) of the image's shape.
     """
-    padded = pad_to_multiple(np.asarray(image), multiple)
-    with _evaluating(model, device, amp) as net:
-        mask = _argmax_mask(net(_as_batch(padded, device)))
-    z, y, x = image.shape
-    return np.ascontiguousarray(mask[:z, :y, :x])
+    return _volume_logits(segmenter, image, device).argmax(dim=0).to(torch.uint8).cpu().numpy()
 
 
-def predict_sliding_window(model: torch.nn.Module, image: np.ndarray, patch_size: tuple[int, int, int],
-                           overlap: float = 0.25, sw_batch_size: int = 1, device: str | torch.device = "cpu",
-                           amp: bool = False) -> np.ndarray:
-    """Segment an image patch by patch with MONAI's ``sliding_window_inference`` (the baseline).
-
-    Overlapping windows are averaged with equal weights; an image smaller than the patch on
-    some axis is zero-padded for the pass and the prediction cropped back.
-
-    Args:
-        model: network mapping ``(N, 1, *patch_size)`` to ``(N, 2, *patch_size)`` logits.
-        image: normalised ``(z, y, x)`` image.
-        patch_size: ``(z, y, x)`` window, the training patch size.
-        overlap: fraction of overlap between neighbouring windows per axis.
-        sw_batch_size: windows per forward pass.
-        device: where the network runs and the logits are accumulated.
-        amp: run under bfloat16 autocast.
+def predict_probability(segmenter: Segmenter, image: np.ndarray, device: str | torch.device = "cpu") -> np.ndarray:
+    """Foreground probability (softmax) of a ``(z, y, x)`` image, predicted patch-wise.
 
     Returns:
-        uint8 ``(z, y, x)`` mask of the image's shape.
+        float32 ``(z, y, x)`` array in ``[0, 1]``; averaging these over runs gives an ensemble.
     """
-    from monai.inferers import sliding_window_inference  # imported here: MONAI's import costs ~3 s
-
-    with _evaluating(model, device, amp) as net:
-        logits = sliding_window_inference(_as_batch(image, device), roi_size=tuple(patch_size),
-                                          sw_batch_size=sw_batch_size, predictor=net, overlap=overlap,
-                                          sw_device=device, device=device)
-        return _argmax_mask(logits)
+    return torch.softmax(_volume_logits(segmenter, image, device), dim=0)[1].cpu().numpy()
 
 
 def _check_fallback(fallback: str) -> None:
@@ -136,38 +164,37 @@ def _check_fallback(fallback: str) -> None:
         raise ConfigError("fallback", f"must be one of {', '.join(FALLBACKS)}, got {fallback!r}")
 
 
-def _segment_box(organ_net: torch.nn.Module, image: np.ndarray, box: Box | None, fallback: str, multiple: int,
-                 device: str | torch.device, amp: bool) -> tuple[np.ndarray, str | None]:
+def _segment_box(organ: Segmenter, image: np.ndarray, box: Box | None, fallback: str,
+                 device: str | torch.device) -> tuple[np.ndarray, str | None]:
     """The organ network's full-size mask for ``box``, or the fallback's when ``box`` is None."""
     if box is None:
         if fallback == "empty":
             return np.zeros(image.shape, dtype=np.uint8), fallback
-        return predict_whole(organ_net, image, multiple, device, amp), fallback
-    organ_mask = predict_whole(organ_net, crop(image, box), multiple, device, amp)
+        return predict_volume(organ, image, device), fallback
+    organ_mask = predict_volume(organ, crop(image, box), device)
     return paste(organ_mask, box, image.shape), None
 
 
-def two_stage_predict(localiser: torch.nn.Module, organ_net: torch.nn.Module, image: np.ndarray, multiple: int,
-                      margin: int = CROP_MARGIN, fallback: str = "whole_image", device: str | torch.device = "cpu",
-                      amp: bool = False) -> TwoStageResult:
+def two_stage_predict(localiser: Segmenter, organ: Segmenter, image: np.ndarray, margin: int,
+                      fallback: str = "whole_image", device: str | torch.device = "cpu") -> TwoStageResult:
     """The paper's two-stage pipeline.
 
     The image is resized to low resolution as in preparation (:func:`downsample_image`); the
     localiser segments it; the bounding box of the largest connected component is mapped to
     full resolution (:func:`scale_box`) and grown by ``margin`` voxels; the organ network
     segments that box of the image (zero-filled where it reaches beyond the image); its mask
-    is pasted into an empty full-size mask.
+    is pasted into an empty full-size mask. Both networks predict patch-wise
+    (:func:`predict_volume`).
 
     Args:
-        localiser: network trained on low-resolution images.
-        organ_net: network trained on organ crops.
+        localiser: network trained on low-resolution images, with its window.
+        organ: network trained on organ crops, with its window.
         image: normalised full-resolution ``(z, y, x)`` image.
-        multiple: network inputs are zero-padded to a multiple of this (``2 ** depth``).
-        margin: voxels added on each side of the box (15 in the paper).
+        margin: voxels added on each side of the box (the prepared task's crop margin; the
+            paper's 15).
         fallback: when the localiser finds nothing: ``"whole_image"`` segments the whole
             image with the organ network, ``"empty"`` returns an empty mask.
         device: where the networks run.
-        amp: run under bfloat16 autocast.
 
     Returns:
         The :class:`TwoStageResult`.
@@ -179,27 +206,24 @@ def two_stage_predict(localiser: torch.nn.Module, organ_net: torch.nn.Module, im
     started = time.perf_counter()
     image = np.asarray(image, dtype=np.float32)
     lowres = downsample_image(image)
-    lowres_mask = predict_whole(localiser, lowres, multiple, device, amp)
+    lowres_mask = predict_volume(localiser, lowres, device)
     lowres_box = bounding_box(largest_component(lowres_mask))
     box = None if lowres_box is None else expand_box(scale_box(lowres_box, lowres.shape, image.shape), margin)
-    mask, fallback_used = _segment_box(organ_net, image, box, fallback, multiple, device, amp)
+    mask, fallback_used = _segment_box(organ, image, box, fallback, device)
     return TwoStageResult(mask, lowres_mask, box, fallback_used, time.perf_counter() - started)
 
 
-def gt_localised_predict(organ_net: torch.nn.Module, image: np.ndarray, label: np.ndarray, multiple: int,
-                         margin: int = CROP_MARGIN, fallback: str = "whole_image",
-                         device: str | torch.device = "cpu", amp: bool = False) -> TwoStageResult:
+def gt_localised_predict(organ: Segmenter, image: np.ndarray, label: np.ndarray, margin: int,
+                         fallback: str = "whole_image", device: str | torch.device = "cpu") -> TwoStageResult:
     """The organ network on the ground-truth box: the label's largest component + ``margin``.
 
     Args:
-        organ_net: network trained on organ crops.
+        organ: network trained on organ crops, with its window.
         image: normalised full-resolution ``(z, y, x)`` image.
         label: organ mask ``(z, y, x)`` of the same shape.
-        multiple: network inputs are zero-padded to a multiple of this (``2 ** depth``).
-        margin: voxels added on each side of the box.
+        margin: voxels added on each side of the box (the prepared task's crop margin).
         fallback: for an empty label, as in :func:`two_stage_predict`.
         device: where the network runs.
-        amp: run under bfloat16 autocast.
 
     Returns:
         The :class:`TwoStageResult` (``lowres_mask`` is ``None``).
@@ -214,8 +238,23 @@ def gt_localised_predict(organ_net: torch.nn.Module, image: np.ndarray, label: n
     started = time.perf_counter()
     image = np.asarray(image, dtype=np.float32)
     box = organ_box(np.asarray(label), margin)
-    mask, fallback_used = _segment_box(organ_net, image, box, fallback, multiple, device, amp)
+    mask, fallback_used = _segment_box(organ, image, box, fallback, device)
     return TwoStageResult(mask, None, box, fallback_used, time.perf_counter() - started)
+
+
+def box_predict(organ: Segmenter, image: np.ndarray, box: Box, device: str | torch.device = "cpu") -> np.ndarray:
+    """The organ network inside a given box (a manual localisation), pasted into a full-size mask.
+
+    Args:
+        organ: network trained on organ crops, with its window.
+        image: normalised full-resolution ``(z, y, x)`` image.
+        box: half-open ``(z0, y0, x0, z1, y1, x1)``; it may reach beyond the image (zero-filled).
+        device: where the network runs.
+
+    Returns:
+        uint8 ``(z, y, x)`` mask of the image's shape, zero outside the box.
+    """
+    return _segment_box(organ, np.asarray(image, dtype=np.float32), box, "empty", device)[0]
 
 
 def save_prediction(mask: np.ndarray, case: PreparedCase, path: str | Path) -> None:

@@ -24,7 +24,7 @@ from matplotlib.ticker import MaxNLocator
 
 from l2s_core.analysis import METHOD_LABELS, NETWORK_LABELS, SPLIT_LABELS
 from l2s_core.files import atomic_write_bytes
-from l2s_core.train import NETWORKS
+from l2s_core.vocabulary import NETWORKS
 
 #: One colour per network, shared by the panels of Figure 3.
 NETWORK_COLOURS = dict(zip(NETWORKS, sns.color_palette("colorblind", len(NETWORKS))))

@@ -35,15 +35,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
 import dataclasses
-import io
 import json
 import math
 import os
 import sys
 import time
-import typing
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -58,259 +55,62 @@ from l2s_core.checkpoint import (ResumeState, capture_rng_states, load_resume_st
                                  restore_rng_states, save_checkpoint, save_resume_state)
 from l2s_core.data.cache import PreparedTask
 from l2s_core.distributed import ProcessContext
-from l2s_core.errors import ConfigError, FormatVersionError, InputDataError, L2SError
-from l2s_core.files import FORMAT_VERSION, atomic_write_json, atomic_write_text, read_json
-from l2s_core.infer import predict_sliding_window, predict_whole
+from l2s_core.errors import ConfigError, InputDataError, L2SError
+from l2s_core.files import atomic_write_json, read_json
+from l2s_core.infer import Segmenter, predict_volume
 from l2s_core.losses import DiceCELoss, hard_dice_counts
 from l2s_core.metrics import confusion_counts, dice_from_counts
 from l2s_core.model import UNet3D
-from l2s_core.sampling import BaselinePatchDataset, WholeImageDataset, pad_collate
-
-NETWORKS = ("baseline", "localiser", "organ")
-CONVERGENCE_RULES = ("best_over_run", "after_patience_epochs")
-#: Cache level each network trains and is validated on.
-LEVEL_OF_NETWORK = {"baseline": "full", "localiser": "lowres", "organ": "crop"}
-LOG_COLUMNS = ("epoch", "wall_seconds", "train_loss", "train_dice", "val_dice")
-
-CONFIG_FILE = "config.json"
-LOG_FILE = "log.csv"
-BEST_FILE = "best.pt"
-NEXT_BEST_FILE = "best.next.pt"
-RESUME_FILE = "resume.pt"
-SUMMARY_FILE = "summary.json"
+from l2s_core.run_files import (BEST_FILE, CONFIG_FILE, LOG_FILE, NEXT_BEST_FILE, RESUME_FILE, SUMMARY_FILE,
+                                finished_summary, write_log)
+from l2s_core.sampling import PatchDataset, pad_collate
+from l2s_core.train_config import TrainConfig, is_converged
+from l2s_core.vocabulary import LEVEL_OF_NETWORK
 
 #: Settings that may change when a run is resumed elsewhere (they do not define the run).
 _LOCATION_FIELDS = ("prepared_dir", "run_dir", "num_workers", "device", "world_size")
 
 
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """Settings of one training run; saved as the run's ``config.json``.
+def training_dataset(config: TrainConfig, task: PreparedTask) -> PatchDataset:
+    """The training patches of ``config.network`` over the task's training cases.
 
-    Attributes:
-        prepared_dir: prepared task folder (:mod:`l2s_core.data.prepare`).
-        run_dir: folder of this run (created).
-        network: ``"baseline"``, ``"localiser"`` or ``"organ"``.
-        seed: seed of the weight initialisation and of the training items.
-        base_channels: U-Net channels at full resolution.
-        depth: U-Net poolings; image sides are padded to multiples of ``2**depth``.
-        patch_size: ``(z, y, x)`` patch of the baseline (training and sliding window).
-        batch_size: global batch, split evenly across the processes.
-        samples_per_epoch: baseline patches per epoch (the paper does not state it); the
-            localiser and organ network see each training image once per epoch.
-        foreground_probability: share of baseline patches that must contain organ.
-        lr: Adam learning rate.
-        patience: stop after this many epochs without a higher validation Dice.
-        max_epochs: stop after this many epochs at the latest.
-        convergence_threshold: validation Dice a converged run must reach.
-        convergence_rule: ``"best_over_run"`` (the paper's code: best validation Dice ≥
-            threshold) or ``"after_patience_epochs"`` (the paper's text: validation Dice ≥
-            threshold at some epoch ≥ ``convergence_epoch``).
-        convergence_epoch: first epoch (counting from 1) that counts for
-            ``"after_patience_epochs"``.
-        dice_weight: weight of the soft Dice term of the loss.
-        ce_weight: weight of the cross-entropy term of the loss.
-        sw_overlap: overlap of the baseline's sliding windows at validation.
-        num_workers: DataLoader worker processes per training process.
-        device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
-        amp: bfloat16 autocast (CUDA only; no effect on the CPU).
-        world_size: data-parallel processes :func:`train_run` starts (``torchrun`` sets its own).
-        deterministic: on the CPU, deterministic algorithms (bitwise reproducible runs); on
-            GPUs, cuDNN's deterministic convolutions without autotuning (closer, not bitwise,
-            reproducibility, at some speed cost; ``False`` lets cuDNN pick the fastest).
+    Every network trains on patches of its own level (baseline: full resolution, 80 % holding
+    organ; localiser: low resolution; organ network: crops, both plain random), clipped where
+    an image is smaller than the patch.
     """
-
-    prepared_dir: str
-    run_dir: str
-    network: str
-    seed: int = 0
-    base_channels: int = 8
-    depth: int = 3
-    patch_size: tuple[int, int, int] = (64, 256, 256)
-    batch_size: int = 2
-    samples_per_epoch: int = 250
-    foreground_probability: float = 0.8
-    lr: float = 1e-4
-    patience: int = 20
-    max_epochs: int = 1000
-    convergence_threshold: float = 0.1
-    convergence_rule: str = "best_over_run"
-    convergence_epoch: int = 20
-    dice_weight: float = 1.0
-    ce_weight: float = 1.0
-    sw_overlap: float = 0.25
-    num_workers: int = 0
-    device: str = "auto"
-    amp: bool = False
-    world_size: int = 1
-    deterministic: bool = True
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "patch_size", tuple(self.patch_size))
-        checks = [
-            ("network", self.network in NETWORKS, f"must be one of {', '.join(NETWORKS)}"),
-            ("convergence_rule", self.convergence_rule in CONVERGENCE_RULES, f"must be one of {', '.join(CONVERGENCE_RULES)}"),
-            ("patch_size", self.network != "baseline" or (
-                len(self.patch_size) == 3 and all(s >= 1 and s % 2**self.depth == 0 for s in self.patch_size)),
-             f"needs three sides (z, y, x), each a positive multiple of 2**depth = {2**self.depth}"),
-            ("world_size", self.world_size >= 1, "must be at least 1"),
-            ("batch_size", self.batch_size >= 1 and self.batch_size % self.world_size == 0,
-             f"must be a positive multiple of world_size ({self.world_size}), the global batch is split across processes"),
-            ("lr", self.lr > 0, "must be positive"),
-            ("sw_overlap", 0 <= self.sw_overlap < 1, "must lie in [0, 1)"),
-            ("foreground_probability", 0 <= self.foreground_probability <= 1, "must lie in [0, 1]"),
-        ]
-        checks += [(name, getattr(self, name) >= 1, "must be at least 1")
-                   for name in ("base_channels", "depth", "samples_per_epoch", "patience", "max_epochs", "convergence_epoch")]
-        checks += [("num_workers", self.num_workers >= 0, "must not be negative")]
-        for name, valid, problem in checks:
-            if not valid:
-                raise ConfigError(f"train config {name}", f"{problem}, got {getattr(self, name)!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able dict (``patch_size`` as a list)."""
-        return {**dataclasses.asdict(self), "patch_size": list(self.patch_size)}
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any], source: str = "train config") -> TrainConfig:
-        """Build a config from a dict such as :meth:`to_dict` gives (``format_version`` allowed).
-
-        Args:
-            values: field name → value.
-            source: named in error messages (e.g. the config file).
-
-        Raises:
-            ConfigError: an unknown or missing key, a value of the wrong type or out of range.
-            FormatVersionError: a ``format_version`` this l2s does not read.
-        """
-        values = dict(values)
-        version = values.pop("format_version", FORMAT_VERSION)
-        if version != FORMAT_VERSION:
-            raise FormatVersionError(source, f"format_version {version!r}, this l2s reads version {FORMAT_VERSION}")
-        hints = typing.get_type_hints(cls)
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        for key in values:
-            if key not in fields:
-                raise ConfigError(f"{source} {key}", f"unknown key; known keys: {', '.join(fields)}")
-        missing = [name for name, f in fields.items() if f.default is dataclasses.MISSING and name not in values]
-        if missing:
-            raise ConfigError(f"{source} {missing[0]}", "required key missing")
-        return cls(**{key: _typed_value(f"{source} {key}", hints[key], value) for key, value in values.items()})
-
-    @classmethod
-    def load(cls, path: str | Path) -> TrainConfig:
-        """Read a config from a JSON file (``format_version`` optional).
-
-        Raises:
-            ConfigError: unreadable JSON or an invalid config (the message names the file and key).
-        """
-        path = Path(path)
-        try:
-            values = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ConfigError(path, f"cannot read the training config ({exc})") from None
-        if not isinstance(values, dict):
-            raise ConfigError(path, "expected a JSON object")
-        return cls.from_dict(values, source=str(path))
-
-
-def _typed_value(where: str, hint: Any, value: Any) -> Any:
-    """``value`` checked against a field's type (ints are accepted for floats, lists for tuples)."""
-    if hint is bool or hint is str:
-        valid = isinstance(value, hint)
-    elif hint is int:
-        valid = isinstance(value, int) and not isinstance(value, bool)
-    elif hint is float:
-        valid = isinstance(value, (int, float)) and not isinstance(value, bool)
-        value = float(value) if valid else value
-    else:  # tuple[int, int, int]
-        valid = isinstance(value, (list, tuple)) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
-        value = tuple(value) if valid else value
-    if not valid:
-        raise ConfigError(where, f"expected {getattr(hint, '__name__', hint)}, got {value!r}")
-    return value
-
-
-def is_converged(val_dices: list[float], threshold: float, rule: str, convergence_epoch: int = 20) -> bool:
-    """Whether a run with these per-epoch validation Dice values has converged.
-
-    Args:
-        val_dices: validation Dice of epochs 1, 2, ...
-        threshold: Dice to reach (0.1 in the paper).
-        rule: ``"best_over_run"``: the best Dice of the run reaches ``threshold`` (the paper's
-            code); ``"after_patience_epochs"``: the Dice reaches ``threshold`` at some epoch
-            ``>= convergence_epoch`` (the paper's text, "at least 0.1 dice on the validation
-            set after 20 epochs").
-        convergence_epoch: first epoch counted by ``"after_patience_epochs"``.
-
-    Returns:
-        The verdict.
-
-    Raises:
-        ConfigError: an unknown rule.
-    """
-    if rule == "best_over_run":
-        return any(d >= threshold for d in val_dices)
-    if rule == "after_patience_epochs":
-        return any(d >= threshold for d in val_dices[convergence_epoch - 1:])
-    raise ConfigError("convergence_rule", f"must be one of {', '.join(CONVERGENCE_RULES)}, got {rule!r}")
-
-
-def check_patch_fits(patch_size: tuple[int, int, int], shapes: list[list[int]], where: Path) -> None:
-    """Refuse a baseline patch larger than every training image along some axis.
-
-    Images smaller than the patch are zero-padded (as the paper's sampler did), but a patch
-    that no image fills on an axis is a configuration mistake (e.g. ``(x, y, z)`` order).
-
-    Raises:
-        ConfigError: naming the axis, the patch and the largest image side.
-    """
-    for axis, name in enumerate("zyx"):
-        largest = max(int(s[axis]) for s in shapes)
-        if patch_size[axis] > largest:
-            raise ConfigError("train config patch_size", f"{tuple(patch_size)} (z, y, x) is larger than every training "
-                              f"image of {where} along {name} (largest {largest}); patches are (z, y, x)")
-
-
-def training_dataset(config: TrainConfig, task: PreparedTask) -> BaselinePatchDataset | WholeImageDataset:
-    """The training items of ``config.network`` over the task's training cases."""
     train_ids = task.split["train"]
     if not train_ids:
         raise InputDataError(task.folder / "split.json", "no training cases (all excluded, or too few cases)")
-    if config.network == "baseline":
-        check_patch_fits(config.patch_size, [task.case(c).meta["original_shape"] for c in train_ids], task.folder)
-        return BaselinePatchDataset(task, train_ids, config.patch_size, config.samples_per_epoch,
-                                    foreground_probability=config.foreground_probability, seed=config.seed)
-    return WholeImageDataset(task, train_ids, LEVEL_OF_NETWORK[config.network], 2**config.depth,
-                             seed=config.seed, shuffle=True)
+    foreground = config.foreground_probability if config.network == "baseline" else 0.0
+    return PatchDataset(task, train_ids, LEVEL_OF_NETWORK[config.network], config.patch_size,
+                        config.samples_per_epoch, foreground_probability=foreground, seed=config.seed,
+                        multiple=2**config.depth)
 
 
 def validation_dice(model: torch.nn.Module, task: PreparedTask, config: TrainConfig, device: torch.device,
                     sw_batch_size: int = 1) -> float:
     """Dice pooled over the validation cases (TP, FP, FN summed over cases).
 
-    The baseline segments the ``full`` image with a sliding window of ``config.patch_size``;
-    the localiser and organ network segment their whole ``lowres`` or ``crop`` image.
+    Each network segments its own level of the validation images (baseline: ``full``,
+    localiser: ``lowres``, organ network: ``crop``) patch-wise with ``config.patch_size``
+    (:func:`l2s_core.infer.predict_volume`).
 
     Args:
         model: the network (not wrapped in ``DistributedDataParallel``).
         task: the prepared task.
         config: the run's settings.
         device: where the network runs.
-        sw_batch_size: windows per forward pass of the baseline's sliding window.
+        sw_batch_size: windows per forward pass.
 
     Returns:
         The pooled validation Dice.
     """
     level = LEVEL_OF_NETWORK[config.network]
-    amp = config.amp and device.type == "cuda"
+    segmenter = Segmenter(model, config.patch_size, overlap=config.sw_overlap, sw_batch_size=sw_batch_size,
+                          amp=config.amp, multiple=2**config.depth)
     totals = np.zeros(3, dtype=np.int64)
     for case in task.cases("val"):
-        image = np.array(case.array(level, "image"))  # a writable copy of the memory map, for torch
-        if config.network == "baseline":
-            prediction = predict_sliding_window(model, image, config.patch_size, config.sw_overlap, sw_batch_size, device, amp)
-        else:
-            prediction = predict_whole(model, image, 2**config.depth, device, amp)
+        prediction = predict_volume(segmenter, case.array(level, "image"), device)
         totals += np.asarray(confusion_counts(prediction, np.asarray(case.array(level, "label"))), dtype=np.int64)
     return float(dice_from_counts(*(int(t) for t in totals)))
 
@@ -402,20 +202,6 @@ def _train_epoch(model: torch.nn.Module, loader: DataLoader, optimizer: torch.op
     return _EpochTotals(loss_sum, int(samples), int(tp), int(fp), int(fn), diverged=False)
 
 
-def _write_log(run_dir: Path, rows: list[dict[str, float]]) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=LOG_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(run_dir / LOG_FILE, buffer.getvalue())
-
-
-def read_log(run_dir: str | Path) -> list[dict[str, float]]:
-    """The rows of a run's ``log.csv`` (epoch as int, the other columns as float)."""
-    with open(Path(run_dir) / LOG_FILE, newline="", encoding="utf-8") as handle:
-        return [{k: int(v) if k == "epoch" else float(v) for k, v in row.items()} for row in csv.DictReader(handle)]
-
-
 def _commit_epoch(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: ResumeState,
                   improved: bool, config: TrainConfig) -> None:
     """Record a completed epoch on disk (rank 0).
@@ -433,7 +219,7 @@ def _commit_epoch(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.
     save_resume_state(run_dir / RESUME_FILE, state)
     if improved:
         os.replace(run_dir / NEXT_BEST_FILE, run_dir / BEST_FILE)
-    _write_log(run_dir, state.log_rows)
+    write_log(run_dir, state.log_rows)
 
 
 def _settle_files(run_dir: Path, state: ResumeState | None) -> None:
@@ -457,7 +243,7 @@ def _settle_files(run_dir: Path, state: ResumeState | None) -> None:
         for name in (BEST_FILE, LOG_FILE):
             (run_dir / name).unlink(missing_ok=True)
     else:
-        _write_log(run_dir, state.log_rows)
+        write_log(run_dir, state.log_rows)
 
 
 def _check_run_dir(config: TrainConfig) -> None:
@@ -474,12 +260,6 @@ def _check_run_dir(config: TrainConfig) -> None:
         details = ", ".join(f"{k}={saved[k]!r} there, {current[k]!r} now" for k in differing)
         raise ConfigError(run_dir / CONFIG_FILE, f"this run folder holds a different run ({details}); "
                           "use another run_dir or delete this one")
-
-
-def finished_summary(run_dir: str | Path) -> dict[str, Any] | None:
-    """The ``summary.json`` of a finished run, or ``None`` while it is unfinished."""
-    path = Path(run_dir) / SUMMARY_FILE
-    return read_json(path) if path.exists() else None
 
 
 def _summary(config: TrainConfig, state: ResumeState, diverged: bool, stop_reason: str) -> dict[str, Any]:

@@ -41,16 +41,14 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.image import AxesImage
 from matplotlib.patches import Rectangle
-from torch import nn
 
-from l2s_core.boxes import Box, crop, paste
-from l2s_core.checkpoint import load_model
+from l2s_core.boxes import Box
 from l2s_core.data.cache import PreparedCase, PreparedTask
 from l2s_core.data.split import SPLIT_NAMES
 from l2s_core.errors import ConfigError, InputDataError
-from l2s_core.evaluate import ConvergedRun, converged_runs
-from l2s_core.infer import gt_localised_predict, predict_sliding_window, predict_whole, two_stage_predict
-from l2s_core.train import BEST_FILE, NETWORKS
+from l2s_core.evaluate import ConvergedRun, converged_runs, load_segmenter
+from l2s_core.infer import Segmenter, box_predict, gt_localised_predict, predict_volume, two_stage_predict
+from l2s_core.vocabulary import NETWORKS
 
 #: Display name and array axis of each view.
 VIEWS = {"axial": 0, "coronal": 1, "sagittal": 2}
@@ -204,32 +202,11 @@ def saved_prediction_source(folder: str | Path) -> Callable[[PreparedCase], np.n
     return load
 
 
-def segment_in_box(network: nn.Module, image: np.ndarray, box: Box, multiple: int, device: str = "cpu") -> np.ndarray:
-    """Run an organ network inside a box and return the full-size mask.
-
-    Args:
-        network: maps ``(N, 1, z, y, x)`` images to ``(N, 2, z, y, x)`` logits.
-        image: ``(z, y, x)`` full-resolution image.
-        box: half-open box; parts beyond the image are zero-filled.
-        multiple: the network's input sides must be multiples of this (padding is added).
-        device: torch device.
-
-    Returns:
-        uint8 ``(z, y, x)`` mask of ``image``'s shape, zero outside the box.
-    """
-    patch = predict_whole(network, crop(image, box), multiple, device=device)
-    return paste(patch, box, image.shape)  # type: ignore[arg-type]
-
-
 def raw_ct_window(task: PreparedTask) -> tuple[float, float] | None:
     """:data:`CT_SOFT_TISSUE` if the task holds raw CT intensities (normalisation ``none``), else ``None``."""
     settings = task.settings
     modality = str(settings.get("modality", {}).get(str(settings.get("channel", 0)), ""))
     return CT_SOFT_TISSUE if settings.get("normalisation") == "none" and modality.upper() == "CT" else None
-
-
-def _size_multiple(network: nn.Module | None) -> int:
-    return int(getattr(network, "size_multiple", 1))
 
 
 @dataclass(frozen=True)
@@ -239,12 +216,12 @@ class StudyModels:
     Attributes:
         sources: ``baseline``, ``two_stage`` and ``gt_localised`` prediction sources for
             :class:`SliceViewer`, as far as their networks exist.
-        organ_network: the organ network (for the manual box), or ``None``.
+        organ_network: the organ network with its window (for the manual box), or ``None``.
         runs: network type → the converged run used.
     """
 
     sources: dict[str, Callable[[PreparedCase], Any]]
-    organ_network: nn.Module | None
+    organ_network: Segmenter | None
     runs: dict[str, ConvergedRun]
 
 
@@ -252,9 +229,9 @@ def load_study_models(organ_dir: str | Path, device: str = "cpu", margin: int | 
     """Load the first converged baseline, localiser and organ networks of one organ of a study.
 
     Runs are found as the evaluation finds them (:func:`l2s_core.evaluate.converged_runs`).
-    The baseline predicts with sliding windows of its run's patch size and overlap, as in
-    evaluation; two-stage pairs the first converged localiser with the first converged organ
-    network (the evaluation's run 0).
+    Every network predicts patch-wise with its run's patch and overlap, as in evaluation
+    (:func:`l2s_core.evaluate.load_segmenter`); two-stage pairs the first converged localiser
+    with the first converged organ network (the evaluation's run 0).
 
     Args:
         organ_dir: ``runs/<study>/<organ>`` (holding ``baseline/``, ``localiser/``, ``organ/``).
@@ -272,23 +249,17 @@ def load_study_models(organ_dir: str | Path, device: str = "cpu", margin: int | 
     runs = {name: converged[0] for name in NETWORKS if (converged := converged_runs(Path(organ_dir), name))}
     if margin is None and runs:
         margin = int(PreparedTask(Path(organ_dir) / "prepared").settings["crop_margin"])
-    networks = {name: load_model(run.folder / BEST_FILE, device)[0] for name, run in runs.items()}
+    networks = {name: load_segmenter(run, device) for name, run in runs.items()}
     sources: dict[str, Callable[[PreparedCase], Any]] = {}
-    if "baseline" in networks:
-        config = runs["baseline"].config
-        baseline = networks["baseline"]
-        sources["baseline"] = lambda case: predict_sliding_window(baseline, case.array("full", "image"),
-                                                                  config.patch_size, config.sw_overlap, device=device)
-    organ = networks.get("organ")
-    if organ is not None and "localiser" in networks:
-        localiser = networks["localiser"]
-        multiple = math.lcm(_size_multiple(localiser), _size_multiple(organ))
-        sources[TWO_STAGE] = lambda case: two_stage_predict(localiser, organ, case.array("full", "image"), multiple,
-                                                            margin, device=device)
+    baseline, localiser, organ = (networks.get(name) for name in NETWORKS)
+    if baseline is not None:
+        sources["baseline"] = lambda case: predict_volume(baseline, case.array("full", "image"), device)
+    if organ is not None and localiser is not None:
+        sources[TWO_STAGE] = lambda case: two_stage_predict(localiser, organ, case.array("full", "image"), margin,
+                                                            device=device)
     if organ is not None:
         sources["gt_localised"] = lambda case: gt_localised_predict(organ, case.array("full", "image"),
-                                                                    case.array("full", "label"), _size_multiple(organ),
-                                                                    margin, device=device)
+                                                                    case.array("full", "label"), margin, device=device)
     return StudyModels(sources, organ, runs)
 
 
@@ -303,9 +274,8 @@ class SliceViewer:
             predictions (:func:`saved_prediction_source`). Names ``baseline``, ``two_stage`` and
             ``gt_localised`` get their usual labels. Predictions are computed when their
             overlay is shown and kept for the current case only.
-        organ_network: network run by the "segment in box" button (disabled without one).
-        multiple: input side multiple of ``organ_network`` (default: its ``size_multiple``
-            attribute, else 1).
+        organ_network: network (with its window) run by the "segment in box" button
+            (disabled without one).
         device: torch device of ``organ_network``.
         split: with a task, show only this split's cases.
         window_level: initial ``(window, level)``; default :func:`raw_ct_window` of the task,
@@ -327,14 +297,13 @@ class SliceViewer:
     """
 
     def __init__(self, cases: PreparedTask | Sequence[PreparedCase],
-                 sources: Mapping[str, PredictionSource] | None = None, organ_network: nn.Module | None = None,
-                 multiple: int | None = None, device: str = "cpu", split: str | None = None,
+                 sources: Mapping[str, PredictionSource] | None = None, organ_network: Segmenter | None = None,
+                 device: str = "cpu", split: str | None = None,
                  window_level: tuple[float, float] | None = None) -> None:
         self.cases, labels, default_window = self._case_list(cases, split)
         self.sources = {name: saved_prediction_source(s) if isinstance(s, (str, Path)) else s
                         for name, s in (sources or {}).items()}
         self.organ_network = organ_network
-        self.multiple = multiple if multiple is not None else _size_multiple(organ_network)
         self.device = device
         self._holding = False
         self._predictions: dict[str, Prediction] = {}
@@ -484,8 +453,7 @@ class SliceViewer:
         """
         if self.organ_network is None:
             raise InputDataError("SliceViewer organ_network", "no organ network to segment with")
-        self._manual = segment_in_box(self.organ_network, self._image, self.manual_box,
-                                      self.multiple, self.device)
+        self._manual = box_predict(self.organ_network, self._image, self.manual_box, self.device)
         with self._hold():
             self.widgets[f"show_{MANUAL}"].value = True
         self.render()

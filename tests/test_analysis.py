@@ -15,7 +15,7 @@ from scipy import stats as scipy_stats
 from l2s_core import analysis, plots
 from l2s_core.data.split import save_split
 from l2s_core.errors import InputDataError
-from l2s_core.evaluate import CASE_COLUMNS, pooled_rows
+from l2s_core.evaluation_tables import CASE_COLUMNS, pooled_rows
 from l2s_core.files import atomic_write_json
 from l2s_core.stats import DEFAULT_PAIRS
 

@@ -18,7 +18,9 @@ from l2s_core.data.cache import PreparedTask
 from l2s_core.errors import ConfigError
 from l2s_core.files import atomic_write_json, read_json
 from l2s_core.model import UNet3D
-from l2s_core.train import TrainConfig, read_log, train_run
+from l2s_core.run_files import read_log
+from l2s_core.train import train_run
+from l2s_core.train_config import TrainConfig
 
 #: Two processes sum their gradients in another order than one process does, so the weights
 #: agree to rounding only. With the paper's lr 1e-4, 3 Adam steps move weights by up to ~3e-4

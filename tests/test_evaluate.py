@@ -18,10 +18,12 @@ from l2s_core.checkpoint import load_model
 from l2s_core.data.cache import PreparedTask
 from l2s_core.data.prepare import prepare_task
 from l2s_core.errors import ConfigError
-from l2s_core.evaluate import CASE_COLUMNS, RUN_COLUMNS, converged_runs, evaluate_organ, pooled_rows
-from l2s_core.infer import predict_sliding_window, two_stage_predict
+from l2s_core.evaluate import converged_runs, evaluate_organ
+from l2s_core.evaluation_tables import CASE_COLUMNS, RUN_COLUMNS, pooled_rows
+from l2s_core.infer import Segmenter, predict_volume, two_stage_predict
 from l2s_core.metrics import case_metrics
-from l2s_core.train import TrainConfig, train_run
+from l2s_core.train import train_run
+from l2s_core.train_config import TrainConfig
 
 SHAPE = (12, 16, 16)
 #: One cuboid organ per case, in (z, y, x) voxel indices.
@@ -118,8 +120,9 @@ def test_case_rows_equal_direct_predictions(organ_dir: Path, evaluated: dict[str
     for case in task.cases("val"):
         image, label = np.array(case.array("full", "image")), np.array(case.array("full", "label"))
         expected = {
-            ("baseline", 1): predict_sliding_window(baseline, image, (8, 8, 8), 0.25, 2),
-            ("two_stage", 1): two_stage_predict(localiser, organ_net, image, multiple=2).mask,
+            ("baseline", 1): predict_volume(Segmenter(baseline, (8, 8, 8), 0.25, 2), image),
+            ("two_stage", 1): two_stage_predict(Segmenter(localiser, (8, 8, 8), 0.25, 2),
+                                                Segmenter(organ_net, (8, 8, 8), 0.25, 2), image, margin=15).mask,
         }
         for (method, run), mask in expected.items():
             metrics = case_metrics(mask, label, case.spacing, 2.0)

@@ -7,8 +7,8 @@ from torch import nn
 
 from l2s_core.data.prepare import downsample_image, downsample_mask
 from l2s_core.errors import ConfigError
-from l2s_core.infer import (gt_localised_predict, predict_sliding_window, predict_whole, save_prediction,
-                            two_stage_predict)
+from l2s_core.infer import (Segmenter, box_predict, gt_localised_predict, predict_probability, predict_volume,
+                            save_prediction, two_stage_predict)
 from l2s_core.model import UNet3D
 
 SHAPE = (24, 40, 40)  # low resolution (8, 20, 20)
@@ -38,6 +38,24 @@ class ThresholdOracle(nn.Module):
         return torch.cat([-images, images], dim=1)
 
 
+def _seg(model, patch=(64, 64, 64), multiple=8):
+    """A network with a window larger than every test image: one pass, padded to ``multiple``."""
+    return Segmenter(model, patch, multiple=multiple)
+
+
+class ShapeRecorder(nn.Module):
+    """Voxel-wise network that records the spatial shape of every input it receives."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv3d(1, 2, 1)
+        self.shapes: list[tuple[int, ...]] = []
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        self.shapes.append(tuple(images.shape[2:]))
+        return self.conv(images)
+
+
 def _cube(box, shape=SHAPE):
     mask = np.zeros(shape, np.uint8)
     mask[box[0]:box[3], box[1]:box[4], box[2]:box[5]] = 1
@@ -57,7 +75,7 @@ def test_two_stage_box_maps_lowres_to_full_resolution(cube, expected_box):
     image = _image(truth)
     lowres_truth = downsample_mask(truth)
     localiser = MaskOracle(lowres_truth)
-    result = two_stage_predict(localiser, ThresholdOracle(), image, multiple=8, margin=15)
+    result = two_stage_predict(_seg(localiser), _seg(ThresholdOracle()), image, margin=15)
     assert result.box == expected_box and result.fallback_used is None
     assert np.array_equal(result.lowres_mask, lowres_truth)
     assert result.mask.dtype == np.uint8 and np.array_equal(result.mask, truth)
@@ -71,7 +89,7 @@ def test_two_stage_covers_an_unaligned_cube_and_ignores_small_components():
     truth = _cube((7, 11, 3, 16, 24, 14))
     lowres = downsample_mask(truth)
     lowres[7, 18:20, 18:20] = 1  # a stray blob smaller than the organ
-    result = two_stage_predict(MaskOracle(lowres), ThresholdOracle(), _image(truth), multiple=8, margin=4)
+    result = two_stage_predict(_seg(MaskOracle(lowres)), _seg(ThresholdOracle()), _image(truth), margin=4)
     assert np.array_equal(result.mask, truth)
     cube_with_margin = (7 - 4, 11 - 4, 3 - 4, 16 + 4, 24 + 4, 14 + 4)
     for axis, divisor in enumerate((3, 2, 2)):  # within one low-resolution voxel of the true box
@@ -81,59 +99,77 @@ def test_two_stage_covers_an_unaligned_cube_and_ignores_small_components():
 
 def test_two_stage_fallbacks_when_nothing_is_localised():
     truth = _cube((6, 10, 10, 12, 20, 20))
-    nothing = MaskOracle(np.zeros((8, 20, 20), np.uint8))
-    whole = two_stage_predict(nothing, ThresholdOracle(), _image(truth), multiple=8)
+    nothing, organ = _seg(MaskOracle(np.zeros((8, 20, 20), np.uint8))), _seg(ThresholdOracle())
+    whole = two_stage_predict(nothing, organ, _image(truth), margin=15)
     assert whole.fallback_used == "whole_image" and whole.box is None
     assert np.array_equal(whole.mask, truth)
-    empty = two_stage_predict(nothing, ThresholdOracle(), _image(truth), multiple=8, fallback="empty")
+    empty = two_stage_predict(nothing, organ, _image(truth), margin=15, fallback="empty")
     assert empty.fallback_used == "empty" and empty.box is None
     assert empty.mask.shape == SHAPE and empty.mask.dtype == np.uint8 and not empty.mask.any()
     with pytest.raises(ConfigError, match="fallback"):
-        two_stage_predict(nothing, ThresholdOracle(), _image(truth), multiple=8, fallback="guess")
+        two_stage_predict(nothing, organ, _image(truth), margin=15, fallback="guess")
 
 
 def test_gt_localised_uses_the_label_box():
     truth = _cube((0, 5, 31, 9, 18, 40))
     image = _image(truth)
-    result = gt_localised_predict(ThresholdOracle(), image, truth, multiple=8, margin=3)
+    result = gt_localised_predict(_seg(ThresholdOracle()), image, truth, margin=3)
     assert result.box == (-3, 2, 28, 12, 21, 43) and result.lowres_mask is None and result.fallback_used is None
     assert np.array_equal(result.mask, truth)
     empty_label = np.zeros(SHAPE, np.uint8)
-    fallback = gt_localised_predict(ThresholdOracle(), image, empty_label, multiple=8, fallback="empty")
+    fallback = gt_localised_predict(_seg(ThresholdOracle()), image, empty_label, margin=3, fallback="empty")
     assert fallback.fallback_used == "empty" and not fallback.mask.any()
 
 
-def test_predict_whole_pads_crops_and_restores_training_mode():
+def test_one_pass_pads_crops_and_restores_training_mode():
     torch.manual_seed(0)
     model = nn.Conv3d(1, 2, 3, padding=1).train()
     image = np.random.default_rng(0).normal(size=(5, 9, 7)).astype(np.float32)
-    mask = predict_whole(model, image, multiple=4)
+    mask = predict_volume(_seg(model, multiple=4), image)
     with torch.no_grad():
         direct = model(torch.from_numpy(image)[None, None])[0].argmax(0).numpy()
     assert mask.shape == image.shape and mask.dtype == np.uint8
     assert np.array_equal(mask, direct)  # zero padding at the end = the convolution's own zero padding
     assert model.training
-    assert predict_whole(model, image, multiple=4, amp=True).shape == image.shape
+    assert predict_volume(Segmenter(model, (8, 12, 8), amp=True, multiple=4), image).shape == image.shape
 
 
-@pytest.mark.parametrize("shape", [(5, 6, 7), (20, 30, 17)])
-def test_sliding_window_shape_for_small_and_large_images(shape):
+@pytest.mark.parametrize("shape", [(5, 6, 7), (20, 30, 17), (3, 70, 41)])
+def test_no_input_is_larger_than_the_patch_and_windows_agree_with_one_pass(shape):
     torch.manual_seed(0)
-    model = nn.Conv3d(1, 2, 1)  # voxel-wise, so windows cannot change the result
+    model = ShapeRecorder()  # voxel-wise, so windows cannot change the result
     image = np.random.default_rng(1).normal(size=shape).astype(np.float32)
-    mask = predict_sliding_window(model, image, (8, 8, 8), overlap=0.25, sw_batch_size=2)
+    windowed = Segmenter(model, (8, 16, 16), overlap=0.25, sw_batch_size=2, multiple=4)
+    mask = predict_volume(windowed, image)
+    assert model.shapes and all(all(s <= p for s, p in zip(seen, (8, 16, 16))) for seen in model.shapes)
+    assert all(side % 4 == 0 for seen in model.shapes for side in seen)
     assert mask.shape == shape and mask.dtype == np.uint8
-    assert np.array_equal(mask, predict_whole(model, image, multiple=1))
+    assert np.array_equal(mask, predict_volume(_seg(model, patch=(128, 128, 128), multiple=1), image))
+    probability = predict_probability(windowed, image)
+    assert probability.shape == shape and probability.dtype == np.float32
+    assert np.array_equal(probability > 0.5, mask.astype(bool))
 
 
-def test_pipeline_runs_with_the_unet():
+def test_box_prediction_runs_the_network_only_inside_the_box():
+    image = np.zeros((8, 10, 12), np.float32)
+    image[1:7, 2:9, 3:11] = 1.0
+    box = (-2, 4, 5, 5, 12, 9)  # reaches beyond the image: zero-filled there
+    mask = box_predict(_seg(ThresholdOracle(), multiple=4), image, box)
+    expected = np.zeros_like(mask)
+    expected[0:5, 4:10, 5:9] = image[0:5, 4:10, 5:9] > 0.5
+    assert mask.dtype == np.uint8 and mask.shape == image.shape
+    assert np.array_equal(mask, expected)
+
+
+def test_pipeline_runs_with_the_unet_through_windows():
     torch.manual_seed(0)
     localiser, organ_net = UNet3D(base_channels=4, depth=3), UNet3D(base_channels=4, depth=3)
     image = _image(_cube((6, 10, 10, 12, 20, 20)))
-    result = two_stage_predict(localiser, organ_net, image, multiple=organ_net.size_multiple)
+    result = two_stage_predict(Segmenter(localiser, (8, 16, 16)), Segmenter(organ_net, (16, 16, 16)), image, margin=15)
     assert result.mask.shape == SHAPE and result.lowres_mask.shape == (8, 20, 20)
-    window = predict_sliding_window(organ_net, image, (16, 32, 32))
-    assert window.shape == SHAPE
+    assert predict_volume(Segmenter(organ_net, (16, 32, 32)), image).shape == SHAPE
+    with pytest.raises(ConfigError, match="patch_size"):
+        Segmenter(organ_net, (12, 16, 16))
 
 
 def test_save_prediction_lands_on_the_non_ras_source_grid(prepared_task, tmp_path):

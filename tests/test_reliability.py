@@ -40,12 +40,15 @@ from l2s_core import train as train_module
 from l2s_core.checkpoint import load_model, load_resume_state
 from l2s_core.data.cache import PreparedTask
 from l2s_core.errors import CheckpointError, ConfigError
-from l2s_core.evaluate import CASE_COLUMNS, RUN_COLUMNS, evaluate_organ
+from l2s_core.evaluate import evaluate_organ
+from l2s_core.evaluation_tables import CASE_COLUMNS, RUN_COLUMNS
 from l2s_core.files import atomic_open, atomic_write_json, read_json
 from l2s_core.study import runner
 from l2s_core.study.params import load_study_params
 from l2s_core.study.plan import Step, StudyPaths, StudyPlan
-from l2s_core.train import TrainConfig, finished_summary, read_log, train_run, train_until_converged
+from l2s_core.run_files import finished_summary, read_log
+from l2s_core.train import train_run, train_until_converged
+from l2s_core.train_config import TrainConfig
 
 PROJECT = Path(__file__).resolve().parents[1]
 SHAPE = (16, 32, 32)

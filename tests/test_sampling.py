@@ -6,7 +6,7 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
 from l2s_core.errors import ConfigError
-from l2s_core.sampling import BaselinePatchDataset, WholeImageDataset, pad_collate, pad_to_multiple
+from l2s_core.sampling import PatchDataset, pad_collate, pad_to_multiple
 
 SMALL_ORGAN = dict(n_cases=2, shape=(8, 40, 40), organ=(3, 20, 20, 5, 22, 22))
 
@@ -18,7 +18,7 @@ def _same_items(a, b):
 
 def test_patch_items_have_patch_shape_and_dtypes(prepared_task):
     task = prepared_task()
-    dataset = BaselinePatchDataset(task, task.split["train"], (4, 8, 8), samples_per_epoch=6)
+    dataset = PatchDataset(task, task.split["train"], "full", (4, 8, 8), samples_per_epoch=6)
     assert len(dataset) == 6
     for item in dataset:
         assert item["image"].shape == (1, 4, 8, 8) and item["image"].dtype == torch.float32
@@ -30,7 +30,7 @@ def test_patch_items_have_patch_shape_and_dtypes(prepared_task):
 
 def test_patch_is_cut_from_the_cached_volume_at_its_location(prepared_task):
     task = prepared_task(n_cases=2)
-    dataset = BaselinePatchDataset(task, ["cube_0", "cube_1"], (4, 8, 8), samples_per_epoch=20)
+    dataset = PatchDataset(task, ["cube_0", "cube_1"], "full", (4, 8, 8), samples_per_epoch=20)
     for i, item in enumerate(dataset):
         case_id, (z0, y0, x0, z1, y1, x1) = dataset.patch_location(i)
         case = task.case(case_id)
@@ -46,7 +46,7 @@ def test_foreground_share_follows_the_rule_and_organ_is_not_centred(prepared_tas
     label = np.asarray(task.case("cube_0").array("full", "label"))  # both cases have the same organ
     uniform_hit_rate = np.lib.stride_tricks.sliding_window_view(label, patch).any(axis=(3, 4, 5)).mean()
     assert uniform_hit_rate < 0.1  # so the forced share dominates
-    dataset = BaselinePatchDataset(task, task.split["train"] + task.split["val"], patch, samples_per_epoch=1000,
+    dataset = PatchDataset(task, task.split["train"] + task.split["val"], "full", patch, samples_per_epoch=1000,
                                    foreground_probability=0.8, seed=3)
     offsets = []
     for item in dataset:
@@ -63,29 +63,46 @@ def test_foreground_share_follows_the_rule_and_organ_is_not_centred(prepared_tas
 
 def test_no_foreground_forcing_gives_uniform_rate(prepared_task):
     task = prepared_task(**SMALL_ORGAN)
-    dataset = BaselinePatchDataset(task, ["cube_0"], (4, 8, 8), samples_per_epoch=300, foreground_probability=0.0)
+    dataset = PatchDataset(task, ["cube_0"], "full", (4, 8, 8), samples_per_epoch=300, foreground_probability=0.0)
     share = np.mean([bool(item["label"].any()) for item in dataset])
     assert share < 0.2
 
 
-def test_volume_smaller_than_patch_is_zero_padded(prepared_task):
-    task = prepared_task(n_cases=1, shape=(8, 12, 12), organ=(2, 2, 2, 5, 6, 6))
+def test_patch_is_clipped_to_a_smaller_volume_and_padded_to_the_multiple(prepared_task):
+    task = prepared_task(n_cases=1, shape=(8, 12, 20), organ=(2, 2, 2, 5, 6, 6))
     case = task.case("cube_0")
-    item = BaselinePatchDataset(task, ["cube_0"], (16, 16, 16), samples_per_epoch=1)[0]
-    image, label = item["image"][0].numpy(), item["label"].numpy()
-    assert image.shape == label.shape == (16, 16, 16)
-    assert np.array_equal(image[:8, :12, :12], case.array("full", "image"))
-    assert np.array_equal(label[:8, :12, :12], case.array("full", "label"))
-    image[:8, :12, :12] = 0
-    label[:8, :12, :12] = 0
-    assert not image.any() and not label.any()
+    dataset = PatchDataset(task, ["cube_0"], "full", (16, 16, 16), samples_per_epoch=20, multiple=8)
+    for i, item in enumerate(dataset):
+        image, label = item["image"][0].numpy(), item["label"].numpy()
+        assert image.shape == label.shape == (8, 16, 16)  # z and y clipped (8, 12 -> 16), x a 16 window of 20
+        _, (z0, y0, x0, z1, y1, x1) = dataset.patch_location(i)
+        assert (z0, y0, z1, y1) == (0, 0, 8, 12) and x1 - x0 == 16
+        assert np.array_equal(image[:8, :12], case.array("full", "image")[:, :, x0:x1])
+        assert not image[:, 12:].any() and not label[:, 12:].any()
+
+
+def test_every_level_gives_patches_of_its_own_arrays(prepared_task):
+    task = prepared_task(n_cases=1)
+    case = task.case("cube_0")
+    assert case.array("lowres", "image").shape == (4, 8, 8) and case.array("crop", "label").shape == (34, 36, 36)
+    lowres = PatchDataset(task, ["cube_0"], "lowres", (8, 8, 8), multiple=8)[0]
+    assert lowres["image"].shape == (1, 8, 8, 8)
+    assert np.array_equal(lowres["image"][0, :4].numpy(), case.array("lowres", "image"))
+    crops = PatchDataset(task, ["cube_0"], "crop", (16, 16, 16), samples_per_epoch=50, foreground_probability=1.0)
+    assert all(item["label"].shape == (16, 16, 16) and item["label"].any() for item in crops)
+
+
+def test_one_patch_per_training_image_by_default(prepared_task):
+    task = prepared_task(n_cases=5)
+    assert len(PatchDataset(task, task.split["train"], "crop", (8, 8, 8))) == len(task.split["train"])
+    assert len(PatchDataset(task, task.split["train"], "crop", (8, 8, 8), samples_per_epoch=7)) == 7
 
 
 def test_items_depend_only_on_seed_epoch_and_index(prepared_task):
     task = prepared_task()
     ids = task.split["train"]
-    first = BaselinePatchDataset(task, ids, (4, 8, 8), samples_per_epoch=10, seed=1)
-    again = BaselinePatchDataset(task, ids, (4, 8, 8), samples_per_epoch=10, seed=1)
+    first = PatchDataset(task, ids, "full", (4, 8, 8), samples_per_epoch=10, seed=1)
+    again = PatchDataset(task, ids, "full", (4, 8, 8), samples_per_epoch=10, seed=1)
     reversed_order = [again[i] for i in reversed(range(10))][::-1]
     assert all(_same_items(first[i], reversed_order[i]) for i in range(10))
     epoch0 = [first[i] for i in range(10)]
@@ -96,13 +113,13 @@ def test_items_depend_only_on_seed_epoch_and_index(prepared_task):
     first[0]  # opens the memory maps, which a pickled copy reopens instead of carrying
     pickled = pickle.dumps(first)
     assert len(pickled) < 4 * 12 * 16 * 16 and _same_items(pickle.loads(pickled)[3], epoch0[3])
-    other_seed = BaselinePatchDataset(task, ids, (4, 8, 8), samples_per_epoch=10, seed=2)
+    other_seed = PatchDataset(task, ids, "full", (4, 8, 8), samples_per_epoch=10, seed=2)
     assert not all(_same_items(a, other_seed[i]) for i, a in enumerate(epoch0))
 
 
 def test_worker_processes_and_ranks_draw_the_same_items(prepared_task):
     task = prepared_task()
-    dataset = BaselinePatchDataset(task, task.split["train"], (4, 8, 8), samples_per_epoch=8, seed=5)
+    dataset = PatchDataset(task, task.split["train"], "full", (4, 8, 8), samples_per_epoch=8, seed=5)
     dataset.set_epoch(2)
     single = list(DataLoader(dataset, batch_size=2, num_workers=0))
     workers = list(DataLoader(dataset, batch_size=2, num_workers=2))
@@ -120,13 +137,15 @@ def test_worker_processes_and_ranks_draw_the_same_items(prepared_task):
 def test_bad_sampler_parameters_are_config_errors(prepared_task):
     task = prepared_task(n_cases=1)
     with pytest.raises(ConfigError, match="foreground_probability"):
-        BaselinePatchDataset(task, ["cube_0"], (4, 8, 8), 4, foreground_probability=1.5)
+        PatchDataset(task, ["cube_0"], "full", (4, 8, 8), 4, foreground_probability=1.5)
     with pytest.raises(ConfigError, match="patch_size"):
-        BaselinePatchDataset(task, ["cube_0"], (4, 8), 4)
+        PatchDataset(task, ["cube_0"], "full", (4, 8), 4)
     with pytest.raises(ConfigError, match="case_ids"):
-        BaselinePatchDataset(task, [], (4, 8, 8), 4)
+        PatchDataset(task, [], "full", (4, 8, 8), 4)
     with pytest.raises(ConfigError, match="level"):
-        WholeImageDataset(task, ["cube_0"], "highres", 8)
+        PatchDataset(task, ["cube_0"], "highres", (4, 8, 8))
+    with pytest.raises(ConfigError, match="foreground_probability"):
+        PatchDataset(task, ["cube_0"], "lowres", (4, 8, 8), foreground_probability=0.5)
 
 
 def test_pad_to_multiple():
@@ -137,38 +156,9 @@ def test_pad_to_multiple():
     assert pad_to_multiple(padded, 4) is padded
 
 
-def test_whole_images_are_padded_to_the_multiple(prepared_task):
-    task = prepared_task(n_cases=1)
-    case = task.case("cube_0")
-    lowres = WholeImageDataset(task, ["cube_0"], "lowres", multiple=8)[0]
-    assert case.array("lowres", "image").shape == (4, 8, 8)
-    assert lowres["image"].shape == (1, 8, 8, 8) and lowres["label"].shape == (8, 8, 8)
-    assert np.array_equal(lowres["image"][0, :4].numpy(), case.array("lowres", "image"))
-    assert not lowres["image"][0, 4:].any()
-    crop = WholeImageDataset(task, ["cube_0"], "crop", multiple=8)[0]
-    assert case.array("crop", "label").shape == (34, 36, 36)
-    assert crop["label"].shape == (40, 40, 40) and crop["label"].sum() == case.array("crop", "label").sum()
-
-
-def test_whole_image_order_is_a_permutation_by_seed_and_epoch(prepared_task):
-    task = prepared_task()
-    ids = [f"cube_{i}" for i in range(5)]
-    dataset = WholeImageDataset(task, ids, "lowres", multiple=4, seed=0)
-    orders = []
-    for epoch in range(4):
-        dataset.set_epoch(epoch)
-        orders.append([dataset[i]["case_id"] for i in range(len(dataset))])
-        assert sorted(orders[-1]) == ids
-    assert len({tuple(o) for o in orders}) > 1
-    dataset.set_epoch(0)
-    assert [dataset[i]["case_id"] for i in range(5)] == orders[0]
-    fixed = WholeImageDataset(task, ids, "lowres", multiple=4, shuffle=False)
-    assert [fixed[i]["case_id"] for i in range(5)] == ids
-
-
 def test_pad_collate_pads_to_the_largest_item(prepared_task):
     task = prepared_task(n_cases=2, organ=[(3, 4, 4, 7, 10, 10), (3, 4, 4, 5, 6, 13)])
-    items = list(WholeImageDataset(task, ["cube_0", "cube_1"], "crop", multiple=1, shuffle=False))
+    items = [PatchDataset(task, [case_id], "crop", (64, 64, 64))[0] for case_id in ("cube_0", "cube_1")]
     assert items[0]["label"].shape == (34, 36, 36) and items[1]["label"].shape == (32, 32, 39)
     batch = pad_collate(items)
     assert batch["image"].shape == (2, 1, 34, 36, 39) and batch["label"].shape == (2, 34, 36, 39)

@@ -23,10 +23,13 @@ import torch
 from l2s_core import train as train_module
 from l2s_core.checkpoint import load_model, read_checkpoint_metadata
 from l2s_core.data.cache import PreparedTask
+from l2s_core.model import UNet3D
 from l2s_core.errors import ConfigError
 from l2s_core.files import atomic_write_json, read_json
 from l2s_core.losses import DiceCELoss
-from l2s_core.train import TrainConfig, is_converged, main, read_log, train_run, train_until_converged
+from l2s_core.run_files import read_log
+from l2s_core.train import main, train_run, train_until_converged
+from l2s_core.train_config import TrainConfig, is_converged
 
 SHAPE = (16, 32, 32)
 #: One cuboid organ per case (z0, y0, x0, z1, y1, x1), placed differently in each case.
@@ -255,7 +258,8 @@ def test_nan_loss_in_a_later_epoch_keeps_the_best_checkpoint(phantom: PreparedTa
 
     monkeypatch.setattr(train_module, "DiceCELoss", LossTurningNaN)
     run_dir = tmp_path / "run"
-    summary = train_run(tiny_config(phantom, run_dir, network="localiser", convergence_threshold=0.0), progress=False)
+    summary = train_run(tiny_config(phantom, run_dir, network="localiser", convergence_threshold=0.0,
+                                  samples_per_epoch=None), progress=False)
     assert summary["diverged"] and not summary["converged"]
     assert summary["epochs"] == 1 and summary["best_epoch"] == 1
     assert [r["epoch"] for r in read_log(run_dir)] == [1]
@@ -300,7 +304,20 @@ def test_command_line_reports_a_bad_config(tmp_path: Path, capsys: pytest.Captur
     assert "config.json epochs: unknown key" in capsys.readouterr().err
 
 
-def test_patch_larger_than_every_image_is_refused(phantom: PreparedTask, tmp_path: Path) -> None:
-    config = tiny_config(phantom, tmp_path / "run", patch_size=(64, 16, 16))
-    with pytest.raises(ConfigError, match=r"patch_size: \(64, 16, 16\) \(z, y, x\) is larger than every training image .* along z"):
-        train_run(config, progress=False)
+@pytest.mark.parametrize("network", ["baseline", "localiser", "organ"])
+def test_images_thinner_than_the_patch_train_on_clipped_patches(phantom: PreparedTask, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch, network: str) -> None:
+    seen: list[tuple[int, ...]] = []
+    forward = UNet3D.forward
+
+    def recording_forward(self: UNet3D, images: torch.Tensor) -> torch.Tensor:
+        seen.append(tuple(images.shape[2:]))
+        return forward(self, images)
+
+    monkeypatch.setattr(UNet3D, "forward", recording_forward)
+    patch = (64, 16, 16)  # deeper than every image (16 slices, 5 at low resolution), narrower in y and x
+    summary = train_run(tiny_config(phantom, tmp_path / "run", network=network, patch_size=patch, max_epochs=1),
+                        progress=False)
+    assert summary["epochs"] == 1
+    assert seen and all(all(side <= p for side, p in zip(shape, patch)) for shape in seen)
+    assert all(shape[0] < 64 for shape in seen)  # clipped to the image, padded only to the size multiple

@@ -16,12 +16,12 @@ from l2s_core.data.cache import PreparedTask
 from l2s_core.data.prepare import PrepareSettings, prepare_task
 from l2s_core.errors import ConfigError, InputDataError
 from l2s_core.files import atomic_write_json
-from l2s_core.infer import TwoStageResult
+from l2s_core.infer import Segmenter, TwoStageResult
 from l2s_core.model import UNet3D
-from l2s_core.train import TrainConfig
+from l2s_core.train_config import TrainConfig
 from l2s_core.viewer import (CT_SOFT_TISSUE, Prediction, SliceViewer, StudyModels, as_prediction, auto_window,
                              box_rectangle, load_study_models, pixel_aspect, raw_ct_window,
-                             saved_prediction_source, segment_in_box, slice_along, window_to_unit)
+                             saved_prediction_source, slice_along, window_to_unit)
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "explore.ipynb"
 SHAPE = (12, 16, 16)
@@ -106,17 +106,6 @@ def test_saved_prediction_source(task, tmp_path):
     assert isinstance(loaded, np.memmap) and np.array_equal(loaded, mask)
     with pytest.raises(InputDataError, match="no saved prediction"):
         saved_prediction_source(tmp_path / "nothing")(case)
-
-
-def test_segment_in_box_runs_the_network_only_inside_the_box():
-    image = np.zeros((8, 10, 12), np.float32)
-    image[1:7, 2:9, 3:11] = 1.0
-    box = (-2, 4, 5, 5, 12, 9)  # reaches beyond the image: zero-filled there
-    mask = segment_in_box(threshold_network(), image, box, multiple=4)
-    expected = np.zeros_like(mask)
-    expected[0:5, 4:10, 5:9] = image[0:5, 4:10, 5:9] > 0.5
-    assert mask.dtype == np.uint8 and mask.shape == image.shape
-    assert np.array_equal(mask, expected)
 
 
 def test_raw_ct_window_only_for_unnormalised_ct(make_task, tmp_path):
@@ -204,7 +193,7 @@ def test_source_with_wrong_shape_is_refused(task):
 
 
 def test_segment_button_adds_manual_overlay(task):
-    viewer = SliceViewer(task, organ_network=threshold_network(0.5), multiple=4)
+    viewer = SliceViewer(task, organ_network=Segmenter(threshold_network(0.5), (8, 8, 8), multiple=4))
     w, manual = viewer.widgets, viewer.overlay_artists["manual"]
     assert not w["segment"].disabled and not manual.get_visible()
     w["box_z"].value, w["box_y"].value, w["box_x"].value = (2, 8), (3, 6), (3, 12)
@@ -254,16 +243,19 @@ def test_load_study_models_feeds_the_viewer(task, tmp_path):
     organ_dir = tmp_path / "study" / "cube"
     assert load_study_models(organ_dir) == StudyModels({}, None, {})
     torch.manual_seed(0)
-    baseline_config = TrainConfig(prepared_dir=str(task.folder), run_dir="run_00", network="baseline", depth=1,
-                                  base_channels=2, patch_size=(8, 8, 8))
-    _save_run(organ_dir / "baseline", 0, True, UNet3D(base_channels=2, depth=1, groups=1), baseline_config.to_dict())
+    def config(network, depth=1):
+        return TrainConfig(prepared_dir=str(task.folder), run_dir="run_00", network=network, depth=depth,
+                           base_channels=2, patch_size=(8, 8, 8)).to_dict()
+
+    _save_run(organ_dir / "baseline", 0, True, UNet3D(base_channels=2, depth=1, groups=1), config("baseline"))
     _save_run(organ_dir / "localiser", 0, False, UNet3D(base_channels=2, depth=1, groups=1))
-    _save_run(organ_dir / "localiser", 1, True, UNet3D(base_channels=2, depth=1, groups=1))
+    _save_run(organ_dir / "localiser", 1, True, UNet3D(base_channels=2, depth=1, groups=1), config("localiser"))
     _save_run(organ_dir / "organ", 0, False, UNet3D(base_channels=2, depth=1, groups=1))
-    organ_path = _save_run(organ_dir / "organ", 1, True, UNet3D(base_channels=2, depth=2, groups=1))
+    organ_path = _save_run(organ_dir / "organ", 1, True, UNet3D(base_channels=2, depth=2, groups=1),
+                           config("organ", depth=2))
     models = load_study_models(organ_dir, margin=task.settings["crop_margin"])
     assert set(models.sources) == {"baseline", "two_stage", "gt_localised"}
-    assert models.runs["organ"].folder == organ_path.parent and models.organ_network.size_multiple == 4
+    assert models.runs["organ"].folder == organ_path.parent and models.organ_network.multiple == 4
     case = task.case(task.split["val"][0])
     two_stage = models.sources["two_stage"](case)
     assert isinstance(two_stage, TwoStageResult) and two_stage.mask.shape == SHAPE

@@ -23,12 +23,11 @@ import numpy as np
 
 from l2s_core.boxes import Box
 from l2s_core.data.io import VolumeMeta
-from l2s_core.data.split import SPLIT_NAMES, load_split
+from l2s_core.data.split import load_split
 from l2s_core.errors import InputDataError
 from l2s_core.files import read_json
+from l2s_core.vocabulary import KINDS, LEVELS, SPLIT_NAMES
 
-LEVELS = ("full", "lowres", "crop")
-KINDS = ("image", "label")
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ from collections.abc import Iterable
 import numpy as np
 
 from l2s_core.errors import ConfigError
+from l2s_core.vocabulary import NORMALISATIONS
 
-NORMALISATIONS = ("zscore", "ct", "none")
 
 
 def foreground_intensity_stats(samples: Iterable[tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:

@@ -43,15 +43,10 @@ from tqdm.auto import tqdm
 
 from l2s_core.errors import ConfigError, FormatVersionError, InputDataError
 from l2s_core.files import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
+from l2s_core.vocabulary import MSD_TASK_FOLDERS, PAPER_ORGANS
 
-ORGANS: tuple[str, ...] = ("spleen", "pancreas", "prostate", "liver", "heart")
-TASK_FOLDERS: dict[str, str] = {
-    "spleen": "Task09_Spleen",
-    "pancreas": "Task07_Pancreas",
-    "prostate": "Task05_Prostate",
-    "liver": "Task03_Liver",
-    "heart": "Task02_Heart",
-}
+ORGANS = PAPER_ORGANS
+TASK_FOLDERS = MSD_TASK_FOLDERS
 #: Written with the generator settings into each task folder; bumped when the phantoms change.
 GENERATOR_VERSION = 1
 SETTINGS_FILE = "phantom.json"

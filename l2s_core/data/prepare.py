@@ -39,7 +39,17 @@ LOWRES_DIVISORS = (3, 2, 2)
 
 @dataclass(frozen=True)
 class PrepareSettings:
-    """Options of :func:`prepare_task` that determine the cache content."""
+    """Options of :func:`prepare_task` that determine the cache content.
+
+    Attributes:
+        normalisation: ``zscore``, ``ct`` or ``none``.
+        channel: channel of multi-channel images.
+        organ_labels: label values merged into the organ (``None``: every non-zero label).
+        seed: seed of the split.
+        split_order: ``table1`` or ``released_code``.
+        crop_margin: voxels of context around the organ box.
+        max_cases: only the first n case ids in sorted order (``None``: every case).
+    """
 
     normalisation: str = "zscore"
     channel: int = 0
@@ -47,6 +57,7 @@ class PrepareSettings:
     seed: int = 42
     split_order: str = "table1"
     crop_margin: int = CROP_MARGIN
+    max_cases: int | None = None
 
 
 def lowres_shape(shape: Sequence[int]) -> tuple[int, int, int]:
@@ -189,27 +200,31 @@ def prepare_task(task_dir: str | Path, out_dir: str | Path, settings: PrepareSet
     """
     task = read_task(task_dir)
     check_organ_labels(settings.organ_labels, task)
+    if settings.max_cases is not None and settings.max_cases < 1:
+        raise ConfigError("max_cases", f"must be at least 1, got {settings.max_cases}")
+    cases = sorted(task.cases, key=lambda c: c.case_id)[:settings.max_cases]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     identity = {"task_name": task.name, "task_dir": str(task.root.resolve()),
                 "normalisation": settings.normalisation, "channel": settings.channel,
                 "organ_labels": list(settings.organ_labels) if settings.organ_labels is not None else None,
-                "seed": settings.seed, "split_order": settings.split_order, "crop_margin": settings.crop_margin}
+                "seed": settings.seed, "split_order": settings.split_order, "crop_margin": settings.crop_margin,
+                "max_cases": settings.max_cases}
     previous = _check_settings(out_dir, identity)
-    split = split_cases([c.case_id for c in task.cases], seed=settings.seed, order=settings.split_order)
+    split = split_cases([c.case_id for c in cases], seed=settings.seed, order=settings.split_order)
     if not (out_dir / "split.json").exists():
         save_split(out_dir / "split.json", split, settings.seed, settings.split_order)
     ct_stats = previous.get("ct_stats") if previous else None
     if settings.normalisation == "ct" and ct_stats is None:
-        train = [c for c in task.cases if c.case_id in set(split["train"])]
+        train = [c for c in cases if c.case_id in set(split["train"])]
         ct_stats = foreground_intensity_stats(_image_and_mask(c, task, settings) for c in train)
     if previous is None:
         atomic_write_json(out_dir / "prep.json", {**identity, "ct_stats": ct_stats, "modality": task.modality,
                                                    "labels": {str(k): v for k, v in task.labels.items()},
                                                    "lowres_divisors": list(LOWRES_DIVISORS)})
-    workers = max(1, min(workers or os.cpu_count() or 1, len(task.cases)))
+    workers = max(1, min(workers or os.cpu_count() or 1, len(cases)))
     statuses: dict[str, str] = {}
-    args = [(c, task, settings, ct_stats, out_dir, skip_empty) for c in task.cases]
+    args = [(c, task, settings, ct_stats, out_dir, skip_empty) for c in cases]
     bar = tqdm(total=len(args), desc=f"prepare {task.name}", unit="case", disable=not progress)
     try:
         if workers == 1:

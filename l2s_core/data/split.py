@@ -8,9 +8,8 @@ from pathlib import Path
 
 from l2s_core.errors import ConfigError, InputDataError
 from l2s_core.files import atomic_write_json, read_json
+from l2s_core.vocabulary import SPLIT_NAMES, SPLIT_ORDERS
 
-SPLIT_ORDERS = ("table1", "released_code")
-SPLIT_NAMES = ("train", "val", "test")
 
 
 def split_cases(case_ids: Iterable[str], seed: int = 42, order: str = "table1") -> dict[str, list[str]]:

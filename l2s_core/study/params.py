@@ -13,17 +13,19 @@ Layout of a parameter file (every key but ``data`` is optional)::
     data: phantom                # "phantom" (generated) or "msd" (a Decathlon download)
     data_root: /data/msd         # folder holding Task09_Spleen, ... (data: msd)
     phantom: {n_cases: 10, shape: [32, 96, 96], seed: 0}
-    organs: [spleen, pancreas, prostate, liver, heart]
+    organs: [spleen, pancreas, prostate, liver, heart, kidney]   # any names
+    task_folders: {kidney: Task50_Kidney}   # name -> task folder under data_root (the paper's
+                                            # five organs default to their MSD folders)
     networks: [baseline, localiser, organ]
     runs: 10                     # converged runs wanted per organ and network
     max_runs: 30                 # cap on runs per organ and network, converged or not
     gpus_per_run: 2              # data-parallel GPUs of one training run
     prepare: {normalisation: zscore, channel: 0, ..., per_organ: {prostate: {channel: 0}}}
-    train: {patch_size: [64, 256, 256], ..., per_network: {baseline: {...}}}
+    train: {patch_size: [64, 256, 256], ..., per_network: {baseline: {...}}, per_organ: {liver: {...}}}
     evaluate: {splits: [val, test], fallback: whole_image, surface_tolerance_mm: 2.0}
     slurm: {partition: gpu, timeout_min: 2880, cpus_per_task: 8, mem_gb: 64}
 
-The keys of ``train`` are the fields of :class:`~l2s_core.train.TrainConfig` except those the
+The keys of ``train`` are the fields of :class:`~l2s_core.train_config.TrainConfig` except those the
 study sets for each run (:data:`STUDY_SET_TRAIN_FIELDS`: the run's folders, its network, its
 seed = run index, and its world size = ``gpus_per_run`` on GPUs).
 
@@ -35,6 +37,7 @@ a study read that snapshot.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -43,21 +46,18 @@ from typing import Any, Literal
 
 import yaml
 
-from l2s_core.data.normalise import NORMALISATIONS
-from l2s_core.data.phantom import ORGANS, TASK_FOLDERS
 from l2s_core.data.prepare import CROP_MARGIN, PrepareSettings
-from l2s_core.data.split import SPLIT_ORDERS
 from l2s_core.errors import ConfigError, FormatVersionError, InputDataError
-from l2s_core.evaluate import SPLITS
 from l2s_core.files import read_json
-from l2s_core.infer import FALLBACKS
-from l2s_core.train import NETWORKS, TrainConfig
+from l2s_core.train_config import TrainConfig
+from l2s_core.vocabulary import (FALLBACKS, MSD_TASK_FOLDERS, NETWORKS, NORMALISATIONS, PAPER_ORGANS, SPLIT_ORDERS,
+                                 SPLITS)
 
 DATA_SOURCES = ("phantom", "msd")
+_ORGAN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 #: TrainConfig fields the study sets for each run; a parameter file cannot set them.
 STUDY_SET_TRAIN_FIELDS = ("prepared_dir", "run_dir", "network", "seed", "world_size")
 
-Organ = Literal[ORGANS]  # type: ignore[valid-type]
 Network = Literal[NETWORKS]  # type: ignore[valid-type]
 DataSource = Literal[DATA_SOURCES]  # type: ignore[valid-type]
 Split = Literal[SPLITS]  # type: ignore[valid-type]
@@ -94,6 +94,8 @@ class PrepareOptions:
         skip_empty: leave out cases with an empty organ mask instead of stopping.
         crop_margin: voxels of context around the organ box (the paper's 15).
         workers: parallel preparation processes (``None``: all cores).
+        max_cases: prepare only the first n case ids in sorted order (``None``: all); the
+            paper's Table 1 counts 69 liver cases of MSD's 131 without saying which.
         per_organ: organ → some of the options above, replacing them for that organ.
     """
 
@@ -105,7 +107,8 @@ class PrepareOptions:
     skip_empty: bool = False
     crop_margin: int = CROP_MARGIN
     workers: int | None = None
-    per_organ: dict[Organ, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    max_cases: int | None = None
+    per_organ: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
     def for_organ(self, organ: str) -> PrepareOptions:
         """These options with the overrides of ``organ`` applied (``per_organ`` emptied)."""
@@ -116,25 +119,36 @@ class PrepareOptions:
         options = self.for_organ(organ)
         return PrepareSettings(normalisation=options.normalisation, channel=options.channel,
                                organ_labels=options.organ_labels, seed=options.split_seed,
-                               split_order=options.split_order, crop_margin=options.crop_margin)
+                               split_order=options.split_order, crop_margin=options.crop_margin,
+                               max_cases=options.max_cases)
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainOptions:
-    """Training settings shared by the networks of a study, with per-network overrides.
+    """Training settings shared by the runs of a study, with per-network and per-organ overrides.
 
     Attributes:
-        settings: :class:`~l2s_core.train.TrainConfig` field → value (others keep the
+        settings: :class:`~l2s_core.train_config.TrainConfig` field → value (others keep the
             TrainConfig default).
         per_network: network → fields replacing ``settings`` for that network.
+        per_organ: organ → fields replacing both for that organ's networks.
     """
 
     settings: dict[str, Any] = dataclasses.field(default_factory=dict)
     per_network: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    per_organ: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
-    def for_network(self, network: str) -> dict[str, Any]:
-        """The TrainConfig fields of ``network`` (``settings`` with its overrides applied)."""
-        return {**self.settings, **self.per_network.get(network, {})}
+    def for_run(self, organ: str, network: str) -> dict[str, Any]:
+        """The TrainConfig fields of ``network`` on ``organ`` (``settings`` with the overrides applied)."""
+        return {**self.settings, **self.per_network.get(network, {}), **self.per_organ.get(organ, {})}
+
+    def source_key(self, organ: str, network: str, name: str) -> str:
+        """The key path in the parameter file that sets field ``name`` for this run."""
+        if name in self.per_organ.get(organ, {}):
+            return f"train.per_organ.{organ}.{name}"
+        if name in self.per_network.get(network, {}):
+            return f"train.per_network.{network}.{name}"
+        return f"train.{name}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -183,7 +197,10 @@ class StudyParams:
         data: ``phantom`` (tasks generated into ``runs/<study>/phantom``) or ``msd``.
         data_root: absolute folder holding the MSD task folders (``data: msd``), else ``None``.
         phantom: phantom generator options.
-        organs: organs of the study, in order.
+        organs: organs of the study, in order: any names (a plain word each).
+        task_folders: organ → its task folder name under ``data_root`` (or, on phantom data,
+            the MSD folder of the phantom it uses); the paper's five organs default to their
+            MSD folders (:data:`~l2s_core.vocabulary.MSD_TASK_FOLDERS`).
         networks: networks trained per organ.
         runs: converged runs wanted per organ and network.
         max_runs: the most runs made per organ and network, converged or not.
@@ -199,7 +216,8 @@ class StudyParams:
     study: str = ""
     data_root: Path | None = None
     phantom: PhantomOptions = PhantomOptions()
-    organs: tuple[Organ, ...] = ORGANS
+    organs: tuple[str, ...] = PAPER_ORGANS
+    task_folders: dict[str, str] = dataclasses.field(default_factory=dict)
     networks: tuple[Network, ...] = NETWORKS
     runs: int = 10
     max_runs: int = 30
@@ -215,28 +233,54 @@ class StudyParams:
         values = _plain(dataclasses.asdict(self))
         values.pop("source")
         train = values.pop("train")
-        values["train"] = {**train["settings"], "per_network": train["per_network"]}
+        values["train"] = {**train["settings"], "per_network": train["per_network"], "per_organ": train["per_organ"]}
         return values
 
+    def task_folder(self, organ: str) -> str:
+        """The task folder name of ``organ`` (``task_folders``, else the paper organ's MSD folder).
+
+        Raises:
+            ConfigError: an organ with no known folder.
+        """
+        folders = {**MSD_TASK_FOLDERS, **self.task_folders}
+        if organ not in folders:
+            raise ConfigError(f"{self.source}: task_folders", f"no task folder for organ {organ!r}; add "
+                              f"'task_folders: {{{organ}: <folder under data_root>}}'")
+        return folders[organ]
+
+    def phantom_organ(self, organ: str) -> str:
+        """The built-in phantom an organ of a ``data: phantom`` study uses (by its MSD folder).
+
+        Raises:
+            ConfigError: the organ's task folder is none of the phantoms' MSD folders.
+        """
+        folder = self.task_folder(organ)
+        by_folder = {f: o for o, f in MSD_TASK_FOLDERS.items()}
+        if folder not in by_folder:
+            raise ConfigError(f"{self.source}: task_folders.{organ}", f"{folder!r} is not a phantom task; phantoms "
+                              f"exist for {', '.join(MSD_TASK_FOLDERS.values())}")
+        return by_folder[folder]
+
     def task_dir(self, organ: str) -> Path:
-        """The MSD task folder of ``organ`` under ``data_root`` (``data: msd``).
+        """The task folder of ``organ`` under ``data_root`` (``data: msd``).
 
         Raises:
             ConfigError: ``data_root`` is unset or lacks the organ's task folder.
         """
         if self.data_root is None:
             raise ConfigError(f"{self.source}: data_root", "required when data is msd (or pass --data-root)")
-        task_dir = self.data_root / TASK_FOLDERS[organ]
+        task_dir = self.data_root / self.task_folder(organ)
         if not task_dir.is_dir():
             raise ConfigError(f"{self.source}: data_root", f"{task_dir} not found; data_root must hold the "
-                              f"MSD task folders ({', '.join(TASK_FOLDERS[o] for o in self.organs)})")
+                              f"task folders ({', '.join(self.task_folder(o) for o in self.organs)})")
         return task_dir
 
-    def train_config(self, network: str, run: int, prepared_dir: Path, run_dir: Path,
+    def train_config(self, organ: str, network: str, run: int, prepared_dir: Path, run_dir: Path,
                      world_size: int = 1) -> TrainConfig:
-        """The :class:`~l2s_core.train.TrainConfig` of one run (seed = run index).
+        """The :class:`~l2s_core.train_config.TrainConfig` of one run (seed = run index).
 
         Args:
+            organ: organ of the run.
             network: network of the run.
             run: run index 0, 1, ...
             prepared_dir: the organ's prepared task folder.
@@ -246,15 +290,13 @@ class StudyParams:
         Raises:
             ConfigError: the settings make an invalid TrainConfig (names the file and key).
         """
-        values = self.train.for_network(network)
+        values = self.train.for_run(organ, network)
         try:
             return TrainConfig(prepared_dir=str(prepared_dir), run_dir=str(run_dir), network=network, seed=run,
                                world_size=world_size, **values)
         except ConfigError as exc:
             name = exc.where.removeprefix("train config ")
-            in_overrides = name in self.train.per_network.get(network, {})
-            key = f"train.per_network.{network}.{name}" if in_overrides else f"train.{name}"
-            raise ConfigError(f"{self.source}: {key}", exc.problem) from None
+            raise ConfigError(f"{self.source}: {self.train.source_key(organ, network, name)}", exc.problem) from None
 
 
 def _plain(value: Any) -> Any:
@@ -318,6 +360,7 @@ class _Checker:
                  if name not in STUDY_SET_TRAIN_FIELDS}
         mapping = dict(self.mapping(value, key))
         per_network = self.mapping(mapping.pop("per_network", None), f"{key}.per_network")
+        per_organ = self.mapping(mapping.pop("per_organ", None), f"{key}.per_organ")
         for name in STUDY_SET_TRAIN_FIELDS:
             if name in mapping:
                 raise self.error(f"{key}.{name}", "set by the study for each run, not in the parameter file")
@@ -325,7 +368,10 @@ class _Checker:
         for network, overrides in per_network.items():
             self.value(network, Network, f"{key}.per_network")
             checked_per_network[network] = self.fields(overrides, hints, f"{key}.per_network.{network}")
-        return TrainOptions(settings=self.fields(mapping, hints, key), per_network=checked_per_network)
+        checked_per_organ = {str(organ): self.fields(overrides, hints, f"{key}.per_organ.{organ}")
+                             for organ, overrides in per_organ.items()}
+        return TrainOptions(settings=self.fields(mapping, hints, key), per_network=checked_per_network,
+                            per_organ=checked_per_organ)
 
     def value(self, value: Any, hint: Any, key: str) -> Any:
         """``value`` checked against ``hint`` (ints accepted for floats, lists for tuples)."""
@@ -392,6 +438,8 @@ def _check_values(checker: _Checker, params: StudyParams) -> None:
     positive = {"runs": params.runs, "max_runs": params.max_runs, "gpus_per_run": params.gpus_per_run,
                 "phantom.n_cases": params.phantom.n_cases, "slurm.timeout_min": params.slurm.timeout_min,
                 "slurm.cpus_per_task": params.slurm.cpus_per_task, "slurm.mem_gb": params.slurm.mem_gb}
+    positive.update({f"prepare.per_organ.{organ}.max_cases": options.max_cases
+                     for organ in params.organs if (options := params.prepare.for_organ(organ)).max_cases is not None})
     for key, number in positive.items():
         if number < 1:
             raise checker.error(key, f"must be at least 1, got {number}")
@@ -402,16 +450,28 @@ def _check_values(checker: _Checker, params: StudyParams) -> None:
             raise checker.error(key, "must list at least one")
         if len(set(names)) != len(names):
             raise checker.error(key, f"lists a value twice: {list(names)}")
-    for organ in params.prepare.per_organ:
-        if organ not in params.organs:
-            raise checker.error(f"prepare.per_organ.{organ}", f"not among the study's organs ({', '.join(params.organs)})")
+    for organ in params.organs:
+        if not _ORGAN_NAME.fullmatch(str(organ)):
+            raise checker.error("organs", f"{organ!r} is not a plain name (letters, digits, '_' or '-'); it names "
+                                          "the organ's folders, tables and figures")
+    for key, organs in (("prepare.per_organ", params.prepare.per_organ), ("train.per_organ", params.train.per_organ),
+                        ("task_folders", params.task_folders)):
+        for organ in organs:
+            if organ not in params.organs:
+                raise checker.error(f"{key}.{organ}", f"not among the study's organs ({', '.join(params.organs)})")
+    for organ in params.organs:  # every organ has a phantom or a task folder
+        if params.data == "phantom":
+            params.phantom_organ(organ)
+        else:
+            params.task_folder(organ)
     for network in params.train.per_network:
         if network not in params.networks:
             raise checker.error(f"train.per_network.{network}", f"not among the study's networks ({', '.join(params.networks)})")
     if params.data == "msd" and params.data_root is None:
         raise checker.error("data_root", "required when data is msd (or pass --data-root)")
-    for network in params.networks:  # TrainConfig's own range checks, e.g. patch sides vs depth
-        params.train_config(network, 0, Path("."), Path("."), world_size=params.gpus_per_run)
+    for organ in params.organs:  # TrainConfig's own range checks, e.g. patch sides vs depth
+        for network in params.networks:
+            params.train_config(organ, network, 0, Path("."), Path("."), world_size=params.gpus_per_run)
 
 
 def _read_mapping(path: Path) -> dict[str, Any]:

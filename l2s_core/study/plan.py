@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from l2s_core.errors import FormatVersionError, InputDataError
 from l2s_core.files import read_json
+from l2s_core.run_files import SUMMARY_FILE, finished_summary
 
 if TYPE_CHECKING:
     from l2s_core.study.params import StudyParams
@@ -149,8 +150,6 @@ class StudyPaths:
         if step.kind == "prepare":
             return [self.prepared_dir(step.organ) / "split.json", self.prepared_dir(step.organ) / "prep.json"]
         if step.kind == "train":
-            from l2s_core.train import SUMMARY_FILE  # imported here: it loads torch
-
             return [self.run_dir(step.organ, step.network, step.run) / SUMMARY_FILE]
         if step.kind == "evaluate":
             folder = self.evaluation_dir(step.organ)
@@ -251,8 +250,6 @@ class StudyPlan:
         return unit.converged >= self.params.runs or unit.made >= self.params.max_runs
 
     def _count_run(self, unit: Unit, step: Step) -> None:
-        from l2s_core.train import finished_summary  # imported here: it loads torch
-
         summary = finished_summary(self.paths.run_dir(step.organ, step.network, step.run))
         unit.made += 1
         unit.converged += bool(summary["converged"])

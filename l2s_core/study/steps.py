@@ -69,7 +69,7 @@ def prepare_step(params: StudyParams, root: str | Path, organ: str) -> dict[str,
     paths = StudyPaths(Path(root), params.study)
     if params.data == "phantom":
         phantom = params.phantom
-        task_dir = generate_phantom_task(organ, paths.phantom_dir, phantom.n_cases, phantom.shape, phantom.seed,
+        task_dir = generate_phantom_task(params.phantom_organ(organ), paths.phantom_dir, phantom.n_cases, phantom.shape, phantom.seed,
                                          progress=False)
     else:
         task_dir = params.task_dir(organ)
@@ -99,7 +99,7 @@ def prepared_cases(params: StudyParams, root: str | Path, organ: str) -> pd.Data
     return pd.DataFrame(rows)
 
 
-def _world_size(params: StudyParams, network: str) -> int:
+def _world_size(params: StudyParams, organ: str, network: str) -> int:
     """Data-parallel processes of a run: ``gpus_per_run`` on GPUs, one on the CPU.
 
     Raises:
@@ -109,7 +109,7 @@ def _world_size(params: StudyParams, network: str) -> int:
 
     from l2s_core.distributed import resolve_device
 
-    device = resolve_device(str(params.train.for_network(network).get("device", "auto")))
+    device = resolve_device(str(params.train.for_run(organ, network).get("device", "auto")))
     if device.type != "cuda":
         return 1
     if torch.cuda.device_count() < params.gpus_per_run:
@@ -141,14 +141,14 @@ def train_step(params: StudyParams, root: str | Path, organ: str, network: str, 
 
     use_gpus(gpus)
     paths = StudyPaths(Path(root), params.study)
-    config = params.train_config(network, run, paths.prepared_dir(organ), paths.run_dir(organ, network, run),
-                                 world_size=_world_size(params, network))
+    config = params.train_config(organ, network, run, paths.prepared_dir(organ), paths.run_dir(organ, network, run),
+                                 world_size=_world_size(params, organ, network))
     return train_run(config, progress=False)
 
 
 def run_log(params: StudyParams, root: str | Path, organ: str, network: str, run: int) -> pd.DataFrame:
     """The per-epoch log of a run (``epoch``, ``wall_seconds``, ``train_loss``, ``train_dice``, ``val_dice``)."""
-    from l2s_core.train import read_log
+    from l2s_core.run_files import read_log
 
     return pd.DataFrame(read_log(StudyPaths(Path(root), params.study).run_dir(organ, network, run)))
 

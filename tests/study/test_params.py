@@ -38,7 +38,7 @@ def test_paper_parameters_follow_the_paper():
     assert params.data == "msd" and params.data_root == Path("/somewhere/data/msd")
     assert params.organs == ("spleen", "pancreas", "prostate", "liver", "heart")
     assert (params.runs, params.gpus_per_run) == (10, 2)
-    config = params.train_config("baseline", 3, Path("p"), Path("r"), world_size=2)
+    config = params.train_config("spleen", "baseline", 3, Path("p"), Path("r"), world_size=2)
     assert config.patch_size == (64, 256, 256) and config.batch_size == 2 and config.patience == 20
     assert config.lr == 1e-4 and config.seed == 3 and config.convergence_threshold == 0.1
     assert {"base_channels": config.base_channels, "depth": config.depth} == UNet3D.PAPER_CONFIG
@@ -66,10 +66,40 @@ def test_unknown_key_at_any_level(tmp_path, values, key):
     assert config_error(path).startswith(f"{path}: {key}: unknown key; known keys: ")
 
 
-def test_unknown_organ(tmp_path):
-    path = write_params(tmp_path, {"organs": ["spleen", "kidney"]})
-    message = config_error(path)
-    assert message.startswith(f"{path}: organs[1]: unknown value 'kidney'; expected one of spleen, ")
+def test_an_organ_without_a_task_folder_is_refused(tmp_path):
+    path = write_params(tmp_path, {"organs": ["spleen", "kidney"], "data": "msd", "data_root": "msd"})
+    assert config_error(path) == (f"{path}: task_folders: no task folder for organ 'kidney'; "
+                                  "add 'task_folders: {kidney: <folder under data_root>}'")
+    path = write_params(tmp_path, {"organs": ["spleen", "../up"], "data": "msd", "data_root": "msd"})
+    assert config_error(path).startswith(f"{path}: organs: '../up' is not a plain name")
+    path = write_params(tmp_path, {"organs": ["kidney"], "task_folders": {"kidney": "Task50_Kidney"}})
+    assert config_error(path).startswith(f"{path}: task_folders.kidney: 'Task50_Kidney' is not a phantom task")
+    path = write_params(tmp_path, {"organs": ["spleen"], "train": {"per_organ": {"liver": {"lr": 0.1}}}})
+    assert config_error(path).startswith(f"{path}: train.per_organ.liver: not among the study's organs")
+
+
+def test_any_task_is_a_study_organ(tmp_path):
+    path = write_params(tmp_path, {
+        "organs": ["spleen", "kidney"], "data": "msd", "data_root": "msd",
+        "task_folders": {"kidney": "Task50_Kidney"},
+        "prepare": {"per_organ": {"kidney": {"max_cases": 12, "crop_margin": 5}}},
+        "train": {"depth": 2, "patch_size": [16, 16, 16], "per_network": {"baseline": {"patch_size": [8, 32, 32]}},
+                  "per_organ": {"kidney": {"patch_size": [8, 8, 8], "lr": 0.01}}},
+    })
+    params = load_study_params(path, root=tmp_path)
+    (tmp_path / "msd" / "Task50_Kidney").mkdir(parents=True)
+    assert params.task_dir("kidney") == tmp_path / "msd" / "Task50_Kidney"
+    assert params.prepare.settings("kidney").max_cases == 12 and params.prepare.settings("spleen").max_cases is None
+    kidney = params.train_config("kidney", "baseline", 0, Path("p"), Path("r"))
+    assert kidney.patch_size == (8, 8, 8) and kidney.lr == 0.01
+    assert params.train_config("spleen", "baseline", 0, Path("p"), Path("r")).patch_size == (8, 32, 32)
+    bad = write_params(tmp_path, {"organs": ["kidney"], "data": "msd", "data_root": "msd",
+                                  "task_folders": {"kidney": "Task50_Kidney"},
+                                  "train": {"depth": 2, "per_organ": {"kidney": {"patch_size": [8, 8, 6]}}}})
+    assert config_error(bad).startswith(f"{bad}: train.per_organ.kidney.patch_size: needs three sides")
+    phantom = load_study_params(write_params(tmp_path, {"organs": ["left_spleen"],
+                                                        "task_folders": {"left_spleen": "Task09_Spleen"}}))
+    assert phantom.phantom_organ("left_spleen") == "spleen"
 
 
 def test_unknown_network(tmp_path):
@@ -132,8 +162,8 @@ def test_overrides_and_defaults(tmp_path):
     assert params.study == "quick" and params.gpus_per_run == 2 and params.data_root == tmp_path / "msd"
     assert params.prepare.settings("prostate").channel == 1 and params.prepare.settings("prostate").normalisation == "zscore"
     assert params.prepare.settings("spleen").channel == 0 and params.prepare.settings("spleen").normalisation == "none"
-    assert params.train_config("baseline", 0, Path("p"), Path("r")).patch_size == (8, 32, 32)
-    assert params.train_config("organ", 0, Path("p"), Path("r")).patch_size == (16, 16, 16)
+    assert params.train_config("spleen", "baseline", 0, Path("p"), Path("r")).patch_size == (8, 32, 32)
+    assert params.train_config("spleen", "organ", 0, Path("p"), Path("r")).patch_size == (16, 16, 16)
     assert load_study_params(path, root=tmp_path, data_root="/data/other").data_root == Path("/data/other")
 
 

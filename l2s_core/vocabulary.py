@@ -1,0 +1,48 @@
+"""The words l2s uses for its choices, in one place (no torch, no numpy).
+
+Every module takes its choice lists from here instead of keeping its own tuple, so that a
+parameter file, a table or a plot can be checked and labelled without importing the module
+that trains or predicts.
+
+Example:
+    >>> from l2s_core.vocabulary import NETWORKS, LEVEL_OF_NETWORK
+    >>> [LEVEL_OF_NETWORK[n] for n in NETWORKS]
+    ['full', 'lowres', 'crop']
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CONVERGENCE_RULES", "FALLBACKS", "KINDS", "LEVELS", "LEVEL_OF_NETWORK", "METHODS", "MSD_TASK_FOLDERS",
+    "NETWORKS", "NORMALISATIONS", "PAPER_ORGANS", "SPLITS", "SPLIT_NAMES", "SPLIT_ORDERS",
+]
+
+#: The three networks of the paper: full-resolution baseline, low-resolution localiser, organ network on crops.
+NETWORKS: tuple[str, ...] = ("baseline", "localiser", "organ")
+#: Evaluated segmentation methods (see :mod:`l2s_core.evaluate`).
+METHODS: tuple[str, ...] = ("baseline", "two_stage", "gt_localised")
+#: Splits evaluated; ``SPLIT_NAMES`` adds the training split.
+SPLITS: tuple[str, ...] = ("val", "test")
+SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test")
+#: Rules ordering the shuffled case ids into train/val/test (see :mod:`l2s_core.data.split`).
+SPLIT_ORDERS: tuple[str, ...] = ("table1", "released_code")
+#: Resolution levels of the prepared cache and the two arrays of each.
+LEVELS: tuple[str, ...] = ("full", "lowres", "crop")
+KINDS: tuple[str, ...] = ("image", "label")
+#: Cache level each network trains, validates and predicts on.
+LEVEL_OF_NETWORK: dict[str, str] = {"baseline": "full", "localiser": "lowres", "organ": "crop"}
+#: Intensity normalisations (see :mod:`l2s_core.data.normalise`).
+NORMALISATIONS: tuple[str, ...] = ("zscore", "ct", "none")
+#: What localised prediction does when no organ box is found.
+FALLBACKS: tuple[str, ...] = ("whole_image", "empty")
+#: When a training run counts as converged (see :func:`l2s_core.train_config.is_converged`).
+CONVERGENCE_RULES: tuple[str, ...] = ("best_over_run", "after_patience_epochs")
+#: The paper's five organs, in its order, and their Medical Segmentation Decathlon task folders.
+PAPER_ORGANS: tuple[str, ...] = ("spleen", "pancreas", "prostate", "liver", "heart")
+MSD_TASK_FOLDERS: dict[str, str] = {
+    "spleen": "Task09_Spleen",
+    "pancreas": "Task07_Pancreas",
+    "prostate": "Task05_Prostate",
+    "liver": "Task03_Liver",
+    "heart": "Task02_Heart",
+}
