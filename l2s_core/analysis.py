@@ -29,10 +29,9 @@ from l2s_core.files import atomic_write_text, read_json
 from l2s_core.stats import DEFAULT_PAIRS, format_mean_sd, mean_sd, pairwise_tests
 from l2s_core.evaluation_tables import CASE_COLUMNS, RUN_COLUMNS
 from l2s_core.run_files import LOG_COLUMNS, LOG_FILE, SUMMARY_FILE
-from l2s_core.vocabulary import METHODS, NETWORKS, SPLITS
+from l2s_core.vocabulary import METHODS, NETWORKS, PAPER_ORGANS, SPLITS
 
 #: The paper's order of the organs; organs of other names follow alphabetically.
-PAPER_ORGANS = ("spleen", "pancreas", "prostate", "liver", "heart")
 #: Significance level marking a Dice significantly above the baseline in Tables 3 and 4.
 ALPHA = 0.05
 NETWORK_LABELS = {"baseline": "baseline", "localiser": "low res (localiser)", "organ": "organ"}
@@ -40,6 +39,7 @@ METHOD_LABELS = {"baseline": "baseline", "two_stage": "two stage", "gt_localised
 SPLIT_LABELS = {"train": "training", "val": "validation", "test": "test"}
 SUMMARY_COLUMNS = ("organ", "network", "run", "converged", "diverged", "best_epoch", "best_val_dice",
                    "total_seconds", "epochs", "seed")
+FAILURE_COLUMNS = ("unit", "state", "error")
 DATASET_COLUMNS = ("organ", "task_name", "task_dir", "n_train", "n_val", "n_test", "n_cases", "foreground_percent")
 
 
@@ -59,6 +59,8 @@ class StudyData:
             ``log.csv`` (epoch, wall_seconds, train_loss, train_dice, val_dice).
         cases: the rows of every ``<organ>/evaluation/<split>_cases.csv``.
         runs: the rows of every ``<organ>/evaluation/<split>_runs.csv``.
+        failures: the study's steps that failed or were blocked by a failure, as the last
+            ``l2s run`` left them in ``status.json`` (columns :data:`FAILURE_COLUMNS`).
     """
 
     study_dir: Path
@@ -69,6 +71,7 @@ class StudyData:
     logs: pd.DataFrame
     cases: pd.DataFrame
     runs: pd.DataFrame
+    failures: pd.DataFrame
 
 
 def _organ_order(names: list[str], study_params: dict[str, Any] | None) -> tuple[str, ...]:
@@ -105,6 +108,14 @@ def _read_dataset(organ: str, prepared_dir: Path) -> dict[str, Any]:
             "task_dir": task.settings.get("task_dir", ""),
             "n_train": len(split["train"]), "n_val": len(split["val"]), "n_test": len(split["test"]),
             "n_cases": len(case_ids), "foreground_percent": 100.0 * float(np.mean(shares)) if shares else np.nan}
+
+
+def _read_failures(status_path: Path) -> pd.DataFrame:
+    """Units of ``status.json`` that failed or are blocked, with the error of the failed ones."""
+    units = read_json(status_path).get("units", {}) if status_path.is_file() else {}
+    rows = [{"unit": unit_id, "state": entry["state"], "error": entry.get("error", "")}
+            for unit_id, entry in units.items() if entry.get("state") in ("failed", "blocked")]
+    return pd.DataFrame(rows, columns=list(FAILURE_COLUMNS))
 
 
 def _read_csvs(paths: list[Path], columns: tuple[str, ...]) -> pd.DataFrame:
@@ -161,6 +172,7 @@ def load_study(study_dir: str | Path) -> StudyData:
         else pd.DataFrame(columns=["organ", "network", "run", *LOG_COLUMNS]),
         cases=_read_csvs([d / f"{s}_cases.csv" for d in evaluation for s in SPLITS], CASE_COLUMNS),
         runs=_read_csvs([d / f"{s}_runs.csv" for d in evaluation for s in SPLITS], RUN_COLUMNS),
+        failures=_read_failures(study_dir / "status.json"),
     )
 
 

@@ -7,7 +7,9 @@ A study is a set of units with dependencies:
   after another until ``runs`` have converged or ``max_runs`` were made; needs the organ's
   ``prepare``;
 * ``evaluate/<organ>/<split>``: needs every training chain of the organ;
-* ``analysis``: needs every evaluation (only when the study has an analysis notebook);
+* ``analysis``: waits until every evaluation is done, failed or blocked, and runs when at
+  least one is done (only when the study has an analysis notebook), so that one organ's
+  failure does not hide the others: the report covers what finished and lists what failed;
 * ``report``: needs the analysis.
 
 Each execution is a :class:`Step`. A step is done when its record in
@@ -183,6 +185,8 @@ class Unit:
         made: training runs finished (chains only).
         converged: training runs that converged (chains only).
         error: last line of the error of a failed unit.
+        needs_settled: the unit waits for its needs to end (done, failed or blocked) rather
+            than to succeed, and runs when at least one is done (the analysis).
     """
 
     step: Step
@@ -191,6 +195,7 @@ class Unit:
     made: int = 0
     converged: int = 0
     error: str | None = None
+    needs_settled: bool = False
 
     @property
     def is_chain(self) -> bool:
@@ -228,19 +233,26 @@ class StudyPlan:
             for split in params.evaluate.splits:
                 self._add(Step("evaluate", organ, split=split), chains)
         if with_analysis:
-            self._add(Step("analysis"), [u for u in self.units if u.startswith("evaluate/")])
+            self._add(Step("analysis"), [u for u in self.units if u.startswith("evaluate/")], needs_settled=True)
             self._add(Step("report"), ["analysis"])
         for unit in self.units.values():
             self._load(unit)
 
-    def _add(self, step: Step, needs: list[str]) -> None:
-        self.units[step.unit_id] = Unit(step, needs)
+    def _add(self, step: Step, needs: list[str], needs_settled: bool = False) -> None:
+        self.units[step.unit_id] = Unit(step, needs, needs_settled=needs_settled)
+
+    def _needs_met(self, unit: Unit) -> bool:
+        """Whether the unit's needs let it run: all done, or (``needs_settled``) all ended and one done."""
+        states = [self.units[n].state for n in unit.needs]
+        if unit.needs_settled:
+            return all(s in (DONE, FAILED, BLOCKED) for s in states) and DONE in states
+        return all(s == DONE for s in states)
 
     def _load(self, unit: Unit) -> None:
         """Set the unit's state from the records and outputs on disk (needs are loaded first)."""
         if not unit.is_chain:
-            needs_done = all(self.units[n].state == DONE for n in unit.needs)
-            unit.state = DONE if needs_done and self.paths.is_done(unit.step, self.inputs(unit.step)) else PENDING
+            done = self._needs_met(unit) and self.paths.is_done(unit.step, self.inputs(unit.step))
+            unit.state = DONE if done else PENDING
             return
         while not self._chain_complete(unit) and self.paths.is_done(unit.next_step(), {}):
             self._count_run(unit, unit.next_step())
@@ -272,8 +284,7 @@ class StudyPlan:
 
     def ready(self) -> list[Step]:
         """Steps that may start now: pending units whose needs are all done, in study order."""
-        return [unit.next_step() for unit in self.units.values()
-                if unit.state == PENDING and all(self.units[n].state == DONE for n in unit.needs)]
+        return [unit.next_step() for unit in self.units.values() if unit.state == PENDING and self._needs_met(unit)]
 
     def start(self, step: Step) -> None:
         """Mark the unit of ``step`` as running."""
@@ -304,6 +315,11 @@ class StudyPlan:
     def _block_dependents(self, unit_id: str) -> None:
         for other_id, other in self.units.items():
             if unit_id in other.needs and other.state == PENDING:
+                if other.needs_settled:
+                    if all(self.units[n].state in (FAILED, BLOCKED) for n in other.needs):
+                        other.state = BLOCKED  # nothing it waits for can succeed any more
+                        self._block_dependents(other_id)
+                    continue
                 other.state = BLOCKED
                 self._block_dependents(other_id)
 

@@ -324,11 +324,12 @@ def _work(submit: Submit, request: StepRequest, slot: str | None, finished: queu
 
 
 def _run_plan(plan: StudyPlan, make_request: Callable[[Step, str | None], StepRequest], submit: Submit,
-              slots: list[str | None], progress: bool) -> None:
+              slots: list[str | None], progress: bool, on_finish: Callable[[], None]) -> None:
     """Execute ready steps on free slots until nothing is ready or running.
 
     Each step runs in a daemon thread, so that an interrupted ``l2s run`` exits at once (the
-    kernels of its notebooks stop when their parent process is gone).
+    kernels of its notebooks stop when their parent process is gone). ``on_finish`` is called
+    after every step (it writes the study's status, which the analysis reads for failures).
     """
     finished: queue.Queue = queue.Queue()
     free = list(slots)
@@ -352,6 +353,7 @@ def _run_plan(plan: StudyPlan, make_request: Callable[[Step, str | None], StepRe
             del running[step.step_id]
             free.append(slot)
             plan.finish(step, record["state"] == DONE, record["error"])
+            on_finish()
             if record["state"] != DONE:
                 bar.write(f"failed: {step.step_id}: {record['error']} (notebook: {record['notebook']})")
             bar.total, bar.n = plan.expected_steps(), plan.finished_steps()
@@ -412,14 +414,18 @@ def run_study(params_path: str | Path, root: str | Path = ".", jobs: int = 1, gp
         else:
             submit = _SubmititSubmitter(params, paths, "slurm" if executor == "slurm" else "local")
             slots = [None] * jobs
+        def write_status() -> dict[str, Any]:
+            report_done = "report" in plan.units and plan.units["report"].state == DONE
+            status = {"study": params.study, "units": plan.status(),
+                      "failed": [unit_id for unit_id, unit in plan.units.items() if unit.state == FAILED],
+                      "report": str(paths.report_path) if report_done else None}
+            atomic_write_json(paths.status_path, status)
+            return status
+
         _run_plan(plan, lambda step, slot: _request(step, paths, notebooks_dir, slot, plan.inputs(step)), submit,
-                  slots, progress)
-        report_done = "report" in plan.units and plan.units["report"].state == DONE
-        status = {"study": params.study, "units": plan.status(),
-                  "failed": [unit_id for unit_id, unit in plan.units.items() if unit.state == FAILED],
-                  "report": str(paths.report_path) if report_done else None}
-        atomic_write_json(paths.status_path, status)
+                  slots, progress, write_status)
+        status = write_status()
     print(plan.status_table())
-    if report_done:
+    if status["report"]:
         print(f"report: {paths.report_path}")
     return status
