@@ -17,7 +17,8 @@ from l2s_core.errors import L2SError
 def _cmd_phantom(args: argparse.Namespace) -> None:
     from l2s_core.data.phantom import generate_phantom_tasks
 
-    tasks = generate_phantom_tasks(args.out, organs=args.organs, n_cases=args.cases, shape=tuple(args.shape), seed=args.seed)
+    tasks = generate_phantom_tasks(args.out, organs=args.organs, n_cases=args.cases, shape=tuple(args.shape),
+                                   seed=args.seed, profile=args.profile, scale=args.scale)
     for organ, folder in tasks.items():
         print(f"{organ}: {folder}")
 
@@ -64,8 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("phantom", help="write the built-in phantom tasks in MSD layout")
     p.add_argument("--out", type=Path, required=True, help="folder that receives one MSD task folder per organ")
     p.add_argument("--organs", nargs="+", default=["spleen", "pancreas", "prostate", "liver", "heart"])
-    p.add_argument("--cases", type=int, default=10, help="cases per task (default 10)")
-    p.add_argument("--shape", type=int, nargs=3, default=[32, 96, 96], metavar=("Z", "Y", "X"))
+    p.add_argument("--profile", choices=("fixed", "msd"), default="fixed",
+                   help="fixed: every volume of --shape; msd: the MSD tasks' case counts, shapes and spacings")
+    p.add_argument("--scale", type=float, default=1.0, help="msd profile: factor on every side (default 1)")
+    p.add_argument("--cases", type=int, default=None,
+                   help="cases per task (fixed: default 10; msd: at most this many of the MSD count)")
+    p.add_argument("--shape", type=int, nargs=3, default=[32, 96, 96], metavar=("Z", "Y", "X"),
+                   help="fixed profile: (z, y, x) of every volume")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_phantom)
 

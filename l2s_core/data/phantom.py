@@ -43,6 +43,7 @@ from tqdm.auto import tqdm
 
 from l2s_core.errors import ConfigError, FormatVersionError, InputDataError
 from l2s_core.files import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
+from l2s_core.data.phantom_geometry import MSD_GEOMETRY, case_geometry
 from l2s_core.vocabulary import MSD_TASK_FOLDERS, PAPER_ORGANS
 
 ORGANS = PAPER_ORGANS
@@ -51,6 +52,11 @@ TASK_FOLDERS = MSD_TASK_FOLDERS
 GENERATOR_VERSION = 1
 SETTINGS_FILE = "phantom.json"
 MIN_SHAPE = 8
+#: ``fixed``: every volume of one shape; ``msd``: the MSD tasks' case counts, shapes and spacings.
+PROFILES = ("fixed", "msd")
+DEFAULT_CASES = 10
+#: Last element of the seed of a case's geometry stream (its image stream has three elements).
+_GEOMETRY_STREAM = 1
 #: A cylinder along z is an ellipsoid with this semi-axis (mm), longer than any field of view.
 LONG_MM = 1.0e4
 _NIFTI = ".nii.gz"
@@ -405,13 +411,16 @@ def _bias_field(anatomy: Anatomy, grid: _Grid, rng: np.random.Generator) -> np.n
     return np.exp(strength * smooth[None])
 
 
-def render_case(organ: str, shape: tuple[int, int, int], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def render_case(organ: str, shape: tuple[int, int, int], rng: np.random.Generator,
+                spacing: tuple[float, float, float] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Draw one phantom case.
 
     Args:
         organ: one of :data:`ORGANS`.
         shape: ``(z, y, x)`` of the volume.
         rng: the case's random stream.
+        spacing: ``(z, y, x)`` voxel size in mm; ``None``: the anatomy's field of view divided
+            by ``shape``. The field of view is centred on the anatomy either way.
 
     Returns:
         ``(image, label, affine)``: the image ``(C, z, y, x)`` int16 (HU for CT, positive
@@ -423,7 +432,7 @@ def render_case(organ: str, shape: tuple[int, int, int], rng: np.random.Generato
     """
     task = _task(organ)
     anatomy = task.anatomy
-    grid = _Grid(shape, tuple(f / s for f, s in zip(anatomy.fov_mm, shape)))  # type: ignore[arg-type]
+    grid = _Grid(shape, spacing or tuple(f / s for f, s in zip(anatomy.fov_mm, shape)))  # type: ignore[arg-type]
     n_channels = len(anatomy.background)
     image = np.empty((n_channels, *shape), np.float32)
     image[:] = np.asarray(anatomy.background, np.float32)[:, None, None, None]
@@ -528,46 +537,71 @@ def _check_arguments(n_cases: int, shape: Sequence[int], seed: int) -> tuple[int
     return shape  # type: ignore[return-value]
 
 
-def generate_phantom_task(organ: str, out_dir: str | Path, n_cases: int = 10,
-                          shape: tuple[int, int, int] = (32, 96, 96), seed: int = 0, progress: bool = True) -> Path:
+def _case_geometries(organ: str, n_cases: int | None, shape: tuple[int, int, int], seed: int, profile: str,
+                     scale: float) -> list[tuple[tuple[int, int, int], tuple[float, float, float] | None]]:
+    """``(shape, spacing)`` of every case: the fixed shape, or the MSD ranges (see :mod:`phantom_geometry`)."""
+    if profile == "fixed":
+        return [(shape, None)] * (n_cases or DEFAULT_CASES)
+    count = MSD_GEOMETRY[organ].cases if n_cases is None else min(n_cases, MSD_GEOMETRY[organ].cases)
+    organ_index = ORGANS.index(organ)
+    return [case_geometry(organ, np.random.default_rng([seed, organ_index, i, _GEOMETRY_STREAM]), scale)
+            for i in range(count)]
+
+
+def generate_phantom_task(organ: str, out_dir: str | Path, n_cases: int | None = None,
+                          shape: tuple[int, int, int] = (32, 96, 96), seed: int = 0, progress: bool = True,
+                          profile: str = "fixed", scale: float = 1.0) -> Path:
     """Write one phantom task folder in MSD layout.
 
     Cases already present (image and label) are skipped, so a rerun with the same settings
-    resumes; ``dataset.json`` is written last, listing ``n_cases`` cases.
+    resumes; ``dataset.json`` is written last.
 
     Args:
         organ: one of :data:`ORGANS`.
         out_dir: folder that receives the task folder :data:`TASK_FOLDERS` ``[organ]``.
-        n_cases: number of training cases, ids ``<organ>_001`` ...
-        shape: ``(z, y, x)`` of every volume (the field of view is fixed, the spacing follows).
+        n_cases: number of training cases, ids ``<organ>_001`` ...; ``None``: 10 (``fixed``)
+            or the MSD task's count (``msd``, where a number caps it).
+        shape: ``(z, y, x)`` of every volume of the ``fixed`` profile (the field of view is
+            fixed, the spacing follows).
         seed: seed of the random streams.
         progress: show a progress bar over the cases.
+        profile: ``fixed`` (every volume of ``shape``) or ``msd`` (the MSD task's case count,
+            shapes and spacings, :mod:`l2s_core.data.phantom_geometry`).
+        scale: ``msd`` only: factor on every side (the field of view is kept).
 
     Returns:
         The task folder.
 
     Raises:
-        ConfigError: unknown organ, bad ``n_cases``/``shape``/``seed``, or a task folder that
-            holds other data or a phantom made with other settings.
+        ConfigError: unknown organ or profile, bad ``n_cases``/``shape``/``seed``/``scale``, or a
+            task folder that holds other data or a phantom made with other settings.
     """
     _task(organ)
-    shape = _check_arguments(n_cases, shape, seed)
+    if profile not in PROFILES:
+        raise ConfigError("profile", f"must be one of {', '.join(PROFILES)}, got {profile!r}")
+    shape = _check_arguments(n_cases or DEFAULT_CASES, shape, seed)
+    geometries = _case_geometries(organ, n_cases, shape, seed, profile, scale)
     task_dir = Path(out_dir) / TASK_FOLDERS[organ]
-    _claim_folder(task_dir, {"generator_version": GENERATOR_VERSION, "organ": organ, "shape": list(shape), "seed": seed})
+    settings: dict[str, object] = {"generator_version": GENERATOR_VERSION, "organ": organ, "shape": list(shape), "seed": seed}
+    if profile != "fixed":
+        settings = {"generator_version": GENERATOR_VERSION, "organ": organ, "profile": profile, "scale": scale,
+                    "seed": seed}
+    _claim_folder(task_dir, settings)
     organ_index = ORGANS.index(organ)
-    case_ids = [f"{organ}_{i + 1:03d}" for i in range(n_cases)]
+    case_ids = [f"{organ}_{i + 1:03d}" for i in range(len(geometries))]
     for case_index, case_id in enumerate(tqdm(case_ids, desc=f"phantom {organ}", unit="case", disable=not progress)):
         if all((task_dir / sub / f"{case_id}{_NIFTI}").is_file() for sub in ("imagesTr", "labelsTr")):
             continue
         rng = np.random.default_rng([seed, organ_index, case_index])
-        _write_case(task_dir, case_id, *render_case(organ, shape, rng))
+        case_shape, spacing = geometries[case_index]
+        _write_case(task_dir, case_id, *render_case(organ, case_shape, rng, spacing))
     atomic_write_text(task_dir / "dataset.json", _dataset_json(organ, case_ids))
     return task_dir
 
 
-def generate_phantom_tasks(out_dir: str | Path, organs: Sequence[str] = ORGANS, n_cases: int = 10,
+def generate_phantom_tasks(out_dir: str | Path, organs: Sequence[str] = ORGANS, n_cases: int | None = None,
                            shape: tuple[int, int, int] = (32, 96, 96), seed: int = 0,
-                           progress: bool = True) -> dict[str, Path]:
+                           progress: bool = True, profile: str = "fixed", scale: float = 1.0) -> dict[str, Path]:
     """Write the phantom task folders of several organs (see :func:`generate_phantom_task`).
 
     Returns:
@@ -578,4 +612,5 @@ def generate_phantom_tasks(out_dir: str | Path, organs: Sequence[str] = ORGANS, 
     """
     for organ in organs:
         _task(organ)
-    return {organ: generate_phantom_task(organ, out_dir, n_cases, shape, seed, progress) for organ in dict.fromkeys(organs)}
+    return {organ: generate_phantom_task(organ, out_dir, n_cases, shape, seed, progress, profile, scale)
+            for organ in dict.fromkeys(organs)}

@@ -64,6 +64,7 @@ Split = Literal[SPLITS]  # type: ignore[valid-type]
 Normalisation = Literal[NORMALISATIONS]  # type: ignore[valid-type]
 SplitOrder = Literal[SPLIT_ORDERS]  # type: ignore[valid-type]
 Fallback = Literal[FALLBACKS]  # type: ignore[valid-type]
+PhantomProfile = Literal["fixed", "msd"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,13 +72,18 @@ class PhantomOptions:
     """Generated phantom tasks (``data: phantom``), see :mod:`l2s_core.data.phantom`.
 
     Attributes:
-        n_cases: cases per organ.
-        shape: ``(z, y, x)`` of every volume.
+        profile: ``fixed`` (every volume of ``shape``) or ``msd`` (the MSD tasks' case counts,
+            shapes and spacings, :mod:`l2s_core.data.phantom_geometry`).
+        n_cases: cases per organ (``fixed``: default 10; ``msd``: a cap on the MSD count).
+        shape: ``(z, y, x)`` of every volume (``fixed``).
+        scale: factor on every side (``msd``).
         seed: seed of the generator.
     """
 
-    n_cases: int = 10
+    profile: PhantomProfile = "fixed"
+    n_cases: int | None = None
     shape: tuple[int, int, int] = (32, 96, 96)
+    scale: float = 1.0
     seed: int = 0
 
 
@@ -436,7 +442,7 @@ def _check_study_name(checker: _Checker, name: str) -> None:
 def _check_values(checker: _Checker, params: StudyParams) -> None:
     """Range and consistency checks beyond types."""
     positive = {"runs": params.runs, "max_runs": params.max_runs, "gpus_per_run": params.gpus_per_run,
-                "phantom.n_cases": params.phantom.n_cases, "slurm.timeout_min": params.slurm.timeout_min,
+                "phantom.n_cases": params.phantom.n_cases or 1, "slurm.timeout_min": params.slurm.timeout_min,
                 "slurm.cpus_per_task": params.slurm.cpus_per_task, "slurm.mem_gb": params.slurm.mem_gb}
     positive.update({f"prepare.per_organ.{organ}.max_cases": options.max_cases
                      for organ in params.organs if (options := params.prepare.for_organ(organ)).max_cases is not None})

@@ -69,8 +69,8 @@ def prepare_step(params: StudyParams, root: str | Path, organ: str) -> dict[str,
     paths = StudyPaths(Path(root), params.study)
     if params.data == "phantom":
         phantom = params.phantom
-        task_dir = generate_phantom_task(params.phantom_organ(organ), paths.phantom_dir, phantom.n_cases, phantom.shape, phantom.seed,
-                                         progress=False)
+        task_dir = generate_phantom_task(params.phantom_organ(organ), paths.phantom_dir, phantom.n_cases, phantom.shape,
+                                         phantom.seed, progress=False, profile=phantom.profile, scale=phantom.scale)
     else:
         task_dir = params.task_dir(organ)
     options = params.prepare.for_organ(organ)

@@ -1,0 +1,58 @@
+"""MSD-shaped phantom geometry: case counts, shape and spacing ranges, scaling."""
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from l2s_core.data.phantom import generate_phantom_task
+from l2s_core.data.phantom_geometry import MIN_SIDE, MSD_GEOMETRY, case_geometry
+from l2s_core.errors import ConfigError
+
+
+def test_case_counts_are_the_msd_tasks():
+    assert {organ: g.cases for organ, g in MSD_GEOMETRY.items()} == {
+        "spleen": 41, "pancreas": 281, "prostate": 32, "liver": 131, "heart": 20}
+
+
+@pytest.mark.parametrize("organ", sorted(MSD_GEOMETRY))
+def test_full_size_geometry_stays_in_the_task_ranges(organ):
+    geometry = MSD_GEOMETRY[organ]
+    shapes, spacings = zip(*(case_geometry(organ, np.random.default_rng(i)) for i in range(200)))
+    slices = [s[0] for s in shapes]
+    assert geometry.slices[0] <= min(slices) and max(slices) <= geometry.slices[1]
+    assert {(s[1], s[2]) for s in shapes} <= {(v, v) for v in geometry.inplane_voxels}
+    assert all(geometry.slice_mm[0] <= s[0] <= geometry.slice_mm[1] for s in spacings)
+    assert all(geometry.inplane_mm[0] <= s[1] == s[2] <= geometry.inplane_mm[1] for s in spacings)
+    if geometry.slices[1] > geometry.slices[0]:
+        assert len(set(slices)) > 5 and any(z % 3 for z in slices)  # varied, and not all divisible by 3
+
+
+def test_real_scale_extremes_are_drawn():
+    prostate = [case_geometry("prostate", np.random.default_rng(i))[0] for i in range(300)]
+    assert max(s[0] for s in prostate) <= 24 and min(s[0] for s in prostate) <= 14  # thinner than a 64-slice patch
+    liver = [case_geometry("liver", np.random.default_rng(i))[0] for i in range(300)]
+    assert max(s[0] for s in liver) > 500 and all(s[1:] == (512, 512) for s in liver)
+
+
+def test_scale_keeps_the_field_of_view():
+    full_shape, full_spacing = case_geometry("spleen", np.random.default_rng(3))
+    shape, spacing = case_geometry("spleen", np.random.default_rng(3), scale=0.25)
+    assert all(s >= MIN_SIDE for s in shape)
+    assert np.allclose(np.multiply(shape, spacing), np.multiply(full_shape, full_spacing))
+    with pytest.raises(ConfigError, match="scale"):
+        case_geometry("spleen", np.random.default_rng(0), scale=1.5)
+    with pytest.raises(ConfigError, match="no MSD geometry"):
+        case_geometry("kidney", np.random.default_rng(0))
+
+
+def test_msd_profile_writes_varied_cases_with_the_organ(tmp_path):
+    task_dir = generate_phantom_task("prostate", tmp_path, n_cases=4, profile="msd", scale=0.15, progress=False)
+    shapes = set()
+    for case in sorted((task_dir / "imagesTr").glob("*.nii.gz")):
+        image, label = nib.load(case), nib.load(task_dir / "labelsTr" / case.name)
+        assert image.shape[3] == 2 and image.shape[:3] == label.shape  # two-channel MRI, (x, y, z) on disk
+        assert np.asarray(label.dataobj).any()
+        shapes.add(label.shape)
+    assert len(list((task_dir / "imagesTr").glob("*.nii.gz"))) == 4 and len(shapes) > 1
+    with pytest.raises(ConfigError, match="profile"):
+        generate_phantom_task("spleen", tmp_path, profile="huge", progress=False)
