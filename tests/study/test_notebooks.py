@@ -6,6 +6,7 @@ import pandas as pd
 import papermill
 import pytest
 
+from l2s_core.data.cache import PreparedTask
 from l2s_core.study.plan import Step, StudyPaths
 from l2s_core.study.runner import KERNEL_NAME, NOTEBOOKS_DIR, _request, run_study
 
@@ -38,8 +39,13 @@ def test_smoke_study_runs_end_to_end_through_papermill(tmp_path, l2s_kernel):
     assert status["failed"] == [], status["units"]
     assert all(unit["state"] == "done" for unit in status["units"].values())
     paths = StudyPaths(tmp_path, "smoke")
-    runs = pd.read_csv(paths.evaluation_dir("prostate") / "test_runs.csv")
-    assert set(runs["method"]) == {"baseline", "two_stage", "gt_localised"}
+    prostate = PreparedTask(paths.prepared_dir("prostate"))
+    shapes = [tuple(prostate.case(c).meta["original_shape"]) for ids in prostate.split.values() for c in ids]
+    assert all(z < 8 and y > 16 and x > 16 for z, y, x in shapes)  # thinner than the patch, wider than it
+    assert len(set(shapes)) > 1 and any(y % 2 or x % 2 for _, y, x in shapes)
+    for organ in ("prostate", "atrium"):  # the thin organ and the custom-named one, all methods evaluated
+        runs = pd.read_csv(paths.evaluation_dir(organ) / "test_runs.csv")
+        assert set(runs["method"]) == {"baseline", "two_stage", "gt_localised"}
     train_notebook = nbformat.read(paths.executed_notebook(Step("train", "spleen", "baseline", run=0)), as_version=4)
     assert any("image/png" in output.get("data", {}) for cell in train_notebook.cells
                for output in cell.get("outputs", []))  # the learning curves
@@ -47,5 +53,6 @@ def test_smoke_study_runs_end_to_end_through_papermill(tmp_path, l2s_kernel):
     for heading in ("Table 1", "Table 2", "Table 3", "Table 4", "Figure 2", "Figure 3", "Figure 4", "t-test", "Welch"):
         assert heading in report, heading
     assert report.count("data:image/png;base64,") >= 3  # Figures 2-4 embedded
+    assert ">atrium<" in report  # the custom organ name in the tables
     assert "<pre" not in report or "import " not in report  # code hidden
     print(f"smoke study: {time.monotonic() - started:.0f} s")  # a figure to watch, not an assertion
