@@ -29,10 +29,9 @@ from l2s_core.checkpoint import load_model
 from l2s_core.data.cache import PreparedTask
 from l2s_core.errors import ConfigError, InputDataError
 from l2s_core.evaluate import SPLITS, ConvergedRun, converged_runs
-from l2s_core.files import atomic_open, atomic_write_json, atomic_write_text
 from l2s_core.deploy.model_folder import CARD_FILE, README_FILE, ModelCard, NetworkEntry, PairEntry, sha256_of
+from l2s_core.files import atomic_open, atomic_write_json, atomic_write_text, read_json
 from l2s_core.train import BEST_FILE, SUMMARY_FILE
-from l2s_core.files import read_json
 
 __all__ = ["export_model", "model_card_readme"]
 

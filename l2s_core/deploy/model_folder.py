@@ -28,9 +28,11 @@ from typing import Any
 from l2s_core.errors import InputDataError, ModelFolderError
 from l2s_core.files import read_json
 
-__all__ = ["CARD_FILE", "README_FILE", "ModelCard", "NetworkEntry", "PairEntry", "open_model_folder", "sha256_of"]
+__all__ = ["CARD_FILE", "METHODS", "README_FILE", "ModelCard", "NetworkEntry", "PairEntry", "open_model_folder", "sha256_of"]
 
 CARD_FILE = "model.json"
+#: Prediction methods of a model folder (see :mod:`l2s_core.deploy.predict`).
+METHODS = ("two_stage", "baseline", "box")
 README_FILE = "README.md"
 
 
