@@ -20,7 +20,7 @@ def assert_one_line_error(capsys: pytest.CaptureFixture[str], *args: object, nam
     assert code == 2, (out, err)
     assert "Traceback" not in out + err
     lines = [line.split("\r")[-1] for line in err.strip().splitlines()]
-    lines = [line for line in lines if "scan/s]" not in line]  # a progress bar closed by the error
+    lines = [line for line in lines if not line.endswith("/s]")]  # a progress bar closed by the error
     assert len(lines) == 1 and lines[0].startswith("l2s: error: "), err
     assert str(names) in lines[0] and says in lines[0], lines[0]
     return lines[0]

@@ -139,3 +139,26 @@ def test_unknown_pair_and_same_output_names_are_refused(model_dir: Path, real_ct
     copy.write_bytes((real_ct / CT).read_bytes())
     assert_one_line_error(capsys, "predict", model_dir, real_ct / CT, copy, "--out", tmp_path / "o", names=copy,
                           says="same output name")
+
+
+def test_folder_with_several_series_is_refused(real_ct: Path, tmp_path: Path, model_dir, capsys) -> None:
+    from dicom_builder import write_nifti_as_series
+
+    write_nifti_as_series(tmp_path / "ct", real_ct / CT)
+    other = tmp_path / "other"
+    write_nifti_as_series(other, real_ct / CT)
+    for i, path in enumerate(sorted(other.iterdir())[:3]):
+        path.rename(tmp_path / "ct" / f"other_{i}.dcm")
+    assert_one_line_error(capsys, "predict", model_dir, tmp_path / "ct", "--out", tmp_path / "out",
+                          names=tmp_path / "ct", says="holds 2 image series")
+
+
+@pytest.mark.parametrize(("kwargs", "says"), [({"skip_slices": (7,)}, "missing slices"),
+                                              ({"shift_mm": {10: 0.6}}, "unevenly spaced slices")])
+def test_missing_or_unevenly_spaced_slices_are_refused(real_ct: Path, tmp_path: Path, model_dir, capsys,
+                                                       kwargs: dict, says: str) -> None:
+    from dicom_builder import write_nifti_as_series
+
+    write_nifti_as_series(tmp_path / "ct", real_ct / CT, **kwargs)
+    assert_one_line_error(capsys, "predict", model_dir, tmp_path / "ct", "--out", tmp_path / "out",
+                          names=tmp_path / "ct", says=says)
