@@ -26,7 +26,8 @@ import numpy as np
 from l2s_core.data.io import VolumeMeta, orient_to_ras
 from l2s_core.errors import DicomError
 
-__all__ = ["LPS_TO_RAS", "SeriesInfo", "dicom_headers", "image_series", "read_series", "read_series_files"]
+__all__ = ["LPS_TO_RAS", "SeriesInfo", "dicom_headers", "image_series", "read_series", "read_series_files",
+           "require_pydicom"]
 
 #: World coordinates: DICOM patient (LPS) → NIfTI (RAS), and back (its own inverse).
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
@@ -38,7 +39,8 @@ SPACING_RTOL = 0.01
 GAP_FACTOR = 1.5
 
 
-def _pydicom() -> Any:
+def require_pydicom() -> Any:
+    """The pydicom module, or a one-line DicomError saying how to install the dicom extra."""
     try:
         import pydicom
     except ImportError:  # pragma: no cover - depends on the installation
@@ -74,7 +76,7 @@ class SeriesInfo:
 def dicom_headers(paths: Iterable[Path]) -> list[tuple[Path, Any]]:
     """``(path, dataset without pixel data)`` of every readable DICOM file among ``paths``;
     other files are skipped."""
-    pydicom = _pydicom()
+    pydicom = require_pydicom()
     headers = []
     for path in paths:
         if not path.is_file() or path.name.startswith("."):
@@ -160,7 +162,7 @@ def read_series_files(paths: list[Path], where: Path) -> tuple[np.ndarray, Volum
         DicomError: differing orientation, spacing or size, duplicate, missing or unevenly
             spaced slices, undecodable pixel data.
     """
-    pydicom = _pydicom()
+    pydicom = require_pydicom()
     datasets = []
     for path in paths:
         try:

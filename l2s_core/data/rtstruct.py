@@ -28,7 +28,7 @@ import numpy as np
 from skimage.draw import line, polygon
 from skimage.measure import find_contours
 
-from l2s_core.data.dicom import SeriesInfo, _pydicom
+from l2s_core.data.dicom import SeriesInfo, require_pydicom
 from l2s_core.data.io import VolumeMeta, orient_to_ras, to_source_grid
 from l2s_core.errors import DicomError
 from l2s_core.files import atomic_open
@@ -77,7 +77,7 @@ def write_rtstruct(mask: np.ndarray, meta: VolumeMeta, series: SeriesInfo, roi_n
         path: the ``.dcm`` file to write.
         description: the structure set's label and the series description.
     """
-    pydicom = _pydicom()
+    pydicom = require_pydicom()
     from pydicom.dataset import FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
@@ -169,7 +169,7 @@ def read_rtstruct(path: str | Path) -> StructureSet:
     Raises:
         DicomError: not an RTSTRUCT, or a ROI without a name.
     """
-    pydicom = _pydicom()
+    pydicom = require_pydicom()
     path = Path(path)
     try:
         ds = pydicom.dcmread(path)

@@ -27,9 +27,9 @@ import torch
 import l2s_core
 from l2s_core.checkpoint import load_model
 from l2s_core.data.cache import PreparedTask
+from l2s_core.deploy.model_folder import CARD_FILE, README_FILE, ModelCard, NetworkEntry, PairEntry, sha256_of
 from l2s_core.errors import ConfigError, InputDataError
 from l2s_core.evaluate import SPLITS, ConvergedRun, converged_runs
-from l2s_core.deploy.model_folder import CARD_FILE, README_FILE, ModelCard, NetworkEntry, PairEntry, sha256_of
 from l2s_core.files import atomic_open, atomic_write_json, atomic_write_text, read_json
 from l2s_core.train import BEST_FILE, SUMMARY_FILE
 
@@ -118,7 +118,7 @@ def model_card_readme(card: ModelCard) -> str:
         *[f"| {p.method} | {p.index} | {', '.join(f'{k} {v}' for k, v in p.runs.items())} | "
           f"{_dice_text(p.dice.get('val'))} | {_dice_text(p.dice.get('test'))} |" for p in card.pairs],
         "", "Dice: pooled over the cases of the split, from the study's evaluation.", "",
-        "```bash", f"l2s predict {{this folder}} scan.nii.gz --out predictions/ --method two_stage --runs all", "```", "",
+        "```bash", "l2s predict {this folder} scan.nii.gz --out predictions/ --method two_stage --runs all", "```", "",
         f"Every weight file is a plain state dict (`torch.load(weights_only=True)`); `{CARD_FILE}` lists its "
         "sha256, and l2s refuses a folder whose files differ from it.", "",
         "Software: " + ", ".join(f"{k} {v}" for k, v in card.software.items()) + ".", "",

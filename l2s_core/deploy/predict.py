@@ -211,7 +211,7 @@ def read_scan(path: str | Path, card: ModelCard) -> Scan:
         if _dicom_modality(card.modality) != series.modality.upper():
             raise ModelFolderError(path, f"modality {series.modality}, the model was trained on {card.modality} "
                                    f"({_dicom_modality(card.modality)})")
-        return Scan(path.name, image, meta, series)
+        return Scan(_output_name(path), image, meta, series)
     if not path.is_file():
         raise InputDataError(path, "no such NIfTI file or DICOM series folder")
     try:
@@ -223,8 +223,7 @@ def read_scan(path: str | Path, card: ModelCard) -> Scan:
         raise ModelFolderError(path, f"{channels} channel(s), the model was trained on {card.n_channels}-channel "
                                f"images ({card.modality} = channel {card.channel})")
     image, meta = read_image(path, channel=card.channel if channels > 1 else 0)
-    name = path.name[:-len(".nii.gz")] if path.name.endswith(".nii.gz") else path.stem
-    return Scan(name, image, meta, None)
+    return Scan(_output_name(path), image, meta, None)
 
 
 def box_from_mm(corners_lps: Sequence[float], meta: VolumeMeta, shape: tuple[int, int, int]) -> Box:
@@ -259,10 +258,17 @@ def _check_box(box: Sequence[int], shape: tuple[int, int, int]) -> Box:
     return (z0, y0, x0, z1, y1, x1)
 
 
+def _output_name(path: Path) -> str:
+    """Stem of a scan's output files: the series folder's name or the NIfTI file's name without suffix."""
+    if path.is_dir() or not path.name.endswith((".nii.gz", ".nii")):
+        return path.name
+    return path.name[:-len(".nii.gz")] if path.name.endswith(".nii.gz") else path.stem
+
+
 def _unique_names(inputs: Sequence[Path]) -> None:
     names: dict[str, Path] = {}
     for path in inputs:
-        name = path.name[:-len(".nii.gz")] if path.name.endswith(".nii.gz") else (path.name if path.is_dir() else path.stem)
+        name = _output_name(path)
         if name in names:
             raise ConfigError(path, f"gives the same output name '{name}' as {names[name]}; predict them into separate folders")
         names[name] = path

@@ -9,10 +9,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-
-pydicom = pytest.importorskip("pydicom", reason="DICOM tests need the dicom extra: pip install 'l2s[dicom]'")
-from cli_runner import assert_one_line_error, run_l2s  # noqa: E402
-from dicom_builder import independent_mask, rt_utils_rtstruct, write_nifti_as_series
+from cli_runner import assert_one_line_error, run_l2s
+from dicom_builder import independent_mask, pydicom, rt_utils_rtstruct, write_nifti_as_series  # skips without pydicom
 
 from l2s_core.data.dicom import read_series
 from l2s_core.data.import_dicom import MISSING_FILE
