@@ -10,7 +10,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "torch==2.13.*"
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[dev,dicom]"
 	$(PY) -m ipykernel install --sys-prefix --name l2s --display-name "l2s (.venv)" >/dev/null
 	touch $(STAMP)
 

@@ -54,6 +54,44 @@ def _cmd_report(args: argparse.Namespace) -> None:
     print(render_report(args.study, root=args.root))
 
 
+def _cmd_export(args: argparse.Namespace) -> None:
+    from l2s_core.deploy.export import export_model
+
+    card = export_model(args.study_dir, args.organ, args.out)
+    print(f"{args.out}: {card.organ}, {len(card.networks)} networks, "
+          + ", ".join(f"{p.method} {p.index} test Dice {p.dice.get('test')}" for p in card.pairs))
+
+
+def _runs(value: str) -> int | None:
+    """``--runs``: a pair position or ``all``."""
+    if value == "all":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a pair position (0, 1, ...) or 'all', got {value!r}") from None
+
+
+def _cmd_predict(args: argparse.Namespace) -> None:
+    from l2s_core.deploy.predict import predict_scans
+
+    table = predict_scans(args.model_dir, args.inputs, args.out, method=args.method, runs=args.runs, box=args.box,
+                          box_mm=args.box_mm, device=args.device)
+    for row in table.itertuples():
+        print(f"{row.input}: {row.volume_ml:.1f} mL -> {row.mask}" + (f", {row.rtstruct}" if row.rtstruct else ""))
+    print(f"{Path(args.out) / 'predictions.csv'}")
+
+
+def _cmd_import_dicom(args: argparse.Namespace) -> None:
+    from l2s_core.data.import_dicom import MISSING_FILE, import_dicom
+
+    result = import_dicom(args.dicom_root, args.structure.split(","), args.out)
+    print(f"{result.task_dir}: {len(result.imported)} patients imported")
+    if result.missing:
+        print(f"{len(result.missing)} patients without the structure (listed in {result.task_dir / MISSING_FILE}): "
+              + ", ".join(result.missing))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``l2s``."""
     from l2s_core.data.normalise import NORMALISATIONS
@@ -107,6 +145,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("study", help="study name (folder runs/<study>)")
     p.add_argument("--root", type=Path, default=Path("."), help="study root (default: .)")
     p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("export", help="one organ of a study as a self-contained model folder (model.json, README.md, weights)")
+    p.add_argument("study_dir", type=Path, help="the study folder runs/<study>")
+    p.add_argument("--organ", required=True)
+    p.add_argument("--out", type=Path, required=True, help="model folder to create")
+    p.set_defaults(func=_cmd_export)
+
+    from l2s_core.deploy.model_folder import METHODS as PREDICT_METHODS  # light import, no torch
+
+    p = sub.add_parser("predict", help="segment NIfTI files or DICOM series folders with an exported model")
+    p.add_argument("model_dir", type=Path)
+    p.add_argument("inputs", type=Path, nargs="+", metavar="INPUT", help="NIfTI files and DICOM series folders")
+    p.add_argument("--out", type=Path, required=True, help="output folder: masks, RTSTRUCTs, predictions.csv")
+    p.add_argument("--method", choices=PREDICT_METHODS, default="two_stage")
+    p.add_argument("--box", type=int, nargs=6, metavar=("Z0", "Y0", "X0", "Z1", "Y1", "X1"), default=None,
+                   help="method box: half-open voxel box in the scan's RAS (z, y, x) array")
+    p.add_argument("--box-mm", type=float, nargs=6, metavar=("X0", "Y0", "Z0", "X1", "Y1", "Z1"), default=None,
+                   help="method box: two corners in patient coordinates (DICOM LPS, mm)")
+    p.add_argument("--runs", type=_runs, default=None, help="pair position, or all (default): average the pairs")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
+    p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("import-dicom", help="patient folders of DICOM series + RTSTRUCT -> MSD task folder")
+    p.add_argument("dicom_root", type=Path, help="folder of patient folders")
+    p.add_argument("--structure", required=True, help="structure name and aliases, comma-separated (case ignored)")
+    p.add_argument("--out", type=Path, required=True, help="MSD task folder to create")
+    p.set_defaults(func=_cmd_import_dicom)
     return parser
 
 

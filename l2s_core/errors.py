@@ -32,6 +32,15 @@ class EmptyOrganError(InputDataError):
     """A label whose organ mask is empty, so no organ box can be cropped."""
 
 
+class DicomError(InputDataError):
+    """A DICOM series or RTSTRUCT that cannot be used: several series in one folder, missing or
+    unevenly spaced slices, an RTSTRUCT referencing another series, an empty or unnamed structure."""
+
+
+class ModelFolderError(L2SError):
+    """A model folder (``l2s export``) whose files do not match its card, or a scan it cannot segment."""
+
+
 class ConfigError(L2SError):
     """A parameter file or argument with an unknown key, a wrong type or a bad value."""
 

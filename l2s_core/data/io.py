@@ -105,15 +105,30 @@ def _read_array(img: nib.Nifti1Image, path: Path, channel: int) -> np.ndarray:
 
 
 def _to_ras_zyx(data: np.ndarray, img: nib.Nifti1Image, path: Path) -> tuple[np.ndarray, VolumeMeta]:
-    source_ornt = io_orientation(img.affine)
+    return orient_to_ras(data, img.affine, path)
+
+
+def orient_to_ras(data: np.ndarray, affine: np.ndarray, path: str | Path) -> tuple[np.ndarray, VolumeMeta]:
+    """An array on a source voxel grid as a RAS ``(z, y, x)`` array and its :class:`VolumeMeta`.
+
+    Args:
+        data: 3D array in the source's (i, j, k) voxel order (nibabel's order).
+        affine: 4×4 voxel-to-RAS-world affine of the source grid.
+        path: the source, recorded in the meta (a file, or e.g. a DICOM series folder).
+
+    Returns:
+        ``(array, meta)`` as :func:`read_image` returns them (``array`` keeps ``data``'s dtype).
+    """
+    affine = np.asarray(affine, dtype=np.float64)
+    source_ornt = io_orientation(affine)
     transform = ornt_transform(source_ornt, _RAS)
-    shape3 = tuple(int(s) for s in img.shape[:3])
+    shape3 = tuple(int(s) for s in data.shape[:3])
     ras = apply_orientation(data, transform)
-    ras_affine = img.affine @ inv_ornt_aff(transform, shape3)
+    ras_affine = affine @ inv_ornt_aff(transform, shape3)
     spacing_xyz = np.sqrt((ras_affine[:3, :3] ** 2).sum(axis=0))
     meta = VolumeMeta(
         path=str(path),
-        source_affine=tuple(tuple(float(x) for x in row) for row in img.affine),
+        source_affine=tuple(tuple(float(x) for x in row) for row in affine),
         source_shape=shape3,  # type: ignore[arg-type]
         affine=tuple(tuple(float(x) for x in row) for row in ras_affine),
         spacing=tuple(float(s) for s in spacing_xyz[::-1]),  # type: ignore[arg-type]
@@ -164,6 +179,29 @@ def read_label(path: str | Path) -> tuple[np.ndarray, VolumeMeta]:
     return _to_ras_zyx(data.astype(np.uint8), img, path)
 
 
+def to_source_grid(array: np.ndarray, meta: VolumeMeta) -> np.ndarray:
+    """A RAS ``(z, y, x)`` array put back into the axis order and orientation of its source grid.
+
+    Inverse of the reorientation in :func:`read_image` / :func:`orient_to_ras`.
+
+    Args:
+        array: array of shape ``(z, y, x)`` as returned alongside ``meta``.
+        meta: metadata of the source.
+
+    Returns:
+        The array in the source's (i, j, k) voxel order, of shape ``meta.source_shape``.
+
+    Raises:
+        ValueError: the array's shape does not match the source's.
+    """
+    transform = ornt_transform(_RAS, io_orientation(np.asarray(meta.source_affine, dtype=np.float64)))
+    source_data = apply_orientation(np.asarray(array).transpose(2, 1, 0), transform)
+    if tuple(source_data.shape) != tuple(meta.source_shape):
+        raise ValueError(f"array of shape (z, y, x) {array.shape} (RAS x, y, z {tuple(array.shape[::-1])}) does not "
+                         f"fit the source grid {tuple(meta.source_shape)} of {meta.path}")
+    return source_data
+
+
 def write_mask(mask: np.ndarray, meta: VolumeMeta, path: str | Path) -> None:
     """Write a ``(z, y, x)`` RAS mask on the exact voxel grid of the file ``meta`` came from.
 
@@ -179,14 +217,10 @@ def write_mask(mask: np.ndarray, meta: VolumeMeta, path: str | Path) -> None:
         ValueError: the mask's shape does not match the source's.
     """
     source_affine = np.asarray(meta.source_affine, dtype=np.float64)
-    ras_shape_xyz = tuple(mask.shape[::-1])
-    transform = ornt_transform(_RAS, io_orientation(source_affine))
-    source_data = apply_orientation(np.asarray(mask).transpose(2, 1, 0), transform)
-    if tuple(source_data.shape) != tuple(meta.source_shape):
-        raise ValueError(
-            f"{path}: mask of shape (z, y, x) {mask.shape} (RAS x, y, z {ras_shape_xyz}) does not fit "
-            f"the source grid {tuple(meta.source_shape)} of {meta.path}"
-        )
+    try:
+        source_data = to_source_grid(mask, meta)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
     img = nib.Nifti1Image(np.ascontiguousarray(source_data, dtype=np.uint8), source_affine)
     img.set_qform(source_affine, code=1)
     img.set_sform(source_affine, code=1)

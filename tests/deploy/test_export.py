@@ -1,0 +1,78 @@
+"""``l2s export``: the model folder, its card and the refusal of altered folders."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import torch
+from cli_runner import assert_one_line_error, run_l2s
+
+from l2s_core.deploy.model_folder import CARD_FILE, ModelCard, open_model_folder, sha256_of
+
+
+def test_model_folder_holds_plain_state_dicts_with_their_sha256(model_dir: Path) -> None:
+    card = open_model_folder(model_dir)
+    assert sorted((n.network, n.run) for n in card.networks) == [("baseline", 0), ("localiser", 0), ("localiser", 1),
+                                                                 ("organ", 0), ("organ", 1)]
+    for entry in card.networks:
+        state = torch.load(model_dir / entry.file, weights_only=True)
+        assert all(isinstance(v, torch.Tensor) for v in state.values())
+        assert sha256_of(model_dir / entry.file) == entry.sha256
+        assert entry.hparams["depth"] == 1 and entry.patch_size == (8, 16, 16)
+
+
+def test_card_records_preprocessing_data_versions_and_round_trips(model_dir: Path) -> None:
+    raw = json.loads((model_dir / CARD_FILE).read_text())
+    card = ModelCard.from_dict(raw)
+    assert ModelCard.from_dict(json.loads(json.dumps(card.to_dict()))) == card
+    assert (card.organ, card.modality, card.n_channels, card.channel) == ("spleen", "CT", 1, 0)
+    assert (card.normalisation, card.crop_margin, card.lowres_divisors) == ("zscore", 4, (3, 2, 2))
+    assert card.training_data["cases"] == {"train": 6, "val": 2, "test": 2}
+    assert {"l2s", "torch", "python", "numpy", "monai"} <= set(card.software)
+    readme = (model_dir / "README.md").read_text()
+    assert "# l2s model: spleen" in readme and "test Dice" in readme
+
+
+def test_pair_dice_comes_from_the_study_evaluation(model_dir: Path, study_dir: Path) -> None:
+    card = open_model_folder(model_dir)
+    for split in ("val", "test"):
+        runs = pd.read_csv(study_dir / "spleen" / "evaluation" / f"{split}_runs.csv")
+        for pair in card.pairs:
+            row = runs[(runs["method"] == pair.method) & (runs["run"] == pair.index)]
+            assert pair.dice[split] == float(row["pooled_dice"].iloc[0])
+    assert [(p.method, p.runs) for p in card.pairs] == [("two_stage", {"localiser": 0, "organ": 0}),
+                                                       ("two_stage", {"localiser": 1, "organ": 1}),
+                                                       ("baseline", {"baseline": 0})]
+
+
+def test_export_command(study_dir: Path, tmp_path: Path, capsys) -> None:
+    code, out, _ = run_l2s(capsys, "export", study_dir, "--organ", "spleen", "--out", tmp_path / "m")
+    assert code == 0 and "5 networks" in out
+    assert_one_line_error(capsys, "export", study_dir, "--organ", "spleen", "--out", tmp_path / "m",
+                          names=tmp_path / "m", says="already exists")
+    assert_one_line_error(capsys, "export", study_dir, "--organ", "liver", "--out", tmp_path / "n",
+                          names=study_dir / "liver", says="organs: spleen")
+
+
+def test_tampered_weights_are_refused(model_dir: Path, tmp_path: Path, capsys) -> None:
+    copy = shutil.copytree(model_dir, tmp_path / "model")
+    weights = copy / "weights" / "organ_01.pt"
+    state = torch.load(weights, weights_only=True)
+    next(iter(state.values())).add_(1.0)
+    torch.save(state, weights)
+    assert_one_line_error(capsys, "predict", copy, "x.nii.gz", "--out", tmp_path / "out",
+                          names=weights, says="sha256 differs")
+    weights.unlink()
+    assert_one_line_error(capsys, "predict", copy, "x.nii.gz", "--out", tmp_path / "out",
+                          names=weights, says="missing")
+
+
+def test_folder_from_another_format_version_is_refused(model_dir: Path, tmp_path: Path, capsys) -> None:
+    copy = shutil.copytree(model_dir, tmp_path / "model")
+    card = json.loads((copy / CARD_FILE).read_text())
+    (copy / CARD_FILE).write_text(json.dumps({**card, "format_version": 99}))
+    assert_one_line_error(capsys, "predict", copy, "x.nii.gz", "--out", tmp_path / "out",
+                          names=copy / CARD_FILE, says="format_version 99")
