@@ -41,6 +41,11 @@ def _cmd_prepare(args: argparse.Namespace) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    if args.dry_run:
+        from l2s_core.study.dry_run import dry_run
+
+        print(dry_run(args.params, root=args.root, data_root=args.data_root, gpus_per_run=args.gpus_per_run))
+        return 0
     from l2s_core.study.runner import run_study
 
     status = run_study(args.params, root=args.root, jobs=args.jobs, gpus_per_run=args.gpus_per_run,
@@ -139,6 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "submitit-local: submitit jobs on this machine")
     p.add_argument("--data-root", type=Path, default=None, help="folder of the MSD task folders (replaces the file's data_root)")
     p.add_argument("--root", type=Path, default=Path("."), help="study root holding runs/, executed/ and reports/ (default: .)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="check the file and the data, print every step and each network's size, input and memory; run nothing")
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("report", help="render reports/<study>/report.html from the executed analysis notebook")

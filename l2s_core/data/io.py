@@ -136,6 +136,19 @@ def orient_to_ras(data: np.ndarray, affine: np.ndarray, path: str | Path) -> tup
     return np.ascontiguousarray(ras.transpose(2, 1, 0)), meta
 
 
+def read_shape(path: str | Path) -> tuple[int, int, int]:
+    """The RAS ``(z, y, x)`` shape :func:`read_image` would give, read from the header only.
+
+    Raises:
+        InputDataError: the file is missing or its header unusable.
+    """
+    img = _load(Path(path))
+    ras_xyz = [0, 0, 0]
+    for axis, (target, _) in enumerate(io_orientation(img.affine)):
+        ras_xyz[int(target)] = int(img.shape[axis])
+    return ras_xyz[2], ras_xyz[1], ras_xyz[0]
+
+
 def read_image(path: str | Path, channel: int = 0) -> tuple[np.ndarray, VolumeMeta]:
     """Read a 3D image, or one channel of a 4D multi-channel image, as RAS ``(z, y, x)`` float32.
 

@@ -537,7 +537,7 @@ def _check_arguments(n_cases: int, shape: Sequence[int], seed: int) -> tuple[int
     return shape  # type: ignore[return-value]
 
 
-def _case_geometries(organ: str, n_cases: int | None, shape: tuple[int, int, int], seed: int, profile: str,
+def case_geometries(organ: str, n_cases: int | None, shape: tuple[int, int, int], seed: int, profile: str,
                      scale: float) -> list[tuple[tuple[int, int, int], tuple[float, float, float] | None]]:
     """``(shape, spacing)`` of every case: the fixed shape, or the MSD ranges (see :mod:`phantom_geometry`)."""
     if profile == "fixed":
@@ -580,7 +580,7 @@ def generate_phantom_task(organ: str, out_dir: str | Path, n_cases: int | None =
     if profile not in PROFILES:
         raise ConfigError("profile", f"must be one of {', '.join(PROFILES)}, got {profile!r}")
     shape = _check_arguments(n_cases or DEFAULT_CASES, shape, seed)
-    geometries = _case_geometries(organ, n_cases, shape, seed, profile, scale)
+    geometries = case_geometries(organ, n_cases, shape, seed, profile, scale)
     task_dir = Path(out_dir) / TASK_FOLDERS[organ]
     settings: dict[str, object] = {"generator_version": GENERATOR_VERSION, "organ": organ, "shape": list(shape), "seed": seed}
     if profile != "fixed":
