@@ -15,7 +15,7 @@ Example:
 
 from __future__ import annotations
 
-__all__ = ["TrainingMemory", "estimate_training_memory"]
+__all__ = ["TrainingMemory", "estimate_training_memory", "largest_forward_input"]
 
 from dataclasses import dataclass
 from typing import Any
@@ -81,3 +81,11 @@ def estimate_training_memory(hparams: dict[str, Any], input_shape: tuple[int, in
     parameter_bytes = _BYTES_PER_PARAMETER * parameters
     return TrainingMemory(parameters, tuple(int(s) for s in input_shape), batch, activation_bytes,  # type: ignore[arg-type]
                           parameter_bytes, activation_bytes + parameter_bytes + 2 * (sizes[0] if sizes else 0))
+
+
+def largest_forward_input(patch_size: tuple[int, int, int], extent: tuple[int, int, int],
+                          multiple: int) -> tuple[int, int, int]:
+    """The largest ``(z, y, x)`` input a network gets over images up to ``extent``: its patch,
+    clipped per axis to the largest image side padded to ``multiple`` (as training and
+    :func:`l2s_core.infer.predict_volume` clip and pad)."""
+    return tuple(min(p, -(-e // multiple) * multiple) for p, e in zip(patch_size, extent))  # type: ignore[return-value]

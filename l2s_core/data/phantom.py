@@ -587,6 +587,30 @@ def generate_phantom_task(organ: str, out_dir: str | Path, n_cases: int | None =
         settings = {"generator_version": GENERATOR_VERSION, "organ": organ, "profile": profile, "scale": scale,
                     "seed": seed}
     _claim_folder(task_dir, settings)
+    write_phantom_cases(organ, task_dir, geometries, seed, progress)
+    return task_dir
+
+
+def write_phantom_cases(organ: str, task_dir: str | Path,
+                        geometries: Sequence[tuple[tuple[int, int, int], tuple[float, float, float] | None]],
+                        seed: int = 0, progress: bool = True) -> list[str]:
+    """Render and write one case per ``(shape, spacing)`` into a task folder, then its ``dataset.json``.
+
+    Cases already present are skipped. :func:`generate_phantom_task` calls this after checking
+    the folder; a benchmark can call it with geometries of its own (e.g. a 500×512×512 liver).
+
+    Args:
+        organ: one of :data:`ORGANS`.
+        task_dir: the task folder (created).
+        geometries: ``(z, y, x)`` shape and spacing in mm (``None``: the anatomy's field of view
+            divided by the shape) of each case.
+        seed: seed of the random streams.
+        progress: show a progress bar over the cases.
+
+    Returns:
+        The case ids ``<organ>_001`` ...
+    """
+    task_dir = Path(task_dir)
     organ_index = ORGANS.index(organ)
     case_ids = [f"{organ}_{i + 1:03d}" for i in range(len(geometries))]
     for case_index, case_id in enumerate(tqdm(case_ids, desc=f"phantom {organ}", unit="case", disable=not progress)):
@@ -596,7 +620,7 @@ def generate_phantom_task(organ: str, out_dir: str | Path, n_cases: int | None =
         case_shape, spacing = geometries[case_index]
         _write_case(task_dir, case_id, *render_case(organ, case_shape, rng, spacing))
     atomic_write_text(task_dir / "dataset.json", _dataset_json(organ, case_ids))
-    return task_dir
+    return case_ids
 
 
 def generate_phantom_tasks(out_dir: str | Path, organs: Sequence[str] = ORGANS, n_cases: int | None = None,

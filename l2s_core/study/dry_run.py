@@ -103,11 +103,10 @@ def network_needs(params: StudyParams, organ: str, network: str, extent: Shape) 
         network: the network.
         extent: largest ``(z, y, x)`` of the network's level.
     """
-    from l2s_core.memory import estimate_training_memory  # imported here: it loads torch
+    from l2s_core.memory import estimate_training_memory, largest_forward_input  # imported here: it loads torch
 
     config = params.train_config(organ, network, 0, Path("."), Path("."), world_size=params.gpus_per_run)
-    multiple = 2**config.depth
-    largest = tuple(min(p, -(-e // multiple) * multiple) for p, e in zip(config.patch_size, extent))
+    largest = largest_forward_input(config.patch_size, extent, 2**config.depth)
     batch = max(1, config.batch_size // params.gpus_per_run)
     memory = estimate_training_memory({"base_channels": config.base_channels, "depth": config.depth}, largest, batch)
     return NetworkNeeds(organ, network, memory.parameters, largest, batch, memory.peak_bytes)  # type: ignore[arg-type]
