@@ -34,7 +34,7 @@ import torch
 from bench_data import DEFAULT_PATCH, add_phantom_arguments, prepared_phantom
 
 from l2s_core.data.cache import PreparedTask
-from l2s_core.infer import Segmenter, TwoStageResult, predict_volume, two_stage_predict
+from l2s_core.infer import Localisation, Segmenter, TwoStageResult, predict_volume, two_stage_predict
 from l2s_core.losses import DiceCELoss, hard_dice_counts
 from l2s_core.model import UNet3D
 from l2s_core.sampling import PatchDataset, pad_collate
@@ -112,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         return predict_volume(segmenter(baseline), image, device)
 
     def run_two_stage() -> TwoStageResult:
-        return two_stage_predict(segmenter(localiser), segmenter(organ_net), image, int(case.meta["crop_margin"]),
+        return two_stage_predict(segmenter(localiser), segmenter(organ_net), image, Localisation.of_task(task.settings),
                                  device=device)
 
     run_baseline(), run_two_stage()  # warm-up

@@ -49,7 +49,7 @@ from l2s_core.data.cache import PreparedTask
 from l2s_core.data.phantom import TASK_FOLDERS, write_phantom_cases
 from l2s_core.data.phantom_geometry import MIN_SIDE
 from l2s_core.files import atomic_write_json
-from l2s_core.infer import Segmenter, gt_localised_predict, predict_volume
+from l2s_core.infer import Localisation, Segmenter, gt_localised_predict, predict_volume
 from l2s_core.memory import estimate_training_memory, largest_forward_input
 from l2s_core.model import UNet3D
 from l2s_core.vocabulary import LEVEL_OF_NETWORK, LEVELS, NETWORKS
@@ -183,7 +183,7 @@ def predictions(task: PreparedTask, device: str, overlap: float) -> dict[str, An
     baseline_seconds = time.perf_counter() - started
     started = time.perf_counter()
     predict_volume(localiser, downsample_image(image), device)
-    result = gt_localised_predict(organ, image, label, int(case.meta["crop_margin"]), device=device)
+    result = gt_localised_predict(organ, image, label, Localisation.of_task(task.settings), device=device)
     two_stage_seconds = time.perf_counter() - started
     box = result.box or (0, 0, 0, *image.shape)
     row = {"case_shape": list(image.shape), "organ_box_shape": [box[3 + a] - box[a] for a in range(3)],

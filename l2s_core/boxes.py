@@ -53,6 +53,15 @@ def scale_box(box: Box, from_shape: tuple[int, ...], to_shape: tuple[int, ...]) 
     return (starts[0], starts[1], starts[2], ends[0], ends[1], ends[2])
 
 
+def upsampled_box(box: Box, from_shape: tuple[int, ...], to_shape: tuple[int, ...]) -> Box:
+    """Map a box as the released code did: the bounding box, at ``to_shape``, of the box's mask
+    upsampled with nearest neighbour (full-resolution voxel ``i`` takes low-resolution voxel
+    ``floor(i * from / to)``, PyTorch's ``nearest``), computed without building that mask."""
+    starts = [math.ceil(box[a] * to_shape[a] / from_shape[a] - 1e-9) for a in range(3)]
+    ends = [math.ceil(box[a + 3] * to_shape[a] / from_shape[a] - 1e-9) for a in range(3)]
+    return (starts[0], starts[1], starts[2], ends[0], ends[1], ends[2])
+
+
 def organ_box(mask: np.ndarray, margin: int = 15) -> Box | None:
     """Box of the largest component of ``mask`` plus ``margin`` voxels, or ``None`` if empty."""
     box = bounding_box(largest_component(mask))

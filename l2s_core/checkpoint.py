@@ -33,9 +33,8 @@ from torch import nn
 from l2s_core.distributed import unwrap
 from l2s_core.errors import CheckpointError, FormatVersionError
 from l2s_core.files import FORMAT_VERSION, atomic_open
-from l2s_core.model import UNet3D
+from l2s_core.model import NETWORK_CLASSES
 
-_NETWORK_CLASSES: dict[str, type[nn.Module]] = {"UNet3D": UNet3D}
 
 
 def _plain_json(path: Path, name: str, value: dict[str, Any]) -> dict[str, Any]:
@@ -162,7 +161,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu",
     _check_format(path, metadata)
     state_dict = payload.get("state_dict")
     hparams = metadata.get("hparams")
-    network_class = _NETWORK_CLASSES.get(metadata.get("network_class", ""))
+    network_class = NETWORK_CLASSES.get(metadata.get("network_class", ""))
     if not isinstance(state_dict, dict) or not isinstance(hparams, dict) or network_class is None:
         raise CheckpointError(path, "not an l2s network checkpoint (needs state_dict, hparams and a known network_class)")
     if expected_hparams is not None:

@@ -38,11 +38,11 @@ from l2s_core.data.cache import PreparedTask
 from l2s_core.errors import ConfigError
 from l2s_core.evaluation_tables import METRIC_COLUMNS, NO_FALLBACK, case_table, pooled_rows, write_csv
 from l2s_core.files import read_json
-from l2s_core.infer import Segmenter, gt_localised_predict, predict_volume, save_prediction, two_stage_predict
+from l2s_core.infer import Localisation, Segmenter, gt_localised_predict, predict_volume, save_prediction, two_stage_predict
 from l2s_core.metrics import case_metrics
 from l2s_core.run_files import BEST_FILE, CONFIG_FILE, SUMMARY_FILE
 from l2s_core.train_config import TrainConfig
-from l2s_core.vocabulary import FALLBACKS, SPLITS
+from l2s_core.vocabulary import SPLITS
 
 logger = logging.getLogger(__name__)
 
@@ -124,28 +124,28 @@ def _baseline(run: ConvergedRun, device: str) -> MethodRun:
     return MethodRun("baseline", run.index, None, None, predict)
 
 
-def _two_stage(position: int, localiser_run: ConvergedRun, organ_run: ConvergedRun, margin: int, fallback: str,
+def _two_stage(position: int, localiser_run: ConvergedRun, organ_run: ConvergedRun, localisation: Localisation,
                device: str) -> MethodRun:
     localiser, organ = load_segmenter(localiser_run, device), load_segmenter(organ_run, device)
 
     def predict(image: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, str | None]:
-        result = two_stage_predict(localiser, organ, image, margin, fallback, device)
+        result = two_stage_predict(localiser, organ, image, localisation, device)
         return result.mask, result.fallback_used
 
     return MethodRun("two_stage", position, localiser_run.index, organ_run.index, predict)
 
 
-def _gt_localised(organ_run: ConvergedRun, margin: int, fallback: str, device: str) -> MethodRun:
+def _gt_localised(organ_run: ConvergedRun, localisation: Localisation, device: str) -> MethodRun:
     organ = load_segmenter(organ_run, device)
 
     def predict(image: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, str | None]:
-        result = gt_localised_predict(organ, image, label, margin, fallback, device)
+        result = gt_localised_predict(organ, image, label, localisation, device)
         return result.mask, result.fallback_used
 
     return MethodRun("gt_localised", organ_run.index, None, organ_run.index, predict)
 
 
-def method_runs(organ_dir: Path, margin: int, fallback: str, device: str) -> list[MethodRun]:
+def method_runs(organ_dir: Path, localisation: Localisation, device: str) -> list[MethodRun]:
     """Every run of every method that the organ's converged runs allow, models loaded on ``device``.
 
     A method without runs (e.g. no converged localiser) is left out with a logged warning;
@@ -153,9 +153,8 @@ def method_runs(organ_dir: Path, margin: int, fallback: str, device: str) -> lis
 
     Args:
         organ_dir: the organ folder (``<organ>/{baseline,localiser,organ}/run_<ii>``).
-        margin: voxels around the organ box (the crop margin of the prepared task).
-        fallback: what two-stage prediction does when nothing is localised (see
-            :func:`l2s_core.infer.two_stage_predict`).
+        localisation: the prepared task's margin and divisors, the fallback when nothing is
+            localised and the box mapping (:class:`l2s_core.infer.Localisation`).
         device: where the networks run.
 
     Returns:
@@ -176,13 +175,13 @@ def method_runs(organ_dir: Path, margin: int, fallback: str, device: str) -> lis
         logger.warning("%s: no converged organ run; gt_localised is not evaluated", organ_dir)
     pairs = enumerate(zip(localisers, organ_nets))
     return ([_baseline(r, device) for r in baselines]
-            + [_two_stage(i, localiser, organ_net, margin, fallback, device) for i, (localiser, organ_net) in pairs]
-            + [_gt_localised(r, margin, fallback, device) for r in organ_nets])
+            + [_two_stage(i, localiser, organ_net, localisation, device) for i, (localiser, organ_net) in pairs]
+            + [_gt_localised(r, localisation, device) for r in organ_nets])
 
 
 def evaluate_organ(organ_dir: Path, split: str, prepared_dir: Path | None = None, fallback: str = "whole_image",
                    tolerance_mm: float = 2.0, device: str = "cpu", save_predictions: bool = False,
-                   progress: bool = True) -> dict[str, Path]:
+                   progress: bool = True, box_mapping: str = "scale") -> dict[str, Path]:
     """Evaluate every method run of one organ on one split and write the evaluation CSVs.
 
     Args:
@@ -194,6 +193,8 @@ def evaluate_organ(organ_dir: Path, split: str, prepared_dir: Path | None = None
         device: where the networks run (``"cpu"``, ``"cuda"``, ...).
         save_predictions: also write every mask as NIfTI on the source scan's grid.
         progress: show a progress bar over the cases.
+        box_mapping: how the localiser's box reaches full resolution (``scale`` or the released
+            code's ``upsample_nearest``).
 
     Returns:
         ``{"cases": <split>_cases.csv, "runs": <split>_runs.csv}`` and, with
@@ -201,18 +202,17 @@ def evaluate_organ(organ_dir: Path, split: str, prepared_dir: Path | None = None
         converged runs give no rows (the CSVs are still written, with their header).
 
     Raises:
-        ConfigError: an unknown split or fallback.
+        ConfigError: an unknown split, fallback or box mapping.
         InputDataError, CheckpointError: an unreadable prepared task or checkpoint.
     """
     if split not in SPLITS:
         raise ConfigError("split", f"must be one of {', '.join(SPLITS)}, got {split!r}")
-    if fallback not in FALLBACKS:
-        raise ConfigError("fallback", f"must be one of {', '.join(FALLBACKS)}, got {fallback!r}")
     organ_dir = Path(organ_dir)
     task = PreparedTask(prepared_dir if prepared_dir is not None else organ_dir / "prepared")
+    localisation = Localisation.of_task(task.settings, fallback, box_mapping)
     out_dir = organ_dir / "evaluation"
     predictions_dir = out_dir / "predictions" / split
-    runs = method_runs(organ_dir, int(task.settings["crop_margin"]), fallback, device)
+    runs = method_runs(organ_dir, localisation, device)
     rows = []
     for case in tqdm(task.cases(split), desc=f"evaluate {organ_dir.name} {split}", unit="case", disable=not progress):
         image = np.array(case.array("full", "image"))

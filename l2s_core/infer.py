@@ -14,13 +14,13 @@ previous train/eval mode is restored afterwards).
 Example:
     >>> localiser = Segmenter(localiser_net, patch_size=(64, 256, 256))  # doctest: +SKIP
     >>> organ = Segmenter(organ_net, patch_size=(64, 256, 256))  # doctest: +SKIP
-    >>> result = two_stage_predict(localiser, organ, image, margin=15)  # doctest: +SKIP
+    >>> result = two_stage_predict(localiser, organ, image, Localisation(margin=15))  # doctest: +SKIP
     >>> save_prediction(result.mask, task.case("spleen_2"), "spleen_2.nii.gz")  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-__all__ = ["Segmenter", "TwoStageResult", "box_predict", "gt_localised_predict", "predict_probability", "predict_volume",
+__all__ = ["Localisation", "Segmenter", "TwoStageResult", "box_predict", "gt_localised_predict", "predict_probability", "predict_volume",
            "save_prediction", "two_stage_predict"]
 
 import contextlib
@@ -32,13 +32,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from l2s_core.boxes import Box, bounding_box, crop, expand_box, largest_component, organ_box, paste, scale_box
+from l2s_core.boxes import (Box, bounding_box, crop, expand_box, largest_component, organ_box, paste, scale_box,
+                            upsampled_box)
 from l2s_core.data.cache import PreparedCase
 from l2s_core.data.io import write_mask
-from l2s_core.data.prepare import downsample_image
+from l2s_core.data.prepare import LOWRES_DIVISORS, downsample_image
 from l2s_core.errors import ConfigError
 from l2s_core.sampling import pad_to_multiple
-from l2s_core.vocabulary import FALLBACKS
+from l2s_core.vocabulary import BOX_MAPPINGS, FALLBACKS
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,42 @@ class Segmenter:
     def window(self, padded_shape: tuple[int, ...]) -> tuple[int, int, int]:
         """The window used on an image of ``padded_shape``: the patch, clipped to the image."""
         return tuple(min(p, s) for p, s in zip(self.patch_size, padded_shape))  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class Localisation:
+    """How an organ box, predicted or given, becomes the organ network's input.
+
+    Attributes:
+        margin: voxels added on each side of the box (the prepared task's crop margin; the
+            paper's 15).
+        fallback: when no box is found: ``"whole_image"`` segments the whole image with the
+            organ network, ``"empty"`` predicts no organ.
+        divisors: low-resolution divisors ``(z, y, x)`` the localiser was trained with (the
+            prepared task's ``lowres_divisors``).
+        box_mapping: ``"scale"`` (:func:`~l2s_core.boxes.scale_box`) or ``"upsample_nearest"``
+            (the released code, :func:`~l2s_core.boxes.upsampled_box`).
+
+    Raises:
+        ConfigError: an unknown ``fallback`` or ``box_mapping``.
+    """
+
+    margin: int
+    fallback: str = "whole_image"
+    divisors: tuple[int, int, int] = LOWRES_DIVISORS
+    box_mapping: str = "scale"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "divisors", tuple(int(d) for d in self.divisors))
+        for name, value, choices in (("fallback", self.fallback, FALLBACKS),
+                                     ("box_mapping", self.box_mapping, BOX_MAPPINGS)):
+            if value not in choices:
+                raise ConfigError(name, f"must be one of {', '.join(choices)}, got {value!r}")
+
+    @classmethod
+    def of_task(cls, settings: dict, fallback: str = "whole_image", box_mapping: str = "scale") -> Localisation:
+        """The localisation of a prepared task (its ``prep.json`` settings: margin and divisors)."""
+        return cls(int(settings["crop_margin"]), fallback, tuple(settings["lowres_divisors"]), box_mapping)
 
 
 @dataclass(frozen=True)
@@ -159,11 +196,6 @@ def predict_probability(segmenter: Segmenter, image: np.ndarray, device: str | t
     return torch.softmax(_volume_logits(segmenter, image, device), dim=0)[1].cpu().numpy()
 
 
-def _check_fallback(fallback: str) -> None:
-    if fallback not in FALLBACKS:
-        raise ConfigError("fallback", f"must be one of {', '.join(FALLBACKS)}, got {fallback!r}")
-
-
 def _segment_box(organ: Segmenter, image: np.ndarray, box: Box | None, fallback: str,
                  device: str | torch.device) -> tuple[np.ndarray, str | None]:
     """The organ network's full-size mask for ``box``, or the fallback's when ``box`` is None."""
@@ -175,70 +207,62 @@ def _segment_box(organ: Segmenter, image: np.ndarray, box: Box | None, fallback:
     return paste(organ_mask, box, image.shape), None
 
 
-def two_stage_predict(localiser: Segmenter, organ: Segmenter, image: np.ndarray, margin: int,
-                      fallback: str = "whole_image", device: str | torch.device = "cpu") -> TwoStageResult:
+def two_stage_predict(localiser: Segmenter, organ: Segmenter, image: np.ndarray, localisation: Localisation,
+                      device: str | torch.device = "cpu") -> TwoStageResult:
     """The paper's two-stage pipeline.
 
-    The image is resized to low resolution as in preparation (:func:`downsample_image`); the
-    localiser segments it; the bounding box of the largest connected component is mapped to
-    full resolution (:func:`scale_box`) and grown by ``margin`` voxels; the organ network
-    segments that box of the image (zero-filled where it reaches beyond the image); its mask
-    is pasted into an empty full-size mask. Both networks predict patch-wise
-    (:func:`predict_volume`).
+    The image is resized to low resolution as in preparation (:func:`downsample_image` with
+    the localisation's divisors); the localiser segments it; the bounding box of the largest
+    connected component is mapped to full resolution (``localisation.box_mapping``) and grown
+    by ``localisation.margin`` voxels; the organ network segments that box of the image
+    (zero-filled where it reaches beyond the image); its mask is pasted into an empty
+    full-size mask. Both networks predict patch-wise (:func:`predict_volume`).
 
     Args:
         localiser: network trained on low-resolution images, with its window.
         organ: network trained on organ crops, with its window.
         image: normalised full-resolution ``(z, y, x)`` image.
-        margin: voxels added on each side of the box (the prepared task's crop margin; the
-            paper's 15).
-        fallback: when the localiser finds nothing: ``"whole_image"`` segments the whole
-            image with the organ network, ``"empty"`` returns an empty mask.
+        localisation: margin, fallback, divisors and box mapping.
         device: where the networks run.
 
     Returns:
         The :class:`TwoStageResult`.
-
-    Raises:
-        ConfigError: an unknown ``fallback``.
     """
-    _check_fallback(fallback)
     started = time.perf_counter()
     image = np.asarray(image, dtype=np.float32)
-    lowres = downsample_image(image)
+    lowres = downsample_image(image, localisation.divisors)
     lowres_mask = predict_volume(localiser, lowres, device)
     lowres_box = bounding_box(largest_component(lowres_mask))
-    box = None if lowres_box is None else expand_box(scale_box(lowres_box, lowres.shape, image.shape), margin)
-    mask, fallback_used = _segment_box(organ, image, box, fallback, device)
+    to_full = scale_box if localisation.box_mapping == "scale" else upsampled_box
+    box = None if lowres_box is None else expand_box(to_full(lowres_box, lowres.shape, image.shape),
+                                                     localisation.margin)
+    mask, fallback_used = _segment_box(organ, image, box, localisation.fallback, device)
     return TwoStageResult(mask, lowres_mask, box, fallback_used, time.perf_counter() - started)
 
 
-def gt_localised_predict(organ: Segmenter, image: np.ndarray, label: np.ndarray, margin: int,
-                         fallback: str = "whole_image", device: str | torch.device = "cpu") -> TwoStageResult:
-    """The organ network on the ground-truth box: the label's largest component + ``margin``.
+def gt_localised_predict(organ: Segmenter, image: np.ndarray, label: np.ndarray, localisation: Localisation,
+                         device: str | torch.device = "cpu") -> TwoStageResult:
+    """The organ network on the ground-truth box: the label's largest component + the margin.
 
     Args:
         organ: network trained on organ crops, with its window.
         image: normalised full-resolution ``(z, y, x)`` image.
         label: organ mask ``(z, y, x)`` of the same shape.
-        margin: voxels added on each side of the box (the prepared task's crop margin).
-        fallback: for an empty label, as in :func:`two_stage_predict`.
+        localisation: margin and fallback (for an empty label).
         device: where the network runs.
 
     Returns:
         The :class:`TwoStageResult` (``lowres_mask`` is ``None``).
 
     Raises:
-        ConfigError: an unknown ``fallback``.
         ValueError: image and label differ in shape.
     """
-    _check_fallback(fallback)
     if image.shape != label.shape:
         raise ValueError(f"image {image.shape} and label {label.shape} (z, y, x) differ in shape")
     started = time.perf_counter()
     image = np.asarray(image, dtype=np.float32)
-    box = organ_box(np.asarray(label), margin)
-    mask, fallback_used = _segment_box(organ, image, box, fallback, device)
+    box = organ_box(np.asarray(label), localisation.margin)
+    mask, fallback_used = _segment_box(organ, image, box, localisation.fallback, device)
     return TwoStageResult(mask, None, box, fallback_used, time.perf_counter() - started)
 
 

@@ -1,9 +1,11 @@
 """Training loss (soft Dice + cross-entropy) and hard Dice counts for the organ class.
 
-Both terms of :class:`DiceCELoss` are computed per sample and then averaged over the
-batch, so that a batch of two patches on one process gives the same loss and gradient as
+By default both terms of :class:`DiceCELoss` are computed per sample and then averaged over
+the batch, so that a batch of two patches on one process gives the same loss and gradient as
 two data-parallel processes with one patch each whose gradients are averaged (the paper's
-setting: global batch 2, one patch per GPU).
+setting: global batch 2, one patch per GPU). ``dice_form="batch_if_foreground"`` is the
+released code's form instead: one soft Dice pooled over the whole batch, added only when the
+batch holds organ (with data parallelism, each process's share of the batch).
 """
 
 from __future__ import annotations
@@ -11,6 +13,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from l2s_core.errors import ConfigError
+from l2s_core.vocabulary import DICE_FORMS
 
 ORGAN_CLASS = 1
 """Channel of the logits (and value of the target) that marks the organ."""
@@ -31,13 +36,23 @@ class DiceCELoss(nn.Module):
         dice_weight: weight of the Dice term.
         ce_weight: weight of the cross-entropy term.
         smooth: added to the numerator and denominator of the soft Dice.
+        dice_form: ``"per_sample"`` (above) or ``"batch_if_foreground"``: ``1 - soft_dice``
+            with the sums taken over every voxel of the batch, and only when the target
+            holds organ (otherwise the loss is the cross-entropy term alone).
+
+    Raises:
+        ConfigError: an unknown ``dice_form``.
     """
 
-    def __init__(self, dice_weight: float = 1.0, ce_weight: float = 1.0, smooth: float = 1.0) -> None:
+    def __init__(self, dice_weight: float = 1.0, ce_weight: float = 1.0, smooth: float = 1.0,
+                 dice_form: str = "per_sample") -> None:
         super().__init__()
+        if dice_form not in DICE_FORMS:
+            raise ConfigError("dice_form", f"must be one of {', '.join(DICE_FORMS)}, got {dice_form!r}")
         self.dice_weight = dice_weight
         self.ce_weight = ce_weight
         self.smooth = smooth
+        self.dice_form = dice_form
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Loss of a batch.
@@ -50,14 +65,18 @@ class DiceCELoss(nn.Module):
             Scalar loss tensor.
         """
         logits = logits.float()
-        spatial_dims = tuple(range(1, target.ndim))
+        per_sample = self.dice_form == "per_sample"
+        summed_dims = tuple(range(1 if per_sample else 0, target.ndim))
         organ_probability = torch.softmax(logits, dim=1)[:, ORGAN_CLASS]
         organ_target = (target == ORGAN_CLASS).to(organ_probability.dtype)
-        overlap = (organ_probability * organ_target).sum(dim=spatial_dims)
-        total = organ_probability.sum(dim=spatial_dims) + organ_target.sum(dim=spatial_dims)
+        overlap = (organ_probability * organ_target).sum(dim=summed_dims)
+        total = organ_probability.sum(dim=summed_dims) + organ_target.sum(dim=summed_dims)
         soft_dice = (2 * overlap + self.smooth) / (total + self.smooth)
-        cross_entropy = F.cross_entropy(logits, target, reduction="none").mean(dim=spatial_dims)
-        return self.dice_weight * (1 - soft_dice).mean() + self.ce_weight * cross_entropy.mean()
+        cross_entropy = F.cross_entropy(logits, target, reduction="none").mean(dim=tuple(range(1, target.ndim)))
+        dice_term = (1 - soft_dice).mean()
+        if not per_sample and not bool(organ_target.any()):
+            dice_term = dice_term * 0  # the released code adds the Dice term only when the batch holds organ
+        return self.dice_weight * dice_term + self.ce_weight * cross_entropy.mean()
 
 
 def hard_dice_counts(

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from l2s_core.model import UNet3D
+from l2s_core.model import build_network
 
 #: Bytes per parameter while training with Adam in float32: weight, gradient, two moments.
 _BYTES_PER_PARAMETER = 16
@@ -51,19 +51,20 @@ class TrainingMemory:
 
 
 def estimate_training_memory(hparams: dict[str, Any], input_shape: tuple[int, int, int],
-                             batch: int = 1) -> TrainingMemory:
-    """Estimate the float32 memory of one training step of a :class:`~l2s_core.model.UNet3D`.
+                             batch: int = 1, architecture: str = "unet") -> TrainingMemory:
+    """Estimate the float32 memory of one training step of a study network.
 
     Args:
         hparams: constructor arguments of the network (e.g. ``UNet3D.PAPER_CONFIG``).
         input_shape: ``(z, y, x)`` of the input, each side a multiple of ``2 ** depth``.
         batch: inputs per process and step (the global batch divided by the processes).
+        architecture: ``unet`` or ``released_code`` (:func:`l2s_core.model.build_network`).
 
     Returns:
         The :class:`TrainingMemory`; nothing is allocated (the trace runs on the meta device).
     """
     with torch.device("meta"):
-        model = UNet3D(**hparams)
+        model = build_network(architecture, **hparams)
         images = torch.empty((batch, 1, *input_shape))
     weights = {id(p) for p in model.parameters()}  # counted with the parameters, not as activations
     saved: dict[int, torch.Tensor] = {}

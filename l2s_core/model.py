@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from l2s_core.errors import ConfigError
+from l2s_core.released_unet import ReleasedCodeUNet3D
 
 
 class TwoConvNormReLU(nn.Sequential):
@@ -179,3 +180,20 @@ class UNet3D(nn.Module):
         for up_level in self.decoder:
             features = up_level(features, skips.pop())
         return self.head(features)
+
+
+#: Network classes by the name that checkpoints and model cards record.
+NETWORK_CLASSES: dict[str, type[nn.Module]] = {"UNet3D": UNet3D, "ReleasedCodeUNet3D": ReleasedCodeUNet3D}
+#: The study option ``architecture`` → network class: the paper's text (``unet``) or its released code.
+ARCHITECTURE_CLASSES: dict[str, type[nn.Module]] = {"unet": UNet3D, "released_code": ReleasedCodeUNet3D}
+
+
+def build_network(architecture: str = "unet", **hparams: Any) -> nn.Module:
+    """The network of a study's ``architecture`` option with these constructor arguments.
+
+    Raises:
+        ConfigError: an unknown architecture or invalid arguments.
+    """
+    if architecture not in ARCHITECTURE_CLASSES:
+        raise ConfigError("architecture", f"must be one of {', '.join(ARCHITECTURE_CLASSES)}, got {architecture!r}")
+    return ARCHITECTURE_CLASSES[architecture](**hparams)

@@ -60,7 +60,7 @@ from l2s_core.files import atomic_write_json, read_json
 from l2s_core.infer import Segmenter, predict_volume
 from l2s_core.losses import DiceCELoss, hard_dice_counts
 from l2s_core.metrics import confusion_counts, dice_from_counts
-from l2s_core.model import UNet3D
+from l2s_core.model import build_network
 from l2s_core.run_files import (BEST_FILE, CONFIG_FILE, LOG_FILE, NEXT_BEST_FILE, RESUME_FILE, SUMMARY_FILE,
                                 finished_summary, write_log)
 from l2s_core.sampling import PatchDataset, pad_collate
@@ -302,7 +302,7 @@ def _train_in_context(config: TrainConfig, context: ProcessContext, progress: bo
     device = context.device
     with _determinism(config.deterministic, device):
         torch.manual_seed(config.seed)
-        model = UNet3D(base_channels=config.base_channels, depth=config.depth).to(device)
+        model = build_network(config.architecture, base_channels=config.base_channels, depth=config.depth).to(device)
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
         resume_path = run_dir / RESUME_FILE
         state = load_resume_state(resume_path) if resume_path.exists() else None
@@ -323,7 +323,7 @@ def _train_in_context(config: TrainConfig, context: ProcessContext, progress: bo
     return read_json(run_dir / SUMMARY_FILE)
 
 
-def _run_epochs(config: TrainConfig, context: ProcessContext, task: PreparedTask, model: UNet3D,
+def _run_epochs(config: TrainConfig, context: ProcessContext, task: PreparedTask, model: torch.nn.Module,
                 optimizer: torch.optim.Optimizer, state: ResumeState, progress: bool) -> tuple[bool, str]:
     """Train epochs after ``state.epochs_done`` until patience, ``max_epochs`` or divergence.
 
@@ -341,7 +341,7 @@ def _run_epochs(config: TrainConfig, context: ProcessContext, task: PreparedTask
     loader = DataLoader(dataset, batch_size=per_process_batch, sampler=sampler, shuffle=False, collate_fn=pad_collate,
                         num_workers=config.num_workers, pin_memory=context.device.type == "cuda")
     parallel_model = distributed.wrap(model, context)
-    loss_fn = DiceCELoss(dice_weight=config.dice_weight, ce_weight=config.ce_weight)
+    loss_fn = DiceCELoss(dice_weight=config.dice_weight, ce_weight=config.ce_weight, dice_form=config.dice_form)
     amp = config.amp and context.device.type == "cuda"
     bar = tqdm(total=config.max_epochs, initial=state.epochs_done, unit="epoch",
                desc=f"{config.network} seed {config.seed}", disable=not (progress and context.is_main))

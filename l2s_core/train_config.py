@@ -18,7 +18,7 @@ from typing import Any
 
 from l2s_core.errors import ConfigError, FormatVersionError
 from l2s_core.files import FORMAT_VERSION
-from l2s_core.vocabulary import CONVERGENCE_RULES, NETWORKS
+from l2s_core.vocabulary import ARCHITECTURES, CONVERGENCE_RULES, DICE_FORMS, NETWORKS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,7 +49,11 @@ class TrainConfig:
         convergence_epoch: first epoch (counting from 1) that counts for
             ``"after_patience_epochs"``.
         dice_weight: weight of the soft Dice term of the loss.
-        ce_weight: weight of the cross-entropy term of the loss.
+        ce_weight: weight of the cross-entropy term of the loss (the released code: 0.3).
+        dice_form: ``"per_sample"`` (soft Dice per patch, averaged) or ``"batch_if_foreground"``
+            (pooled over the batch, added only when the batch holds organ: the released code).
+        architecture: ``"unet"`` (the text's U-Net with skip connections) or ``"released_code"``
+            (:class:`~l2s_core.released_unet.ReleasedCodeUNet3D`, without them).
         sw_overlap: overlap of the baseline's sliding windows at validation.
         num_workers: DataLoader worker processes per training process.
         device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
@@ -78,6 +82,8 @@ class TrainConfig:
     convergence_epoch: int = 20
     dice_weight: float = 1.0
     ce_weight: float = 1.0
+    dice_form: str = "per_sample"
+    architecture: str = "unet"
     sw_overlap: float = 0.25
     num_workers: int = 0
     device: str = "auto"
@@ -90,6 +96,8 @@ class TrainConfig:
         checks = [
             ("network", self.network in NETWORKS, f"must be one of {', '.join(NETWORKS)}"),
             ("convergence_rule", self.convergence_rule in CONVERGENCE_RULES, f"must be one of {', '.join(CONVERGENCE_RULES)}"),
+            ("dice_form", self.dice_form in DICE_FORMS, f"must be one of {', '.join(DICE_FORMS)}"),
+            ("architecture", self.architecture in ARCHITECTURES, f"must be one of {', '.join(ARCHITECTURES)}"),
             ("patch_size", len(self.patch_size) == 3 and all(s >= 1 and s % 2**self.depth == 0 for s in self.patch_size),
              f"needs three sides (z, y, x), each a positive multiple of 2**depth = {2**self.depth}"),
             ("world_size", self.world_size >= 1, "must be at least 1"),

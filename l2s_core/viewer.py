@@ -47,7 +47,7 @@ from l2s_core.data.cache import PreparedCase, PreparedTask
 from l2s_core.data.split import SPLIT_NAMES
 from l2s_core.errors import ConfigError, InputDataError
 from l2s_core.evaluate import ConvergedRun, converged_runs, load_segmenter
-from l2s_core.infer import Segmenter, box_predict, gt_localised_predict, predict_volume, two_stage_predict
+from l2s_core.infer import Localisation, Segmenter, box_predict, gt_localised_predict, predict_volume, two_stage_predict
 from l2s_core.vocabulary import NETWORKS
 
 #: Display name and array axis of each view.
@@ -225,7 +225,7 @@ class StudyModels:
     runs: dict[str, ConvergedRun]
 
 
-def load_study_models(organ_dir: str | Path, device: str = "cpu", margin: int | None = None) -> StudyModels:
+def load_study_models(organ_dir: str | Path, device: str = "cpu", localisation: Localisation | None = None) -> StudyModels:
     """Load the first converged baseline, localiser and organ networks of one organ of a study.
 
     Runs are found as the evaluation finds them (:func:`l2s_core.evaluate.converged_runs`).
@@ -236,8 +236,8 @@ def load_study_models(organ_dir: str | Path, device: str = "cpu", margin: int | 
     Args:
         organ_dir: ``runs/<study>/<organ>`` (holding ``baseline/``, ``localiser/``, ``organ/``).
         device: torch device of the networks.
-        margin: voxels around the organ box of the two-stage and ground-truth-localised
-            predictions; ``None``: the crop margin of ``<organ_dir>/prepared`` (as evaluation).
+        localisation: margin, divisors and fallback of the two-stage and ground-truth-localised
+            predictions; ``None``: those of ``<organ_dir>/prepared`` (as evaluation).
 
     Returns:
         The :class:`StudyModels`; empty when nothing has converged yet.
@@ -247,19 +247,20 @@ def load_study_models(organ_dir: str | Path, device: str = "cpu", margin: int | 
         ConfigError: the baseline run's ``config.json`` is missing or invalid.
     """
     runs = {name: converged[0] for name in NETWORKS if (converged := converged_runs(Path(organ_dir), name))}
-    if margin is None and runs:
-        margin = int(PreparedTask(Path(organ_dir) / "prepared").settings["crop_margin"])
+    if localisation is None and runs:
+        localisation = Localisation.of_task(PreparedTask(Path(organ_dir) / "prepared").settings)
     networks = {name: load_segmenter(run, device) for name, run in runs.items()}
     sources: dict[str, Callable[[PreparedCase], Any]] = {}
     baseline, localiser, organ = (networks.get(name) for name in NETWORKS)
     if baseline is not None:
         sources["baseline"] = lambda case: predict_volume(baseline, case.array("full", "image"), device)
     if organ is not None and localiser is not None:
-        sources[TWO_STAGE] = lambda case: two_stage_predict(localiser, organ, case.array("full", "image"), margin,
-                                                            device=device)
+        sources[TWO_STAGE] = lambda case: two_stage_predict(localiser, organ, case.array("full", "image"),
+                                                            localisation, device=device)
     if organ is not None:
         sources["gt_localised"] = lambda case: gt_localised_predict(organ, case.array("full", "image"),
-                                                                    case.array("full", "label"), margin, device=device)
+                                                                    case.array("full", "label"), localisation,
+                                                                    device=device)
     return StudyModels(sources, organ, runs)
 
 

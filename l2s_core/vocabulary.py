@@ -13,8 +13,8 @@ Example:
 from __future__ import annotations
 
 __all__ = [
-    "CONVERGENCE_RULES", "FALLBACKS", "KINDS", "LEVELS", "LEVEL_OF_NETWORK", "METHODS", "MSD_TASK_FOLDERS",
-    "NETWORKS", "NORMALISATIONS", "PAPER_ORGANS", "SPLITS", "SPLIT_NAMES", "SPLIT_ORDERS",
+    "ARCHITECTURES", "BOX_MAPPINGS", "CONVERGENCE_RULES", "CROP_LABELS", "DICE_FORMS", "FALLBACKS", "KINDS", "LEVELS", "LEVEL_OF_NETWORK", "METHODS", "MSD_TASK_FOLDERS",
+    "NETWORKS", "NORMALISATIONS", "PAPER_ORGANS", "SPLITS", "SPLIT_NAMES", "SPLIT_ORDERS", "TRAINING_TIME_RUNS",
 ]
 
 #: The three networks of the paper: full-resolution baseline, low-resolution localiser, organ network on crops.
@@ -37,6 +37,19 @@ NORMALISATIONS: tuple[str, ...] = ("zscore", "ct", "none")
 FALLBACKS: tuple[str, ...] = ("whole_image", "empty")
 #: When a training run counts as converged (see :func:`l2s_core.train_config.is_converged`).
 CONVERGENCE_RULES: tuple[str, ...] = ("best_over_run", "after_patience_epochs")
+#: Network architectures: the paper's text (a U-Net with skip connections) or its released code (none).
+ARCHITECTURES: tuple[str, ...] = ("unet", "released_code")
+#: Soft Dice of the loss: per sample then averaged (the data-parallel-exact form), or pooled over the
+#: batch and only when the batch holds organ (the released code).
+DICE_FORMS: tuple[str, ...] = ("per_sample", "batch_if_foreground")
+#: How the localiser's low-resolution box reaches full resolution: scaled (floor/ceil), or the mask
+#: upsampled with nearest neighbour first (the released code).
+BOX_MAPPINGS: tuple[str, ...] = ("scale", "upsample_nearest")
+#: Organ-network training labels inside the crop: every organ voxel, or only the largest component
+#: (the released code).
+CROP_LABELS: tuple[str, ...] = ("all", "largest_component")
+#: Runs averaged for Table 2's training time: every finished run, or the converged ones (the released code).
+TRAINING_TIME_RUNS: tuple[str, ...] = ("all", "converged")
 #: The paper's five organs, in its order, and their Medical Segmentation Decathlon task folders.
 PAPER_ORGANS: tuple[str, ...] = ("spleen", "pancreas", "prostate", "liver", "heart")
 MSD_TASK_FOLDERS: dict[str, str] = {

@@ -20,7 +20,7 @@ from l2s_core.data.prepare import prepare_task
 from l2s_core.errors import ConfigError
 from l2s_core.evaluate import converged_runs, evaluate_organ
 from l2s_core.evaluation_tables import CASE_COLUMNS, RUN_COLUMNS, pooled_rows
-from l2s_core.infer import Segmenter, predict_volume, two_stage_predict
+from l2s_core.infer import Localisation, Segmenter, predict_volume, two_stage_predict
 from l2s_core.metrics import case_metrics
 from l2s_core.train import train_run
 from l2s_core.train_config import TrainConfig
@@ -122,7 +122,8 @@ def test_case_rows_equal_direct_predictions(organ_dir: Path, evaluated: dict[str
         expected = {
             ("baseline", 1): predict_volume(Segmenter(baseline, (8, 8, 8), 0.25, 2), image),
             ("two_stage", 1): two_stage_predict(Segmenter(localiser, (8, 8, 8), 0.25, 2),
-                                                Segmenter(organ_net, (8, 8, 8), 0.25, 2), image, margin=15).mask,
+                                                Segmenter(organ_net, (8, 8, 8), 0.25, 2), image,
+                                                Localisation.of_task(task.settings)).mask,
         }
         for (method, run), mask in expected.items():
             metrics = case_metrics(mask, label, case.spacing, 2.0)

@@ -7,7 +7,7 @@ from torch import nn
 
 from l2s_core.data.prepare import downsample_image, downsample_mask
 from l2s_core.errors import ConfigError
-from l2s_core.infer import (Segmenter, box_predict, gt_localised_predict, predict_probability, predict_volume,
+from l2s_core.infer import (Localisation, Segmenter, box_predict, gt_localised_predict, predict_probability, predict_volume,
                             save_prediction, two_stage_predict)
 from l2s_core.model import UNet3D
 
@@ -75,7 +75,7 @@ def test_two_stage_box_maps_lowres_to_full_resolution(cube, expected_box):
     image = _image(truth)
     lowres_truth = downsample_mask(truth)
     localiser = MaskOracle(lowres_truth)
-    result = two_stage_predict(_seg(localiser), _seg(ThresholdOracle()), image, margin=15)
+    result = two_stage_predict(_seg(localiser), _seg(ThresholdOracle()), image, Localisation(15))
     assert result.box == expected_box and result.fallback_used is None
     assert np.array_equal(result.lowres_mask, lowres_truth)
     assert result.mask.dtype == np.uint8 and np.array_equal(result.mask, truth)
@@ -89,7 +89,7 @@ def test_two_stage_covers_an_unaligned_cube_and_ignores_small_components():
     truth = _cube((7, 11, 3, 16, 24, 14))
     lowres = downsample_mask(truth)
     lowres[7, 18:20, 18:20] = 1  # a stray blob smaller than the organ
-    result = two_stage_predict(_seg(MaskOracle(lowres)), _seg(ThresholdOracle()), _image(truth), margin=4)
+    result = two_stage_predict(_seg(MaskOracle(lowres)), _seg(ThresholdOracle()), _image(truth), Localisation(4))
     assert np.array_equal(result.mask, truth)
     cube_with_margin = (7 - 4, 11 - 4, 3 - 4, 16 + 4, 24 + 4, 14 + 4)
     for axis, divisor in enumerate((3, 2, 2)):  # within one low-resolution voxel of the true box
@@ -100,24 +100,24 @@ def test_two_stage_covers_an_unaligned_cube_and_ignores_small_components():
 def test_two_stage_fallbacks_when_nothing_is_localised():
     truth = _cube((6, 10, 10, 12, 20, 20))
     nothing, organ = _seg(MaskOracle(np.zeros((8, 20, 20), np.uint8))), _seg(ThresholdOracle())
-    whole = two_stage_predict(nothing, organ, _image(truth), margin=15)
+    whole = two_stage_predict(nothing, organ, _image(truth), Localisation(15))
     assert whole.fallback_used == "whole_image" and whole.box is None
     assert np.array_equal(whole.mask, truth)
-    empty = two_stage_predict(nothing, organ, _image(truth), margin=15, fallback="empty")
+    empty = two_stage_predict(nothing, organ, _image(truth), Localisation(15, fallback="empty"))
     assert empty.fallback_used == "empty" and empty.box is None
     assert empty.mask.shape == SHAPE and empty.mask.dtype == np.uint8 and not empty.mask.any()
     with pytest.raises(ConfigError, match="fallback"):
-        two_stage_predict(nothing, organ, _image(truth), margin=15, fallback="guess")
+        two_stage_predict(nothing, organ, _image(truth), Localisation(15, fallback="guess"))
 
 
 def test_gt_localised_uses_the_label_box():
     truth = _cube((0, 5, 31, 9, 18, 40))
     image = _image(truth)
-    result = gt_localised_predict(_seg(ThresholdOracle()), image, truth, margin=3)
+    result = gt_localised_predict(_seg(ThresholdOracle()), image, truth, Localisation(3))
     assert result.box == (-3, 2, 28, 12, 21, 43) and result.lowres_mask is None and result.fallback_used is None
     assert np.array_equal(result.mask, truth)
     empty_label = np.zeros(SHAPE, np.uint8)
-    fallback = gt_localised_predict(_seg(ThresholdOracle()), image, empty_label, margin=3, fallback="empty")
+    fallback = gt_localised_predict(_seg(ThresholdOracle()), image, empty_label, Localisation(3, fallback="empty"))
     assert fallback.fallback_used == "empty" and not fallback.mask.any()
 
 
@@ -165,7 +165,7 @@ def test_pipeline_runs_with_the_unet_through_windows():
     torch.manual_seed(0)
     localiser, organ_net = UNet3D(base_channels=4, depth=3), UNet3D(base_channels=4, depth=3)
     image = _image(_cube((6, 10, 10, 12, 20, 20)))
-    result = two_stage_predict(Segmenter(localiser, (8, 16, 16)), Segmenter(organ_net, (16, 16, 16)), image, margin=15)
+    result = two_stage_predict(Segmenter(localiser, (8, 16, 16)), Segmenter(organ_net, (16, 16, 16)), image, Localisation(15))
     assert result.mask.shape == SHAPE and result.lowres_mask.shape == (8, 20, 20)
     assert predict_volume(Segmenter(organ_net, (16, 32, 32)), image).shape == SHAPE
     with pytest.raises(ConfigError, match="patch_size"):

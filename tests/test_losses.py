@@ -2,6 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from l2s_core.errors import ConfigError
 from l2s_core.losses import DiceCELoss, hard_dice_counts
 
 
@@ -93,3 +94,21 @@ def test_hard_dice_counts_against_hand_computed_values():
     tp, fp, fn = hard_dice_counts(logits, target)
     assert (tp.item(), fp.item(), fn.item()) == (3, 3, 1)
     assert tp.dtype == torch.int64
+
+
+def test_batch_dice_form_pools_the_batch_and_needs_organ():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 2, 4, 4, 4)
+    target = torch.zeros(2, 4, 4, 4, dtype=torch.int64)
+    target[0, 1:3, 1:3, 1:3] = 1  # organ in the first patch only
+    batch = DiceCELoss(ce_weight=0.3, dice_form="batch_if_foreground")
+    probability = torch.softmax(logits, dim=1)[:, 1]
+    organ = (target == 1).float()
+    pooled_dice = (2 * (probability * organ).sum() + 1) / (probability.sum() + organ.sum() + 1)
+    cross_entropy = torch.nn.functional.cross_entropy(logits, target)
+    assert torch.allclose(batch(logits, target), (1 - pooled_dice) + 0.3 * cross_entropy, atol=1e-6)
+    empty = torch.zeros_like(target)
+    assert torch.allclose(batch(logits, empty), 0.3 * torch.nn.functional.cross_entropy(logits, empty), atol=1e-6)
+    assert not torch.allclose(batch(logits, target), DiceCELoss(ce_weight=0.3)(logits, target))
+    with pytest.raises(ConfigError, match="dice_form"):
+        DiceCELoss(dice_form="mean")

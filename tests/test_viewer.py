@@ -16,7 +16,7 @@ from l2s_core.data.cache import PreparedTask
 from l2s_core.data.prepare import PrepareSettings, prepare_task
 from l2s_core.errors import ConfigError, InputDataError
 from l2s_core.files import atomic_write_json
-from l2s_core.infer import Segmenter, TwoStageResult
+from l2s_core.infer import Localisation, Segmenter, TwoStageResult
 from l2s_core.model import UNet3D
 from l2s_core.train_config import TrainConfig
 from l2s_core.viewer import (CT_SOFT_TISSUE, Prediction, SliceViewer, StudyModels, as_prediction, auto_window,
@@ -253,14 +253,14 @@ def test_load_study_models_feeds_the_viewer(task, tmp_path):
     _save_run(organ_dir / "organ", 0, False, UNet3D(base_channels=2, depth=1, groups=1))
     organ_path = _save_run(organ_dir / "organ", 1, True, UNet3D(base_channels=2, depth=2, groups=1),
                            config("organ", depth=2))
-    models = load_study_models(organ_dir, margin=task.settings["crop_margin"])
+    models = load_study_models(organ_dir, localisation=Localisation.of_task(task.settings))
     assert set(models.sources) == {"baseline", "two_stage", "gt_localised"}
     assert models.runs["organ"].folder == organ_path.parent and models.organ_network.multiple == 4
     case = task.case(task.split["val"][0])
     two_stage = models.sources["two_stage"](case)
     assert isinstance(two_stage, TwoStageResult) and two_stage.mask.shape == SHAPE
     assert models.sources["gt_localised"](case).box == case.crop_box
-    narrow = load_study_models(organ_dir, margin=2).sources["gt_localised"](case).box  # the margin reaches the pipeline
+    narrow = load_study_models(organ_dir, localisation=Localisation(2)).sources["gt_localised"](case).box  # the margin reaches the pipeline
     assert narrow == tuple(v + (case.meta["crop_margin"] - 2) * (1 if i < 3 else -1) for i, v in enumerate(case.crop_box))
     assert models.sources["baseline"](case).shape == SHAPE
     viewer = SliceViewer(task, sources=models.sources, organ_network=models.organ_network, split="val")

@@ -60,20 +60,23 @@ class PrepareSettings:
     max_cases: int | None = None
 
 
-def lowres_shape(shape: Sequence[int]) -> tuple[int, int, int]:
-    """The paper's low-resolution shape ``(z // 3, y // 2, x // 2)`` (at least 1 per axis)."""
-    return tuple(max(1, int(s) // d) for s, d in zip(shape, LOWRES_DIVISORS))  # type: ignore[return-value]
+def lowres_shape(shape: Sequence[int], divisors: Sequence[int] = LOWRES_DIVISORS) -> tuple[int, int, int]:
+    """The low-resolution shape: the paper's ``(z // 3, y // 2, x // 2)`` by default (at least 1 per
+    axis); the released code's divisors are ``(2, 3, 2)``."""
+    return tuple(max(1, int(s) // d) for s, d in zip(shape, divisors))  # type: ignore[return-value]
 
 
-def downsample_image(image: np.ndarray) -> np.ndarray:
+def downsample_image(image: np.ndarray, divisors: Sequence[int] = LOWRES_DIVISORS) -> np.ndarray:
     """Resize a ``(z, y, x)`` image to :func:`lowres_shape` with ``skimage.transform.resize``
     (linear, anti-aliased), as the paper made its low-resolution dataset; float32."""
-    return resize(image, lowres_shape(image.shape), order=1, preserve_range=True, anti_aliasing=True).astype(np.float32)
+    return resize(image, lowres_shape(image.shape, divisors), order=1, preserve_range=True,
+                  anti_aliasing=True).astype(np.float32)
 
 
-def downsample_mask(mask: np.ndarray) -> np.ndarray:
+def downsample_mask(mask: np.ndarray, divisors: Sequence[int] = LOWRES_DIVISORS) -> np.ndarray:
     """Resize a ``(z, y, x)`` mask to :func:`lowres_shape` as float, then round; uint8."""
-    small = resize(mask.astype(np.float32), lowres_shape(mask.shape), order=1, preserve_range=True, anti_aliasing=False)
+    small = resize(mask.astype(np.float32), lowres_shape(mask.shape, divisors), order=1, preserve_range=True,
+                   anti_aliasing=False)
     return np.rint(small).astype(np.uint8)
 
 

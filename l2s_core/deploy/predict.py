@@ -46,13 +46,12 @@ from l2s_core.boxes import Box
 from l2s_core.data.dicom import SeriesInfo, read_series
 from l2s_core.data.io import VolumeMeta, read_image, write_mask
 from l2s_core.data.normalise import normalise
-from l2s_core.data.prepare import LOWRES_DIVISORS
 from l2s_core.data.rtstruct import write_rtstruct
 from l2s_core.deploy.model_folder import METHODS, ModelCard, NetworkEntry, open_model_folder
 from l2s_core.errors import ConfigError, InputDataError, ModelFolderError
 from l2s_core.files import atomic_write_text
-from l2s_core.infer import Segmenter, gt_localised_predict, predict_volume, two_stage_predict
-from l2s_core.model import UNet3D
+from l2s_core.infer import Localisation, Segmenter, gt_localised_predict, predict_volume, two_stage_predict
+from l2s_core.model import NETWORK_CLASSES
 
 __all__ = ["METHODS", "PREDICTION_COLUMNS", "LoadedModel", "Scan", "box_from_mm", "load_model_folder",
            "predict_scans", "read_scan", "segment"]
@@ -118,13 +117,14 @@ class LoadedModel:
 
 def _build(folder: Path, entry: NetworkEntry) -> nn.Module:
     path = folder / entry.file
-    if entry.network_class != "UNet3D":
-        raise ModelFolderError(path, f"network class {entry.network_class!r}; this l2s builds UNet3D")
+    if entry.network_class not in NETWORK_CLASSES:
+        raise ModelFolderError(path, f"network class {entry.network_class!r}; this l2s builds "
+                                     f"{', '.join(NETWORK_CLASSES)}")
     try:
-        network = UNet3D(**entry.hparams)
+        network = NETWORK_CLASSES[entry.network_class](**entry.hparams)
         network.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     except (RuntimeError, TypeError, ValueError) as exc:
-        raise ModelFolderError(path, f"weights do not fit UNet3D({entry.hparams}) ({' '.join(str(exc).split())[:200]})") from None
+        raise ModelFolderError(path, f"weights do not fit {entry.network_class}({entry.hparams}) ({' '.join(str(exc).split())[:200]})") from None
     return network.eval()
 
 
@@ -153,9 +153,6 @@ def load_model_folder(folder: str | Path, method: str = "two_stage", runs: int |
         raise ConfigError("--method", f"must be one of {', '.join(METHODS)}, got {method!r}")
     folder = Path(folder)
     card = open_model_folder(folder)
-    if tuple(card.lowres_divisors) != LOWRES_DIVISORS:
-        raise ModelFolderError(folder / "model.json", f"low-resolution divisors {list(card.lowres_divisors)}; this l2s "
-                               f"localises at {list(LOWRES_DIVISORS)}")
     entries = _selected(card, method, runs)
     networks = {}
     for kind, chosen in entries.items():
@@ -179,15 +176,16 @@ def segment(model: LoadedModel, image: np.ndarray, box: Box | None = None) -> tu
         fallback used (``None`` or ``"whole_image"``).
     """
     card, nets, device = model.card, model.networks, model.device
+    localisation = Localisation(card.crop_margin, divisors=card.lowres_divisors)
     if model.method == "baseline":
         return predict_volume(nets["baseline"], image, device), None, None
     if model.method == "two_stage":
-        result = two_stage_predict(nets["localiser"], nets["organ"], image, card.crop_margin, device=device)
+        result = two_stage_predict(nets["localiser"], nets["organ"], image, localisation, device=device)
     else:
         assert box is not None
         label = np.zeros(image.shape, dtype=np.uint8)
         label[box[0]:box[3], box[1]:box[4], box[2]:box[5]] = 1
-        result = gt_localised_predict(nets["organ"], image, label, card.crop_margin, device=device)
+        result = gt_localised_predict(nets["organ"], image, label, localisation, device=device)
     return result.mask, result.box, result.fallback_used
 
 

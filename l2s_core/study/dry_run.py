@@ -108,7 +108,8 @@ def network_needs(params: StudyParams, organ: str, network: str, extent: Shape) 
     config = params.train_config(organ, network, 0, Path("."), Path("."), world_size=params.gpus_per_run)
     largest = largest_forward_input(config.patch_size, extent, 2**config.depth)
     batch = max(1, config.batch_size // params.gpus_per_run)
-    memory = estimate_training_memory({"base_channels": config.base_channels, "depth": config.depth}, largest, batch)
+    memory = estimate_training_memory({"base_channels": config.base_channels, "depth": config.depth}, largest, batch,
+                                      config.architecture)
     return NetworkNeeds(organ, network, memory.parameters, largest, batch, memory.peak_bytes)  # type: ignore[arg-type]
 
 

@@ -50,8 +50,8 @@ from l2s_core.data.prepare import CROP_MARGIN, PrepareSettings
 from l2s_core.errors import ConfigError, FormatVersionError, InputDataError
 from l2s_core.files import read_json
 from l2s_core.train_config import TrainConfig
-from l2s_core.vocabulary import (FALLBACKS, MSD_TASK_FOLDERS, NETWORKS, NORMALISATIONS, PAPER_ORGANS, SPLIT_ORDERS,
-                                 SPLITS)
+from l2s_core.vocabulary import (BOX_MAPPINGS, FALLBACKS, MSD_TASK_FOLDERS, NETWORKS, NORMALISATIONS, PAPER_ORGANS,
+                                 SPLIT_ORDERS, SPLITS)
 
 DATA_SOURCES = ("phantom", "msd")
 _ORGAN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
@@ -65,6 +65,7 @@ Normalisation = Literal[NORMALISATIONS]  # type: ignore[valid-type]
 SplitOrder = Literal[SPLIT_ORDERS]  # type: ignore[valid-type]
 Fallback = Literal[FALLBACKS]  # type: ignore[valid-type]
 PhantomProfile = Literal["fixed", "msd"]
+BoxMapping = Literal[BOX_MAPPINGS]  # type: ignore[valid-type]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,6 +169,8 @@ class EvaluateOptions:
         surface_tolerance_mm: tolerance of the surface Dice, in millimetres.
         save_predictions: also write every predicted mask as NIfTI.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        box_mapping: how the localiser's low-resolution box reaches full resolution: ``scale``
+            (floor/ceil) or ``upsample_nearest`` (the released code).
     """
 
     splits: tuple[Split, ...] = SPLITS
@@ -175,6 +178,7 @@ class EvaluateOptions:
     surface_tolerance_mm: float = 2.0
     save_predictions: bool = False
     device: str = "auto"
+    box_mapping: BoxMapping = "scale"
 
 
 @dataclasses.dataclass(frozen=True)

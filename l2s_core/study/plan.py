@@ -280,7 +280,8 @@ class StudyPlan:
                 for organ in organs for network in self.params.networks}
         evaluate = self.params.evaluate
         return {"runs": runs, "evaluate": {"splits": list(evaluate.splits), "fallback": evaluate.fallback,
-                                           "surface_tolerance_mm": evaluate.surface_tolerance_mm}}
+                                           "surface_tolerance_mm": evaluate.surface_tolerance_mm,
+                                           "box_mapping": evaluate.box_mapping}}
 
     def ready(self) -> list[Step]:
         """Steps that may start now: pending units whose needs are all done, in study order."""

@@ -176,7 +176,7 @@ def evaluate_step(params: StudyParams, root: str | Path, organ: str, split: str,
     paths = StudyPaths(Path(root), params.study)
     return evaluate_organ(paths.organ_dir(organ), split, fallback=options.fallback,
                           tolerance_mm=options.surface_tolerance_mm, device=str(resolve_device(options.device)),
-                          save_predictions=options.save_predictions, progress=False)
+                          save_predictions=options.save_predictions, progress=False, box_mapping=options.box_mapping)
 
 
 def method_summary(runs: pd.DataFrame) -> pd.DataFrame:
