@@ -225,7 +225,7 @@ _CHEST = Anatomy(
         ("right atrium", Blob((-2, -18, -38), (25, 20, 20), (250.0,))),
         ("ascending aorta", Blob((40, -15, 0), (30, 14, 14), (250.0,))),
         ("pulmonary artery", Blob((45, -35, -15), (20, 13, 13), (250.0,))),
-        ("left atrium", Blob((15, 15, 12), (22, 25, 31), (250.0,))),
+        ("left atrium", Blob((15, 15, 12), (25, 28, 35), (250.0,))),
     ),
     noise_sd=(10.0,),
     bias_strength=(0.15,),

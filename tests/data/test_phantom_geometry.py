@@ -56,3 +56,16 @@ def test_msd_profile_writes_varied_cases_with_the_organ(tmp_path):
     assert len(list((task_dir / "imagesTr").glob("*.nii.gz"))) == 4 and len(shapes) > 1
     with pytest.raises(ConfigError, match="profile"):
         generate_phantom_task("spleen", tmp_path, profile="huge", progress=False)
+
+
+PAPER_FOREGROUND_PERCENT = {"spleen": 0.44, "pancreas": 0.22, "prostate": 2.71, "liver": 2.3, "heart": 0.40}
+
+
+@pytest.mark.parametrize("organ", sorted(PAPER_FOREGROUND_PERCENT))
+def test_msd_profile_foreground_share_is_the_papers(organ):
+    """Mean organ share over 16 cases, at the quick study's scale, within 25 % of the paper's value."""
+    from l2s_core.data.phantom import ORGANS, case_geometries, render_case
+
+    shares = [100 * (render_case(organ, shape, np.random.default_rng([0, ORGANS.index(organ), i]), spacing)[1] > 0).mean()
+              for i, (shape, spacing) in enumerate(case_geometries(organ, 16, (32, 96, 96), 0, "msd", 0.1))]
+    assert np.mean(shares) == pytest.approx(PAPER_FOREGROUND_PERCENT[organ], rel=0.25)
