@@ -26,8 +26,11 @@ mean organ share of the phantom volumes matches the foreground percentages the p
 code reports for the real tasks (spleen 0.44 %, pancreas 0.22 %, prostate 2.71 %, liver 2.3 %,
 heart 0.40 %; Figures 3c and 4), which ``tests/data/test_phantom_geometry.py`` checks.
 
-``scale`` shrinks every axis (``round(side * scale)``, at least :data:`MIN_SIDE`) and enlarges
-the spacing in proportion, so that the field of view, and hence the anatomy, stays the same.
+``scale`` shrinks every axis and enlarges the spacing in proportion, so that the field of view,
+and hence the anatomy, stays the same: the in-plane sides become ``round(side * scale)``; the
+slices thicken by ``1 / scale`` too but never beyond the scaled in-plane voxel (nor below their
+own thickness), so that a thick-slice CT keeps several slices through each organ on a laptop.
+Every side is at least :data:`MIN_SIDE`.
 
 Example:
     >>> import numpy as np
@@ -109,7 +112,10 @@ def case_geometry(organ: str, rng: np.random.Generator,
     inplane_mm = float(rng.uniform(*geometry.inplane_mm))
     slice_mm = float(rng.uniform(*geometry.slice_mm))
     slices = int(np.clip(round(rng.uniform(*geometry.extent_mm) / slice_mm), *geometry.slices))
-    full_shape = (slices, inplane, inplane)
-    shape = tuple(max(MIN_SIDE, round(side * scale)) for side in full_shape)
-    spacing = tuple(mm * (side / scaled) for mm, side, scaled in zip((slice_mm, inplane_mm, inplane_mm), full_shape, shape))
-    return shape, spacing  # type: ignore[return-value]
+    side = max(MIN_SIDE, round(inplane * scale))
+    side_mm = inplane_mm * (inplane / side)
+    # Thick slices are not thickened further than the scaled in-plane voxel (a 5 mm CT slice
+    # scaled by 0.1 would be 50 mm and hold an organ in one slice), nor made thinner than they are.
+    slice_scaled_mm = max(slice_mm, min(slice_mm / scale, side_mm))
+    depth = max(MIN_SIDE, round(slices * slice_mm / slice_scaled_mm))
+    return (depth, side, side), (slice_mm * (slices / depth), side_mm, side_mm)

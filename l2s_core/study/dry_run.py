@@ -57,7 +57,7 @@ def _full_shapes(params: StudyParams, organ: str) -> list[Shape]:
     if params.data == "phantom":
         from l2s_core.data.phantom import case_geometries  # imported here: only phantom studies need it
 
-        phantom = params.phantom
+        phantom = params.phantom.for_organ(organ)
         return [shape for shape, _ in case_geometries(params.phantom_organ(organ), phantom.n_cases, phantom.shape,
                                                       phantom.seed, phantom.profile, phantom.scale)]
     from l2s_core.data.io import read_shape

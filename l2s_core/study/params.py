@@ -79,6 +79,8 @@ class PhantomOptions:
         shape: ``(z, y, x)`` of every volume (``fixed``).
         scale: factor on every side (``msd``).
         seed: seed of the generator.
+        per_organ: organ → some of the options above, replacing them for that organ (e.g. a
+            larger scale for a small organ, or each organ's case count).
     """
 
     profile: PhantomProfile = "fixed"
@@ -86,6 +88,11 @@ class PhantomOptions:
     shape: tuple[int, int, int] = (32, 96, 96)
     scale: float = 1.0
     seed: int = 0
+    per_organ: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+
+    def for_organ(self, organ: str) -> PhantomOptions:
+        """These options with the overrides of ``organ`` applied (``per_organ`` emptied)."""
+        return dataclasses.replace(self, **self.per_organ.get(organ, {}), per_organ={})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -355,7 +362,7 @@ class _Checker:
         in_file = [f for f in dataclasses.fields(cls) if f.metadata.get("in_file", True)]
         hints = {f.name: all_hints[f.name] for f in in_file}
         checked = self.fields(value, hints, key)
-        if cls is PrepareOptions:
+        if "per_organ" in hints:  # per-organ overrides of the section's own options
             allowed = {name: hint for name, hint in hints.items() if name != "per_organ"}
             checked["per_organ"] = {organ: self.fields(overrides, allowed, f"{key}.per_organ.{organ}")
                                     for organ, overrides in checked.get("per_organ", {}).items()}
@@ -465,7 +472,7 @@ def _check_values(checker: _Checker, params: StudyParams) -> None:
             raise checker.error("organs", f"{organ!r} is not a plain name (letters, digits, '_' or '-'); it names "
                                           "the organ's folders, tables and figures")
     for key, organs in (("prepare.per_organ", params.prepare.per_organ), ("train.per_organ", params.train.per_organ),
-                        ("task_folders", params.task_folders)):
+                        ("phantom.per_organ", params.phantom.per_organ), ("task_folders", params.task_folders)):
         for organ in organs:
             if organ not in params.organs:
                 raise checker.error(f"{key}.{organ}", f"not among the study's organs ({', '.join(params.organs)})")

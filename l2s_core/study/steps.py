@@ -68,7 +68,7 @@ def prepare_step(params: StudyParams, root: str | Path, organ: str) -> dict[str,
 
     paths = StudyPaths(Path(root), params.study)
     if params.data == "phantom":
-        phantom = params.phantom
+        phantom = params.phantom.for_organ(organ)
         task_dir = generate_phantom_task(params.phantom_organ(organ), paths.phantom_dir, phantom.n_cases, phantom.shape,
                                          phantom.seed, progress=False, profile=phantom.profile, scale=phantom.scale)
     else:
