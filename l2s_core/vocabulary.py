@@ -14,7 +14,7 @@ from __future__ import annotations
 
 __all__ = [
     "CONVERGENCE_RULES", "FALLBACKS", "KINDS", "LEVELS", "LEVEL_OF_NETWORK", "METHODS", "MSD_TASK_FOLDERS",
-    "NETWORKS", "NORMALISATIONS", "PAPER_ORGANS", "SPLITS", "SPLIT_NAMES", "SPLIT_ORDERS",
+    "NETWORKS", "NORMALISATIONS", "PAPER_ORGANS", "SPLITS", "SPLIT_NAMES", "SPLIT_ORDERS", "VERDICTS",
 ]
 
 #: The three networks of the paper: full-resolution baseline, low-resolution localiser, organ network on crops.
@@ -46,3 +46,5 @@ MSD_TASK_FOLDERS: dict[str, str] = {
     "liver": "Task03_Liver",
     "heart": "Task02_Heart",
 }
+#: Verdicts of the report's scorecard of the paper's claims (see :mod:`l2s_core.findings`).
+VERDICTS: tuple[str, ...] = ("supported", "not supported", "not testable")
