@@ -165,9 +165,9 @@ def _hedges_g(a: np.ndarray, b: np.ndarray) -> float:
     Infinite or NaN where neither sample has spread, as Student's ``t``.
     """
     df = a.size + b.size - 2
-    pooled_variance = ((a.size - 1) * a.var(ddof=1) + (b.size - 1) * b.var(ddof=1)) / df
     correction = math.exp(math.lgamma(df / 2) - math.lgamma((df - 1) / 2)) / math.sqrt(df / 2)
     with np.errstate(divide="ignore", invalid="ignore"):
+        pooled_variance = ((a.size - 1) * a.var(ddof=1) + (b.size - 1) * b.var(ddof=1)) / df
         return float(np.float64(a.mean() - b.mean()) / np.sqrt(pooled_variance) * correction)
 
 
