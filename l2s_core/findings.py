@@ -110,9 +110,11 @@ def _t_test_item(tests: pd.DataFrame, organs: tuple[str, ...], organ: str, split
         return _Item(name, NOT_TESTABLE, f"no {analysis.SPLIT_LABELS[split]} evaluation")
     test = row.iloc[0]
     labels = analysis.METHOD_LABELS
+    if min(test["n_a"], test["n_b"]) < 2:
+        return _Item(name, NOT_TESTABLE, f"{test['n_b']} {labels[method_b]} and {test['n_a']} {labels[method_a]} "
+                                         "runs, a t-test needs 2 of each")
     if not math.isfinite(test["p_student"]):
-        return _Item(name, NOT_TESTABLE, f"no t-test ({test['n_a']} {labels[method_a]} and {test['n_b']} "
-                                         f"{labels[method_b]} runs; {test['note']})")
+        return _Item(name, NOT_TESTABLE, f"no t-test p ({test['note']})")
     significant = test["p_student"] < analysis.ALPHA
     holds = {"b_higher": significant and test["mean_b"] > test["mean_a"],
              "a_higher": significant and test["mean_a"] > test["mean_b"],
