@@ -31,8 +31,8 @@ import pandas as pd
 
 from l2s_core.data.cache import PreparedTask
 from l2s_core.errors import InputDataError
-from l2s_core.files import atomic_write_text, read_json
 from l2s_core.evaluation_tables import CASE_COLUMNS, RUN_COLUMNS
+from l2s_core.files import atomic_write_text, read_json
 from l2s_core.run_files import LOG_COLUMNS, LOG_FILE, SUMMARY_FILE
 from l2s_core.stats import (DEFAULT_PAIRS, format_mean_sd, hierarchical_bootstrap, holm, mean_sd, paired_wilcoxon,
                             pairwise_tests)

@@ -18,7 +18,7 @@ Example:
 
 from __future__ import annotations
 
-__all__ = ["ClaimCheck", "SCORECARD_COLUMNS", "findings_preamble", "findings_tables", "paper_comparison", "scorecard",
+__all__ = ["SCORECARD_COLUMNS", "ClaimCheck", "findings_preamble", "findings_tables", "paper_comparison", "scorecard",
            "scorecard_table"]
 
 import math
@@ -280,8 +280,8 @@ def paper_comparison(data: analysis.StudyData, split: str) -> pd.DataFrame:
 def findings_preamble(data: analysis.StudyData) -> str:
     """The sentences (Markdown) that frame the Findings: what the source tables are, on phantom
     data that the study checks the pipeline and not the paper, and failed steps if any."""
-    sentences = [f"The paper's values are transcribed from {PAPER_DICE['val'].source} and "
-                 f"{PAPER_DICE['test'].source} (`l2s_core.paper_values`)."]
+    sentences = [(f"The paper's values are transcribed from {PAPER_DICE['val'].source} and "
+                  f"{PAPER_DICE['test'].source} (`l2s_core.paper_values`).")]
     if (data.study_params or {}).get("data") == "phantom":
         sentences.append("**This study ran on phantom data: it checks that the pipeline computes the paper's "
                          "analysis end to end, not whether the paper's results hold.**")

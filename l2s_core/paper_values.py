@@ -20,8 +20,8 @@ Example:
 
 from __future__ import annotations
 
-__all__ = ["FOREGROUND_PERCENT", "FOREGROUND_SOURCE", "MeanSd", "PAPER_DICE", "PaperTable", "TABLE2_MINUTES",
-           "TABLE2_SOURCE"]
+__all__ = ["FOREGROUND_PERCENT", "FOREGROUND_SOURCE", "PAPER_DICE", "TABLE2_MINUTES", "TABLE2_SOURCE", "MeanSd",
+           "PaperTable"]
 
 from collections.abc import Mapping
 from dataclasses import dataclass

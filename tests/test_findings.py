@@ -69,7 +69,7 @@ def test_paper_values_are_the_papers_tables() -> None:
 def test_a_study_shaped_as_the_paper_supports_every_claim(tmp_path: Path) -> None:
     claims = findings.scorecard(analysis.load_study(make_study(tmp_path, PAPER_LIKE)))
     assert [c.key for c in claims] == ["a", "b", "c1", "c2", "d", "e", "f"]
-    assert {c.key: c.verdict for c in claims} == dict.fromkeys("a b c1 c2 d e f".split(), SUPPORTED)
+    assert {c.key: c.verdict for c in claims} == dict.fromkeys(["a", "b", "c1", "c2", "d", "e", "f"], SUPPORTED)
     by_key = {c.key: c for c in claims}
     assert "tested: 5 of 5" in by_key["a"].evidence
     assert "liver: two stage 0.7000 vs baseline 0.7000, p = 1" in by_key["a"].evidence
@@ -105,7 +105,7 @@ def test_missing_organs_and_single_runs_are_not_testable_with_the_reason(tmp_pat
     study = write_study(tmp_path / "runs" / "custom", {"atrium": ((3, 1, 1), 0.004)}, {"atrium": single},
                         {"atrium": {"val": {m: [0.5] for m in METHODS}, "test": {m: [0.6] for m in METHODS}}})
     claims = {c.key: c for c in findings.scorecard(analysis.load_study(study))}
-    assert {k: c.verdict for k, c in claims.items() if k != "f"} == dict.fromkeys("a b c1 c2 d e".split(), NOT_TESTABLE)
+    assert {k: c.verdict for k, c in claims.items() if k != "f"} == dict.fromkeys(["a", "b", "c1", "c2", "d", "e"], NOT_TESTABLE)
     assert claims["f"].verdict == SUPPORTED  # its one organ-network run converged
     assert "spleen: not in the study (not testable)" in claims["a"].evidence
     assert claims["b"].evidence == "prostate: not in the study (not testable)"

@@ -14,8 +14,8 @@ from scipy import special, stats
 from statsmodels.stats.multitest import multipletests
 
 from l2s_core.errors import ConfigError, InputDataError
-from l2s_core.stats import (PAIRWISE_COLUMNS, BootstrapInterval, compare_methods, format_mean_sd,
-                            hierarchical_bootstrap, holm, mean_sd, paired_wilcoxon, pairwise_tests)
+from l2s_core.stats import (PAIRWISE_COLUMNS, BootstrapInterval, compare_methods, format_mean_sd, hierarchical_bootstrap,
+                            holm, mean_sd, paired_wilcoxon, pairwise_tests)
 
 BASELINE = [0.61, 0.70, 0.55, 0.74, 0.66, 0.58]
 TWO_STAGE = [0.80, 0.83, 0.78, 0.86, 0.79]
