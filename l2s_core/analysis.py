@@ -1,11 +1,17 @@
-"""The study's results as tables: the paper's Tables 1–4, the t-tests and the data behind
-Figures 2–4, computed from the files a study leaves in ``runs/<study>`` (see the study layout:
-prepared tasks, run folders with ``summary.json`` and ``log.csv``, and the evaluation CSVs of
-:mod:`l2s_core.evaluate`).
+"""The study's results as tables: the paper's Tables 1–4, the run-level t-tests, the per-case
+paired tests and the data behind Figures 2–4, computed from the files a study leaves in
+``runs/<study>`` (see the study layout: prepared tasks, run folders with ``summary.json`` and
+``log.csv``, and the evaluation CSVs of :mod:`l2s_core.evaluation_tables`).
 
 :func:`load_study` reads a study folder once into a :class:`StudyData`; every other function
 is a pure function of it returning a pandas DataFrame. :func:`write_tables` writes them all as
 CSV files.
+
+Two kinds of test compare methods (see :mod:`l2s_core.stats`): :func:`ttests`, the paper's,
+over runs (variance: training-seed variability on the fixed cases of a split), and
+:func:`paired_tests`, over cases (variance: variability over patients, with the runs'
+variability inside the bootstrap interval). Holm–Bonferroni adjusts the p-values of each
+table's family: the tests of one split (Table 3's or Table 4's).
 
 Example:
     >>> data = load_study("runs/quick")  # doctest: +SKIP
@@ -25,13 +31,21 @@ import pandas as pd
 
 from l2s_core.data.cache import PreparedTask
 from l2s_core.errors import InputDataError
-from l2s_core.files import atomic_write_text, read_json
-from l2s_core.stats import DEFAULT_PAIRS, format_mean_sd, mean_sd, pairwise_tests
 from l2s_core.evaluation_tables import CASE_COLUMNS, RUN_COLUMNS
+from l2s_core.files import atomic_write_text, read_json
 from l2s_core.run_files import LOG_COLUMNS, LOG_FILE, SUMMARY_FILE
+from l2s_core.stats import (DEFAULT_PAIRS, format_mean_sd, hierarchical_bootstrap, holm, mean_sd, paired_wilcoxon,
+                            pairwise_tests)
 from l2s_core.vocabulary import METHODS, NETWORKS, PAPER_ORGANS, SPLITS
 
-#: The paper's order of the organs; organs of other names follow alphabetically.
+__all__ = [
+    "ALPHA", "BOOTSTRAP_REPLICATES", "BOOTSTRAP_SEED", "CASE_MEAN_COLUMNS", "DATASET_COLUMNS", "FAILURE_COLUMNS", "METHOD_LABELS", "NETWORK_LABELS",
+    "PAIRED_COLUMNS", "SPLIT_LABELS", "SUMMARY_COLUMNS", "StudyData", "all_tables", "case_mean_dice",
+    "convergence_rates", "data_description", "dice_gain", "load_study", "paired_tests", "software_versions",
+    "table1_split_sizes", "table2_training_minutes", "table_dice", "training_curves", "ttests", "write_csv_tables",
+    "write_tables",
+]
+
 #: Significance level marking a Dice significantly above the baseline in Tables 3 and 4.
 ALPHA = 0.05
 NETWORK_LABELS = {"baseline": "baseline", "localiser": "low res (localiser)", "organ": "organ"}
@@ -41,6 +55,13 @@ SUMMARY_COLUMNS = ("organ", "network", "run", "converged", "diverged", "best_epo
                    "total_seconds", "epochs", "seed")
 FAILURE_COLUMNS = ("unit", "state", "error")
 DATASET_COLUMNS = ("organ", "task_name", "task_dir", "n_train", "n_val", "n_test", "n_cases", "foreground_percent")
+CASE_MEAN_COLUMNS = ("organ", "split", "method", "case_id", "runs", "mean_dice")
+PAIRED_COLUMNS = ("organ", "split", "method_a", "method_b", "n_cases", "n_runs_a", "n_runs_b", "mean_a", "mean_b",
+                  "mean_diff", "ci_low", "ci_high", "wilcoxon_w", "p_wilcoxon", "p_wilcoxon_holm", "rank_biserial",
+                  "note")
+#: Replicates and seed of the hierarchical bootstrap of :func:`paired_tests`.
+BOOTSTRAP_REPLICATES = 10_000
+BOOTSTRAP_SEED = 0
 
 
 @dataclass(frozen=True)
@@ -237,16 +258,96 @@ def ttests(data: StudyData) -> pd.DataFrame:
     :data:`l2s_core.stats.DEFAULT_PAIRS` (baseline vs two_stage, baseline vs gt_localised,
     two_stage vs gt_localised, as in the paper's Results section) are compared with Student's
     t-test (equal variances, as ``scipy.stats.ttest_ind`` by default, the paper's test) and
-    with Welch's.
+    with Welch's. The variance these tests see is training-seed variability on the split's fixed
+    cases: they say whether another training run would likely rank the methods the same way.
 
     Returns:
         One row per organ, split and pair with the columns of
         :func:`l2s_core.stats.pairwise_tests` (``organ``, ``split``, ``method_a``,
-        ``method_b``, the runs, means and sds of both, ``p_student``, ``p_welch``).
+        ``method_b``, the runs, means and sds of both, ``p_student``, ``p_welch``,
+        ``hedges_g``: Hedges' g of ``method_a`` minus ``method_b``), then ``p_student_holm``
+        and ``p_welch_holm``: Holm–Bonferroni adjusted over the tests of the same split.
     """
     runs = data.runs[["organ", "split", "method", "pooled_dice"]].astype({"pooled_dice": float})
-    return pairwise_tests(runs, value_col="pooled_dice", method_col="method", group_cols=["organ", "split"],
-                          pairs=DEFAULT_PAIRS)
+    tests = pairwise_tests(runs, value_col="pooled_dice", method_col="method", group_cols=["organ", "split"],
+                           pairs=DEFAULT_PAIRS)
+    return tests.assign(p_student_holm=_holm_by_split(tests, "p_student"), p_welch_holm=_holm_by_split(tests, "p_welch"))
+
+
+def _holm_by_split(tests: pd.DataFrame, p_col: str) -> pd.Series:
+    """Column ``p_col`` Holm-adjusted within each split (the family of one table)."""
+    if tests.empty:
+        return pd.Series(dtype=float, index=tests.index)
+    return tests.groupby("split", sort=False)[p_col].transform(lambda p: holm(p.to_numpy(dtype=float)))
+
+
+def case_mean_dice(data: StudyData) -> pd.DataFrame:
+    """Per case, the mean Dice over a method's runs: the values the paired tests compare.
+
+    Returns:
+        One row per organ, split, method and case: columns :data:`CASE_MEAN_COLUMNS`
+        (``runs``: the number of the method's runs that evaluated the case).
+    """
+    cases = data.cases.astype({"dice": float})
+    means = (cases.groupby(["organ", "split", "method", "case_id"], sort=False)["dice"]
+             .agg(runs="size", mean_dice="mean").reset_index())
+    return means[list(CASE_MEAN_COLUMNS)]
+
+
+def _case_matrix(cases: pd.DataFrame, method: str) -> pd.DataFrame:
+    """Dice of one method's rows of ``cases`` (one organ and split) as runs × cases."""
+    rows = cases[cases["method"] == method]
+    return rows.pivot_table(index="run", columns="case_id", values="dice", aggfunc="first")
+
+
+def _paired_row(cases: pd.DataFrame, method_a: str, method_b: str) -> dict[str, Any]:
+    """The paired test and bootstrap interval of two methods on one organ's split (see :func:`paired_tests`)."""
+    matrix_a, matrix_b = _case_matrix(cases, method_a), _case_matrix(cases, method_b)
+    common = sorted(set(matrix_a.dropna(axis=1).columns) & set(matrix_b.dropna(axis=1).columns))
+    row: dict[str, Any] = {"method_a": method_a, "method_b": method_b, "n_cases": len(common),
+                           "n_runs_a": len(matrix_a), "n_runs_b": len(matrix_b),
+                           "mean_a": np.nan, "mean_b": np.nan, "mean_diff": np.nan, "ci_low": np.nan, "ci_high": np.nan,
+                           "wilcoxon_w": np.nan, "p_wilcoxon": np.nan, "rank_biserial": np.nan}
+    if not common or matrix_a.empty or matrix_b.empty:
+        return {**row, "note": "no case evaluated by every run of both methods: no test"}
+    a, b = matrix_a[common].to_numpy(), matrix_b[common].to_numpy()
+    test = paired_wilcoxon(a.mean(axis=0), b.mean(axis=0))
+    interval = hierarchical_bootstrap(a, b, n_boot=BOOTSTRAP_REPLICATES, seed=BOOTSTRAP_SEED)
+    return {**row, "mean_a": test.mean_a, "mean_b": test.mean_b, "mean_diff": test.mean_diff,
+            "ci_low": interval.low, "ci_high": interval.high, "wilcoxon_w": test.statistic, "p_wilcoxon": test.p,
+            "rank_biserial": test.rank_biserial, "note": test.note}
+
+
+def paired_tests(data: StudyData) -> pd.DataFrame:
+    """Per-case paired comparisons of the methods, for every organ and split: will a method
+    segment the next patient better?
+
+    For each pair of :data:`l2s_core.stats.DEFAULT_PAIRS`, the cases evaluated by every run of
+    both methods are compared by their mean Dice over each method's runs
+    (:func:`case_mean_dice`) with the two-sided Wilcoxon signed-rank test and the matched-pairs
+    rank-biserial correlation (:func:`l2s_core.stats.paired_wilcoxon`): the variance is
+    variability over patients. The 95 % interval of the mean Dice difference comes from the
+    hierarchical bootstrap over cases and then runs (:func:`l2s_core.stats.hierarchical_bootstrap`,
+    :data:`BOOTSTRAP_REPLICATES` replicates, seed :data:`BOOTSTRAP_SEED`): it holds both the
+    patients' and the training seeds' variability.
+
+    Returns:
+        One row per organ, split and pair (organs in study order, splits as
+        :data:`~l2s_core.vocabulary.SPLITS`, where the split has case rows): columns
+        :data:`PAIRED_COLUMNS`. ``mean_a``, ``mean_b``: means over the cases of the per-case
+        means; ``mean_diff``, ``ci_low``, ``ci_high``, ``rank_biserial``: ``method_a`` minus
+        ``method_b`` (positive: ``method_a`` higher); ``p_wilcoxon_holm``: Holm–Bonferroni
+        adjusted over the tests of the same split; ``note``: why a test is missing.
+    """
+    cases = data.cases[["organ", "split", "method", "run", "case_id", "dice"]].astype({"dice": float})
+    rows = []
+    for organ in data.organs:
+        for split in SPLITS:
+            group = cases[(cases["organ"] == organ) & (cases["split"] == split)]
+            if not group.empty:
+                rows += [{"organ": organ, "split": split, **_paired_row(group, a, b)} for a, b in DEFAULT_PAIRS]
+    table = pd.DataFrame(rows, columns=list(PAIRED_COLUMNS))
+    return table.assign(p_wilcoxon_holm=_holm_by_split(table, "p_wilcoxon"))
 
 
 def table_dice(data: StudyData, split: str) -> pd.DataFrame:
@@ -341,6 +442,8 @@ def all_tables(data: StudyData) -> dict[str, pd.DataFrame]:
         "table3_val_dice": table_dice(data, "val"),
         "table4_test_dice": table_dice(data, "test"),
         "ttests": ttests(data),
+        "case_mean_dice": case_mean_dice(data),
+        "paired_tests": paired_tests(data),
         "convergence_rates": convergence_rates(data),
         "dice_gain": dice_gain(data),
     }
@@ -356,10 +459,21 @@ def write_tables(study_dir: str | Path, out_dir: str | Path) -> dict[str, Path]:
     Returns:
         Table name → CSV path.
     """
-    out_dir = Path(out_dir)
+    return write_csv_tables(all_tables(load_study(study_dir)), out_dir)
+
+
+def write_csv_tables(tables: dict[str, pd.DataFrame], out_dir: str | Path) -> dict[str, Path]:
+    """Write tables as ``<out_dir>/<name>.csv``, atomically; a named index is kept as a column.
+
+    Args:
+        tables: file stem → table.
+        out_dir: destination folder (created).
+
+    Returns:
+        Table name → CSV path.
+    """
     paths = {}
-    for name, table in all_tables(load_study(study_dir)).items():
-        paths[name] = out_dir / f"{name}.csv"
-        keep_index = table.index.name is not None
-        atomic_write_text(paths[name], table.to_csv(index=keep_index))
+    for name, table in tables.items():
+        paths[name] = Path(out_dir) / f"{name}.csv"
+        atomic_write_text(paths[name], table.to_csv(index=table.index.name is not None))
     return paths

@@ -13,8 +13,9 @@ Example:
 from __future__ import annotations
 
 __all__ = [
-    "ARCHITECTURES", "BOX_MAPPINGS", "CONVERGENCE_RULES", "CROP_LABELS", "DICE_FORMS", "FALLBACKS", "KINDS", "LEVELS", "LEVEL_OF_NETWORK", "METHODS", "MSD_TASK_FOLDERS",
-    "NETWORKS", "NORMALISATIONS", "PAPER_ORGANS", "SPLITS", "SPLIT_NAMES", "SPLIT_ORDERS", "TRAINING_TIME_RUNS",
+    "ARCHITECTURES", "BOX_MAPPINGS", "CONVERGENCE_RULES", "CROP_LABELS", "DICE_FORMS", "FALLBACKS", "KINDS", "LEVELS",
+    "LEVEL_OF_NETWORK", "METHODS", "MSD_TASK_FOLDERS", "NETWORKS", "NORMALISATIONS", "PAPER_ORGANS", "SPLITS",
+    "SPLIT_NAMES", "SPLIT_ORDERS", "TRAINING_TIME_RUNS", "VERDICTS",
 ]
 
 #: The three networks of the paper: full-resolution baseline, low-resolution localiser, organ network on crops.
@@ -59,3 +60,5 @@ MSD_TASK_FOLDERS: dict[str, str] = {
     "liver": "Task03_Liver",
     "heart": "Task02_Heart",
 }
+#: Verdicts of the report's scorecard of the paper's claims (see :mod:`l2s_core.findings`).
+VERDICTS: tuple[str, ...] = ("supported", "not supported", "not testable")

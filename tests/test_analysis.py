@@ -4,6 +4,7 @@ notebook executed on it with papermill."""
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -11,12 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
+from statsmodels.stats.multitest import multipletests
+from study_folder import write_study
 
 from l2s_core import analysis, plots
-from l2s_core.data.split import save_split
 from l2s_core.errors import InputDataError
-from l2s_core.evaluation_tables import CASE_COLUMNS, pooled_rows
-from l2s_core.files import atomic_write_json
 from l2s_core.stats import DEFAULT_PAIRS
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "analysis.ipynb"
@@ -43,63 +43,10 @@ DICE = {
 }
 
 
-def write_prepared(prepared: Path, organ: str, sizes: tuple[int, int, int], share: float) -> None:
-    """``prep.json``, ``split.json`` and one ``meta.json`` per case, as preparation writes them."""
-    ids = [f"{organ}_{i}" for i in range(sum(sizes))]
-    atomic_write_json(prepared / "prep.json",
-                      {"task_name": f"Task_{organ}", "task_dir": f"/phantom/{organ}", "crop_margin": 15})
-    n_train, n_val, _ = sizes
-    save_split(prepared / "split.json", {"train": ids[:n_train], "val": ids[n_train:n_train + n_val],
-                                         "test": ids[n_train + n_val:]}, seed=42, order="table1")
-    for case_id in ids:
-        atomic_write_json(prepared / "cases" / case_id / "meta.json", {"case_id": case_id, "foreground_share": share})
-
-
-def write_run(run_dir: Path, network: str, index: int, converged: bool, seconds: float) -> None:
-    """``summary.json`` and a ``log.csv`` of ``index + 2`` epochs (train Dice 0.1 × epoch)."""
-    epochs = index + 2
-    log = pd.DataFrame({"epoch": range(1, epochs + 1), "wall_seconds": seconds / epochs, "train_loss": 0.5,
-                        "train_dice": [0.1 * e for e in range(1, epochs + 1)], "val_dice": 0.3})
-    run_dir.mkdir(parents=True)
-    log.to_csv(run_dir / "log.csv", index=False)
-    atomic_write_json(run_dir / "summary.json", {
-        "converged": converged, "diverged": False, "best_epoch": 1, "best_val_dice": 0.3, "total_seconds": seconds,
-        "epochs": epochs, "stop_reason": "patience", "network": network, "seed": index, "config": {}})
-
-
-def case_rows(organ: str, split: str, method: str, run: int, dice: float) -> list[dict]:
-    """Two cases whose counts pool to ``dice`` (TP = 100 d, FP = FN = 100 (1 - d))."""
-    tp, wrong = round(100 * dice), round(100 * (1 - dice))
-    return [{"organ": organ, "split": split, "method": method, "run": run,
-             "localiser_run": run if method == "two_stage" else None,
-             "organ_run": run if method != "baseline" else None, "case_id": f"{organ}_{c}", "tp": tp, "fp": wrong,
-             "fn": wrong, "dice": dice, "hd95_mm": 3.0, "surface_dice": 0.9, "seconds": 0.5, "fallback": "none"}
-            for c in range(2)]
-
-
-def write_evaluation(evaluation: Path, organ: str) -> None:
-    for split, methods in DICE[organ].items():
-        rows = [row for method, values in methods.items() for run, dice in enumerate(values)
-                for row in case_rows(organ, split, method, run, dice)]
-        cases = pd.DataFrame(rows, columns=list(CASE_COLUMNS)).astype({"localiser_run": "Int64", "organ_run": "Int64"})
-        evaluation.mkdir(parents=True, exist_ok=True)
-        cases.to_csv(evaluation / f"{split}_cases.csv", index=False)
-        pooled_rows(cases).to_csv(evaluation / f"{split}_runs.csv", index=False)
-
-
 @pytest.fixture
 def study(tmp_path: Path) -> Path:
     """A study folder ``runs/synth`` with a spleen and a heart (see the module's constants)."""
-    study_dir = tmp_path / "runs" / "synth"
-    atomic_write_json(study_dir / "study_params.json", {
-        "study": "synth", "data": "phantom", "phantom": {"n_cases": 10, "shape": [12, 16, 16], "seed": 0},
-        "organs": ["spleen", "heart"]})
-    for organ, (sizes, share) in DATASETS.items():
-        write_prepared(study_dir / organ / "prepared", organ, sizes, share)
-        for network, runs in RUNS[organ].items():
-            for index, (converged, seconds) in enumerate(runs):
-                write_run(study_dir / organ / network / f"run_{index:02d}", network, index, converged, seconds)
-        write_evaluation(study_dir / organ / "evaluation", organ)
+    study_dir = write_study(tmp_path / "runs" / "synth", DATASETS, RUNS, DICE)
     unfinished = study_dir / "spleen" / "baseline" / "run_04"
     unfinished.mkdir()
     (unfinished / "log.csv").write_text("epoch,wall_seconds,train_loss,train_dice,val_dice\n1,9999,1,0,0\n")
@@ -170,6 +117,74 @@ def test_ttests_equal_scipy_on_the_csv_values(data: analysis.StudyData, study: P
     assert spleen_val["p_student"].iloc[0] < 0.01
 
 
+def test_ttests_holm_columns_equal_statsmodels_within_each_split(data: analysis.StudyData) -> None:
+    tests = analysis.ttests(data)
+    for split in ("val", "test"):
+        family = tests[tests["split"] == split]
+        for column in ("p_student", "p_welch"):
+            expected = multipletests(family[column].to_numpy(), method="holm")[1]
+            np.testing.assert_allclose(family[f"{column}_holm"].to_numpy(), expected, rtol=1e-12, atol=0)
+    assert tests["hedges_g"].iloc[0] < 0  # spleen val: baseline (a) lower than two stage
+
+
+def random_cases(data: analysis.StudyData, n_cases: int = 9, runs: dict[str, int] | None = None) -> pd.DataFrame:
+    """Case rows of the spleen's test split: ``runs[method]`` runs of each method on ``n_cases``
+    cases, Dice drawn around a method-specific mean; the heart's rows are kept."""
+    runs = runs or {"baseline": 3, "two_stage": 4, "gt_localised": 2}
+    rng = np.random.default_rng(7)
+    case_effect = rng.normal(0, 0.05, n_cases)
+    rows = [{"organ": "spleen", "split": "test", "method": method, "run": run, "case_id": f"c{case:02d}",
+             "dice": float(np.clip(mean + case_effect[case] + rng.normal(0, 0.03), 0, 1))}
+            for method, mean in (("baseline", 0.6), ("two_stage", 0.7), ("gt_localised", 0.8))
+            for run in range(runs[method]) for case in range(n_cases)]
+    return pd.concat([data.cases[data.cases["organ"] == "heart"], pd.DataFrame(rows)], ignore_index=True)
+
+
+def test_paired_tests_compare_case_means_with_scipy_wilcoxon(data: analysis.StudyData) -> None:
+    cases = random_cases(data)
+    paired = analysis.paired_tests(dataclasses.replace(data, cases=cases))
+    assert list(paired.columns) == list(analysis.PAIRED_COLUMNS)
+    assert list(zip(paired["organ"], paired["split"])) == [("spleen", "test")] * 3 + [("heart", "val")] * 3 + [
+        ("heart", "test")] * 3  # the spleen has test rows only here: no val group
+    paired = paired[paired["organ"] == "spleen"]
+    means = analysis.case_mean_dice(dataclasses.replace(data, cases=cases))
+    for row in paired.itertuples():
+        a = means[(means["organ"] == "spleen") & (means["method"] == row.method_a)].sort_values("case_id")
+        b = means[(means["organ"] == "spleen") & (means["method"] == row.method_b)].sort_values("case_id")
+        expected = scipy_stats.wilcoxon(a["mean_dice"].to_numpy(), b["mean_dice"].to_numpy())
+        assert row.p_wilcoxon == float(expected.pvalue)
+        assert row.wilcoxon_w == float(expected.statistic)
+        assert row.mean_diff == pytest.approx(a["mean_dice"].mean() - b["mean_dice"].mean(), abs=1e-12)
+        assert row.ci_low < row.mean_diff < row.ci_high
+        assert (row.n_cases, row.note) == (9, "")
+    first = paired.iloc[0]
+    assert (first["method_a"], first["method_b"], first["n_runs_a"], first["n_runs_b"]) == ("baseline", "two_stage", 3, 4)
+    assert first["mean_diff"] < 0 and first["ci_high"] < 0 and first["rank_biserial"] < 0  # two stage is higher
+    whole = analysis.paired_tests(dataclasses.replace(data, cases=cases))
+    test_family = whole[whole["split"] == "test"]  # Holm over the spleen's and the heart's test rows
+    expected_holm = multipletests(test_family["p_wilcoxon"].to_numpy(), method="holm")[1]
+    np.testing.assert_allclose(test_family["p_wilcoxon_holm"].to_numpy(), expected_holm, rtol=1e-12, atol=0)
+    assert set(means.columns) == set(analysis.CASE_MEAN_COLUMNS)
+    assert means.loc[(means["organ"] == "spleen") & (means["method"] == "two_stage"), "runs"].eq(4).all()
+
+
+def test_paired_tests_use_only_cases_every_run_evaluated_and_say_why_a_test_is_missing(
+        data: analysis.StudyData) -> None:
+    cases = random_cases(data, n_cases=4)
+    cases = cases[(cases["organ"] == "spleen")
+                  & ~((cases["method"] == "baseline") & (cases["run"] == 1) & (cases["case_id"] == "c03"))]
+    one_case = random_cases(data, n_cases=1, runs={"baseline": 1, "two_stage": 1, "gt_localised": 1})
+    paired = analysis.paired_tests(dataclasses.replace(data, cases=cases)).set_index(["method_a", "method_b"])
+    assert paired.loc[("baseline", "two_stage"), "n_cases"] == 3  # c03 lacks a baseline run
+    assert paired.loc[("two_stage", "gt_localised"), "n_cases"] == 4
+    single = analysis.paired_tests(dataclasses.replace(data, cases=one_case[one_case["organ"] == "spleen"]))
+    assert single["p_wilcoxon"].isna().all() and single["note"].str.contains("fewer than 2 pairs").all()
+    assert (single["ci_low"] == single["mean_diff"]).all()  # one run, one case: nothing to resample
+    no_gt = cases[cases["method"] != "gt_localised"]
+    row = analysis.paired_tests(dataclasses.replace(data, cases=no_gt)).iloc[1]
+    assert row["method_b"] == "gt_localised" and "no case evaluated" in row["note"] and np.isnan(row["p_wilcoxon"])
+
+
 def test_convergence_rates(data: analysis.StudyData) -> None:
     rates = analysis.convergence_rates(data).set_index(["organ", "network"])
     assert rates.loc[("spleen", "baseline"), "convergence_rate"] == pytest.approx(0.75)
@@ -198,10 +213,11 @@ def test_training_curves_keep_only_converged_runs(data: analysis.StudyData) -> N
 def test_write_tables_writes_every_table(study: Path, tmp_path: Path) -> None:
     paths = analysis.write_tables(study, tmp_path / "tables")
     assert set(paths) == {"table1_split_sizes", "table2_training_minutes", "table3_val_dice", "table4_test_dice",
-                          "ttests", "convergence_rates", "dice_gain"}
+                          "ttests", "case_mean_dice", "paired_tests", "convergence_rates", "dice_gain"}
     table1 = pd.read_csv(paths["table1_split_sizes"], index_col="organ")
     assert table1.loc["spleen", "validation"] == 2
     assert len(pd.read_csv(paths["ttests"])) == 12
+    assert len(pd.read_csv(paths["paired_tests"])) == 12
 
 
 def test_data_description_names_the_data_source(data: analysis.StudyData) -> None:
@@ -217,7 +233,8 @@ def test_a_study_without_evaluation_or_runs_gives_empty_tables_and_figures(study
     data = analysis.load_study(study)
     tables = analysis.all_tables(data)
     assert tables["table3_val_dice"].loc["spleen", "baseline"] == "n=0"
-    assert tables["ttests"].empty and tables["dice_gain"].empty
+    assert tables["ttests"].empty and tables["dice_gain"].empty and tables["paired_tests"].empty
+    assert list(tables["paired_tests"].columns) == list(analysis.PAIRED_COLUMNS)
     assert len(tables["convergence_rates"]) == 5
     assert np.isnan(tables["table2_training_minutes"].loc["heart", "baseline"])
     figures = [plots.figure2_training_curves(analysis.training_curves(data), data.organs),
@@ -244,9 +261,14 @@ def test_notebook_writes_every_table_and_figure(study: Path, tmp_path: Path, l2s
     papermill.execute_notebook(str(NOTEBOOK), str(tmp_path / "executed.ipynb"), kernel_name=l2s_kernel,
                                parameters={"study_dir": str(study), "out_dir": str(out_dir)}, progress_bar=False)
     for name in ("table1_split_sizes", "table2_training_minutes", "table3_val_dice", "table4_test_dice", "ttests",
-                 "convergence_rates", "dice_gain"):
+                 "case_mean_dice", "paired_tests", "convergence_rates", "dice_gain", "findings_table3_val",
+                 "findings_table4_test", "findings_scorecard"):
         assert (out_dir / f"{name}.csv").stat().st_size > 0
     for name in ("figure2_training_curves", "figure3_convergence", "figure4_dice_gain"):
         assert (out_dir / f"{name}.png").read_bytes().startswith(b"\x89PNG")
     executed = (tmp_path / "executed.ipynb").read_text()
     assert "image/png" in executed and "phantom" in executed
+    for text in ("## Findings", "Scorecard of the paper", "not in the study", "Per-case paired tests",
+                 "p_wilcoxon_holm", "p_student_holm", "hedges_g", "rank_biserial", "ci_low", "training-seed variability"):
+        assert text in executed, text
+    assert executed.index("## Findings") < executed.index("## Data and software")
