@@ -186,10 +186,11 @@ def _claim_gain_grows_as_share_shrinks(data: analysis.StudyData) -> ClaimCheck:
             items.append(_Item(name, NOT_TESTABLE, f"foreground shares or gains all equal over {len(rows)} organs; "
                                                    f"{paper}"))
         else:
-            items.append(_Item(name, _verdict(rho < 0 and p < analysis.ALPHA),
+            items.append(_Item(name, _verdict(rho < 0),
                                f"ρ = {rho:.2f}, p = {p:.2g} over {len(rows)} organs; {paper}"))
     return _claim("d", "The benefit of localisation (mean Dice gain over the baseline, test set) grows as the "
-                       "organ's foreground share shrinks: Spearman ρ < 0 with p < 0.05",
+                       "organ's foreground share shrinks: Spearman ρ < 0 (the paper observes a tendency over five "
+                       "organs and tests none; p is shown)",
                   "Results › Test, Figure 4 (foreground shares of the paper: its released code)", items)
 
 
