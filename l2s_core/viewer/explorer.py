@@ -9,7 +9,7 @@ from pathlib import Path
 from l2s_core.data.cache import PreparedTask
 from l2s_core.errors import ConfigError
 from l2s_core.viewer.display import ct_window
-from l2s_core.viewer.scans import ScanCase, load_folder_models
+from l2s_core.viewer.scans import ScanCase, load_folder_models, method_counts
 from l2s_core.viewer.slice_viewer import SliceViewer
 from l2s_core.viewer.sources import load_study_models
 
@@ -64,7 +64,8 @@ def scan_explorer(model_dir: str | Path, scans: ScanPaths, runs: int | None = No
     models = load_folder_models(model_dir, runs, device)
     card = models.card
     paths = [scans] if isinstance(scans, (str, Path)) else list(scans)
-    counts = ", ".join(f"{sum(p.method == m for p in card.pairs)} {m.replace('_', '-')}" for m in models.models)
+    counts = ", ".join(f"{n} {m.replace('_', '-')}" + ("" if m in models.models else f" (no position {runs}: not shown)")
+                       for m, n in method_counts(card).items() if n)
     notes = [f"{model_dir}: {card.organ} on {card.modality} ({counts}; runs {'all' if runs is None else runs})"]
     if models.organ_network is None:
         notes.append("the model has no organ network: segment in box is disabled")

@@ -26,6 +26,7 @@ from l2s_core.data.cache import PreparedCase
 from l2s_core.data.io import VolumeMeta
 from l2s_core.deploy.model_folder import ModelCard, open_model_folder
 from l2s_core.deploy.predict import LoadedModel, load_model_folder, normalised_image, read_scan, segment
+from l2s_core.errors import ConfigError
 from l2s_core.infer import Segmenter
 from l2s_core.viewer.display import TWO_STAGE
 from l2s_core.viewer.sources import Prediction
@@ -106,6 +107,11 @@ class FolderModels:
     models: dict[str, LoadedModel]
 
 
+def method_counts(card: ModelCard) -> dict[str, int]:
+    """Pairs (two-stage) and baselines of a model card, per method of :data:`FOLDER_METHODS`."""
+    return {method: sum(p.method == method for p in card.pairs) for method in FOLDER_METHODS}
+
+
 def _segment_source(model: LoadedModel) -> Callable[[ScanCase], Prediction]:
     """A prediction source running :func:`~l2s_core.deploy.predict.segment` on a scan."""
 
@@ -121,15 +127,20 @@ def load_folder_models(model_dir: str | Path, runs: int | None = None, device: s
 
     Args:
         model_dir: folder written by ``l2s export``.
-        runs: pair (and baseline) position, or ``None`` to average all (as ``l2s predict --runs``).
+        runs: pair (and baseline) position, or ``None`` to average all (as ``l2s predict --runs``);
+            a method without that position is left out (e.g. the baseline of a model with one
+            baseline and several pairs).
         device: where the networks run.
 
     Raises:
         ModelFolderError, FormatVersionError: the folder does not match its card or this l2s.
-        ConfigError: ``runs`` is not a position of the model's pairs or baselines.
+        ConfigError: ``runs`` is a position of neither the model's pairs nor its baselines.
     """
     card = open_model_folder(model_dir)
-    methods = [m for m in FOLDER_METHODS if any(p.method == m for p in card.pairs)]
+    counts = method_counts(card)
+    methods = [m for m, n in counts.items() if n and (runs is None or runs < n)]
+    if not methods:
+        raise ConfigError("runs", f"{runs} is not a position of this model's pairs or baselines {counts}")
     models = {method: load_model_folder(model_dir, method, runs, device) for method in methods}
     sources = {method: _segment_source(model) for method, model in models.items()}
     organ = models[TWO_STAGE].networks["organ"] if TWO_STAGE in models else None
