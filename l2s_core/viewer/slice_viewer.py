@@ -47,6 +47,11 @@ from l2s_core.viewer.display import (BOX_STYLES, GROUND_TRUTH, LABEL_BOX, MANUAL
 from l2s_core.viewer.scans import ScanCase, ViewerCase, case_volumes
 from l2s_core.viewer.sources import Prediction, PredictionSource, as_prediction, raw_ct_window, saved_prediction_source
 
+def _checkbox(value: bool, description: str) -> widgets.Checkbox:
+    """A checkbox as wide as its label (the default 300 px puts one per line in a wrapped row)."""
+    return widgets.Checkbox(value=value, description=description, indent=False, layout=widgets.Layout(width="auto"))
+
+
 class SliceViewer:
     """Slice explorer with overlays, localisation boxes and a manual segmentation box.
 
@@ -132,18 +137,19 @@ class SliceViewer:
         window, level = window_level or (1.0, 0.0)
         w: dict[str, widgets.Widget] = {
             "case": widgets.Dropdown(options=list(zip(labels, range(len(labels)))), value=0, description="case"),
-            "view": widgets.ToggleButtons(options=list(VIEWS.items()), value=0, description="view"),
+            "view": widgets.ToggleButtons(options=list(VIEWS.items()), value=0, description="view",
+                                          style={"button_width": "6em"}),
             "slice": widgets.IntSlider(min=0, max=1, value=0, description="slice", continuous_update=False),
             "window": widgets.FloatSlider(min=min(window, 1e-6), max=window, value=window, description="window",
                                           continuous_update=False),
             "level": widgets.FloatSlider(min=level - 1, max=level + 1, value=level, description="level",
                                          continuous_update=False),
-            "auto_window": widgets.Checkbox(value=window_level is None, description="auto window"),
+            "auto_window": _checkbox(window_level is None, "auto window"),
             "opacity": widgets.FloatSlider(min=0.0, max=1.0, step=0.05, value=0.4, description="opacity"),
-            "show_boxes": widgets.Checkbox(value=True, description="boxes"),
+            "show_boxes": _checkbox(True, "boxes"),
         }
         for name in self.overlay_names:
-            w[f"show_{name}"] = widgets.Checkbox(value=True, description=self._style(name)[0])
+            w[f"show_{name}"] = _checkbox(True, self._style(name)[0])
         for axis_name in "zyx":
             w[f"box_{axis_name}"] = widgets.IntRangeSlider(min=0, max=1, value=(0, 1), description=f"box {axis_name}",
                                                           continuous_update=False)
