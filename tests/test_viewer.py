@@ -22,7 +22,7 @@ from l2s_core.infer import Segmenter, TwoStageResult
 from l2s_core.model import UNet3D
 from l2s_core.train_config import TrainConfig
 from l2s_core.viewer import (CT_SOFT_TISSUE, LegendEntry, Prediction, SliceViewer, StudyModels, as_prediction,
-                             auto_window, box_rectangle, ct_window, legend_html, load_study_models, open_explorer,
+                             auto_window, box_rectangle, ct_window, legend_html, load_study_models,
                              pixel_aspect, raw_ct_window, saved_prediction_source, slice_along, window_to_unit)
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "explore.ipynb"

@@ -43,7 +43,7 @@ LAB_SETTINGS = {
 }
 VIEWPORT = {"width": 1000, "height": 1400}
 #: Seconds allowed for Run All (kernel start, torch import, networks loaded, first figure).
-RUN_ALL_TIMEOUT = int(os.environ.get('L2S_RUN_ALL_TIMEOUT', 120))
+RUN_ALL_TIMEOUT = 120
 
 pytestmark = [
     pytest.mark.browser,
@@ -86,18 +86,18 @@ def lab(tmp_path: Path, study_dir: Path, l2s_kernel: str) -> Iterator[str]:  # n
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
            "OMP_NUM_THREADS": "1", "JUPYTERLAB_SETTINGS_DIR": str(_lab_settings(tmp_path / "lab-settings")),
            "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "lab-workspaces"), "JUPYTER_RUNTIME_DIR": str(tmp_path / "rt")}
-    log = open(tmp_path / "lab.log", "w")
-    server = subprocess.Popen([sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--port={port}",
-                               "--allow-root", "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={token}",
-                               f"--ServerApp.root_dir={served}"], env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        _wait_for_server(f"{base}/api/status?token={token}", server, tmp_path / "lab.log")
-        yield f"{base}/lab/tree/explore.ipynb?token={token}"
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        log.close()
+    log_path = tmp_path / "lab.log"
+    with open(log_path, "w") as log:
+        server = subprocess.Popen([sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--port={port}",
+                                   "--allow-root", "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={token}",
+                                   f"--ServerApp.root_dir={served}"], env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            base = f"http://127.0.0.1:{port}"
+            _wait_for_server(f"{base}/api/status?token={token}", server, log_path)
+            yield f"{base}/lab/tree/explore.ipynb?token={token}"
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
 
 
 def _wait_for_server(url: str, server: subprocess.Popen, log: Path, timeout: float = 60.0) -> None:

@@ -47,6 +47,7 @@ from l2s_core.viewer.display import (BOX_STYLES, GROUND_TRUTH, LABEL_BOX, MANUAL
 from l2s_core.viewer.scans import ScanCase, ViewerCase, case_volumes
 from l2s_core.viewer.sources import Prediction, PredictionSource, as_prediction, raw_ct_window, saved_prediction_source
 
+
 def _checkbox(value: bool, description: str) -> widgets.Checkbox:
     """A checkbox as wide as its label (the default 300 px puts one per line in a wrapped row)."""
     return widgets.Checkbox(value=value, description=description, indent=False, layout=widgets.Layout(width="auto"))
