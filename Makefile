@@ -3,8 +3,12 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+BROWSER_STAMP := $(VENV)/.browser-installed
+## Debian's Chromium, driven by Playwright (which cannot download its own browsers here).
+CHROMIUM ?= /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: reproduce test bench clean
+.PHONY: reproduce test test-browser bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +28,15 @@ reproduce: $(STAMP)
 ## The test suite (what CI runs).
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+## The explorer as a user sees it: explore.ipynb in JupyterLab in headless Chromium (Playwright).
+test-browser: $(BROWSER_STAMP)
+	@test -x $(CHROMIUM) || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
+	L2S_BROWSER_TEST=1 L2S_CHROMIUM=$(CHROMIUM) $(PY) -m pytest -q -m browser tests/test_viewer_browser.py
+
+$(BROWSER_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet "torch==2.13.*" playwright
+	touch $(BROWSER_STAMP)
 
 ## Benchmarks: each prints one JSON object as its last line.
 bench: $(STAMP)

@@ -35,7 +35,7 @@ import pytest
 import torch
 import yaml
 
-from l2s_core import evaluate as evaluate_module
+from l2s_core import evaluation_tables
 from l2s_core import train as train_module
 from l2s_core.checkpoint import load_model, load_resume_state
 from l2s_core.data.cache import PreparedTask
@@ -236,7 +236,7 @@ def test_full_disk_at_an_evaluation_table_leaves_the_step_unfinished(
     train_run(small_config(phantom, paths.run_dir(ORGAN, "organ", 0), network="organ", max_epochs=1,
                            convergence_threshold=0.0), progress=False)
     evaluation_dir = paths.evaluation_dir(ORGAN)
-    monkeypatch.setattr(evaluate_module, "atomic_write_text", disk_full_for(file_name, evaluate_module.atomic_write_text))
+    monkeypatch.setattr(evaluation_tables, "atomic_write_text", disk_full_for(file_name, evaluation_tables.atomic_write_text))
     with pytest.raises(OSError) as failure:
         evaluate_organ(organ_dir, "val", prepared_dir=phantom.folder, progress=False)
     assert failure.value.errno == errno.ENOSPC

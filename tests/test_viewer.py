@@ -1,7 +1,9 @@
+import ipywidgets as widgets
 import matplotlib
 
 matplotlib.use("Agg")
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import nbformat
@@ -19,9 +21,9 @@ from l2s_core.files import atomic_write_json
 from l2s_core.infer import Localisation, Segmenter, TwoStageResult
 from l2s_core.model import UNet3D
 from l2s_core.train_config import TrainConfig
-from l2s_core.viewer import (CT_SOFT_TISSUE, Prediction, SliceViewer, StudyModels, as_prediction, auto_window,
-                             box_rectangle, load_study_models, pixel_aspect, raw_ct_window,
-                             saved_prediction_source, slice_along, window_to_unit)
+from l2s_core.viewer import (CT_SOFT_TISSUE, LegendEntry, Prediction, SliceViewer, StudyModels, as_prediction,
+                             auto_window, box_rectangle, ct_window, legend_html, load_study_models,
+                             pixel_aspect, raw_ct_window, saved_prediction_source, slice_along, window_to_unit)
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "explore.ipynb"
 SHAPE = (12, 16, 16)
@@ -116,6 +118,21 @@ def test_raw_ct_window_only_for_unnormalised_ct(make_task, tmp_path):
     assert raw_ct_window(PreparedTask(tmp_path / "z")) is None
 
 
+def test_ct_window_only_for_raw_ct():
+    assert ct_window("none", "CT") == ct_window("none", " ct ") == CT_SOFT_TISSUE
+    assert ct_window("zscore", "CT") is None and ct_window("none", "MRI") is None
+
+
+def test_legend_html_swatches_and_escaping():
+    html = legend_html([LegendEntry("ground truth", "#2ca02c"), LegendEntry("two-stage box", "#1f77b4", "dashed"),
+                        LegendEntry("a<b", "#000000")])
+    assert html.startswith('<div class="l2s-legend"') and "flex-wrap:wrap" in html
+    assert html.count('class="l2s-legend-item"') == 3
+    assert "background:#2ca02c" in html and "border:2px dashed #1f77b4" in html
+    assert "a&lt;b" in html and "a<b" not in html
+    assert "nothing drawn" in legend_html([])
+
+
 # ------------------------------------------------------------------ the viewer
 def test_viewer_starts_on_the_organ_with_all_cases(task):
     viewer = SliceViewer(task)
@@ -185,6 +202,48 @@ def test_sources_are_computed_once_per_case_and_boxes_drawn(task):
     w["show_two_stage"].value = False
     w["case"].value = 2
     assert len(calls) == 2  # hidden overlays are not computed
+
+
+def _labels(viewer: SliceViewer) -> list[str]:
+    return [entry.label for entry in viewer.legend_entries()]
+
+
+def test_legend_names_each_colour_drawn(task):
+    two_stage = TwoStageResult(np.pad(np.ones((2, 4, 4), np.uint8), ((4, 6), (5, 7), (5, 7))), None,
+                               (3, 4, 5, 7, 10, 11), None, 0.0)
+    viewer = SliceViewer(task, sources={"two_stage": lambda case: two_stage, "extra": lambda case: two_stage.mask},
+                         organ_network=Segmenter(threshold_network(0.5), (8, 8, 8), multiple=4))
+    w = viewer.widgets
+    assert _labels(viewer) == ["ground truth", "two-stage", "extra", "label box", "two-stage box", "manual box"]
+    colours = {e.label: (e.colour, e.outline) for e in viewer.legend_entries()}
+    assert colours["ground truth"] == ("#2ca02c", None) and colours["two-stage box"] == ("#1f77b4", "dashed")
+    assert colours["manual box"] == ("#e377c2", "solid") and colours["extra"][0] == "#9467bd"  # a spare colour
+    for label in ("ground truth", "two-stage", "extra", "label box", "manual box"):
+        assert label in w["legend"].value
+    w["segment"].click()
+    assert _labels(viewer)[3] == "segmented in box" and "segmented in box" in w["legend"].value
+    w["show_ground_truth"].value = False
+    w["show_boxes"].value = False
+    assert _labels(viewer) == ["two-stage", "extra", "segmented in box"]
+    assert "ground truth" not in w["legend"].value and "label box" not in w["legend"].value
+    w["case"].value = 1
+    assert "segmented in box" not in _labels(viewer)  # the manual result belongs to the previous case
+
+
+def _boxes(widget: widgets.Widget) -> Iterator[widgets.Box]:
+    if isinstance(widget, widgets.Box):
+        yield widget
+        for child in widget.children:
+            yield from _boxes(child)
+
+
+def test_control_rows_wrap_and_legend_sits_above_the_figure(task):
+    viewer = SliceViewer(task)
+    layout = viewer.widget
+    rows = [box for box in _boxes(layout) if isinstance(box, widgets.HBox)]
+    assert len(rows) == 5 and all(row.layout.flex_flow == "row wrap" for row in rows)
+    assert viewer.widgets["opacity"] in rows[3].children  # the control the issue saw cut off
+    assert layout.children[-2:] == (viewer.widgets["legend"], viewer.widgets["display"])
 
 
 def test_source_with_wrong_shape_is_refused(task):

@@ -54,7 +54,7 @@ from l2s_core.infer import Localisation, Segmenter, gt_localised_predict, predic
 from l2s_core.model import NETWORK_CLASSES
 
 __all__ = ["METHODS", "PREDICTION_COLUMNS", "LoadedModel", "Scan", "box_from_mm", "load_model_folder",
-           "predict_scans", "read_scan", "segment"]
+           "normalised_image", "predict_scans", "read_scan", "segment"]
 
 PREDICTION_COLUMNS = ("input", "mask", "rtstruct", "method", "runs", "volume_ml", "box", "seconds", "fallback")
 #: Networks each method needs.
@@ -224,6 +224,12 @@ def read_scan(path: str | Path, card: ModelCard) -> Scan:
     return Scan(_output_name(path), image, meta, None)
 
 
+def normalised_image(scan: Scan, card: ModelCard) -> np.ndarray:
+    """The scan's ``(z, y, x)`` image normalised as the model's training data was (its card's
+    normalisation and statistics): the input of :func:`segment`."""
+    return normalise(scan.image, card.normalisation, card.ct_stats)
+
+
 def box_from_mm(corners_lps: Sequence[float], meta: VolumeMeta, shape: tuple[int, int, int]) -> Box:
     """The voxels whose centres lie in a box given by two corners in patient coordinates.
 
@@ -311,7 +317,7 @@ def predict_scans(model_dir: str | Path, inputs: Sequence[str | Path], out_dir: 
         elif box_mm is not None:
             chosen_box = box_from_mm(box_mm, scan.meta, scan.image.shape)
         started = time.perf_counter()
-        image = normalise(scan.image, model.card.normalisation, model.card.ct_stats)
+        image = normalised_image(scan, model.card)
         mask, used_box, fallback = segment(model, image, chosen_box)
         seconds = time.perf_counter() - started
         mask_path = out_dir / f"{scan.name}.nii.gz"

@@ -1,23 +1,19 @@
-"""Interactive slice explorer of a prepared task (``notebooks/explore.ipynb``).
+"""The slice explorer widget: :class:`SliceViewer`.
 
-:class:`SliceViewer` pages through the slices of prepared cases with ipywidgets controls and
-draws a matplotlib figure: the image under a CT window, the ground truth and the predictions
-of each method as coloured overlays, the localisation boxes as rectangles, and a manual box in
-which the organ network can be run. Every control's ``value`` is observed, so setting it from
-code (a test, no kernel) redraws the figure exactly as a click in JupyterLab does; the figure
-is shown as a PNG inside an ``ipywidgets.Output`` (works with the Agg backend, no ipympl).
-
-Display conventions: rows of a slice are its first remaining array axis, columns its second
-(axial ``z`` → ``(y, x)``, coronal ``y`` → ``(z, x)``, sagittal ``x`` → ``(z, y)``), drawn with
-the first axis increasing upwards (anterior up in axial views, superior up otherwise) and the
-second increasing to the left, which on the RAS arrays of :mod:`l2s_core.data.io` gives the
-radiological convention (patient's right on the viewer's left; anterior on the left in sagittal
-views). Pixels are drawn with the aspect of the voxel spacing.
+It pages through the slices of prepared cases or of scans with ipywidgets controls and draws a
+matplotlib figure: the image under a window, the ground truth and the predictions of each
+method as coloured overlays, the localisation boxes as rectangles, a legend naming each colour,
+and a manual box in which the organ network can be run. Every control's ``value`` is observed,
+so setting it from code (a test, no kernel) redraws the figure exactly as a click in JupyterLab
+does; the figure is shown as a PNG inside an ``ipywidgets.Output`` (works with the Agg backend,
+no ipympl). The control rows wrap onto further lines in a narrow notebook instead of being cut
+off at its right edge.
 
 Window and level: prepared images are normalised unless the task was prepared with
 ``normalisation="none"``. For raw CT the default is the soft-tissue window W 400 / L 40 HU;
 otherwise (z-scored images, MRI) the "auto window" checkbox sets them from the 1st and 99th
-percentiles of each case (:func:`auto_window`), recomputed whenever the case changes.
+percentiles of each case (:func:`~l2s_core.viewer.display.auto_window`), recomputed whenever
+the case changes.
 
 Example:
     >>> viewer = SliceViewer(PreparedTask("runs/quick/spleen/prepared"))  # doctest: +SKIP
@@ -29,9 +25,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import io
-import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,225 +37,20 @@ from matplotlib.image import AxesImage
 from matplotlib.patches import Rectangle
 
 from l2s_core.boxes import Box
-from l2s_core.data.cache import PreparedCase, PreparedTask
+from l2s_core.data.cache import PreparedTask
 from l2s_core.data.split import SPLIT_NAMES
 from l2s_core.errors import ConfigError, InputDataError
-from l2s_core.evaluate import ConvergedRun, converged_runs, load_segmenter
-from l2s_core.infer import Localisation, Segmenter, box_predict, gt_localised_predict, predict_volume, two_stage_predict
-from l2s_core.vocabulary import NETWORKS
-
-#: Display name and array axis of each view.
-VIEWS = {"axial": 0, "coronal": 1, "sagittal": 2}
-#: Soft-tissue CT window ``(width, level)`` in HU, the default for raw (``none``-normalised) CT.
-CT_SOFT_TISSUE = (400.0, 40.0)
-GROUND_TRUTH = "ground_truth"
-MANUAL = "manual"
-TWO_STAGE = "two_stage"
-#: Label and colour of the known overlays; other prediction sources take their name and a spare colour.
-OVERLAY_STYLES = {
-    GROUND_TRUTH: ("ground truth", "#2ca02c"),
-    "baseline": ("baseline", "#d62728"),
-    TWO_STAGE: ("two-stage", "#1f77b4"),
-    "gt_localised": ("GT-localised", "#ff7f0e"),
-    MANUAL: ("manual box", "#e377c2"),
-}
-SPARE_COLOURS = ("#9467bd", "#8c564b", "#17becf", "#bcbd22")
-
-PredictionSource = Callable[[PreparedCase], Any] | str | Path
+from l2s_core.infer import Segmenter, box_predict
+from l2s_core.viewer.display import (BOX_STYLES, GROUND_TRUTH, LABEL_BOX, MANUAL, OVERLAY_STYLES, SPARE_COLOURS,
+                                     TWO_STAGE, VIEWS, LegendEntry, auto_window, box_rectangle, legend_html,
+                                     pixel_aspect, slice_along, window_to_unit)
+from l2s_core.viewer.scans import ScanCase, ViewerCase, case_volumes
+from l2s_core.viewer.sources import Prediction, PredictionSource, as_prediction, raw_ct_window, saved_prediction_source
 
 
-@dataclass(frozen=True)
-class Prediction:
-    """A method's result on one case.
-
-    Attributes:
-        mask: ``(z, y, x)`` organ mask on the full-resolution grid of the case.
-        box: the localisation box the method segmented in (two-stage), if any.
-    """
-
-    mask: np.ndarray
-    box: Box | None = None
-
-
-def slice_along(volume: np.ndarray, axis: int, index: int) -> np.ndarray:
-    """One slice of a ``(z, y, x)`` volume, as a view (a memmap stays on disk).
-
-    Args:
-        volume: array of shape ``(z, y, x)``.
-        axis: 0 (axial, returns ``(y, x)``), 1 (coronal, ``(z, x)``) or 2 (sagittal, ``(z, y)``).
-        index: slice index along ``axis``.
-
-    Returns:
-        The 2-D slice, rows along the first remaining axis and columns along the second.
-
-    Raises:
-        IndexError: ``axis`` or ``index`` out of range.
-    """
-    if axis not in (0, 1, 2):
-        raise IndexError(f"axis must be 0, 1 or 2, got {axis}")
-    if not 0 <= index < volume.shape[axis]:
-        raise IndexError(f"slice {index} outside 0..{volume.shape[axis] - 1} along axis {axis}")
-    return volume[(slice(None),) * axis + (index,)]
-
-
-def pixel_aspect(spacing: Sequence[float], axis: int) -> float:
-    """Height / width of a displayed pixel of a slice along ``axis`` (see :func:`slice_along`).
-
-    Args:
-        spacing: voxel size in mm, ``(z, y, x)``.
-        axis: the slicing axis.
-    """
-    rows, cols = (a for a in range(3) if a != axis)
-    return float(spacing[rows]) / float(spacing[cols])
-
-
-def window_to_unit(image: np.ndarray, window: float, level: float) -> np.ndarray:
-    """Map intensities to ``[0, 1]``: ``level - window / 2`` → 0, ``level + window / 2`` → 1, clipped.
-
-    Args:
-        image: array of any shape.
-        window: width of the intensity range shown (> 0).
-        level: centre of that range.
-
-    Returns:
-        float32 array of the same shape.
-
-    Raises:
-        ValueError: ``window`` is not positive.
-    """
-    if not window > 0:
-        raise ValueError(f"window must be positive, got {window}")
-    low = level - window / 2.0
-    return np.clip((np.asarray(image, dtype=np.float32) - low) / window, 0.0, 1.0)
-
-
-def auto_window(volume: np.ndarray, percentiles: tuple[float, float] = (1.0, 99.0),
-                max_voxels: int = 2**20) -> tuple[float, float]:
-    """Window and level spanning two intensity percentiles of a volume.
-
-    The percentiles are taken on a regular sub-sample of at most about ``max_voxels`` voxels,
-    so a memory-mapped volume is only partly read.
-
-    Args:
-        volume: ``(z, y, x)`` image.
-        percentiles: lower and upper percentile.
-        max_voxels: sub-sample size bound.
-
-    Returns:
-        ``(window, level)``; the window is at least 1e-6 for a constant image.
-    """
-    step = max(1, math.ceil((volume.size / max_voxels) ** (1 / 3)))
-    sample = np.asarray(volume[::step, ::step, ::step], dtype=np.float64)
-    low, high = np.percentile(sample, percentiles)
-    return max(float(high - low), 1e-6), float(low + high) / 2.0
-
-
-def box_rectangle(box: Box, axis: int, index: int) -> tuple[float, float, float, float] | None:
-    """Outline of a box on one slice, in the slice's pixel coordinates (pixel centres at integers).
-
-    Args:
-        box: half-open ``(z0, y0, x0, z1, y1, x1)`` (may reach beyond the array).
-        axis: the slicing axis.
-        index: the slice index along ``axis``.
-
-    Returns:
-        ``(column, row, width, height)`` of the lower-left corner and size, or ``None`` when
-        the slice does not cross the box.
-    """
-    if not box[axis] <= index < box[axis + 3]:
-        return None
-    rows, cols = (a for a in range(3) if a != axis)
-    return (box[cols] - 0.5, box[rows] - 0.5, float(box[cols + 3] - box[cols]), float(box[rows + 3] - box[rows]))
-
-
-def as_prediction(result: Any) -> Prediction:
-    """Normalise what a prediction source returns: a ``(z, y, x)`` mask, or an object with
-    ``mask`` and optionally ``box`` attributes (e.g. :class:`l2s_core.infer.TwoStageResult`)."""
-    if isinstance(result, np.ndarray):
-        return Prediction(result)
-    box = getattr(result, "box", None)
-    box = tuple(int(v) for v in box) if box is not None else None
-    return Prediction(np.asarray(result.mask), box)  # type: ignore[arg-type]
-
-
-def saved_prediction_source(folder: str | Path) -> Callable[[PreparedCase], np.ndarray]:
-    """A prediction source reading ``<folder>/<case_id>.npy`` (a ``(z, y, x)`` mask on the
-    prepared full-resolution grid), memory-mapped.
-
-    Raises:
-        InputDataError: (when called) the case's file is missing.
-    """
-    folder = Path(folder)
-
-    def load(case: PreparedCase) -> np.ndarray:
-        path = folder / f"{case.case_id}.npy"
-        if not path.is_file():
-            raise InputDataError(path, f"no saved prediction for case {case.case_id}")
-        return np.load(path, mmap_mode="r", allow_pickle=False)
-
-    return load
-
-
-def raw_ct_window(task: PreparedTask) -> tuple[float, float] | None:
-    """:data:`CT_SOFT_TISSUE` if the task holds raw CT intensities (normalisation ``none``), else ``None``."""
-    settings = task.settings
-    modality = str(settings.get("modality", {}).get(str(settings.get("channel", 0)), ""))
-    return CT_SOFT_TISSUE if settings.get("normalisation") == "none" and modality.upper() == "CT" else None
-
-
-@dataclass(frozen=True)
-class StudyModels:
-    """The networks of a study that the explorer uses.
-
-    Attributes:
-        sources: ``baseline``, ``two_stage`` and ``gt_localised`` prediction sources for
-            :class:`SliceViewer`, as far as their networks exist.
-        organ_network: the organ network with its window (for the manual box), or ``None``.
-        runs: network type → the converged run used.
-    """
-
-    sources: dict[str, Callable[[PreparedCase], Any]]
-    organ_network: Segmenter | None
-    runs: dict[str, ConvergedRun]
-
-
-def load_study_models(organ_dir: str | Path, device: str = "cpu", localisation: Localisation | None = None) -> StudyModels:
-    """Load the first converged baseline, localiser and organ networks of one organ of a study.
-
-    Runs are found as the evaluation finds them (:func:`l2s_core.evaluate.converged_runs`).
-    Every network predicts patch-wise with its run's patch and overlap, as in evaluation
-    (:func:`l2s_core.evaluate.load_segmenter`); two-stage pairs the first converged localiser
-    with the first converged organ network (the evaluation's run 0).
-
-    Args:
-        organ_dir: ``runs/<study>/<organ>`` (holding ``baseline/``, ``localiser/``, ``organ/``).
-        device: torch device of the networks.
-        localisation: margin, divisors and fallback of the two-stage and ground-truth-localised
-            predictions; ``None``: those of ``<organ_dir>/prepared`` (as evaluation).
-
-    Returns:
-        The :class:`StudyModels`; empty when nothing has converged yet.
-
-    Raises:
-        CheckpointError: a converged run's checkpoint cannot be loaded.
-        ConfigError: the baseline run's ``config.json`` is missing or invalid.
-    """
-    runs = {name: converged[0] for name in NETWORKS if (converged := converged_runs(Path(organ_dir), name))}
-    if localisation is None and runs:
-        localisation = Localisation.of_task(PreparedTask(Path(organ_dir) / "prepared").settings)
-    networks = {name: load_segmenter(run, device) for name, run in runs.items()}
-    sources: dict[str, Callable[[PreparedCase], Any]] = {}
-    baseline, localiser, organ = (networks.get(name) for name in NETWORKS)
-    if baseline is not None:
-        sources["baseline"] = lambda case: predict_volume(baseline, case.array("full", "image"), device)
-    if organ is not None and localiser is not None:
-        sources[TWO_STAGE] = lambda case: two_stage_predict(localiser, organ, case.array("full", "image"),
-                                                            localisation, device=device)
-    if organ is not None:
-        sources["gt_localised"] = lambda case: gt_localised_predict(organ, case.array("full", "image"),
-                                                                    case.array("full", "label"), localisation,
-                                                                    device=device)
-    return StudyModels(sources, organ, runs)
+def _checkbox(value: bool, description: str) -> widgets.Checkbox:
+    """A checkbox as wide as its label (the default 300 px puts one per line in a wrapped row)."""
+    return widgets.Checkbox(value=value, description=description, indent=False, layout=widgets.Layout(width="auto"))
 
 
 class SliceViewer:
@@ -269,7 +58,9 @@ class SliceViewer:
 
     Args:
         cases: a prepared task (its cases in split order train, val, test, or only those of
-            ``split``) or a sequence of prepared cases.
+            ``split``), or a sequence of prepared cases or of scans
+            (:class:`~l2s_core.viewer.scans.ScanCase`: no ground truth, no label box; the slices
+            and the manual box start on the two-stage box when there is one).
         sources: method name → prediction source: a callable ``case -> (z, y, x) mask`` (or an
             object with ``mask`` and ``box``, whose box is drawn), or a folder of saved
             predictions (:func:`saved_prediction_source`). Names ``baseline``, ``two_stage`` and
@@ -285,11 +76,13 @@ class SliceViewer:
     Attributes:
         widgets: the controls by name: ``case``, ``view``, ``slice``, ``window``, ``level``,
             ``auto_window``, ``opacity``, ``show_boxes``, ``show_<overlay>`` per overlay,
-            ``box_z``, ``box_y``, ``box_x`` (inclusive voxel ranges), ``segment``, ``status``
-            and ``display`` (the Output holding the figure).
+            ``box_z``, ``box_y``, ``box_x`` (inclusive voxel ranges), ``segment``, ``status``,
+            ``legend`` (HTML naming the colour of everything drawn, :meth:`legend_entries`) and
+            ``display`` (the Output holding the figure).
         figure: the matplotlib figure.
         image_artist: the image of the slice.
-        overlay_artists: overlay name → its image (``ground_truth``, the sources, ``manual``).
+        overlay_artists: overlay name → its image (``ground_truth`` for prepared cases, the
+            sources, ``manual``).
         box_artists: ``crop`` (label box), ``two_stage`` (predicted box) and ``manual`` outlines.
 
     Raises:
@@ -297,11 +90,12 @@ class SliceViewer:
         ConfigError: an unknown ``split``.
     """
 
-    def __init__(self, cases: PreparedTask | Sequence[PreparedCase],
+    def __init__(self, cases: PreparedTask | Sequence[ViewerCase],
                  sources: Mapping[str, PredictionSource] | None = None, organ_network: Segmenter | None = None,
                  device: str = "cpu", split: str | None = None,
                  window_level: tuple[float, float] | None = None) -> None:
         self.cases, labels, default_window = self._case_list(cases, split)
+        self.labelled = not any(isinstance(c, ScanCase) for c in self.cases)
         self.sources = {name: saved_prediction_source(s) if isinstance(s, (str, Path)) else s
                         for name, s in (sources or {}).items()}
         self.organ_network = organ_network
@@ -309,7 +103,8 @@ class SliceViewer:
         self._holding = False
         self._predictions: dict[str, Prediction] = {}
         self._manual: np.ndarray | None = None
-        self._image = self._label = np.zeros((1, 1, 1), np.float32)
+        self._image = np.zeros((1, 1, 1), np.float32)
+        self._label: np.ndarray | None = None
         self.widgets = self._build_widgets(labels, window_level or default_window)
         self.figure, self.image_artist, self.overlay_artists, self.box_artists = self._build_figure()
         self._observe()
@@ -319,12 +114,12 @@ class SliceViewer:
 
     # ----------------------------------------------------------------- construction
     @staticmethod
-    def _case_list(cases: PreparedTask | Sequence[PreparedCase], split: str | None
-                   ) -> tuple[list[PreparedCase], list[str], tuple[float, float] | None]:
+    def _case_list(cases: PreparedTask | Sequence[ViewerCase], split: str | None
+                   ) -> tuple[list[ViewerCase], list[str], tuple[float, float] | None]:
         """Cases, their dropdown labels and the task's default window."""
         if not isinstance(cases, PreparedTask):
             if not cases:
-                raise InputDataError("SliceViewer cases", "no prepared cases to show")
+                raise InputDataError("SliceViewer cases", "no prepared cases or scans to show")
             return list(cases), [c.case_id for c in cases], None
         if split is not None and split not in SPLIT_NAMES:
             raise ConfigError("split", f"must be one of {', '.join(SPLIT_NAMES)} or None, got {split!r}")
@@ -336,31 +131,33 @@ class SliceViewer:
 
     @property
     def overlay_names(self) -> list[str]:
-        """Overlays in drawing order: ground truth, the sources, the manual result."""
-        return [GROUND_TRUTH, *self.sources, MANUAL]
+        """Overlays in drawing order: ground truth (prepared cases), the sources, the manual result."""
+        return [GROUND_TRUTH] * self.labelled + [*self.sources, MANUAL]
 
     def _build_widgets(self, labels: list[str], window_level: tuple[float, float] | None) -> dict[str, widgets.Widget]:
         window, level = window_level or (1.0, 0.0)
         w: dict[str, widgets.Widget] = {
             "case": widgets.Dropdown(options=list(zip(labels, range(len(labels)))), value=0, description="case"),
-            "view": widgets.ToggleButtons(options=list(VIEWS.items()), value=0, description="view"),
+            "view": widgets.ToggleButtons(options=list(VIEWS.items()), value=0, description="view",
+                                          style={"button_width": "6em"}),
             "slice": widgets.IntSlider(min=0, max=1, value=0, description="slice", continuous_update=False),
             "window": widgets.FloatSlider(min=min(window, 1e-6), max=window, value=window, description="window",
                                           continuous_update=False),
             "level": widgets.FloatSlider(min=level - 1, max=level + 1, value=level, description="level",
                                          continuous_update=False),
-            "auto_window": widgets.Checkbox(value=window_level is None, description="auto window"),
+            "auto_window": _checkbox(window_level is None, "auto window"),
             "opacity": widgets.FloatSlider(min=0.0, max=1.0, step=0.05, value=0.4, description="opacity"),
-            "show_boxes": widgets.Checkbox(value=True, description="boxes"),
+            "show_boxes": _checkbox(True, "boxes"),
         }
         for name in self.overlay_names:
-            w[f"show_{name}"] = widgets.Checkbox(value=True, description=self._style(name)[0])
+            w[f"show_{name}"] = _checkbox(True, self._style(name)[0])
         for axis_name in "zyx":
             w[f"box_{axis_name}"] = widgets.IntRangeSlider(min=0, max=1, value=(0, 1), description=f"box {axis_name}",
                                                           continuous_update=False)
         w["segment"] = widgets.Button(description="segment in box", disabled=self.organ_network is None,
                                       tooltip="run the organ network inside the manual box")
         w["status"] = widgets.HTML()
+        w["legend"] = widgets.HTML()
         w["display"] = widgets.Output()
         return w
 
@@ -382,9 +179,7 @@ class SliceViewer:
             overlays[name] = axes.imshow(np.ma.masked_all((1, 1)), cmap=cmap, vmin=0.0, vmax=1.0, origin="lower",
                                          interpolation="nearest", visible=False)
         boxes = {}
-        for name, colour, style in (("crop", OVERLAY_STYLES[GROUND_TRUTH][1], "--"),
-                                    (TWO_STAGE, OVERLAY_STYLES[TWO_STAGE][1], "--"),
-                                    (MANUAL, OVERLAY_STYLES[MANUAL][1], "-")):
+        for name, (_, colour, style) in BOX_STYLES.items():
             boxes[name] = axes.add_patch(Rectangle((0, 0), 0, 0, fill=False, edgecolor=colour, linestyle=style,
                                                    linewidth=1.5, visible=False))
         return figure, image, overlays, boxes
@@ -400,7 +195,7 @@ class SliceViewer:
 
     # ----------------------------------------------------------------- public
     @property
-    def case(self) -> PreparedCase:
+    def case(self) -> ViewerCase:
         """The case shown."""
         return self.cases[self.widgets["case"].value]
 
@@ -419,11 +214,11 @@ class SliceViewer:
     def widget(self) -> widgets.Widget:
         """The whole explorer (controls and figure) for ``display``."""
         w = self.widgets
-        overlays = widgets.HBox([w[f"show_{n}"] for n in self.overlay_names] + [w["opacity"], w["show_boxes"]])
-        manual = widgets.HBox([w["box_z"], w["box_y"], w["box_x"], w["segment"]])
-        window = widgets.HBox([w["window"], w["level"], w["auto_window"]])
-        controls = widgets.VBox([widgets.HBox([w["case"], w["view"]]), w["slice"], window, overlays, manual, w["status"]])
-        return widgets.VBox([controls, w["display"]])
+        rows = [[w["case"], w["view"]], [w["slice"]], [w["window"], w["level"], w["auto_window"]],
+                [*(w[f"show_{n}"] for n in self.overlay_names), w["opacity"], w["show_boxes"]],
+                [w["box_z"], w["box_y"], w["box_x"], w["segment"]]]
+        controls = [widgets.HBox(row, layout=widgets.Layout(flex_flow="row wrap")) for row in rows]
+        return widgets.VBox([*controls, w["status"], w["legend"], w["display"]])
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         return self.widget._repr_mimebundle_(**kwargs)
@@ -460,6 +255,14 @@ class SliceViewer:
         self.render()
         return self._manual
 
+    def legend_entries(self) -> list[LegendEntry]:
+        """What the figure draws on the current case, in drawing order: the overlays shown (those
+        with a mask: the manual result once segmented) and the box outlines."""
+        w = self.widgets
+        overlays = [LegendEntry(*self._style(name)) for name in self.overlay_names
+                    if w[f"show_{name}"].value and self._overlay_mask(name) is not None]
+        return overlays + [LegendEntry(*BOX_STYLES[name]) for name, box in self._shown_boxes().items() if box is not None]
+
     def render(self) -> None:
         """Redraw the figure for the current widget values and show it in ``widgets["display"]``."""
         case, axis, index, image = self.case, self.axis, int(self.widgets["slice"].value), self._image
@@ -485,6 +288,7 @@ class SliceViewer:
                 artist.set_alpha(float(w["opacity"].value))
         self._draw_boxes(axis, index)
         self._show_status()
+        self.widgets["legend"].value = legend_html(self.legend_entries())
         self._show_figure()
 
     # ----------------------------------------------------------------- internals
@@ -526,8 +330,8 @@ class SliceViewer:
         slider ranges (window and level keep their values unless "auto window" is on)."""
         self._predictions.clear()
         self._manual = None
-        self._image = image = self.case.array("full", "image")
-        self._label = self.case.array("full", "label")
+        self._image, self._label = case_volumes(self.case)
+        image = self._image
         full_width, centre = auto_window(image, percentiles=(0.0, 100.0))
         if self.widgets["auto_window"].value:
             window, level = auto_window(image)
@@ -538,7 +342,7 @@ class SliceViewer:
         self._set_range(self.widgets["level"], min(centre - full_width / 2, level), max(centre + full_width / 2, level),
                         level, step)
         self._set_range(self.widgets["window"], min(step, window), 2 * span, window, step)
-        box = self.case.crop_box
+        box = self._focus_box()
         for a, axis_name in enumerate("zyx"):
             last = image.shape[a] - 1
             lo, hi = min(max(box[a], 0), last), min(max(box[a + 3] - 1, 0), last)
@@ -547,9 +351,17 @@ class SliceViewer:
             slider.value = (lo, hi)
         self._reset_slice()
 
+    def _focus_box(self) -> Box:
+        """Where a case opens: its label box, else the two-stage box, else the whole image."""
+        if self.case.crop_box is not None:
+            return self.case.crop_box
+        if TWO_STAGE in self.sources and (box := self.prediction(TWO_STAGE).box) is not None:
+            return box
+        return (0, 0, 0, *self._image.shape)
+
     def _reset_slice(self) -> None:
-        """Slice slider range of the current view, at the middle of the case's crop box."""
-        axis, box = self.axis, self.case.crop_box
+        """Slice slider range of the current view, at the middle of :meth:`_focus_box`."""
+        axis, box = self.axis, self._focus_box()
         last = self._image.shape[axis] - 1
         middle = min(max((box[axis] + box[axis + 3] - 1) // 2, 0), last)
         self._set_range(self.widgets["slice"], 0, last, middle)
@@ -577,16 +389,19 @@ class SliceViewer:
             return self._manual
         return self.prediction(name).mask
 
-    def _draw_boxes(self, axis: int, index: int) -> None:
+    def _shown_boxes(self) -> dict[str, Box | None]:
+        """Box outline name (:data:`~l2s_core.viewer.display.BOX_STYLES`) → the box drawn on this case, if any."""
         w = self.widgets
         shown = w["show_boxes"].value
-        boxes: dict[str, Box | None] = {
-            "crop": self.case.crop_box if shown else None,
+        return {
+            LABEL_BOX: self.case.crop_box if shown else None,
             TWO_STAGE: (self.prediction(TWO_STAGE).box if shown and TWO_STAGE in self.sources
                         and w[f"show_{TWO_STAGE}"].value else None),
             MANUAL: self.manual_box if shown and self.organ_network is not None else None,
         }
-        for name, box in boxes.items():
+
+    def _draw_boxes(self, axis: int, index: int) -> None:
+        for name, box in self._shown_boxes().items():
             rectangle = box_rectangle(box, axis, index) if box is not None else None
             self.box_artists[name].set_visible(rectangle is not None)
             if rectangle is not None:
@@ -596,8 +411,8 @@ class SliceViewer:
         """Case facts and the boxes of the predictions computed so far, in ``widgets["status"]``."""
         case = self.case
         spacing = ", ".join(f"{s:g}" for s in case.spacing)
-        facts = [f"<b>{case.case_id}</b>: (z, y, x) {self._image.shape}, spacing ({spacing}) mm",
-                 f"label box {case.crop_box}"]
+        facts = [f"<b>{case.case_id}</b>: (z, y, x) {self._image.shape}, spacing ({spacing}) mm"]
+        facts += [f"label box {case.crop_box}"] * (case.crop_box is not None)
         facts += [f"{self._style(name)[0]} box {p.box}" for name, p in self._predictions.items() if p.box is not None]
         self.widgets["status"].value = "; ".join(facts)
 
