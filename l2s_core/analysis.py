@@ -238,15 +238,27 @@ def table1_split_sizes(data: StudyData) -> pd.DataFrame:
     return table.rename(columns={"n_train": "training", "n_val": "validation", "n_test": "test"}).astype(int)
 
 
-def table2_training_minutes(data: StudyData) -> pd.DataFrame:
-    """Table 2: mean training time in minutes (``total_seconds`` of the summary / 60) of every
-    finished run, converged or not, per organ and network.
+def training_time_runs(data: StudyData) -> str:
+    """The runs Table 2 averages: the study's ``analysis.training_time_runs`` (default ``all``)."""
+    return str(((data.study_params or {}).get("analysis") or {}).get("training_time_runs", "all"))
+
+
+def table2_training_minutes(data: StudyData, runs: str | None = None) -> pd.DataFrame:
+    """Table 2: mean training time in minutes (``total_seconds`` of the summary / 60) per organ
+    and network.
+
+    Args:
+        data: the study.
+        runs: ``all`` finished runs, converged or not, or only the ``converged`` ones (the
+            released code); default :func:`training_time_runs`.
 
     Returns:
         Index ``organ``; one column per network (``baseline``, ``localiser``, ``organ``), NaN
-        where an organ has no finished run of a network.
+        where an organ has no such run of a network.
     """
-    minutes = data.summaries.assign(minutes=data.summaries["total_seconds"].astype(float) / 60.0)
+    runs = runs or training_time_runs(data)
+    summaries = data.summaries if runs == "all" else data.summaries[data.summaries["converged"]]
+    minutes = summaries.assign(minutes=summaries["total_seconds"].astype(float) / 60.0)
     table = minutes.pivot_table(index="organ", columns="network", values="minutes", aggfunc="mean")
     return table.reindex(index=list(data.organs), columns=list(NETWORKS)).rename_axis(columns=None)
 

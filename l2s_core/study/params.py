@@ -46,12 +46,12 @@ from typing import Any, Literal
 
 import yaml
 
-from l2s_core.data.prepare import CROP_MARGIN, PrepareSettings
+from l2s_core.data.prepare import CROP_MARGIN, LOWRES_DIVISORS, PrepareSettings
 from l2s_core.errors import ConfigError, FormatVersionError, InputDataError
 from l2s_core.files import read_json
 from l2s_core.train_config import TrainConfig
-from l2s_core.vocabulary import (BOX_MAPPINGS, FALLBACKS, MSD_TASK_FOLDERS, NETWORKS, NORMALISATIONS, PAPER_ORGANS,
-                                 SPLIT_ORDERS, SPLITS)
+from l2s_core.vocabulary import (BOX_MAPPINGS, CROP_LABELS, FALLBACKS, MSD_TASK_FOLDERS, NETWORKS, NORMALISATIONS, PAPER_ORGANS,
+                                 SPLIT_ORDERS, SPLITS, TRAINING_TIME_RUNS)
 
 DATA_SOURCES = ("phantom", "msd")
 _ORGAN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
@@ -66,6 +66,8 @@ SplitOrder = Literal[SPLIT_ORDERS]  # type: ignore[valid-type]
 Fallback = Literal[FALLBACKS]  # type: ignore[valid-type]
 PhantomProfile = Literal["fixed", "msd"]
 BoxMapping = Literal[BOX_MAPPINGS]  # type: ignore[valid-type]
+TrainingTimeRuns = Literal[TRAINING_TIME_RUNS]  # type: ignore[valid-type]
+CropLabel = Literal[CROP_LABELS]  # type: ignore[valid-type]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,6 +112,10 @@ class PrepareOptions:
         workers: parallel preparation processes (``None``: all cores).
         max_cases: prepare only the first n case ids in sorted order (``None``: all); the
             paper's Table 1 counts 69 liver cases of MSD's 131 without saying which.
+        lowres_divisors: ``(z, y, x)`` divisors of the low-resolution copy (the text's
+            ``(3, 2, 2)``; the released code's ``(2, 3, 2)``).
+        crop_label: organ-network training labels: ``all`` organ voxels of the crop, or the
+            ``largest_component`` only (the released code).
         per_organ: organ → some of the options above, replacing them for that organ.
     """
 
@@ -122,6 +128,8 @@ class PrepareOptions:
     crop_margin: int = CROP_MARGIN
     workers: int | None = None
     max_cases: int | None = None
+    lowres_divisors: tuple[int, int, int] = LOWRES_DIVISORS
+    crop_label: CropLabel = "all"
     per_organ: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
     def for_organ(self, organ: str) -> PrepareOptions:
@@ -134,7 +142,8 @@ class PrepareOptions:
         return PrepareSettings(normalisation=options.normalisation, channel=options.channel,
                                organ_labels=options.organ_labels, seed=options.split_seed,
                                split_order=options.split_order, crop_margin=options.crop_margin,
-                               max_cases=options.max_cases)
+                               max_cases=options.max_cases, lowres_divisors=options.lowres_divisors,
+                               crop_label=options.crop_label)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -189,6 +198,18 @@ class EvaluateOptions:
 
 
 @dataclasses.dataclass(frozen=True)
+class AnalysisOptions:
+    """Options of the analysis (the report).
+
+    Attributes:
+        training_time_runs: runs averaged for Table 2's training time: ``all`` finished runs
+            or the ``converged`` ones (the released code).
+    """
+
+    training_time_runs: TrainingTimeRuns = "all"
+
+
+@dataclasses.dataclass(frozen=True)
 class SlurmOptions:
     """Resources of each step submitted with ``l2s run --executor slurm`` (one GPU node share).
 
@@ -225,6 +246,7 @@ class StudyParams:
         prepare: preparation options.
         train: training options.
         evaluate: evaluation options.
+        analysis: analysis options.
         slurm: resources of each step on Slurm.
         source: the file the parameters were read from (named in error messages).
     """
@@ -242,6 +264,7 @@ class StudyParams:
     prepare: PrepareOptions = PrepareOptions()
     train: TrainOptions = TrainOptions()
     evaluate: EvaluateOptions = EvaluateOptions()
+    analysis: AnalysisOptions = AnalysisOptions()
     slurm: SlurmOptions = SlurmOptions()
     source: str = dataclasses.field(default="", compare=False, metadata={"in_file": False})
 

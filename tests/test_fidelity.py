@@ -1,0 +1,34 @@
+"""The table of fidelity choices: complete, in the README, and read from a study snapshot."""
+
+from pathlib import Path
+
+import pytest
+
+from l2s_core.fidelity import CHOICES, study_choices
+from l2s_core.study.params import load_study_params
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_choice_has_a_study_key_and_is_in_the_readme_table():
+    readme = (ROOT / "README.md").read_text()
+    params = load_study_params(ROOT / "papermill_params" / "paper_released_code.yaml").to_dict()
+    for choice in CHOICES:
+        assert f"| {choice.name} | `{choice.key}` |" in readme, choice.name
+        for key in choice.key.split(","):
+            section, _, name = key.strip().partition(".")
+            assert name in params[section], key  # the released-code profile sets every choice explicitly
+
+
+@pytest.mark.parametrize("profile, expected", [
+    ("paper", {"train.architecture": "unet", "prepare.split_order": "table1", "train.convergence_rule": "after_patience_epochs"}),
+    ("paper_released_code", {"train.architecture": "released_code", "prepare.split_order": "released_code",
+                             "train.convergence_rule": "best_over_run", "prepare.lowres_divisors": "[2, 3, 2]"}),
+])
+def test_report_lists_the_choices_a_study_used(profile, expected):
+    snapshot = load_study_params(ROOT / "papermill_params" / f"{profile}.yaml").to_dict()
+    table = study_choices(snapshot).set_index("key")
+    assert len(table) == len(CHOICES)
+    for key, value in expected.items():
+        assert table.loc[key, "this study"] == value
+    assert study_choices(None).empty
