@@ -53,12 +53,16 @@ def die_with_parent(parent: int) -> None:
 
 
 def process_alive(pid: int) -> bool:
-    """Whether a process with this pid exists on this machine (it may belong to another user)."""
+    """Whether a process with this pid runs on this machine (it may belong to another user); a
+    process that has ended but not yet been reaped (a zombie) does not run."""
     try:
         os.kill(pid, 0)
     except OSError as exc:
         return exc.errno == errno.EPERM
-    return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:  # it ended just now, or there is no /proc to tell a zombie by (not Linux)
+        return not Path("/proc").is_dir()
 
 
 def _meminfo_available() -> int:

@@ -104,7 +104,8 @@ def _read_array(img: nib.Nifti1Image, path: Path, channel: int) -> np.ndarray:
         raise InputDataError(path, f"truncated or corrupt image data ({type(exc).__name__}: {exc})") from None
 
 
-def _to_ras_zyx(data: np.ndarray, img: nib.Nifti1Image, path: Path) -> tuple[np.ndarray, VolumeMeta]:
+def _to_ras_zyx(data: np.ndarray, img: nib.Nifti1Image, path: Path, dtype: type) -> tuple[np.ndarray, VolumeMeta]:
+    """``data`` as a contiguous RAS ``(z, y, x)`` array of ``dtype`` (one copy, cast while copying) and its meta."""
     source_ornt = io_orientation(img.affine)
     transform = ornt_transform(source_ornt, _RAS)
     shape3 = tuple(int(s) for s in img.shape[:3])
@@ -118,7 +119,16 @@ def _to_ras_zyx(data: np.ndarray, img: nib.Nifti1Image, path: Path) -> tuple[np.
         affine=tuple(tuple(float(x) for x in row) for row in ras_affine),
         spacing=tuple(float(s) for s in spacing_xyz[::-1]),  # type: ignore[arg-type]
     )
-    return np.ascontiguousarray(ras.transpose(2, 1, 0)), meta
+    return np.ascontiguousarray(ras.transpose(2, 1, 0), dtype=dtype), meta
+
+
+def image_voxels(path: str | Path) -> int:
+    """Voxels of one ``(z, y, x)`` volume (one channel) of a NIfTI image, from its header alone.
+
+    Raises:
+        InputDataError: missing file or unreadable header.
+    """
+    return int(np.prod(_load(Path(path)).shape[:3], dtype=np.int64))
 
 
 def read_image(path: str | Path, channel: int = 0) -> tuple[np.ndarray, VolumeMeta]:
@@ -136,11 +146,11 @@ def read_image(path: str | Path, channel: int = 0) -> tuple[np.ndarray, VolumeMe
     """
     path = Path(path)
     img = _load(path)
-    data = _read_array(img, path, channel).astype(np.float32, copy=False)
-    if not np.all(np.isfinite(data)):
-        bad = int(np.size(data) - np.count_nonzero(np.isfinite(data)))
+    image, meta = _to_ras_zyx(_read_array(img, path, channel), img, path, np.float32)
+    if not np.all(np.isfinite(image)):
+        bad = int(np.size(image) - np.count_nonzero(np.isfinite(image)))
         raise InputDataError(path, f"{bad} voxels are NaN or infinite")
-    return _to_ras_zyx(data, img, path)
+    return image, meta
 
 
 def read_label(path: str | Path) -> tuple[np.ndarray, VolumeMeta]:
@@ -161,7 +171,7 @@ def read_label(path: str | Path) -> tuple[np.ndarray, VolumeMeta]:
         raise InputDataError(path, "label map holds non-integer values; expected integer class labels")
     if data.size and (data.min() < 0 or data.max() > 255):
         raise InputDataError(path, f"label values must lie in 0..255, found {data.min()}..{data.max()}")
-    return _to_ras_zyx(data.astype(np.uint8), img, path)
+    return _to_ras_zyx(data, img, path, np.uint8)
 
 
 def write_mask(mask: np.ndarray, meta: VolumeMeta, path: str | Path) -> None:
