@@ -24,7 +24,7 @@ from l2s_core import train as train_module
 from l2s_core.checkpoint import load_model, read_checkpoint_metadata
 from l2s_core.data.cache import PreparedTask
 from l2s_core.errors import ConfigError
-from l2s_core.files import atomic_write_json, read_json
+from l2s_core.files import atomic_write_json
 from l2s_core.losses import DiceCELoss
 from l2s_core.train import TrainConfig, is_converged, main, read_log, train_run, train_until_converged
 
@@ -188,41 +188,6 @@ def test_killed_training_process_resumes_to_the_weights_of_an_uninterrupted_run(
     assert log_without_times(tmp_path / "killed") == log_without_times(tmp_path / "reference")
     assert [r["epoch"] for r in read_log(tmp_path / "killed")] == [1, 2, 3, 4, 5]
     assert sorted(p.name for p in (tmp_path / "killed").iterdir()) == ["best.pt", "config.json", "log.csv", "summary.json"]
-
-
-class SimulatedKill(BaseException):
-    """Stands for the process dying at a chosen point of an epoch's commit."""
-
-
-@pytest.mark.parametrize("moment", ["before_resume_state", "after_resume_state"])
-def test_interrupted_commit_is_settled_on_restart(phantom: PreparedTask, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                  moment: str) -> None:
-    reference_dir = tmp_path / "reference"
-    train_run(tiny_config(phantom, reference_dir, network="localiser", max_epochs=2), progress=False)
-    reference_log = read_log(reference_dir)
-    assert reference_log[1]["val_dice"] > reference_log[0]["val_dice"]  # epoch 2, the last, writes a new best.pt
-
-    real_save = train_module.save_resume_state
-
-    def dying_save(path, state) -> None:
-        if state.epochs_done == 2 and moment == "after_resume_state":
-            real_save(path, state)
-        if state.epochs_done == 2:
-            raise SimulatedKill
-
-    run_dir = tmp_path / "interrupted"
-    config = tiny_config(phantom, run_dir, network="localiser", max_epochs=2)
-    monkeypatch.setattr(train_module, "save_resume_state", dying_save)
-    with pytest.raises(SimulatedKill):
-        train_run(config, progress=False)
-    assert (run_dir / "best.next.pt").exists()
-    monkeypatch.undo()
-
-    train_run(config, progress=False)
-    assert log_without_times(run_dir) == log_without_times(reference_dir)
-    assert_same_state(state_dict_of(run_dir / "best.pt"), state_dict_of(reference_dir / "best.pt"))
-    assert read_checkpoint_metadata(run_dir / "best.pt")["epoch"] == read_json(reference_dir / "summary.json")["best_epoch"]
-    assert sorted(p.name for p in run_dir.iterdir()) == ["best.pt", "config.json", "log.csv", "summary.json"]
 
 
 # --- divergence -----------------------------------------------------------------------------

@@ -1,7 +1,6 @@
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 
@@ -17,7 +16,7 @@ from l2s_core.data.cache import PreparedTask
 from l2s_core.data.io import write_mask
 from l2s_core.data.prepare import PEAK_FLOAT32_COPIES, PrepareSettings, lowres_shape, prepare_task, worker_count
 from l2s_core.data.msd import read_task
-from l2s_core.errors import ConfigError, EmptyOrganError, InputDataError
+from l2s_core.errors import ConfigError, EmptyOrganError
 
 
 def _prepare(task, out, **kw):
