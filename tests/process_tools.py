@@ -117,17 +117,22 @@ def wait_gone(pids: list[int], what: str) -> None:
     wait_until(lambda: not any(running(pid) for pid in pids), what)
 
 
-def error_lines(result: subprocess.CompletedProcess) -> list[str]:
-    """The lines of stderr that are not progress bars (tqdm separates its updates with ``\\r``)."""
-    lines = [line for line in re.split(r"[\r\n]+", result.stderr) if line.strip()]
+def error_lines(stderr: str) -> list[str]:
+    """The lines of ``stderr`` that are not progress bars (tqdm separates its updates with ``\\r``)."""
+    lines = [line for line in re.split(r"[\r\n]+", stderr) if line.strip()]
     return [line for line in lines if not PROGRESS_BAR.match(line)]
 
 
-def assert_one_line_error(result: subprocess.CompletedProcess, *parts: str) -> None:
-    """Exit status 2, no traceback anywhere in the output, and one stderr line (progress bars
-    aside) holding every part (the file or parameter, and the problem)."""
-    assert result.returncode == 2, (result.returncode, result.stderr)
-    assert "Traceback" not in result.stdout + result.stderr, result.stderr
-    lines = error_lines(result)
-    assert len(lines) == 1, result.stderr
+def assert_output_is_one_error_line(stdout: str, stderr: str, *parts: str) -> None:
+    """No traceback anywhere in the output, and one stderr line (progress bars aside) holding
+    every part (the file or parameter, and the problem)."""
+    assert "Traceback" not in stdout + stderr, stdout + stderr
+    lines = error_lines(stderr)
+    assert len(lines) == 1, stderr
     assert all(part in lines[0] for part in parts), (lines[0], parts)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *parts: str) -> None:
+    """Exit status 2 and :func:`assert_output_is_one_error_line`."""
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert_output_is_one_error_line(result.stdout, result.stderr, *parts)

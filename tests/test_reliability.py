@@ -294,33 +294,71 @@ def _keyword(call: ast.Call, name: str) -> Any:
     return None
 
 
+#: Names a module is usually imported as, for sources that use them without importing.
+CUSTOMARY_ALIASES = {"np": "numpy", "pd": "pandas"}
+
+
+def _aliases(tree: ast.AST) -> dict[str, str]:
+    """Local name → what it names, from the imports of a module (``pk`` → ``pickle`` for
+    ``import pickle as pk``, ``load`` → ``torch.load`` for ``from torch import load``)."""
+    aliases = dict(CUSTOMARY_ALIASES)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                aliases[alias.asname or alias.name.split(".")[0]] = alias.name if alias.asname else alias.name.split(".")[0]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            for alias in node.names:
+                aliases[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+    return aliases
+
+
+def _qualified(node: ast.AST, aliases: dict[str, str]) -> str:
+    """The full name an expression such as ``pk.loads`` or ``load`` stands for (``pickle.loads``, ``torch.load``)."""
+    head, _, rest = _dotted(node).partition(".")
+    head = aliases.get(head, head)
+    return f"{head}.{rest}" if rest else head
+
+
+def _load_problem(name: str, call: ast.Call | None) -> str | None:
+    """What is unsafe about using ``name`` (called as ``call``, or ``None`` when only referenced)."""
+    module, _, function = name.rpartition(".")
+    if name in ("torch.load", "torch.serialization.load"):
+        return None if call is not None and _keyword(call, "weights_only") is True else "needs weights_only=True"
+    if module == "yaml" and "load" in function and function not in ("safe_load", "safe_load_all"):
+        return "use yaml.safe_load"
+    if name == "numpy.load" and call is not None and any(k.arg == "allow_pickle" for k in call.keywords) \
+            and _keyword(call, "allow_pickle") is not False:
+        return "allow_pickle must be False"
+    if (module.split(".")[0] in PICKLE_MODULES and ("load" in function or function == "Unpickler")) \
+            or function == "read_pickle":
+        return "unpickles"
+    return None
+
+
 def unsafe_loads(source: str) -> list[str]:
-    """Calls in Python ``source`` that could unpickle (run) code from a file.
+    """Uses in Python ``source`` of a loader that could unpickle (run) code from a file.
+
+    Names are resolved through the module's imports, so aliases count (``import pickle as pk``,
+    ``from torch import load``), and a loader merely referenced (``loader = torch.load``) counts
+    as a call without safe arguments.
 
     Returns:
-        One ``line N: call: problem`` per call of ``torch.load`` without ``weights_only=True``,
-        of a YAML loader other than ``yaml.safe_load``, of ``np.load``/``numpy.load`` with
+        One ``line N: name: problem`` per use of ``torch.load`` without ``weights_only=True``,
+        of a YAML loader other than ``yaml.safe_load``, of ``numpy.load`` with
         ``allow_pickle=True``, or of any loader of :data:`PICKLE_MODULES` or ``read_pickle``.
     """
+    tree = ast.parse(source)
+    aliases = _aliases(tree)
+    calls = {id(node.func): node for node in ast.walk(tree) if isinstance(node, ast.Call)}
+    inner = {id(node.value) for node in ast.walk(tree) if isinstance(node, ast.Attribute)}  # ``torch`` of ``torch.load``
     problems = []
-    for node in ast.walk(ast.parse(source)):
-        if not isinstance(node, ast.Call):
-            continue
-        name = _dotted(node.func)
-        module, _, function = name.rpartition(".")
-        problem = None
-        if name == "torch.load" and _keyword(node, "weights_only") is not True:
-            problem = "needs weights_only=True"
-        elif module == "yaml" and "load" in function and function not in ("safe_load", "safe_load_all"):
-            problem = "use yaml.safe_load"
-        elif name in ("np.load", "numpy.load") and _keyword(node, "allow_pickle") is not False \
-                and any(k.arg == "allow_pickle" for k in node.keywords):
-            problem = "allow_pickle must be False"
-        elif (module in PICKLE_MODULES and ("load" in function or function == "Unpickler")) or function == "read_pickle":
-            problem = "unpickles"
-        if problem:
-            problems.append(f"line {node.lineno}: {name}: {problem}")
-    return problems
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Name, ast.Attribute)) and id(node) not in inner:
+            name = _qualified(node, aliases)
+            problem = _load_problem(name, calls.get(id(node)))
+            if problem:
+                problems.append((node.lineno, f"line {node.lineno}: {name}: {problem}"))
+    return [text for _, text in sorted(problems)]
 
 
 def project_sources() -> dict[str, str]:
@@ -335,13 +373,51 @@ def project_sources() -> dict[str, str]:
     return sources
 
 
-def test_the_checker_finds_unsafe_loads() -> None:
-    unsafe = ("torch.load(p)\ntorch.load(p, weights_only=False)\nyaml.load(t, Loader=yaml.Loader)\n"
-              "yaml.unsafe_load(t)\npickle.load(f)\npickle.loads(b)\nnp.load(p, allow_pickle=True)\n"
-              "pd.read_pickle(p)\njoblib.load(p)\n")
-    assert len(unsafe_loads(unsafe)) == 9
-    safe = "torch.load(p, weights_only=True)\nyaml.safe_load(t)\nnp.load(p, allow_pickle=False)\nnp.load(p)\n"
-    assert unsafe_loads(safe) == []
+UNSAFE_SOURCE = """import pickle as pk
+import joblib
+import torch
+import yaml
+from pickle import loads as unpickle
+from torch import load
+from torch import load as torch_load
+from yaml import unsafe_load
+torch.load(p)
+torch.load(p, weights_only=False)
+yaml.load(t, Loader=yaml.Loader)
+yaml.unsafe_load(t)
+pk.load(f)
+pk.loads(b)
+np.load(p, allow_pickle=True)
+pd.read_pickle(p)
+joblib.load(p)
+load(p)
+torch_load(p, weights_only=False)
+unpickle(b)
+unsafe_load(t)
+loader = torch.load
+torch.serialization.load(p)
+"""
+SAFE_SOURCE = """import json
+import numpy
+import torch
+import yaml
+from torch import load
+load(p, weights_only=True)
+torch.load(p, weights_only=True)
+yaml.safe_load(t)
+numpy.load(p, allow_pickle=False)
+numpy.load(p)
+json.load(f)
+loader = yaml.SafeLoader
+"""
+
+
+def test_the_checker_finds_unsafe_loads_also_through_aliases() -> None:
+    found = unsafe_loads(UNSAFE_SOURCE)
+    assert [int(problem.split(":")[0].removeprefix("line ")) for problem in found] == list(range(9, 24))
+    assert found[9] == "line 18: torch.load: needs weights_only=True"  # load(p) after ``from torch import load``
+    assert found[11] == "line 20: pickle.loads: unpickles"  # unpickle(b) after ``from pickle import loads as unpickle``
+    assert unsafe_loads(SAFE_SOURCE) == []
 
 
 def test_sources_load_files_only_in_ways_that_cannot_run_code() -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from process_tools import assert_output_is_one_error_line
 
 from l2s_core import train as train_module
 from l2s_core.checkpoint import load_model, read_checkpoint_metadata
@@ -262,7 +263,8 @@ def test_command_line_reports_a_bad_config(tmp_path: Path, capsys: pytest.Captur
     path = tmp_path / "config.json"
     path.write_text(json.dumps({"prepared_dir": "p", "run_dir": "r", "network": "organ", "epochs": 3}))
     assert main([str(path)]) == 2
-    assert "config.json epochs: unknown key" in capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert_output_is_one_error_line(captured.out, captured.err, "error: ", "config.json epochs: unknown key")
 
 
 def test_patch_larger_than_every_image_is_refused(phantom: PreparedTask, tmp_path: Path) -> None:
