@@ -210,7 +210,7 @@ def _prepare_in_pool(args: list[tuple], workers: int, statuses: dict[str, str], 
     those in progress finished before it is raised.
 
     Raises:
-        L2SError: of a case as raised there; one naming the task folder when a worker died.
+        L2SError: of a case as raised there; one naming the prepared folder when a worker died.
     """
     context = multiprocessing.get_context("spawn")  # the parent of each worker is this process (die_with_parent)
     with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=die_with_parent,

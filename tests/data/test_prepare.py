@@ -1,6 +1,7 @@
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -8,8 +9,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 from msd_builder import write_case, write_dataset_json
-from process_tools import (assert_one_line_error, descendants, kill_and_reap, run_module, start_module, state,
-                           wait_gone, wait_until)
+from process_tools import (assert_one_line_error, assert_output_is_one_error_line, descendants, kill_and_reap,
+                           run_module, start_module, state, wait_gone, wait_until)
 
 import l2s_core.data.prepare as prepare_module
 from l2s_core.data.cache import PreparedTask
@@ -83,6 +84,20 @@ def test_killed_prepare_leaves_no_worker_and_a_rerun_redoes_only_the_partial_cas
     task = PreparedTask(out)
     assert all(task.case(f"box_{i}").array("crop", "label").sum() == task.case(f"box_{i}").meta["organ_voxels"]
                for i in range(5))
+
+
+@pytest.mark.slow
+def test_worker_killed_is_one_line_and_leaves_no_worker(small_task, tmp_path):
+    out = tmp_path / "prep"
+    preparing = start_module("l2s_core.cli", "prepare", small_task, "--out", out, stop_at="writing full_image.npy")
+    wait_until(lambda: len(stopped_descendants(preparing)) == 2, "both workers stopped in the middle of a case")
+    workers = stopped_descendants(preparing)
+    os.kill(workers[0], signal.SIGKILL)  # as the out-of-memory killer would
+    os.kill(workers[1], signal.SIGCONT)  # the other goes on, as it would have without the harness
+    stdout, stderr = preparing.communicate(timeout=300)
+    assert preparing.returncode == 2, stderr
+    assert_output_is_one_error_line(stdout, stderr, f"l2s: error: {out}: a preparation worker process died")
+    wait_gone(workers, "the other worker ending with the broken pool")
 
 
 def stopped_descendants(process: subprocess.Popen) -> list[int]:
