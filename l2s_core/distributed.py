@@ -43,10 +43,10 @@ from l2s_core.errors import ConfigError, L2SError
 #: How long a process waits for the others at a collective operation (rank 0 validates alone
 #: while the others wait, which can take long on large validation sets).
 COLLECTIVE_TIMEOUT = timedelta(hours=2)
-#: After one spawned process failed, how long the others have to end by themselves (they fail
-#: at their next collective operation and clean up, e.g. their DataLoader workers) before
-#: they are terminated.
-FAILURE_GRACE_SECONDS = 20.0
+#: After one spawned process failed, how long the others have to end by themselves before they
+#: are terminated (without it, terminating at once made the resource tracker report leaked
+#: semaphores of their DataLoader workers; a rank waiting in a collective does not end by itself).
+FAILURE_GRACE_SECONDS = 3.0
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,10 @@ itself there with SIGSTOP), which :func:`wait_stopped` waits for; the test then 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -110,6 +112,14 @@ def kill_and_reap(process: subprocess.Popen) -> None:
     process.kill()
     process.communicate()
     assert process.returncode == -9, process.returncode
+
+
+def ended_after_continuing(pid: int) -> bool:
+    """SIGCONT a process held by the harness (it may stop again at its next moment); whether it
+    has ended. A signal other than SIGKILL, e.g. a pool's SIGTERM, waits while it is stopped."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGCONT)
+    return not running(pid)
 
 
 def wait_gone(pids: list[int], what: str) -> None:

@@ -203,7 +203,7 @@ def worker_count(requested: int | None, peak_bytes: Sequence[int]) -> int:
     return max(1, min(requested or os.cpu_count() or 1, len(peak_bytes), by_memory))
 
 
-def _prepare_in_pool(args: list[tuple], workers: int, statuses: dict[str, str], bar: tqdm) -> None:
+def _prepare_in_pool(args: list[tuple], workers: int, out_dir: Path, statuses: dict[str, str], bar: tqdm) -> None:
     """Prepare the cases of ``args`` in ``workers`` processes that die with this one.
 
     On an error (of a case, or a worker killed) the cases not yet started are cancelled and
@@ -222,7 +222,7 @@ def _prepare_in_pool(args: list[tuple], workers: int, statuses: dict[str, str], 
                 statuses[case_id] = status
                 bar.update()
         except BrokenProcessPool:
-            raise L2SError(args[0][4], "a preparation worker process died (killed, e.g. for lack of memory); "
+            raise L2SError(out_dir, "a preparation worker process died (killed, e.g. for lack of memory); "
                            "prepared cases are kept, run again (with fewer --workers)") from None
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
@@ -290,7 +290,7 @@ def prepare_task(task_dir: str | Path, out_dir: str | Path, settings: PrepareSet
                 statuses[case_id] = status
                 bar.update()
         else:
-            _prepare_in_pool(args, workers, statuses, bar)
+            _prepare_in_pool(args, workers, out_dir, statuses, bar)
     finally:
         bar.close()
         _record_exclusions(out_dir, {k: v.removeprefix("excluded: ") for k, v in statuses.items() if v.startswith("excluded")})

@@ -9,8 +9,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 from msd_builder import write_case, write_dataset_json
-from process_tools import (assert_one_line_error, assert_output_is_one_error_line, descendants, kill_and_reap,
-                           run_module, start_module, state, wait_gone, wait_until)
+from process_tools import (assert_one_line_error, assert_output_is_one_error_line, descendants,
+                           ended_after_continuing, kill_and_reap, run_module, start_module, state, wait_gone,
+                           wait_until)
 
 import l2s_core.data.prepare as prepare_module
 from l2s_core.data.cache import PreparedTask
@@ -93,11 +94,12 @@ def test_worker_killed_is_one_line_and_leaves_no_worker(small_task, tmp_path):
     wait_until(lambda: len(stopped_descendants(preparing)) == 2, "both workers stopped in the middle of a case")
     workers = stopped_descendants(preparing)
     os.kill(workers[0], signal.SIGKILL)  # as the out-of-memory killer would
-    os.kill(workers[1], signal.SIGCONT)  # the other goes on, as it would have without the harness
+    # the other goes on as it would without the harness (continued each time it stops at its next case),
+    # so that the broken pool's SIGTERM, which waits while it is stopped, ends it
+    wait_until(lambda: ended_after_continuing(workers[1]), "the other worker ending with the broken pool")
     stdout, stderr = preparing.communicate(timeout=300)
     assert preparing.returncode == 2, stderr
     assert_output_is_one_error_line(stdout, stderr, f"l2s: error: {out}: a preparation worker process died")
-    wait_gone(workers, "the other worker ending with the broken pool")
 
 
 def stopped_descendants(process: subprocess.Popen) -> list[int]:
