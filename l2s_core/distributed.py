@@ -11,13 +11,21 @@ Two ways to start several processes:
   ``WORLD_SIZE`` and ``LOCAL_RANK`` from the environment (:func:`context_from_env`).
 * from Python or a notebook: :func:`spawn` starts ``world_size`` processes with
   ``torch.multiprocessing`` (start method ``spawn``) that meet on a free localhost port.
+
+Either way every process dies with the process that started it
+(:func:`l2s_core.processes.die_with_parent`), and an :class:`~l2s_core.errors.L2SError` of a
+spawned process is raised again, as itself, in the process that spawned them; under
+``torchrun`` each process reports its own. Errors in DataLoader worker processes reach the
+training loop as themselves through :class:`ErrorPassingDataLoader`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -26,12 +34,19 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
+from torch.multiprocessing.spawn import ProcessException
+from torch.utils.data import DataLoader, Dataset
 
-from l2s_core.errors import ConfigError
+from l2s_core import processes
+from l2s_core.errors import ConfigError, L2SError
 
 #: How long a process waits for the others at a collective operation (rank 0 validates alone
 #: while the others wait, which can take long on large validation sets).
 COLLECTIVE_TIMEOUT = timedelta(hours=2)
+#: After one spawned process failed, how long the others have to end by themselves before they
+#: are terminated (without it, terminating at once made the resource tracker report leaked
+#: semaphores of their DataLoader workers; a rank waiting in a collective does not end by itself).
+FAILURE_GRACE_SECONDS = 3.0
 
 
 @dataclass(frozen=True)
@@ -127,7 +142,9 @@ def join_process_group(device_name: str, rank: int, world_size: int, local_rank:
 
 
 def context_from_env(device_name: str) -> ProcessContext:
-    """Join the process group of a ``torchrun`` launch (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``)."""
+    """Join the process group of a ``torchrun`` launch (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``);
+    this process dies with its ``torchrun``."""
+    processes.die_with_parent(os.getppid())
     return join_process_group(device_name, int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]),
                               int(os.environ.get("LOCAL_RANK", "0")))
 
@@ -145,8 +162,27 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _spawned_entry(rank: int, worker: Callable[..., Any], world_size: int, port: int, args: tuple) -> None:
-    worker(rank, world_size, f"tcp://127.0.0.1:{port}", *args)
+def _spawned_entry(rank: int, worker: Callable[..., Any], world_size: int, port: int, parent: int,
+                   errors: Any, args: tuple) -> None:
+    processes.die_with_parent(parent)  # SIGKILL, replacing the SIGINT torch asks for, which a blocked collective ignores
+    try:
+        worker(rank, world_size, f"tcp://127.0.0.1:{port}", *args)
+    except L2SError as exc:
+        errors.put(exc)
+        raise
+
+
+@contextlib.contextmanager
+def _quiet_spawn_log() -> Iterator[None]:
+    """Without torch's warning that it terminates the other processes after one failed (the
+    failure itself is raised)."""
+    logger = logging.getLogger("torch.multiprocessing.spawn")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def spawn(worker: Callable[..., Any], world_size: int, *args: Any) -> None:
@@ -154,12 +190,74 @@ def spawn(worker: Callable[..., Any], world_size: int, *args: Any) -> None:
 
     The worker must be a module-level function (it is pickled by name) and should call
     :func:`join_process_group` with the given ``init_method``. Returns when every process
-    has finished.
+    has finished; the processes die with this one.
 
     Raises:
-        torch.multiprocessing.ProcessRaisedException: a worker raised an exception.
+        L2SError: a worker raised it (when the first failure was another worker losing its
+            peer, the l2s error is still the one raised).
+        torch.multiprocessing.ProcessException: a worker raised another exception or died.
     """
-    mp.spawn(_spawned_entry, args=(worker, world_size, free_port(), args), nprocs=world_size, join=True)
+    errors = mp.get_context("spawn").SimpleQueue()
+    try:
+        with _quiet_spawn_log():
+            started = mp.start_processes(_spawned_entry, args=(worker, world_size, free_port(), os.getpid(), errors, args),
+                                         nprocs=world_size, join=False, start_method="spawn")
+            while not started.join(grace_period=FAILURE_GRACE_SECONDS):
+                pass
+    except ProcessException:
+        if errors.empty():
+            raise
+        raise errors.get() from None
+
+
+class _ErrorsAsItems(Dataset):
+    """A dataset whose items are the error instead when reading them raises an l2s or OS error."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> Any:
+        try:
+            return self.dataset[index]
+        except (L2SError, OSError) as exc:
+            return exc
+
+
+class _CollateOrError:
+    """``collate(items)``, or the first error among the items (a class, so that it pickles)."""
+
+    def __init__(self, collate: Callable[[list[Any]], Any]) -> None:
+        self.collate = collate
+
+    def __call__(self, items: list[Any]) -> Any:
+        errors = [item for item in items if isinstance(item, Exception)]
+        return errors[0] if errors else self.collate(items)
+
+
+class ErrorPassingDataLoader(DataLoader):
+    """A ``DataLoader`` whose worker processes pass an :class:`L2SError` or ``OSError`` on as itself.
+
+    torch raises a worker's error again as a ``RuntimeError`` holding its traceback text (it
+    cannot rebuild an ``L2SError`` from that). Here a worker returns the error as the batch,
+    and iterating raises it, so the user sees the one-line message.
+
+    Args:
+        dataset: the dataset (its ``set_epoch`` etc. stay on this object).
+        collate_fn: how items become a batch.
+        **kwargs: the other ``DataLoader`` arguments.
+    """
+
+    def __init__(self, dataset: Dataset, collate_fn: Callable[[list[Any]], Any], **kwargs: Any) -> None:
+        super().__init__(_ErrorsAsItems(dataset), collate_fn=_CollateOrError(collate_fn), **kwargs)
+
+    def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
+        for batch in super().__iter__():
+            if isinstance(batch, Exception):
+                raise batch
+            yield batch
 
 
 def unwrap(model: nn.Module) -> nn.Module:

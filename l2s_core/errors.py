@@ -3,6 +3,10 @@
 Every error raised on purpose by l2s is an :class:`L2SError`. Its message is one line that
 names the file or parameter concerned and says what is wrong with it, so that the command
 line and the notebooks can show it without a traceback from deep inside numpy or nibabel.
+
+Every error pickles to an equal error (same type, ``where`` and ``problem``), so it crosses
+process boundaries intact: from a preparation worker, a DataLoader worker or a data-parallel
+rank to the process that reports it.
 """
 
 from __future__ import annotations
@@ -22,6 +26,11 @@ class L2SError(Exception):
         self.where = str(where)
         self.problem = " ".join(problem.split())  # one line, even when it quotes a multi-line library error
         super().__init__(f"{self.where}: {self.problem}")
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        """Rebuild from ``(where, problem)`` when unpickled (the default would pass the one
+        formatted message, which ``__init__`` cannot take)."""
+        return type(self), (self.where, self.problem)
 
 
 class InputDataError(L2SError):

@@ -3,6 +3,10 @@
 Every file that a later stage reads (cache arrays, metadata, checkpoints, summaries, result
 tables) is written to a temporary name in the destination folder and renamed into place, so
 that an interrupted or failing write never leaves a file that looks valid.
+
+For the kill tests, :func:`atomic_open` offers two moments to
+:func:`l2s_core.processes.stop_if_asked`: ``"writing <name>"`` (the content is in the
+temporary file, not yet renamed) and ``"wrote <name>"`` (just renamed into place).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from l2s_core.errors import FormatVersionError, InputDataError
+from l2s_core.processes import stop_if_asked
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -44,8 +49,10 @@ def atomic_open(path: str | Path) -> Iterator[BinaryIO]:
         with os.fdopen(fd, "wb") as handle:
             yield handle
             handle.flush()
+            stop_if_asked(f"writing {path.name}")
             os.fsync(handle.fileno())
         os.replace(tmp_name, path)
+        stop_if_asked(f"wrote {path.name}")
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)

@@ -338,8 +338,9 @@ def _run_epochs(config: TrainConfig, context: ProcessContext, task: PreparedTask
     dataset: Dataset = training_dataset(config, task)
     sampler = DistributedSampler(dataset, num_replicas=context.world_size, rank=context.rank, shuffle=False) \
         if context.distributed else None
-    loader = DataLoader(dataset, batch_size=per_process_batch, sampler=sampler, shuffle=False, collate_fn=pad_collate,
-                        num_workers=config.num_workers, pin_memory=context.device.type == "cuda")
+    loader = distributed.ErrorPassingDataLoader(dataset, batch_size=per_process_batch, sampler=sampler, shuffle=False,
+                                                collate_fn=pad_collate, num_workers=config.num_workers,
+                                                pin_memory=context.device.type == "cuda")
     parallel_model = distributed.wrap(model, context)
     loss_fn = DiceCELoss(dice_weight=config.dice_weight, ce_weight=config.ce_weight, dice_form=config.dice_form)
     amp = config.amp and context.device.type == "cuda"

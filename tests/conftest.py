@@ -12,12 +12,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from msd_builder import write_case, write_dataset_json
+from msd_builder import REAL_CT, require_real_ct_in_ci, write_case, write_dataset_json
 
 from l2s_core.boxes import Box
 from l2s_core.data.cache import PreparedTask
 from l2s_core.data.prepare import prepare_task
 from l2s_core.study.runner import KERNEL_NAME
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Checks before any test runs: see :func:`require_real_ct_in_ci`."""
+    require_real_ct_in_ci(os.environ, REAL_CT)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -1,15 +1,30 @@
-"""Writers of tiny MSD task folders (nibabel .nii.gz + dataset.json) shared by the tests."""
+"""Writers of tiny MSD task folders (nibabel .nii.gz + dataset.json) shared by the tests, and the
+real CT example beside the project."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pytest
 
 LPS_AFFINE = np.diag([-1.5, -1.5, 4.0, 1.0])
 REAL_CT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "totalsegmentator_example"
+
+
+def require_real_ct_in_ci(environ: Mapping[str, str], folder: Path) -> None:
+    """Fail the test run in CI (``CI`` set) when the real CT example is missing, instead of
+    letting its tests skip and the run pass without them.
+
+    Raises:
+        pytest.UsageError: ``CI`` is set and ``folder`` lacks the example CT.
+    """
+    if environ.get("CI") and not (folder / "example_ct_sm.nii.gz").is_file():
+        raise pytest.UsageError(f"CI is set but the real CT example is missing at {folder} (../shared beside the "
+                                "project); the real-CT tests would be skipped")
 
 
 def write_case(root: Path, case_id: str, image: np.ndarray, label: np.ndarray,

@@ -15,7 +15,7 @@ import torch
 
 from l2s_core import distributed
 from l2s_core.data.cache import PreparedTask
-from l2s_core.errors import ConfigError
+from l2s_core.errors import ConfigError, InputDataError
 from l2s_core.files import atomic_write_json, read_json
 from l2s_core.model import UNet3D
 from l2s_core.run_files import read_log
@@ -104,3 +104,25 @@ def ddp_initial_weights() -> dict[str, torch.Tensor]:
     """The weights the runs of :func:`ddp_config` start from (seed 3)."""
     torch.manual_seed(3)
     return UNet3D(base_channels=4, depth=2).state_dict()
+
+
+class _FailsAtThree(torch.utils.data.Dataset):
+    """Items 0..5 as tensors; item 3 raises the error of a damaged cache file."""
+
+    def __len__(self) -> int:
+        return 6
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        if index == 3:
+            raise InputDataError("cases/c3/full_image.npy", "corrupt cache file")
+        return torch.tensor([index])
+
+
+def test_error_in_a_data_loader_worker_reaches_the_loop_as_itself() -> None:
+    loader = distributed.ErrorPassingDataLoader(_FailsAtThree(), collate_fn=torch.stack, batch_size=2, num_workers=2)
+    batches = []
+    with pytest.raises(InputDataError) as raised:
+        for batch in loader:
+            batches.append(batch.flatten().tolist())
+    assert str(raised.value) == "cases/c3/full_image.npy: corrupt cache file"
+    assert batches == [[0, 1]]

@@ -1,7 +1,9 @@
 """Reliability promises that need a real process, signal or file (see RELIABILITY.md).
 
-* a training process killed (SIGKILL) while it writes its checkpoint, resume state, log or
-  summary resumes to the weights and log of an uninterrupted run;
+* a training run of 2 gloo ranks killed (SIGKILL of the process the user started) while it
+  writes its checkpoint, resume state, log or summary (held there by the SIGSTOP harness of
+  :mod:`process_tools`), or mid-epoch, leaves no rank alive and resumes to the weights and
+  log of an uninterrupted run;
 * a full disk (OSError ENOSPC injected into the atomic write a module uses) surfaces as an
   error and leaves no file that a later step would take for a finished one;
 * a diverged run inside a chain of runs does not stop the chain;
@@ -18,12 +20,8 @@ import ast
 import errno
 import json
 import os
-import shutil
-import signal
 import subprocess
-import sys
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -34,6 +32,8 @@ import papermill
 import pytest
 import torch
 import yaml
+from process_tools import (assert_one_line_error, descendants, kill_and_reap, run_module, start_module, state, wait_gone,
+                           wait_until)
 
 from l2s_core import evaluation_tables
 from l2s_core import train as train_module
@@ -77,13 +77,6 @@ def small_config(task: PreparedTask, run_dir: Path, **overrides: Any) -> TrainCo
     return TrainConfig(**{**settings, **overrides})
 
 
-def start_training(config_path: Path) -> subprocess.Popen:
-    """``python -m l2s_core.train CONFIG`` with one thread, so that it computes as this process does."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "l2s_core.train", str(config_path), "--no-progress"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
 def temporary_files(folder: Path) -> list[str]:
     """Names of the temporary files of unfinished atomic writes (``.<name>.<random>.tmp``) in ``folder``."""
     try:
@@ -92,91 +85,65 @@ def temporary_files(folder: Path) -> list[str]:
         return []
 
 
-def stop(process: subprocess.Popen) -> None:
-    """SIGSTOP a child process; return once it is stopped or has ended (signals arrive asynchronously)."""
-    os.kill(process.pid, signal.SIGSTOP)
-    while Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("T", "t", "Z", "X"):
-        time.sleep(0.0001)
+def committed_epochs(run_dir: Path) -> int:
+    """Epochs in the run's ``resume.pt`` (0 without one)."""
+    resume = run_dir / "resume.pt"
+    return load_resume_state(resume).epochs_done if resume.exists() else 0
 
 
-def kill_while_writing(config_path: Path, run_dir: Path, name: str, occurrence: int) -> bool:
-    """Start a training process and SIGKILL it while it writes ``name`` for the ``occurrence``-th time.
+def kill_training(config_path: Path, stop_at: str | None, ready: Callable[[], bool] = lambda: True) -> None:
+    """Start ``python -m l2s_core.train CONFIG`` and SIGKILL it, leaving no process of it alive.
 
-    The run folder is polled for the temporary files of :func:`l2s_core.files.atomic_open`
-    (``.<name>.<random>.tmp``). At the ``occurrence``-th one the process is stopped (SIGSTOP);
-    the write was unfinished if that temporary file is still there. Then it is killed.
-
-    Returns:
-        Whether the kill interrupted the write (``False``: the write completed in the moment
-        before the process stopped; it was killed a moment after it instead).
-
-    Raises:
-        AssertionError: the process ended, or 120 s passed, before that write began.
+    With ``stop_at``, the process that reaches that moment (rank 0, which writes the files)
+    stops itself there and the kill comes then; without, the kill comes once ``ready()`` holds.
     """
-    process = start_training(config_path)
-    seen: list[str] = []
-    deadline = time.monotonic() + 120
+    training = start_module("l2s_core.train", config_path, "--no-progress", stop_at=stop_at)
     try:
-        while len(seen) < occurrence:
-            assert process.poll() is None, f"training ended before writing {name} #{occurrence}: {process.stderr.read()}"
-            assert time.monotonic() < deadline, f"no write of {name} #{occurrence} within 120 s"
-            seen += [n for n in temporary_files(run_dir) if n.startswith(f".{name}.") and n not in seen]
-            time.sleep(0.0002)
-        stop(process)
-        interrupted = (run_dir / seen[occurrence - 1]).exists()
+        if stop_at is None:
+            wait_until(lambda: training.poll() is None and ready(), "the moment of the kill")
+        else:
+            wait_until(lambda: any(state(pid) == "T" for pid in descendants(training.pid)) or training.poll() is not None,
+                       f"a rank stopping at {stop_at!r}")
+        ranks = descendants(training.pid)
     finally:
-        if process.returncode is None:  # not yet reaped by poll(), so the pid is still this process
-            os.kill(process.pid, signal.SIGKILL)
-        process.communicate()
-    assert process.returncode == -signal.SIGKILL
-    return interrupted
+        kill_and_reap(training)
+    wait_gone(ranks, "the ranks of the SIGKILLed training dying with it")
 
 
-def interrupt_write(config_path: Path, run_dir: Path, name: str, occurrence: int, tries: int = 10) -> None:
-    """:func:`kill_while_writing` until a kill lands inside the write, each try on the run folder
-    as it was before the first (a missed try's kill came just after the write and changed it)."""
-    before = run_dir.with_name(f"{run_dir.name}.before")
-    if run_dir.exists():
-        shutil.copytree(run_dir, before)
-    for _ in range(tries):
-        if kill_while_writing(config_path, run_dir, name, occurrence):
-            shutil.rmtree(before, ignore_errors=True)
-            return
-        shutil.rmtree(run_dir)
-        if before.exists():
-            shutil.copytree(before, run_dir)
-    pytest.fail(f"{tries} kills in a row came after the write of {name} had finished")
-
-
-#: Kills in order, as (file being written, its occurrence in the process, epochs in resume.pt and
-#: rows in log.csv after the kill): epoch 1's best weights of a fresh run (nothing committed);
-#: epoch 2's resume state (epoch 1 committed, epoch 2 lost). These writes (a model with fsync)
-#: last long enough to be caught reliably; the small log.csv and summary.json writes are too quick
-#: to interrupt without flaking, and their atomicity is proved by the full-disk tests below.
-KILL_POINTS = [("best.next.pt", 1, 0, 0), ("resume.pt", 2, 1, 1)]
+#: Kills of one run folder in order (2 gloo ranks, 4 epochs): the moment at which rank 0 stops,
+#: and the epochs in ``resume.pt`` after the kill. ``None``: mid-epoch, once 2 epochs are logged.
+KILL_MOMENTS = [
+    ("writing best.next.pt", 0),  # epoch 1's new best weights, nothing committed yet
+    ("writing resume.pt", 0),  # epoch 1's commit point, before its rename
+    ("wrote resume.pt", 1),  # just after the commit point: best.next.pt not yet renamed, no log.csv yet
+    ("writing log.csv", 1),  # the restart settling the interrupted commit rewrites log.csv
+    (None, (2, 3)),  # during epoch 3 (or its commit)
+    ("writing summary.json", 4),  # every epoch done, the run not yet finished
+]
 
 
 @pytest.mark.slow
-def test_kill_during_every_kind_of_run_file_write_resumes_to_an_uninterrupted_run(phantom: PreparedTask,
-                                                                                  tmp_path: Path) -> None:
-    epochs = 6
+def test_run_killed_at_every_kind_of_run_file_write_and_mid_epoch_resumes_to_an_uninterrupted_run(
+        phantom: PreparedTask, tmp_path: Path) -> None:
+    epochs = 4
     run_dir = tmp_path / "killed"
     config_path = tmp_path / "killed.json"
-    atomic_write_json(config_path, small_config(phantom, run_dir, max_epochs=epochs).to_dict())
-    for name, occurrence, committed, logged in KILL_POINTS:
-        interrupt_write(config_path, run_dir, name, occurrence)
-        assert any(n.startswith(f".{name}.") for n in temporary_files(run_dir)), name  # left by the interrupted write
-        resume = run_dir / "resume.pt"
-        assert (load_resume_state(resume).epochs_done if resume.exists() else 0) == committed, name
-        assert (len(read_log(run_dir)) if (run_dir / "log.csv").exists() else 0) == logged, name
-        assert finished_summary(run_dir) is None, name  # nothing looks like a finished run
+    atomic_write_json(config_path, small_config(phantom, run_dir, max_epochs=epochs, world_size=2).to_dict())
+    for moment, committed in KILL_MOMENTS:
+        kill_training(config_path, moment, ready=lambda: (run_dir / "log.csv").exists() and len(read_log(run_dir)) >= 2)
+        assert committed_epochs(run_dir) in (committed if isinstance(committed, tuple) else (committed,)), moment
+        assert finished_summary(run_dir) is None, moment  # nothing looks like a finished run
+        if moment is not None and moment.startswith("writing"):
+            name = moment.split()[1]
+            assert any(n.startswith(f".{name}.") for n in temporary_files(run_dir)), moment  # its write was unfinished
+        if moment == "wrote resume.pt":
+            assert (run_dir / "best.next.pt").exists() and not (run_dir / "best.pt").exists()
 
-    resumed = start_training(config_path)
-    out, err = resumed.communicate(timeout=300)
-    assert resumed.returncode == 0, err
+    resumed = run_module("l2s_core.train", config_path, "--no-progress")
+    assert resumed.returncode == 0, resumed.stderr
     summary = read_json(run_dir / "summary.json")
-    assert json.loads(out.strip().splitlines()[-1]) == summary
-    reference = train_run(small_config(phantom, tmp_path / "reference", max_epochs=epochs), progress=False)
+    assert json.loads(resumed.stdout.strip().splitlines()[-1]) == summary
+    reference = train_run(small_config(phantom, tmp_path / "reference", max_epochs=epochs, world_size=2), progress=False)
     assert (summary["epochs"], summary["stop_reason"], summary["diverged"]) == (epochs, "max_epochs", False)
     for key in ("converged", "best_epoch", "best_val_dice"):
         assert summary[key] == reference[key], key
@@ -330,33 +297,71 @@ def _keyword(call: ast.Call, name: str) -> Any:
     return None
 
 
+#: Names a module is usually imported as, for sources that use them without importing.
+CUSTOMARY_ALIASES = {"np": "numpy", "pd": "pandas"}
+
+
+def _aliases(tree: ast.AST) -> dict[str, str]:
+    """Local name → what it names, from the imports of a module (``pk`` → ``pickle`` for
+    ``import pickle as pk``, ``load`` → ``torch.load`` for ``from torch import load``)."""
+    aliases = dict(CUSTOMARY_ALIASES)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                aliases[alias.asname or alias.name.split(".")[0]] = alias.name if alias.asname else alias.name.split(".")[0]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            for alias in node.names:
+                aliases[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+    return aliases
+
+
+def _qualified(node: ast.AST, aliases: dict[str, str]) -> str:
+    """The full name an expression such as ``pk.loads`` or ``load`` stands for (``pickle.loads``, ``torch.load``)."""
+    head, _, rest = _dotted(node).partition(".")
+    head = aliases.get(head, head)
+    return f"{head}.{rest}" if rest else head
+
+
+def _load_problem(name: str, call: ast.Call | None) -> str | None:
+    """What is unsafe about using ``name`` (called as ``call``, or ``None`` when only referenced)."""
+    module, _, function = name.rpartition(".")
+    if name in ("torch.load", "torch.serialization.load"):
+        return None if call is not None and _keyword(call, "weights_only") is True else "needs weights_only=True"
+    if module == "yaml" and "load" in function and function not in ("safe_load", "safe_load_all"):
+        return "use yaml.safe_load"
+    if name == "numpy.load" and call is not None and any(k.arg == "allow_pickle" for k in call.keywords) \
+            and _keyword(call, "allow_pickle") is not False:
+        return "allow_pickle must be False"
+    if (module.split(".")[0] in PICKLE_MODULES and ("load" in function or function == "Unpickler")) \
+            or function == "read_pickle":
+        return "unpickles"
+    return None
+
+
 def unsafe_loads(source: str) -> list[str]:
-    """Calls in Python ``source`` that could unpickle (run) code from a file.
+    """Uses in Python ``source`` of a loader that could unpickle (run) code from a file.
+
+    Names are resolved through the module's imports, so aliases count (``import pickle as pk``,
+    ``from torch import load``), and a loader merely referenced (``loader = torch.load``) counts
+    as a call without safe arguments.
 
     Returns:
-        One ``line N: call: problem`` per call of ``torch.load`` without ``weights_only=True``,
-        of a YAML loader other than ``yaml.safe_load``, of ``np.load``/``numpy.load`` with
+        One ``line N: name: problem`` per use of ``torch.load`` without ``weights_only=True``,
+        of a YAML loader other than ``yaml.safe_load``, of ``numpy.load`` with
         ``allow_pickle=True``, or of any loader of :data:`PICKLE_MODULES` or ``read_pickle``.
     """
+    tree = ast.parse(source)
+    aliases = _aliases(tree)
+    calls = {id(node.func): node for node in ast.walk(tree) if isinstance(node, ast.Call)}
+    inner = {id(node.value) for node in ast.walk(tree) if isinstance(node, ast.Attribute)}  # ``torch`` of ``torch.load``
     problems = []
-    for node in ast.walk(ast.parse(source)):
-        if not isinstance(node, ast.Call):
-            continue
-        name = _dotted(node.func)
-        module, _, function = name.rpartition(".")
-        problem = None
-        if name == "torch.load" and _keyword(node, "weights_only") is not True:
-            problem = "needs weights_only=True"
-        elif module == "yaml" and "load" in function and function not in ("safe_load", "safe_load_all"):
-            problem = "use yaml.safe_load"
-        elif name in ("np.load", "numpy.load") and _keyword(node, "allow_pickle") is not False \
-                and any(k.arg == "allow_pickle" for k in node.keywords):
-            problem = "allow_pickle must be False"
-        elif (module in PICKLE_MODULES and ("load" in function or function == "Unpickler")) or function == "read_pickle":
-            problem = "unpickles"
-        if problem:
-            problems.append(f"line {node.lineno}: {name}: {problem}")
-    return problems
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Name, ast.Attribute)) and id(node) not in inner:
+            name = _qualified(node, aliases)
+            problem = _load_problem(name, calls.get(id(node)))
+            if problem:
+                problems.append((node.lineno, f"line {node.lineno}: {name}: {problem}"))
+    return [text for _, text in sorted(problems)]
 
 
 def project_sources() -> dict[str, str]:
@@ -371,13 +376,51 @@ def project_sources() -> dict[str, str]:
     return sources
 
 
-def test_the_checker_finds_unsafe_loads() -> None:
-    unsafe = ("torch.load(p)\ntorch.load(p, weights_only=False)\nyaml.load(t, Loader=yaml.Loader)\n"
-              "yaml.unsafe_load(t)\npickle.load(f)\npickle.loads(b)\nnp.load(p, allow_pickle=True)\n"
-              "pd.read_pickle(p)\njoblib.load(p)\n")
-    assert len(unsafe_loads(unsafe)) == 9
-    safe = "torch.load(p, weights_only=True)\nyaml.safe_load(t)\nnp.load(p, allow_pickle=False)\nnp.load(p)\n"
-    assert unsafe_loads(safe) == []
+UNSAFE_SOURCE = """import pickle as pk
+import joblib
+import torch
+import yaml
+from pickle import loads as unpickle
+from torch import load
+from torch import load as torch_load
+from yaml import unsafe_load
+torch.load(p)
+torch.load(p, weights_only=False)
+yaml.load(t, Loader=yaml.Loader)
+yaml.unsafe_load(t)
+pk.load(f)
+pk.loads(b)
+np.load(p, allow_pickle=True)
+pd.read_pickle(p)
+joblib.load(p)
+load(p)
+torch_load(p, weights_only=False)
+unpickle(b)
+unsafe_load(t)
+loader = torch.load
+torch.serialization.load(p)
+"""
+SAFE_SOURCE = """import json
+import numpy
+import torch
+import yaml
+from torch import load
+load(p, weights_only=True)
+torch.load(p, weights_only=True)
+yaml.safe_load(t)
+numpy.load(p, allow_pickle=False)
+numpy.load(p)
+json.load(f)
+loader = yaml.SafeLoader
+"""
+
+
+def test_the_checker_finds_unsafe_loads_also_through_aliases() -> None:
+    found = unsafe_loads(UNSAFE_SOURCE)
+    assert [int(problem.split(":")[0].removeprefix("line ")) for problem in found] == list(range(9, 24))
+    assert found[9] == "line 18: torch.load: needs weights_only=True"  # load(p) after ``from torch import load``
+    assert found[11] == "line 20: pickle.loads: unpickles"  # unpickle(b) after ``from pickle import loads as unpickle``
+    assert unsafe_loads(SAFE_SOURCE) == []
 
 
 def test_sources_load_files_only_in_ways_that_cannot_run_code() -> None:
@@ -419,21 +462,6 @@ def test_a_yaml_parameter_file_cannot_run_code(tmp_path: Path) -> None:
 # --- one-line errors on the command line ------------------------------------------------------
 
 
-def run_module(*args: str | Path) -> subprocess.CompletedProcess:
-    """``python -m ARGS`` with one thread, output captured."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", *map(str, args)], capture_output=True, text=True, env=env, timeout=300)
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess, *parts: str) -> None:
-    """Exit status 2 and one stderr line holding every part (the file or parameter, and the problem)."""
-    assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert all(part in lines[0] for part in parts), (lines[0], parts)
-
-
 @pytest.mark.slow
 def test_bad_parameter_file_for_l2s_run(tmp_path: Path) -> None:
     params_path = tmp_path / "quick.yaml"
@@ -451,14 +479,46 @@ def test_study_snapshot_of_another_format_version_for_l2s_run(paths: StudyPaths)
     assert_one_line_error(result, f"l2s: error: {paths.params_snapshot}: format_version 999, this l2s reads version 1")
 
 
+def train_command(config_path: Path, launcher: str) -> list[str | Path]:
+    """``python -m`` arguments training ``config_path``: ``l2s_core.train`` (which spawns the
+    config's ``world_size`` ranks itself), or ``torchrun`` with 2 ranks."""
+    if launcher == "torchrun":
+        return ["torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "l2s_core.train", config_path]
+    return ["l2s_core.train", config_path]
+
+
+def assert_each_rank_one_line(result: subprocess.CompletedProcess, line: str) -> None:
+    """Under ``torchrun``: every line from the ranks is ``line``, each rank exited with status 2,
+    and no traceback comes from l2s (torchrun adds its own report of the failed ranks)."""
+    from_ranks = [text for text in result.stderr.splitlines() if text.startswith("error: ")]
+    assert from_ranks and set(from_ranks) == {line}, result.stderr
+    assert "exitcode  : 2" in result.stderr and f'File "{PROJECT / "l2s_core"}' not in result.stderr, result.stderr
+
+
 @pytest.mark.slow
-def test_resume_state_that_is_a_pickled_model_for_training(phantom: PreparedTask, tmp_path: Path) -> None:
+@pytest.mark.parametrize("world_size, launcher", [(1, "l2s_core.train"), (2, "l2s_core.train"), (1, "torchrun")])
+def test_resume_state_that_is_a_pickled_model_for_training(phantom: PreparedTask, tmp_path: Path, world_size: int,
+                                                           launcher: str) -> None:
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     torch.save(torch.nn.Linear(2, 2), run_dir / "resume.pt")  # torch's refusal of it is a 6-line message
-    atomic_write_json(tmp_path / "config.json", small_config(phantom, run_dir).to_dict())
-    result = run_module("l2s_core.train", tmp_path / "config.json")
-    assert_one_line_error(result, f"error: {run_dir / 'resume.pt'}: cannot be read as plain data")
+    atomic_write_json(tmp_path / "config.json", small_config(phantom, run_dir, world_size=world_size).to_dict())
+    result = run_module(*train_command(tmp_path / "config.json", launcher), "--no-progress")
+    expected = f"error: {run_dir / 'resume.pt'}: cannot be read as plain data"
+    if launcher == "torchrun":
+        assert_each_rank_one_line(result, next(l for l in result.stderr.splitlines() if l.startswith(expected)))
+    else:
+        assert_one_line_error(result, expected)
+
+
+@pytest.mark.slow
+def test_corrupt_cache_file_read_by_data_loader_workers_of_two_ranks(phantom: PreparedTask, tmp_path: Path) -> None:
+    corrupt = phantom.folder / "cases" / phantom.split["train"][0] / "lowres_image.npy"
+    corrupt.write_bytes(corrupt.read_bytes()[:100])
+    config = small_config(phantom, tmp_path / "run", world_size=2, num_workers=2)
+    atomic_write_json(tmp_path / "config.json", config.to_dict())
+    result = run_module("l2s_core.train", tmp_path / "config.json", "--no-progress")
+    assert_one_line_error(result, f"error: {corrupt}: corrupt cache file")
 
 
 @pytest.mark.slow

@@ -104,20 +104,19 @@ def _read_array(img: nib.Nifti1Image, path: Path, channel: int) -> np.ndarray:
         raise InputDataError(path, f"truncated or corrupt image data ({type(exc).__name__}: {exc})") from None
 
 
-def _to_ras_zyx(data: np.ndarray, img: nib.Nifti1Image, path: Path) -> tuple[np.ndarray, VolumeMeta]:
-    return orient_to_ras(data, img.affine, path)
-
-
-def orient_to_ras(data: np.ndarray, affine: np.ndarray, path: str | Path) -> tuple[np.ndarray, VolumeMeta]:
+def orient_to_ras(data: np.ndarray, affine: np.ndarray, path: str | Path,
+                  dtype: type | None = None) -> tuple[np.ndarray, VolumeMeta]:
     """An array on a source voxel grid as a RAS ``(z, y, x)`` array and its :class:`VolumeMeta`.
 
     Args:
         data: 3D array in the source's (i, j, k) voxel order (nibabel's order).
         affine: 4×4 voxel-to-RAS-world affine of the source grid.
         path: the source, recorded in the meta (a file, or e.g. a DICOM series folder).
+        dtype: the returned array's dtype, cast while copying (one copy in all); ``None``
+            keeps ``data``'s dtype.
 
     Returns:
-        ``(array, meta)`` as :func:`read_image` returns them (``array`` keeps ``data``'s dtype).
+        ``(array, meta)`` as :func:`read_image` returns them: a contiguous array.
     """
     affine = np.asarray(affine, dtype=np.float64)
     source_ornt = io_orientation(affine)
@@ -133,7 +132,16 @@ def orient_to_ras(data: np.ndarray, affine: np.ndarray, path: str | Path) -> tup
         affine=tuple(tuple(float(x) for x in row) for row in ras_affine),
         spacing=tuple(float(s) for s in spacing_xyz[::-1]),  # type: ignore[arg-type]
     )
-    return np.ascontiguousarray(ras.transpose(2, 1, 0)), meta
+    return np.ascontiguousarray(ras.transpose(2, 1, 0), dtype=dtype), meta
+
+
+def image_voxels(path: str | Path) -> int:
+    """Voxels of one ``(z, y, x)`` volume (one channel) of a NIfTI image, from its header alone.
+
+    Raises:
+        InputDataError: missing file or unreadable header.
+    """
+    return int(np.prod(read_shape(path), dtype=np.int64))
 
 
 def read_shape(path: str | Path) -> tuple[int, int, int]:
@@ -164,11 +172,11 @@ def read_image(path: str | Path, channel: int = 0) -> tuple[np.ndarray, VolumeMe
     """
     path = Path(path)
     img = _load(path)
-    data = _read_array(img, path, channel).astype(np.float32, copy=False)
-    if not np.all(np.isfinite(data)):
-        bad = int(np.size(data) - np.count_nonzero(np.isfinite(data)))
+    image, meta = orient_to_ras(_read_array(img, path, channel), img.affine, path, np.float32)
+    if not np.all(np.isfinite(image)):
+        bad = int(np.size(image) - np.count_nonzero(np.isfinite(image)))
         raise InputDataError(path, f"{bad} voxels are NaN or infinite")
-    return _to_ras_zyx(data, img, path)
+    return image, meta
 
 
 def read_label(path: str | Path) -> tuple[np.ndarray, VolumeMeta]:
@@ -189,7 +197,7 @@ def read_label(path: str | Path) -> tuple[np.ndarray, VolumeMeta]:
         raise InputDataError(path, "label map holds non-integer values; expected integer class labels")
     if data.size and (data.min() < 0 or data.max() > 255):
         raise InputDataError(path, f"label values must lie in 0..255, found {data.min()}..{data.max()}")
-    return _to_ras_zyx(data.astype(np.uint8), img, path)
+    return orient_to_ras(data, img.affine, path, np.uint8)
 
 
 def to_source_grid(array: np.ndarray, meta: VolumeMeta) -> np.ndarray:

@@ -48,6 +48,11 @@ def normalise(image: np.ndarray, method: str = "zscore", ct_stats: dict[str, flo
     if method == "ct":
         if ct_stats is None:
             raise ConfigError("normalisation", "'ct' needs the training set's foreground statistics")
-        clipped = np.clip(image, ct_stats["low"], ct_stats["high"])
-        return ((clipped - ct_stats["mean"]) / max(ct_stats["sd"], 1e-8)).astype(np.float32)
-    return ((image - image.mean()) / max(float(image.std()), 1e-8)).astype(np.float32)
+        normalised = np.clip(image, ct_stats["low"], ct_stats["high"])
+        centre, sd = ct_stats["mean"], ct_stats["sd"]
+    else:
+        centre, sd = float(image.mean()), float(image.std())  # before the copy: std needs a temporary copy too
+        normalised = image.copy()
+    normalised -= centre  # in place: one image-sized copy in all (a large CT is gigabytes)
+    normalised /= max(sd, 1e-8)
+    return normalised

@@ -6,15 +6,25 @@ and organ mask, a low-resolution copy resized to ``(z // 3, y // 2, x // 2)`` wi
 plus 15 voxels, zero-filled beyond the image). Cases run in parallel processes; finished cases
 are skipped on a rerun; a case is written under a temporary folder name and renamed into place
 when complete.
+
+The worker processes are as many as the cores, the cases and the available memory allow: a
+case's peak memory is estimated from its image header (:data:`PEAK_FLOAT32_COPIES` float32
+copies of the volume). They die with the process that started them (also when it is
+SIGKILLed), an :class:`~l2s_core.errors.L2SError` of a worker is raised as itself, and after
+an error the cases being prepared at that moment are finished before it is raised. The
+staging folders of a killed run (``cases/.<id>.partial-<pid>-<random>``, pid of a process no
+longer running) are removed by the next run. One ``l2s prepare`` per prepared folder at a time.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import shutil
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,18 +33,26 @@ import numpy as np
 from skimage.transform import resize
 from tqdm.auto import tqdm
 
-from l2s_core.boxes import organ_box
+from l2s_core.boxes import largest_component, organ_box
 from l2s_core.boxes import crop as crop_box
-from l2s_core.data.io import read_image, read_label
+from l2s_core.data.io import image_voxels, read_image, read_label
 from l2s_core.data.msd import MSDCase, MSDTask, check_label_values, check_organ_labels, organ_mask, read_task
 from l2s_core.data.normalise import foreground_intensity_stats, normalise
 from l2s_core.data.split import save_split, split_cases
-from l2s_core.errors import ConfigError, EmptyOrganError, InputDataError
+from l2s_core.errors import ConfigError, EmptyOrganError, InputDataError, L2SError
 from l2s_core.files import atomic_save_npy, atomic_write_json, read_json
+from l2s_core.vocabulary import CROP_LABELS
+from l2s_core.processes import available_memory, die_with_parent, process_alive
 
 #: Voxels of context around the organ box (the paper's 15).
 CROP_MARGIN = 15
 LOWRES_DIVISORS = (3, 2, 2)
+#: Peak memory of preparing one case, in float32 copies of its full-resolution volume: the
+#: estimate that bounds the parallel workers, and the bound ``tests/data/test_prepare.py``
+#: checks (preparation holds the image, its normalised copy or one derived array, the mask).
+PEAK_FLOAT32_COPIES = 4
+#: Marks the staging folder of a case being prepared: ``.<case id>.partial-<pid>-<random>``.
+PARTIAL_MARK = ".partial-"
 
 
 @dataclass(frozen=True)
@@ -49,6 +67,10 @@ class PrepareSettings:
         split_order: ``table1`` or ``released_code``.
         crop_margin: voxels of context around the organ box.
         max_cases: only the first n case ids in sorted order (``None``: every case).
+        lowres_divisors: ``(z, y, x)`` divisors of the low-resolution copy (the paper's text:
+            ``(3, 2, 2)``; its released code: ``(2, 3, 2)``).
+        crop_label: the organ network's labels in the crop: ``all`` organ voxels, or only the
+            ``largest_component`` (the released code).
     """
 
     normalisation: str = "zscore"
@@ -58,6 +80,15 @@ class PrepareSettings:
     split_order: str = "table1"
     crop_margin: int = CROP_MARGIN
     max_cases: int | None = None
+    lowres_divisors: tuple[int, int, int] = LOWRES_DIVISORS
+    crop_label: str = "all"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "lowres_divisors", tuple(int(d) for d in self.lowres_divisors))
+        if len(self.lowres_divisors) != 3 or min(self.lowres_divisors) < 1:
+            raise ConfigError("lowres_divisors", f"needs three positive (z, y, x) divisors, got {self.lowres_divisors}")
+        if self.crop_label not in CROP_LABELS:
+            raise ConfigError("crop_label", f"must be one of {', '.join(CROP_LABELS)}, got {self.crop_label!r}")
 
 
 def lowres_shape(shape: Sequence[int], divisors: Sequence[int] = LOWRES_DIVISORS) -> tuple[int, int, int]:
@@ -106,31 +137,30 @@ def _prepare_case(case: MSDCase, task: MSDTask, settings: PrepareSettings, ct_st
         return case.case_id, "already prepared"
     image, label, image_meta, values = read_case(case, task, settings.channel)
     mask = organ_mask(label, settings.organ_labels)
+    del label  # a full-size array no longer needed: memory is what bounds the parallel workers
     box = organ_box(mask, settings.crop_margin)
     if box is None:
         raise EmptyOrganError(case.label_path, "the organ mask is empty, so no organ box can be cropped "
                               "(use --skip-empty to leave such cases out)")
     image = normalise(image, settings.normalisation, ct_stats)
-    arrays = {
-        "full_image": image,
-        "full_label": mask,
-        "lowres_image": downsample_image(image),
-        "lowres_label": downsample_mask(mask),
-        "crop_image": crop_box(image, box),
-        "crop_label": crop_box(mask, box),
-    }
-    staging = out_dir / "cases" / f".{case.case_id}.partial-{uuid.uuid4().hex[:8]}"
+    staging = out_dir / "cases" / f".{case.case_id}{PARTIAL_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}"
     staging.mkdir(parents=True)
-    try:
-        for name, array in arrays.items():
-            atomic_save_npy(staging / f"{name}.npy", array)
+    try:  # each derived array is written as soon as it is made, so that only one is held at a time
+        atomic_save_npy(staging / "full_image.npy", image)
+        atomic_save_npy(staging / "full_label.npy", mask)
+        atomic_save_npy(staging / "lowres_image.npy", downsample_image(image, settings.lowres_divisors))
+        atomic_save_npy(staging / "lowres_label.npy", downsample_mask(mask, settings.lowres_divisors))
+        atomic_save_npy(staging / "crop_image.npy", crop_box(image, box))
+        crop_mask = crop_box(mask, box)
+        atomic_save_npy(staging / "crop_label.npy",
+                        largest_component(crop_mask) if settings.crop_label == "largest_component" else crop_mask)
         atomic_write_json(staging / "meta.json", {
             "case_id": case.case_id,
             "image_path": str(case.image_path),
             "label_path": str(case.label_path),
             "source": image_meta.to_dict(),
             "original_shape": list(image.shape),
-            "lowres_shape": list(arrays["lowres_image"].shape),
+            "lowres_shape": list(lowres_shape(image.shape, settings.lowres_divisors)),
             "crop_box": list(box),
             "crop_margin": settings.crop_margin,
             "label_values": values,
@@ -172,6 +202,62 @@ def _check_settings(out_dir: Path, settings: dict) -> dict | None:
     return previous
 
 
+def remove_stale_partials(out_dir: Path) -> None:
+    """Remove the staging folders in ``out_dir/cases`` left by preparing processes that no longer
+    run (killed); those of running processes stay."""
+    for folder in (out_dir / "cases").glob(f".*{PARTIAL_MARK}*"):
+        pid = folder.name.rpartition(PARTIAL_MARK)[2].split("-")[0]
+        if not (pid.isdigit() and process_alive(int(pid))):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def case_peak_bytes(case: MSDCase) -> int:
+    """Estimated peak memory of preparing ``case``, from its image header alone (see
+    :data:`PEAK_FLOAT32_COPIES`).
+
+    Raises:
+        InputDataError: the image header is unreadable.
+    """
+    return PEAK_FLOAT32_COPIES * np.dtype(np.float32).itemsize * image_voxels(case.image_path)
+
+
+def worker_count(requested: int | None, peak_bytes: Sequence[int]) -> int:
+    """Processes to prepare cases with: ``requested`` (default: every core), at most one per case,
+    and no more than the available memory holds at the largest case's estimated peak; at least one.
+
+    Args:
+        requested: ``--workers``, ``None`` for the default.
+        peak_bytes: estimated peak memory of each case to prepare (:func:`case_peak_bytes`).
+    """
+    by_memory = available_memory() // max(max(peak_bytes, default=1), 1)
+    return max(1, min(requested or os.cpu_count() or 1, len(peak_bytes), by_memory))
+
+
+def _prepare_in_pool(args: list[tuple], workers: int, out_dir: Path, statuses: dict[str, str], bar: tqdm) -> None:
+    """Prepare the cases of ``args`` in ``workers`` processes that die with this one.
+
+    On an error (of a case, or a worker killed) the cases not yet started are cancelled and
+    those in progress finished before it is raised.
+
+    Raises:
+        L2SError: of a case as raised there; one naming the prepared folder when a worker died.
+    """
+    context = multiprocessing.get_context("spawn")  # the parent of each worker is this process (die_with_parent)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=die_with_parent,
+                             initargs=(os.getpid(),)) as pool:
+        futures = [pool.submit(_prepare_case_or_exclude, *a) for a in args]
+        try:
+            for future in futures:
+                case_id, status = future.result()
+                statuses[case_id] = status
+                bar.update()
+        except BrokenProcessPool:
+            raise L2SError(out_dir, "a preparation worker process died (killed, e.g. for lack of memory); "
+                           "prepared cases are kept, run again (with fewer --workers)") from None
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
 def _record_exclusions(out_dir: Path, excluded: dict[str, str]) -> None:
     path = out_dir / "excluded.json"
     if not excluded:
@@ -190,7 +276,8 @@ def prepare_task(task_dir: str | Path, out_dir: str | Path, settings: PrepareSet
         settings: normalisation, channel, organ labels and split rule.
         skip_empty: leave out cases whose organ mask is empty (recorded in ``excluded.json``)
             instead of stopping with an error.
-        workers: parallel processes (default: all cores, at most the number of cases).
+        workers: parallel processes (default: all cores); at most the number of cases, and
+            at most as many as the available memory holds (:func:`worker_count`).
         progress: show a progress bar.
 
     Returns:
@@ -212,7 +299,8 @@ def prepare_task(task_dir: str | Path, out_dir: str | Path, settings: PrepareSet
                 "normalisation": settings.normalisation, "channel": settings.channel,
                 "organ_labels": list(settings.organ_labels) if settings.organ_labels is not None else None,
                 "seed": settings.seed, "split_order": settings.split_order, "crop_margin": settings.crop_margin,
-                "max_cases": settings.max_cases}
+                "max_cases": settings.max_cases, "lowres_divisors": list(settings.lowres_divisors),
+                "crop_label": settings.crop_label}
     previous = _check_settings(out_dir, identity)
     split = split_cases([c.case_id for c in cases], seed=settings.seed, order=settings.split_order)
     if not (out_dir / "split.json").exists():
@@ -223,9 +311,9 @@ def prepare_task(task_dir: str | Path, out_dir: str | Path, settings: PrepareSet
         ct_stats = foreground_intensity_stats(_image_and_mask(c, task, settings) for c in train)
     if previous is None:
         atomic_write_json(out_dir / "prep.json", {**identity, "ct_stats": ct_stats, "modality": task.modality,
-                                                   "labels": {str(k): v for k, v in task.labels.items()},
-                                                   "lowres_divisors": list(LOWRES_DIVISORS)})
-    workers = max(1, min(workers or os.cpu_count() or 1, len(cases)))
+                                                   "labels": {str(k): v for k, v in task.labels.items()}})
+    remove_stale_partials(out_dir)
+    workers = worker_count(workers, [case_peak_bytes(c) for c in cases])
     statuses: dict[str, str] = {}
     args = [(c, task, settings, ct_stats, out_dir, skip_empty) for c in cases]
     bar = tqdm(total=len(args), desc=f"prepare {task.name}", unit="case", disable=not progress)
@@ -236,17 +324,7 @@ def prepare_task(task_dir: str | Path, out_dir: str | Path, settings: PrepareSet
                 statuses[case_id] = status
                 bar.update()
         else:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
-                futures = [pool.submit(_prepare_case_or_exclude, *a) for a in args]
-                try:
-                    for future in futures:
-                        case_id, status = future.result()
-                        statuses[case_id] = status
-                        bar.update()
-                except BaseException:
-                    for f in futures:
-                        f.cancel()
-                    raise
+            _prepare_in_pool(args, workers, out_dir, statuses, bar)
     finally:
         bar.close()
         _record_exclusions(out_dir, {k: v.removeprefix("excluded: ") for k, v in statuses.items() if v.startswith("excluded")})

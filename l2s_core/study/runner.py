@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
-import errno
 import fcntl
 import json
 import os
@@ -44,6 +43,7 @@ from tqdm.auto import tqdm
 
 from l2s_core.errors import ConfigError, L2SError, StudyLockedError
 from l2s_core.files import atomic_write_json
+from l2s_core.processes import process_alive
 from l2s_core.study.plan import DONE, FAILED, NOTEBOOK_KINDS, Step, StudyPaths, StudyPlan
 from l2s_core.study.report import render_report
 
@@ -104,14 +104,6 @@ def _check_notebooks(notebooks_dir: Path) -> None:
             raise ConfigError(notebooks_dir / f"{kind}.ipynb", "study notebook not found")
 
 
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except OSError as exc:
-        return exc.errno == errno.EPERM
-    return True
-
-
 @contextlib.contextmanager
 def study_lock(lock_path: Path) -> Iterator[None]:
     """Hold the study's lock file while the block runs.
@@ -138,7 +130,7 @@ def study_lock(lock_path: Path) -> Iterator[None]:
                                    "wait for it to finish or stop it") from None
         previous = _lock_holder(fd)
         if previous.get("host") == socket.gethostname() and isinstance(previous.get("pid"), int) \
-                and not _process_alive(previous["pid"]):
+                and not process_alive(previous["pid"]):
             print(f"{lock_path}: taking over the stale lock of pid {previous['pid']} (no longer running)")
         holder = {"pid": os.getpid(), "host": socket.gethostname(), "since": datetime.datetime.now().isoformat(timespec="seconds")}
         os.ftruncate(fd, 0)

@@ -1,15 +1,24 @@
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
 
 import nibabel as nib
 import numpy as np
 import pytest
 from msd_builder import write_case, write_dataset_json
+from process_tools import (assert_one_line_error, assert_output_is_one_error_line, descendants,
+                           ended_after_continuing, kill_and_reap, run_module, start_module, state, wait_gone,
+                           wait_until)
 
+import l2s_core.data.prepare as prepare_module
 from l2s_core.data.cache import PreparedTask
 from l2s_core.data.io import write_mask
-from l2s_core.data.prepare import PrepareSettings, lowres_shape, prepare_task
-from l2s_core.errors import ConfigError, EmptyOrganError, InputDataError
+from l2s_core.data.prepare import PEAK_FLOAT32_COPIES, PrepareSettings, lowres_shape, prepare_task, worker_count
+from l2s_core.data.msd import read_task
+from l2s_core.errors import ConfigError, EmptyOrganError
 
 
 def _prepare(task, out, **kw):
@@ -51,17 +60,66 @@ def test_tumour_merged_by_default_and_rule_is_a_parameter(small_task, tmp_path):
     assert organ_only.case("box_0").meta["organ_voxels"] == 2 * 2 * 2
 
 
-def test_rerun_skips_and_partial_case_is_redone(small_task, tmp_path):
+@pytest.mark.slow
+def test_killed_prepare_leaves_no_worker_and_a_rerun_redoes_only_the_partial_cases(small_task, tmp_path):
     out = tmp_path / "prep"
     _prepare(small_task, out)
-    shutil.rmtree(out / "cases" / "box_1")
-    (out / "cases" / ".box_1.partial-dead").mkdir()  # left by a killed run
-    (out / "cases" / ".box_1.partial-dead" / "full_image.npy").write_bytes(b"half")
+    for case_id in ("box_1", "box_3"):
+        shutil.rmtree(out / "cases" / case_id)
     before = (out / "cases" / "box_0" / "full_image.npy").stat().st_mtime_ns
-    statuses = _prepare(small_task, out)
-    assert statuses["box_1"] == "prepared" and statuses["box_0"] == "already prepared"
+    # default workers (2 on a 2-core machine); each stops itself in the middle of its case, in a write
+    killed = start_module("l2s_core.cli", "prepare", small_task, "--out", out, stop_at="writing full_image.npy")
+    try:
+        wait_until(lambda: len(stopped_descendants(killed)) == 2, "both workers stopped in the middle of a case")
+        workers = descendants(killed.pid)
+    finally:
+        kill_and_reap(killed)
+    wait_gone(workers, "the workers of the SIGKILLed l2s prepare dying with it")
+    assert sorted(p.name.split(".partial-")[0] for p in (out / "cases").glob(".*.partial-*")) == [".box_1", ".box_3"]
+
+    rerun = run_module("l2s_core.cli", "prepare", small_task, "--out", out)
+    assert rerun.returncode == 0, rerun.stderr
+    assert rerun.stdout.strip() == f"{out}: 3 already prepared, 2 prepared"
+    assert sorted(os.listdir(out / "cases")) == [f"box_{i}" for i in range(5)]  # the stale partial folders removed
     assert (out / "cases" / "box_0" / "full_image.npy").stat().st_mtime_ns == before
-    assert PreparedTask(out).case("box_1").array("full", "image").shape == (12, 20, 24)
+    task = PreparedTask(out)
+    assert all(task.case(f"box_{i}").array("crop", "label").sum() == task.case(f"box_{i}").meta["organ_voxels"]
+               for i in range(5))
+
+
+@pytest.mark.slow
+def test_worker_killed_is_one_line_and_leaves_no_worker(small_task, tmp_path):
+    out = tmp_path / "prep"
+    preparing = start_module("l2s_core.cli", "prepare", small_task, "--out", out, stop_at="writing full_image.npy")
+    wait_until(lambda: len(stopped_descendants(preparing)) == 2, "both workers stopped in the middle of a case")
+    workers = stopped_descendants(preparing)
+    os.kill(workers[0], signal.SIGKILL)  # as the out-of-memory killer would
+    # the other goes on as it would without the harness (continued each time it stops at its next case),
+    # so that the broken pool's SIGTERM, which waits while it is stopped, ends it
+    wait_until(lambda: ended_after_continuing(workers[1]), "the other worker ending with the broken pool")
+    stdout, stderr = preparing.communicate(timeout=300)
+    assert preparing.returncode == 2, stderr
+    assert_output_is_one_error_line(stdout, stderr, f"l2s: error: {out}: a preparation worker process died")
+
+
+def stopped_descendants(process: subprocess.Popen) -> list[int]:
+    """Descendants of a running process that have stopped themselves (state ``T``)."""
+    assert process.poll() is None, process.communicate()
+    return [pid for pid in descendants(process.pid) if state(pid) == "T"]
+
+
+def test_stale_partial_folders_are_removed_and_those_of_running_processes_kept(small_task, tmp_path):
+    cases = tmp_path / "prep" / "cases"
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        for name in (".box_1.partial-dead", f".box_2.partial-{sleeper.pid}-0a1b2c3d", ".box_3.partial-999999999-0a1b2c3d"):
+            (cases / name).mkdir(parents=True)
+            (cases / name / "full_image.npy").write_bytes(b"half")
+        _prepare(small_task, tmp_path / "prep")
+        assert sorted(os.listdir(cases)) == [f".box_2.partial-{sleeper.pid}-0a1b2c3d"] + [f"box_{i}" for i in range(5)]
+    finally:
+        sleeper.kill()
+        sleeper.wait()
 
 
 def test_settings_change_refused(small_task, tmp_path):
@@ -82,33 +140,45 @@ def test_none_normalisation_keeps_raw_values(small_task, tmp_path):
     assert PreparedTask(tmp_path / "prep").case("box_0").array("full", "image").sum() == pytest.approx(raw.sum())
 
 
+def assert_every_case_complete_or_absent(out):
+    """Every case folder of a prepared task is complete (meta.json, arrays readable); no staging folder is left."""
+    task = PreparedTask(out)
+    for folder in (out / "cases").glob("*"):  # (none when preparation stopped before the first case)
+        assert ".partial-" not in folder.name, folder.name
+        case = task.case(folder.name)
+        assert case.array("crop", "label").sum() == case.meta["organ_voxels"] > 0
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("make_bad, problem", [
     (lambda: dict(image=np.zeros((24, 20, 12), np.int16), label=np.zeros((24, 20, 10), np.uint8)), "label shape"),
     (lambda: dict(image=np.zeros((24, 20, 12), np.int16), label=np.ones((24, 20, 12), np.uint8),
                   label_affine=np.diag([-1.5, -1.5, 5.0, 1.0])), "affine differs"),
     (lambda: dict(image=np.zeros((24, 20, 12), np.int16), label=np.full((24, 20, 12), 7, np.uint8)),
-     r"unexpected label values \[7\]"),
+     "unexpected label values [7]"),
     (lambda: dict(image=np.full((24, 20, 12), np.inf, np.float32), label=np.ones((24, 20, 12), np.uint8)),
      "NaN or infinite"),
     (lambda: dict(image=np.zeros((24, 20, 12), np.int16), label=np.zeros((24, 20, 12), np.uint8)),
      "organ mask is empty"),
 ])
-def test_bad_case_named_and_prepared_cases_kept(small_task, tmp_path, make_bad, problem):
-    out = tmp_path / "prep"
-    _prepare(small_task, out)
-    shutil.rmtree(out / "cases" / "box_4")
-    write_case(small_task, "box_4", **make_bad())
-    with pytest.raises(InputDataError, match=problem) as info:
-        _prepare(small_task, out)
-    assert "box_4.nii.gz" in str(info.value)
-    assert sorted(p.name for p in (out / "cases").iterdir()) == ["box_0", "box_1", "box_2", "box_3"]
+def test_bad_case_is_one_line_at_the_default_workers_and_good_cases_are_complete(small_task, tmp_path, make_bad,
+                                                                                 problem):
+    write_case(small_task, "box_0", **make_bad())  # the first case fails while the next are in progress
+    result = run_module("l2s_core.cli", "prepare", small_task, "--out", tmp_path / "prep")  # default workers
+    assert_one_line_error(result, "l2s: error: ", "box_0.nii.gz: ", problem)
+    assert "box_0" not in os.listdir(tmp_path / "prep" / "cases")
+    assert_every_case_complete_or_absent(tmp_path / "prep")
 
 
-def test_truncated_image_named(small_task, tmp_path):
+@pytest.mark.slow
+@pytest.mark.parametrize("keep, problem", [(200, "not a readable NIfTI file"), (0.5, "truncated or corrupt image data")])
+def test_truncated_image_is_one_line_at_the_default_workers(small_task, tmp_path, keep, problem):
     path = small_task / "imagesTr" / "box_1.nii.gz"
-    path.write_bytes(path.read_bytes()[:200])
-    with pytest.raises(InputDataError, match=r"box_1\.nii\.gz: (truncated|not a readable)"):
-        _prepare(small_task, tmp_path / "prep")
+    data = path.read_bytes()
+    path.write_bytes(data[:keep if isinstance(keep, int) else int(len(data) * keep)])  # the header, or half the file
+    result = run_module("l2s_core.cli", "prepare", small_task, "--out", tmp_path / "prep")
+    assert_one_line_error(result, f"l2s: error: {path}: {problem}")
+    assert_every_case_complete_or_absent(tmp_path / "prep")
 
 
 def test_empty_organ_skipped_when_asked_and_recorded(small_task, tmp_path):
@@ -168,3 +238,49 @@ def test_failed_write_leaves_no_case_that_looks_prepared(small_task, tmp_path, m
     assert list((tmp_path / "prep" / "cases").iterdir()) == []  # no case folder, no staging left behind
     monkeypatch.setattr(prepare_module, "atomic_save_npy", real_save)
     assert set(_prepare(small_task, tmp_path / "prep").values()) == {"prepared"}
+
+
+_PEAK_SCRIPT = """
+import json, sys
+from pathlib import Path
+from l2s_core.data.prepare import prepare_task
+
+def status_bytes(field):  # VmRSS: resident now; VmHWM: its peak (getrusage's ru_maxrss would count the RSS of the
+    line = next(l for l in Path("/proc/self/status").read_text().splitlines() if l.startswith(field + ":"))
+    return int(line.split()[1]) * 1024  # process that started this one, from before exec)
+
+before = status_bytes("VmRSS")
+prepare_task(sys.argv[1], sys.argv[2], workers=1, progress=False)  # what one worker does, here in this process
+print(json.dumps({"before": before, "peak": status_bytes("VmHWM")}))
+"""
+
+
+@pytest.mark.slow
+def test_preparing_a_case_peaks_below_its_estimate_of_four_float32_copies(tmp_path):
+    # (64, 384, 384) is 38 MB as float32, above glibc's largest mmap threshold (32 MB), so arrays
+    # freed during preparation are returned to the system as they would be for a real CT
+    shape = (64, 384, 384)
+    label = np.zeros(shape, np.uint8)
+    label[4:60, 16:368, 16:368] = 1  # an organ almost as large as the image: the largest crop
+    image = (np.random.default_rng(0).normal(0, 100, shape) + 300.0 * label).astype(np.int16)
+    write_case(tmp_path / "Task", "big", image.transpose(2, 1, 0), label.transpose(2, 1, 0))
+    write_dataset_json(tmp_path / "Task", ["big"])
+    result = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT, str(tmp_path / "Task"), str(tmp_path / "prep")],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    measured = json.loads(result.stdout)
+    float32_size = 4 * int(np.prod(shape))
+    assert prepare_module.case_peak_bytes(read_task(tmp_path / "Task").cases[0]) == PEAK_FLOAT32_COPIES * float32_size
+    assert measured["peak"] - measured["before"] < PEAK_FLOAT32_COPIES * float32_size, measured
+
+
+def test_workers_are_bounded_by_cores_cases_and_memory(monkeypatch):
+    gib = 2**30
+    monkeypatch.setattr(prepare_module, "available_memory", lambda: 10 * gib)
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    assert worker_count(None, [gib] * 20) == 8  # all cores
+    assert worker_count(None, [gib] * 3) == 3  # one per case
+    assert worker_count(None, [3 * gib, gib, gib]) == 3  # 10 GiB hold three of the largest case
+    assert worker_count(None, [4 * gib] * 20) == 2
+    assert worker_count(16, [4 * gib] * 20) == 2  # also when more are asked for
+    assert worker_count(None, [20 * gib] * 20) == 1  # one, even when memory seems too small

@@ -1,14 +1,14 @@
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import nbformat
 import pytest
 import yaml
+from msd_builder import write_small_task
 from nbformat.v4 import new_code_cell, new_notebook
+from process_tools import descendants, environment, kill_and_reap, state, wait_gone, wait_until
 
 from l2s_core.errors import ConfigError, StudyLockedError
 from l2s_core.study import runner
@@ -16,13 +16,15 @@ from l2s_core.study.plan import Step, StudyPaths
 from l2s_core.study.runner import gpu_slots, run_study, study_lock
 
 # Test notebooks: each appends "start <step id>" and "end <step id>" to <root>/executions.log,
-# hangs when <root>/hang-<step id with - for /> exists (its pid in pid-<...>), fails when fail-<...> exists, and
+# hangs when <root>/hang-<step id with - for /> exists (its pid in pid-<...>; first preparing the MSD task
+# task-<...> with 2 worker processes when it exists), fails when fail-<...> exists, and
 # writes the outputs the runner checks. Run 0 of spleen/baseline does not converge.
 _STEP_CODE = '''
 import os
 import time
 from pathlib import Path
 
+from l2s_core.data.prepare import prepare_task
 from l2s_core.files import atomic_write_json, atomic_write_text
 from l2s_core.study.plan import Step, StudyPaths
 
@@ -43,6 +45,8 @@ def log(event):
 log("start")
 if (paths.root / f"hang-{flag}").exists():
     atomic_write_text(paths.root / f"pid-{flag}", str(os.getpid()))
+    if (paths.root / f"task-{flag}").exists():
+        prepare_task(paths.root / f"task-{flag}", paths.root / f"prepared-{flag}", workers=2, progress=False)
     time.sleep(600)
 if (paths.root / f"fail-{flag}").exists():
     raise RuntimeError("injected failure")
@@ -111,14 +115,6 @@ def assert_dependency_order(log: list[tuple[str, str]]) -> None:
         assert all(end[r] < start[step_id] for r in required), (step_id, required)
 
 
-def process_alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state != "Z"
-
-
 def ended_once(log: list[tuple[str, str]]) -> bool:
     ends = [step_id for event, step_id in log if event == "end"]
     return sorted(ends) == sorted(STEP_IDS)
@@ -181,23 +177,20 @@ def test_killed_study_resumes_without_losing_or_repeating_steps(study, capsys):
     params_path, root, notebooks = study
     hang = root / "hang-train-liver-baseline-run_00"
     hang.touch()
+    write_small_task(root / "task-train-liver-baseline-run_00")  # prepared by the hanging step's 2 workers
     script = ("from l2s_core.study.runner import run_study; "
               f"run_study({str(params_path)!r}, root={str(root)!r}, notebooks_dir={str(notebooks)!r}, progress=False)")
-    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env=environment(stop_at="writing full_image.npy"))  # the workers stop mid-case
     kernel_pid_file = root / "pid-train-liver-baseline-run_00"
     try:
-        deadline = time.monotonic() + 90
-        while not kernel_pid_file.exists():  # the runner is executing the hanging step
-            assert process.poll() is None and time.monotonic() < deadline
-            time.sleep(0.2)
+        wait_until(lambda: process.poll() is None and kernel_pid_file.exists(), "the runner executing the hanging step")
+        kernel = int(kernel_pid_file.read_text())
+        wait_until(lambda: sum(state(pid) == "T" for pid in descendants(kernel)) == 2, "the step's workers mid-case")
+        kernel_and_workers = [kernel, *descendants(kernel)]
     finally:
-        process.send_signal(signal.SIGKILL)
-        process.wait()
-    kernel = int(kernel_pid_file.read_text())
-    deadline = time.monotonic() + 60
-    while process_alive(kernel):  # the kernel stops once its parent, the runner, is gone
-        assert time.monotonic() < deadline, "the kernel of the killed runner is still running"
-        time.sleep(0.2)
+        kill_and_reap(process)
+    wait_gone(kernel_and_workers, "the kernel of the SIGKILLed runner and its workers ending")
     before = events(root)
     hang.unlink()
 
