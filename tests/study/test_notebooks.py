@@ -7,6 +7,7 @@ import papermill
 import pytest
 
 from l2s_core.data.cache import PreparedTask
+from l2s_core.study.params import load_study_params
 from l2s_core.study.plan import Step, StudyPaths
 from l2s_core.study.runner import KERNEL_NAME, NOTEBOOKS_DIR, _request, run_study
 
@@ -41,7 +42,8 @@ def test_smoke_study_runs_end_to_end_through_papermill(tmp_path, l2s_kernel):
     paths = StudyPaths(tmp_path, "smoke")
     prostate = PreparedTask(paths.prepared_dir("prostate"))
     shapes = [tuple(prostate.case(c).meta["original_shape"]) for ids in prostate.split.values() for c in ids]
-    assert all(z < 8 and y > 16 and x > 16 for z, y, x in shapes)  # thinner than the patch, wider than it
+    patch = load_study_params(SMOKE_PARAMS).train_config("prostate", "baseline", 0, Path("."), Path(".")).patch_size
+    assert all(z < patch[0] and y > patch[1] and x > patch[2] for z, y, x in shapes)  # thinner than the patch, wider
     assert len(set(shapes)) > 1 and any(y % 2 or x % 2 for _, y, x in shapes)
     for organ in ("prostate", "atrium"):  # the thin organ and the custom-named one, all methods evaluated
         runs = pd.read_csv(paths.evaluation_dir(organ) / "test_runs.csv")
