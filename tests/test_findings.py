@@ -4,8 +4,6 @@ supported or not testable."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -146,15 +144,6 @@ def test_preamble_says_phantom_data_check_the_pipeline(tmp_path: Path, source: s
     text = findings.findings_preamble(data)
     assert ("checks that the pipeline" in text) is phantom
     assert "Table 3" in text and "Table 4" in text
-
-
-def test_the_analysis_modules_do_not_import_torch() -> None:
-    modules = ["l2s_core.analysis", "l2s_core.findings", "l2s_core.paper_values", "l2s_core.plots", "l2s_core.stats"]
-    code = (f"import sys\nfor m in {modules!r}: __import__(m)\n"
-            "bad = sorted(m for m in sys.modules if m == 'torch' or m.startswith(('torch.', 'l2s_core.train', "
-            "'l2s_core.evaluate', 'l2s_core.infer')))\nprint(bad)")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert result.stdout.strip() == "[]"
 
 
 def test_runs_without_spread_are_not_testable_with_the_t_tests_note(tmp_path: Path) -> None:
