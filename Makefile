@@ -25,9 +25,12 @@ reproduce: $(STAMP)
 	echo "make reproduce: wall time $$(( $$(date +%s) - start )) s; report: $(CURDIR)/reports/quick/report.html"; \
 	exit $$status
 
-## The test suite (what CI runs). -rs lists every skipped test with its reason; with CI set,
+## The test suite (what CI runs): ruff (lint, format) and mypy, then pytest. -rs lists every skipped test with its reason; with CI set,
 ## missing real-CT data beside the project fails the run (tests/conftest.py).
 test: $(STAMP)
+	$(VENV)/bin/ruff check l2s_core tests benchmarks
+	$(VENV)/bin/ruff format --check --quiet l2s_core tests benchmarks
+	$(VENV)/bin/mypy
 	$(PY) -m pytest -q -rs
 
 ## The explorer as a user sees it: explore.ipynb in JupyterLab in headless Chromium (Playwright).

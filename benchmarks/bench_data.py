@@ -46,20 +46,26 @@ def add_phantom_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cases", type=int, default=10, help="phantom cases")
     parser.add_argument("--shape", type=int, nargs=3, default=[32, 96, 96], metavar=("Z", "Y", "X"))
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--work", type=Path, default=None,
-                        help="folder for the phantom and its cache (kept and reused); default a temporary folder")
+    parser.add_argument(
+        "--work",
+        type=Path,
+        default=None,
+        help="folder for the phantom and its cache (kept and reused); default a temporary folder",
+    )
 
 
 def prepared_phantom(args: argparse.Namespace, work: Path) -> PreparedTask:
     """Generate the phantom task of ``args`` under ``work/raw`` and prepare it into ``work/prepared``."""
-    task_dir = generate_phantom_task(args.organ, work / "raw", n_cases=args.cases, shape=tuple(args.shape),
-                                     seed=args.seed, progress=False)
+    task_dir = generate_phantom_task(
+        args.organ, work / "raw", n_cases=args.cases, shape=tuple(args.shape), seed=args.seed, progress=False
+    )
     prepare_task(task_dir, work / "prepared" / task_dir.name, progress=False, workers=1)
     return PreparedTask(work / "prepared" / task_dir.name)
 
 
-def nifti_patch(case: PreparedCase, box: tuple[int, ...], organ_labels: Sequence[int] | None
-                ) -> tuple[np.ndarray, np.ndarray]:
+def nifti_patch(
+    case: PreparedCase, box: tuple[int, ...], organ_labels: Sequence[int] | None
+) -> tuple[np.ndarray, np.ndarray]:
     """Read the case's NIfTI image and label and cut ``box``: ``(z, y, x)`` image and organ mask."""
     image, _ = read_image(case.meta["image_path"])
     label, _ = read_label(case.meta["label_path"])
@@ -68,8 +74,9 @@ def nifti_patch(case: PreparedCase, box: tuple[int, ...], organ_labels: Sequence
 
 def measure(task: PreparedTask, patch: tuple[int, int, int], n_patches: int, seed: int) -> dict:
     """Time ``n_patches`` patches each way, alternating; check that both cut the same label patch."""
-    dataset = PatchDataset(task, task.split["train"], "full", patch, samples_per_epoch=n_patches,
-                           foreground_probability=0.8, seed=seed)
+    dataset = PatchDataset(
+        task, task.split["train"], "full", patch, samples_per_epoch=n_patches, foreground_probability=0.8, seed=seed
+    )
     cases = {case_id: task.case(case_id) for case_id in dataset.case_ids}
     organ_labels = task.settings["organ_labels"]
     cache_seconds, nifti_seconds = [], []
@@ -87,7 +94,8 @@ def measure(task: PreparedTask, patch: tuple[int, int, int], n_patches: int, see
         with_organ += bool(label.any())
     cache_rate, nifti_rate = n_patches / sum(cache_seconds), n_patches / sum(nifti_seconds)
     return {
-        "cache_patches_per_s": round(cache_rate, 1), "nifti_patches_per_s": round(nifti_rate, 2),
+        "cache_patches_per_s": round(cache_rate, 1),
+        "nifti_patches_per_s": round(nifti_rate, 2),
         "ratio_cache_over_nifti": round(cache_rate / nifti_rate, 1),
         "patches_with_organ": round(with_organ / n_patches, 3),
     }
@@ -104,12 +112,20 @@ def main(argv: Sequence[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory(prefix="l2s_bench_data_") as scratch:
         task = prepared_phantom(args, args.work or Path(scratch))
         shape = task.case(task.split["train"][0]).array("full", "image").shape
-        print(f"phantom {args.organ}: {len(task.split['train'])} training cases of (z, y, x) {shape}, "
-              f"patch {tuple(args.patch)}")
+        print(
+            f"phantom {args.organ}: {len(task.split['train'])} training cases of (z, y, x) {shape}, "
+            f"patch {tuple(args.patch)}"
+        )
         timings = measure(task, tuple(args.patch), args.patches, args.seed)
     print(f"cache: {timings['cache_patches_per_s']} patches/s; NIfTI: {timings['nifti_patches_per_s']} patches/s")
-    result = {"benchmark": "training_patches", "organ": args.organ, "volume_shape": list(shape),
-              "patch": list(args.patch), "patches": args.patches, **timings}
+    result = {
+        "benchmark": "training_patches",
+        "organ": args.organ,
+        "volume_shape": list(shape),
+        "patch": list(args.patch),
+        "patches": args.patches,
+        **timings,
+    }
     print(json.dumps(result))
     return result
 

@@ -42,8 +42,9 @@ from l2s_core.sampling import PatchDataset, pad_collate
 T = TypeVar("T")
 
 
-def train_localiser(localiser: UNet3D, task: PreparedTask, max_steps: int, target_dice: float, lr: float,
-                    device: torch.device) -> tuple[int, float]:
+def train_localiser(
+    localiser: UNet3D, task: PreparedTask, max_steps: int, target_dice: float, lr: float, device: torch.device
+) -> tuple[int, float]:
     """Fit the localiser on all low-resolution training images at once (one batch per step).
 
     Returns:
@@ -51,8 +52,9 @@ def train_localiser(localiser: UNet3D, task: PreparedTask, max_steps: int, targe
     """
     ids = task.split["train"]
     whole = (1024, 1024, 1024)  # larger than every low-resolution image: each item is a whole image
-    batch = pad_collate([PatchDataset(task, [case_id], "lowres", whole, multiple=localiser.size_multiple)[0]
-                         for case_id in ids])
+    batch = pad_collate(
+        [PatchDataset(task, [case_id], "lowres", whole, multiple=localiser.size_multiple)[0] for case_id in ids]
+    )
     images, labels = batch["image"].to(device), batch["label"].to(device)
     optimiser = torch.optim.Adam(localiser.parameters(), lr=lr)
     loss_function = DiceCELoss()
@@ -81,8 +83,14 @@ def main(argv: Sequence[str] | None = None) -> dict:
     """Time the baseline sliding window and the two-stage pipeline; print the figures, the last line as JSON."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_phantom_arguments(parser)
-    parser.add_argument("--patch", type=int, nargs=3, default=list(DEFAULT_PATCH), metavar=("Z", "Y", "X"),
-                        help="baseline sliding window (its training patch)")
+    parser.add_argument(
+        "--patch",
+        type=int,
+        nargs=3,
+        default=list(DEFAULT_PATCH),
+        metavar=("Z", "Y", "X"),
+        help="baseline sliding window (its training patch)",
+    )
     parser.add_argument("--overlap", type=float, default=0.25)
     parser.add_argument("--sw-batch-size", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per method")
@@ -98,8 +106,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     baseline, localiser, organ_net = (UNet3D().to(device) for _ in range(3))
     with tempfile.TemporaryDirectory(prefix="l2s_bench_infer_") as scratch:
         task = prepared_phantom(args, args.work or Path(scratch))
-        steps, train_dice = train_localiser(localiser, task, args.localiser_steps, args.localiser_dice,
-                                            args.localiser_lr, device)
+        steps, train_dice = train_localiser(
+            localiser, task, args.localiser_steps, args.localiser_dice, args.localiser_lr, device
+        )
         case = task.case(task.split["test"][0])
         image = np.array(case.array("full", "image"))
     print(f"localiser trained {steps} steps (training Dice {train_dice:.3f}); baseline and organ network untrained")
@@ -112,8 +121,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
         return predict_volume(segmenter(baseline), image, device)
 
     def run_two_stage() -> TwoStageResult:
-        return two_stage_predict(segmenter(localiser), segmenter(organ_net), image, Localisation.of_task(task.settings),
-                                 device=device)
+        return two_stage_predict(
+            segmenter(localiser), segmenter(organ_net), image, Localisation.of_task(task.settings), device=device
+        )
 
     run_baseline(), run_two_stage()  # warm-up
     times: dict[str, list[float]] = {"baseline": [], "two_stage": []}
@@ -130,12 +140,23 @@ def main(argv: Sequence[str] | None = None) -> dict:
     organ = [v + (margin if a < 3 else -margin) for a, v in enumerate(case.crop_box)]
     box = result.box
     result_json = {
-        "benchmark": "inference", "device": str(device), "torch_threads": torch.get_num_threads(), "amp": args.amp,
-        "organ": args.organ, "volume_shape": list(image.shape), "window": list(args.patch), "overlap": args.overlap,
-        "model": organ_net.hparams, "weights": f"baseline and organ network untrained; localiser trained {steps} steps",
-        "two_stage_box": list(box) if box is not None else None, "fallback_used": result.fallback_used,
-        "box_contains_organ": box is not None and all(box[a] <= organ[a] and box[a + 3] >= organ[a + 3] for a in range(3)),
-        "repeats": args.repeats, "baseline_s": round(medians["baseline"], 4), "two_stage_s": round(medians["two_stage"], 4),
+        "benchmark": "inference",
+        "device": str(device),
+        "torch_threads": torch.get_num_threads(),
+        "amp": args.amp,
+        "organ": args.organ,
+        "volume_shape": list(image.shape),
+        "window": list(args.patch),
+        "overlap": args.overlap,
+        "model": organ_net.hparams,
+        "weights": f"baseline and organ network untrained; localiser trained {steps} steps",
+        "two_stage_box": list(box) if box is not None else None,
+        "fallback_used": result.fallback_used,
+        "box_contains_organ": box is not None
+        and all(box[a] <= organ[a] and box[a + 3] >= organ[a + 3] for a in range(3)),
+        "repeats": args.repeats,
+        "baseline_s": round(medians["baseline"], 4),
+        "two_stage_s": round(medians["two_stage"], 4),
         "ratio_baseline_over_two_stage": round(medians["baseline"] / medians["two_stage"], 2),
     }
     print(json.dumps(result_json))

@@ -101,8 +101,12 @@ print(json.dumps({"seconds": time.perf_counter() - started, "cuda_peak_bytes": p
 
 def _child(code: str, *args: str) -> tuple[str, int]:
     """Run ``python -c code args`` in a fresh process; its stdout and peak resident bytes (Linux)."""
-    process = subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE, text=True,
-                               env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    process = subprocess.Popen(
+        [sys.executable, "-c", code, *args],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
     stdout = process.stdout.read() if process.stdout else ""
     _, status, usage = os.wait4(process.pid, 0)
     if status != 0:
@@ -110,8 +114,9 @@ def _child(code: str, *args: str) -> tuple[str, int]:
     return stdout.strip(), usage.ru_maxrss * 1024
 
 
-def _scaled(shape: tuple[int, int, int], spacing: tuple[float, float, float],
-            scale: float) -> tuple[tuple[int, int, int], tuple[float, float, float]]:
+def _scaled(
+    shape: tuple[int, int, int], spacing: tuple[float, float, float], scale: float
+) -> tuple[tuple[int, int, int], tuple[float, float, float]]:
     small = tuple(max(MIN_SIDE, round(s * scale)) for s in shape)
     return small, tuple(mm * (s / t) for mm, s, t in zip(spacing, shape, small))  # type: ignore[return-value]
 
@@ -126,12 +131,21 @@ def prepare_cases(organs: Sequence[str], scale: float, work: Path) -> tuple[dict
         write_phantom_cases(organ, task_dir, [(shape, spacing)], seed=0, progress=False)
         seconds, rss = _child(_PREPARE, str(task_dir), str(work / "prepared" / organ))
         float32_bytes = 4 * int(np.prod(shape))
-        rows.append({"organ": organ, "shape": list(shape), "seconds": round(float(seconds), 2),
-                     "peak_rss_gib": round(rss / GIB, 3), "above_imports_gib": round((rss - imports_rss) / GIB, 3),
-                     "float32_gib": round(float32_bytes / GIB, 3),
-                     "ratio_to_float32": round((rss - imports_rss) / float32_bytes, 2)})
-        print(f"prepare {organ} {shape}: {rows[-1]['seconds']} s, peak {rows[-1]['peak_rss_gib']} GiB "
-              f"({rows[-1]['ratio_to_float32']} x the float32 volume above the imports)")
+        rows.append(
+            {
+                "organ": organ,
+                "shape": list(shape),
+                "seconds": round(float(seconds), 2),
+                "peak_rss_gib": round(rss / GIB, 3),
+                "above_imports_gib": round((rss - imports_rss) / GIB, 3),
+                "float32_gib": round(float32_bytes / GIB, 3),
+                "ratio_to_float32": round((rss - imports_rss) / float32_bytes, 2),
+            }
+        )
+        print(
+            f"prepare {organ} {shape}: {rows[-1]['seconds']} s, peak {rows[-1]['peak_rss_gib']} GiB "
+            f"({rows[-1]['ratio_to_float32']} x the float32 volume above the imports)"
+        )
         tasks[organ] = PreparedTask(work / "prepared" / organ)
     return tasks, rows
 
@@ -156,8 +170,11 @@ def train_steps(tasks: dict[str, PreparedTask], device: str) -> list[dict]:
     for network in NETWORKS:
         shape = largest_forward_input(PATCH, extents[LEVEL_OF_NETWORK[network]], multiple)
         estimate = estimate_training_memory(UNet3D.PAPER_CONFIG, shape)
-        row: dict[str, Any] = {"network": network, "input": list(shape),
-                               "estimated_peak_gib": round(estimate.peak_bytes / GIB, 2)}
+        row: dict[str, Any] = {
+            "network": network,
+            "input": list(shape),
+            "estimated_peak_gib": round(estimate.peak_bytes / GIB, 2),
+        }
         for precision, amp in (("fp32", "0"), ("bf16", "1")) if device.startswith("cuda") else (("fp32", "0"),):
             out, rss = _child(_TRAIN_STEP, json.dumps(shape), device, amp)
             measured = json.loads(out)
@@ -186,10 +203,14 @@ def predictions(task: PreparedTask, device: str, overlap: float) -> dict[str, An
     result = gt_localised_predict(organ, image, label, Localisation.of_task(task.settings), device=device)
     two_stage_seconds = time.perf_counter() - started
     box = result.box or (0, 0, 0, *image.shape)
-    row = {"case_shape": list(image.shape), "organ_box_shape": [box[3 + a] - box[a] for a in range(3)],
-           "baseline_sliding_window_s": round(baseline_seconds, 2), "validation_pass_s": round(baseline_seconds, 2),
-           "two_stage_s": round(two_stage_seconds, 2),
-           "ratio_baseline_over_two_stage": round(baseline_seconds / two_stage_seconds, 2)}
+    row = {
+        "case_shape": list(image.shape),
+        "organ_box_shape": [box[3 + a] - box[a] for a in range(3)],
+        "baseline_sliding_window_s": round(baseline_seconds, 2),
+        "validation_pass_s": round(baseline_seconds, 2),
+        "two_stage_s": round(two_stage_seconds, 2),
+        "ratio_baseline_over_two_stage": round(baseline_seconds / two_stage_seconds, 2),
+    }
     print(f"predict {row}")
     return row
 
@@ -199,8 +220,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--organs", nargs="+", default=list(CASES), choices=list(CASES))
     parser.add_argument("--scale", type=float, default=1.0, help="factor on every side of the cases (1: real size)")
-    parser.add_argument("--predict-organ", default="spleen", choices=list(CASES),
-                        help="the case whose baseline and two-stage predictions are timed")
+    parser.add_argument(
+        "--predict-organ",
+        default="spleen",
+        choices=list(CASES),
+        help="the case whose baseline and two-stage predictions are timed",
+    )
     parser.add_argument("--overlap", type=float, default=0.25, help="sliding-window overlap")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON here")
@@ -213,9 +238,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         predict_row = predictions(tasks[args.predict_organ], args.device, args.overlap)
     measured = [row.get("fp32_peak_gib", row["estimated_peak_gib"]) for row in train_rows]
     result = {
-        "benchmark": "scale", "device": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu",
-        "torch": torch.__version__, "threads": torch.get_num_threads(), "scale": args.scale, "patch": list(PATCH),
-        "model": UNet3D.PAPER_CONFIG, "prepare": prepare_rows, "train_step": train_rows,
+        "benchmark": "scale",
+        "device": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu",
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "scale": args.scale,
+        "patch": list(PATCH),
+        "model": UNet3D.PAPER_CONFIG,
+        "prepare": prepare_rows,
+        "train_step": train_rows,
         "predict": {"organ": args.predict_organ, **predict_row},
         "max_prepare_ratio_to_float32": max(row["ratio_to_float32"] for row in prepare_rows),
         "fits_24_gb": max(measured) < 24 * 1e9 / GIB,

@@ -52,8 +52,12 @@ def basic_unet_features(full_resolution_width: int) -> tuple[int, ...]:
 def basic_unet(features: tuple[int, ...], groups: int) -> BasicUNet:
     """MONAI BasicUNet (3D, 1 input channel, 2 classes) with GroupNorm and ReLU like ours."""
     return BasicUNet(
-        spatial_dims=3, in_channels=1, out_channels=2, features=features,
-        norm=("group", {"num_groups": groups}), act=("relu", {"inplace": True}),
+        spatial_dims=3,
+        in_channels=1,
+        out_channels=2,
+        features=features,
+        norm=("group", {"num_groups": groups}),
+        act=("relu", {"inplace": True}),
     )
 
 
@@ -76,13 +80,20 @@ def matching_features(target_parameters: int, groups: int) -> tuple[int, ...]:
             break
         width += groups
     if best_difference > PARAMETER_TOLERANCE * target_parameters:
-        raise SystemExit(f"--base-channels/--depth: no BasicUNet within {PARAMETER_TOLERANCE:.0%} "
-                         f"of our {target_parameters} parameters")
+        raise SystemExit(
+            f"--base-channels/--depth: no BasicUNet within {PARAMETER_TOLERANCE:.0%} "
+            f"of our {target_parameters} parameters"
+        )
     return best
 
 
-def training_step(model: nn.Module, optimiser: torch.optim.Optimizer, loss_function: nn.Module,
-                  images: torch.Tensor, target: torch.Tensor) -> float:
+def training_step(
+    model: nn.Module,
+    optimiser: torch.optim.Optimizer,
+    loss_function: nn.Module,
+    images: torch.Tensor,
+    target: torch.Tensor,
+) -> float:
     """Run one training step and return its wall-clock seconds (device synchronised)."""
     synchronise = torch.cuda.synchronize if images.is_cuda else (lambda: None)
     synchronise()
@@ -105,8 +116,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--base-channels", type=int, default=8)
     parser.add_argument("--depth", type=int, default=4)
     parser.add_argument("--groups", type=int, default=4)
-    parser.add_argument("--channels-last", action="store_true",
-                        help="run both models and the batch in torch.channels_last_3d memory format")
+    parser.add_argument(
+        "--channels-last",
+        action="store_true",
+        help="run both models and the batch in torch.channels_last_3d memory format",
+    )
     args = parser.parse_args(argv)
 
     torch.manual_seed(0)
@@ -136,12 +150,19 @@ def main(argv: Sequence[str] | None = None) -> dict:
         print(f"{name}: median {medians[name]:.4f} s/step, min {min(values):.4f}, max {max(values):.4f}")
 
     result = {
-        "benchmark": "train_step", "device": str(device), "torch_threads": torch.get_num_threads(),
-        "channels_last_3d": args.channels_last, "patch": list(args.patch), "batch": args.batch,
+        "benchmark": "train_step",
+        "device": str(device),
+        "torch_threads": torch.get_num_threads(),
+        "channels_last_3d": args.channels_last,
+        "patch": list(args.patch),
+        "batch": args.batch,
         "steps": args.steps,
-        "ours_config": ours.hparams, "monai_features": list(monai_features),
-        "ours_params": parameter_count(ours), "monai_params": parameter_count(monai),
-        "ours_s_per_step": round(medians["ours"], 5), "monai_s_per_step": round(medians["monai"], 5),
+        "ours_config": ours.hparams,
+        "monai_features": list(monai_features),
+        "ours_params": parameter_count(ours),
+        "monai_params": parameter_count(monai),
+        "ours_s_per_step": round(medians["ours"], 5),
+        "monai_s_per_step": round(medians["monai"], 5),
         "ratio_ours_over_monai": round(medians["ours"] / medians["monai"], 4),
     }
     print(json.dumps(result))

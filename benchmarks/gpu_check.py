@@ -51,8 +51,15 @@ def synthetic_batch(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     return images.to(device), labels.to(device)
 
 
-def timed_steps(model: torch.nn.Module, optimizer: torch.optim.Optimizer, context: distributed.ProcessContext,
-                images: torch.Tensor, labels: torch.Tensor, steps: int, warmup: int) -> list[float]:
+def timed_steps(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    context: distributed.ProcessContext,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    steps: int,
+    warmup: int,
+) -> list[float]:
     """Seconds of each of ``steps`` training steps after ``warmup`` untimed ones."""
     loss_fn = DiceCELoss()
     seconds = []
@@ -68,8 +75,13 @@ def timed_steps(model: torch.nn.Module, optimizer: torch.optim.Optimizer, contex
     return seconds
 
 
-def step_flops(model: torch.nn.Module, optimizer: torch.optim.Optimizer, context: distributed.ProcessContext,
-               images: torch.Tensor, labels: torch.Tensor) -> int:
+def step_flops(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    context: distributed.ProcessContext,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+) -> int:
     """FLOPs of one training step (forward and backward) counted by ``FlopCounterMode``."""
     with FlopCounterMode(display=False) as counter:
         train_step(model, images, labels, optimizer, DiceCELoss(), context, amp=True)
@@ -105,16 +117,20 @@ def single_gpu_check(device: torch.device, steps: int, warmup: int) -> dict[str,
 
 def one_process_ddp_check(steps: int) -> dict[str, Any]:
     """A few steps of the paper configuration in a one-process NCCL ``DistributedDataParallel`` group."""
-    context = distributed.join_process_group("cuda", rank=0, world_size=1, local_rank=0,
-                                             init_method=f"tcp://127.0.0.1:{distributed.free_port()}")
+    context = distributed.join_process_group(
+        "cuda", rank=0, world_size=1, local_rank=0, init_method=f"tcp://127.0.0.1:{distributed.free_port()}"
+    )
     try:
         torch.manual_seed(0)
         model = distributed.wrap(UNet3D(**UNet3D.PAPER_CONFIG).to(context.device), context)
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
         images, labels = synthetic_batch(context.device)
         seconds = timed_steps(model, optimizer, context, images, labels, steps, warmup=1)
-        return {"backend": torch.distributed.get_backend(), "steps": steps,
-                "step_seconds_median": statistics.median(seconds)}
+        return {
+            "backend": torch.distributed.get_backend(),
+            "steps": steps,
+            "step_seconds_median": statistics.median(seconds),
+        }
     finally:
         distributed.leave_process_group(context)
 

@@ -34,15 +34,44 @@ from l2s_core.errors import InputDataError
 from l2s_core.evaluation_tables import CASE_COLUMNS, RUN_COLUMNS
 from l2s_core.files import atomic_write_text, read_json
 from l2s_core.run_files import LOG_COLUMNS, LOG_FILE, SUMMARY_FILE
-from l2s_core.stats import (DEFAULT_PAIRS, format_mean_sd, hierarchical_bootstrap, holm, mean_sd, paired_wilcoxon,
-                            pairwise_tests)
+from l2s_core.stats import (
+    DEFAULT_PAIRS,
+    format_mean_sd,
+    hierarchical_bootstrap,
+    holm,
+    mean_sd,
+    paired_wilcoxon,
+    pairwise_tests,
+)
 from l2s_core.vocabulary import METHODS, NETWORKS, PAPER_ORGANS, SPLITS
 
 __all__ = [
-    "ALPHA", "BOOTSTRAP_REPLICATES", "BOOTSTRAP_SEED", "CASE_MEAN_COLUMNS", "DATASET_COLUMNS", "FAILURE_COLUMNS", "METHOD_LABELS", "NETWORK_LABELS",
-    "PAIRED_COLUMNS", "SPLIT_LABELS", "SUMMARY_COLUMNS", "StudyData", "all_tables", "case_mean_dice",
-    "convergence_rates", "data_description", "dice_gain", "load_study", "paired_tests", "software_versions",
-    "table1_split_sizes", "table2_training_minutes", "table_dice", "training_curves", "ttests", "write_csv_tables",
+    "ALPHA",
+    "BOOTSTRAP_REPLICATES",
+    "BOOTSTRAP_SEED",
+    "CASE_MEAN_COLUMNS",
+    "DATASET_COLUMNS",
+    "FAILURE_COLUMNS",
+    "METHOD_LABELS",
+    "NETWORK_LABELS",
+    "PAIRED_COLUMNS",
+    "SPLIT_LABELS",
+    "SUMMARY_COLUMNS",
+    "StudyData",
+    "all_tables",
+    "case_mean_dice",
+    "convergence_rates",
+    "data_description",
+    "dice_gain",
+    "load_study",
+    "paired_tests",
+    "software_versions",
+    "table1_split_sizes",
+    "table2_training_minutes",
+    "table_dice",
+    "training_curves",
+    "ttests",
+    "write_csv_tables",
     "write_tables",
 ]
 
@@ -51,14 +80,40 @@ ALPHA = 0.05
 NETWORK_LABELS = {"baseline": "baseline", "localiser": "low res (localiser)", "organ": "organ"}
 METHOD_LABELS = {"baseline": "baseline", "two_stage": "two stage", "gt_localised": "ground truth localised"}
 SPLIT_LABELS = {"train": "training", "val": "validation", "test": "test"}
-SUMMARY_COLUMNS = ("organ", "network", "run", "converged", "diverged", "best_epoch", "best_val_dice",
-                   "total_seconds", "epochs", "seed")
+SUMMARY_COLUMNS = (
+    "organ",
+    "network",
+    "run",
+    "converged",
+    "diverged",
+    "best_epoch",
+    "best_val_dice",
+    "total_seconds",
+    "epochs",
+    "seed",
+)
 FAILURE_COLUMNS = ("unit", "state", "error")
 DATASET_COLUMNS = ("organ", "task_name", "task_dir", "n_train", "n_val", "n_test", "n_cases", "foreground_percent")
 CASE_MEAN_COLUMNS = ("organ", "split", "method", "case_id", "runs", "mean_dice")
-PAIRED_COLUMNS = ("organ", "split", "method_a", "method_b", "n_cases", "n_runs_a", "n_runs_b", "mean_a", "mean_b",
-                  "mean_diff", "ci_low", "ci_high", "wilcoxon_w", "p_wilcoxon", "p_wilcoxon_holm", "rank_biserial",
-                  "note")
+PAIRED_COLUMNS = (
+    "organ",
+    "split",
+    "method_a",
+    "method_b",
+    "n_cases",
+    "n_runs_a",
+    "n_runs_b",
+    "mean_a",
+    "mean_b",
+    "mean_diff",
+    "ci_low",
+    "ci_high",
+    "wilcoxon_w",
+    "p_wilcoxon",
+    "p_wilcoxon_holm",
+    "rank_biserial",
+    "note",
+)
 #: Replicates and seed of the hierarchical bootstrap of :func:`paired_tests`.
 BOOTSTRAP_REPLICATES = 10_000
 BOOTSTRAP_SEED = 0
@@ -125,17 +180,26 @@ def _read_dataset(organ: str, prepared_dir: Path) -> dict[str, Any]:
     split = task.split
     case_ids = [c for name in ("train", "val", "test") for c in split[name]]
     shares = [float(task.case(c).meta["foreground_share"]) for c in case_ids]
-    return {"organ": organ, "task_name": task.settings.get("task_name", ""),
-            "task_dir": task.settings.get("task_dir", ""),
-            "n_train": len(split["train"]), "n_val": len(split["val"]), "n_test": len(split["test"]),
-            "n_cases": len(case_ids), "foreground_percent": 100.0 * float(np.mean(shares)) if shares else np.nan}
+    return {
+        "organ": organ,
+        "task_name": task.settings.get("task_name", ""),
+        "task_dir": task.settings.get("task_dir", ""),
+        "n_train": len(split["train"]),
+        "n_val": len(split["val"]),
+        "n_test": len(split["test"]),
+        "n_cases": len(case_ids),
+        "foreground_percent": 100.0 * float(np.mean(shares)) if shares else np.nan,
+    }
 
 
 def _read_failures(status_path: Path) -> pd.DataFrame:
     """Units of ``status.json`` that failed or are blocked, with the error of the failed ones."""
     units = read_json(status_path).get("units", {}) if status_path.is_file() else {}
-    rows = [{"unit": unit_id, "state": entry["state"], "error": entry.get("error", "")}
-            for unit_id, entry in units.items() if entry.get("state") in ("failed", "blocked")]
+    rows = [
+        {"unit": unit_id, "state": entry["state"], "error": entry.get("error", "")}
+        for unit_id, entry in units.items()
+        if entry.get("state") in ("failed", "blocked")
+    ]
     return pd.DataFrame(rows, columns=list(FAILURE_COLUMNS))
 
 
@@ -176,8 +240,9 @@ def load_study(study_dir: str | Path) -> StudyData:
     for organ in organs:
         for network, index, run_dir in _finished_runs(organ_dirs[organ]):
             summary = read_json(run_dir / SUMMARY_FILE)
-            summaries.append({"organ": organ, "network": network, "run": index,
-                              **{k: summary.get(k) for k in SUMMARY_COLUMNS[3:]}})
+            summaries.append(
+                {"organ": organ, "network": network, "run": index, **{k: summary.get(k) for k in SUMMARY_COLUMNS[3:]}}
+            )
             if (run_dir / LOG_FILE).is_file():
                 log = pd.read_csv(run_dir / LOG_FILE)
                 logs.append(log.assign(organ=organ, network=network, run=index))
@@ -186,10 +251,12 @@ def load_study(study_dir: str | Path) -> StudyData:
         study_dir=study_dir,
         organs=organs,
         study_params=study_params,
-        datasets=pd.DataFrame([_read_dataset(o, organ_dirs[o] / "prepared") for o in organs],
-                              columns=list(DATASET_COLUMNS)),
+        datasets=pd.DataFrame(
+            [_read_dataset(o, organ_dirs[o] / "prepared") for o in organs], columns=list(DATASET_COLUMNS)
+        ),
         summaries=pd.DataFrame(summaries, columns=list(SUMMARY_COLUMNS)).astype({"converged": bool, "diverged": bool}),
-        logs=pd.concat(logs, ignore_index=True)[["organ", "network", "run", *LOG_COLUMNS]] if logs
+        logs=pd.concat(logs, ignore_index=True)[["organ", "network", "run", *LOG_COLUMNS]]
+        if logs
         else pd.DataFrame(columns=["organ", "network", "run", *LOG_COLUMNS]),
         cases=_read_csvs([d / f"{s}_cases.csv" for d in evaluation for s in SPLITS], CASE_COLUMNS),
         runs=_read_csvs([d / f"{s}_runs.csv" for d in evaluation for s in SPLITS], RUN_COLUMNS),
@@ -203,14 +270,17 @@ def data_description(data: StudyData) -> str:
     Read from ``study_params.json`` where present, else from the prepared tasks' names.
     """
     tasks = ", ".join(f"{row.organ}: {row.task_name} ({row.task_dir})" for row in data.datasets.itertuples())
-    source = (data.study_params or {}).get("data")
+    study_params = data.study_params or {}
+    source = study_params.get("data")
     if source == "phantom":
-        phantom = data.study_params.get("phantom", {})
-        kind = ("**phantom data**: synthetic volumes generated by `l2s phantom` "
-                f"(n_cases={phantom.get('n_cases')}, shape={phantom.get('shape')}, seed={phantom.get('seed')}), "
-                "not patient scans; the numbers test the pipeline, they do not reproduce the paper's values")
+        phantom = study_params.get("phantom", {})
+        kind = (
+            "**phantom data**: synthetic volumes generated by `l2s phantom` "
+            f"(n_cases={phantom.get('n_cases')}, shape={phantom.get('shape')}, seed={phantom.get('seed')}), "
+            "not patient scans; the numbers test the pipeline, they do not reproduce the paper's values"
+        )
     elif source == "msd":
-        kind = f"**real data**: Medical Segmentation Decathlon tasks from `{data.study_params.get('data_root')}`"
+        kind = f"**real data**: Medical Segmentation Decathlon tasks from `{study_params.get('data_root')}`"
     else:
         kind = "data named by the prepared tasks (no `study_params.json` in the study folder)"
     return f"Study folder `{data.study_dir}` ran on {kind}. Prepared tasks: {tasks}."
@@ -281,9 +351,12 @@ def ttests(data: StudyData) -> pd.DataFrame:
         and ``p_welch_holm``: Holm–Bonferroni adjusted over the tests of the same split.
     """
     runs = data.runs[["organ", "split", "method", "pooled_dice"]].astype({"pooled_dice": float})
-    tests = pairwise_tests(runs, value_col="pooled_dice", method_col="method", group_cols=["organ", "split"],
-                           pairs=DEFAULT_PAIRS)
-    return tests.assign(p_student_holm=_holm_by_split(tests, "p_student"), p_welch_holm=_holm_by_split(tests, "p_welch"))
+    tests = pairwise_tests(
+        runs, value_col="pooled_dice", method_col="method", group_cols=["organ", "split"], pairs=DEFAULT_PAIRS
+    )
+    return tests.assign(
+        p_student_holm=_holm_by_split(tests, "p_student"), p_welch_holm=_holm_by_split(tests, "p_welch")
+    )
 
 
 def _holm_by_split(tests: pd.DataFrame, p_col: str) -> pd.Series:
@@ -301,8 +374,11 @@ def case_mean_dice(data: StudyData) -> pd.DataFrame:
         (``runs``: the number of the method's runs that evaluated the case).
     """
     cases = data.cases.astype({"dice": float})
-    means = (cases.groupby(["organ", "split", "method", "case_id"], sort=False)["dice"]
-             .agg(runs="size", mean_dice="mean").reset_index())
+    means = (
+        cases.groupby(["organ", "split", "method", "case_id"], sort=False)["dice"]
+        .agg(runs="size", mean_dice="mean")
+        .reset_index()
+    )
     return means[list(CASE_MEAN_COLUMNS)]
 
 
@@ -316,18 +392,38 @@ def _paired_row(cases: pd.DataFrame, method_a: str, method_b: str) -> dict[str, 
     """The paired test and bootstrap interval of two methods on one organ's split (see :func:`paired_tests`)."""
     matrix_a, matrix_b = _case_matrix(cases, method_a), _case_matrix(cases, method_b)
     common = sorted(set(matrix_a.dropna(axis=1).columns) & set(matrix_b.dropna(axis=1).columns))
-    row: dict[str, Any] = {"method_a": method_a, "method_b": method_b, "n_cases": len(common),
-                           "n_runs_a": len(matrix_a), "n_runs_b": len(matrix_b),
-                           "mean_a": np.nan, "mean_b": np.nan, "mean_diff": np.nan, "ci_low": np.nan, "ci_high": np.nan,
-                           "wilcoxon_w": np.nan, "p_wilcoxon": np.nan, "rank_biserial": np.nan}
+    row: dict[str, Any] = {
+        "method_a": method_a,
+        "method_b": method_b,
+        "n_cases": len(common),
+        "n_runs_a": len(matrix_a),
+        "n_runs_b": len(matrix_b),
+        "mean_a": np.nan,
+        "mean_b": np.nan,
+        "mean_diff": np.nan,
+        "ci_low": np.nan,
+        "ci_high": np.nan,
+        "wilcoxon_w": np.nan,
+        "p_wilcoxon": np.nan,
+        "rank_biserial": np.nan,
+    }
     if not common or matrix_a.empty or matrix_b.empty:
         return {**row, "note": "no case evaluated by every run of both methods: no test"}
     a, b = matrix_a[common].to_numpy(), matrix_b[common].to_numpy()
     test = paired_wilcoxon(a.mean(axis=0), b.mean(axis=0))
     interval = hierarchical_bootstrap(a, b, n_boot=BOOTSTRAP_REPLICATES, seed=BOOTSTRAP_SEED)
-    return {**row, "mean_a": test.mean_a, "mean_b": test.mean_b, "mean_diff": test.mean_diff,
-            "ci_low": interval.low, "ci_high": interval.high, "wilcoxon_w": test.statistic, "p_wilcoxon": test.p,
-            "rank_biserial": test.rank_biserial, "note": test.note}
+    return {
+        **row,
+        "mean_a": test.mean_a,
+        "mean_b": test.mean_b,
+        "mean_diff": test.mean_diff,
+        "ci_low": interval.low,
+        "ci_high": interval.high,
+        "wilcoxon_w": test.statistic,
+        "p_wilcoxon": test.p,
+        "rank_biserial": test.rank_biserial,
+        "note": test.note,
+    }
 
 
 def paired_tests(data: StudyData) -> pd.DataFrame:
@@ -387,9 +483,15 @@ def table_dice(data: StudyData, split: str) -> pd.DataFrame:
             mean, sd = mean_sd(values.to_numpy())
             test = tests[(tests["organ"] == organ) & (tests["method_b"] == method)]
             above = bool(len(test) == 1 and test["p_student"].iloc[0] < ALPHA and mean > test["mean_a"].iloc[0])
-            row.update({f"{method}_runs": len(values), f"{method}_mean": mean, f"{method}_sd": sd,
-                        f"{method}_above_baseline": above,
-                        method: format_mean_sd(values.to_numpy()) + (" *" if above else "")})
+            row.update(
+                {
+                    f"{method}_runs": len(values),
+                    f"{method}_mean": mean,
+                    f"{method}_sd": sd,
+                    f"{method}_above_baseline": above,
+                    method: format_mean_sd(values.to_numpy()) + (" *" if above else ""),
+                }
+            )
         rows.append(row)
     return pd.DataFrame(rows).set_index("organ")
 
@@ -403,8 +505,11 @@ def convergence_rates(data: StudyData) -> pd.DataFrame:
         ``n_cases`` (dataset size: prepared cases of all splits), ``n_train``,
         ``foreground_percent``.
     """
-    counts = (data.summaries.groupby(["organ", "network"], sort=False)["converged"]
-              .agg(trained="size", converged="sum").reset_index())
+    counts = (
+        data.summaries.groupby(["organ", "network"], sort=False)["converged"]
+        .agg(trained="size", converged="sum")
+        .reset_index()
+    )
     counts["converged"] = counts["converged"].astype(int)
     counts["convergence_rate"] = counts["converged"] / counts["trained"]
     table = counts.merge(data.datasets[["organ", "n_cases", "n_train", "foreground_percent"]], on="organ", how="left")
@@ -430,8 +535,16 @@ def dice_gain(data: StudyData) -> pd.DataFrame:
             for method in METHODS[1:]:
                 method_dice = means.get((organ, split, method), np.nan)
                 if np.isfinite(baseline) and np.isfinite(method_dice):
-                    rows.append({"organ": organ, "split": split, "method": method, "baseline_dice": baseline,
-                                 "method_dice": method_dice, "gain": method_dice - baseline})
+                    rows.append(
+                        {
+                            "organ": organ,
+                            "split": split,
+                            "method": method,
+                            "baseline_dice": baseline,
+                            "method_dice": method_dice,
+                            "gain": method_dice - baseline,
+                        }
+                    )
     gains = pd.DataFrame(rows, columns=["organ", "split", "method", "baseline_dice", "method_dice", "gain"])
     return gains.merge(data.datasets[["organ", "foreground_percent"]], on="organ", how="left")
 

@@ -31,8 +31,14 @@ def bounding_box(mask: np.ndarray) -> Box | None:
     coords = [np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis))) for axis in range(3)]
     if any(c.size == 0 for c in coords):
         return None
-    return (int(coords[0][0]), int(coords[1][0]), int(coords[2][0]),
-            int(coords[0][-1]) + 1, int(coords[1][-1]) + 1, int(coords[2][-1]) + 1)
+    return (
+        int(coords[0][0]),
+        int(coords[1][0]),
+        int(coords[2][0]),
+        int(coords[0][-1]) + 1,
+        int(coords[1][-1]) + 1,
+        int(coords[2][-1]) + 1,
+    )
 
 
 def expand_box(box: Box, margin: int) -> Box:

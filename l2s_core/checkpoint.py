@@ -36,7 +36,6 @@ from l2s_core.files import FORMAT_VERSION, atomic_open
 from l2s_core.model import NETWORK_CLASSES
 
 
-
 def _plain_json(path: Path, name: str, value: dict[str, Any]) -> dict[str, Any]:
     """``value`` after a JSON round trip (tuples become lists), or CheckpointError if it is not JSON."""
     try:
@@ -57,22 +56,29 @@ def _load(path: Path) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:  # torch's own text advises weights_only=False, which l2s never does
-        raise CheckpointError(path, "cannot be read as plain data: the file is damaged or holds objects other than "
-                              "tensors and plain values (e.g. a whole pickled model), which l2s never unpickles "
-                              "because that could run code") from None
+        raise CheckpointError(
+            path,
+            "cannot be read as plain data: the file is damaged or holds objects other than "
+            "tensors and plain values (e.g. a whole pickled model), which l2s never unpickles "
+            "because that could run code",
+        ) from None
     except Exception as exc:  # torch raises many types for damaged files (zip, EOF)
-        raise CheckpointError(path, f"cannot be read, the file is corrupt or truncated ({type(exc).__name__}: {exc})") from None
+        raise CheckpointError(
+            path, f"cannot be read, the file is corrupt or truncated ({type(exc).__name__}: {exc})"
+        ) from None
     if not isinstance(payload, dict):
         raise CheckpointError(path, f"expected a dict, found {type(payload).__name__}")
     return payload
 
 
-def _check_format(path: Path, metadata: Any) -> None:
+def _check_format(path: Path, metadata: Any) -> dict[str, Any]:
+    """``metadata`` if it is an l2s metadata dict of this format version."""
     if not isinstance(metadata, dict):
         raise CheckpointError(path, "no metadata dict; not a file written by l2s")
     version = metadata.get("format_version")
     if version != FORMAT_VERSION:
         raise FormatVersionError(path, f"format_version {version!r}, this l2s reads version {FORMAT_VERSION}")
+    return metadata
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, metadata: dict[str, Any]) -> None:
@@ -90,12 +96,16 @@ def save_checkpoint(path: str | Path, model: nn.Module, metadata: dict[str, Any]
     """
     path = Path(path)
     network = unwrap(model)
-    full_metadata = _plain_json(path, "metadata", {
-        **metadata,
-        "hparams": dict(network.hparams),
-        "network_class": type(network).__name__,
-        "format_version": FORMAT_VERSION,
-    })
+    full_metadata = _plain_json(
+        path,
+        "metadata",
+        {
+            **metadata,
+            "hparams": dict(network.hparams),  # type: ignore[arg-type]  # an l2s network's constructor arguments
+            "network_class": type(network).__name__,
+            "format_version": FORMAT_VERSION,
+        },
+    )
     state_dict = {k: v.detach().cpu() for k, v in network.state_dict().items()}
     _save(path, {"state_dict": state_dict, "metadata": full_metadata})
 
@@ -108,9 +118,7 @@ def read_checkpoint_metadata(path: str | Path) -> dict[str, Any]:
         FormatVersionError: written by an incompatible l2s version.
     """
     path = Path(path)
-    metadata = _load(path).get("metadata")
-    _check_format(path, metadata)
-    return metadata
+    return _check_format(path, _load(path).get("metadata"))
 
 
 def _listed(title: str, items: list[str], shown: int = 3) -> str:
@@ -127,16 +135,22 @@ def _architecture_differences(path: Path, network: nn.Module, state_dict: dict[s
     if not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
         raise CheckpointError(path, "state_dict holds values that are not tensors")
     saved = {k: tuple(v.shape) for k, v in state_dict.items()}
-    shapes = [f"{k} has shape {saved[k]} in the file, {expected[k]} in the network"
-              for k in sorted(set(expected) & set(saved)) if expected[k] != saved[k]]
-    differences = [_listed("missing keys", sorted(set(expected) - set(saved))),
-                   _listed("unexpected keys", sorted(set(saved) - set(expected))),
-                   _listed("shape mismatches:", shapes)]
+    shapes = [
+        f"{k} has shape {saved[k]} in the file, {expected[k]} in the network"
+        for k in sorted(set(expected) & set(saved))
+        if expected[k] != saved[k]
+    ]
+    differences = [
+        _listed("missing keys", sorted(set(expected) - set(saved))),
+        _listed("unexpected keys", sorted(set(saved) - set(expected))),
+        _listed("shape mismatches:", shapes),
+    ]
     return [d for d in differences if d]
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu",
-               expected_hparams: dict[str, Any] | None = None) -> tuple[nn.Module, dict[str, Any]]:
+def load_model(
+    path: str | Path, device: str | torch.device = "cpu", expected_hparams: dict[str, Any] | None = None
+) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild a network from a checkpoint written by :func:`save_checkpoint`.
 
     Args:
@@ -157,15 +171,18 @@ def load_model(path: str | Path, device: str | torch.device = "cpu",
     """
     path = Path(path)
     payload = _load(path)
-    metadata = payload.get("metadata")
-    _check_format(path, metadata)
+    metadata = _check_format(path, payload.get("metadata"))
     state_dict = payload.get("state_dict")
     hparams = metadata.get("hparams")
     network_class = NETWORK_CLASSES.get(metadata.get("network_class", ""))
     if not isinstance(state_dict, dict) or not isinstance(hparams, dict) or network_class is None:
-        raise CheckpointError(path, "not an l2s network checkpoint (needs state_dict, hparams and a known network_class)")
+        raise CheckpointError(
+            path, "not an l2s network checkpoint (needs state_dict, hparams and a known network_class)"
+        )
     if expected_hparams is not None:
-        differing = [f"{k}={hparams.get(k)!r} (expected {v!r})" for k, v in expected_hparams.items() if hparams.get(k) != v]
+        differing = [
+            f"{k}={hparams.get(k)!r} (expected {v!r})" for k, v in expected_hparams.items() if hparams.get(k) != v
+        ]
         if differing:
             raise CheckpointError(path, f"architecture differs from the expected one: {', '.join(differing)}")
     try:
@@ -231,17 +248,20 @@ def restore_rng_states(states: dict[str, Any]) -> None:
 
 def save_resume_state(path: str | Path, state: ResumeState) -> None:
     """Write a resume state atomically (loadable with ``weights_only=True``)."""
-    _save(Path(path), {
-        "format_version": FORMAT_VERSION,
-        "model_state": {k: v.detach().cpu() for k, v in state.model_state.items()},
-        "optimizer_state": state.optimizer_state,
-        "epochs_done": int(state.epochs_done),
-        "best_val_dice": float(state.best_val_dice),
-        "best_epoch": int(state.best_epoch),
-        "epochs_since_improvement": int(state.epochs_since_improvement),
-        "log_rows": [dict(row) for row in state.log_rows],
-        "rng": state.rng,
-    })
+    _save(
+        Path(path),
+        {
+            "format_version": FORMAT_VERSION,
+            "model_state": {k: v.detach().cpu() for k, v in state.model_state.items()},
+            "optimizer_state": state.optimizer_state,
+            "epochs_done": int(state.epochs_done),
+            "best_val_dice": float(state.best_val_dice),
+            "best_epoch": int(state.best_epoch),
+            "epochs_since_improvement": int(state.epochs_since_improvement),
+            "log_rows": [dict(row) for row in state.log_rows],
+            "rng": state.rng,
+        },
+    )
 
 
 def load_resume_state(path: str | Path) -> ResumeState:
@@ -256,10 +276,14 @@ def load_resume_state(path: str | Path) -> ResumeState:
     _check_format(path, payload)
     try:
         return ResumeState(
-            model_state=payload["model_state"], optimizer_state=payload["optimizer_state"],
-            epochs_done=int(payload["epochs_done"]), best_val_dice=float(payload["best_val_dice"]),
-            best_epoch=int(payload["best_epoch"]), epochs_since_improvement=int(payload["epochs_since_improvement"]),
-            log_rows=list(payload["log_rows"]), rng=dict(payload["rng"]),
+            model_state=payload["model_state"],
+            optimizer_state=payload["optimizer_state"],
+            epochs_done=int(payload["epochs_done"]),
+            best_val_dice=float(payload["best_val_dice"]),
+            best_epoch=int(payload["best_epoch"]),
+            epochs_since_improvement=int(payload["epochs_since_improvement"]),
+            log_rows=list(payload["log_rows"]),
+            rng=dict(payload["rng"]),
         )
     except KeyError as exc:
         raise CheckpointError(path, f"resume state lacks the field {exc}") from None

@@ -17,8 +17,15 @@ from l2s_core.errors import L2SError
 def _cmd_phantom(args: argparse.Namespace) -> None:
     from l2s_core.data.phantom import generate_phantom_tasks
 
-    tasks = generate_phantom_tasks(args.out, organs=args.organs, n_cases=args.cases, shape=tuple(args.shape),
-                                   seed=args.seed, profile=args.profile, scale=args.scale)
+    tasks = generate_phantom_tasks(
+        args.out,
+        organs=args.organs,
+        n_cases=args.cases,
+        shape=tuple(args.shape),
+        seed=args.seed,
+        profile=args.profile,
+        scale=args.scale,
+    )
     for organ, folder in tasks.items():
         print(f"{organ}: {folder}")
 
@@ -26,9 +33,14 @@ def _cmd_phantom(args: argparse.Namespace) -> None:
 def _cmd_prepare(args: argparse.Namespace) -> None:
     from l2s_core.data.prepare import PrepareSettings, prepare_task
 
-    settings = PrepareSettings(normalisation=args.normalisation, channel=args.channel,
-                               organ_labels=tuple(args.organ_labels) if args.organ_labels else None,
-                               seed=args.seed, split_order=args.split_order, crop_margin=args.crop_margin)
+    settings = PrepareSettings(
+        normalisation=args.normalisation,
+        channel=args.channel,
+        organ_labels=tuple(args.organ_labels) if args.organ_labels else None,
+        seed=args.seed,
+        split_order=args.split_order,
+        crop_margin=args.crop_margin,
+    )
     statuses = prepare_task(args.task_dir, args.out, settings, skip_empty=args.skip_empty, workers=args.workers)
     counts: dict[str, int] = {}
     for status in statuses.values():
@@ -48,8 +60,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return 0
     from l2s_core.study.runner import run_study
 
-    status = run_study(args.params, root=args.root, jobs=args.jobs, gpus_per_run=args.gpus_per_run,
-                       executor=args.executor, data_root=args.data_root)
+    status = run_study(
+        args.params,
+        root=args.root,
+        jobs=args.jobs,
+        gpus_per_run=args.gpus_per_run,
+        executor=args.executor,
+        data_root=args.data_root,
+    )
     return 1 if status["failed"] else 0
 
 
@@ -63,8 +81,10 @@ def _cmd_export(args: argparse.Namespace) -> None:
     from l2s_core.deploy.export import export_model
 
     card = export_model(args.study_dir, args.organ, args.out)
-    print(f"{args.out}: {card.organ}, {len(card.networks)} networks, "
-          + ", ".join(f"{p.method} {p.index} test Dice {p.dice.get('test')}" for p in card.pairs))
+    print(
+        f"{args.out}: {card.organ}, {len(card.networks)} networks, "
+        + ", ".join(f"{p.method} {p.index} test Dice {p.dice.get('test')}" for p in card.pairs)
+    )
 
 
 def _runs(value: str) -> int | None:
@@ -80,8 +100,16 @@ def _runs(value: str) -> int | None:
 def _cmd_predict(args: argparse.Namespace) -> None:
     from l2s_core.deploy.predict import predict_scans
 
-    table = predict_scans(args.model_dir, args.inputs, args.out, method=args.method, runs=args.runs, box=args.box,
-                          box_mm=args.box_mm, device=args.device)
+    table = predict_scans(
+        args.model_dir,
+        args.inputs,
+        args.out,
+        method=args.method,
+        runs=args.runs,
+        box=args.box,
+        box_mm=args.box_mm,
+        device=args.device,
+    )
     for row in table.itertuples():
         print(f"{row.input}: {row.volume_ml:.1f} mL -> {row.mask}" + (f", {row.rtstruct}" if row.rtstruct else ""))
     print(f"{Path(args.out) / 'predictions.csv'}")
@@ -93,8 +121,10 @@ def _cmd_import_dicom(args: argparse.Namespace) -> None:
     result = import_dicom(args.dicom_root, args.structure.split(","), args.out)
     print(f"{result.task_dir}: {len(result.imported)} patients imported")
     if result.missing:
-        print(f"{len(result.missing)} patients without the structure (listed in {result.task_dir / MISSING_FILE}): "
-              + ", ".join(result.missing))
+        print(
+            f"{len(result.missing)} patients without the structure (listed in {result.task_dir / MISSING_FILE}): "
+            + ", ".join(result.missing)
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -108,13 +138,27 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("phantom", help="write the built-in phantom tasks in MSD layout")
     p.add_argument("--out", type=Path, required=True, help="folder that receives one MSD task folder per organ")
     p.add_argument("--organs", nargs="+", default=["spleen", "pancreas", "prostate", "liver", "heart"])
-    p.add_argument("--profile", choices=("fixed", "msd"), default="fixed",
-                   help="fixed: every volume of --shape; msd: the MSD tasks' case counts, shapes and spacings")
+    p.add_argument(
+        "--profile",
+        choices=("fixed", "msd"),
+        default="fixed",
+        help="fixed: every volume of --shape; msd: the MSD tasks' case counts, shapes and spacings",
+    )
     p.add_argument("--scale", type=float, default=1.0, help="msd profile: factor on every side (default 1)")
-    p.add_argument("--cases", type=int, default=None,
-                   help="cases per task (fixed: default 10; msd: at most this many of the MSD count)")
-    p.add_argument("--shape", type=int, nargs=3, default=[32, 96, 96], metavar=("Z", "Y", "X"),
-                   help="fixed profile: (z, y, x) of every volume")
+    p.add_argument(
+        "--cases",
+        type=int,
+        default=None,
+        help="cases per task (fixed: default 10; msd: at most this many of the MSD count)",
+    )
+    p.add_argument(
+        "--shape",
+        type=int,
+        nargs=3,
+        default=[32, 96, 96],
+        metavar=("Z", "Y", "X"),
+        help="fixed profile: (z, y, x) of every volume",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_phantom)
 
@@ -123,8 +167,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="prepared task folder (resumed if it exists)")
     p.add_argument("--normalisation", choices=NORMALISATIONS, default="zscore")
     p.add_argument("--channel", type=int, default=0, help="channel of 4D images (MSD prostate: 0 = T2, 1 = ADC)")
-    p.add_argument("--organ-labels", type=int, nargs="+", default=None,
-                   help="label values merged into the organ (default: every non-zero label, as the paper)")
+    p.add_argument(
+        "--organ-labels",
+        type=int,
+        nargs="+",
+        default=None,
+        help="label values merged into the organ (default: every non-zero label, as the paper)",
+    )
     p.add_argument("--seed", type=int, default=42, help="split seed (default 42, as the paper)")
     p.add_argument("--split-order", choices=SPLIT_ORDERS, default="table1")
     p.add_argument("--crop-margin", type=int, default=15, help="voxels of context around the organ box (paper: 15)")
@@ -134,18 +183,37 @@ def build_parser() -> argparse.ArgumentParser:
 
     from l2s_core.study.runner import EXECUTORS  # light import, no torch
 
-    p = sub.add_parser("run", help="run or resume a whole study through Papermill: prepare, train, evaluate, analysis, report")
+    p = sub.add_parser(
+        "run", help="run or resume a whole study through Papermill: prepare, train, evaluate, analysis, report"
+    )
     p.add_argument("params", type=Path, help="study parameter file, e.g. papermill_params/quick.yaml")
-    p.add_argument("--jobs", type=int, default=1, help="steps run at the same time (with GPUs: at most GPUs / gpus per run)")
-    p.add_argument("--gpus-per-run", type=int, default=None,
-                   help="data-parallel GPUs of a training run (default: the file's gpus_per_run)")
-    p.add_argument("--executor", choices=EXECUTORS, default="local",
-                   help="local: threads of this process; slurm: one Slurm job per step (submitit); "
-                        "submitit-local: submitit jobs on this machine")
-    p.add_argument("--data-root", type=Path, default=None, help="folder of the MSD task folders (replaces the file's data_root)")
-    p.add_argument("--root", type=Path, default=Path("."), help="study root holding runs/, executed/ and reports/ (default: .)")
-    p.add_argument("--dry-run", action="store_true",
-                   help="check the file and the data, print every step and each network's size, input and memory; run nothing")
+    p.add_argument(
+        "--jobs", type=int, default=1, help="steps run at the same time (with GPUs: at most GPUs / gpus per run)"
+    )
+    p.add_argument(
+        "--gpus-per-run",
+        type=int,
+        default=None,
+        help="data-parallel GPUs of a training run (default: the file's gpus_per_run)",
+    )
+    p.add_argument(
+        "--executor",
+        choices=EXECUTORS,
+        default="local",
+        help="local: threads of this process; slurm: one Slurm job per step (submitit); "
+        "submitit-local: submitit jobs on this machine",
+    )
+    p.add_argument(
+        "--data-root", type=Path, default=None, help="folder of the MSD task folders (replaces the file's data_root)"
+    )
+    p.add_argument(
+        "--root", type=Path, default=Path("."), help="study root holding runs/, executed/ and reports/ (default: .)"
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check the file and the data, print every step and each network's size, input and memory; run nothing",
+    )
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("report", help="render reports/<study>/report.html from the executed analysis notebook")
@@ -153,7 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--root", type=Path, default=Path("."), help="study root (default: .)")
     p.set_defaults(func=_cmd_report)
 
-    p = sub.add_parser("export", help="one organ of a study as a self-contained model folder (model.json, README.md, weights)")
+    p = sub.add_parser(
+        "export", help="one organ of a study as a self-contained model folder (model.json, README.md, weights)"
+    )
     p.add_argument("study_dir", type=Path, help="the study folder runs/<study>")
     p.add_argument("--organ", required=True)
     p.add_argument("--out", type=Path, required=True, help="model folder to create")
@@ -166,10 +236,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", type=Path, nargs="+", metavar="INPUT", help="NIfTI files and DICOM series folders")
     p.add_argument("--out", type=Path, required=True, help="output folder: masks, RTSTRUCTs, predictions.csv")
     p.add_argument("--method", choices=PREDICT_METHODS, default="two_stage")
-    p.add_argument("--box", type=int, nargs=6, metavar=("Z0", "Y0", "X0", "Z1", "Y1", "X1"), default=None,
-                   help="method box: half-open voxel box in the scan's RAS (z, y, x) array")
-    p.add_argument("--box-mm", type=float, nargs=6, metavar=("X0", "Y0", "Z0", "X1", "Y1", "Z1"), default=None,
-                   help="method box: two corners in patient coordinates (DICOM LPS, mm)")
+    p.add_argument(
+        "--box",
+        type=int,
+        nargs=6,
+        metavar=("Z0", "Y0", "X0", "Z1", "Y1", "X1"),
+        default=None,
+        help="method box: half-open voxel box in the scan's RAS (z, y, x) array",
+    )
+    p.add_argument(
+        "--box-mm",
+        type=float,
+        nargs=6,
+        metavar=("X0", "Y0", "Z0", "X1", "Y1", "Z1"),
+        default=None,
+        help="method box: two corners in patient coordinates (DICOM LPS, mm)",
+    )
     p.add_argument("--runs", type=_runs, default=None, help="pair position, or all (default): average the pairs")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
     p.set_defaults(func=_cmd_predict)
@@ -193,8 +275,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except OSError as exc:  # e.g. a full disk: every write is atomic, so nothing partial is left
         where = exc.filename or "l2s"
-        print(f"l2s: error: {where}: {exc.strerror or exc}; nothing partial was written, "
-              "fix the cause and run the same command again", file=sys.stderr)
+        print(
+            f"l2s: error: {where}: {exc.strerror or exc}; nothing partial was written, "
+            "fix the cause and run the same command again",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         print("l2s: interrupted; finished work is kept, run the same command again to resume", file=sys.stderr)

@@ -119,8 +119,9 @@ def launched_by_torchrun() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
-def join_process_group(device_name: str, rank: int, world_size: int, local_rank: int,
-                       init_method: str = "env://") -> ProcessContext:
+def join_process_group(
+    device_name: str, rank: int, world_size: int, local_rank: int, init_method: str = "env://"
+) -> ProcessContext:
     """Join the process group of the data-parallel processes.
 
     Args:
@@ -136,8 +137,14 @@ def join_process_group(device_name: str, rank: int, world_size: int, local_rank:
     device = resolve_device(device_name, local_rank)
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    dist.init_process_group(backend_for(device), init_method=init_method, rank=rank, world_size=world_size,
-                            timeout=COLLECTIVE_TIMEOUT, device_id=device if device.type == "cuda" else None)
+    dist.init_process_group(
+        backend_for(device),
+        init_method=init_method,
+        rank=rank,
+        world_size=world_size,
+        timeout=COLLECTIVE_TIMEOUT,
+        device_id=device if device.type == "cuda" else None,
+    )
     return ProcessContext(rank=rank, world_size=world_size, device=device, distributed=True)
 
 
@@ -145,8 +152,9 @@ def context_from_env(device_name: str) -> ProcessContext:
     """Join the process group of a ``torchrun`` launch (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``);
     this process dies with its ``torchrun``."""
     processes.die_with_parent(os.getppid())
-    return join_process_group(device_name, int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]),
-                              int(os.environ.get("LOCAL_RANK", "0")))
+    return join_process_group(
+        device_name, int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", "0"))
+    )
 
 
 def leave_process_group(context: ProcessContext) -> None:
@@ -162,9 +170,12 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _spawned_entry(rank: int, worker: Callable[..., Any], world_size: int, port: int, parent: int,
-                   errors: Any, args: tuple) -> None:
-    processes.die_with_parent(parent)  # SIGKILL, replacing the SIGINT torch asks for, which a blocked collective ignores
+def _spawned_entry(
+    rank: int, worker: Callable[..., Any], world_size: int, port: int, parent: int, errors: Any, args: tuple
+) -> None:
+    processes.die_with_parent(
+        parent
+    )  # SIGKILL, replacing the SIGINT torch asks for, which a blocked collective ignores
     try:
         worker(rank, world_size, f"tcp://127.0.0.1:{port}", *args)
     except L2SError as exc:
@@ -200,8 +211,13 @@ def spawn(worker: Callable[..., Any], world_size: int, *args: Any) -> None:
     errors = mp.get_context("spawn").SimpleQueue()
     try:
         with _quiet_spawn_log():
-            started = mp.start_processes(_spawned_entry, args=(worker, world_size, free_port(), os.getpid(), errors, args),
-                                         nprocs=world_size, join=False, start_method="spawn")
+            started = mp.start_processes(
+                _spawned_entry,
+                args=(worker, world_size, free_port(), os.getpid(), errors, args),
+                nprocs=world_size,
+                join=False,
+                start_method="spawn",
+            )
             while not started.join(grace_period=FAILURE_GRACE_SECONDS):
                 pass
     except ProcessException:
@@ -273,7 +289,9 @@ def wrap(model: nn.Module, context: ProcessContext) -> nn.Module:
     return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
 
 
-def all_reduce(values: torch.Tensor, context: ProcessContext, op: dist.ReduceOp.RedOpType = dist.ReduceOp.SUM) -> torch.Tensor:
+def all_reduce(
+    values: torch.Tensor, context: ProcessContext, op: dist.ReduceOp.RedOpType = dist.ReduceOp.SUM
+) -> torch.Tensor:
     """Reduce a tensor over the processes (in place; unchanged with one process) and return it."""
     if context.distributed:
         dist.all_reduce(values, op=op)

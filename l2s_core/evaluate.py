@@ -38,7 +38,14 @@ from l2s_core.data.cache import PreparedTask
 from l2s_core.errors import ConfigError
 from l2s_core.evaluation_tables import METRIC_COLUMNS, NO_FALLBACK, case_table, pooled_rows, write_csv
 from l2s_core.files import read_json
-from l2s_core.infer import Localisation, Segmenter, gt_localised_predict, predict_volume, save_prediction, two_stage_predict
+from l2s_core.infer import (
+    Localisation,
+    Segmenter,
+    gt_localised_predict,
+    predict_volume,
+    save_prediction,
+    two_stage_predict,
+)
 from l2s_core.metrics import case_metrics
 from l2s_core.run_files import BEST_FILE, CONFIG_FILE, SUMMARY_FILE
 from l2s_core.train_config import TrainConfig
@@ -111,8 +118,9 @@ def load_segmenter(run: ConvergedRun, device: str) -> Segmenter:
     """
     model, _ = load_model(run.folder / BEST_FILE, device)
     config = run.config
-    return Segmenter(model, config.patch_size, overlap=config.sw_overlap, sw_batch_size=config.batch_size,
-                     amp=config.amp)
+    return Segmenter(
+        model, config.patch_size, overlap=config.sw_overlap, sw_batch_size=config.batch_size, amp=config.amp
+    )
 
 
 def _baseline(run: ConvergedRun, device: str) -> MethodRun:
@@ -124,8 +132,9 @@ def _baseline(run: ConvergedRun, device: str) -> MethodRun:
     return MethodRun("baseline", run.index, None, None, predict)
 
 
-def _two_stage(position: int, localiser_run: ConvergedRun, organ_run: ConvergedRun, localisation: Localisation,
-               device: str) -> MethodRun:
+def _two_stage(
+    position: int, localiser_run: ConvergedRun, organ_run: ConvergedRun, localisation: Localisation, device: str
+) -> MethodRun:
     localiser, organ = load_segmenter(localiser_run, device), load_segmenter(organ_run, device)
 
     def predict(image: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, str | None]:
@@ -166,22 +175,38 @@ def method_runs(organ_dir: Path, localisation: Localisation, device: str) -> lis
     if not baselines:
         logger.warning("%s: no converged baseline run; the baseline is not evaluated", organ_dir)
     if not (localisers and organ_nets):
-        logger.warning("%s: no converged %s run; two_stage is not evaluated", organ_dir,
-                       "localiser" if not localisers else "organ")
+        logger.warning(
+            "%s: no converged %s run; two_stage is not evaluated", organ_dir, "localiser" if not localisers else "organ"
+        )
     elif len(localisers) != len(organ_nets):
-        logger.warning("%s: %d converged localiser and %d organ runs; two_stage pairs the first %d of each",
-                       organ_dir, len(localisers), len(organ_nets), min(len(localisers), len(organ_nets)))
+        logger.warning(
+            "%s: %d converged localiser and %d organ runs; two_stage pairs the first %d of each",
+            organ_dir,
+            len(localisers),
+            len(organ_nets),
+            min(len(localisers), len(organ_nets)),
+        )
     if not organ_nets:
         logger.warning("%s: no converged organ run; gt_localised is not evaluated", organ_dir)
     pairs = enumerate(zip(localisers, organ_nets))
-    return ([_baseline(r, device) for r in baselines]
-            + [_two_stage(i, localiser, organ_net, localisation, device) for i, (localiser, organ_net) in pairs]
-            + [_gt_localised(r, localisation, device) for r in organ_nets])
+    return (
+        [_baseline(r, device) for r in baselines]
+        + [_two_stage(i, localiser, organ_net, localisation, device) for i, (localiser, organ_net) in pairs]
+        + [_gt_localised(r, localisation, device) for r in organ_nets]
+    )
 
 
-def evaluate_organ(organ_dir: Path, split: str, prepared_dir: Path | None = None, fallback: str = "whole_image",
-                   tolerance_mm: float = 2.0, device: str = "cpu", save_predictions: bool = False,
-                   progress: bool = True, box_mapping: str = "scale") -> dict[str, Path]:
+def evaluate_organ(
+    organ_dir: Path,
+    split: str,
+    prepared_dir: Path | None = None,
+    fallback: str = "whole_image",
+    tolerance_mm: float = 2.0,
+    device: str = "cpu",
+    save_predictions: bool = False,
+    progress: bool = True,
+    box_mapping: str = "scale",
+) -> dict[str, Path]:
     """Evaluate every method run of one organ on one split and write the evaluation CSVs.
 
     Args:
@@ -222,10 +247,20 @@ def evaluate_organ(organ_dir: Path, split: str, prepared_dir: Path | None = None
             mask, fallback_used = method_run.predict(image, label)
             seconds = time.perf_counter() - started
             metrics = case_metrics(mask, label, case.spacing, tolerance_mm)
-            rows.append({"organ": organ_dir.name, "split": split, "method": method_run.method, "run": method_run.run,
-                         "localiser_run": method_run.localiser_run, "organ_run": method_run.organ_run,
-                         "case_id": case.case_id, **{k: metrics[k] for k in METRIC_COLUMNS},
-                         "seconds": seconds, "fallback": fallback_used or NO_FALLBACK})
+            rows.append(
+                {
+                    "organ": organ_dir.name,
+                    "split": split,
+                    "method": method_run.method,
+                    "run": method_run.run,
+                    "localiser_run": method_run.localiser_run,
+                    "organ_run": method_run.organ_run,
+                    "case_id": case.case_id,
+                    **{k: metrics[k] for k in METRIC_COLUMNS},
+                    "seconds": seconds,
+                    "fallback": fallback_used or NO_FALLBACK,
+                }
+            )
             if save_predictions:
                 folder = predictions_dir / f"{method_run.method}_{method_run.run:02d}"
                 save_prediction(mask, case, folder / f"{case.case_id}.nii.gz")

@@ -21,10 +21,34 @@ from l2s_core.metrics import pooled_dice
 
 #: Columns of a case row taken from :func:`l2s_core.metrics.case_metrics`.
 METRIC_COLUMNS = ("tp", "fp", "fn", "dice", "hd95_mm", "surface_dice")
-CASE_COLUMNS = ("organ", "split", "method", "run", "localiser_run", "organ_run", "case_id", *METRIC_COLUMNS,
-                "seconds", "fallback")
-RUN_COLUMNS = ("organ", "split", "method", "run", "localiser_run", "organ_run", "n_cases", "tp", "fp", "fn",
-               "pooled_dice", "mean_case_dice", "mean_hd95_mm", "seconds_per_case")
+CASE_COLUMNS = (
+    "organ",
+    "split",
+    "method",
+    "run",
+    "localiser_run",
+    "organ_run",
+    "case_id",
+    *METRIC_COLUMNS,
+    "seconds",
+    "fallback",
+)
+RUN_COLUMNS = (
+    "organ",
+    "split",
+    "method",
+    "run",
+    "localiser_run",
+    "organ_run",
+    "n_cases",
+    "tp",
+    "fp",
+    "fn",
+    "pooled_dice",
+    "mean_case_dice",
+    "mean_hd95_mm",
+    "seconds_per_case",
+)
 #: ``fallback`` column of a case where the localiser (or label) gave a box.
 NO_FALLBACK = "none"
 
@@ -45,15 +69,19 @@ def pooled_rows(cases: pd.DataFrame) -> pd.DataFrame:
     for key, group in cases.groupby(keys, sort=False, dropna=False):
         hd95 = group["hd95_mm"].astype(float)
         finite_hd95 = hd95[np.isfinite(hd95)]
-        rows.append({
-            **dict(zip(keys, key)),
-            "n_cases": len(group),
-            "tp": int(group["tp"].sum()), "fp": int(group["fp"].sum()), "fn": int(group["fn"].sum()),
-            "pooled_dice": pooled_dice(group[["tp", "fp", "fn"]].to_dict("records")),
-            "mean_case_dice": float(group["dice"].mean()),
-            "mean_hd95_mm": float(finite_hd95.mean()) if len(finite_hd95) else np.nan,
-            "seconds_per_case": float(group["seconds"].mean()),
-        })
+        rows.append(
+            {
+                **dict(zip(keys, key)),
+                "n_cases": len(group),
+                "tp": int(group["tp"].sum()),
+                "fp": int(group["fp"].sum()),
+                "fn": int(group["fn"].sum()),
+                "pooled_dice": pooled_dice(group[["tp", "fp", "fn"]].to_dict("records")),
+                "mean_case_dice": float(group["dice"].mean()),
+                "mean_hd95_mm": float(finite_hd95.mean()) if len(finite_hd95) else np.nan,
+                "seconds_per_case": float(group["seconds"].mean()),
+            }
+        )
     return _table(rows, RUN_COLUMNS)
 
 

@@ -101,7 +101,8 @@ def read_json(path: str | Path) -> dict[str, Any]:
     version = obj.get("format_version")
     if version != FORMAT_VERSION:
         raise FormatVersionError(
-            path, f"format_version {version!r}, this l2s reads version {FORMAT_VERSION}; "
-            "re-create it with this version of l2s"
+            path,
+            f"format_version {version!r}, this l2s reads version {FORMAT_VERSION}; "
+            "re-create it with this version of l2s",
         )
     return obj

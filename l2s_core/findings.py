@@ -18,8 +18,15 @@ Example:
 
 from __future__ import annotations
 
-__all__ = ["SCORECARD_COLUMNS", "ClaimCheck", "findings_preamble", "findings_tables", "paper_comparison", "scorecard",
-           "scorecard_table"]
+__all__ = [
+    "SCORECARD_COLUMNS",
+    "ClaimCheck",
+    "findings_preamble",
+    "findings_tables",
+    "paper_comparison",
+    "scorecard",
+    "scorecard_table",
+]
 
 import math
 from dataclasses import astuple, dataclass, fields
@@ -76,8 +83,9 @@ def _claim(key: str, claim: str, source: str, items: list[_Item]) -> ClaimCheck:
         verdict = NOT_TESTABLE
     else:
         verdict = NOT_SUPPORTED if any(item.verdict == NOT_SUPPORTED for item in tested) else SUPPORTED
-    details = "; ".join(f"{item.name}: {item.evidence}" + (" (not testable)" if item.verdict == NOT_TESTABLE else "")
-                        for item in items)
+    details = "; ".join(
+        f"{item.name}: {item.evidence}" + (" (not testable)" if item.verdict == NOT_TESTABLE else "") for item in items
+    )
     coverage = f"tested: {len(tested)} of {len(items)}. " if len(items) > 1 else ""
     return ClaimCheck(key, claim, source, verdict, coverage + details)
 
@@ -86,8 +94,15 @@ def _verdict(holds: bool) -> str:
     return SUPPORTED if holds else NOT_SUPPORTED
 
 
-def _t_test_item(tests: pd.DataFrame, organs: tuple[str, ...], organ: str, split: str, pair: tuple[str, str],
-                 expect: str, name: str | None = None) -> _Item:
+def _t_test_item(
+    tests: pd.DataFrame,
+    organs: tuple[str, ...],
+    organ: str,
+    split: str,
+    pair: tuple[str, str],
+    expect: str,
+    name: str | None = None,
+) -> _Item:
     """A t-test of the study checked against an expectation.
 
     Args:
@@ -104,55 +119,97 @@ def _t_test_item(tests: pd.DataFrame, organs: tuple[str, ...], organ: str, split
     if organ not in organs:
         return _Item(name, NOT_TESTABLE, NOT_IN_STUDY)
     method_a, method_b = pair
-    row = tests[(tests["organ"] == organ) & (tests["split"] == split) & (tests["method_a"] == method_a)
-                & (tests["method_b"] == method_b)]
+    row = tests[
+        (tests["organ"] == organ)
+        & (tests["split"] == split)
+        & (tests["method_a"] == method_a)
+        & (tests["method_b"] == method_b)
+    ]
     if row.empty:
         return _Item(name, NOT_TESTABLE, f"no {analysis.SPLIT_LABELS[split]} evaluation")
     test = row.iloc[0]
     labels = analysis.METHOD_LABELS
     if min(test["n_a"], test["n_b"]) < 2:
-        return _Item(name, NOT_TESTABLE, f"{test['n_b']} {labels[method_b]} and {test['n_a']} {labels[method_a]} "
-                                         "runs, a t-test needs 2 of each")
+        return _Item(
+            name,
+            NOT_TESTABLE,
+            f"{test['n_b']} {labels[method_b]} and {test['n_a']} {labels[method_a]} runs, a t-test needs 2 of each",
+        )
     if not math.isfinite(test["p_student"]):
         return _Item(name, NOT_TESTABLE, f"no t-test p ({test['note']})")
     significant = test["p_student"] < analysis.ALPHA
-    holds = {"b_higher": significant and test["mean_b"] > test["mean_a"],
-             "a_higher": significant and test["mean_a"] > test["mean_b"],
-             "no_difference": not significant}[expect]
-    return _Item(name, _verdict(holds), f"{labels[method_b]} {test['mean_b']:.4f} vs {labels[method_a]} "
-                                        f"{test['mean_a']:.4f}, p = {test['p_student']:.3g} "
-                                        f"(runs {test['n_b']}, {test['n_a']})")
+    holds = {
+        "b_higher": significant and test["mean_b"] > test["mean_a"],
+        "a_higher": significant and test["mean_a"] > test["mean_b"],
+        "no_difference": not significant,
+    }[expect]
+    return _Item(
+        name,
+        _verdict(holds),
+        f"{labels[method_b]} {test['mean_b']:.4f} vs {labels[method_a]} "
+        f"{test['mean_a']:.4f}, p = {test['p_student']:.3g} "
+        f"(runs {test['n_b']}, {test['n_a']})",
+    )
 
 
 def _claim_two_stage_on_validation(data: analysis.StudyData, tests: pd.DataFrame) -> ClaimCheck:
-    expected = {"spleen": "b_higher", "pancreas": "b_higher", "prostate": "no_difference", "liver": "no_difference",
-                "heart": "b_higher"}
-    items = [_t_test_item(tests, data.organs, organ, "val", ("baseline", "two_stage"), expected[organ])
-             for organ in PAPER_ORGANS]
-    return _claim("a", "On validation, two stage beats the baseline significantly for the spleen, pancreas and "
-                       "heart, not for the liver and prostate (p >= 0.05 there)",
-                  "Results › Validation, Table 3 (p < 0.001; liver p = 0.11; prostate p = 0.44)", items)
+    expected = {
+        "spleen": "b_higher",
+        "pancreas": "b_higher",
+        "prostate": "no_difference",
+        "liver": "no_difference",
+        "heart": "b_higher",
+    }
+    items = [
+        _t_test_item(tests, data.organs, organ, "val", ("baseline", "two_stage"), expected[organ])
+        for organ in PAPER_ORGANS
+    ]
+    return _claim(
+        "a",
+        "On validation, two stage beats the baseline significantly for the spleen, pancreas and "
+        "heart, not for the liver and prostate (p >= 0.05 there)",
+        "Results › Validation, Table 3 (p < 0.001; liver p = 0.11; prostate p = 0.44)",
+        items,
+    )
 
 
 def _claim_baseline_on_prostate_test(data: analysis.StudyData, tests: pd.DataFrame) -> ClaimCheck:
     item = _t_test_item(tests, data.organs, "prostate", "test", ("baseline", "two_stage"), "a_higher")
-    return _claim("b", "On test, the baseline beats two stage significantly for the prostate",
-                  "Results › Test, Table 4 (p < 0.001)", [item])
+    return _claim(
+        "b",
+        "On test, the baseline beats two stage significantly for the prostate",
+        "Results › Test, Table 4 (p < 0.001)",
+        [item],
+    )
 
 
 def _claim_gt_beats_baseline(data: analysis.StudyData, tests: pd.DataFrame) -> ClaimCheck:
-    items = [_t_test_item(tests, data.organs, organ, split, ("baseline", "gt_localised"), "b_higher",
-                          name=f"{organ} {split}") for organ in data.organs for split in SPLITS]
-    return _claim("c1", "Ground-truth localisation beats the baseline significantly for every organ, on "
-                        "validation and test",
-                  "Results › Validation and Test, Tables 3 and 4 (p < 0.05 for every organ)", items)
+    items = [
+        _t_test_item(
+            tests, data.organs, organ, split, ("baseline", "gt_localised"), "b_higher", name=f"{organ} {split}"
+        )
+        for organ in data.organs
+        for split in SPLITS
+    ]
+    return _claim(
+        "c1",
+        "Ground-truth localisation beats the baseline significantly for every organ, on validation and test",
+        "Results › Validation and Test, Tables 3 and 4 (p < 0.05 for every organ)",
+        items,
+    )
 
 
 def _claim_gt_beats_two_stage(data: analysis.StudyData, tests: pd.DataFrame) -> ClaimCheck:
-    items = [_t_test_item(tests, data.organs, organ, "test", ("two_stage", "gt_localised"), "b_higher")
-             for organ in data.organs]
-    return _claim("c2", "Ground-truth localisation beats two stage significantly for every organ on test",
-                  "Results › Test, Table 4 (p < 0.05 for every organ; on validation all but the liver)", items)
+    items = [
+        _t_test_item(tests, data.organs, organ, "test", ("two_stage", "gt_localised"), "b_higher")
+        for organ in data.organs
+    ]
+    return _claim(
+        "c2",
+        "Ground-truth localisation beats two stage significantly for every organ on test",
+        "Results › Test, Table 4 (p < 0.05 for every organ; on validation all but the liver)",
+        items,
+    )
 
 
 def _spearman(shares: list[float], gains: list[float]) -> tuple[float, float]:
@@ -180,18 +237,27 @@ def _claim_gain_grows_as_share_shrinks(data: analysis.StudyData) -> ClaimCheck:
         name, paper = analysis.METHOD_LABELS[method], _paper_gain_correlation(method)
         rho, p = _spearman(rows["foreground_percent"].tolist(), rows["gain"].tolist())
         if len(rows) < MIN_ORGANS_FOR_CORRELATION:
-            items.append(_Item(name, NOT_TESTABLE, f"{len(rows)} organs with a gain "
-                                                   f"(at least {MIN_ORGANS_FOR_CORRELATION} needed); {paper}"))
+            items.append(
+                _Item(
+                    name,
+                    NOT_TESTABLE,
+                    f"{len(rows)} organs with a gain (at least {MIN_ORGANS_FOR_CORRELATION} needed); {paper}",
+                )
+            )
         elif not math.isfinite(rho):
-            items.append(_Item(name, NOT_TESTABLE, f"foreground shares or gains all equal over {len(rows)} organs; "
-                                                   f"{paper}"))
+            items.append(
+                _Item(name, NOT_TESTABLE, f"foreground shares or gains all equal over {len(rows)} organs; {paper}")
+            )
         else:
-            items.append(_Item(name, _verdict(rho < 0),
-                               f"ρ = {rho:.2f}, p = {p:.2g} over {len(rows)} organs; {paper}"))
-    return _claim("d", "The benefit of localisation (mean Dice gain over the baseline, test set) grows as the "
-                       "organ's foreground share shrinks: Spearman ρ < 0 (the paper observes a tendency over five "
-                       "organs and tests none; p is shown)",
-                  "Results › Test, Figure 4 (foreground shares of the paper: its released code)", items)
+            items.append(_Item(name, _verdict(rho < 0), f"ρ = {rho:.2f}, p = {p:.2g} over {len(rows)} organs; {paper}"))
+    return _claim(
+        "d",
+        "The benefit of localisation (mean Dice gain over the baseline, test set) grows as the "
+        "organ's foreground share shrinks: Spearman ρ < 0 (the paper observes a tendency over five "
+        "organs and tests none; p is shown)",
+        "Results › Test, Figure 4 (foreground shares of the paper: its released code)",
+        items,
+    )
 
 
 def _claim_baseline_trains_longest(data: analysis.StudyData) -> ClaimCheck:
@@ -200,15 +266,24 @@ def _claim_baseline_trains_longest(data: analysis.StudyData) -> ClaimCheck:
     for organ in data.organs:
         baseline, localiser, organ_net = (float(minutes.loc[organ, n]) for n in ("baseline", "localiser", "organ"))
         paper = TABLE2_MINUTES.get(organ)
-        paper_text = (f" (paper: {paper['baseline']} vs {paper['localiser']} + {paper['organ']})" if paper else "")
+        paper_text = f" (paper: {paper['baseline']} vs {paper['localiser']} + {paper['organ']})" if paper else ""
         if not all(math.isfinite(v) for v in (baseline, localiser, organ_net)):
             items.append(_Item(organ, NOT_TESTABLE, "a network without finished runs" + paper_text))
         else:
-            items.append(_Item(organ, _verdict(baseline > localiser + organ_net),
-                               f"baseline {baseline:.2f} min vs localiser {localiser:.2f} + organ {organ_net:.2f} "
-                               f"min{paper_text}"))
-    return _claim("e", "The baseline takes longer to train than the localiser and the organ network together "
-                       "(mean minutes per run, every organ)", TABLE2_SOURCE, items)
+            items.append(
+                _Item(
+                    organ,
+                    _verdict(baseline > localiser + organ_net),
+                    f"baseline {baseline:.2f} min vs localiser {localiser:.2f} + organ {organ_net:.2f} min{paper_text}",
+                )
+            )
+    return _claim(
+        "e",
+        "The baseline takes longer to train than the localiser and the organ network together "
+        "(mean minutes per run, every organ)",
+        TABLE2_SOURCE,
+        items,
+    )
 
 
 def _claim_organ_network_converges(data: analysis.StudyData) -> ClaimCheck:
@@ -221,8 +296,7 @@ def _claim_organ_network_converges(data: analysis.StudyData) -> ClaimCheck:
         else:
             converged, trained = int(rates.loc[organ, "converged"]), int(rates.loc[organ, "trained"])
             items.append(_Item(organ, _verdict(converged == trained), f"{converged} of {trained} runs converged"))
-    return _claim("f", "The organ network always converges (every organ)",
-                  "Results › Training, Figure 3a", items)
+    return _claim("f", "The organ network always converges (every organ)", "Results › Training, Figure 3a", items)
 
 
 def scorecard(data: analysis.StudyData) -> list[ClaimCheck]:
@@ -243,10 +317,15 @@ def scorecard(data: analysis.StudyData) -> list[ClaimCheck]:
         One :class:`ClaimCheck` per claim, in the order above.
     """
     tests = analysis.ttests(data)
-    return [_claim_two_stage_on_validation(data, tests), _claim_baseline_on_prostate_test(data, tests),
-            _claim_gt_beats_baseline(data, tests), _claim_gt_beats_two_stage(data, tests),
-            _claim_gain_grows_as_share_shrinks(data), _claim_baseline_trains_longest(data),
-            _claim_organ_network_converges(data)]
+    return [
+        _claim_two_stage_on_validation(data, tests),
+        _claim_baseline_on_prostate_test(data, tests),
+        _claim_gt_beats_baseline(data, tests),
+        _claim_gt_beats_two_stage(data, tests),
+        _claim_gain_grows_as_share_shrinks(data),
+        _claim_baseline_trains_longest(data),
+        _claim_organ_network_converges(data),
+    ]
 
 
 def scorecard_table(claims: list[ClaimCheck]) -> pd.DataFrame:
@@ -281,20 +360,30 @@ def paper_comparison(data: analysis.StudyData, split: str) -> pd.DataFrame:
 def findings_preamble(data: analysis.StudyData) -> str:
     """The sentences (Markdown) that frame the Findings: what the source tables are, on phantom
     data that the study checks the pipeline and not the paper, and failed steps if any."""
-    sentences = [(f"The paper's values are transcribed from {PAPER_DICE['val'].source} and "
-                  f"{PAPER_DICE['test'].source} (`l2s_core.paper_values`).")]
+    sentences = [
+        (
+            f"The paper's values are transcribed from {PAPER_DICE['val'].source} and "
+            f"{PAPER_DICE['test'].source} (`l2s_core.paper_values`)."
+        )
+    ]
     if (data.study_params or {}).get("data") == "phantom":
-        sentences.append("**This study ran on phantom data: it checks that the pipeline computes the paper's "
-                         "analysis end to end, not whether the paper's results hold.**")
+        sentences.append(
+            "**This study ran on phantom data: it checks that the pipeline computes the paper's "
+            "analysis end to end, not whether the paper's results hold.**"
+        )
     if len(data.failures):
-        sentences.append(f"{len(data.failures)} step(s) failed or were blocked (listed under *Steps that failed*); "
-                         "claims that need their results are not testable.")
+        sentences.append(
+            f"{len(data.failures)} step(s) failed or were blocked (listed under *Steps that failed*); "
+            "claims that need their results are not testable."
+        )
     return " ".join(sentences)
 
 
 def findings_tables(data: analysis.StudyData) -> dict[str, pd.DataFrame]:
     """The Findings as tables, by file stem: ``findings_table3_val``, ``findings_table4_test``,
     ``findings_scorecard``."""
-    return {"findings_table3_val": paper_comparison(data, "val"),
-            "findings_table4_test": paper_comparison(data, "test"),
-            "findings_scorecard": scorecard_table(scorecard(data))}
+    return {
+        "findings_table3_val": paper_comparison(data, "val"),
+        "findings_table4_test": paper_comparison(data, "test"),
+        "findings_scorecard": scorecard_table(scorecard(data)),
+    }

@@ -20,8 +20,17 @@ Example:
 
 from __future__ import annotations
 
-__all__ = ["Localisation", "Segmenter", "TwoStageResult", "box_predict", "gt_localised_predict", "predict_probability", "predict_volume",
-           "save_prediction", "two_stage_predict"]
+__all__ = [
+    "Localisation",
+    "Segmenter",
+    "TwoStageResult",
+    "box_predict",
+    "gt_localised_predict",
+    "predict_probability",
+    "predict_volume",
+    "save_prediction",
+    "two_stage_predict",
+]
 
 import contextlib
 import time
@@ -32,8 +41,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from l2s_core.boxes import (Box, bounding_box, crop, expand_box, largest_component, organ_box, paste, scale_box,
-                            upsampled_box)
+from l2s_core.boxes import (
+    Box,
+    bounding_box,
+    crop,
+    expand_box,
+    largest_component,
+    organ_box,
+    paste,
+    scale_box,
+    upsampled_box,
+)
 from l2s_core.data.cache import PreparedCase
 from l2s_core.data.io import write_mask
 from l2s_core.data.prepare import LOWRES_DIVISORS, downsample_image
@@ -68,8 +86,11 @@ class Segmenter:
         if not self.multiple:
             object.__setattr__(self, "multiple", int(getattr(self.model, "size_multiple", 1)))
         if len(self.patch_size) != 3 or any(s < 1 or s % self.multiple for s in self.patch_size):
-            raise ConfigError("patch_size", f"{self.patch_size} (z, y, x) needs three sides, each a positive "
-                                            f"multiple of the network's size multiple {self.multiple}")
+            raise ConfigError(
+                "patch_size",
+                f"{self.patch_size} (z, y, x) needs three sides, each a positive "
+                f"multiple of the network's size multiple {self.multiple}",
+            )
 
     def window(self, padded_shape: tuple[int, ...]) -> tuple[int, int, int]:
         """The window used on an image of ``padded_shape``: the patch, clipped to the image."""
@@ -101,8 +122,10 @@ class Localisation:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "divisors", tuple(int(d) for d in self.divisors))
-        for name, value, choices in (("fallback", self.fallback, FALLBACKS),
-                                     ("box_mapping", self.box_mapping, BOX_MAPPINGS)):
+        for name, value, choices in (
+            ("fallback", self.fallback, FALLBACKS),
+            ("box_mapping", self.box_mapping, BOX_MAPPINGS),
+        ):
             if value not in choices:
                 raise ConfigError(name, f"must be one of {', '.join(choices)}, got {value!r}")
 
@@ -166,9 +189,15 @@ def _volume_logits(segmenter: Segmenter, image: np.ndarray, device: str | torch.
         else:
             from monai.inferers import sliding_window_inference  # imported here: MONAI's import costs ~3 s
 
-            logits = sliding_window_inference(batch, roi_size=window, sw_batch_size=segmenter.sw_batch_size,
-                                              predictor=net, overlap=segmenter.overlap, sw_device=device,
-                                              device=device)
+            logits = sliding_window_inference(
+                batch,
+                roi_size=window,
+                sw_batch_size=segmenter.sw_batch_size,
+                predictor=net,
+                overlap=segmenter.overlap,
+                sw_device=device,
+                device=device,
+            )
     z, y, x = image.shape
     return logits[0, :, :z, :y, :x].float()
 
@@ -196,8 +225,9 @@ def predict_probability(segmenter: Segmenter, image: np.ndarray, device: str | t
     return torch.softmax(_volume_logits(segmenter, image, device), dim=0)[1].cpu().numpy()
 
 
-def _segment_box(organ: Segmenter, image: np.ndarray, box: Box | None, fallback: str,
-                 device: str | torch.device) -> tuple[np.ndarray, str | None]:
+def _segment_box(
+    organ: Segmenter, image: np.ndarray, box: Box | None, fallback: str, device: str | torch.device
+) -> tuple[np.ndarray, str | None]:
     """The organ network's full-size mask for ``box``, or the fallback's when ``box`` is None."""
     if box is None:
         if fallback == "empty":
@@ -207,8 +237,13 @@ def _segment_box(organ: Segmenter, image: np.ndarray, box: Box | None, fallback:
     return paste(organ_mask, box, image.shape), None
 
 
-def two_stage_predict(localiser: Segmenter, organ: Segmenter, image: np.ndarray, localisation: Localisation,
-                      device: str | torch.device = "cpu") -> TwoStageResult:
+def two_stage_predict(
+    localiser: Segmenter,
+    organ: Segmenter,
+    image: np.ndarray,
+    localisation: Localisation,
+    device: str | torch.device = "cpu",
+) -> TwoStageResult:
     """The paper's two-stage pipeline.
 
     The image is resized to low resolution as in preparation (:func:`downsample_image` with
@@ -234,14 +269,20 @@ def two_stage_predict(localiser: Segmenter, organ: Segmenter, image: np.ndarray,
     lowres_mask = predict_volume(localiser, lowres, device)
     lowres_box = bounding_box(largest_component(lowres_mask))
     to_full = scale_box if localisation.box_mapping == "scale" else upsampled_box
-    box = None if lowres_box is None else expand_box(to_full(lowres_box, lowres.shape, image.shape),
-                                                     localisation.margin)
+    box = (
+        None if lowres_box is None else expand_box(to_full(lowres_box, lowres.shape, image.shape), localisation.margin)
+    )
     mask, fallback_used = _segment_box(organ, image, box, localisation.fallback, device)
     return TwoStageResult(mask, lowres_mask, box, fallback_used, time.perf_counter() - started)
 
 
-def gt_localised_predict(organ: Segmenter, image: np.ndarray, label: np.ndarray, localisation: Localisation,
-                         device: str | torch.device = "cpu") -> TwoStageResult:
+def gt_localised_predict(
+    organ: Segmenter,
+    image: np.ndarray,
+    label: np.ndarray,
+    localisation: Localisation,
+    device: str | torch.device = "cpu",
+) -> TwoStageResult:
     """The organ network on the ground-truth box: the label's largest component + the margin.
 
     Args:

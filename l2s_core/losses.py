@@ -44,8 +44,9 @@ class DiceCELoss(nn.Module):
         ConfigError: an unknown ``dice_form``.
     """
 
-    def __init__(self, dice_weight: float = 1.0, ce_weight: float = 1.0, smooth: float = 1.0,
-                 dice_form: str = "per_sample") -> None:
+    def __init__(
+        self, dice_weight: float = 1.0, ce_weight: float = 1.0, smooth: float = 1.0, dice_form: str = "per_sample"
+    ) -> None:
         super().__init__()
         if dice_form not in DICE_FORMS:
             raise ConfigError("dice_form", f"must be one of {', '.join(DICE_FORMS)}, got {dice_form!r}")
@@ -79,9 +80,7 @@ class DiceCELoss(nn.Module):
         return self.dice_weight * dice_term + self.ce_weight * cross_entropy.mean()
 
 
-def hard_dice_counts(
-    logits: torch.Tensor, target: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def hard_dice_counts(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """True positive, false positive and false negative voxel counts of the organ class.
 
     The prediction is the argmax over the class channel; counts are summed over the batch,

@@ -50,8 +50,9 @@ class TrainingMemory:
     peak_bytes: int
 
 
-def estimate_training_memory(hparams: dict[str, Any], input_shape: tuple[int, int, int],
-                             batch: int = 1, architecture: str = "unet") -> TrainingMemory:
+def estimate_training_memory(
+    hparams: dict[str, Any], input_shape: tuple[int, int, int], batch: int = 1, architecture: str = "unet"
+) -> TrainingMemory:
     """Estimate the float32 memory of one training step of a study network.
 
     Args:
@@ -80,12 +81,19 @@ def estimate_training_memory(hparams: dict[str, Any], input_shape: tuple[int, in
     parameters = sum(p.numel() for p in model.parameters())
     activation_bytes = sum(sizes)
     parameter_bytes = _BYTES_PER_PARAMETER * parameters
-    return TrainingMemory(parameters, tuple(int(s) for s in input_shape), batch, activation_bytes,  # type: ignore[arg-type]
-                          parameter_bytes, activation_bytes + parameter_bytes + 2 * (sizes[0] if sizes else 0))
+    return TrainingMemory(
+        parameters,
+        (int(input_shape[0]), int(input_shape[1]), int(input_shape[2])),
+        batch,
+        activation_bytes,  # type: ignore[arg-type]
+        parameter_bytes,
+        activation_bytes + parameter_bytes + 2 * (sizes[0] if sizes else 0),
+    )
 
 
-def largest_forward_input(patch_size: tuple[int, int, int], extent: tuple[int, int, int],
-                          multiple: int) -> tuple[int, int, int]:
+def largest_forward_input(
+    patch_size: tuple[int, int, int], extent: tuple[int, int, int], multiple: int
+) -> tuple[int, int, int]:
     """The largest ``(z, y, x)`` input a network gets over images up to ``extent``: its patch,
     clipped per axis to the largest image side padded to ``multiple`` (as training and
     :func:`l2s_core.infer.predict_volume` clip and pad)."""

@@ -163,8 +163,9 @@ def _surface(mask: np.ndarray) -> np.ndarray:
     return mask ^ ndimage.binary_erosion(mask, structure=_SIX_CONNECTED)
 
 
-def _directed_surface_distances(pred_mask: np.ndarray, truth_mask: np.ndarray,
-                                spacing: tuple[float, float, float]) -> tuple[np.ndarray, np.ndarray]:
+def _directed_surface_distances(
+    pred_mask: np.ndarray, truth_mask: np.ndarray, spacing: tuple[float, float, float]
+) -> tuple[np.ndarray, np.ndarray]:
     """Distances in mm from each surface voxel of one mask to the other mask's surface.
 
     Args:
@@ -183,8 +184,9 @@ def _directed_surface_distances(pred_mask: np.ndarray, truth_mask: np.ndarray,
     return KDTree(truth_points).query(pred_points)[0], KDTree(pred_points).query(truth_points)[0]
 
 
-def _surface_scores(pred_mask: np.ndarray, truth_mask: np.ndarray, spacing: tuple[float, float, float],
-                    tolerance_mm: float) -> tuple[float, float]:
+def _surface_scores(
+    pred_mask: np.ndarray, truth_mask: np.ndarray, spacing: tuple[float, float, float], tolerance_mm: float
+) -> tuple[float, float]:
     """HD95 and surface Dice of two boolean masks, with the module's empty-mask conventions.
 
     Args:
@@ -260,8 +262,9 @@ def surface_dice(pred: np.ndarray, truth: np.ndarray, spacing: Sequence[float], 
     return _surface_scores(pred_mask, truth_mask, _checked_spacing(spacing), _checked_tolerance(tolerance_mm))[1]
 
 
-def case_metrics(pred: np.ndarray, truth: np.ndarray, spacing: Sequence[float],
-                 tolerance_mm: float = 2.0) -> dict[str, Any]:
+def case_metrics(
+    pred: np.ndarray, truth: np.ndarray, spacing: Sequence[float], tolerance_mm: float = 2.0
+) -> dict[str, Any]:
     """All metrics of one case, with the surface distances computed once.
 
     Args:
@@ -282,10 +285,19 @@ def case_metrics(pred: np.ndarray, truth: np.ndarray, spacing: Sequence[float],
     """
     pred_mask, truth_mask = _organ_masks(pred, truth)
     tp, fp, fn = confusion_counts(pred_mask, truth_mask)
-    hd95_mm, surface = _surface_scores(pred_mask, truth_mask, _checked_spacing(spacing),
-                                       _checked_tolerance(tolerance_mm))
-    return {"tp": tp, "fp": fp, "fn": fn, "dice": dice_from_counts(tp, fp, fn), "hd95_mm": hd95_mm,
-            "surface_dice": surface, "pred_empty": tp + fp == 0, "truth_empty": tp + fn == 0}
+    hd95_mm, surface = _surface_scores(
+        pred_mask, truth_mask, _checked_spacing(spacing), _checked_tolerance(tolerance_mm)
+    )
+    return {
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+        "dice": dice_from_counts(tp, fp, fn),
+        "hd95_mm": hd95_mm,
+        "surface_dice": surface,
+        "pred_empty": tp + fp == 0,
+        "truth_empty": tp + fn == 0,
+    }
 
 
 def _count(row: Mapping[str, Any] | object, name: str) -> int:

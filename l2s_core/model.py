@@ -112,8 +112,13 @@ class UNet3D(nn.Module):
         groups: int = 4,
     ) -> None:
         super().__init__()
-        for name, value in (("in_channels", in_channels), ("out_channels", out_channels),
-                            ("base_channels", base_channels), ("depth", depth), ("groups", groups)):
+        for name, value in (
+            ("in_channels", in_channels),
+            ("out_channels", out_channels),
+            ("base_channels", base_channels),
+            ("depth", depth),
+            ("groups", groups),
+        ):
             if value < 1:
                 raise ConfigError(f"UNet3D {name}", f"must be at least 1, got {value}")
         channels = [base_channels * 2**level for level in range(depth + 1)]
@@ -124,8 +129,11 @@ class UNet3D(nn.Module):
                     f"{groups} GroupNorm groups do not divide a level's {level_channels} channels",
                 )
         self.hparams: dict[str, Any] = dict(
-            in_channels=in_channels, out_channels=out_channels, base_channels=base_channels,
-            depth=depth, groups=groups,
+            in_channels=in_channels,
+            out_channels=out_channels,
+            base_channels=base_channels,
+            depth=depth,
+            groups=groups,
         )
         self.encoder = nn.ModuleList(
             TwoConvNormReLU(c_in, c_out, groups) for c_in, c_out in zip([in_channels] + channels[:-1], channels)

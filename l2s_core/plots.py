@@ -70,8 +70,10 @@ def figure2_training_curves(curves: pd.DataFrame, organs: Sequence[str]) -> Figu
                 ax.set_xlabel("epoch")
             if j == 0:
                 ax.set_ylabel("Dice")
-    handles = [Line2D([], [], color=c, label=name.replace("_dice", "").replace("val", "validation"))
-               for name, c in CURVE_COLOURS.items()]
+    handles = [
+        Line2D([], [], color=c, label=name.replace("_dice", "").replace("val", "validation"))
+        for name, c in CURVE_COLOURS.items()
+    ]
     fig.legend(handles=handles, loc="outside lower center", ncols=2)
     return fig
 
@@ -94,21 +96,44 @@ def figure3_convergence(rates: pd.DataFrame) -> Figure:
         for ax in (ax_a, ax_b, ax_c):
             _note_no_data(ax, "finished run")
     else:
-        sns.barplot(data=rates, x="organ", y="rate_percent", hue="network", hue_order=networks,
-                    palette=NETWORK_COLOURS, ax=ax_a, legend=False)
+        sns.barplot(
+            data=rates,
+            x="organ",
+            y="rate_percent",
+            hue="network",
+            hue_order=networks,
+            palette=NETWORK_COLOURS,
+            ax=ax_a,
+            legend=False,
+        )
         panels = ((ax_b, "n_cases", "dataset size (cases)"), (ax_c, "foreground_percent", "mean foreground (%)"))
         for ax, x, label in panels:
             for network in networks:
                 part = rates[rates["network"] == network]
-                ax.scatter(part[x], part["rate_percent"], color=NETWORK_COLOURS[network],
-                           s=NETWORK_MARKER_SIZES[network], label=NETWORK_LABELS[network])
+                ax.scatter(
+                    part[x],
+                    part["rate_percent"],
+                    color=NETWORK_COLOURS[network],
+                    s=NETWORK_MARKER_SIZES[network],
+                    label=NETWORK_LABELS[network],
+                )
             for organ, part in rates.groupby("organ", sort=False):
-                ax.annotate(organ, (part[x].iloc[0], part["rate_percent"].max()), textcoords="offset points",
-                            xytext=(4, 4), fontsize=8)
+                ax.annotate(
+                    organ,
+                    (part[x].iloc[0], part["rate_percent"].max()),
+                    textcoords="offset points",
+                    xytext=(4, 4),
+                    fontsize=8,
+                )
             ax.set_xlabel(label)
             ax.margins(x=0.15)
-        fig.legend(handles=ax_b.collections, labels=[NETWORK_LABELS[n] for n in networks], loc="outside lower center",
-                   ncols=len(networks), title="network")
+        fig.legend(
+            handles=ax_b.collections,
+            labels=[NETWORK_LABELS[n] for n in networks],
+            loc="outside lower center",
+            ncols=len(networks),
+            title="network",
+        )
     for ax, letter in ((ax_a, "a"), (ax_b, "b"), (ax_c, "c")):
         ax.set_ylim(0, 110)
         ax.set_ylabel("convergence rate (%)")
@@ -135,8 +160,13 @@ def figure4_dice_gain(gain: pd.DataFrame) -> Figure:
             points = part[part["method"] == method]
             ax.scatter(points["foreground_percent"], points["gain"], marker=marker, s=50, label=METHOD_LABELS[method])
         for organ, points in part.groupby("organ", sort=False):
-            ax.annotate(organ, (points["foreground_percent"].iloc[0], points["gain"].max()), textcoords="offset points",
-                        xytext=(5, 3), fontsize=8)
+            ax.annotate(
+                organ,
+                (points["foreground_percent"].iloc[0], points["gain"].max()),
+                textcoords="offset points",
+                xytext=(5, 3),
+                fontsize=8,
+            )
         if part.empty:
             _note_no_data(ax, "method evaluated beside the baseline")
         else:

@@ -30,8 +30,9 @@ from torch import nn
 from l2s_core.errors import ConfigError
 
 
-def _conv_relu_norm(in_channels: int, out_channels: int, groups: int, kernel: int = 3, bias: bool = True,
-                    transposed: bool = False) -> list[nn.Module]:
+def _conv_relu_norm(
+    in_channels: int, out_channels: int, groups: int, kernel: int = 3, bias: bool = True, transposed: bool = False
+) -> list[nn.Module]:
     """A (transposed) convolution, ReLU, then GroupNorm: the released code's order."""
     if transposed:
         conv: nn.Module = nn.ConvTranspose3d(in_channels, out_channels, kernel_size=2, stride=2)
@@ -59,28 +60,45 @@ class ReleasedCodeUNet3D(nn.Module):
         torch.Size([1, 2, 8, 12, 16])
     """
 
-    def __init__(self, in_channels: int = 1, out_channels: int = 2, base_channels: int = 64, depth: int = 4,
-                 groups: int = 32) -> None:
+    def __init__(
+        self, in_channels: int = 1, out_channels: int = 2, base_channels: int = 64, depth: int = 4, groups: int = 32
+    ) -> None:
         super().__init__()
-        for name, value in (("in_channels", in_channels), ("out_channels", out_channels),
-                            ("base_channels", base_channels), ("depth", depth), ("groups", groups)):
+        for name, value in (
+            ("in_channels", in_channels),
+            ("out_channels", out_channels),
+            ("base_channels", base_channels),
+            ("depth", depth),
+            ("groups", groups),
+        ):
             if value < 1:
                 raise ConfigError(f"ReleasedCodeUNet3D {name}", f"must be at least 1, got {value}")
         if base_channels % min(groups, base_channels):
             raise ConfigError("ReleasedCodeUNet3D groups", f"{groups} groups do not divide {base_channels} channels")
-        self.hparams: dict[str, Any] = dict(in_channels=in_channels, out_channels=out_channels,
-                                            base_channels=base_channels, depth=depth, groups=groups)
+        self.hparams: dict[str, Any] = dict(
+            in_channels=in_channels, out_channels=out_channels, base_channels=base_channels, depth=depth, groups=groups
+        )
         width, wide = base_channels, 2 * base_channels
-        self.input_block = nn.Sequential(*_conv_relu_norm(in_channels, width, groups),
-                                         *_conv_relu_norm(width, width, groups))
+        self.input_block = nn.Sequential(
+            *_conv_relu_norm(in_channels, width, groups), *_conv_relu_norm(width, width, groups)
+        )
         self.down_blocks = nn.ModuleList(
-            nn.Sequential(nn.MaxPool3d(2), *_conv_relu_norm(width, wide, groups), *_conv_relu_norm(wide, wide, groups),
-                          *_conv_relu_norm(wide, width, groups, kernel=1, bias=False))
-            for _ in range(depth))
+            nn.Sequential(
+                nn.MaxPool3d(2),
+                *_conv_relu_norm(width, wide, groups),
+                *_conv_relu_norm(wide, wide, groups),
+                *_conv_relu_norm(wide, width, groups, kernel=1, bias=False),
+            )
+            for _ in range(depth)
+        )
         self.up_blocks = nn.ModuleList(
-            nn.Sequential(*_conv_relu_norm(width, width, groups, transposed=True),
-                          *_conv_relu_norm(width, width, groups), *_conv_relu_norm(width, width, groups))
-            for _ in range(depth))
+            nn.Sequential(
+                *_conv_relu_norm(width, width, groups, transposed=True),
+                *_conv_relu_norm(width, width, groups),
+                *_conv_relu_norm(width, width, groups),
+            )
+            for _ in range(depth)
+        )
         self.head = nn.Sequential(nn.Conv3d(width, out_channels, kernel_size=1), nn.ReLU())
 
     @property
@@ -95,8 +113,10 @@ class ReleasedCodeUNet3D(nn.Module):
             ValueError: a spatial side is not a multiple of :attr:`size_multiple`.
         """
         if images.ndim != 5 or any(side % self.size_multiple for side in images.shape[2:]):
-            raise ValueError(f"ReleasedCodeUNet3D input: shape {tuple(images.shape)} must be (N, C, z, y, x) with "
-                             f"z, y, x multiples of {self.size_multiple}")
+            raise ValueError(
+                f"ReleasedCodeUNet3D input: shape {tuple(images.shape)} must be (N, C, z, y, x) with "
+                f"z, y, x multiples of {self.size_multiple}"
+            )
         features = self.input_block(images)
         for block in self.down_blocks:
             features = block(features)

@@ -16,8 +16,18 @@ Reading these needs no torch, so tables, plots and the study plan can read runs 
 
 from __future__ import annotations
 
-__all__ = ["BEST_FILE", "CONFIG_FILE", "LOG_COLUMNS", "LOG_FILE", "NEXT_BEST_FILE", "RESUME_FILE", "SUMMARY_FILE",
-           "finished_summary", "read_log", "write_log"]
+__all__ = [
+    "BEST_FILE",
+    "CONFIG_FILE",
+    "LOG_COLUMNS",
+    "LOG_FILE",
+    "NEXT_BEST_FILE",
+    "RESUME_FILE",
+    "SUMMARY_FILE",
+    "finished_summary",
+    "read_log",
+    "write_log",
+]
 
 import csv
 import io

@@ -91,45 +91,6 @@ def _item(image: np.ndarray, label: np.ndarray, case_id: str) -> dict[str, Any]:
     }
 
 
-class _CachedCases(Dataset):
-    """Common part of the datasets: the cases, their memory maps (opened once per process), the epoch.
-
-    Subclasses define ``__len__`` and ``__getitem__``.
-    """
-
-    def __init__(self, task: PreparedTask, case_ids: Sequence[str], seed: int) -> None:
-        if len(case_ids) == 0:
-            raise ConfigError("case_ids", "no cases to draw from")
-        self.task = task
-        self.case_ids = [str(c) for c in case_ids]
-        self.seed = int(seed)
-        self.epoch = 0
-        self._cases = [task.case(c) for c in self.case_ids]
-        self._arrays: dict[tuple[int, str, str], np.ndarray] = {}
-
-    def set_epoch(self, epoch: int) -> None:
-        """Select the epoch whose items are drawn (call before iterating each epoch).
-
-        DataLoader workers hold their own copy of the dataset, made when an iteration starts;
-        with ``persistent_workers=True`` they would keep the epoch they were started with.
-        """
-        self.epoch = int(epoch)
-
-    def _array(self, case_index: int, level: str, kind: str) -> np.ndarray:
-        key = (case_index, level, kind)
-        if key not in self._arrays:
-            self._arrays[key] = self._cases[case_index].array(level, kind)
-        return self._arrays[key]
-
-    def __getstate__(self) -> dict[str, Any]:
-        # Memory maps are reopened in the receiving process rather than pickled as copies.
-        return {**self.__dict__, "_arrays": {}}
-
-    def _check_index(self, index: int) -> None:
-        if not 0 <= index < len(self):
-            raise IndexError(f"index {index} out of range for {len(self)} items")
-
-
 def organ_bounds(case: PreparedCase, level: str) -> Box:
     """Bounding box of the organ's largest component in the voxel indices of ``level``.
 
@@ -149,7 +110,7 @@ def organ_bounds(case: PreparedCase, level: str) -> Box:
     raise ConfigError("foreground_probability", f"organ-forced patches need the full or crop level, not {level!r}")
 
 
-class PatchDataset(_CachedCases):
+class PatchDataset(Dataset):
     """Random patches of one cache level, a share of them forced to contain organ.
 
     Item ``i``: a case drawn uniformly; with probability ``foreground_probability`` the patch
@@ -184,9 +145,18 @@ class PatchDataset(_CachedCases):
         with ``(z, y, x)`` at most ``patch_size``.
     """
 
-    def __init__(self, task: PreparedTask, case_ids: Sequence[str], level: str, patch_size: tuple[int, int, int],
-                 samples_per_epoch: int | None = None, foreground_probability: float = 0.0, seed: int = 0,
-                 multiple: int = 1, max_redraws: int = 200) -> None:
+    def __init__(
+        self,
+        task: PreparedTask,
+        case_ids: Sequence[str],
+        level: str,
+        patch_size: tuple[int, int, int],
+        samples_per_epoch: int | None = None,
+        foreground_probability: float = 0.0,
+        seed: int = 0,
+        multiple: int = 1,
+        max_redraws: int = 200,
+    ) -> None:
         if level not in LEVELS:
             raise ConfigError("level", f"must be one of {', '.join(LEVELS)}, got {level!r}")
         if len(patch_size) != 3 or min(patch_size) < 1:
@@ -196,9 +166,18 @@ class PatchDataset(_CachedCases):
         if not 0.0 <= foreground_probability <= 1.0:
             raise ConfigError("foreground_probability", f"must lie in [0, 1], got {foreground_probability}")
         if multiple < 1 or max_redraws < 0:
-            raise ConfigError("multiple" if multiple < 1 else "max_redraws",
-                              f"out of range: multiple {multiple} (>= 1), max_redraws {max_redraws} (>= 0)")
-        super().__init__(task, case_ids, seed)
+            raise ConfigError(
+                "multiple" if multiple < 1 else "max_redraws",
+                f"out of range: multiple {multiple} (>= 1), max_redraws {max_redraws} (>= 0)",
+            )
+        if len(case_ids) == 0:
+            raise ConfigError("case_ids", "no cases to draw from")
+        self.task = task
+        self.case_ids = [str(c) for c in case_ids]
+        self.seed = int(seed)
+        self.epoch = 0
+        self._cases = [task.case(c) for c in self.case_ids]
+        self._arrays: dict[tuple[int, str, str], np.ndarray] = {}  # memory maps, opened once per process
         self.level = level
         self.patch_size = tuple(int(s) for s in patch_size)
         self.samples_per_epoch = len(self.case_ids) if samples_per_epoch is None else int(samples_per_epoch)
@@ -209,6 +188,28 @@ class PatchDataset(_CachedCases):
 
     def __len__(self) -> int:
         return self.samples_per_epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose items are drawn (call before iterating each epoch).
+
+        DataLoader workers hold their own copy of the dataset, made when an iteration starts;
+        with ``persistent_workers=True`` they would keep the epoch they were started with.
+        """
+        self.epoch = int(epoch)
+
+    def _array(self, case_index: int, level: str, kind: str) -> np.ndarray:
+        key = (case_index, level, kind)
+        if key not in self._arrays:
+            self._arrays[key] = self._cases[case_index].array(level, kind)
+        return self._arrays[key]
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Memory maps are reopened in the receiving process rather than pickled as copies.
+        return {**self.__dict__, "_arrays": {}}
+
+    def _check_index(self, index: int) -> None:
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} items")
 
     def _start_ranges(self, shape: tuple[int, ...], organ: Box | None) -> list[tuple[int, int]]:
         """Inclusive ``(first, last)`` patch start per axis: anywhere, or overlapping ``organ``."""
@@ -247,5 +248,6 @@ class PatchDataset(_CachedCases):
     def __getitem__(self, index: int) -> dict[str, Any]:
         case_index, box, label = self._draw(index)
         image = crop(self._array(case_index, self.level, "image"), box)
-        return _item(pad_to_multiple(image, self.multiple), pad_to_multiple(label, self.multiple),
-                     self.case_ids[case_index])
+        return _item(
+            pad_to_multiple(image, self.multiple), pad_to_multiple(label, self.multiple), self.case_ids[case_index]
+        )

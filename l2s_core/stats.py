@@ -39,16 +39,39 @@ from scipy import stats
 from l2s_core.errors import ConfigError, InputDataError
 
 __all__ = [
-    "DEFAULT_PAIRS", "PAIRWISE_COLUMNS", "BootstrapInterval", "PairedTest", "compare_methods", "format_mean_sd",
-    "hierarchical_bootstrap", "holm", "mean_sd", "paired_wilcoxon", "pairwise_tests",
+    "DEFAULT_PAIRS",
+    "PAIRWISE_COLUMNS",
+    "BootstrapInterval",
+    "PairedTest",
+    "compare_methods",
+    "format_mean_sd",
+    "hierarchical_bootstrap",
+    "holm",
+    "mean_sd",
+    "paired_wilcoxon",
+    "pairwise_tests",
 ]
 
 #: Method pairs compared by default: each localised method against the baseline, and the two
 #: localised methods against each other.
 DEFAULT_PAIRS = (("baseline", "two_stage"), ("baseline", "gt_localised"), ("two_stage", "gt_localised"))
 #: Columns of :func:`pairwise_tests` after the group columns.
-PAIRWISE_COLUMNS = ("method_a", "method_b", "n_a", "n_b", "mean_a", "sd_a", "mean_b", "sd_b",
-                    "t_student", "p_student", "t_welch", "p_welch", "hedges_g", "note")
+PAIRWISE_COLUMNS = (
+    "method_a",
+    "method_b",
+    "n_a",
+    "n_b",
+    "mean_a",
+    "sd_a",
+    "mean_b",
+    "sd_b",
+    "t_student",
+    "p_student",
+    "t_welch",
+    "p_welch",
+    "hedges_g",
+    "note",
+)
 
 
 def _sample(values: Sequence[float] | np.ndarray, name: str) -> np.ndarray:
@@ -115,8 +138,9 @@ def format_mean_sd(values: Sequence[float] | np.ndarray, digits: int = 4) -> str
     return f"{mean:.{digits}f} ± {sd:.{digits}f}"
 
 
-def compare_methods(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray,
-                    equal_var: bool = True) -> dict[str, Any]:
+def compare_methods(
+    a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray, equal_var: bool = True
+) -> dict[str, Any]:
     """Two-sided independent two-sample t-test of ``a`` against ``b``, with summaries.
 
     Args:
@@ -137,12 +161,20 @@ def compare_methods(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.nda
     """
     sample_a, sample_b = _sample(a, "a"), _sample(b, "b")
     (mean_a, sd_a), (mean_b, sd_b) = _mean_sd(sample_a), _mean_sd(sample_b)
-    result = {"mean_a": mean_a, "sd_a": sd_a, "mean_b": mean_b, "sd_b": sd_b,
-              "n_a": int(sample_a.size), "n_b": int(sample_b.size), "t": math.nan, "p": math.nan,
-              "hedges_g": math.nan, "note": ""}
+    result = {
+        "mean_a": mean_a,
+        "sd_a": sd_a,
+        "mean_b": mean_b,
+        "sd_b": sd_b,
+        "n_a": int(sample_a.size),
+        "n_b": int(sample_b.size),
+        "t": math.nan,
+        "p": math.nan,
+        "hedges_g": math.nan,
+        "note": "",
+    }
     if min(sample_a.size, sample_b.size) < 2:
-        result["note"] = (f"fewer than 2 values in a group (n_a={sample_a.size}, n_b={sample_b.size}): "
-                          "no t-test")
+        result["note"] = f"fewer than 2 values in a group (n_a={sample_a.size}, n_b={sample_b.size}): no t-test"
         return result
     if not (np.isfinite(sample_a).all() and np.isfinite(sample_b).all()):
         result["note"] = "non-finite values (NaN or inf) in a group: t and p are not meaningful"
@@ -171,9 +203,13 @@ def _hedges_g(a: np.ndarray, b: np.ndarray) -> float:
         return float(np.float64(a.mean() - b.mean()) / np.sqrt(pooled_variance) * correction)
 
 
-def pairwise_tests(df: pd.DataFrame, value_col: str = "dice", method_col: str = "method",
-                   group_cols: Sequence[str] = ("organ", "split"),
-                   pairs: Sequence[tuple[str, str]] = DEFAULT_PAIRS) -> pd.DataFrame:
+def pairwise_tests(
+    df: pd.DataFrame,
+    value_col: str = "dice",
+    method_col: str = "method",
+    group_cols: Sequence[str] = ("organ", "split"),
+    pairs: Sequence[tuple[str, str]] = DEFAULT_PAIRS,
+) -> pd.DataFrame:
     """Student's and Welch's t-tests between pairs of methods within every group.
 
     Args:
@@ -207,11 +243,20 @@ def pairwise_tests(df: pd.DataFrame, value_col: str = "dice", method_col: str = 
             a = group.loc[group[method_col] == method_a, value_col].to_numpy(dtype=float)
             b = group.loc[group[method_col] == method_b, value_col].to_numpy(dtype=float)
             student, welch = compare_methods(a, b, equal_var=True), compare_methods(a, b, equal_var=False)
-            rows.append({**labels, "method_a": method_a, "method_b": method_b,
-                         **{k: student[k] for k in ("n_a", "n_b", "mean_a", "sd_a", "mean_b", "sd_b")},
-                         "t_student": student["t"], "p_student": student["p"],
-                         "t_welch": welch["t"], "p_welch": welch["p"], "hedges_g": student["hedges_g"],
-                         "note": student["note"]})
+            rows.append(
+                {
+                    **labels,
+                    "method_a": method_a,
+                    "method_b": method_b,
+                    **{k: student[k] for k in ("n_a", "n_b", "mean_a", "sd_a", "mean_b", "sd_b")},
+                    "t_student": student["t"],
+                    "p_student": student["p"],
+                    "t_welch": welch["t"],
+                    "p_welch": welch["p"],
+                    "hedges_g": student["hedges_g"],
+                    "note": student["note"],
+                }
+            )
     return pd.DataFrame(rows, columns=[*group_cols, *PAIRWISE_COLUMNS])
 
 
@@ -329,8 +374,9 @@ def _resample_counts(rng: np.random.Generator, n_boot: int, n: int) -> np.ndarra
     return counts
 
 
-def hierarchical_bootstrap(a: np.ndarray, b: np.ndarray, n_boot: int = 10_000, level: float = 0.95,
-                           seed: int = 0) -> BootstrapInterval:
+def hierarchical_bootstrap(
+    a: np.ndarray, b: np.ndarray, n_boot: int = 10_000, level: float = 0.95, seed: int = 0
+) -> BootstrapInterval:
     """Percentile interval of ``mean(a) - mean(b)`` resampling cases, then runs within each method.
 
     ``a`` and ``b`` hold one value per run (rows) and case (columns), the same cases in the
@@ -366,8 +412,9 @@ def hierarchical_bootstrap(a: np.ndarray, b: np.ndarray, n_boot: int = 10_000, l
     for name, array in (("a", a), ("b", b)):
         values[name] = np.asarray(array, dtype=float)
         if values[name].ndim != 2 or 0 in values[name].shape:
-            raise InputDataError(name, f"must be a runs × cases array with a run and a case, "
-                                       f"got shape {values[name].shape}")
+            raise InputDataError(
+                name, f"must be a runs × cases array with a run and a case, got shape {values[name].shape}"
+            )
         if not np.isfinite(values[name]).all():
             raise InputDataError(name, "values must be finite")
     n_cases = values["a"].shape[1]

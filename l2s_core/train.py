@@ -47,12 +47,19 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
 from l2s_core import distributed
-from l2s_core.checkpoint import (ResumeState, capture_rng_states, load_resume_state, read_checkpoint_metadata,
-                                 restore_rng_states, save_checkpoint, save_resume_state)
+from l2s_core.checkpoint import (
+    ResumeState,
+    capture_rng_states,
+    load_resume_state,
+    read_checkpoint_metadata,
+    restore_rng_states,
+    save_checkpoint,
+    save_resume_state,
+)
 from l2s_core.data.cache import PreparedTask
 from l2s_core.distributed import ProcessContext
 from l2s_core.errors import ConfigError, InputDataError, L2SError
@@ -61,8 +68,16 @@ from l2s_core.infer import Segmenter, predict_volume
 from l2s_core.losses import DiceCELoss, hard_dice_counts
 from l2s_core.metrics import confusion_counts, dice_from_counts
 from l2s_core.model import build_network
-from l2s_core.run_files import (BEST_FILE, CONFIG_FILE, LOG_FILE, NEXT_BEST_FILE, RESUME_FILE, SUMMARY_FILE,
-                                finished_summary, write_log)
+from l2s_core.run_files import (
+    BEST_FILE,
+    CONFIG_FILE,
+    LOG_FILE,
+    NEXT_BEST_FILE,
+    RESUME_FILE,
+    SUMMARY_FILE,
+    finished_summary,
+    write_log,
+)
 from l2s_core.sampling import PatchDataset, pad_collate
 from l2s_core.train_config import TrainConfig, is_converged
 from l2s_core.vocabulary import LEVEL_OF_NETWORK
@@ -82,13 +97,21 @@ def training_dataset(config: TrainConfig, task: PreparedTask) -> PatchDataset:
     if not train_ids:
         raise InputDataError(task.folder / "split.json", "no training cases (all excluded, or too few cases)")
     foreground = config.foreground_probability if config.network == "baseline" else 0.0
-    return PatchDataset(task, train_ids, LEVEL_OF_NETWORK[config.network], config.patch_size,
-                        config.samples_per_epoch, foreground_probability=foreground, seed=config.seed,
-                        multiple=2**config.depth)
+    return PatchDataset(
+        task,
+        train_ids,
+        LEVEL_OF_NETWORK[config.network],
+        config.patch_size,
+        config.samples_per_epoch,
+        foreground_probability=foreground,
+        seed=config.seed,
+        multiple=2**config.depth,
+    )
 
 
-def validation_dice(model: torch.nn.Module, task: PreparedTask, config: TrainConfig, device: torch.device,
-                    sw_batch_size: int = 1) -> float:
+def validation_dice(
+    model: torch.nn.Module, task: PreparedTask, config: TrainConfig, device: torch.device, sw_batch_size: int = 1
+) -> float:
     """Dice pooled over the validation cases (TP, FP, FN summed over cases).
 
     Each network segments its own level of the validation images (baseline: ``full``,
@@ -106,8 +129,14 @@ def validation_dice(model: torch.nn.Module, task: PreparedTask, config: TrainCon
         The pooled validation Dice.
     """
     level = LEVEL_OF_NETWORK[config.network]
-    segmenter = Segmenter(model, config.patch_size, overlap=config.sw_overlap, sw_batch_size=sw_batch_size,
-                          amp=config.amp, multiple=2**config.depth)
+    segmenter = Segmenter(
+        model,
+        config.patch_size,
+        overlap=config.sw_overlap,
+        sw_batch_size=sw_batch_size,
+        amp=config.amp,
+        multiple=2**config.depth,
+    )
     totals = np.zeros(3, dtype=np.int64)
     for case in task.cases("val"):
         prediction = predict_volume(segmenter, case.array(level, "image"), device)
@@ -118,8 +147,11 @@ def validation_dice(model: torch.nn.Module, task: PreparedTask, config: TrainCon
 @contextlib.contextmanager
 def _determinism(enabled: bool, device: torch.device) -> Iterator[None]:
     """Deterministic algorithms (CPU) or cuDNN settings (GPU) for the run; restored afterwards."""
-    previous = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,
-                torch.backends.cudnn.benchmark)
+    previous = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.backends.cudnn.deterministic,
+        torch.backends.cudnn.benchmark,
+    )
     torch.use_deterministic_algorithms(enabled and device.type == "cpu")
     torch.backends.cudnn.deterministic = enabled
     torch.backends.cudnn.benchmark = not enabled
@@ -150,8 +182,15 @@ class _EpochTotals:
         return float(dice_from_counts(self.tp, self.fp, self.fn))
 
 
-def train_step(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, optimizer: torch.optim.Optimizer,
-               loss_fn: DiceCELoss, context: ProcessContext, amp: bool) -> tuple[bool, torch.Tensor, torch.Tensor]:
+def train_step(
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: DiceCELoss,
+    context: ProcessContext,
+    amp: bool,
+) -> tuple[bool, torch.Tensor, torch.Tensor]:
     """One optimisation step on this process's share of a global batch.
 
     The step is skipped on every process when the loss or the gradient norm is not finite
@@ -183,8 +222,14 @@ def train_step(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tenso
     return all_finite, loss.detach(), logits.detach()
 
 
-def _train_epoch(model: torch.nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer, loss_fn: DiceCELoss,
-                 context: ProcessContext, amp: bool) -> _EpochTotals:
+def _train_epoch(
+    model: torch.nn.Module,
+    loader: DataLoader,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: DiceCELoss,
+    context: ProcessContext,
+    amp: bool,
+) -> _EpochTotals:
     """One pass over the loader; stops at the first non-finite loss or gradient (``diverged``)."""
     model.train()
     device = context.device
@@ -202,8 +247,14 @@ def _train_epoch(model: torch.nn.Module, loader: DataLoader, optimizer: torch.op
     return _EpochTotals(loss_sum, int(samples), int(tp), int(fp), int(fn), diverged=False)
 
 
-def _commit_epoch(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: ResumeState,
-                  improved: bool, config: TrainConfig) -> None:
+def _commit_epoch(
+    run_dir: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    state: ResumeState,
+    improved: bool,
+    config: TrainConfig,
+) -> None:
     """Record a completed epoch on disk (rank 0).
 
     Order: the new best weights go to ``best.next.pt``; then ``resume.pt`` (the commit
@@ -211,8 +262,16 @@ def _commit_epoch(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.
     the resume state's rows. :func:`_settle_files` completes or undoes an interrupted commit.
     """
     if improved:
-        save_checkpoint(run_dir / NEXT_BEST_FILE, model, {
-            "network": config.network, "epoch": state.best_epoch, "val_dice": state.best_val_dice, "seed": config.seed})
+        save_checkpoint(
+            run_dir / NEXT_BEST_FILE,
+            model,
+            {
+                "network": config.network,
+                "epoch": state.best_epoch,
+                "val_dice": state.best_val_dice,
+                "seed": config.seed,
+            },
+        )
     state.model_state = distributed.unwrap(model).state_dict()
     state.optimizer_state = optimizer.state_dict()
     state.rng = capture_rng_states()
@@ -258,14 +317,17 @@ def _check_run_dir(config: TrainConfig) -> None:
     differing = [k for k in current if k not in _LOCATION_FIELDS and saved[k] != current[k]]
     if differing:
         details = ", ".join(f"{k}={saved[k]!r} there, {current[k]!r} now" for k in differing)
-        raise ConfigError(run_dir / CONFIG_FILE, f"this run folder holds a different run ({details}); "
-                          "use another run_dir or delete this one")
+        raise ConfigError(
+            run_dir / CONFIG_FILE,
+            f"this run folder holds a different run ({details}); use another run_dir or delete this one",
+        )
 
 
 def _summary(config: TrainConfig, state: ResumeState, diverged: bool, stop_reason: str) -> dict[str, Any]:
     val_dices = [row["val_dice"] for row in state.log_rows]
-    converged = not diverged and is_converged(val_dices, config.convergence_threshold, config.convergence_rule,
-                                              config.convergence_epoch)
+    converged = not diverged and is_converged(
+        val_dices, config.convergence_threshold, config.convergence_rule, config.convergence_epoch
+    )
     return {
         "converged": converged,
         "diverged": diverged,
@@ -281,8 +343,14 @@ def _summary(config: TrainConfig, state: ResumeState, diverged: bool, stop_reaso
 
 
 def _fresh_state() -> ResumeState:
-    return ResumeState(model_state={}, optimizer_state={}, epochs_done=0, best_val_dice=-math.inf, best_epoch=0,
-                       epochs_since_improvement=0)
+    return ResumeState(
+        model_state={},
+        optimizer_state={},
+        epochs_done=0,
+        best_val_dice=-math.inf,
+        best_epoch=0,
+        epochs_since_improvement=0,
+    )
 
 
 def _train_in_context(config: TrainConfig, context: ProcessContext, progress: bool) -> dict[str, Any]:
@@ -323,8 +391,15 @@ def _train_in_context(config: TrainConfig, context: ProcessContext, progress: bo
     return read_json(run_dir / SUMMARY_FILE)
 
 
-def _run_epochs(config: TrainConfig, context: ProcessContext, task: PreparedTask, model: torch.nn.Module,
-                optimizer: torch.optim.Optimizer, state: ResumeState, progress: bool) -> tuple[bool, str]:
+def _run_epochs(
+    config: TrainConfig,
+    context: ProcessContext,
+    task: PreparedTask,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    state: ResumeState,
+    progress: bool,
+) -> tuple[bool, str]:
     """Train epochs after ``state.epochs_done`` until patience, ``max_epochs`` or divergence.
 
     Updates ``state`` and, on rank 0, commits every completed epoch to the run folder.
@@ -335,17 +410,31 @@ def _run_epochs(config: TrainConfig, context: ProcessContext, task: PreparedTask
     """
     run_dir = Path(config.run_dir)
     per_process_batch = config.batch_size // context.world_size
-    dataset: Dataset = training_dataset(config, task)
-    sampler = DistributedSampler(dataset, num_replicas=context.world_size, rank=context.rank, shuffle=False) \
-        if context.distributed else None
-    loader = distributed.ErrorPassingDataLoader(dataset, batch_size=per_process_batch, sampler=sampler, shuffle=False,
-                                                collate_fn=pad_collate, num_workers=config.num_workers,
-                                                pin_memory=context.device.type == "cuda")
+    dataset = training_dataset(config, task)
+    sampler: DistributedSampler | None = (
+        DistributedSampler(dataset, num_replicas=context.world_size, rank=context.rank, shuffle=False)
+        if context.distributed
+        else None
+    )
+    loader = distributed.ErrorPassingDataLoader(
+        dataset,
+        batch_size=per_process_batch,
+        sampler=sampler,
+        shuffle=False,
+        collate_fn=pad_collate,
+        num_workers=config.num_workers,
+        pin_memory=context.device.type == "cuda",
+    )
     parallel_model = distributed.wrap(model, context)
     loss_fn = DiceCELoss(dice_weight=config.dice_weight, ce_weight=config.ce_weight, dice_form=config.dice_form)
     amp = config.amp and context.device.type == "cuda"
-    bar = tqdm(total=config.max_epochs, initial=state.epochs_done, unit="epoch",
-               desc=f"{config.network} seed {config.seed}", disable=not (progress and context.is_main))
+    bar = tqdm(
+        total=config.max_epochs,
+        initial=state.epochs_done,
+        unit="epoch",
+        desc=f"{config.network} seed {config.seed}",
+        disable=not (progress and context.is_main),
+    )
     try:
         while state.epochs_since_improvement < config.patience and state.epochs_done < config.max_epochs:
             epoch = state.epochs_done + 1
@@ -354,15 +443,24 @@ def _run_epochs(config: TrainConfig, context: ProcessContext, task: PreparedTask
             totals = _train_epoch(parallel_model, loader, optimizer, loss_fn, context, amp)
             if totals.diverged:
                 return True, "diverged"
-            val_dice = validation_dice(model, task, config, context.device, per_process_batch) if context.is_main else 0.0
+            val_dice = (
+                validation_dice(model, task, config, context.device, per_process_batch) if context.is_main else 0.0
+            )
             val_dice = distributed.broadcast_from_main(val_dice, context)
             improved = val_dice > state.best_val_dice
             state.epochs_done = epoch
             state.epochs_since_improvement = 0 if improved else state.epochs_since_improvement + 1
             if improved:
                 state.best_val_dice, state.best_epoch = val_dice, epoch
-            state.log_rows.append({"epoch": epoch, "wall_seconds": time.perf_counter() - started,
-                                   "train_loss": totals.loss, "train_dice": totals.dice, "val_dice": val_dice})
+            state.log_rows.append(
+                {
+                    "epoch": epoch,
+                    "wall_seconds": time.perf_counter() - started,
+                    "train_loss": totals.loss,
+                    "train_dice": totals.dice,
+                    "val_dice": val_dice,
+                }
+            )
             if context.is_main:
                 _commit_epoch(run_dir, model, optimizer, state, improved, config)
             bar.update()
@@ -402,7 +500,9 @@ def train_run_parallel(config: TrainConfig, world_size: int | None = None, progr
     if world_size is None:
         world_size = distributed.default_world_size(config.device) if on_gpus else config.world_size
     if on_gpus and world_size > torch.cuda.device_count():
-        raise ConfigError("world_size", f"{world_size} processes need as many GPUs, {torch.cuda.device_count()} visible")
+        raise ConfigError(
+            "world_size", f"{world_size} processes need as many GPUs, {torch.cuda.device_count()} visible"
+        )
     config = dataclasses.replace(config, world_size=world_size)
     _check_run_dir(config)
     finished = finished_summary(config.run_dir)
@@ -446,8 +546,9 @@ def train_run(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
     return _train_in_context(config, distributed.single_process(config.device), progress)
 
 
-def train_until_converged(make_config: Callable[[int], TrainConfig], n: int = 10, max_runs: int = 30,
-                          progress: bool = True) -> list[dict[str, Any]]:
+def train_until_converged(
+    make_config: Callable[[int], TrainConfig], n: int = 10, max_runs: int = 30, progress: bool = True
+) -> list[dict[str, Any]]:
     """Train runs 0, 1, ... until ``n`` have converged or ``max_runs`` were made (the paper: 10).
 
     Runs already finished on disk are not trained again (their summaries are read), and an

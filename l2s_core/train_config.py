@@ -95,23 +95,41 @@ class TrainConfig:
         object.__setattr__(self, "patch_size", tuple(self.patch_size))
         checks = [
             ("network", self.network in NETWORKS, f"must be one of {', '.join(NETWORKS)}"),
-            ("convergence_rule", self.convergence_rule in CONVERGENCE_RULES, f"must be one of {', '.join(CONVERGENCE_RULES)}"),
+            (
+                "convergence_rule",
+                self.convergence_rule in CONVERGENCE_RULES,
+                f"must be one of {', '.join(CONVERGENCE_RULES)}",
+            ),
             ("dice_form", self.dice_form in DICE_FORMS, f"must be one of {', '.join(DICE_FORMS)}"),
             ("architecture", self.architecture in ARCHITECTURES, f"must be one of {', '.join(ARCHITECTURES)}"),
-            ("patch_size", len(self.patch_size) == 3 and all(s >= 1 and s % 2**self.depth == 0 for s in self.patch_size),
-             f"needs three sides (z, y, x), each a positive multiple of 2**depth = {2**self.depth}"),
+            (
+                "patch_size",
+                len(self.patch_size) == 3 and all(s >= 1 and s % 2**self.depth == 0 for s in self.patch_size),
+                f"needs three sides (z, y, x), each a positive multiple of 2**depth = {2**self.depth}",
+            ),
             ("world_size", self.world_size >= 1, "must be at least 1"),
-            ("batch_size", self.batch_size >= 1 and self.batch_size % self.world_size == 0,
-             f"must be a positive multiple of world_size ({self.world_size}), the global batch is split across processes"),
+            (
+                "batch_size",
+                self.batch_size >= 1 and self.batch_size % self.world_size == 0,
+                f"must be a positive multiple of world_size ({self.world_size}), the global batch is split "
+                "across processes",
+            ),
             ("lr", self.lr > 0, "must be positive"),
             ("sw_overlap", 0 <= self.sw_overlap < 1, "must lie in [0, 1)"),
             ("foreground_probability", 0 <= self.foreground_probability <= 1, "must lie in [0, 1]"),
         ]
-        checks += [(name, getattr(self, name) >= 1, "must be at least 1")
-                   for name in ("base_channels", "depth", "patience", "max_epochs", "convergence_epoch")]
-        checks += [("num_workers", self.num_workers >= 0, "must not be negative"),
-                   ("samples_per_epoch", self.samples_per_epoch is None or self.samples_per_epoch >= 1,
-                    "must be at least 1 (or null: one patch per training image)")]
+        checks += [
+            (name, getattr(self, name) >= 1, "must be at least 1")
+            for name in ("base_channels", "depth", "patience", "max_epochs", "convergence_epoch")
+        ]
+        checks += [
+            ("num_workers", self.num_workers >= 0, "must not be negative"),
+            (
+                "samples_per_epoch",
+                self.samples_per_epoch is None or self.samples_per_epoch >= 1,
+                "must be at least 1 (or null: one patch per training image)",
+            ),
+        ]
         for name, valid, problem in checks:
             if not valid:
                 raise ConfigError(f"train config {name}", f"{problem}, got {getattr(self, name)!r}")
@@ -205,5 +223,5 @@ def is_converged(val_dices: list[float], threshold: float, rule: str, convergenc
     if rule == "best_over_run":
         return any(d >= threshold for d in val_dices)
     if rule == "after_patience_epochs":
-        return any(d >= threshold for d in val_dices[convergence_epoch - 1:])
+        return any(d >= threshold for d in val_dices[convergence_epoch - 1 :])
     raise ConfigError("convergence_rule", f"must be one of {', '.join(CONVERGENCE_RULES)}, got {rule!r}")

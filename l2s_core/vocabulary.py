@@ -13,9 +13,25 @@ Example:
 from __future__ import annotations
 
 __all__ = [
-    "ARCHITECTURES", "BOX_MAPPINGS", "CONVERGENCE_RULES", "CROP_LABELS", "DICE_FORMS", "FALLBACKS", "KINDS", "LEVELS",
-    "LEVEL_OF_NETWORK", "METHODS", "MSD_TASK_FOLDERS", "NETWORKS", "NORMALISATIONS", "PAPER_ORGANS", "SPLITS",
-    "SPLIT_NAMES", "SPLIT_ORDERS", "TRAINING_TIME_RUNS", "VERDICTS",
+    "ARCHITECTURES",
+    "BOX_MAPPINGS",
+    "CONVERGENCE_RULES",
+    "CROP_LABELS",
+    "DICE_FORMS",
+    "FALLBACKS",
+    "KINDS",
+    "LEVELS",
+    "LEVEL_OF_NETWORK",
+    "METHODS",
+    "MSD_TASK_FOLDERS",
+    "NETWORKS",
+    "NORMALISATIONS",
+    "PAPER_ORGANS",
+    "SPLITS",
+    "SPLIT_NAMES",
+    "SPLIT_ORDERS",
+    "TRAINING_TIME_RUNS",
+    "VERDICTS",
 ]
 
 #: The three networks of the paper: full-resolution baseline, low-resolution localiser, organ network on crops.

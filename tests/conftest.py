@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -48,9 +47,14 @@ def make_task(tmp_path: Path) -> Callable[..., Path]:
         name: task folder name.
     """
 
-    def make(n_cases: int = 5, shape: tuple[int, int, int] = (12, 16, 16),
-             organ: Box | Sequence[Box] = (3, 4, 4, 7, 10, 10), affine: np.ndarray | None = None,
-             noise: float = 0.1, name: str = "Task00_Cube") -> Path:
+    def make(
+        n_cases: int = 5,
+        shape: tuple[int, int, int] = (12, 16, 16),
+        organ: Box | Sequence[Box] = (3, 4, 4, 7, 10, 10),
+        affine: np.ndarray | None = None,
+        noise: float = 0.1,
+        name: str = "Task00_Cube",
+    ) -> Path:
         root = tmp_path / name
         boxes = [organ] * n_cases if isinstance(organ[0], int) else list(organ)
         rng = np.random.default_rng(0)
@@ -59,8 +63,13 @@ def make_task(tmp_path: Path) -> Callable[..., Path]:
             label = np.zeros(shape, np.uint8)
             label[z0:z1, y0:y1, x0:x1] = 1
             image = (label + rng.normal(0, noise, shape)).astype(np.float32)
-            write_case(root, case_id, image.transpose(2, 1, 0), label.transpose(2, 1, 0),
-                       affine=np.diag([1.0, 1.0, 2.0, 1.0]) if affine is None else affine)
+            write_case(
+                root,
+                case_id,
+                image.transpose(2, 1, 0),
+                label.transpose(2, 1, 0),
+                affine=np.diag([1.0, 1.0, 2.0, 1.0]) if affine is None else affine,
+            )
         write_dataset_json(root, ids, labels={"0": "background", "1": "organ"})
         return root
 
@@ -88,6 +97,9 @@ def l2s_kernel() -> str:
     try:
         KernelSpecManager().get_kernel_spec(KERNEL_NAME)
     except NoSuchKernel:
-        subprocess.run([sys.executable, "-m", "ipykernel", "install", "--sys-prefix", "--name", KERNEL_NAME],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "ipykernel", "install", "--sys-prefix", "--name", KERNEL_NAME],
+            check=True,
+            capture_output=True,
+        )
     return KERNEL_NAME

@@ -16,9 +16,17 @@ from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid  # 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 
-def write_ct_series(folder: Path, data: np.ndarray, affine: np.ndarray, series_uid: str | None = None,
-                    study_uid: str | None = None, frame_uid: str | None = None, modality: str = "CT",
-                    skip_slices: tuple[int, ...] = (), shift_mm: dict[int, float] | None = None) -> str:
+def write_ct_series(
+    folder: Path,
+    data: np.ndarray,
+    affine: np.ndarray,
+    series_uid: str | None = None,
+    study_uid: str | None = None,
+    frame_uid: str | None = None,
+    modality: str = "CT",
+    skip_slices: tuple[int, ...] = (),
+    shift_mm: dict[int, float] | None = None,
+) -> str:
     """Write a nibabel ``(i, j, k)`` volume with RAS ``affine`` as one file per slice k
     (row = j, column = i); returns the series UID.
 
@@ -29,7 +37,11 @@ def write_ct_series(folder: Path, data: np.ndarray, affine: np.ndarray, series_u
     folder.mkdir(parents=True, exist_ok=True)
     lps = LPS_TO_RAS @ affine
     col_step, row_step, slice_step = lps[:3, 0], lps[:3, 1], lps[:3, 2]
-    series_uid, study_uid, frame_uid = series_uid or generate_uid(), study_uid or generate_uid(), frame_uid or generate_uid()
+    series_uid, study_uid, frame_uid = (
+        series_uid or generate_uid(),
+        study_uid or generate_uid(),
+        frame_uid or generate_uid(),
+    )
     for k in range(data.shape[2]):
         if k in skip_slices:
             continue
@@ -101,7 +113,9 @@ def independent_mask(series_dir: Path, rtstruct_path: Path, name: str) -> np.nda
     for contour in roi.ContourSequence:
         uid = contour.ContourImageSequence[0].ReferencedSOPInstanceUID
         ds = slices[uid]
-        points = np.asarray(contour.ContourData, dtype=float).reshape(-1, 3) - np.asarray(ds.ImagePositionPatient, float)
+        points = np.asarray(contour.ContourData, dtype=float).reshape(-1, 3) - np.asarray(
+            ds.ImagePositionPatient, float
+        )
         orientation = np.asarray(ds.ImageOrientationPatient, float)
         column = points @ orientation[:3] / float(ds.PixelSpacing[1])
         row = points @ orientation[3:] / float(ds.PixelSpacing[0])

@@ -23,24 +23,35 @@ def require_real_ct_in_ci(environ: Mapping[str, str], folder: Path) -> None:
         pytest.UsageError: ``CI`` is set and ``folder`` lacks the example CT.
     """
     if environ.get("CI") and not (folder / "example_ct_sm.nii.gz").is_file():
-        raise pytest.UsageError(f"CI is set but the real CT example is missing at {folder} (../shared beside the "
-                                "project); the real-CT tests would be skipped")
+        raise pytest.UsageError(
+            f"CI is set but the real CT example is missing at {folder} (../shared beside the "
+            "project); the real-CT tests would be skipped"
+        )
 
 
-def write_case(root: Path, case_id: str, image: np.ndarray, label: np.ndarray,
-               affine: np.ndarray = LPS_AFFINE, label_affine: np.ndarray | None = None) -> None:
+def write_case(
+    root: Path,
+    case_id: str,
+    image: np.ndarray,
+    label: np.ndarray,
+    affine: np.ndarray = LPS_AFFINE,
+    label_affine: np.ndarray | None = None,
+) -> None:
     """Write imagesTr/<id>.nii.gz and labelsTr/<id>.nii.gz (arrays in nibabel (x, y, z) order)."""
     (root / "imagesTr").mkdir(parents=True, exist_ok=True)
     (root / "labelsTr").mkdir(parents=True, exist_ok=True)
     nib.save(nib.Nifti1Image(image, affine), root / "imagesTr" / f"{case_id}.nii.gz")
-    nib.save(nib.Nifti1Image(label, label_affine if label_affine is not None else affine),
-             root / "labelsTr" / f"{case_id}.nii.gz")
+    nib.save(
+        nib.Nifti1Image(label, label_affine if label_affine is not None else affine),
+        root / "labelsTr" / f"{case_id}.nii.gz",
+    )
 
 
 def write_dataset_json(root: Path, case_ids: list[str], labels: dict[str, str] | None = None) -> None:
     """Write an MSD ``dataset.json`` listing ``case_ids`` as training cases."""
     meta = {
-        "name": root.name, "modality": {"0": "CT"},
+        "name": root.name,
+        "modality": {"0": "CT"},
         "labels": labels or {"0": "background", "1": "organ", "2": "tumour"},
         "numTraining": len(case_ids),
         "training": [{"image": f"./imagesTr/{c}.nii.gz", "label": f"./labelsTr/{c}.nii.gz"} for c in case_ids],
@@ -55,8 +66,8 @@ def write_small_task(root: Path) -> Path:
     for i, case_id in enumerate(ids):
         image = rng.normal(0, 100, (24, 20, 12)).astype(np.int16)
         label = np.zeros((24, 20, 12), np.uint8)
-        label[4 + i:12 + i, 5:11, 2:7] = 1
-        label[6 + i:8 + i, 6:8, 3:5] = 2
+        label[4 + i : 12 + i, 5:11, 2:7] = 1
+        label[6 + i : 8 + i, 6:8, 3:5] = 2
         image[label > 0] += 300
         write_case(root, case_id, image, label)
     write_dataset_json(root, ids)

@@ -36,14 +36,20 @@ def environment(stop_at: str | None = None) -> dict[str, str]:
 
 def start_module(*args: str | Path, stop_at: str | None = None) -> subprocess.Popen:
     """Start ``python -m ARGS`` (see :func:`environment`), output captured as text."""
-    return subprocess.Popen([sys.executable, "-m", *map(str, args)], env=environment(stop_at), text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-m", *map(str, args)],
+        env=environment(stop_at),
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
 def run_module(*args: str | Path) -> subprocess.CompletedProcess:
     """Run ``python -m ARGS`` to its end (see :func:`environment`), output captured as text."""
-    return subprocess.run([sys.executable, "-m", *map(str, args)], capture_output=True, text=True,
-                          env=environment(), timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", *map(str, args)], capture_output=True, text=True, env=environment(), timeout=300
+    )
 
 
 def state(pid: int) -> str | None:

@@ -22,11 +22,16 @@ Dice = dict[str, dict[str, dict[str, list[float]]]]
 def write_prepared(prepared: Path, organ: str, sizes: tuple[int, int, int], share: float) -> None:
     """``prep.json``, ``split.json`` and one ``meta.json`` per case, as preparation writes them."""
     ids = [f"{organ}_{i}" for i in range(sum(sizes))]
-    atomic_write_json(prepared / "prep.json",
-                      {"task_name": f"Task_{organ}", "task_dir": f"/phantom/{organ}", "crop_margin": 15})
+    atomic_write_json(
+        prepared / "prep.json", {"task_name": f"Task_{organ}", "task_dir": f"/phantom/{organ}", "crop_margin": 15}
+    )
     n_train, n_val, _ = sizes
-    save_split(prepared / "split.json", {"train": ids[:n_train], "val": ids[n_train:n_train + n_val],
-                                         "test": ids[n_train + n_val:]}, seed=42, order="table1")
+    save_split(
+        prepared / "split.json",
+        {"train": ids[:n_train], "val": ids[n_train : n_train + n_val], "test": ids[n_train + n_val :]},
+        seed=42,
+        order="table1",
+    )
     for case_id in ids:
         atomic_write_json(prepared / "cases" / case_id / "meta.json", {"case_id": case_id, "foreground_share": share})
 
@@ -34,30 +39,68 @@ def write_prepared(prepared: Path, organ: str, sizes: tuple[int, int, int], shar
 def write_run(run_dir: Path, network: str, index: int, converged: bool, seconds: float) -> None:
     """``summary.json`` and a ``log.csv`` of ``index + 2`` epochs (train Dice 0.1 × epoch)."""
     epochs = index + 2
-    log = pd.DataFrame({"epoch": range(1, epochs + 1), "wall_seconds": seconds / epochs, "train_loss": 0.5,
-                        "train_dice": [0.1 * e for e in range(1, epochs + 1)], "val_dice": 0.3})
+    log = pd.DataFrame(
+        {
+            "epoch": range(1, epochs + 1),
+            "wall_seconds": seconds / epochs,
+            "train_loss": 0.5,
+            "train_dice": [0.1 * e for e in range(1, epochs + 1)],
+            "val_dice": 0.3,
+        }
+    )
     run_dir.mkdir(parents=True)
     log.to_csv(run_dir / "log.csv", index=False)
-    atomic_write_json(run_dir / "summary.json", {
-        "converged": converged, "diverged": False, "best_epoch": 1, "best_val_dice": 0.3, "total_seconds": seconds,
-        "epochs": epochs, "stop_reason": "patience", "network": network, "seed": index, "config": {}})
+    atomic_write_json(
+        run_dir / "summary.json",
+        {
+            "converged": converged,
+            "diverged": False,
+            "best_epoch": 1,
+            "best_val_dice": 0.3,
+            "total_seconds": seconds,
+            "epochs": epochs,
+            "stop_reason": "patience",
+            "network": network,
+            "seed": index,
+            "config": {},
+        },
+    )
 
 
 def case_rows(organ: str, split: str, method: str, run: int, dice: float) -> list[dict]:
     """Two cases whose counts pool to ``dice`` (TP = 100 d, FP = FN = 100 (1 - d))."""
     tp, wrong = round(100 * dice), round(100 * (1 - dice))
-    return [{"organ": organ, "split": split, "method": method, "run": run,
-             "localiser_run": run if method == "two_stage" else None,
-             "organ_run": run if method != "baseline" else None, "case_id": f"{organ}_{c}", "tp": tp, "fp": wrong,
-             "fn": wrong, "dice": dice, "hd95_mm": 3.0, "surface_dice": 0.9, "seconds": 0.5, "fallback": "none"}
-            for c in range(2)]
+    return [
+        {
+            "organ": organ,
+            "split": split,
+            "method": method,
+            "run": run,
+            "localiser_run": run if method == "two_stage" else None,
+            "organ_run": run if method != "baseline" else None,
+            "case_id": f"{organ}_{c}",
+            "tp": tp,
+            "fp": wrong,
+            "fn": wrong,
+            "dice": dice,
+            "hd95_mm": 3.0,
+            "surface_dice": 0.9,
+            "seconds": 0.5,
+            "fallback": "none",
+        }
+        for c in range(2)
+    ]
 
 
 def write_evaluation(evaluation: Path, organ: str, dice: dict[str, dict[str, list[float]]]) -> None:
     """``<split>_cases.csv`` and ``<split>_runs.csv`` of one organ from its runs' pooled Dice."""
     for split, methods in dice.items():
-        rows = [row for method, values in methods.items() for run, value in enumerate(values)
-                for row in case_rows(organ, split, method, run, value)]
+        rows = [
+            row
+            for method, values in methods.items()
+            for run, value in enumerate(values)
+            for row in case_rows(organ, split, method, run, value)
+        ]
         cases = pd.DataFrame(rows, columns=list(CASE_COLUMNS)).astype({"localiser_run": "Int64", "organ_run": "Int64"})
         evaluation.mkdir(parents=True, exist_ok=True)
         cases.to_csv(evaluation / f"{split}_cases.csv", index=False)
@@ -67,9 +110,15 @@ def write_evaluation(evaluation: Path, organ: str, dice: dict[str, dict[str, lis
 def write_study(study_dir: Path, datasets: Datasets, runs: Runs, dice: Dice, data: str = "phantom") -> Path:
     """A study folder with ``study_params.json`` (organs in the order of ``datasets``), the
     prepared tasks, the finished runs and the evaluation CSVs of the organs that have Dice."""
-    atomic_write_json(study_dir / "study_params.json", {
-        "study": study_dir.name, "data": data, "phantom": {"n_cases": 10, "shape": [12, 16, 16], "seed": 0},
-        "organs": list(datasets)})
+    atomic_write_json(
+        study_dir / "study_params.json",
+        {
+            "study": study_dir.name,
+            "data": data,
+            "phantom": {"n_cases": 10, "shape": [12, 16, 16], "seed": 0},
+            "organs": list(datasets),
+        },
+    )
     for organ, (sizes, share) in datasets.items():
         write_prepared(study_dir / organ / "prepared", organ, sizes, share)
         for network, network_runs in runs.get(organ, {}).items():

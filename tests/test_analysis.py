@@ -25,21 +25,27 @@ NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "analysis.ipynb"
 DATASETS = {"spleen": ((6, 2, 2), 0.005), "heart": ((3, 1, 1), 0.004)}
 #: organ → network → (converged, total_seconds) per finished run, in order of run index.
 RUNS = {
-    "spleen": {"baseline": [(True, 600), (False, 120), (True, 900), (True, 300)],
-               "localiser": [(True, 60), (True, 120), (True, 180)],
-               "organ": [(True, 30), (True, 30), (True, 30)]},
-    "heart": {"baseline": [(True, 60), (True, 60), (False, 60)],
-              "localiser": [(True, 60), (True, 60)],
-              "organ": [(True, 60), (True, 60)]},
+    "spleen": {
+        "baseline": [(True, 600), (False, 120), (True, 900), (True, 300)],
+        "localiser": [(True, 60), (True, 120), (True, 180)],
+        "organ": [(True, 30), (True, 30), (True, 30)],
+    },
+    "heart": {
+        "baseline": [(True, 60), (True, 60), (False, 60)],
+        "localiser": [(True, 60), (True, 60)],
+        "organ": [(True, 60), (True, 60)],
+    },
 }
 #: organ → split → method → pooled Dice of each run.
 DICE = {
-    "spleen": {"val": {"baseline": [0.60, 0.65, 0.70], "two_stage": [0.80, 0.82, 0.81],
-                       "gt_localised": [0.86, 0.87, 0.85]},
-               "test": {"baseline": [0.40, 0.50, 0.45], "two_stage": [0.44, 0.52, 0.47],
-                        "gt_localised": [0.80, 0.83, 0.81]}},
-    "heart": {"val": {"baseline": [0.50, 0.54], "two_stage": [0.60, 0.62], "gt_localised": [0.70, 0.72]},
-              "test": {"baseline": [0.52, 0.50], "two_stage": [0.58, 0.63], "gt_localised": [0.69, 0.74]}},
+    "spleen": {
+        "val": {"baseline": [0.60, 0.65, 0.70], "two_stage": [0.80, 0.82, 0.81], "gt_localised": [0.86, 0.87, 0.85]},
+        "test": {"baseline": [0.40, 0.50, 0.45], "two_stage": [0.44, 0.52, 0.47], "gt_localised": [0.80, 0.83, 0.81]},
+    },
+    "heart": {
+        "val": {"baseline": [0.50, 0.54], "two_stage": [0.60, 0.62], "gt_localised": [0.70, 0.72]},
+        "test": {"baseline": [0.52, 0.50], "two_stage": [0.58, 0.63], "gt_localised": [0.69, 0.74]},
+    },
 }
 
 
@@ -112,8 +118,12 @@ def test_ttests_equal_scipy_on_the_csv_values(data: analysis.StudyData, study: P
         b = runs.loc[runs["method"] == row.method_b, "pooled_dice"].to_numpy()
         assert row.p_student == pytest.approx(scipy_stats.ttest_ind(a, b).pvalue, rel=1e-12)
         assert row.p_welch == pytest.approx(scipy_stats.ttest_ind(a, b, equal_var=False).pvalue, rel=1e-12)
-    spleen_val = tests[(tests["organ"] == "spleen") & (tests["split"] == "val") & (tests["method_a"] == "baseline")
-                       & (tests["method_b"] == "two_stage")]
+    spleen_val = tests[
+        (tests["organ"] == "spleen")
+        & (tests["split"] == "val")
+        & (tests["method_a"] == "baseline")
+        & (tests["method_b"] == "two_stage")
+    ]
     assert spleen_val["p_student"].iloc[0] < 0.01
 
 
@@ -133,10 +143,19 @@ def random_cases(data: analysis.StudyData, n_cases: int = 9, runs: dict[str, int
     runs = runs or {"baseline": 3, "two_stage": 4, "gt_localised": 2}
     rng = np.random.default_rng(7)
     case_effect = rng.normal(0, 0.05, n_cases)
-    rows = [{"organ": "spleen", "split": "test", "method": method, "run": run, "case_id": f"c{case:02d}",
-             "dice": float(np.clip(mean + case_effect[case] + rng.normal(0, 0.03), 0, 1))}
-            for method, mean in (("baseline", 0.6), ("two_stage", 0.7), ("gt_localised", 0.8))
-            for run in range(runs[method]) for case in range(n_cases)]
+    rows = [
+        {
+            "organ": "spleen",
+            "split": "test",
+            "method": method,
+            "run": run,
+            "case_id": f"c{case:02d}",
+            "dice": float(np.clip(mean + case_effect[case] + rng.normal(0, 0.03), 0, 1)),
+        }
+        for method, mean in (("baseline", 0.6), ("two_stage", 0.7), ("gt_localised", 0.8))
+        for run in range(runs[method])
+        for case in range(n_cases)
+    ]
     return pd.concat([data.cases[data.cases["organ"] == "heart"], pd.DataFrame(rows)], ignore_index=True)
 
 
@@ -144,8 +163,10 @@ def test_paired_tests_compare_case_means_with_scipy_wilcoxon(data: analysis.Stud
     cases = random_cases(data)
     paired = analysis.paired_tests(dataclasses.replace(data, cases=cases))
     assert list(paired.columns) == list(analysis.PAIRED_COLUMNS)
-    assert list(zip(paired["organ"], paired["split"])) == [("spleen", "test")] * 3 + [("heart", "val")] * 3 + [
-        ("heart", "test")] * 3  # the spleen has test rows only here: no val group
+    assert (
+        list(zip(paired["organ"], paired["split"]))
+        == [("spleen", "test")] * 3 + [("heart", "val")] * 3 + [("heart", "test")] * 3
+    )  # the spleen has test rows only here: no val group
     paired = paired[paired["organ"] == "spleen"]
     means = analysis.case_mean_dice(dataclasses.replace(data, cases=cases))
     for row in paired.itertuples():
@@ -158,7 +179,12 @@ def test_paired_tests_compare_case_means_with_scipy_wilcoxon(data: analysis.Stud
         assert row.ci_low < row.mean_diff < row.ci_high
         assert (row.n_cases, row.note) == (9, "")
     first = paired.iloc[0]
-    assert (first["method_a"], first["method_b"], first["n_runs_a"], first["n_runs_b"]) == ("baseline", "two_stage", 3, 4)
+    assert (first["method_a"], first["method_b"], first["n_runs_a"], first["n_runs_b"]) == (
+        "baseline",
+        "two_stage",
+        3,
+        4,
+    )
     assert first["mean_diff"] < 0 and first["ci_high"] < 0 and first["rank_biserial"] < 0  # two stage is higher
     whole = analysis.paired_tests(dataclasses.replace(data, cases=cases))
     test_family = whole[whole["split"] == "test"]  # Holm over the spleen's and the heart's test rows
@@ -169,10 +195,13 @@ def test_paired_tests_compare_case_means_with_scipy_wilcoxon(data: analysis.Stud
 
 
 def test_paired_tests_use_only_cases_every_run_evaluated_and_say_why_a_test_is_missing(
-        data: analysis.StudyData) -> None:
+    data: analysis.StudyData,
+) -> None:
     cases = random_cases(data, n_cases=4)
-    cases = cases[(cases["organ"] == "spleen")
-                  & ~((cases["method"] == "baseline") & (cases["run"] == 1) & (cases["case_id"] == "c03"))]
+    cases = cases[
+        (cases["organ"] == "spleen")
+        & ~((cases["method"] == "baseline") & (cases["run"] == 1) & (cases["case_id"] == "c03"))
+    ]
     one_case = random_cases(data, n_cases=1, runs={"baseline": 1, "two_stage": 1, "gt_localised": 1})
     paired = analysis.paired_tests(dataclasses.replace(data, cases=cases)).set_index(["method_a", "method_b"])
     assert paired.loc[("baseline", "two_stage"), "n_cases"] == 3  # c03 lacks a baseline run
@@ -212,8 +241,17 @@ def test_training_curves_keep_only_converged_runs(data: analysis.StudyData) -> N
 
 def test_write_tables_writes_every_table(study: Path, tmp_path: Path) -> None:
     paths = analysis.write_tables(study, tmp_path / "tables")
-    assert set(paths) == {"table1_split_sizes", "table2_training_minutes", "table3_val_dice", "table4_test_dice",
-                          "ttests", "case_mean_dice", "paired_tests", "convergence_rates", "dice_gain"}
+    assert set(paths) == {
+        "table1_split_sizes",
+        "table2_training_minutes",
+        "table3_val_dice",
+        "table4_test_dice",
+        "ttests",
+        "case_mean_dice",
+        "paired_tests",
+        "convergence_rates",
+        "dice_gain",
+    }
     table1 = pd.read_csv(paths["table1_split_sizes"], index_col="organ")
     assert table1.loc["spleen", "validation"] == 2
     assert len(pd.read_csv(paths["ttests"])) == 12
@@ -237,8 +275,11 @@ def test_a_study_without_evaluation_or_runs_gives_empty_tables_and_figures(study
     assert list(tables["paired_tests"].columns) == list(analysis.PAIRED_COLUMNS)
     assert len(tables["convergence_rates"]) == 5
     assert np.isnan(tables["table2_training_minutes"].loc["heart", "baseline"])
-    figures = [plots.figure2_training_curves(analysis.training_curves(data), data.organs),
-               plots.figure3_convergence(tables["convergence_rates"]), plots.figure4_dice_gain(tables["dice_gain"])]
+    figures = [
+        plots.figure2_training_curves(analysis.training_curves(data), data.organs),
+        plots.figure3_convergence(tables["convergence_rates"]),
+        plots.figure4_dice_gain(tables["dice_gain"]),
+    ]
     for i, figure in enumerate(figures):
         assert plots.save_figure(figure, tmp_path / f"{i}.png").stat().st_size > 0
 
@@ -258,17 +299,43 @@ def test_notebook_writes_every_table_and_figure(study: Path, tmp_path: Path, l2s
     import papermill
 
     out_dir = tmp_path / "analysis"
-    papermill.execute_notebook(str(NOTEBOOK), str(tmp_path / "executed.ipynb"), kernel_name=l2s_kernel,
-                               parameters={"study_dir": str(study), "out_dir": str(out_dir)}, progress_bar=False)
-    for name in ("table1_split_sizes", "table2_training_minutes", "table3_val_dice", "table4_test_dice", "ttests",
-                 "case_mean_dice", "paired_tests", "convergence_rates", "dice_gain", "findings_table3_val",
-                 "findings_table4_test", "findings_scorecard"):
+    papermill.execute_notebook(
+        str(NOTEBOOK),
+        str(tmp_path / "executed.ipynb"),
+        kernel_name=l2s_kernel,
+        parameters={"study_dir": str(study), "out_dir": str(out_dir)},
+        progress_bar=False,
+    )
+    for name in (
+        "table1_split_sizes",
+        "table2_training_minutes",
+        "table3_val_dice",
+        "table4_test_dice",
+        "ttests",
+        "case_mean_dice",
+        "paired_tests",
+        "convergence_rates",
+        "dice_gain",
+        "findings_table3_val",
+        "findings_table4_test",
+        "findings_scorecard",
+    ):
         assert (out_dir / f"{name}.csv").stat().st_size > 0
     for name in ("figure2_training_curves", "figure3_convergence", "figure4_dice_gain"):
         assert (out_dir / f"{name}.png").read_bytes().startswith(b"\x89PNG")
     executed = (tmp_path / "executed.ipynb").read_text()
     assert "image/png" in executed and "phantom" in executed
-    for text in ("## Findings", "Scorecard of the paper", "not in the study", "Per-case paired tests",
-                 "p_wilcoxon_holm", "p_student_holm", "hedges_g", "rank_biserial", "ci_low", "training-seed variability"):
+    for text in (
+        "## Findings",
+        "Scorecard of the paper",
+        "not in the study",
+        "Per-case paired tests",
+        "p_wilcoxon_holm",
+        "p_student_holm",
+        "hedges_g",
+        "rank_biserial",
+        "ci_low",
+        "training-seed variability",
+    ):
         assert text in executed, text
     assert executed.index("## Findings") < executed.index("## Data and software")

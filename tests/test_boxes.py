@@ -35,11 +35,14 @@ def test_upsampled_box_is_the_box_of_the_nearest_neighbour_upsampled_mask():
     rng = np.random.default_rng(0)
     for _ in range(20):
         low_shape = tuple(int(s) for s in rng.integers(3, 9, 3))
-        full_shape = tuple(int(s * f) + int(e) for s, f, e in zip(low_shape, rng.integers(2, 4, 3), rng.integers(0, 3, 3)))
+        full_shape = tuple(
+            int(s * f) + int(e) for s, f, e in zip(low_shape, rng.integers(2, 4, 3), rng.integers(0, 3, 3))
+        )
         low = np.zeros(low_shape, np.uint8)
         start = [int(rng.integers(0, s - 1)) for s in low_shape]
         stop = [int(rng.integers(a + 1, s + 1)) for a, s in zip(start, low_shape)]
-        low[start[0]:stop[0], start[1]:stop[1], start[2]:stop[2]] = 1
-        full = torch.nn.functional.interpolate(torch.from_numpy(low)[None, None].float(), size=full_shape,
-                                               mode="nearest")[0, 0].numpy()
+        low[start[0] : stop[0], start[1] : stop[1], start[2] : stop[2]] = 1
+        full = torch.nn.functional.interpolate(
+            torch.from_numpy(low)[None, None].float(), size=full_shape, mode="nearest"
+        )[0, 0].numpy()
         assert upsampled_box(bounding_box(low), low_shape, full_shape) == bounding_box(full)

@@ -10,8 +10,16 @@ import pytest
 import torch
 
 from l2s_core import checkpoint
-from l2s_core.checkpoint import (ResumeState, capture_rng_states, load_model, load_resume_state, read_checkpoint_metadata,
-                                 restore_rng_states, save_checkpoint, save_resume_state)
+from l2s_core.checkpoint import (
+    ResumeState,
+    capture_rng_states,
+    load_model,
+    load_resume_state,
+    read_checkpoint_metadata,
+    restore_rng_states,
+    save_checkpoint,
+    save_resume_state,
+)
 from l2s_core.errors import CheckpointError, FormatVersionError
 from l2s_core.files import FORMAT_VERSION
 from l2s_core.model import UNet3D
@@ -83,8 +91,13 @@ def test_damaged_or_missing_file_raises_checkpoint_error(tmp_path: Path, damage:
 def test_other_format_version_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "old.pt"
     net = small_net()
-    torch.save({"state_dict": net.state_dict(),
-                "metadata": {"hparams": net.hparams, "network_class": "UNet3D", "format_version": FORMAT_VERSION + 1}}, path)
+    torch.save(
+        {
+            "state_dict": net.state_dict(),
+            "metadata": {"hparams": net.hparams, "network_class": "UNet3D", "format_version": FORMAT_VERSION + 1},
+        },
+        path,
+    )
     with pytest.raises(FormatVersionError, match="format_version"):
         load_model(path)
 
@@ -119,9 +132,16 @@ def test_resume_state_round_trip_restores_optimizer_and_random_generators(tmp_pa
     torch.manual_seed(5)
     np.random.seed(6)
     random.seed(7)
-    state = ResumeState(model_state=net.state_dict(), optimizer_state=optimizer.state_dict(), epochs_done=3,
-                        best_val_dice=0.5, best_epoch=2, epochs_since_improvement=1,
-                        log_rows=[{"epoch": 1, "val_dice": 0.1}], rng=capture_rng_states())
+    state = ResumeState(
+        model_state=net.state_dict(),
+        optimizer_state=optimizer.state_dict(),
+        epochs_done=3,
+        best_val_dice=0.5,
+        best_epoch=2,
+        epochs_since_improvement=1,
+        log_rows=[{"epoch": 1, "val_dice": 0.1}],
+        rng=capture_rng_states(),
+    )
     expected_draws = (torch.rand(3), np.random.rand(3), random.random())
     path = tmp_path / "resume.pt"
     save_resume_state(path, state)
@@ -132,14 +152,21 @@ def test_resume_state_round_trip_restores_optimizer_and_random_generators(tmp_pa
     assert torch.equal(torch.rand(3), expected_draws[0])
     assert np.array_equal(np.random.rand(3), expected_draws[1])
     assert random.random() == expected_draws[2]
-    assert (loaded.epochs_done, loaded.best_val_dice, loaded.best_epoch, loaded.epochs_since_improvement) == (3, 0.5, 2, 1)
+    assert (loaded.epochs_done, loaded.best_val_dice, loaded.best_epoch, loaded.epochs_since_improvement) == (
+        3,
+        0.5,
+        2,
+        1,
+    )
     assert loaded.log_rows == [{"epoch": 1, "val_dice": 0.1}]
     fresh = small_net(base_channels=4)
     fresh_optimizer = torch.optim.Adam(fresh.parameters(), lr=1e-3)
     fresh.load_state_dict(loaded.model_state)
     fresh_optimizer.load_state_dict(loaded.optimizer_state)
     assert_same_weights(net, fresh)
-    assert torch.equal(fresh_optimizer.state_dict()["state"][0]["exp_avg"], optimizer.state_dict()["state"][0]["exp_avg"])
+    assert torch.equal(
+        fresh_optimizer.state_dict()["state"][0]["exp_avg"], optimizer.state_dict()["state"][0]["exp_avg"]
+    )
 
 
 def test_truncated_resume_state_raises_checkpoint_error(tmp_path: Path) -> None:

@@ -17,11 +17,16 @@ def test_prepare_command(tmp_path, capsys):
 
 def test_bad_input_is_one_line_without_traceback(tmp_path):
     (tmp_path / "Task").mkdir()
-    result = subprocess.run([sys.executable, "-m", "l2s_core.cli", "prepare", str(tmp_path / "Task"), "--out",
-                             str(tmp_path / "prep")], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "l2s_core.cli", "prepare", str(tmp_path / "Task"), "--out", str(tmp_path / "prep")],
+        capture_output=True,
+        text=True,
+    )
     assert_one_line_error(result)
-    assert result.stderr.strip().splitlines() == [f"l2s: error: {tmp_path / 'Task' / 'dataset.json'}: dataset.json not found; "
-                                                  "an MSD task folder needs dataset.json, imagesTr/ and labelsTr/"]
+    assert result.stderr.strip().splitlines() == [
+        f"l2s: error: {tmp_path / 'Task' / 'dataset.json'}: dataset.json not found; "
+        "an MSD task folder needs dataset.json, imagesTr/ and labelsTr/"
+    ]
 
 
 def test_full_disk_is_one_line(tmp_path, capsys, monkeypatch):
@@ -36,14 +41,23 @@ def test_full_disk_is_one_line(tmp_path, capsys, monkeypatch):
     task = write_small_task(tmp_path / "Task99_Box")
     assert main(["prepare", str(task), "--out", str(tmp_path / "prep"), "--workers", "1"]) == 2
     captured = capsys.readouterr()
-    assert_output_is_one_error_line(captured.out, captured.err, "l2s: error: ", "full_image.npy: No space left on device; "
-                                    "nothing partial was written")
+    assert_output_is_one_error_line(
+        captured.out,
+        captured.err,
+        "l2s: error: ",
+        "full_image.npy: No space left on device; nothing partial was written",
+    )
 
 
 def test_phantom_command_writes_msd_tasks(tmp_path, capsys):
-    assert main(["phantom", "--out", str(tmp_path), "--organs", "heart", "--cases", "2", "--shape", "8", "32", "32"]) == 0
+    assert (
+        main(["phantom", "--out", str(tmp_path), "--organs", "heart", "--cases", "2", "--shape", "8", "32", "32"]) == 0
+    )
     assert "heart:" in capsys.readouterr().out
-    assert sorted(p.name for p in (tmp_path / "Task02_Heart" / "imagesTr").iterdir()) == ["heart_001.nii.gz", "heart_002.nii.gz"]
+    assert sorted(p.name for p in (tmp_path / "Task02_Heart" / "imagesTr").iterdir()) == [
+        "heart_001.nii.gz",
+        "heart_002.nii.gz",
+    ]
     assert main(["phantom", "--out", str(tmp_path), "--organs", "kidney"]) == 2
     captured = capsys.readouterr()
     assert_output_is_one_error_line(captured.out, captured.err, "l2s: error: ", "kidney")

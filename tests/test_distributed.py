@@ -60,23 +60,51 @@ def test_free_port_can_be_bound() -> None:
 
 def ddp_config(task: PreparedTask, run_dir: Path, world_size: int) -> TrainConfig:
     """Baseline, global batch 2, 6 patches: 3 optimisation steps (lr 1e-4) in the single epoch."""
-    return TrainConfig(prepared_dir=str(task.folder), run_dir=str(run_dir), network="baseline", seed=3,
-                       base_channels=4, depth=2, patch_size=(16, 16, 16), batch_size=2, samples_per_epoch=6,
-                       lr=1e-4, max_epochs=1, device="cpu", world_size=world_size)
+    return TrainConfig(
+        prepared_dir=str(task.folder),
+        run_dir=str(run_dir),
+        network="baseline",
+        seed=3,
+        base_channels=4,
+        depth=2,
+        patch_size=(16, 16, 16),
+        batch_size=2,
+        samples_per_epoch=6,
+        lr=1e-4,
+        max_epochs=1,
+        device="cpu",
+        world_size=world_size,
+    )
 
 
 def run_with_torchrun(config: TrainConfig, tmp_path: Path) -> None:
     config_path = tmp_path / "torchrun_config.json"
     atomic_write_json(config_path, config.to_dict())
-    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                             "-m", "l2s_core.train", str(config_path), "--no-progress"],
-                            capture_output=True, text=True, timeout=300, env=os.environ.copy())
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node",
+            "2",
+            "-m",
+            "l2s_core.train",
+            str(config_path),
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=os.environ.copy(),
+    )
     assert result.returncode == 0, result.stderr
 
 
 @pytest.mark.parametrize("launcher", ["spawn", "torchrun"])
-def test_two_gloo_processes_reach_the_weights_of_one_process(prepared_task: Callable[..., PreparedTask],
-                                                              tmp_path: Path, launcher: str) -> None:
+def test_two_gloo_processes_reach_the_weights_of_one_process(
+    prepared_task: Callable[..., PreparedTask], tmp_path: Path, launcher: str
+) -> None:
     task = prepared_task(n_cases=5, shape=(16, 32, 32), organ=(4, 8, 8, 12, 20, 20), noise=0.3)
     one = train_run(ddp_config(task, tmp_path / "one", world_size=1), progress=False)
     two_config = ddp_config(task, tmp_path / "two", world_size=2)

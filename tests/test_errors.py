@@ -22,8 +22,15 @@ def test_every_error_pickles_to_an_equal_error() -> None:
     for module in pkgutil.walk_packages(l2s_core.__path__, "l2s_core."):  # errors defined anywhere in l2s_core
         importlib.import_module(module.name)
     kinds = all_subclasses(L2SError)
-    assert {k.__name__ for k in kinds} >= {"L2SError", "InputDataError", "EmptyOrganError", "ConfigError",
-                                           "CheckpointError", "FormatVersionError", "StudyLockedError"}
+    assert {k.__name__ for k in kinds} >= {
+        "L2SError",
+        "InputDataError",
+        "EmptyOrganError",
+        "ConfigError",
+        "CheckpointError",
+        "FormatVersionError",
+        "StudyLockedError",
+    }
     for kind in kinds:
         error = kind("/data/case_1.nii.gz", "a problem\nquoted over\ttwo lines")
         copy = pickle.loads(pickle.dumps(error))

@@ -40,8 +40,9 @@ def write_cube_task(root: Path) -> Path:
         label = np.zeros(SHAPE, np.uint8)
         label[z0:z1, y0:y1, x0:x1] = 1
         image = (label + rng.normal(0, 0.2, SHAPE)).astype(np.float32)
-        write_case(root, case_id, image.transpose(2, 1, 0), label.transpose(2, 1, 0),
-                   affine=np.diag([1.0, 1.0, 2.0, 1.0]))
+        write_case(
+            root, case_id, image.transpose(2, 1, 0), label.transpose(2, 1, 0), affine=np.diag([1.0, 1.0, 2.0, 1.0])
+        )
     write_dataset_json(root, ids, labels={"0": "background", "1": "organ"})
     return root
 
@@ -55,10 +56,21 @@ def organ_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     prepare_task(write_cube_task(root / "Task00_Cube"), organ / "prepared", progress=False, workers=1)
     for network, thresholds in THRESHOLDS.items():
         for index, threshold in enumerate(thresholds):
-            config = TrainConfig(prepared_dir=str(organ / "prepared"), run_dir=str(organ / network / f"run_{index:02d}"),
-                                 network=network, seed=index, base_channels=4, depth=1, patch_size=(8, 8, 8),
-                                 batch_size=2, samples_per_epoch=4, lr=3e-3, max_epochs=1,
-                                 convergence_threshold=threshold, device="cpu")
+            config = TrainConfig(
+                prepared_dir=str(organ / "prepared"),
+                run_dir=str(organ / network / f"run_{index:02d}"),
+                network=network,
+                seed=index,
+                base_channels=4,
+                depth=1,
+                patch_size=(8, 8, 8),
+                batch_size=2,
+                samples_per_epoch=4,
+                lr=3e-3,
+                max_epochs=1,
+                convergence_threshold=threshold,
+                device="cpu",
+            )
             train_run(config, progress=False)
     return organ
 
@@ -83,8 +95,11 @@ def test_csv_columns_and_rows_per_method(evaluated: dict[str, Path]) -> None:
     assert list(cases.columns) == list(CASE_COLUMNS)
     assert list(runs.columns) == list(RUN_COLUMNS)
     n_val = 2
-    assert cases.groupby("method").size().to_dict() == {"baseline": 2 * n_val, "two_stage": 2 * n_val,
-                                                        "gt_localised": 2 * n_val}
+    assert cases.groupby("method").size().to_dict() == {
+        "baseline": 2 * n_val,
+        "two_stage": 2 * n_val,
+        "gt_localised": 2 * n_val,
+    }
     assert runs.groupby("method").size().to_dict() == {"baseline": 2, "two_stage": 2, "gt_localised": 2}
     assert set(cases["split"]) == {"val"} and set(cases["organ"]) == {"cube"}
     assert (cases["seconds"] > 0).all()
@@ -121,9 +136,12 @@ def test_case_rows_equal_direct_predictions(organ_dir: Path, evaluated: dict[str
         image, label = np.array(case.array("full", "image")), np.array(case.array("full", "label"))
         expected = {
             ("baseline", 1): predict_volume(Segmenter(baseline, (8, 8, 8), 0.25, 2), image),
-            ("two_stage", 1): two_stage_predict(Segmenter(localiser, (8, 8, 8), 0.25, 2),
-                                                Segmenter(organ_net, (8, 8, 8), 0.25, 2), image,
-                                                Localisation.of_task(task.settings)).mask,
+            ("two_stage", 1): two_stage_predict(
+                Segmenter(localiser, (8, 8, 8), 0.25, 2),
+                Segmenter(organ_net, (8, 8, 8), 0.25, 2),
+                image,
+                Localisation.of_task(task.settings),
+            ).mask,
         }
         for (method, run), mask in expected.items():
             metrics = case_metrics(mask, label, case.spacing, 2.0)
@@ -132,8 +150,9 @@ def test_case_rows_equal_direct_predictions(organ_dir: Path, evaluated: dict[str
             assert row["surface_dice"] == pytest.approx(metrics["surface_dice"])
 
 
-def test_missing_methods_are_skipped_with_a_note(organ_dir: Path, tmp_path: Path,
-                                                 caplog: pytest.LogCaptureFixture) -> None:
+def test_missing_methods_are_skipped_with_a_note(
+    organ_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     only_baseline = tmp_path / "cube"
     shutil.copytree(organ_dir / "baseline", only_baseline / "baseline")
     with caplog.at_level(logging.WARNING, logger="l2s_core.evaluate"):
@@ -168,9 +187,26 @@ def test_bad_split_or_fallback(organ_dir: Path, split: str, fallback: str) -> No
 
 
 def test_pooled_hd95_is_the_mean_over_cases_with_a_finite_distance() -> None:
-    rows = [{"organ": "cube", "split": "val", "method": "baseline", "run": 0, "localiser_run": None, "organ_run": None,
-             "case_id": f"c{i}", "tp": tp, "fp": 1, "fn": 1, "dice": 0.5, "hd95_mm": hd95, "surface_dice": 0.5,
-             "seconds": 1.0, "fallback": "none"} for i, (tp, hd95) in enumerate([(3, 2.0), (0, np.inf), (5, 4.0)])]
+    rows = [
+        {
+            "organ": "cube",
+            "split": "val",
+            "method": "baseline",
+            "run": 0,
+            "localiser_run": None,
+            "organ_run": None,
+            "case_id": f"c{i}",
+            "tp": tp,
+            "fp": 1,
+            "fn": 1,
+            "dice": 0.5,
+            "hd95_mm": hd95,
+            "surface_dice": 0.5,
+            "seconds": 1.0,
+            "fallback": "none",
+        }
+        for i, (tp, hd95) in enumerate([(3, 2.0), (0, np.inf), (5, 4.0)])
+    ]
     (pooled,) = pooled_rows(pd.DataFrame(rows, columns=list(CASE_COLUMNS))).itertuples()
     assert pooled.mean_hd95_mm == pytest.approx(3.0)
     assert pooled.pooled_dice == pytest.approx(2 * 8 / (2 * 8 + 3 + 3))

@@ -20,11 +20,28 @@ def test_every_choice_has_a_study_key_and_is_in_the_readme_table():
             assert name in params[section], key  # the released-code profile sets every choice explicitly
 
 
-@pytest.mark.parametrize("profile, expected", [
-    ("paper", {"train.architecture": "unet", "prepare.split_order": "table1", "train.convergence_rule": "after_patience_epochs"}),
-    ("paper_released_code", {"train.architecture": "released_code", "prepare.split_order": "released_code",
-                             "train.convergence_rule": "best_over_run", "prepare.lowres_divisors": "[2, 3, 2]"}),
-])
+@pytest.mark.parametrize(
+    "profile, expected",
+    [
+        (
+            "paper",
+            {
+                "train.architecture": "unet",
+                "prepare.split_order": "table1",
+                "train.convergence_rule": "after_patience_epochs",
+            },
+        ),
+        (
+            "paper_released_code",
+            {
+                "train.architecture": "released_code",
+                "prepare.split_order": "released_code",
+                "train.convergence_rule": "best_over_run",
+                "prepare.lowres_divisors": "[2, 3, 2]",
+            },
+        ),
+    ],
+)
 def test_report_lists_the_choices_a_study_used(profile, expected):
     snapshot = load_study_params(ROOT / "papermill_params" / f"{profile}.yaml").to_dict()
     table = study_choices(snapshot).set_index("key")

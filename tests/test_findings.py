@@ -33,12 +33,19 @@ TIMES = {"baseline": [(True, 600.0)] * 3, "localiser": [(True, 60.0)] * 3, "orga
 
 def runs_dice(means: dict[str, tuple[float, float, float]]) -> dict[str, dict[str, list[float]]]:
     """split → method → three runs' Dice around each mean (rounded to whole TP counts)."""
-    return {split: {m: [round(mean + d, 2) for d in SPREAD] for m, mean in zip(METHODS, values)}
-            for split, values in means.items()}
+    return {
+        split: {m: [round(mean + d, 2) for d in SPREAD] for m, mean in zip(METHODS, values)}
+        for split, values in means.items()
+    }
 
 
-def make_study(tmp_path: Path, means: dict[str, dict[str, tuple[float, float, float]]],
-               runs: Runs | None = None, shares: dict[str, float] | None = None, data: str = "phantom") -> Path:
+def make_study(
+    tmp_path: Path,
+    means: dict[str, dict[str, tuple[float, float, float]]],
+    runs: Runs | None = None,
+    shares: dict[str, float] | None = None,
+    data: str = "phantom",
+) -> Path:
     shares = shares or {organ: FOREGROUND_PERCENT.get(organ, 1.0) / 100 for organ in means}
     datasets: Datasets = {organ: ((6, 2, 2), shares[organ]) for organ in means}
     dice: Dice = {organ: runs_dice(values) for organ, values in means.items()}
@@ -100,10 +107,16 @@ def test_contradicting_numbers_give_not_supported_with_the_numbers(tmp_path: Pat
 
 def test_missing_organs_and_single_runs_are_not_testable_with_the_reason(tmp_path: Path) -> None:
     single = {"baseline": [(True, 60.0)], "organ": [(True, 60.0)]}  # no localiser run
-    study = write_study(tmp_path / "runs" / "custom", {"atrium": ((3, 1, 1), 0.004)}, {"atrium": single},
-                        {"atrium": {"val": {m: [0.5] for m in METHODS}, "test": {m: [0.6] for m in METHODS}}})
+    study = write_study(
+        tmp_path / "runs" / "custom",
+        {"atrium": ((3, 1, 1), 0.004)},
+        {"atrium": single},
+        {"atrium": {"val": {m: [0.5] for m in METHODS}, "test": {m: [0.6] for m in METHODS}}},
+    )
     claims = {c.key: c for c in findings.scorecard(analysis.load_study(study))}
-    assert {k: c.verdict for k, c in claims.items() if k != "f"} == dict.fromkeys(["a", "b", "c1", "c2", "d", "e"], NOT_TESTABLE)
+    assert {k: c.verdict for k, c in claims.items() if k != "f"} == dict.fromkeys(
+        ["a", "b", "c1", "c2", "d", "e"], NOT_TESTABLE
+    )
     assert claims["f"].verdict == SUPPORTED  # its one organ-network run converged
     assert "spleen: not in the study (not testable)" in claims["a"].evidence
     assert claims["b"].evidence == "prostate: not in the study (not testable)"
@@ -127,8 +140,9 @@ def test_paper_comparison_shows_missing_organs_and_custom_names(tmp_path: Path) 
     data = analysis.load_study(make_study(tmp_path, means))
     table = findings.paper_comparison(data, "test")
     assert list(table.index) == [*PAPER_ORGANS, "atrium"]
-    assert list(table.columns) == [f"{analysis.METHOD_LABELS[m]} ({side})" for m in METHODS
-                                   for side in ("paper", "this study")]
+    assert list(table.columns) == [
+        f"{analysis.METHOD_LABELS[m]} ({side})" for m in METHODS for side in ("paper", "this study")
+    ]
     assert table.loc["spleen", "baseline (paper)"] == "0.4433 ± 0.1162"
     assert table.loc["spleen", "baseline (this study)"] == "0.6000 ± 0.0100"
     assert table.loc["spleen", "two stage (this study)"] == "0.7500 ± 0.0100 *"
@@ -148,8 +162,7 @@ def test_preamble_says_phantom_data_check_the_pipeline(tmp_path: Path, source: s
 
 def test_runs_without_spread_are_not_testable_with_the_t_tests_note(tmp_path: Path) -> None:
     flat = {split: {m: [0.5, 0.5] for m in METHODS} for split in ("val", "test")}
-    study = write_study(tmp_path / "runs" / "flat", {"spleen": ((3, 1, 1), 0.004)}, {"spleen": TIMES},
-                        {"spleen": flat})
+    study = write_study(tmp_path / "runs" / "flat", {"spleen": ((3, 1, 1), 0.004)}, {"spleen": TIMES}, {"spleen": flat})
     claims = {c.key: c for c in findings.scorecard(analysis.load_study(study))}
     assert claims["c1"].verdict == NOT_TESTABLE
     assert "spleen val: no t-test p (no spread in either group" in claims["c1"].evidence

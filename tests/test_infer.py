@@ -7,8 +7,16 @@ from torch import nn
 
 from l2s_core.data.prepare import downsample_image, downsample_mask
 from l2s_core.errors import ConfigError
-from l2s_core.infer import (Localisation, Segmenter, box_predict, gt_localised_predict, predict_probability, predict_volume,
-                            save_prediction, two_stage_predict)
+from l2s_core.infer import (
+    Localisation,
+    Segmenter,
+    box_predict,
+    gt_localised_predict,
+    predict_probability,
+    predict_volume,
+    save_prediction,
+    two_stage_predict,
+)
 from l2s_core.model import UNet3D
 
 SHAPE = (24, 40, 40)  # low resolution (8, 20, 20)
@@ -58,7 +66,7 @@ class ShapeRecorder(nn.Module):
 
 def _cube(box, shape=SHAPE):
     mask = np.zeros(shape, np.uint8)
-    mask[box[0]:box[3], box[1]:box[4], box[2]:box[5]] = 1
+    mask[box[0] : box[3], box[1] : box[4], box[2] : box[5]] = 1
     return mask
 
 
@@ -66,10 +74,13 @@ def _image(mask):
     return np.where(mask > 0, 1.0, -1.0).astype(np.float32)
 
 
-@pytest.mark.parametrize("cube, expected_box", [
-    ((6, 10, 10, 12, 20, 20), (-9, -5, -5, 27, 35, 35)),  # inside
-    ((0, 30, 0, 6, 40, 10), (-15, 15, -15, 21, 55, 25)),  # touching three borders
-])
+@pytest.mark.parametrize(
+    "cube, expected_box",
+    [
+        ((6, 10, 10, 12, 20, 20), (-9, -5, -5, 27, 35, 35)),  # inside
+        ((0, 30, 0, 6, 40, 10), (-15, 15, -15, 21, 55, 25)),  # touching three borders
+    ],
+)
 def test_two_stage_box_maps_lowres_to_full_resolution(cube, expected_box):
     truth = _cube(cube)
     image = _image(truth)
@@ -165,7 +176,9 @@ def test_pipeline_runs_with_the_unet_through_windows():
     torch.manual_seed(0)
     localiser, organ_net = UNet3D(base_channels=4, depth=3), UNet3D(base_channels=4, depth=3)
     image = _image(_cube((6, 10, 10, 12, 20, 20)))
-    result = two_stage_predict(Segmenter(localiser, (8, 16, 16)), Segmenter(organ_net, (16, 16, 16)), image, Localisation(15))
+    result = two_stage_predict(
+        Segmenter(localiser, (8, 16, 16)), Segmenter(organ_net, (16, 16, 16)), image, Localisation(15)
+    )
     assert result.mask.shape == SHAPE and result.lowres_mask.shape == (8, 20, 20)
     assert predict_volume(Segmenter(organ_net, (16, 32, 32)), image).shape == SHAPE
     with pytest.raises(ConfigError, match="patch_size"):

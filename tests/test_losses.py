@@ -51,8 +51,8 @@ def test_batch_loss_and_gradient_equal_mean_of_single_sample_losses():
     loss = DiceCELoss()
     batch_logits = logits.clone().requires_grad_(True)
     loss(batch_logits, target).backward()
-    single_logits = [logits[i:i + 1].clone().requires_grad_(True) for i in range(2)]
-    single_losses = [loss(single_logits[i], target[i:i + 1]) for i in range(2)]
+    single_logits = [logits[i : i + 1].clone().requires_grad_(True) for i in range(2)]
+    single_losses = [loss(single_logits[i], target[i : i + 1]) for i in range(2)]
     (sum(single_losses) / 2).backward()
     assert torch.allclose(loss(logits, target), sum(single_losses) / 2, atol=1e-6)
     assert torch.allclose(batch_logits.grad, torch.cat([s.grad for s in single_logits]), atol=1e-7)

@@ -12,8 +12,7 @@ from monai.metrics import compute_hausdorff_distance, compute_surface_dice
 from scipy import ndimage
 
 from l2s_core.errors import ConfigError, InputDataError
-from l2s_core.metrics import (case_metrics, confusion_counts, dice, dice_from_counts, hd95, pooled_dice,
-                              surface_dice)
+from l2s_core.metrics import case_metrics, confusion_counts, dice, dice_from_counts, hd95, pooled_dice, surface_dice
 
 ANISOTROPIC = (3.0, 1.0, 1.0)
 
@@ -22,7 +21,7 @@ def cube(corner: tuple[int, int, int], size: int = 4, shape: tuple[int, int, int
     """A ``(z, y, x)`` uint8 mask holding one ``size``-voxel cube at ``corner``."""
     mask = np.zeros(shape, np.uint8)
     z, y, x = corner
-    mask[z:z + size, y:y + size, x:x + size] = 1
+    mask[z : z + size, y : y + size, x : x + size] = 1
     return mask
 
 
@@ -34,15 +33,18 @@ def blob(seed: int, shape: tuple[int, int, int] = (14, 22, 26)) -> np.ndarray:
 
 def edt_distances(pred: np.ndarray, truth: np.ndarray, spacing: tuple[float, float, float]):
     """Directed surface distances by distance transforms over the whole volume (test oracle)."""
-    surfaces = [m ^ ndimage.binary_erosion(m, structure=ndimage.generate_binary_structure(3, 1))
-                for m in (pred.astype(bool), truth.astype(bool))]
+    surfaces = [
+        m ^ ndimage.binary_erosion(m, structure=ndimage.generate_binary_structure(3, 1))
+        for m in (pred.astype(bool), truth.astype(bool))
+    ]
     to_truth = ndimage.distance_transform_edt(~surfaces[1], sampling=spacing)
     to_pred = ndimage.distance_transform_edt(~surfaces[0], sampling=spacing)
     return to_truth[surfaces[0]], to_pred[surfaces[1]]
 
 
-def monai_scores(pred: np.ndarray, truth: np.ndarray, spacing: tuple[float, float, float],
-                 tolerance_mm: float) -> tuple[float, float]:
+def monai_scores(
+    pred: np.ndarray, truth: np.ndarray, spacing: tuple[float, float, float], tolerance_mm: float
+) -> tuple[float, float]:
     """MONAI's HD95 and (voxel-counting) normalised surface Dice of one pair of masks."""
     p = torch.from_numpy(pred.astype(np.float32))[None, None]
     t = torch.from_numpy(truth.astype(np.float32))[None, None]
@@ -130,21 +132,50 @@ def test_surface_metrics_of_empty_masks():
 def test_case_metrics_gathers_every_metric_as_plain_python_values():
     pred, truth = cube((3, 2, 2)), cube((2, 2, 2))
     row = case_metrics(pred, truth, ANISOTROPIC, tolerance_mm=2.0)
-    assert row == {"tp": 48, "fp": 16, "fn": 16, "dice": pytest.approx(0.75), "hd95_mm": pytest.approx(3.0),
-                   "surface_dice": pytest.approx(80 / 112), "pred_empty": False, "truth_empty": False}
-    assert [type(row[k]) for k in ("tp", "dice", "hd95_mm", "surface_dice", "pred_empty")] == [int, float, float,
-                                                                                                float, bool]
+    assert row == {
+        "tp": 48,
+        "fp": 16,
+        "fn": 16,
+        "dice": pytest.approx(0.75),
+        "hd95_mm": pytest.approx(3.0),
+        "surface_dice": pytest.approx(80 / 112),
+        "pred_empty": False,
+        "truth_empty": False,
+    }
+    assert [type(row[k]) for k in ("tp", "dice", "hd95_mm", "surface_dice", "pred_empty")] == [
+        int,
+        float,
+        float,
+        float,
+        bool,
+    ]
 
 
 def test_case_metrics_of_a_missed_organ_and_of_two_empty_masks():
     empty = np.zeros((6, 6, 6), bool)
     organ = cube((1, 1, 1), size=3, shape=(6, 6, 6))
     missed = case_metrics(empty, organ, ANISOTROPIC)
-    assert missed == {"tp": 0, "fp": 0, "fn": 27, "dice": 0.0, "hd95_mm": math.inf, "surface_dice": 0.0,
-                      "pred_empty": True, "truth_empty": False}
+    assert missed == {
+        "tp": 0,
+        "fp": 0,
+        "fn": 27,
+        "dice": 0.0,
+        "hd95_mm": math.inf,
+        "surface_dice": 0.0,
+        "pred_empty": True,
+        "truth_empty": False,
+    }
     nothing = case_metrics(empty, empty, ANISOTROPIC)
-    assert nothing == {"tp": 0, "fp": 0, "fn": 0, "dice": 1.0, "hd95_mm": 0.0, "surface_dice": 1.0,
-                       "pred_empty": True, "truth_empty": True}
+    assert nothing == {
+        "tp": 0,
+        "fp": 0,
+        "fn": 0,
+        "dice": 1.0,
+        "hd95_mm": 0.0,
+        "surface_dice": 1.0,
+        "pred_empty": True,
+        "truth_empty": True,
+    }
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

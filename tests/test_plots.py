@@ -12,8 +12,12 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from l2s_core.plots import (figure2_training_curves, figure3_convergence, figure4_dice_gain,  # noqa: E402
-                            save_figure)
+from l2s_core.plots import (
+    figure2_training_curves,
+    figure3_convergence,
+    figure4_dice_gain,  # noqa: E402
+    save_figure,
+)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -24,29 +28,48 @@ def curves_table() -> pd.DataFrame:
     runs = (("spleen", "baseline", 0, 3), ("spleen", "baseline", 2, 4), ("heart", "organ", 1, 2))
     for organ, network, run, epochs in runs:
         for epoch in range(1, epochs + 1):
-            rows.append({"organ": organ, "network": network, "run": run, "epoch": epoch, "wall_seconds": 1.0,
-                         "train_loss": 1.0 / epoch, "train_dice": 0.2 * epoch, "val_dice": 0.15 * epoch})
+            rows.append(
+                {
+                    "organ": organ,
+                    "network": network,
+                    "run": run,
+                    "epoch": epoch,
+                    "wall_seconds": 1.0,
+                    "train_loss": 1.0 / epoch,
+                    "train_dice": 0.2 * epoch,
+                    "val_dice": 0.15 * epoch,
+                }
+            )
     return pd.DataFrame(rows)
 
 
 def rates_table() -> pd.DataFrame:
-    return pd.DataFrame({
-        "organ": ["spleen", "spleen", "spleen", "heart", "heart", "heart"],
-        "network": ["baseline", "localiser", "organ"] * 2,
-        "trained": [4, 3, 3, 5, 4, 3], "converged": [3, 3, 3, 2, 3, 3],
-        "convergence_rate": [0.75, 1.0, 1.0, 0.4, 0.75, 1.0],
-        "n_cases": [41, 41, 41, 20, 20, 20], "n_train": [25, 25, 25, 12, 12, 12],
-        "foreground_percent": [0.5, 0.5, 0.5, 0.4, 0.4, 0.4],
-    })
+    return pd.DataFrame(
+        {
+            "organ": ["spleen", "spleen", "spleen", "heart", "heart", "heart"],
+            "network": ["baseline", "localiser", "organ"] * 2,
+            "trained": [4, 3, 3, 5, 4, 3],
+            "converged": [3, 3, 3, 2, 3, 3],
+            "convergence_rate": [0.75, 1.0, 1.0, 0.4, 0.75, 1.0],
+            "n_cases": [41, 41, 41, 20, 20, 20],
+            "n_train": [25, 25, 25, 12, 12, 12],
+            "foreground_percent": [0.5, 0.5, 0.5, 0.4, 0.4, 0.4],
+        }
+    )
 
 
 def gain_table() -> pd.DataFrame:
-    return pd.DataFrame({
-        "organ": ["spleen", "spleen", "heart", "heart"], "split": ["test"] * 4,
-        "method": ["two_stage", "gt_localised"] * 2, "baseline_dice": [0.5, 0.5, 0.6, 0.6],
-        "method_dice": [0.7, 0.8, 0.65, 0.75], "gain": [0.2, 0.3, 0.05, 0.15],
-        "foreground_percent": [0.5, 0.5, 0.4, 0.4],
-    })
+    return pd.DataFrame(
+        {
+            "organ": ["spleen", "spleen", "heart", "heart"],
+            "split": ["test"] * 4,
+            "method": ["two_stage", "gt_localised"] * 2,
+            "baseline_dice": [0.5, 0.5, 0.6, 0.6],
+            "method_dice": [0.7, 0.8, 0.65, 0.75],
+            "gain": [0.2, 0.3, 0.05, 0.15],
+            "foreground_percent": [0.5, 0.5, 0.4, 0.4],
+        }
+    )
 
 
 def assert_png(path: Path) -> None:
@@ -87,10 +110,13 @@ def test_figure4_points_per_method(tmp_path: Path) -> None:
     assert_png(save_figure(fig, tmp_path / "figure4.png"))
 
 
-@pytest.mark.parametrize("make", [
-    lambda: figure2_training_curves(curves_table().iloc[:0], ["spleen"]),
-    lambda: figure3_convergence(rates_table().iloc[:0]),
-    lambda: figure4_dice_gain(gain_table().iloc[:0]),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: figure2_training_curves(curves_table().iloc[:0], ["spleen"]),
+        lambda: figure3_convergence(rates_table().iloc[:0]),
+        lambda: figure4_dice_gain(gain_table().iloc[:0]),
+    ],
+)
 def test_figures_without_data_still_render(make, tmp_path: Path) -> None:
     assert save_figure(make(), tmp_path / "empty.png").read_bytes().startswith(PNG_SIGNATURE)

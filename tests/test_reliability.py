@@ -32,8 +32,16 @@ import papermill
 import pytest
 import torch
 import yaml
-from process_tools import (assert_one_line_error, descendants, kill_and_reap, run_module, start_module, state, wait_gone,
-                           wait_until)
+from process_tools import (
+    assert_one_line_error,
+    descendants,
+    kill_and_reap,
+    run_module,
+    start_module,
+    state,
+    wait_gone,
+    wait_until,
+)
 
 from l2s_core import evaluation_tables
 from l2s_core import train as train_module
@@ -43,10 +51,10 @@ from l2s_core.errors import CheckpointError, ConfigError
 from l2s_core.evaluate import evaluate_organ
 from l2s_core.evaluation_tables import CASE_COLUMNS, RUN_COLUMNS
 from l2s_core.files import atomic_open, atomic_write_json, read_json
+from l2s_core.run_files import finished_summary, read_log
 from l2s_core.study import runner
 from l2s_core.study.params import load_study_params
 from l2s_core.study.plan import Step, StudyPaths, StudyPlan
-from l2s_core.run_files import finished_summary, read_log
 from l2s_core.train import train_run, train_until_converged
 from l2s_core.train_config import TrainConfig
 
@@ -72,8 +80,18 @@ def paths(tmp_path: Path) -> StudyPaths:
 
 def small_config(task: PreparedTask, run_dir: Path, **overrides: Any) -> TrainConfig:
     """A localiser run of a fraction of a second per epoch on the CPU."""
-    settings = dict(prepared_dir=str(task.folder), run_dir=str(run_dir), network="localiser", seed=0,
-                    base_channels=8, depth=2, batch_size=2, lr=3e-3, max_epochs=2, device="cpu")
+    settings = dict(
+        prepared_dir=str(task.folder),
+        run_dir=str(run_dir),
+        network="localiser",
+        seed=0,
+        base_channels=8,
+        depth=2,
+        batch_size=2,
+        lr=3e-3,
+        max_epochs=2,
+        device="cpu",
+    )
     return TrainConfig(**{**settings, **overrides})
 
 
@@ -102,8 +120,10 @@ def kill_training(config_path: Path, stop_at: str | None, ready: Callable[[], bo
         if stop_at is None:
             wait_until(lambda: training.poll() is None and ready(), "the moment of the kill")
         else:
-            wait_until(lambda: any(state(pid) == "T" for pid in descendants(training.pid)) or training.poll() is not None,
-                       f"a rank stopping at {stop_at!r}")
+            wait_until(
+                lambda: any(state(pid) == "T" for pid in descendants(training.pid)) or training.poll() is not None,
+                f"a rank stopping at {stop_at!r}",
+            )
         ranks = descendants(training.pid)
     finally:
         kill_and_reap(training)
@@ -124,7 +144,8 @@ KILL_MOMENTS = [
 
 @pytest.mark.slow
 def test_run_killed_at_every_kind_of_run_file_write_and_mid_epoch_resumes_to_an_uninterrupted_run(
-        phantom: PreparedTask, tmp_path: Path) -> None:
+    phantom: PreparedTask, tmp_path: Path
+) -> None:
     epochs = 4
     run_dir = tmp_path / "killed"
     config_path = tmp_path / "killed.json"
@@ -143,13 +164,17 @@ def test_run_killed_at_every_kind_of_run_file_write_and_mid_epoch_resumes_to_an_
     assert resumed.returncode == 0, resumed.stderr
     summary = read_json(run_dir / "summary.json")
     assert json.loads(resumed.stdout.strip().splitlines()[-1]) == summary
-    reference = train_run(small_config(phantom, tmp_path / "reference", max_epochs=epochs, world_size=2), progress=False)
+    reference = train_run(
+        small_config(phantom, tmp_path / "reference", max_epochs=epochs, world_size=2), progress=False
+    )
     assert (summary["epochs"], summary["stop_reason"], summary["diverged"]) == (epochs, "max_epochs", False)
     for key in ("converged", "best_epoch", "best_val_dice"):
         assert summary[key] == reference[key], key
     assert [row["epoch"] for row in read_log(run_dir)] == list(range(1, epochs + 1))
     without_times = [{k: v for k, v in row.items() if k != "wall_seconds"} for row in read_log(run_dir)]
-    assert without_times == [{k: v for k, v in row.items() if k != "wall_seconds"} for row in read_log(tmp_path / "reference")]
+    assert without_times == [
+        {k: v for k, v in row.items() if k != "wall_seconds"} for row in read_log(tmp_path / "reference")
+    ]
     assert sorted(os.listdir(run_dir)) == ["best.pt", "config.json", "log.csv", "summary.json"]
     killed_weights = load_model(run_dir / "best.pt")[0].state_dict()
     reference_weights = load_model(tmp_path / "reference" / "best.pt")[0].state_dict()
@@ -175,11 +200,14 @@ def disk_full_for(file_name: str, real_write: Callable[[Path, Any], None]) -> Ca
 
 
 def test_full_disk_at_the_summary_loses_no_epoch_and_leaves_the_run_unfinished(
-        phantom: PreparedTask, paths: StudyPaths, monkeypatch: pytest.MonkeyPatch) -> None:
+    phantom: PreparedTask, paths: StudyPaths, monkeypatch: pytest.MonkeyPatch
+) -> None:
     step = Step("train", ORGAN, "localiser", run=0)
     run_dir = paths.run_dir(ORGAN, "localiser", 0)
     config = small_config(phantom, run_dir)
-    monkeypatch.setattr(train_module, "atomic_write_json", disk_full_for("summary.json", train_module.atomic_write_json))
+    monkeypatch.setattr(
+        train_module, "atomic_write_json", disk_full_for("summary.json", train_module.atomic_write_json)
+    )
     with pytest.raises(OSError) as failure:
         train_run(config, progress=False)
     assert failure.value.errno == errno.ENOSPC
@@ -198,12 +226,19 @@ def test_full_disk_at_the_summary_loses_no_epoch_and_leaves_the_run_unfinished(
 
 @pytest.mark.parametrize("file_name", ["val_cases.csv", "val_runs.csv"])
 def test_full_disk_at_an_evaluation_table_leaves_the_step_unfinished(
-        phantom: PreparedTask, paths: StudyPaths, monkeypatch: pytest.MonkeyPatch, file_name: str) -> None:
+    phantom: PreparedTask, paths: StudyPaths, monkeypatch: pytest.MonkeyPatch, file_name: str
+) -> None:
     organ_dir = paths.organ_dir(ORGAN)
-    train_run(small_config(phantom, paths.run_dir(ORGAN, "organ", 0), network="organ", max_epochs=1,
-                           convergence_threshold=0.0), progress=False)
+    train_run(
+        small_config(
+            phantom, paths.run_dir(ORGAN, "organ", 0), network="organ", max_epochs=1, convergence_threshold=0.0
+        ),
+        progress=False,
+    )
     evaluation_dir = paths.evaluation_dir(ORGAN)
-    monkeypatch.setattr(evaluation_tables, "atomic_write_text", disk_full_for(file_name, evaluation_tables.atomic_write_text))
+    monkeypatch.setattr(
+        evaluation_tables, "atomic_write_text", disk_full_for(file_name, evaluation_tables.atomic_write_text)
+    )
     with pytest.raises(OSError) as failure:
         evaluate_organ(organ_dir, "val", prepared_dir=phantom.folder, progress=False)
     assert failure.value.errno == errno.ENOSPC
@@ -219,10 +254,14 @@ def test_full_disk_at_an_evaluation_table_leaves_the_step_unfinished(
 
 
 def test_full_disk_for_the_step_records_fails_the_step_instead_of_hanging_the_runner(
-        tmp_path: Path, paths: StudyPaths, monkeypatch: pytest.MonkeyPatch, l2s_kernel: str) -> None:
+    tmp_path: Path, paths: StudyPaths, monkeypatch: pytest.MonkeyPatch, l2s_kernel: str
+) -> None:
     params_path = tmp_path / "study.yaml"
-    params_path.write_text(yaml.safe_dump({"data": "phantom", "organs": [ORGAN], "networks": ["organ"], "runs": 1,
-                                           "evaluate": {"splits": ["val"]}}))
+    params_path.write_text(
+        yaml.safe_dump(
+            {"data": "phantom", "organs": [ORGAN], "networks": ["organ"], "runs": 1, "evaluate": {"splits": ["val"]}}
+        )
+    )
 
     def notebook_on_full_disk(*args: Any, **kwargs: Any) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
@@ -235,8 +274,9 @@ def test_full_disk_for_the_step_records_fails_the_step_instead_of_hanging_the_ru
     monkeypatch.setattr(papermill, "execute_notebook", notebook_on_full_disk)
     monkeypatch.setattr(runner, "atomic_write_json", write_unless_step_record)
     result: dict[str, Any] = {}
-    study = threading.Thread(target=lambda: result.update(runner.run_study(params_path, root=paths.root, progress=False)),
-                             daemon=True)
+    study = threading.Thread(
+        target=lambda: result.update(runner.run_study(params_path, root=paths.root, progress=False)), daemon=True
+    )
     study.start()
     study.join(timeout=60)
     assert not study.is_alive(), "l2s run waits forever for a step whose record could not be written"
@@ -251,19 +291,37 @@ def test_full_disk_for_the_step_records_fails_the_step_instead_of_hanging_the_ru
 
 def test_a_diverged_run_does_not_stop_its_chain(phantom: PreparedTask, tmp_path: Path, paths: StudyPaths) -> None:
     def make_config(index: int) -> TrainConfig:  # run 0's learning rate sends the weights to infinity
-        return small_config(phantom, paths.run_dir(ORGAN, "localiser", index), seed=index, max_epochs=1,
-                            lr=1e30 if index == 0 else 3e-3, convergence_threshold=0.0)
+        return small_config(
+            phantom,
+            paths.run_dir(ORGAN, "localiser", index),
+            seed=index,
+            max_epochs=1,
+            lr=1e30 if index == 0 else 3e-3,
+            convergence_threshold=0.0,
+        )
 
     summaries = train_until_converged(make_config, n=1, max_runs=3, progress=False)
     assert [(s["diverged"], s["converged"], s["stop_reason"]) for s in summaries] == [
-        (True, False, "diverged"), (False, True, "max_epochs")]
+        (True, False, "diverged"),
+        (False, True, "max_epochs"),
+    ]
     assert read_json(paths.run_dir(ORGAN, "localiser", 0) / "summary.json")["diverged"] is True
     assert not paths.run_dir(ORGAN, "localiser", 2).exists()
 
     # the study runner's chain counts the diverged run as made, not converged, and goes on
     params_path = tmp_path / "study.yaml"
-    params_path.write_text(yaml.safe_dump({"data": "phantom", "organs": [ORGAN], "networks": ["localiser"],
-                                           "runs": 1, "max_runs": 3, "evaluate": {"splits": ["val"]}}))
+    params_path.write_text(
+        yaml.safe_dump(
+            {
+                "data": "phantom",
+                "organs": [ORGAN],
+                "networks": ["localiser"],
+                "runs": 1,
+                "max_runs": 3,
+                "evaluate": {"splits": ["val"]},
+            }
+        )
+    )
     plan = StudyPlan(load_study_params(params_path, root=paths.root), paths, with_analysis=False)
     plan.finish(Step("prepare", ORGAN), succeeded=True)
     plan.finish(Step("train", ORGAN, "localiser", run=0), succeeded=True)
@@ -308,7 +366,9 @@ def _aliases(tree: ast.AST) -> dict[str, str]:
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             for alias in node.names:
-                aliases[alias.asname or alias.name.split(".")[0]] = alias.name if alias.asname else alias.name.split(".")[0]
+                aliases[alias.asname or alias.name.split(".")[0]] = (
+                    alias.name if alias.asname else alias.name.split(".")[0]
+                )
         elif isinstance(node, ast.ImportFrom) and node.module:
             for alias in node.names:
                 aliases[alias.asname or alias.name] = f"{node.module}.{alias.name}"
@@ -329,11 +389,16 @@ def _load_problem(name: str, call: ast.Call | None) -> str | None:
         return None if call is not None and _keyword(call, "weights_only") is True else "needs weights_only=True"
     if module == "yaml" and "load" in function and function not in ("safe_load", "safe_load_all"):
         return "use yaml.safe_load"
-    if name == "numpy.load" and call is not None and any(k.arg == "allow_pickle" for k in call.keywords) \
-            and _keyword(call, "allow_pickle") is not False:
+    if (
+        name == "numpy.load"
+        and call is not None
+        and any(k.arg == "allow_pickle" for k in call.keywords)
+        and _keyword(call, "allow_pickle") is not False
+    ):
         return "allow_pickle must be False"
-    if (module.split(".")[0] in PICKLE_MODULES and ("load" in function or function == "Unpickler")) \
-            or function == "read_pickle":
+    if (
+        module.split(".")[0] in PICKLE_MODULES and ("load" in function or function == "Unpickler")
+    ) or function == "read_pickle":
         return "unpickles"
     return None
 
@@ -353,7 +418,9 @@ def unsafe_loads(source: str) -> list[str]:
     tree = ast.parse(source)
     aliases = _aliases(tree)
     calls = {id(node.func): node for node in ast.walk(tree) if isinstance(node, ast.Call)}
-    inner = {id(node.value) for node in ast.walk(tree) if isinstance(node, ast.Attribute)}  # ``torch`` of ``torch.load``
+    inner = {
+        id(node.value) for node in ast.walk(tree) if isinstance(node, ast.Attribute)
+    }  # ``torch`` of ``torch.load``
     problems = []
     for node in ast.walk(tree):
         if isinstance(node, (ast.Name, ast.Attribute)) and id(node) not in inner:
@@ -367,11 +434,15 @@ def unsafe_loads(source: str) -> list[str]:
 def project_sources() -> dict[str, str]:
     """Name → Python source of every l2s_core module and of every code cell of the study notebooks
     (IPython magics removed)."""
-    sources = {str(path.relative_to(PROJECT)): path.read_text(encoding="utf-8")
-               for path in sorted((PROJECT / "l2s_core").rglob("*.py"))}
+    sources = {
+        str(path.relative_to(PROJECT)): path.read_text(encoding="utf-8")
+        for path in sorted((PROJECT / "l2s_core").rglob("*.py"))
+    }
     for path in sorted((PROJECT / "notebooks").glob("*.ipynb")):
         cells = [cell.source for cell in nbformat.read(path, as_version=4).cells if cell.cell_type == "code"]
-        code = "\n".join(line for cell in cells for line in cell.splitlines() if not line.lstrip().startswith(("%", "!")))
+        code = "\n".join(
+            line for cell in cells for line in cell.splitlines() if not line.lstrip().startswith(("%", "!"))
+        )
         sources[str(path.relative_to(PROJECT))] = code
     return sources
 
@@ -443,8 +514,9 @@ class _MakesFolderWhenUnpickled:
 @pytest.mark.parametrize("loader", [load_model, load_resume_state])
 def test_a_booby_trapped_checkpoint_is_refused_without_running_its_code(tmp_path: Path, loader: Callable) -> None:
     marker = tmp_path / "code_ran"
-    torch.save({"state_dict": {}, "metadata": _MakesFolderWhenUnpickled(marker), "format_version": 1},
-               tmp_path / "trap.pt")
+    torch.save(
+        {"state_dict": {}, "metadata": _MakesFolderWhenUnpickled(marker), "format_version": 1}, tmp_path / "trap.pt"
+    )
     with pytest.raises(CheckpointError, match=r"trap\.pt: cannot be read as plain data.*never unpickles"):
         loader(tmp_path / "trap.pt")
     assert not marker.exists()
@@ -497,8 +569,9 @@ def assert_each_rank_one_line(result: subprocess.CompletedProcess, line: str) ->
 
 @pytest.mark.slow
 @pytest.mark.parametrize("world_size, launcher", [(1, "l2s_core.train"), (2, "l2s_core.train"), (1, "torchrun")])
-def test_resume_state_that_is_a_pickled_model_for_training(phantom: PreparedTask, tmp_path: Path, world_size: int,
-                                                           launcher: str) -> None:
+def test_resume_state_that_is_a_pickled_model_for_training(
+    phantom: PreparedTask, tmp_path: Path, world_size: int, launcher: str
+) -> None:
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     torch.save(torch.nn.Linear(2, 2), run_dir / "resume.pt")  # torch's refusal of it is a 6-line message
@@ -506,7 +579,9 @@ def test_resume_state_that_is_a_pickled_model_for_training(phantom: PreparedTask
     result = run_module(*train_command(tmp_path / "config.json", launcher), "--no-progress")
     expected = f"error: {run_dir / 'resume.pt'}: cannot be read as plain data"
     if launcher == "torchrun":
-        assert_each_rank_one_line(result, next(l for l in result.stderr.splitlines() if l.startswith(expected)))
+        assert_each_rank_one_line(
+            result, next(line for line in result.stderr.splitlines() if line.startswith(expected))
+        )
     else:
         assert_one_line_error(result, expected)
 

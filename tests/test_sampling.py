@@ -12,8 +12,7 @@ SMALL_ORGAN = dict(n_cases=2, shape=(8, 40, 40), organ=(3, 20, 20, 5, 22, 22))
 
 
 def _same_items(a, b):
-    return (a["case_id"] == b["case_id"] and torch.equal(a["image"], b["image"])
-            and torch.equal(a["label"], b["label"]))
+    return a["case_id"] == b["case_id"] and torch.equal(a["image"], b["image"]) and torch.equal(a["label"], b["label"])
 
 
 def test_patch_items_have_patch_shape_and_dtypes(prepared_task):
@@ -46,8 +45,15 @@ def test_foreground_share_follows_the_rule_and_organ_is_not_centred(prepared_tas
     label = np.asarray(task.case("cube_0").array("full", "label"))  # both cases have the same organ
     uniform_hit_rate = np.lib.stride_tricks.sliding_window_view(label, patch).any(axis=(3, 4, 5)).mean()
     assert uniform_hit_rate < 0.1  # so the forced share dominates
-    dataset = PatchDataset(task, task.split["train"] + task.split["val"], "full", patch, samples_per_epoch=1000,
-                                   foreground_probability=0.8, seed=3)
+    dataset = PatchDataset(
+        task,
+        task.split["train"] + task.split["val"],
+        "full",
+        patch,
+        samples_per_epoch=1000,
+        foreground_probability=0.8,
+        seed=3,
+    )
     offsets = []
     for item in dataset:
         organ = np.argwhere(item["label"].numpy())
@@ -127,8 +133,10 @@ def test_worker_processes_and_ranks_draw_the_same_items(prepared_task):
     for a, b in zip(single, workers):
         assert a["case_id"] == b["case_id"] and torch.equal(a["image"], b["image"])
         assert torch.equal(a["label"], b["label"])
-    ranks = [list(DataLoader(dataset, batch_size=1, sampler=DistributedSampler(dataset, 2, r, shuffle=False)))
-             for r in range(2)]
+    ranks = [
+        list(DataLoader(dataset, batch_size=1, sampler=DistributedSampler(dataset, 2, r, shuffle=False)))
+        for r in range(2)
+    ]
     for k, batch in enumerate(single):  # global batch k = rank 0's batch k + rank 1's batch k
         assert torch.equal(torch.cat([ranks[0][k]["image"], ranks[1][k]["image"]]), batch["image"])
         assert torch.equal(torch.cat([ranks[0][k]["label"], ranks[1][k]["label"]]), batch["label"])

@@ -14,8 +14,17 @@ from scipy import special, stats
 from statsmodels.stats.multitest import multipletests
 
 from l2s_core.errors import ConfigError, InputDataError
-from l2s_core.stats import (PAIRWISE_COLUMNS, BootstrapInterval, compare_methods, format_mean_sd, hierarchical_bootstrap,
-                            holm, mean_sd, paired_wilcoxon, pairwise_tests)
+from l2s_core.stats import (
+    PAIRWISE_COLUMNS,
+    BootstrapInterval,
+    compare_methods,
+    format_mean_sd,
+    hierarchical_bootstrap,
+    holm,
+    mean_sd,
+    paired_wilcoxon,
+    pairwise_tests,
+)
 
 BASELINE = [0.61, 0.70, 0.55, 0.74, 0.66, 0.58]
 TWO_STAGE = [0.80, 0.83, 0.78, 0.86, 0.79]
@@ -105,9 +114,13 @@ def test_pairwise_tests_one_row_per_group_and_pair_matching_scipy():
     table = pairwise_tests(runs_table(), value_col="pooled_dice", group_cols=["organ", "split"])
     assert list(table.columns) == ["organ", "split", *PAIRWISE_COLUMNS]
     assert list(zip(table["organ"], table["method_a"], table["method_b"])) == [
-        ("heart", "baseline", "two_stage"), ("heart", "baseline", "gt_localised"),
-        ("heart", "two_stage", "gt_localised"), ("spleen", "baseline", "two_stage"),
-        ("spleen", "baseline", "gt_localised"), ("spleen", "two_stage", "gt_localised")]
+        ("heart", "baseline", "two_stage"),
+        ("heart", "baseline", "gt_localised"),
+        ("heart", "two_stage", "gt_localised"),
+        ("spleen", "baseline", "two_stage"),
+        ("spleen", "baseline", "gt_localised"),
+        ("spleen", "two_stage", "gt_localised"),
+    ]
     heart = table.iloc[0]
     assert heart["p_student"] == stats.ttest_ind(BASELINE, TWO_STAGE).pvalue
     assert heart["p_welch"] == stats.ttest_ind(BASELINE, TWO_STAGE, equal_var=False).pvalue
@@ -203,8 +216,9 @@ def loop_bootstrap(a: np.ndarray, b: np.ndarray, n_boot: int, seed: int) -> np.n
     cases = rng.integers(0, a.shape[1], size=(n_boot, a.shape[1]))
     runs_a = rng.integers(0, a.shape[0], size=(n_boot, a.shape[0]))
     runs_b = rng.integers(0, b.shape[0], size=(n_boot, b.shape[0]))
-    return np.array([a[np.ix_(runs_a[i], cases[i])].mean() - b[np.ix_(runs_b[i], cases[i])].mean()
-                     for i in range(n_boot)])
+    return np.array(
+        [a[np.ix_(runs_a[i], cases[i])].mean() - b[np.ix_(runs_b[i], cases[i])].mean() for i in range(n_boot)]
+    )
 
 
 def test_hierarchical_bootstrap_equals_a_loop_over_replicates():

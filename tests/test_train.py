@@ -24,10 +24,10 @@ from process_tools import assert_output_is_one_error_line
 from l2s_core import train as train_module
 from l2s_core.checkpoint import load_model, read_checkpoint_metadata
 from l2s_core.data.cache import PreparedTask
-from l2s_core.model import UNet3D
 from l2s_core.errors import ConfigError
 from l2s_core.files import atomic_write_json
 from l2s_core.losses import DiceCELoss
+from l2s_core.model import UNet3D
 from l2s_core.run_files import read_log
 from l2s_core.train import main, train_run, train_until_converged
 from l2s_core.train_config import TrainConfig, is_converged
@@ -45,9 +45,21 @@ def phantom(prepared_task: Callable[..., PreparedTask]) -> PreparedTask:
 
 def tiny_config(task: PreparedTask, run_dir: Path, **overrides) -> TrainConfig:
     """A run small enough for the CPU: baseline patches of 16³, 8 per epoch, lr 3e-3."""
-    settings = dict(prepared_dir=str(task.folder), run_dir=str(run_dir), network="baseline", seed=0,
-                    base_channels=4, depth=2, patch_size=(16, 16, 16), batch_size=2, samples_per_epoch=8,
-                    lr=3e-3, patience=20, max_epochs=3, device="cpu")
+    settings = dict(
+        prepared_dir=str(task.folder),
+        run_dir=str(run_dir),
+        network="baseline",
+        seed=0,
+        base_channels=4,
+        depth=2,
+        patch_size=(16, 16, 16),
+        batch_size=2,
+        samples_per_epoch=8,
+        lr=3e-3,
+        patience=20,
+        max_epochs=3,
+        device="cpu",
+    )
     return TrainConfig(**{**settings, **overrides})
 
 
@@ -75,17 +87,20 @@ def test_config_json_round_trip(tmp_path: Path) -> None:
     assert TrainConfig.load(tmp_path / "config.json") == config
 
 
-@pytest.mark.parametrize("change, where", [
-    ({"learning_rate": 0.1}, "learning_rate"),
-    ({"batch_size": "2"}, "batch_size"),
-    ({"amp": 1}, "amp"),
-    ({"patch_size": [64, 256]}, "patch_size"),
-    ({"patch_size": [60, 256, 256]}, "patch_size"),
-    ({"network": "twostage"}, "network"),
-    ({"convergence_rule": "sometimes"}, "convergence_rule"),
-    ({"batch_size": 3, "world_size": 2}, "batch_size"),
-    ({"sw_overlap": 1.0}, "sw_overlap"),
-])
+@pytest.mark.parametrize(
+    "change, where",
+    [
+        ({"learning_rate": 0.1}, "learning_rate"),
+        ({"batch_size": "2"}, "batch_size"),
+        ({"amp": 1}, "amp"),
+        ({"patch_size": [64, 256]}, "patch_size"),
+        ({"patch_size": [60, 256, 256]}, "patch_size"),
+        ({"network": "twostage"}, "network"),
+        ({"convergence_rule": "sometimes"}, "convergence_rule"),
+        ({"batch_size": 3, "world_size": 2}, "batch_size"),
+        ({"sw_overlap": 1.0}, "sw_overlap"),
+    ],
+)
 def test_bad_config_values_are_named(change: dict, where: str) -> None:
     values = {**TrainConfig(prepared_dir="p", run_dir="r", network="baseline").to_dict(), **change}
     with pytest.raises(ConfigError, match=f"train config {where}: "):
@@ -99,13 +114,16 @@ def test_missing_required_key_is_named(tmp_path: Path) -> None:
         TrainConfig.load(path)
 
 
-@pytest.mark.parametrize("rule, dices, converged", [
-    ("best_over_run", [0.0, 0.12, 0.05], True),
-    ("best_over_run", [0.0, 0.09], False),
-    ("after_patience_epochs", [0.5] + [0.0] * 20, False),  # only epoch 1 reached 0.1
-    ("after_patience_epochs", [0.0] * 19 + [0.1], True),  # epoch 20 counts
-    ("after_patience_epochs", [0.0] * 25 + [0.3], True),
-])
+@pytest.mark.parametrize(
+    "rule, dices, converged",
+    [
+        ("best_over_run", [0.0, 0.12, 0.05], True),
+        ("best_over_run", [0.0, 0.09], False),
+        ("after_patience_epochs", [0.5] + [0.0] * 20, False),  # only epoch 1 reached 0.1
+        ("after_patience_epochs", [0.0] * 19 + [0.1], True),  # epoch 20 counts
+        ("after_patience_epochs", [0.0] * 25 + [0.3], True),
+    ],
+)
 def test_convergence_rules(rule: str, dices: list[float], converged: bool) -> None:
     assert is_converged(dices, threshold=0.1, rule=rule, convergence_epoch=20) is converged
 
@@ -113,7 +131,9 @@ def test_convergence_rules(rule: str, dices: list[float], converged: bool) -> No
 # --- learning and the run folder ---------------------------------------------------------------
 
 
-def test_baseline_learns_the_phantom_and_a_finished_run_is_not_trained_again(phantom: PreparedTask, tmp_path: Path) -> None:
+def test_baseline_learns_the_phantom_and_a_finished_run_is_not_trained_again(
+    phantom: PreparedTask, tmp_path: Path
+) -> None:
     run_dir = tmp_path / "run_00"
     config = tiny_config(phantom, run_dir, max_epochs=8)
     summary = train_run(config, progress=False)
@@ -140,13 +160,16 @@ def test_baseline_learns_the_phantom_and_a_finished_run_is_not_trained_again(pha
 def test_run_folder_of_another_run_is_refused(phantom: PreparedTask, tmp_path: Path) -> None:
     run_dir = tmp_path / "run_00"
     train_run(tiny_config(phantom, run_dir, network="localiser", max_epochs=1), progress=False)
-    with pytest.raises(ConfigError, match=r"config\.json: this run folder holds a different run \(seed=0 there, 1 now\)"):
+    with pytest.raises(
+        ConfigError, match=r"config\.json: this run folder holds a different run \(seed=0 there, 1 now\)"
+    ):
         train_run(tiny_config(phantom, run_dir, network="localiser", max_epochs=1, seed=1), progress=False)
 
 
 def test_patience_stops_the_run(phantom: PreparedTask, tmp_path: Path) -> None:
-    summary = train_run(tiny_config(phantom, tmp_path / "run", network="localiser", lr=1e-12, patience=2,
-                                    max_epochs=50), progress=False)
+    summary = train_run(
+        tiny_config(phantom, tmp_path / "run", network="localiser", lr=1e-12, patience=2, max_epochs=50), progress=False
+    )
     # lr 1e-12 leaves the weights as initialised: epoch 1 is the best, then 2 epochs without improvement
     assert (summary["best_epoch"], summary["epochs"], summary["stop_reason"]) == (1, 3, "patience")
 
@@ -157,8 +180,13 @@ def test_patience_stops_the_run(phantom: PreparedTask, tmp_path: Path) -> None:
 def start_training(config_path: Path) -> subprocess.Popen:
     """``python -m l2s_core.train CONFIG`` with one thread, so that two such runs compute alike."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "l2s_core.train", str(config_path), "--no-progress"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "l2s_core.train", str(config_path), "--no-progress"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def completed_epochs(run_dir: Path) -> int:
@@ -168,7 +196,9 @@ def completed_epochs(run_dir: Path) -> int:
         return 0
 
 
-def test_killed_training_process_resumes_to_the_weights_of_an_uninterrupted_run(phantom: PreparedTask, tmp_path: Path) -> None:
+def test_killed_training_process_resumes_to_the_weights_of_an_uninterrupted_run(
+    phantom: PreparedTask, tmp_path: Path
+) -> None:
     config_path = tmp_path / "killed.json"
     atomic_write_json(config_path, tiny_config(phantom, tmp_path / "killed", max_epochs=5).to_dict())
     killed = start_training(config_path)
@@ -191,7 +221,12 @@ def test_killed_training_process_resumes_to_the_weights_of_an_uninterrupted_run(
     assert_same_state(state_dict_of(tmp_path / "killed" / "best.pt"), state_dict_of(tmp_path / "reference" / "best.pt"))
     assert log_without_times(tmp_path / "killed") == log_without_times(tmp_path / "reference")
     assert [r["epoch"] for r in read_log(tmp_path / "killed")] == [1, 2, 3, 4, 5]
-    assert sorted(p.name for p in (tmp_path / "killed").iterdir()) == ["best.pt", "config.json", "log.csv", "summary.json"]
+    assert sorted(p.name for p in (tmp_path / "killed").iterdir()) == [
+        "best.pt",
+        "config.json",
+        "log.csv",
+        "summary.json",
+    ]
 
 
 # --- divergence -----------------------------------------------------------------------------
@@ -210,8 +245,9 @@ def test_nan_in_the_images_marks_the_run_diverged(phantom: PreparedTask, tmp_pat
     assert not (run_dir / "resume.pt").exists() and not (run_dir / "best.pt").exists()
 
 
-def test_nan_loss_in_a_later_epoch_keeps_the_best_checkpoint(phantom: PreparedTask, tmp_path: Path,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_nan_loss_in_a_later_epoch_keeps_the_best_checkpoint(
+    phantom: PreparedTask, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     class LossTurningNaN(DiceCELoss):
         """The real loss for the first two steps (epoch 1: 3 images, batch 2), then NaN."""
 
@@ -224,8 +260,10 @@ def test_nan_loss_in_a_later_epoch_keeps_the_best_checkpoint(phantom: PreparedTa
 
     monkeypatch.setattr(train_module, "DiceCELoss", LossTurningNaN)
     run_dir = tmp_path / "run"
-    summary = train_run(tiny_config(phantom, run_dir, network="localiser", convergence_threshold=0.0,
-                                  samples_per_epoch=None), progress=False)
+    summary = train_run(
+        tiny_config(phantom, run_dir, network="localiser", convergence_threshold=0.0, samples_per_epoch=None),
+        progress=False,
+    )
     assert summary["diverged"] and not summary["converged"]
     assert summary["epochs"] == 1 and summary["best_epoch"] == 1
     assert [r["epoch"] for r in read_log(run_dir)] == [1]
@@ -238,12 +276,27 @@ def test_nan_loss_in_a_later_epoch_keeps_the_best_checkpoint(phantom: PreparedTa
 
 def test_train_until_converged_skips_finished_runs(phantom: PreparedTask, tmp_path: Path) -> None:
     def make_config(index: int) -> TrainConfig:
-        return tiny_config(phantom, tmp_path / f"run_{index:02d}", network="localiser", max_epochs=1,
-                           convergence_threshold=0.0, seed=index)
+        return tiny_config(
+            phantom,
+            tmp_path / f"run_{index:02d}",
+            network="localiser",
+            max_epochs=1,
+            convergence_threshold=0.0,
+            seed=index,
+        )
 
-    finished = {"converged": True, "diverged": False, "best_epoch": 1, "best_val_dice": 0.5, "total_seconds": 1.0,
-                "epochs": 1, "stop_reason": "max_epochs", "network": "localiser", "seed": 0,
-                "config": make_config(0).to_dict()}
+    finished = {
+        "converged": True,
+        "diverged": False,
+        "best_epoch": 1,
+        "best_val_dice": 0.5,
+        "total_seconds": 1.0,
+        "epochs": 1,
+        "stop_reason": "max_epochs",
+        "network": "localiser",
+        "seed": 0,
+        "config": make_config(0).to_dict(),
+    }
     atomic_write_json(tmp_path / "run_00" / "summary.json", finished)
 
     summaries = train_until_converged(make_config, n=2, max_runs=5, progress=False)
@@ -255,8 +308,14 @@ def test_train_until_converged_skips_finished_runs(phantom: PreparedTask, tmp_pa
 
 def test_train_until_converged_stops_at_max_runs(phantom: PreparedTask, tmp_path: Path) -> None:
     def make_config(index: int) -> TrainConfig:
-        return tiny_config(phantom, tmp_path / f"run_{index:02d}", network="localiser", max_epochs=1,
-                           convergence_threshold=1.5, seed=index)
+        return tiny_config(
+            phantom,
+            tmp_path / f"run_{index:02d}",
+            network="localiser",
+            max_epochs=1,
+            convergence_threshold=1.5,
+            seed=index,
+        )
 
     summaries = train_until_converged(make_config, n=1, max_runs=2, progress=False)
     assert [s["converged"] for s in summaries] == [False, False]
@@ -272,8 +331,9 @@ def test_command_line_reports_a_bad_config(tmp_path: Path, capsys: pytest.Captur
 
 
 @pytest.mark.parametrize("network", ["baseline", "localiser", "organ"])
-def test_images_thinner_than_the_patch_train_on_clipped_patches(phantom: PreparedTask, tmp_path: Path,
-                                                                 monkeypatch: pytest.MonkeyPatch, network: str) -> None:
+def test_images_thinner_than_the_patch_train_on_clipped_patches(
+    phantom: PreparedTask, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, network: str
+) -> None:
     seen: list[tuple[int, ...]] = []
     forward = UNet3D.forward
 
@@ -283,8 +343,9 @@ def test_images_thinner_than_the_patch_train_on_clipped_patches(phantom: Prepare
 
     monkeypatch.setattr(UNet3D, "forward", recording_forward)
     patch = (64, 16, 16)  # deeper than every image (16 slices, 5 at low resolution), narrower in y and x
-    summary = train_run(tiny_config(phantom, tmp_path / "run", network=network, patch_size=patch, max_epochs=1),
-                        progress=False)
+    summary = train_run(
+        tiny_config(phantom, tmp_path / "run", network=network, patch_size=patch, max_epochs=1), progress=False
+    )
     assert summary["epochs"] == 1
     assert seen and all(all(side <= p for side, p in zip(shape, patch)) for shape in seen)
     assert all(shape[0] < 64 for shape in seen)  # clipped to the image, padded only to the size multiple

@@ -21,9 +21,24 @@ from l2s_core.files import atomic_write_json
 from l2s_core.infer import Localisation, Segmenter, TwoStageResult
 from l2s_core.model import UNet3D
 from l2s_core.train_config import TrainConfig
-from l2s_core.viewer import (CT_SOFT_TISSUE, LegendEntry, Prediction, SliceViewer, StudyModels, as_prediction,
-                             auto_window, box_rectangle, ct_window, legend_html, load_study_models,
-                             pixel_aspect, raw_ct_window, saved_prediction_source, slice_along, window_to_unit)
+from l2s_core.viewer import (
+    CT_SOFT_TISSUE,
+    LegendEntry,
+    Prediction,
+    SliceViewer,
+    StudyModels,
+    as_prediction,
+    auto_window,
+    box_rectangle,
+    ct_window,
+    legend_html,
+    load_study_models,
+    pixel_aspect,
+    raw_ct_window,
+    saved_prediction_source,
+    slice_along,
+    window_to_unit,
+)
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "explore.ipynb"
 SHAPE = (12, 16, 16)
@@ -124,8 +139,13 @@ def test_ct_window_only_for_raw_ct():
 
 
 def test_legend_html_swatches_and_escaping():
-    html = legend_html([LegendEntry("ground truth", "#2ca02c"), LegendEntry("two-stage box", "#1f77b4", "dashed"),
-                        LegendEntry("a<b", "#000000")])
+    html = legend_html(
+        [
+            LegendEntry("ground truth", "#2ca02c"),
+            LegendEntry("two-stage box", "#1f77b4", "dashed"),
+            LegendEntry("a<b", "#000000"),
+        ]
+    )
     assert html.startswith('<div class="l2s-legend"') and "flex-wrap:wrap" in html
     assert html.count('class="l2s-legend-item"') == 3
     assert "background:#2ca02c" in html and "border:2px dashed #1f77b4" in html
@@ -138,7 +158,8 @@ def test_viewer_starts_on_the_organ_with_all_cases(task):
     viewer = SliceViewer(task)
     w = viewer.widgets
     assert len(w["case"].options) == 5 and [c.case_id for c in viewer.cases] == [
-        c for name in ("train", "val", "test") for c in task.split[name]]
+        c for name in ("train", "val", "test") for c in task.split[name]
+    ]
     assert w["slice"].max == SHAPE[0] - 1 and ORGAN[0] <= w["slice"].value < ORGAN[3]
     assert viewer.image_artist.get_array().shape == SHAPE[1:]
     assert w["auto_window"].value  # z-scored images: percentile window
@@ -209,10 +230,14 @@ def _labels(viewer: SliceViewer) -> list[str]:
 
 
 def test_legend_names_each_colour_drawn(task):
-    two_stage = TwoStageResult(np.pad(np.ones((2, 4, 4), np.uint8), ((4, 6), (5, 7), (5, 7))), None,
-                               (3, 4, 5, 7, 10, 11), None, 0.0)
-    viewer = SliceViewer(task, sources={"two_stage": lambda case: two_stage, "extra": lambda case: two_stage.mask},
-                         organ_network=Segmenter(threshold_network(0.5), (8, 8, 8), multiple=4))
+    two_stage = TwoStageResult(
+        np.pad(np.ones((2, 4, 4), np.uint8), ((4, 6), (5, 7), (5, 7))), None, (3, 4, 5, 7, 10, 11), None, 0.0
+    )
+    viewer = SliceViewer(
+        task,
+        sources={"two_stage": lambda case: two_stage, "extra": lambda case: two_stage.mask},
+        organ_network=Segmenter(threshold_network(0.5), (8, 8, 8), multiple=4),
+    )
     w = viewer.widgets
     assert _labels(viewer) == ["ground truth", "two-stage", "extra", "label box", "two-stage box", "manual box"]
     colours = {e.label: (e.colour, e.outline) for e in viewer.legend_entries()}
@@ -302,16 +327,24 @@ def test_load_study_models_feeds_the_viewer(task, tmp_path):
     organ_dir = tmp_path / "study" / "cube"
     assert load_study_models(organ_dir) == StudyModels({}, None, {})
     torch.manual_seed(0)
+
     def config(network, depth=1):
-        return TrainConfig(prepared_dir=str(task.folder), run_dir="run_00", network=network, depth=depth,
-                           base_channels=2, patch_size=(8, 8, 8)).to_dict()
+        return TrainConfig(
+            prepared_dir=str(task.folder),
+            run_dir="run_00",
+            network=network,
+            depth=depth,
+            base_channels=2,
+            patch_size=(8, 8, 8),
+        ).to_dict()
 
     _save_run(organ_dir / "baseline", 0, True, UNet3D(base_channels=2, depth=1, groups=1), config("baseline"))
     _save_run(organ_dir / "localiser", 0, False, UNet3D(base_channels=2, depth=1, groups=1))
     _save_run(organ_dir / "localiser", 1, True, UNet3D(base_channels=2, depth=1, groups=1), config("localiser"))
     _save_run(organ_dir / "organ", 0, False, UNet3D(base_channels=2, depth=1, groups=1))
-    organ_path = _save_run(organ_dir / "organ", 1, True, UNet3D(base_channels=2, depth=2, groups=1),
-                           config("organ", depth=2))
+    organ_path = _save_run(
+        organ_dir / "organ", 1, True, UNet3D(base_channels=2, depth=2, groups=1), config("organ", depth=2)
+    )
     models = load_study_models(organ_dir, localisation=Localisation.of_task(task.settings))
     assert set(models.sources) == {"baseline", "two_stage", "gt_localised"}
     assert models.runs["organ"].folder == organ_path.parent and models.organ_network.multiple == 4
@@ -319,8 +352,12 @@ def test_load_study_models_feeds_the_viewer(task, tmp_path):
     two_stage = models.sources["two_stage"](case)
     assert isinstance(two_stage, TwoStageResult) and two_stage.mask.shape == SHAPE
     assert models.sources["gt_localised"](case).box == case.crop_box
-    narrow = load_study_models(organ_dir, localisation=Localisation(2)).sources["gt_localised"](case).box  # the margin reaches the pipeline
-    assert narrow == tuple(v + (case.meta["crop_margin"] - 2) * (1 if i < 3 else -1) for i, v in enumerate(case.crop_box))
+    narrow = (
+        load_study_models(organ_dir, localisation=Localisation(2)).sources["gt_localised"](case).box
+    )  # the margin reaches the pipeline
+    assert narrow == tuple(
+        v + (case.meta["crop_margin"] - 2) * (1 if i < 3 else -1) for i, v in enumerate(case.crop_box)
+    )
     assert models.sources["baseline"](case).shape == SHAPE
     viewer = SliceViewer(task, sources=models.sources, organ_network=models.organ_network, split="val")
     assert all(viewer.overlay_artists[name].get_visible() for name in ("ground_truth", *models.sources))
@@ -331,12 +368,20 @@ def test_load_study_models_feeds_the_viewer(task, tmp_path):
 @pytest.mark.slow
 def test_explore_notebook_runs_headless_without_networks(make_task, tmp_path, l2s_kernel):
     study_dir = tmp_path / "runs" / "tiny"
-    prepare_task(make_task(n_cases=5, shape=SHAPE, organ=ORGAN), study_dir / "cube" / "prepared", progress=False, workers=1)
+    prepare_task(
+        make_task(n_cases=5, shape=SHAPE, organ=ORGAN), study_dir / "cube" / "prepared", progress=False, workers=1
+    )
     source = NOTEBOOK.read_text()
     assert '"outputs": []' in source and '"execution_count": null' in source  # committed without outputs
     executed = tmp_path / "explore.ipynb"
-    papermill.execute_notebook(NOTEBOOK, executed, parameters={"study_dir": str(study_dir), "organ": "cube"},
-                               kernel_name=l2s_kernel, cwd=str(tmp_path), progress_bar=False)
+    papermill.execute_notebook(
+        NOTEBOOK,
+        executed,
+        parameters={"study_dir": str(study_dir), "organ": "cube"},
+        kernel_name=l2s_kernel,
+        cwd=str(tmp_path),
+        progress_bar=False,
+    )
     cells = nbformat.read(executed, as_version=4).cells
     printed = "".join(o.get("text", "") for cell in cells if cell.cell_type == "code" for o in cell.outputs)
     assert "no converged network yet, only the ground truth is shown" in printed

@@ -33,13 +33,19 @@ from papermill.parameterize import parameterize_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "explore.ipynb"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
 #: JupyterLab user settings: every cell rendered (no windowing), no news or update checks.
 LAB_SETTINGS = {
     "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
-    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false",
-                                                                         "checkForUpdates": False},
+    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false", "checkForUpdates": False},
 }
 VIEWPORT = {"width": 1000, "height": 1400}
 #: Seconds allowed for Run All (kernel start, torch import, networks loaded, first figure).
@@ -47,8 +53,10 @@ RUN_ALL_TIMEOUT = 120
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not os.environ.get("L2S_BROWSER_TEST"),
-                       reason="browser test: run `make test-browser` (installs Chromium and Playwright)"),
+    pytest.mark.skipif(
+        not os.environ.get("L2S_BROWSER_TEST"),
+        reason="browser test: run `make test-browser` (installs Chromium and Playwright)",
+    ),
 ]
 
 
@@ -60,8 +68,9 @@ def _free_port() -> int:
 
 def _write_notebook(folder: Path, study: Path) -> Path:
     """explore.ipynb with its parameters set for the study (papermill's injected cell), unexecuted."""
-    nb = parameterize_notebook(load_notebook_node(str(NOTEBOOK)), {"study_dir": str(study), "organ": "spleen",
-                                                                    "split": None})
+    nb = parameterize_notebook(
+        load_notebook_node(str(NOTEBOOK)), {"study_dir": str(study), "organ": "spleen", "split": None}
+    )
     path = folder / "explore.ipynb"
     nbformat.write(nb, path)
     return path
@@ -83,14 +92,33 @@ def lab(tmp_path: Path, study_dir: Path, l2s_kernel: str) -> Iterator[str]:  # n
     served.mkdir()
     _write_notebook(served, study_dir)
     port, token = _free_port(), "l2s-browser-test"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
-           "OMP_NUM_THREADS": "1", "JUPYTERLAB_SETTINGS_DIR": str(_lab_settings(tmp_path / "lab-settings")),
-           "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "lab-workspaces"), "JUPYTER_RUNTIME_DIR": str(tmp_path / "rt")}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+        "OMP_NUM_THREADS": "1",
+        "JUPYTERLAB_SETTINGS_DIR": str(_lab_settings(tmp_path / "lab-settings")),
+        "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "lab-workspaces"),
+        "JUPYTER_RUNTIME_DIR": str(tmp_path / "rt"),
+    }
     log_path = tmp_path / "lab.log"
     with open(log_path, "w") as log:
-        server = subprocess.Popen([sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--port={port}",
-                                   "--allow-root", "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={token}",
-                                   f"--ServerApp.root_dir={served}"], env=env, stdout=log, stderr=subprocess.STDOUT)
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "jupyter",
+                "lab",
+                "--no-browser",
+                f"--port={port}",
+                "--allow-root",
+                "--ServerApp.ip=127.0.0.1",
+                f"--IdentityProvider.token={token}",
+                f"--ServerApp.root_dir={served}",
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         try:
             base = f"http://127.0.0.1:{port}"
             _wait_for_server(f"{base}/api/status?token={token}", server, log_path)
@@ -131,7 +159,8 @@ def _changed_share(before: bytes, after: bytes) -> float:
 OVERFLOW_JS = """() => {
   const root = document.querySelector('.l2s-legend').closest('.widget-vbox');
   const area = root.closest('.jp-OutputArea-output');
-  const rights = [...root.querySelectorAll('.widget-inline-hbox, .widget-button, .widget-toggle-buttons, .widget-dropdown')]
+  const controls = '.widget-inline-hbox, .widget-button, .widget-toggle-buttons, .widget-dropdown';
+  const rights = [...root.querySelectorAll(controls)]
     .map(e => e.getBoundingClientRect().right);
   return {controls: Math.max(...rights), area: area.getBoundingClientRect().right,
           scroll: area.scrollWidth - area.clientWidth};
@@ -144,8 +173,9 @@ def test_explorer_in_jupyterlab(lab: str, tmp_path: Path) -> None:
     shots = Path(os.environ.get("L2S_BROWSER_SHOTS", tmp_path / "shots"))
     shots.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=os.environ.get("L2S_CHROMIUM", "/usr/bin/chromium"),
-                                    args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(
+            executable_path=os.environ.get("L2S_CHROMIUM", "/usr/bin/chromium"), args=CHROMIUM_ARGS
+        )
         page = browser.new_page(viewport=VIEWPORT)
         try:
             page.goto(lab)
@@ -159,8 +189,15 @@ def test_explorer_in_jupyterlab(lab: str, tmp_path: Path) -> None:
             status = page.locator(".widget-html", has_text="spacing (")
             figure = page.locator(".widget-output img")
             expect(figure).to_have_count(1)
-            for drawn in ("ground truth", "two-stage", "baseline", "GT-localised", "label box", "two-stage box",
-                          "manual box"):
+            for drawn in (
+                "ground truth",
+                "two-stage",
+                "baseline",
+                "GT-localised",
+                "label box",
+                "two-stage box",
+                "manual box",
+            ):
                 expect(legend).to_contain_text(drawn)
             expect(legend).not_to_contain_text("segmented in box")
             explorer = legend.locator("xpath=ancestor::div[contains(@class, 'widget-vbox')][1]")
@@ -169,9 +206,11 @@ def test_explorer_in_jupyterlab(lab: str, tmp_path: Path) -> None:
             edges = page.evaluate(OVERFLOW_JS)
             assert edges["controls"] <= edges["area"] + 1 and edges["scroll"] <= 0, edges  # wrapped, not cut off
 
-            steps = [("2_case", lambda: page.locator(".widget-dropdown select").select_option(index=1), status),
-                     ("3_coronal", lambda: page.get_by_role("button", name="coronal", exact=True).click(), None),
-                     ("4_segment", lambda: page.get_by_role("button", name="segment in box").click(), legend)]
+            steps = [
+                ("2_case", lambda: page.locator(".widget-dropdown select").select_option(index=1), status),
+                ("3_coronal", lambda: page.get_by_role("button", name="coronal", exact=True).click(), None),
+                ("4_segment", lambda: page.get_by_role("button", name="segment in box").click(), legend),
+            ]
             for name, act, words in steps:
                 before_png, before_src = figure.screenshot(), figure.get_attribute("src")
                 before_words = words.inner_text() if words is not None else None

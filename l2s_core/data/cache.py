@@ -29,7 +29,6 @@ from l2s_core.files import read_json
 from l2s_core.vocabulary import KINDS, LEVELS, SPLIT_NAMES
 
 
-
 @dataclass(frozen=True)
 class PreparedCase:
     """One prepared case. ``meta`` is the content of its ``meta.json``."""
@@ -51,7 +50,9 @@ class PreparedCase:
         except FileNotFoundError:
             raise InputDataError(path, "cache file missing; run `l2s prepare` again") from None
         except ValueError as exc:
-            raise InputDataError(path, f"corrupt cache file ({exc}); delete the case folder and prepare again") from None
+            raise InputDataError(
+                path, f"corrupt cache file ({exc}); delete the case folder and prepare again"
+            ) from None
 
     @property
     def crop_box(self) -> Box:

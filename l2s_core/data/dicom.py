@@ -26,14 +26,31 @@ import numpy as np
 from l2s_core.data.io import VolumeMeta, orient_to_ras
 from l2s_core.errors import DicomError
 
-__all__ = ["LPS_TO_RAS", "SeriesInfo", "dicom_headers", "image_series", "read_series", "read_series_files",
-           "require_pydicom"]
+__all__ = [
+    "LPS_TO_RAS",
+    "SeriesInfo",
+    "dicom_headers",
+    "image_series",
+    "read_series",
+    "read_series_files",
+    "require_pydicom",
+]
 
 #: World coordinates: DICOM patient (LPS) → NIfTI (RAS), and back (its own inverse).
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 #: Patient and study attributes copied from the images into an RTSTRUCT.
-PATIENT_STUDY_KEYWORDS = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyInstanceUID",
-                          "StudyID", "StudyDate", "StudyTime", "AccessionNumber", "ReferringPhysicianName")
+PATIENT_STUDY_KEYWORDS = (
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyInstanceUID",
+    "StudyID",
+    "StudyDate",
+    "StudyTime",
+    "AccessionNumber",
+    "ReferringPhysicianName",
+)
 #: Relative tolerance of the slice spacing (1 %), and a gap from this many spacings on is a missing slice.
 SPACING_RTOL = 0.01
 GAP_FACTOR = 1.5
@@ -130,8 +147,11 @@ def _slice_order(datasets: list[tuple[Path, Any]], where: Path) -> tuple[list[tu
     spacing_z = float(np.median(steps))
     if np.any(steps > GAP_FACTOR * spacing_z):
         i = int(np.argmax(steps))
-        raise DicomError(where, f"missing slices: a gap of {steps[i]:.3g} mm between {datasets[i][0].name} and "
-                         f"{datasets[i + 1][0].name}, the slice spacing is {spacing_z:.3g} mm")
+        raise DicomError(
+            where,
+            f"missing slices: a gap of {steps[i]:.3g} mm between {datasets[i][0].name} and "
+            f"{datasets[i + 1][0].name}, the slice spacing is {spacing_z:.3g} mm",
+        )
     if np.any(np.abs(steps - spacing_z) > SPACING_RTOL * spacing_z):
         raise DicomError(where, f"unevenly spaced slices: spacings from {steps.min():.4g} to {steps.max():.4g} mm")
     return datasets, positions, spacing_z
@@ -176,17 +196,21 @@ def read_series_files(paths: list[Path], where: Path) -> tuple[np.ndarray, Volum
     step = (positions[-1] - positions[0]) / (len(positions) - 1)
     lps = np.eye(4)
     lps[:3, 0] = orientation[:3] * column_spacing  # i: along a row, column index grows
-    lps[:3, 1] = orientation[3:] * row_spacing     # j: down a column, row index grows
+    lps[:3, 1] = orientation[3:] * row_spacing  # j: down a column, row index grows
     lps[:3, 2] = step
     lps[:3, 3] = positions[0]
     volume = np.stack([_pixels(path, ds) for path, ds in datasets], axis=-1).transpose(1, 0, 2)  # (i, j, k)
     image, meta = orient_to_ras(volume, LPS_TO_RAS @ lps, where)
     series = SeriesInfo(
-        folder=str(where), modality=str(first.get("Modality", "")), series_uid=str(first.SeriesInstanceUID),
-        frame_of_reference_uid=str(first.get("FrameOfReferenceUID", "")), sop_class_uid=str(first.SOPClassUID),
+        folder=str(where),
+        modality=str(first.get("Modality", "")),
+        series_uid=str(first.SeriesInstanceUID),
+        frame_of_reference_uid=str(first.get("FrameOfReferenceUID", "")),
+        sop_class_uid=str(first.SOPClassUID),
         sop_instance_uids=tuple(str(ds.SOPInstanceUID) for _, ds in datasets),
         lps_affine=tuple(tuple(float(v) for v in row) for row in lps),
-        patient_study={k: str(first.get(k, "")) for k in PATIENT_STUDY_KEYWORDS})
+        patient_study={k: str(first.get(k, "")) for k in PATIENT_STUDY_KEYWORDS},
+    )
     return np.ascontiguousarray(image, dtype=np.float32), meta, series
 
 

@@ -71,18 +71,26 @@ def _import_patient(patient: Path, names: list[str], task_dir: Path) -> tuple[st
             continue
         referenced = [uid for uid in structures.series_uids if uid in series]
         if not referenced:
-            raise DicomError(rt_path, f"references series {', '.join(structures.series_uids) or '(none)'}, "
-                             f"not one of the image series of {patient.name} ({', '.join(series) or 'none'})")
+            raise DicomError(
+                rt_path,
+                f"references series {', '.join(structures.series_uids) or '(none)'}, "
+                f"not one of the image series of {patient.name} ({', '.join(series) or 'none'})",
+            )
         image, meta, info = read_series_files(series[referenced[0]], patient)
         if structures.frame_of_reference_uids and info.frame_of_reference_uid not in structures.frame_of_reference_uids:
-            raise DicomError(rt_path, f"frame of reference {structures.frame_of_reference_uids[0]} differs from the "
-                             f"series' {info.frame_of_reference_uid}")
+            raise DicomError(
+                rt_path,
+                f"frame of reference {structures.frame_of_reference_uids[0]} differs from the "
+                f"series' {info.frame_of_reference_uid}",
+            )
         label = rasterise(structures.contours(roi), meta, info, rt_path)
         if not label.any():
             raise DicomError(rt_path, f"structure '{roi}' covers no voxel centre of the series")
         affine = np.asarray(meta.source_affine)
         _write_nifti(task_dir / "imagesTr" / f"{patient.name}.nii.gz", to_source_grid(image, meta), affine)
-        _write_nifti(task_dir / "labelsTr" / f"{patient.name}.nii.gz", to_source_grid(label, meta).astype(np.uint8), affine)
+        _write_nifti(
+            task_dir / "labelsTr" / f"{patient.name}.nii.gz", to_source_grid(label, meta).astype(np.uint8), affine
+        )
         return roi, info.modality
     return None
 
@@ -109,8 +117,11 @@ def import_dicom(dicom_root: str | Path, names: list[str], task_dir: str | Path,
         raise ConfigError("--structure", "give the structure's name (and aliases, comma-separated)")
     if task_dir.exists():
         raise ConfigError(task_dir, "already exists; choose another --out or delete it")
-    patients = sorted(p for p in dicom_root.iterdir() if p.is_dir() and not p.name.startswith(".")) \
-        if dicom_root.is_dir() else []
+    patients = (
+        sorted(p for p in dicom_root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        if dicom_root.is_dir()
+        else []
+    )
     if not patients:
         raise ConfigError(dicom_root, "no patient folders found (expected DICOM_ROOT/<patient>/...)")
     staging = task_dir.parent / f".{task_dir.name}.partial-{uuid.uuid4().hex[:8]}"
@@ -127,12 +138,20 @@ def import_dicom(dicom_root: str | Path, names: list[str], task_dir: str | Path,
         if not imported:
             raise ConfigError(dicom_root, f"no patient has a structure named {' or '.join(names)}")
         if len(set(modalities.values())) > 1:
-            raise DicomError(dicom_root, f"patients of different modalities {modalities}; import each modality separately")
+            raise DicomError(
+                dicom_root, f"patients of different modalities {modalities}; import each modality separately"
+            )
         modality = next(iter(modalities.values()))
-        dataset = {"name": task_dir.name, "description": f"imported by l2s import-dicom from {dicom_root}",
-                   "modality": {"0": modality}, "labels": {"0": "background", "1": names[0]},
-                   "numTraining": len(imported), "numTest": 0, "test": [],
-                   "training": [{"image": f"./imagesTr/{p}.nii.gz", "label": f"./labelsTr/{p}.nii.gz"} for p in imported]}
+        dataset = {
+            "name": task_dir.name,
+            "description": f"imported by l2s import-dicom from {dicom_root}",
+            "modality": {"0": modality},
+            "labels": {"0": "background", "1": names[0]},
+            "numTraining": len(imported),
+            "numTest": 0,
+            "test": [],
+            "training": [{"image": f"./imagesTr/{p}.nii.gz", "label": f"./labelsTr/{p}.nii.gz"} for p in imported],
+        }
         atomic_write_text(staging / "dataset.json", json.dumps(dataset, indent=2) + "\n")
         atomic_write_text(staging / MISSING_FILE, "".join(f"{p}\n" for p in missing))
         staging.rename(task_dir)

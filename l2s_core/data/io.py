@@ -50,8 +50,10 @@ class VolumeMeta:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form (lists instead of tuples)."""
-        return {k: (list(map(list, v)) if k.endswith("affine") else (list(v) if isinstance(v, tuple) else v))
-                for k, v in asdict(self).items()}
+        return {
+            k: (list(map(list, v)) if k.endswith("affine") else (list(v) if isinstance(v, tuple) else v))
+            for k, v in asdict(self).items()
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> VolumeMeta:
@@ -93,7 +95,7 @@ def _read_array(img: nib.Nifti1Image, path: Path, channel: int) -> np.ndarray:
         n_channels = img.shape[3]
         if not 0 <= channel < n_channels:
             raise InputDataError(path, f"channel {channel} requested, the image has {n_channels} channels")
-        proxy = img.dataobj[..., channel]
+        proxy: Any = img.dataobj[..., channel]
     elif channel != 0:
         raise InputDataError(path, f"channel {channel} requested from a single-channel 3D image")
     else:
@@ -104,8 +106,9 @@ def _read_array(img: nib.Nifti1Image, path: Path, channel: int) -> np.ndarray:
         raise InputDataError(path, f"truncated or corrupt image data ({type(exc).__name__}: {exc})") from None
 
 
-def orient_to_ras(data: np.ndarray, affine: np.ndarray, path: str | Path,
-                  dtype: type | None = None) -> tuple[np.ndarray, VolumeMeta]:
+def orient_to_ras(
+    data: np.ndarray, affine: np.ndarray, path: str | Path, dtype: type | None = None
+) -> tuple[np.ndarray, VolumeMeta]:
     """An array on a source voxel grid as a RAS ``(z, y, x)`` array and its :class:`VolumeMeta`.
 
     Args:
@@ -218,8 +221,10 @@ def to_source_grid(array: np.ndarray, meta: VolumeMeta) -> np.ndarray:
     transform = ornt_transform(_RAS, io_orientation(np.asarray(meta.source_affine, dtype=np.float64)))
     source_data = apply_orientation(np.asarray(array).transpose(2, 1, 0), transform)
     if tuple(source_data.shape) != tuple(meta.source_shape):
-        raise ValueError(f"array of shape (z, y, x) {array.shape} (RAS x, y, z {tuple(array.shape[::-1])}) does not "
-                         f"fit the source grid {tuple(meta.source_shape)} of {meta.path}")
+        raise ValueError(
+            f"array of shape (z, y, x) {array.shape} (RAS x, y, z {tuple(array.shape[::-1])}) does not "
+            f"fit the source grid {tuple(meta.source_shape)} of {meta.path}"
+        )
     return source_data
 
 

@@ -59,7 +59,9 @@ def _nifti_files(folder: Path) -> dict[str, Path]:
 
 def _load_dataset_json(path: Path) -> dict:
     if not path.is_file():
-        raise InputDataError(path, "dataset.json not found; an MSD task folder needs dataset.json, imagesTr/ and labelsTr/")
+        raise InputDataError(
+            path, "dataset.json not found; an MSD task folder needs dataset.json, imagesTr/ and labelsTr/"
+        )
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -109,7 +111,11 @@ def read_task(task_dir: str | Path) -> MSDTask:
 
     cases = []
     for i, entry in enumerate(meta["training"]):
-        if not isinstance(entry, dict) or not isinstance(entry.get("image"), str) or not isinstance(entry.get("label"), str):
+        if (
+            not isinstance(entry, dict)
+            or not isinstance(entry.get("image"), str)
+            or not isinstance(entry.get("label"), str)
+        ):
             raise InputDataError(json_path, f"training[{i}] must be an object with string 'image' and 'label'")
         image_path = (root / entry["image"]).absolute()
         label_path = (root / entry["label"]).absolute()

@@ -16,7 +16,6 @@ from l2s_core.errors import ConfigError
 from l2s_core.vocabulary import NORMALISATIONS
 
 
-
 def foreground_intensity_stats(samples: Iterable[tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
     """Clip range, mean and sd of foreground intensities over ``(image, mask)`` pairs.
 

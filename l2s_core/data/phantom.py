@@ -41,9 +41,9 @@ import numpy as np
 from scipy import ndimage
 from tqdm.auto import tqdm
 
+from l2s_core.data.phantom_geometry import MSD_GEOMETRY, case_geometry
 from l2s_core.errors import ConfigError, FormatVersionError, InputDataError
 from l2s_core.files import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
-from l2s_core.data.phantom_geometry import MSD_GEOMETRY, case_geometry
 from l2s_core.vocabulary import MSD_TASK_FOLDERS, PAPER_ORGANS
 
 ORGANS = PAPER_ORGANS
@@ -84,18 +84,22 @@ class Blob:
     irregularity: float = 0.12
 
 
-def _cylinder(y: float, x: float, semi_y: float, semi_x: float, intensity: tuple[float, ...],
-              irregularity: float = 0.03) -> Blob:
+def _cylinder(
+    y: float, x: float, semi_y: float, semi_x: float, intensity: tuple[float, ...], irregularity: float = 0.03
+) -> Blob:
     """A structure running through the whole field of view along z (body, spine, aorta)."""
     return Blob((0.0, y, x), (LONG_MM, semi_y, semi_x), intensity, irregularity=irregularity)
 
 
-def _pair(centre_mm: tuple[float, float, float], semi_axes_mm: tuple[float, float, float],
-          intensity: tuple[float, ...], angle_deg: float = 0.0) -> tuple[Blob, Blob]:
+def _pair(
+    centre_mm: tuple[float, float, float],
+    semi_axes_mm: tuple[float, float, float],
+    intensity: tuple[float, ...],
+    angle_deg: float = 0.0,
+) -> tuple[Blob, Blob]:
     """A left/right symmetric pair of structures (kidneys, lungs, muscles)."""
     z, y, x = centre_mm
-    return (Blob((z, y, x), semi_axes_mm, intensity, angle_deg),
-            Blob((z, y, -x), semi_axes_mm, intensity, -angle_deg))
+    return (Blob((z, y, x), semi_axes_mm, intensity, angle_deg), Blob((z, y, -x), semi_axes_mm, intensity, -angle_deg))
 
 
 @dataclass(frozen=True)
@@ -198,7 +202,10 @@ _PELVIS = Anatomy(
         ("rectal wall", Blob((0, 42, 0), (60, 20, 22), (110.0, 1300.0))),
         ("rectal lumen", Blob((0, 42, 0), (60, 10, 12), (40.0, 800.0))),
         ("bladder", Blob((48, -25, 0), (30, 35, 45), (1000.0, 2900.0))),
-        *zip(("seminal vesicle left", "seminal vesicle right"), _pair((26, 24, 22), (10, 9, 20), (265.0, 1750.0), angle_deg=20)),
+        *zip(
+            ("seminal vesicle left", "seminal vesicle right"),
+            _pair((26, 24, 22), (10, 9, 20), (265.0, 1750.0), angle_deg=20),
+        ),
         *zip(("lymph node left", "lymph node right"), _pair((-10, 10, 45), (7, 7, 7), (150.0, 1150.0))),
         *zip(("venous plexus left", "venous plexus right"), _pair((8, -22, 50), (9, 11, 9), (255.0, 1700.0))),
         ("prostate", Blob((-5, -5, 0), (19, 24, 28), (260.0, 1750.0), irregularity=0.1)),
@@ -235,15 +242,31 @@ _CHEST = Anatomy(
 TASKS: dict[str, PhantomTask] = {
     "spleen": PhantomTask("Spleen", {"0": "CT"}, {"0": "background", "1": "spleen"}, _ABDOMEN, "spleen"),
     "pancreas": PhantomTask(
-        "Pancreas", {"0": "CT"}, {"0": "background", "1": "pancreas", "2": "cancer"}, _ABDOMEN, "pancreas",
-        Inner(Blob((0, 0, 0), (10, 10, 12), (45.0,)), probability=0.7, random_position=True)),
+        "Pancreas",
+        {"0": "CT"},
+        {"0": "background", "1": "pancreas", "2": "cancer"},
+        _ABDOMEN,
+        "pancreas",
+        Inner(Blob((0, 0, 0), (10, 10, 12), (45.0,)), probability=0.7, random_position=True),
+    ),
     "prostate": PhantomTask(
-        "Prostate", {"0": "T2", "1": "ADC"}, {"0": "background", "1": "PZ", "2": "TZ"}, _PELVIS, "prostate",
-        Inner(Blob((4, -6, 0), (15, 17, 22), (140.0, 1150.0), irregularity=0.08), probability=1.0,
-              random_position=False)),
+        "Prostate",
+        {"0": "T2", "1": "ADC"},
+        {"0": "background", "1": "PZ", "2": "TZ"},
+        _PELVIS,
+        "prostate",
+        Inner(
+            Blob((4, -6, 0), (15, 17, 22), (140.0, 1150.0), irregularity=0.08), probability=1.0, random_position=False
+        ),
+    ),
     "liver": PhantomTask(
-        "Liver", {"0": "CT"}, {"0": "background", "1": "liver", "2": "cancer"}, _ABDOMEN, "liver",
-        Inner(Blob((0, 0, 0), (18, 18, 18), (55.0,)), probability=0.7, random_position=True)),
+        "Liver",
+        {"0": "CT"},
+        {"0": "background", "1": "liver", "2": "cancer"},
+        _ABDOMEN,
+        "liver",
+        Inner(Blob((0, 0, 0), (18, 18, 18), (55.0,)), probability=0.7, random_position=True),
+    ),
     "heart": PhantomTask("LeftAtrium", {"0": "MRI"}, {"0": "background", "1": "left atrium"}, _CHEST, "left atrium"),
 }
 
@@ -287,8 +310,9 @@ class _Waves:
         directions = rng.normal(size=(_WAVES, 3))
         directions /= np.linalg.norm(directions, axis=1, keepdims=True)
         amplitudes = rng.uniform(0.5, 1.0, _WAVES)
-        return cls(directions, rng.uniform(low, high, _WAVES), rng.uniform(0, 2 * np.pi, _WAVES),
-                   amplitudes / amplitudes.sum())
+        return cls(
+            directions, rng.uniform(low, high, _WAVES), rng.uniform(0, 2 * np.pi, _WAVES), amplitudes / amplitudes.sum()
+        )
 
     def __call__(self, pz: np.ndarray, py: np.ndarray, px: np.ndarray) -> np.ndarray:
         """Evaluate on broadcastable coordinate arrays; returns their broadcast shape."""
@@ -309,8 +333,7 @@ class _Shape:
     waves: _Waves
 
     @classmethod
-    def draw(cls, blob: Blob, anatomy: Anatomy, rng: np.random.Generator,
-             centre: np.ndarray | None = None) -> _Shape:
+    def draw(cls, blob: Blob, anatomy: Anatomy, rng: np.random.Generator, centre: np.ndarray | None = None) -> _Shape:
         """Move, resize, rotate and deform ``blob`` at random; ``centre`` overrides the moved centre."""
         moved = np.asarray(blob.centre_mm, float) + rng.normal(0, anatomy.position_sd_mm, 3)
         semi_axes = np.asarray(blob.semi_axes_mm, float) * np.exp(rng.normal(0, anatomy.size_sd, 3))
@@ -370,8 +393,9 @@ def _jittered(blob: Blob, anatomy: Anatomy, gain: np.ndarray, rng: np.random.Gen
     return values * (1 + np.float32(anatomy.intensity_sd) * rng.standard_normal(values.shape, np.float32))
 
 
-def _organ_labels(task: PhantomTask, grid: _Grid, image: np.ndarray, gain: np.ndarray,
-                  rng: np.random.Generator) -> np.ndarray:
+def _organ_labels(
+    task: PhantomTask, grid: _Grid, image: np.ndarray, gain: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
     """Paint the target organ (label 1) and its inner structure (label 2) on the ``(C, z, y, x)`` image.
 
     Returns:
@@ -411,8 +435,9 @@ def _bias_field(anatomy: Anatomy, grid: _Grid, rng: np.random.Generator) -> np.n
     return np.exp(strength * smooth[None])
 
 
-def render_case(organ: str, shape: tuple[int, int, int], rng: np.random.Generator,
-                spacing: tuple[float, float, float] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def render_case(
+    organ: str, shape: tuple[int, int, int], rng: np.random.Generator, spacing: tuple[float, float, float] | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Draw one phantom case.
 
     Args:
@@ -479,8 +504,9 @@ def _write_case(task_dir: Path, case_id: str, image: np.ndarray, label: np.ndarr
     """Write ``image`` ``(C, z, y, x)`` and ``label`` ``(z, y, x)`` in nibabel's ``(x, y, z[, C])`` order."""
     image_xyz = image[0].transpose(2, 1, 0) if image.shape[0] == 1 else image.transpose(3, 2, 1, 0)
     atomic_write_bytes(task_dir / "imagesTr" / f"{case_id}{_NIFTI}", _nifti_gz(np.ascontiguousarray(image_xyz), affine))
-    atomic_write_bytes(task_dir / "labelsTr" / f"{case_id}{_NIFTI}",
-                       _nifti_gz(np.ascontiguousarray(label.transpose(2, 1, 0)), affine))
+    atomic_write_bytes(
+        task_dir / "labelsTr" / f"{case_id}{_NIFTI}", _nifti_gz(np.ascontiguousarray(label.transpose(2, 1, 0)), affine)
+    )
 
 
 def _dataset_json(organ: str, case_ids: list[str]) -> str:
@@ -488,7 +514,8 @@ def _dataset_json(organ: str, case_ids: list[str]) -> str:
     task = TASKS[organ]
     meta = {
         "name": task.name,
-        "description": f"l2s synthetic phantom of the MSD {TASK_FOLDERS[organ]} task: generated images, not patient data",
+        "description": f"l2s synthetic phantom of the MSD {TASK_FOLDERS[organ]} task: generated images, "
+        "not patient data",
         "reference": "l2s_core.data.phantom (layout of the Medical Segmentation Decathlon, http://medicaldecathlon.com)",
         "licence": "CC0-1.0 (synthetic data)",
         "release": f"l2s phantom generator {GENERATOR_VERSION}",
@@ -514,14 +541,20 @@ def _claim_folder(task_dir: Path, settings: dict[str, object]) -> None:
         try:
             previous = {k: v for k, v in read_json(settings_path).items() if k != "format_version"}
         except (InputDataError, FormatVersionError) as exc:
-            raise ConfigError(task_dir, f"unreadable phantom settings ({exc.problem}); delete the folder to regenerate") from None
+            raise ConfigError(
+                task_dir, f"unreadable phantom settings ({exc.problem}); delete the folder to regenerate"
+            ) from None
         if previous != settings:
-            raise ConfigError(task_dir, f"holds a phantom made with {previous}, not {settings}; "
-                                        "choose another output folder or delete this one")
+            raise ConfigError(
+                task_dir,
+                f"holds a phantom made with {previous}, not {settings}; "
+                "choose another output folder or delete this one",
+            )
         return
     if task_dir.exists() and any(task_dir.iterdir()):
-        raise ConfigError(task_dir, f"exists and is not an l2s phantom folder (no {SETTINGS_FILE}); "
-                                    "refusing to write into it")
+        raise ConfigError(
+            task_dir, f"exists and is not an l2s phantom folder (no {SETTINGS_FILE}); refusing to write into it"
+        )
     atomic_write_json(settings_path, settings)
 
 
@@ -537,20 +570,30 @@ def _check_arguments(n_cases: int, shape: Sequence[int], seed: int) -> tuple[int
     return shape  # type: ignore[return-value]
 
 
-def case_geometries(organ: str, n_cases: int | None, shape: tuple[int, int, int], seed: int, profile: str,
-                     scale: float) -> list[tuple[tuple[int, int, int], tuple[float, float, float] | None]]:
+def case_geometries(
+    organ: str, n_cases: int | None, shape: tuple[int, int, int], seed: int, profile: str, scale: float
+) -> list[tuple[tuple[int, int, int], tuple[float, float, float] | None]]:
     """``(shape, spacing)`` of every case: the fixed shape, or the MSD ranges (see :mod:`phantom_geometry`)."""
     if profile == "fixed":
         return [(shape, None)] * (n_cases or DEFAULT_CASES)
     count = MSD_GEOMETRY[organ].cases if n_cases is None else min(n_cases, MSD_GEOMETRY[organ].cases)
     organ_index = ORGANS.index(organ)
-    return [case_geometry(organ, np.random.default_rng([seed, organ_index, i, _GEOMETRY_STREAM]), scale)
-            for i in range(count)]
+    return [
+        case_geometry(organ, np.random.default_rng([seed, organ_index, i, _GEOMETRY_STREAM]), scale)
+        for i in range(count)
+    ]
 
 
-def generate_phantom_task(organ: str, out_dir: str | Path, n_cases: int | None = None,
-                          shape: tuple[int, int, int] = (32, 96, 96), seed: int = 0, progress: bool = True,
-                          profile: str = "fixed", scale: float = 1.0) -> Path:
+def generate_phantom_task(
+    organ: str,
+    out_dir: str | Path,
+    n_cases: int | None = None,
+    shape: tuple[int, int, int] = (32, 96, 96),
+    seed: int = 0,
+    progress: bool = True,
+    profile: str = "fixed",
+    scale: float = 1.0,
+) -> Path:
     """Write one phantom task folder in MSD layout.
 
     Cases already present (image and label) are skipped, so a rerun with the same settings
@@ -582,18 +625,32 @@ def generate_phantom_task(organ: str, out_dir: str | Path, n_cases: int | None =
     shape = _check_arguments(n_cases or DEFAULT_CASES, shape, seed)
     geometries = case_geometries(organ, n_cases, shape, seed, profile, scale)
     task_dir = Path(out_dir) / TASK_FOLDERS[organ]
-    settings: dict[str, object] = {"generator_version": GENERATOR_VERSION, "organ": organ, "shape": list(shape), "seed": seed}
+    settings: dict[str, object] = {
+        "generator_version": GENERATOR_VERSION,
+        "organ": organ,
+        "shape": list(shape),
+        "seed": seed,
+    }
     if profile != "fixed":
-        settings = {"generator_version": GENERATOR_VERSION, "organ": organ, "profile": profile, "scale": scale,
-                    "seed": seed}
+        settings = {
+            "generator_version": GENERATOR_VERSION,
+            "organ": organ,
+            "profile": profile,
+            "scale": scale,
+            "seed": seed,
+        }
     _claim_folder(task_dir, settings)
     write_phantom_cases(organ, task_dir, geometries, seed, progress)
     return task_dir
 
 
-def write_phantom_cases(organ: str, task_dir: str | Path,
-                        geometries: Sequence[tuple[tuple[int, int, int], tuple[float, float, float] | None]],
-                        seed: int = 0, progress: bool = True) -> list[str]:
+def write_phantom_cases(
+    organ: str,
+    task_dir: str | Path,
+    geometries: Sequence[tuple[tuple[int, int, int], tuple[float, float, float] | None]],
+    seed: int = 0,
+    progress: bool = True,
+) -> list[str]:
     """Render and write one case per ``(shape, spacing)`` into a task folder, then its ``dataset.json``.
 
     Cases already present are skipped. :func:`generate_phantom_task` calls this after checking
@@ -623,9 +680,16 @@ def write_phantom_cases(organ: str, task_dir: str | Path,
     return case_ids
 
 
-def generate_phantom_tasks(out_dir: str | Path, organs: Sequence[str] = ORGANS, n_cases: int | None = None,
-                           shape: tuple[int, int, int] = (32, 96, 96), seed: int = 0,
-                           progress: bool = True, profile: str = "fixed", scale: float = 1.0) -> dict[str, Path]:
+def generate_phantom_tasks(
+    out_dir: str | Path,
+    organs: Sequence[str] = ORGANS,
+    n_cases: int | None = None,
+    shape: tuple[int, int, int] = (32, 96, 96),
+    seed: int = 0,
+    progress: bool = True,
+    profile: str = "fixed",
+    scale: float = 1.0,
+) -> dict[str, Path]:
     """Write the phantom task folders of several organs (see :func:`generate_phantom_task`).
 
     Returns:
@@ -636,5 +700,7 @@ def generate_phantom_tasks(out_dir: str | Path, organs: Sequence[str] = ORGANS, 
     """
     for organ in organs:
         _task(organ)
-    return {organ: generate_phantom_task(organ, out_dir, n_cases, shape, seed, progress, profile, scale)
-            for organ in dict.fromkeys(organs)}
+    return {
+        organ: generate_phantom_task(organ, out_dir, n_cases, shape, seed, progress, profile, scale)
+        for organ in dict.fromkeys(organs)
+    }

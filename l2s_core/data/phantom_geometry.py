@@ -88,8 +88,9 @@ MSD_GEOMETRY: dict[str, TaskGeometry] = {
 }
 
 
-def case_geometry(organ: str, rng: np.random.Generator,
-                  scale: float = 1.0) -> tuple[tuple[int, int, int], tuple[float, float, float]]:
+def case_geometry(
+    organ: str, rng: np.random.Generator, scale: float = 1.0
+) -> tuple[tuple[int, int, int], tuple[float, float, float]]:
     """Draw one case's volume shape and voxel spacing.
 
     Args:

@@ -33,16 +33,16 @@ import numpy as np
 from skimage.transform import resize
 from tqdm.auto import tqdm
 
-from l2s_core.boxes import largest_component, organ_box
 from l2s_core.boxes import crop as crop_box
+from l2s_core.boxes import largest_component, organ_box
 from l2s_core.data.io import image_voxels, read_image, read_label
 from l2s_core.data.msd import MSDCase, MSDTask, check_label_values, check_organ_labels, organ_mask, read_task
 from l2s_core.data.normalise import foreground_intensity_stats, normalise
 from l2s_core.data.split import save_split, split_cases
 from l2s_core.errors import ConfigError, EmptyOrganError, InputDataError, L2SError
 from l2s_core.files import atomic_save_npy, atomic_write_json, read_json
-from l2s_core.vocabulary import CROP_LABELS
 from l2s_core.processes import available_memory, die_with_parent, process_alive
+from l2s_core.vocabulary import CROP_LABELS
 
 #: Voxels of context around the organ box (the paper's 15).
 CROP_MARGIN = 15
@@ -100,14 +100,16 @@ def lowres_shape(shape: Sequence[int], divisors: Sequence[int] = LOWRES_DIVISORS
 def downsample_image(image: np.ndarray, divisors: Sequence[int] = LOWRES_DIVISORS) -> np.ndarray:
     """Resize a ``(z, y, x)`` image to :func:`lowres_shape` with ``skimage.transform.resize``
     (linear, anti-aliased), as the paper made its low-resolution dataset; float32."""
-    return resize(image, lowres_shape(image.shape, divisors), order=1, preserve_range=True,
-                  anti_aliasing=True).astype(np.float32)
+    return resize(image, lowres_shape(image.shape, divisors), order=1, preserve_range=True, anti_aliasing=True).astype(
+        np.float32
+    )
 
 
 def downsample_mask(mask: np.ndarray, divisors: Sequence[int] = LOWRES_DIVISORS) -> np.ndarray:
     """Resize a ``(z, y, x)`` mask to :func:`lowres_shape` as float, then round; uint8."""
-    small = resize(mask.astype(np.float32), lowres_shape(mask.shape, divisors), order=1, preserve_range=True,
-                   anti_aliasing=False)
+    small = resize(
+        mask.astype(np.float32), lowres_shape(mask.shape, divisors), order=1, preserve_range=True, anti_aliasing=False
+    )
     return np.rint(small).astype(np.uint8)
 
 
@@ -123,14 +125,19 @@ def read_case(case: MSDCase, task: MSDTask, channel: int) -> tuple[np.ndarray, n
     image, image_meta = read_image(case.image_path, channel=channel)
     label, label_meta = read_label(case.label_path)
     if image.shape != label.shape:
-        raise InputDataError(case.label_path, f"label shape {label.shape} (z, y, x) differs from image {case.image_path.name} {image.shape}")
+        raise InputDataError(
+            case.label_path,
+            f"label shape {label.shape} (z, y, x) differs from image {case.image_path.name} {image.shape}",
+        )
     if not np.allclose(image_meta.source_affine, label_meta.source_affine, rtol=1e-4, atol=1e-3):
         raise InputDataError(case.label_path, f"label affine differs from the affine of image {case.image_path.name}")
     values = check_label_values(label, task.labels, case.label_path)
     return image, label, image_meta, values
 
 
-def _prepare_case(case: MSDCase, task: MSDTask, settings: PrepareSettings, ct_stats: dict | None, out_dir: Path) -> tuple[str, str]:
+def _prepare_case(
+    case: MSDCase, task: MSDTask, settings: PrepareSettings, ct_stats: dict | None, out_dir: Path
+) -> tuple[str, str]:
     """Prepare one case into ``out_dir/cases/<id>``; returns ``(case_id, status)``."""
     final = out_dir / "cases" / case.case_id
     if (final / "meta.json").exists():
@@ -140,8 +147,10 @@ def _prepare_case(case: MSDCase, task: MSDTask, settings: PrepareSettings, ct_st
     del label  # a full-size array no longer needed: memory is what bounds the parallel workers
     box = organ_box(mask, settings.crop_margin)
     if box is None:
-        raise EmptyOrganError(case.label_path, "the organ mask is empty, so no organ box can be cropped "
-                              "(use --skip-empty to leave such cases out)")
+        raise EmptyOrganError(
+            case.label_path,
+            "the organ mask is empty, so no organ box can be cropped (use --skip-empty to leave such cases out)",
+        )
     image = normalise(image, settings.normalisation, ct_stats)
     staging = out_dir / "cases" / f".{case.case_id}{PARTIAL_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}"
     staging.mkdir(parents=True)
@@ -152,21 +161,26 @@ def _prepare_case(case: MSDCase, task: MSDTask, settings: PrepareSettings, ct_st
         atomic_save_npy(staging / "lowres_label.npy", downsample_mask(mask, settings.lowres_divisors))
         atomic_save_npy(staging / "crop_image.npy", crop_box(image, box))
         crop_mask = crop_box(mask, box)
-        atomic_save_npy(staging / "crop_label.npy",
-                        largest_component(crop_mask) if settings.crop_label == "largest_component" else crop_mask)
-        atomic_write_json(staging / "meta.json", {
-            "case_id": case.case_id,
-            "image_path": str(case.image_path),
-            "label_path": str(case.label_path),
-            "source": image_meta.to_dict(),
-            "original_shape": list(image.shape),
-            "lowres_shape": list(lowres_shape(image.shape, settings.lowres_divisors)),
-            "crop_box": list(box),
-            "crop_margin": settings.crop_margin,
-            "label_values": values,
-            "organ_voxels": int(mask.sum()),
-            "foreground_share": float(mask.mean()),
-        })
+        atomic_save_npy(
+            staging / "crop_label.npy",
+            largest_component(crop_mask) if settings.crop_label == "largest_component" else crop_mask,
+        )
+        atomic_write_json(
+            staging / "meta.json",
+            {
+                "case_id": case.case_id,
+                "image_path": str(case.image_path),
+                "label_path": str(case.label_path),
+                "source": image_meta.to_dict(),
+                "original_shape": list(image.shape),
+                "lowres_shape": list(lowres_shape(image.shape, settings.lowres_divisors)),
+                "crop_box": list(box),
+                "crop_margin": settings.crop_margin,
+                "label_values": values,
+                "organ_voxels": int(mask.sum()),
+                "foreground_share": float(mask.mean()),
+            },
+        )
         if final.exists():  # a stale incomplete folder (no meta.json) from an older layout
             shutil.rmtree(final)
         os.replace(staging, final)
@@ -175,8 +189,9 @@ def _prepare_case(case: MSDCase, task: MSDTask, settings: PrepareSettings, ct_st
     return case.case_id, "prepared"
 
 
-def _prepare_case_or_exclude(case: MSDCase, task: MSDTask, settings: PrepareSettings, ct_stats: dict | None,
-                             out_dir: Path, skip_empty: bool) -> tuple[str, str]:
+def _prepare_case_or_exclude(
+    case: MSDCase, task: MSDTask, settings: PrepareSettings, ct_stats: dict | None, out_dir: Path, skip_empty: bool
+) -> tuple[str, str]:
     try:
         return _prepare_case(case, task, settings, ct_stats, out_dir)
     except EmptyOrganError as exc:
@@ -197,8 +212,11 @@ def _check_settings(out_dir: Path, settings: dict) -> dict | None:
     previous = read_json(path)
     for key, value in settings.items():
         if previous.get(key) != value:
-            raise ConfigError(path, f"this folder was prepared with {key}={previous.get(key)!r}, now {value!r}; "
-                              "use another --out folder or delete this one")
+            raise ConfigError(
+                path,
+                f"this folder was prepared with {key}={previous.get(key)!r}, now {value!r}; "
+                "use another --out folder or delete this one",
+            )
     return previous
 
 
@@ -243,8 +261,9 @@ def _prepare_in_pool(args: list[tuple], workers: int, out_dir: Path, statuses: d
         L2SError: of a case as raised there; one naming the prepared folder when a worker died.
     """
     context = multiprocessing.get_context("spawn")  # the parent of each worker is this process (die_with_parent)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=die_with_parent,
-                             initargs=(os.getpid(),)) as pool:
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=context, initializer=die_with_parent, initargs=(os.getpid(),)
+    ) as pool:
         futures = [pool.submit(_prepare_case_or_exclude, *a) for a in args]
         try:
             for future in futures:
@@ -252,8 +271,11 @@ def _prepare_in_pool(args: list[tuple], workers: int, out_dir: Path, statuses: d
                 statuses[case_id] = status
                 bar.update()
         except BrokenProcessPool:
-            raise L2SError(out_dir, "a preparation worker process died (killed, e.g. for lack of memory); "
-                           "prepared cases are kept, run again (with fewer --workers)") from None
+            raise L2SError(
+                out_dir,
+                "a preparation worker process died (killed, e.g. for lack of memory); "
+                "prepared cases are kept, run again (with fewer --workers)",
+            ) from None
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 
@@ -266,8 +288,14 @@ def _record_exclusions(out_dir: Path, excluded: dict[str, str]) -> None:
     atomic_write_json(path, {"cases": {**previous, **excluded}})
 
 
-def prepare_task(task_dir: str | Path, out_dir: str | Path, settings: PrepareSettings = PrepareSettings(),
-                 skip_empty: bool = False, workers: int | None = None, progress: bool = True) -> dict[str, str]:
+def prepare_task(
+    task_dir: str | Path,
+    out_dir: str | Path,
+    settings: PrepareSettings = PrepareSettings(),
+    skip_empty: bool = False,
+    workers: int | None = None,
+    progress: bool = True,
+) -> dict[str, str]:
     """Prepare every training case of an MSD task folder.
 
     Args:
@@ -292,15 +320,22 @@ def prepare_task(task_dir: str | Path, out_dir: str | Path, settings: PrepareSet
     check_organ_labels(settings.organ_labels, task)
     if settings.max_cases is not None and settings.max_cases < 1:
         raise ConfigError("max_cases", f"must be at least 1, got {settings.max_cases}")
-    cases = sorted(task.cases, key=lambda c: c.case_id)[:settings.max_cases]
+    cases = sorted(task.cases, key=lambda c: c.case_id)[: settings.max_cases]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    identity = {"task_name": task.name, "task_dir": str(task.root.resolve()),
-                "normalisation": settings.normalisation, "channel": settings.channel,
-                "organ_labels": list(settings.organ_labels) if settings.organ_labels is not None else None,
-                "seed": settings.seed, "split_order": settings.split_order, "crop_margin": settings.crop_margin,
-                "max_cases": settings.max_cases, "lowres_divisors": list(settings.lowres_divisors),
-                "crop_label": settings.crop_label}
+    identity = {
+        "task_name": task.name,
+        "task_dir": str(task.root.resolve()),
+        "normalisation": settings.normalisation,
+        "channel": settings.channel,
+        "organ_labels": list(settings.organ_labels) if settings.organ_labels is not None else None,
+        "seed": settings.seed,
+        "split_order": settings.split_order,
+        "crop_margin": settings.crop_margin,
+        "max_cases": settings.max_cases,
+        "lowres_divisors": list(settings.lowres_divisors),
+        "crop_label": settings.crop_label,
+    }
     previous = _check_settings(out_dir, identity)
     split = split_cases([c.case_id for c in cases], seed=settings.seed, order=settings.split_order)
     if not (out_dir / "split.json").exists():
@@ -310,8 +345,15 @@ def prepare_task(task_dir: str | Path, out_dir: str | Path, settings: PrepareSet
         train = [c for c in cases if c.case_id in set(split["train"])]
         ct_stats = foreground_intensity_stats(_image_and_mask(c, task, settings) for c in train)
     if previous is None:
-        atomic_write_json(out_dir / "prep.json", {**identity, "ct_stats": ct_stats, "modality": task.modality,
-                                                   "labels": {str(k): v for k, v in task.labels.items()}})
+        atomic_write_json(
+            out_dir / "prep.json",
+            {
+                **identity,
+                "ct_stats": ct_stats,
+                "modality": task.modality,
+                "labels": {str(k): v for k, v in task.labels.items()},
+            },
+        )
     remove_stale_partials(out_dir)
     workers = worker_count(workers, [case_peak_bytes(c) for c in cases])
     statuses: dict[str, str] = {}
@@ -327,8 +369,12 @@ def prepare_task(task_dir: str | Path, out_dir: str | Path, settings: PrepareSet
             _prepare_in_pool(args, workers, out_dir, statuses, bar)
     finally:
         bar.close()
-        _record_exclusions(out_dir, {k: v.removeprefix("excluded: ") for k, v in statuses.items() if v.startswith("excluded")})
+        _record_exclusions(
+            out_dir, {k: v.removeprefix("excluded: ") for k, v in statuses.items() if v.startswith("excluded")}
+        )
     if all(status.startswith("excluded") for status in statuses.values()):
-        raise EmptyOrganError(task.root / "labelsTr", f"the organ (labels {settings.organ_labels or 'non-zero'}) "
-                              "is absent in every case; check --organ-labels")
+        raise EmptyOrganError(
+            task.root / "labelsTr",
+            f"the organ (labels {settings.organ_labels or 'non-zero'}) is absent in every case; check --organ-labels",
+        )
     return statuses

@@ -65,8 +65,14 @@ def _slice_contours(mask_2d: np.ndarray) -> list[np.ndarray]:
     return [c[:-1] - 1.0 for c in find_contours(padded, 0.5) if len(c) > 3]
 
 
-def write_rtstruct(mask: np.ndarray, meta: VolumeMeta, series: SeriesInfo, roi_name: str, path: str | Path,
-                   description: str = "l2s prediction") -> None:
+def write_rtstruct(
+    mask: np.ndarray,
+    meta: VolumeMeta,
+    series: SeriesInfo,
+    roi_name: str,
+    path: str | Path,
+    description: str = "l2s prediction",
+) -> None:
     """Write a ``(z, y, x)`` RAS mask of a series as an RTSTRUCT with one named ROI, atomically.
 
     Args:
@@ -79,49 +85,78 @@ def write_rtstruct(mask: np.ndarray, meta: VolumeMeta, series: SeriesInfo, roi_n
     """
     pydicom = require_pydicom()
     from pydicom.dataset import FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+    from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
     source = to_source_grid(np.asarray(mask) > 0, meta)  # (i = column, j = row, k = slice)
     lps = np.asarray(series.lps_affine)
-    image_refs = [_dataset(ReferencedSOPClassUID=series.sop_class_uid, ReferencedSOPInstanceUID=uid)
-                  for uid in series.sop_instance_uids]
+    image_refs = [
+        _dataset(ReferencedSOPClassUID=series.sop_class_uid, ReferencedSOPInstanceUID=uid)
+        for uid in series.sop_instance_uids
+    ]
     contours = []
     for k, uid in enumerate(series.sop_instance_uids):
         for outline in _slice_contours(source[:, :, k].T):
             voxels = np.column_stack([outline[:, 1], outline[:, 0], np.full(len(outline), k), np.ones(len(outline))])
             points = (voxels @ lps.T)[:, :3]
-            contours.append(_dataset(
-                ContourImageSequence=_sequence(_dataset(ReferencedSOPClassUID=series.sop_class_uid,
-                                                        ReferencedSOPInstanceUID=uid)),
-                ContourGeometricType="CLOSED_PLANAR", NumberOfContourPoints=len(points),
-                ContourData=[f"{v:.3f}" for v in points.ravel()]))
+            contours.append(
+                _dataset(
+                    ContourImageSequence=_sequence(
+                        _dataset(ReferencedSOPClassUID=series.sop_class_uid, ReferencedSOPInstanceUID=uid)
+                    ),
+                    ContourGeometricType="CLOSED_PLANAR",
+                    NumberOfContourPoints=len(points),
+                    ContourData=[f"{v:.3f}" for v in points.ravel()],
+                )
+            )
     now = datetime.datetime.now()
     file_meta = FileMetaDataset()
-    file_meta.MediaStorageSOPClassUID = RTSTRUCT_SOP_CLASS
+    file_meta.MediaStorageSOPClassUID = UID(RTSTRUCT_SOP_CLASS)
     file_meta.MediaStorageSOPInstanceUID = generate_uid()
     file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds = pydicom.dataset.FileDataset(str(path), {}, file_meta=file_meta, preamble=b"\0" * 128)
     for keyword, value in series.patient_study.items():
         setattr(ds, keyword, value)
-    roi = dict(ROINumber=1, ReferencedFrameOfReferenceUID=series.frame_of_reference_uid, ROIName=roi_name,
-               ROIGenerationAlgorithm="AUTOMATIC")
+    roi = dict(
+        ROINumber=1,
+        ReferencedFrameOfReferenceUID=series.frame_of_reference_uid,
+        ROIName=roi_name,
+        ROIGenerationAlgorithm="AUTOMATIC",
+    )
     elements = dict(
-        SOPClassUID=RTSTRUCT_SOP_CLASS, SOPInstanceUID=file_meta.MediaStorageSOPInstanceUID, Modality="RTSTRUCT",
-        SeriesInstanceUID=generate_uid(), SeriesNumber=999, InstanceNumber=1, SeriesDescription=description,
-        Manufacturer="l2s", StructureSetLabel=description[:16], StructureSetDate=now.strftime("%Y%m%d"),
-        StructureSetTime=now.strftime("%H%M%S"), ContentDate=now.strftime("%Y%m%d"), ContentTime=now.strftime("%H%M%S"),
-        ReferencedFrameOfReferenceSequence=_sequence(_dataset(
-            FrameOfReferenceUID=series.frame_of_reference_uid,
-            RTReferencedStudySequence=_sequence(_dataset(
-                ReferencedSOPClassUID=_STUDY_SOP_CLASS,
-                ReferencedSOPInstanceUID=series.patient_study.get("StudyInstanceUID", ""),
-                RTReferencedSeriesSequence=_sequence(_dataset(SeriesInstanceUID=series.series_uid,
-                                                              ContourImageSequence=_sequence(*image_refs))))))),
+        SOPClassUID=RTSTRUCT_SOP_CLASS,
+        SOPInstanceUID=file_meta.MediaStorageSOPInstanceUID,
+        Modality="RTSTRUCT",
+        SeriesInstanceUID=generate_uid(),
+        SeriesNumber=999,
+        InstanceNumber=1,
+        SeriesDescription=description,
+        Manufacturer="l2s",
+        StructureSetLabel=description[:16],
+        StructureSetDate=now.strftime("%Y%m%d"),
+        StructureSetTime=now.strftime("%H%M%S"),
+        ContentDate=now.strftime("%Y%m%d"),
+        ContentTime=now.strftime("%H%M%S"),
+        ReferencedFrameOfReferenceSequence=_sequence(
+            _dataset(
+                FrameOfReferenceUID=series.frame_of_reference_uid,
+                RTReferencedStudySequence=_sequence(
+                    _dataset(
+                        ReferencedSOPClassUID=_STUDY_SOP_CLASS,
+                        ReferencedSOPInstanceUID=series.patient_study.get("StudyInstanceUID", ""),
+                        RTReferencedSeriesSequence=_sequence(
+                            _dataset(SeriesInstanceUID=series.series_uid, ContourImageSequence=_sequence(*image_refs))
+                        ),
+                    )
+                ),
+            )
+        ),
         StructureSetROISequence=_sequence(_dataset(**roi)),
-        ROIContourSequence=_sequence(_dataset(ReferencedROINumber=1, ROIDisplayColor=[255, 0, 0],
-                                              ContourSequence=_sequence(*contours))),
-        RTROIObservationsSequence=_sequence(_dataset(ObservationNumber=1, ReferencedROINumber=1,
-                                                     RTROIInterpretedType="ORGAN", ROIInterpreter="")),
+        ROIContourSequence=_sequence(
+            _dataset(ReferencedROINumber=1, ROIDisplayColor=[255, 0, 0], ContourSequence=_sequence(*contours))
+        ),
+        RTROIObservationsSequence=_sequence(
+            _dataset(ObservationNumber=1, ReferencedROINumber=1, RTROIInterpretedType="ORGAN", ROIInterpreter="")
+        ),
     )
     for keyword, value in elements.items():
         setattr(ds, keyword, value)
@@ -178,9 +213,13 @@ def read_rtstruct(path: str | Path) -> StructureSet:
     if ds.get("Modality") != "RTSTRUCT" or "StructureSetROISequence" not in ds:
         raise DicomError(path, f"not an RTSTRUCT (Modality {ds.get('Modality')!r})")
     frames = tuple(str(f.FrameOfReferenceUID) for f in ds.get("ReferencedFrameOfReferenceSequence", []))
-    series = tuple(str(s.SeriesInstanceUID) for f in ds.get("ReferencedFrameOfReferenceSequence", [])
-                   for st in f.get("RTReferencedStudySequence", []) for s in st.get("RTReferencedSeriesSequence", []))
-    names = {}
+    series = tuple(
+        str(s.SeriesInstanceUID)
+        for f in ds.get("ReferencedFrameOfReferenceSequence", [])
+        for st in f.get("RTReferencedStudySequence", [])
+        for s in st.get("RTReferencedSeriesSequence", [])
+    )
+    names: dict[int, str] = {}
     for roi in ds.StructureSetROISequence:
         name = str(roi.get("ROIName", "") or "").strip()
         if not name:
@@ -188,9 +227,9 @@ def read_rtstruct(path: str | Path) -> StructureSet:
         names[int(roi.ROINumber)] = name
     rois: dict[str, list[np.ndarray]] = {name: [] for name in names.values()}
     for item in ds.get("ROIContourSequence", []):
-        name = names.get(int(item.ReferencedROINumber))
-        if name is None:
+        if int(item.ReferencedROINumber) not in names:
             continue
+        name = names[int(item.ReferencedROINumber)]
         for contour in item.get("ContourSequence", []):
             points = np.asarray([float(v) for v in contour.get("ContourData", [])], dtype=np.float64).reshape(-1, 3)
             if len(points):
@@ -232,8 +271,11 @@ def rasterise(contours: list[np.ndarray], meta: VolumeMeta, series: SeriesInfo, 
         voxels = (np.column_stack([points, np.ones(len(points))]) @ to_voxel.T)[:, :3]
         k = int(round(float(np.median(voxels[:, 2]))))
         if not 0 <= k < n_k or np.abs(voxels[:, 2] - k).max() > _PLANE_TOLERANCE:
-            raise DicomError(where, f"a contour at slice position {np.median(voxels[:, 2]):.2f} lies on no slice of "
-                             f"series {series.series_uid} ({n_k} slices)")
+            raise DicomError(
+                where,
+                f"a contour at slice position {np.median(voxels[:, 2]):.2f} lies on no slice of "
+                f"series {series.series_uid} ({n_k} slices)",
+            )
         cols, rows = voxels[:, 0], voxels[:, 1]
         filled = np.zeros((n_j, n_i), dtype=bool)
         filled[polygon(rows, cols, (n_j, n_i))] = True

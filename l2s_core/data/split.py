@@ -11,7 +11,6 @@ from l2s_core.files import atomic_write_json, read_json
 from l2s_core.vocabulary import SPLIT_NAMES, SPLIT_ORDERS
 
 
-
 def split_cases(case_ids: Iterable[str], seed: int = 42, order: str = "table1") -> dict[str, list[str]]:
     """Split case ids 60/20/20 the way the paper did.
 

@@ -38,8 +38,13 @@ __all__ = ["export_model", "model_card_readme"]
 
 
 def _software() -> dict[str, str]:
-    return {"l2s": l2s_core.__version__, "python": platform.python_version(), "torch": torch.__version__,
-            "numpy": np.__version__, "monai": monai.__version__}
+    return {
+        "l2s": l2s_core.__version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "monai": monai.__version__,
+    }
 
 
 def _pooled_dice(organ_dir: Path) -> dict[tuple[str, str, int], float]:
@@ -64,38 +69,61 @@ def _export_network(run: ConvergedRun, weights_dir: Path) -> NetworkEntry:
     with atomic_open(path) as handle:
         torch.save({k: v.detach().cpu() for k, v in network.state_dict().items()}, handle)
     config = run.config
-    return NetworkEntry(network=run.network, run=run.index, file=f"{weights_dir.name}/{path.name}",
-                        sha256=sha256_of(path), network_class=str(metadata["network_class"]),
-                        hparams=dict(metadata["hparams"]), patch_size=tuple(config.patch_size), amp=bool(config.amp),
-                        best_val_dice=read_json(run.folder / SUMMARY_FILE).get("best_val_dice"))
+    return NetworkEntry(
+        network=run.network,
+        run=run.index,
+        file=f"{weights_dir.name}/{path.name}",
+        sha256=sha256_of(path),
+        network_class=str(metadata["network_class"]),
+        hparams=dict(metadata["hparams"]),
+        patch_size=config.patch_size,
+        amp=bool(config.amp),
+        best_val_dice=read_json(run.folder / SUMMARY_FILE).get("best_val_dice"),
+    )
 
 
 def _pairs(runs: dict[str, list[ConvergedRun]], dice: dict[tuple[str, str, int], float]) -> list[PairEntry]:
     def scores(method: str, index: int) -> dict[str, float | None]:
         return {split: dice.get((split, method, index)) for split in SPLITS}
 
-    pairs = [PairEntry("two_stage", i, {"localiser": loc.index, "organ": org.index}, scores("two_stage", i))
-             for i, (loc, org) in enumerate(zip(runs["localiser"], runs["organ"]))]
-    return pairs + [PairEntry("baseline", r.index, {"baseline": r.index}, scores("baseline", r.index))
-                    for r in runs["baseline"]]
+    pairs = [
+        PairEntry("two_stage", i, {"localiser": loc.index, "organ": org.index}, scores("two_stage", i))
+        for i, (loc, org) in enumerate(zip(runs["localiser"], runs["organ"]))
+    ]
+    return pairs + [
+        PairEntry("baseline", r.index, {"baseline": r.index}, scores("baseline", r.index)) for r in runs["baseline"]
+    ]
 
 
-def _card(organ: str, task: PreparedTask, networks: list[NetworkEntry], pairs: list[PairEntry],
-          study_dir: Path) -> ModelCard:
+def _card(
+    organ: str, task: PreparedTask, networks: list[NetworkEntry], pairs: list[PairEntry], study_dir: Path
+) -> ModelCard:
     settings = task.settings
     modality = {str(k): str(v) for k, v in settings["modality"].items()}
     channel = int(settings["channel"])
     return ModelCard(
-        organ=organ, modality=modality.get(str(channel), "unknown"), n_channels=len(modality), channel=channel,
+        organ=organ,
+        modality=modality.get(str(channel), "unknown"),
+        n_channels=len(modality),
+        channel=channel,
         organ_labels=None if settings["organ_labels"] is None else tuple(settings["organ_labels"]),
-        labels={str(k): str(v) for k, v in settings["labels"].items()}, normalisation=str(settings["normalisation"]),
-        ct_stats=settings.get("ct_stats"), crop_margin=int(settings["crop_margin"]),
+        labels={str(k): str(v) for k, v in settings["labels"].items()},
+        normalisation=str(settings["normalisation"]),
+        ct_stats=settings.get("ct_stats"),
+        crop_margin=int(settings["crop_margin"]),
         lowres_divisors=tuple(int(d) for d in settings["lowres_divisors"]),  # type: ignore[arg-type]
-        networks=tuple(networks), pairs=tuple(pairs),
-        training_data={"task_name": settings["task_name"], "task_dir": settings["task_dir"],
-                       "cases": {name: len(ids) for name, ids in task.split.items()},
-                       "excluded": len(task.excluded), "study_dir": str(study_dir.resolve())},
-        software=_software(), created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        networks=tuple(networks),
+        pairs=tuple(pairs),
+        training_data={
+            "task_name": settings["task_name"],
+            "task_dir": settings["task_dir"],
+            "cases": {name: len(ids) for name, ids in task.split.items()},
+            "excluded": len(task.excluded),
+            "study_dir": str(study_dir.resolve()),
+        },
+        software=_software(),
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
 
 
 def _dice_text(value: float | None) -> str:
@@ -107,22 +135,37 @@ def model_card_readme(card: ModelCard) -> str:
     data = card.training_data
     cases = ", ".join(f"{n} {name}" for name, n in data.get("cases", {}).items())
     lines = [
-        f"# l2s model: {card.organ}", "",
+        f"# l2s model: {card.organ}",
+        "",
         f"Localise-to-segment networks for the {card.organ} ({card.modality}, channel {card.channel} of "
-        f"{card.n_channels}), exported by l2s {card.software.get('l2s', '?')} on {card.created}.", "",
+        f"{card.n_channels}), exported by l2s {card.software.get('l2s', '?')} on {card.created}.",
+        "",
         f"Trained on task `{data.get('task_name')}` ({cases}; {data.get('excluded', 0)} excluded), "
-        f"study `{data.get('study_dir')}`.", "",
+        f"study `{data.get('study_dir')}`.",
+        "",
         f"Preprocessing: `{card.normalisation}` normalisation, organ labels "
         f"{list(card.organ_labels) if card.organ_labels else 'every non-zero label'}, crop margin "
-        f"{card.crop_margin} voxels, low resolution = shape // {list(card.lowres_divisors)} (z, y, x).", "",
-        "| method | index | runs | val Dice | test Dice |", "|---|---|---|---|---|",
-        *[f"| {p.method} | {p.index} | {', '.join(f'{k} {v}' for k, v in p.runs.items())} | "
-          f"{_dice_text(p.dice.get('val'))} | {_dice_text(p.dice.get('test'))} |" for p in card.pairs],
-        "", "Dice: pooled over the cases of the split, from the study's evaluation.", "",
-        "```bash", "l2s predict {this folder} scan.nii.gz --out predictions/ --method two_stage --runs all", "```", "",
+        f"{card.crop_margin} voxels, low resolution = shape // {list(card.lowres_divisors)} (z, y, x).",
+        "",
+        "| method | index | runs | val Dice | test Dice |",
+        "|---|---|---|---|---|",
+        *[
+            f"| {p.method} | {p.index} | {', '.join(f'{k} {v}' for k, v in p.runs.items())} | "
+            f"{_dice_text(p.dice.get('val'))} | {_dice_text(p.dice.get('test'))} |"
+            for p in card.pairs
+        ],
+        "",
+        "Dice: pooled over the cases of the split, from the study's evaluation.",
+        "",
+        "```bash",
+        "l2s predict {this folder} scan.nii.gz --out predictions/ --method two_stage --runs all",
+        "```",
+        "",
         f"Every weight file is a plain state dict (`torch.load(weights_only=True)`); `{CARD_FILE}` lists its "
-        "sha256, and l2s refuses a folder whose files differ from it.", "",
-        "Software: " + ", ".join(f"{k} {v}" for k, v in card.software.items()) + ".", "",
+        "sha256, and l2s refuses a folder whose files differ from it.",
+        "",
+        "Software: " + ", ".join(f"{k} {v}" for k, v in card.software.items()) + ".",
+        "",
     ]
     return "\n".join(lines)
 
@@ -148,7 +191,9 @@ def export_model(study_dir: str | Path, organ: str, out_dir: str | Path) -> Mode
     organ_dir = study_dir / organ
     if not (organ_dir / "prepared").is_dir():
         known = sorted(p.parent.name for p in study_dir.glob("*/prepared"))
-        raise InputDataError(organ_dir, f"no prepared organ '{organ}' in this study (organs: {', '.join(known) or 'none'})")
+        raise InputDataError(
+            organ_dir, f"no prepared organ '{organ}' in this study (organs: {', '.join(known) or 'none'})"
+        )
     if out_dir.exists():
         raise ConfigError(out_dir, "already exists; choose another --out or delete it")
     task = PreparedTask(organ_dir / "prepared")

@@ -28,7 +28,16 @@ from typing import Any
 from l2s_core.errors import InputDataError, ModelFolderError
 from l2s_core.files import read_json
 
-__all__ = ["CARD_FILE", "METHODS", "README_FILE", "ModelCard", "NetworkEntry", "PairEntry", "open_model_folder", "sha256_of"]
+__all__ = [
+    "CARD_FILE",
+    "METHODS",
+    "README_FILE",
+    "ModelCard",
+    "NetworkEntry",
+    "PairEntry",
+    "open_model_folder",
+    "sha256_of",
+]
 
 CARD_FILE = "model.json"
 #: Prediction methods of a model folder (see :mod:`l2s_core.deploy.predict`).
@@ -146,13 +155,15 @@ class ModelCard:
     def from_dict(cls, d: dict[str, Any]) -> ModelCard:
         """Inverse of :meth:`to_dict` (a ``format_version`` key is ignored; :func:`open_model_folder` checks it)."""
         d = {k: v for k, v in d.items() if k != "format_version"}
-        return cls(**{
-            **d,
-            "organ_labels": None if d["organ_labels"] is None else tuple(int(v) for v in d["organ_labels"]),
-            "lowres_divisors": tuple(int(v) for v in d["lowres_divisors"]),
-            "networks": tuple(NetworkEntry.from_dict(n) for n in d["networks"]),
-            "pairs": tuple(PairEntry.from_dict(p) for p in d["pairs"]),
-        })
+        return cls(
+            **{
+                **d,
+                "organ_labels": None if d["organ_labels"] is None else tuple(int(v) for v in d["organ_labels"]),
+                "lowres_divisors": tuple(int(v) for v in d["lowres_divisors"]),
+                "networks": tuple(NetworkEntry.from_dict(n) for n in d["networks"]),
+                "pairs": tuple(PairEntry.from_dict(p) for p in d["pairs"]),
+            }
+        )
 
     def entries(self, network: str) -> list[NetworkEntry]:
         """The exported networks of one kind, in run order."""
@@ -182,6 +193,8 @@ def open_model_folder(folder: str | Path) -> ModelCard:
         if not weights.is_file():
             raise ModelFolderError(weights, f"listed in {CARD_FILE} but missing")
         if sha256_of(weights) != entry.sha256:
-            raise ModelFolderError(weights, f"sha256 differs from the one in {CARD_FILE}: the file was altered or "
-                                   "replaced; export the model again")
+            raise ModelFolderError(
+                weights,
+                f"sha256 differs from the one in {CARD_FILE}: the file was altered or replaced; export the model again",
+            )
     return card

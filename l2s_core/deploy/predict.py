@@ -53,8 +53,18 @@ from l2s_core.files import atomic_write_text
 from l2s_core.infer import Localisation, Segmenter, gt_localised_predict, predict_volume, two_stage_predict
 from l2s_core.model import NETWORK_CLASSES
 
-__all__ = ["METHODS", "PREDICTION_COLUMNS", "LoadedModel", "Scan", "box_from_mm", "load_model_folder",
-           "normalised_image", "predict_scans", "read_scan", "segment"]
+__all__ = [
+    "METHODS",
+    "PREDICTION_COLUMNS",
+    "LoadedModel",
+    "Scan",
+    "box_from_mm",
+    "load_model_folder",
+    "normalised_image",
+    "predict_scans",
+    "read_scan",
+    "segment",
+]
 
 PREDICTION_COLUMNS = ("input", "mask", "rtstruct", "method", "runs", "volume_ml", "box", "seconds", "fallback")
 #: Networks each method needs.
@@ -86,7 +96,7 @@ class _MeanProbability(nn.Module):
     def __init__(self, networks: Sequence[nn.Module]) -> None:
         super().__init__()
         self.networks = nn.ModuleList(networks)
-        self.size_multiple = max(int(n.size_multiple) for n in networks)
+        self.size_multiple = max(int(getattr(n, "size_multiple", 1)) for n in networks)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         mean = torch.stack([n(images).float().softmax(dim=1) for n in self.networks]).mean(dim=0)
@@ -118,13 +128,16 @@ class LoadedModel:
 def _build(folder: Path, entry: NetworkEntry) -> nn.Module:
     path = folder / entry.file
     if entry.network_class not in NETWORK_CLASSES:
-        raise ModelFolderError(path, f"network class {entry.network_class!r}; this l2s builds "
-                                     f"{', '.join(NETWORK_CLASSES)}")
+        raise ModelFolderError(
+            path, f"network class {entry.network_class!r}; this l2s builds {', '.join(NETWORK_CLASSES)}"
+        )
     try:
         network = NETWORK_CLASSES[entry.network_class](**entry.hparams)
         network.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     except (RuntimeError, TypeError, ValueError) as exc:
-        raise ModelFolderError(path, f"weights do not fit {entry.network_class}({entry.hparams}) ({' '.join(str(exc).split())[:200]})") from None
+        raise ModelFolderError(
+            path, f"weights do not fit {entry.network_class}({entry.hparams}) ({' '.join(str(exc).split())[:200]})"
+        ) from None
     return network.eval()
 
 
@@ -141,8 +154,9 @@ def _selected(card: ModelCard, method: str, runs: int | None) -> dict[str, list[
     return {network: [by_run[(network, p.runs[network])] for p in chosen] for network in _NETWORKS_OF[method]}
 
 
-def load_model_folder(folder: str | Path, method: str = "two_stage", runs: int | None = None,
-                      device: str = "cpu") -> LoadedModel:
+def load_model_folder(
+    folder: str | Path, method: str = "two_stage", runs: int | None = None, device: str = "cpu"
+) -> LoadedModel:
     """Open and check a model folder and build the networks of ``method``.
 
     Raises:
@@ -184,7 +198,7 @@ def segment(model: LoadedModel, image: np.ndarray, box: Box | None = None) -> tu
     else:
         assert box is not None
         label = np.zeros(image.shape, dtype=np.uint8)
-        label[box[0]:box[3], box[1]:box[4], box[2]:box[5]] = 1
+        label[box[0] : box[3], box[1] : box[4], box[2] : box[5]] = 1
         result = gt_localised_predict(nets["organ"], image, label, localisation, device=device)
     return result.mask, result.box, result.fallback_used
 
@@ -204,22 +218,31 @@ def read_scan(path: str | Path, card: ModelCard) -> Scan:
     if path.is_dir():
         image, meta, series = read_series(path)
         if card.n_channels != 1:
-            raise ModelFolderError(path, f"a DICOM series is one channel; the model reads channel {card.channel} of "
-                                   f"{card.n_channels}-channel images")
+            raise ModelFolderError(
+                path,
+                f"a DICOM series is one channel; the model reads channel {card.channel} of "
+                f"{card.n_channels}-channel images",
+            )
         if _dicom_modality(card.modality) != series.modality.upper():
-            raise ModelFolderError(path, f"modality {series.modality}, the model was trained on {card.modality} "
-                                   f"({_dicom_modality(card.modality)})")
+            raise ModelFolderError(
+                path,
+                f"modality {series.modality}, the model was trained on {card.modality} "
+                f"({_dicom_modality(card.modality)})",
+            )
         return Scan(_output_name(path), image, meta, series)
     if not path.is_file():
         raise InputDataError(path, "no such NIfTI file or DICOM series folder")
     try:
-        shape = nib.load(str(path)).shape
+        shape = tuple(nib.load(str(path)).shape)  # type: ignore[attr-defined]
     except Exception:  # unreadable: read_image names the problem
         shape = ()
     channels = shape[3] if len(shape) == 4 else 1
     if shape and channels != card.n_channels:
-        raise ModelFolderError(path, f"{channels} channel(s), the model was trained on {card.n_channels}-channel "
-                               f"images ({card.modality} = channel {card.channel})")
+        raise ModelFolderError(
+            path,
+            f"{channels} channel(s), the model was trained on {card.n_channels}-channel "
+            f"images ({card.modality} = channel {card.channel})",
+        )
     image, meta = read_image(path, channel=card.channel if channels > 1 else 0)
     return Scan(_output_name(path), image, meta, None)
 
@@ -266,7 +289,7 @@ def _output_name(path: Path) -> str:
     """Stem of a scan's output files: the series folder's name or the NIfTI file's name without suffix."""
     if path.is_dir() or not path.name.endswith((".nii.gz", ".nii")):
         return path.name
-    return path.name[:-len(".nii.gz")] if path.name.endswith(".nii.gz") else path.stem
+    return path.name[: -len(".nii.gz")] if path.name.endswith(".nii.gz") else path.stem
 
 
 def _unique_names(inputs: Sequence[Path]) -> None:
@@ -274,13 +297,23 @@ def _unique_names(inputs: Sequence[Path]) -> None:
     for path in inputs:
         name = _output_name(path)
         if name in names:
-            raise ConfigError(path, f"gives the same output name '{name}' as {names[name]}; predict them into separate folders")
+            raise ConfigError(
+                path, f"gives the same output name '{name}' as {names[name]}; predict them into separate folders"
+            )
         names[name] = path
 
 
-def predict_scans(model_dir: str | Path, inputs: Sequence[str | Path], out_dir: str | Path, method: str = "two_stage",
-                  runs: int | None = None, box: Sequence[int] | None = None, box_mm: Sequence[float] | None = None,
-                  device: str = "cpu", progress: bool = True) -> pd.DataFrame:
+def predict_scans(
+    model_dir: str | Path,
+    inputs: Sequence[str | Path],
+    out_dir: str | Path,
+    method: str = "two_stage",
+    runs: int | None = None,
+    box: Sequence[int] | None = None,
+    box_mm: Sequence[float] | None = None,
+    device: str = "cpu",
+    progress: bool = True,
+) -> pd.DataFrame:
     """Segment scans with a model folder and write masks, RTSTRUCTs and ``predictions.csv``.
 
     Args:
@@ -304,12 +337,12 @@ def predict_scans(model_dir: str | Path, inputs: Sequence[str | Path], out_dir: 
     """
     if (method == "box") != (box is not None or box_mm is not None) or (box is not None and box_mm is not None):
         raise ConfigError("--box", "method box needs exactly one of --box or --box-mm; other methods take neither")
-    inputs, out_dir = [Path(p) for p in inputs], Path(out_dir)
-    _unique_names(inputs)
+    paths, out_dir = [Path(p) for p in inputs], Path(out_dir)
+    _unique_names(paths)
     model = load_model_folder(model_dir, method, runs, device)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = []
-    for path in tqdm(inputs, desc=f"predict {model.card.organ}", unit="scan", disable=not progress):
+    for path in tqdm(paths, desc=f"predict {model.card.organ}", unit="scan", disable=not progress):
         scan = read_scan(path, model.card)
         chosen_box = None
         if box is not None:
@@ -326,11 +359,19 @@ def predict_scans(model_dir: str | Path, inputs: Sequence[str | Path], out_dir: 
         if scan.series is not None:
             rtstruct_path = out_dir / f"{scan.name}_rtstruct.dcm"
             write_rtstruct(mask, scan.meta, scan.series, model.card.organ, rtstruct_path)
-        rows.append({"input": str(path), "mask": str(mask_path), "rtstruct": str(rtstruct_path or ""),
-                     "method": method, "runs": "all" if runs is None else runs,
-                     "volume_ml": float(mask.astype(bool).sum()) * math.prod(scan.meta.spacing) / 1000.0,
-                     "box": "" if used_box is None else " ".join(map(str, used_box)),
-                     "seconds": seconds, "fallback": fallback or "none"})
+        rows.append(
+            {
+                "input": str(path),
+                "mask": str(mask_path),
+                "rtstruct": str(rtstruct_path or ""),
+                "method": method,
+                "runs": "all" if runs is None else runs,
+                "volume_ml": float(mask.astype(bool).sum()) * math.prod(scan.meta.spacing) / 1000.0,
+                "box": "" if used_box is None else " ".join(map(str, used_box)),
+                "seconds": seconds,
+                "fallback": fallback or "none",
+            }
+        )
     table = pd.DataFrame(rows, columns=list(PREDICTION_COLUMNS))
     buffer = io.StringIO()
     table.to_csv(buffer, index=False)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 __all__ = ["NetworkNeeds", "dry_run", "level_extents", "network_needs"]
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,14 +59,28 @@ def _full_shapes(params: StudyParams, organ: str) -> list[Shape]:
         from l2s_core.data.phantom import case_geometries  # imported here: only phantom studies need it
 
         phantom = params.phantom.for_organ(organ)
-        return [shape for shape, _ in case_geometries(params.phantom_organ(organ), phantom.n_cases, phantom.shape,
-                                                      phantom.seed, phantom.profile, phantom.scale)]
+        return [
+            shape
+            for shape, _ in case_geometries(
+                params.phantom_organ(organ),
+                phantom.n_cases,
+                phantom.shape,
+                phantom.seed,
+                phantom.profile,
+                phantom.scale,
+            )
+        ]
     from l2s_core.data.io import read_shape
     from l2s_core.data.msd import read_task
 
     task = read_task(params.task_dir(organ))
-    cases = sorted(task.cases, key=lambda c: c.case_id)[:params.prepare.for_organ(organ).max_cases]
+    cases = sorted(task.cases, key=lambda c: c.case_id)[: params.prepare.for_organ(organ).max_cases]
     return [read_shape(case.image_path) for case in cases]
+
+
+def _shape(sides: Sequence[int] | np.ndarray) -> Shape:
+    """Three sides as a ``(z, y, x)`` tuple of ints."""
+    return int(sides[0]), int(sides[1]), int(sides[2])
 
 
 def level_extents(params: StudyParams, root: str | Path, organ: str) -> dict[str, Shape]:
@@ -83,15 +98,17 @@ def level_extents(params: StudyParams, root: str | Path, organ: str) -> dict[str
         metas = [task.case(c).meta for ids in task.split.values() for c in ids]
         if metas:
             crops = [[box[3 + a] - box[a] for a in range(3)] for box in (m["crop_box"] for m in metas)]
-            sizes = {"full": [m["original_shape"] for m in metas], "lowres": [m["lowres_shape"] for m in metas],
-                     "crop": crops}
-            return {level: tuple(int(v) for v in np.max(sizes[level], axis=0)) for level in LEVELS}  # type: ignore[misc]
+            sizes = {
+                "full": [m["original_shape"] for m in metas],
+                "lowres": [m["lowres_shape"] for m in metas],
+                "crop": crops,
+            }
+            return {level: _shape(np.max(sizes[level], axis=0)) for level in LEVELS}
     from l2s_core.data.prepare import lowres_shape
 
     full = np.max(_full_shapes(params, organ), axis=0)
     margin = params.prepare.for_organ(organ).crop_margin
-    return {"full": tuple(int(v) for v in full), "lowres": lowres_shape(full),  # type: ignore[dict-item]
-            "crop": tuple(int(v) + 2 * margin for v in full)}
+    return {"full": _shape(full), "lowres": lowres_shape(full), "crop": _shape(full + 2 * margin)}
 
 
 def network_needs(params: StudyParams, organ: str, network: str, extent: Shape) -> NetworkNeeds:
@@ -108,8 +125,9 @@ def network_needs(params: StudyParams, organ: str, network: str, extent: Shape) 
     config = params.train_config(organ, network, 0, Path("."), Path("."), world_size=params.gpus_per_run)
     largest = largest_forward_input(config.patch_size, extent, 2**config.depth)
     batch = max(1, config.batch_size // params.gpus_per_run)
-    memory = estimate_training_memory({"base_channels": config.base_channels, "depth": config.depth}, largest, batch,
-                                      config.architecture)
+    memory = estimate_training_memory(
+        {"base_channels": config.base_channels, "depth": config.depth}, largest, batch, config.architecture
+    )
     return NetworkNeeds(organ, network, memory.parameters, largest, batch, memory.peak_bytes)  # type: ignore[arg-type]
 
 
@@ -125,15 +143,22 @@ def _steps(plan: StudyPlan) -> list[str]:
     for unit_id, unit in plan.units.items():
         state = "done" if unit.state == DONE else "to run"
         if unit.is_chain:
-            lines.append(f"  {unit_id}: run_{unit.made:02d} onwards until {params.runs} converged (at most "
-                         f"{params.max_runs} runs); {unit.made} made, {unit.converged} converged; {state}")
+            lines.append(
+                f"  {unit_id}: run_{unit.made:02d} onwards until {params.runs} converged (at most "
+                f"{params.max_runs} runs); {unit.made} made, {unit.converged} converged; {state}"
+            )
         else:
             lines.append(f"  {unit_id}: {state}")
     return lines
 
 
-def dry_run(params_path: str | Path, root: str | Path = ".", data_root: str | Path | None = None,
-            gpus_per_run: int | None = None, with_analysis: bool = True) -> str:
+def dry_run(
+    params_path: str | Path,
+    root: str | Path = ".",
+    data_root: str | Path | None = None,
+    gpus_per_run: int | None = None,
+    with_analysis: bool = True,
+) -> str:
     """Check a study and describe what ``l2s run`` would do, without running or writing anything.
 
     Args:
@@ -153,17 +178,22 @@ def dry_run(params_path: str | Path, root: str | Path = ".", data_root: str | Pa
     root = Path(root).resolve()
     params = load_study_params(params_path, root=root, data_root=data_root, gpus_per_run=gpus_per_run)
     plan = StudyPlan(params, StudyPaths(root, params.study), with_analysis)
-    lines = [f"study {params.study}: {len(params.organs)} organs x {len(params.networks)} networks, "
-             f"{params.runs} converged runs each (at most {params.max_runs}), {params.gpus_per_run} GPU(s) per run",
-             "steps:", *_steps(plan),
-             "networks (largest forward input (z, y, x); peak training memory per process, float32, estimated):"]
+    lines = [
+        f"study {params.study}: {len(params.organs)} organs x {len(params.networks)} networks, "
+        f"{params.runs} converged runs each (at most {params.max_runs}), {params.gpus_per_run} GPU(s) per run",
+        "steps:",
+        *_steps(plan),
+        "networks (largest forward input (z, y, x); peak training memory per process, float32, estimated):",
+    ]
     for organ in params.organs:
         extents = level_extents(params, root, organ)
         for network in params.networks:
             needs = network_needs(params, organ, network, extents[LEVEL_OF_NETWORK[network]])
-            lines.append(f"  {organ} {network}: {needs.parameters / 1e6:.2f} M parameters, input "
-                         f"{'x'.join(map(str, needs.largest_input))} (images up to "
-                         f"{'x'.join(map(str, extents[LEVEL_OF_NETWORK[network]]))}), batch {needs.batch_per_process}"
-                         f" per process, about {_size(needs.peak_training_bytes)}")
+            lines.append(
+                f"  {organ} {network}: {needs.parameters / 1e6:.2f} M parameters, input "
+                f"{'x'.join(map(str, needs.largest_input))} (images up to "
+                f"{'x'.join(map(str, extents[LEVEL_OF_NETWORK[network]]))}), batch {needs.batch_per_process}"
+                f" per process, about {_size(needs.peak_training_bytes)}"
+            )
     lines.append("dry run: nothing was run or written")
     return "\n".join(lines)

@@ -50,8 +50,18 @@ from l2s_core.data.prepare import CROP_MARGIN, LOWRES_DIVISORS, PrepareSettings
 from l2s_core.errors import ConfigError, FormatVersionError, InputDataError
 from l2s_core.files import read_json
 from l2s_core.train_config import TrainConfig
-from l2s_core.vocabulary import (BOX_MAPPINGS, CROP_LABELS, FALLBACKS, MSD_TASK_FOLDERS, NETWORKS, NORMALISATIONS, PAPER_ORGANS,
-                                 SPLIT_ORDERS, SPLITS, TRAINING_TIME_RUNS)
+from l2s_core.vocabulary import (
+    BOX_MAPPINGS,
+    CROP_LABELS,
+    FALLBACKS,
+    MSD_TASK_FOLDERS,
+    NETWORKS,
+    NORMALISATIONS,
+    PAPER_ORGANS,
+    SPLIT_ORDERS,
+    SPLITS,
+    TRAINING_TIME_RUNS,
+)
 
 DATA_SOURCES = ("phantom", "msd")
 _ORGAN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
@@ -139,11 +149,17 @@ class PrepareOptions:
     def settings(self, organ: str) -> PrepareSettings:
         """The :class:`~l2s_core.data.prepare.PrepareSettings` of ``organ``."""
         options = self.for_organ(organ)
-        return PrepareSettings(normalisation=options.normalisation, channel=options.channel,
-                               organ_labels=options.organ_labels, seed=options.split_seed,
-                               split_order=options.split_order, crop_margin=options.crop_margin,
-                               max_cases=options.max_cases, lowres_divisors=options.lowres_divisors,
-                               crop_label=options.crop_label)
+        return PrepareSettings(
+            normalisation=options.normalisation,
+            channel=options.channel,
+            organ_labels=options.organ_labels,
+            seed=options.split_seed,
+            split_order=options.split_order,
+            crop_margin=options.crop_margin,
+            max_cases=options.max_cases,
+            lowres_divisors=options.lowres_divisors,
+            crop_label=options.crop_label,
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -284,8 +300,10 @@ class StudyParams:
         """
         folders = {**MSD_TASK_FOLDERS, **self.task_folders}
         if organ not in folders:
-            raise ConfigError(f"{self.source}: task_folders", f"no task folder for organ {organ!r}; add "
-                              f"'task_folders: {{{organ}: <folder under data_root>}}'")
+            raise ConfigError(
+                f"{self.source}: task_folders",
+                f"no task folder for organ {organ!r}; add 'task_folders: {{{organ}: <folder under data_root>}}'",
+            )
         return folders[organ]
 
     def phantom_organ(self, organ: str) -> str:
@@ -297,8 +315,10 @@ class StudyParams:
         folder = self.task_folder(organ)
         by_folder = {f: o for o, f in MSD_TASK_FOLDERS.items()}
         if folder not in by_folder:
-            raise ConfigError(f"{self.source}: task_folders.{organ}", f"{folder!r} is not a phantom task; phantoms "
-                              f"exist for {', '.join(MSD_TASK_FOLDERS.values())}")
+            raise ConfigError(
+                f"{self.source}: task_folders.{organ}",
+                f"{folder!r} is not a phantom task; phantoms exist for {', '.join(MSD_TASK_FOLDERS.values())}",
+            )
         return by_folder[folder]
 
     def task_dir(self, organ: str) -> Path:
@@ -311,12 +331,16 @@ class StudyParams:
             raise ConfigError(f"{self.source}: data_root", "required when data is msd (or pass --data-root)")
         task_dir = self.data_root / self.task_folder(organ)
         if not task_dir.is_dir():
-            raise ConfigError(f"{self.source}: data_root", f"{task_dir} not found; data_root must hold the "
-                              f"task folders ({', '.join(self.task_folder(o) for o in self.organs)})")
+            raise ConfigError(
+                f"{self.source}: data_root",
+                f"{task_dir} not found; data_root must hold the "
+                f"task folders ({', '.join(self.task_folder(o) for o in self.organs)})",
+            )
         return task_dir
 
-    def train_config(self, organ: str, network: str, run: int, prepared_dir: Path, run_dir: Path,
-                     world_size: int = 1) -> TrainConfig:
+    def train_config(
+        self, organ: str, network: str, run: int, prepared_dir: Path, run_dir: Path, world_size: int = 1
+    ) -> TrainConfig:
         """The :class:`~l2s_core.train_config.TrainConfig` of one run (seed = run index).
 
         Args:
@@ -332,8 +356,14 @@ class StudyParams:
         """
         values = self.train.for_run(organ, network)
         try:
-            return TrainConfig(prepared_dir=str(prepared_dir), run_dir=str(run_dir), network=network, seed=run,
-                               world_size=world_size, **values)
+            return TrainConfig(
+                prepared_dir=str(prepared_dir),
+                run_dir=str(run_dir),
+                network=network,
+                seed=run,
+                world_size=world_size,
+                **values,
+            )
         except ConfigError as exc:
             name = exc.where.removeprefix("train config ")
             raise ConfigError(f"{self.source}: {self.train.source_key(organ, network, name)}", exc.problem) from None
@@ -387,17 +417,21 @@ class _Checker:
         checked = self.fields(value, hints, key)
         if "per_organ" in hints:  # per-organ overrides of the section's own options
             allowed = {name: hint for name, hint in hints.items() if name != "per_organ"}
-            checked["per_organ"] = {organ: self.fields(overrides, allowed, f"{key}.per_organ.{organ}")
-                                    for organ, overrides in checked.get("per_organ", {}).items()}
+            checked["per_organ"] = {
+                organ: self.fields(overrides, allowed, f"{key}.per_organ.{organ}")
+                for organ, overrides in checked.get("per_organ", {}).items()
+            }
         for f in in_file:
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING \
-                    and f.name not in checked:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and f.name not in checked:
                 raise self.error(f"{key}.{f.name}" if key else f.name, "required key missing")
         return cls(**checked)
 
     def train(self, value: Any, key: str) -> TrainOptions:
-        hints = {name: hint for name, hint in typing.get_type_hints(TrainConfig).items()
-                 if name not in STUDY_SET_TRAIN_FIELDS}
+        hints = {
+            name: hint
+            for name, hint in typing.get_type_hints(TrainConfig).items()
+            if name not in STUDY_SET_TRAIN_FIELDS
+        }
         mapping = dict(self.mapping(value, key))
         per_network = self.mapping(mapping.pop("per_network", None), f"{key}.per_network")
         per_organ = self.mapping(mapping.pop("per_organ", None), f"{key}.per_organ")
@@ -408,10 +442,13 @@ class _Checker:
         for network, overrides in per_network.items():
             self.value(network, Network, f"{key}.per_network")
             checked_per_network[network] = self.fields(overrides, hints, f"{key}.per_network.{network}")
-        checked_per_organ = {str(organ): self.fields(overrides, hints, f"{key}.per_organ.{organ}")
-                             for organ, overrides in per_organ.items()}
-        return TrainOptions(settings=self.fields(mapping, hints, key), per_network=checked_per_network,
-                            per_organ=checked_per_organ)
+        checked_per_organ = {
+            str(organ): self.fields(overrides, hints, f"{key}.per_organ.{organ}")
+            for organ, overrides in per_organ.items()
+        }
+        return TrainOptions(
+            settings=self.fields(mapping, hints, key), per_network=checked_per_network, per_organ=checked_per_organ
+        )
 
     def value(self, value: Any, hint: Any, key: str) -> Any:
         """``value`` checked against ``hint`` (ints accepted for floats, lists for tuples)."""
@@ -420,7 +457,7 @@ class _Checker:
             return value
         if hint is TrainOptions:
             return self.train(value, key)
-        if dataclasses.is_dataclass(hint):
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
             return self.dataclass(value, hint, key)
         if origin in (typing.Union, types.UnionType):
             if value is None and type(None) in args:
@@ -461,41 +498,67 @@ class _Checker:
         else:
             valid = isinstance(value, hint)
         if not valid:
-            raise self.error(key, f"expected {'path' if hint is Path else hint.__name__}, "
-                                  f"got {type(value).__name__} {value!r}")
+            raise self.error(
+                key, f"expected {'path' if hint is Path else hint.__name__}, got {type(value).__name__} {value!r}"
+            )
         return value
 
 
 def _check_study_name(checker: _Checker, name: str) -> None:
     """The study name becomes ``runs/<study>``: it must be one plain folder name inside ``runs/``."""
     if not name or Path(name).name != name or name in (".", "..") or name.startswith("."):
-        raise checker.error("study", f"{name!r} would place the study folder runs/{name} outside runs/ "
-                                     "or hide it; give a plain folder name such as 'quick'")
+        raise checker.error(
+            "study",
+            f"{name!r} would place the study folder runs/{name} outside runs/ "
+            "or hide it; give a plain folder name such as 'quick'",
+        )
 
 
 def _check_values(checker: _Checker, params: StudyParams) -> None:
     """Range and consistency checks beyond types."""
-    positive = {"runs": params.runs, "max_runs": params.max_runs, "gpus_per_run": params.gpus_per_run,
-                "phantom.n_cases": params.phantom.n_cases or 1, "slurm.timeout_min": params.slurm.timeout_min,
-                "slurm.cpus_per_task": params.slurm.cpus_per_task, "slurm.mem_gb": params.slurm.mem_gb}
-    positive.update({f"prepare.per_organ.{organ}.max_cases": options.max_cases
-                     for organ in params.organs if (options := params.prepare.for_organ(organ)).max_cases is not None})
+    positive = {
+        "runs": params.runs,
+        "max_runs": params.max_runs,
+        "gpus_per_run": params.gpus_per_run,
+        "phantom.n_cases": params.phantom.n_cases or 1,
+        "slurm.timeout_min": params.slurm.timeout_min,
+        "slurm.cpus_per_task": params.slurm.cpus_per_task,
+        "slurm.mem_gb": params.slurm.mem_gb,
+    }
+    positive.update(
+        {
+            f"prepare.per_organ.{organ}.max_cases": options.max_cases
+            for organ in params.organs
+            if (options := params.prepare.for_organ(organ)).max_cases is not None
+        }
+    )
     for key, number in positive.items():
         if number < 1:
             raise checker.error(key, f"must be at least 1, got {number}")
     if params.max_runs < params.runs:
         raise checker.error("max_runs", f"{params.max_runs} is fewer than runs ({params.runs})")
-    for key, names in (("organs", params.organs), ("networks", params.networks), ("evaluate.splits", params.evaluate.splits)):
+    for key, names in (
+        ("organs", params.organs),
+        ("networks", params.networks),
+        ("evaluate.splits", params.evaluate.splits),
+    ):
         if not names:
             raise checker.error(key, "must list at least one")
         if len(set(names)) != len(names):
             raise checker.error(key, f"lists a value twice: {list(names)}")
     for organ in params.organs:
         if not _ORGAN_NAME.fullmatch(str(organ)):
-            raise checker.error("organs", f"{organ!r} is not a plain name (letters, digits, '_' or '-'); it names "
-                                          "the organ's folders, tables and figures")
-    for key, organs in (("prepare.per_organ", params.prepare.per_organ), ("train.per_organ", params.train.per_organ),
-                        ("phantom.per_organ", params.phantom.per_organ), ("task_folders", params.task_folders)):
+            raise checker.error(
+                "organs",
+                f"{organ!r} is not a plain name (letters, digits, '_' or '-'); it names "
+                "the organ's folders, tables and figures",
+            )
+    for key, organs in (
+        ("prepare.per_organ", params.prepare.per_organ),
+        ("train.per_organ", params.train.per_organ),
+        ("phantom.per_organ", params.phantom.per_organ),
+        ("task_folders", params.task_folders),
+    ):
         for organ in organs:
             if organ not in params.organs:
                 raise checker.error(f"{key}.{organ}", f"not among the study's organs ({', '.join(params.organs)})")
@@ -506,7 +569,9 @@ def _check_values(checker: _Checker, params: StudyParams) -> None:
             params.task_folder(organ)
     for network in params.train.per_network:
         if network not in params.networks:
-            raise checker.error(f"train.per_network.{network}", f"not among the study's networks ({', '.join(params.networks)})")
+            raise checker.error(
+                f"train.per_network.{network}", f"not among the study's networks ({', '.join(params.networks)})"
+            )
     if params.data == "msd" and params.data_root is None:
         raise checker.error("data_root", "required when data is msd (or pass --data-root)")
     for organ in params.organs:  # TrainConfig's own range checks, e.g. patch sides vs depth
@@ -534,8 +599,9 @@ def _read_mapping(path: Path) -> dict[str, Any]:
     return values
 
 
-def load_study_params(path: str | Path, root: str | Path = ".", data_root: str | Path | None = None,
-                      gpus_per_run: int | None = None) -> StudyParams:
+def load_study_params(
+    path: str | Path, root: str | Path = ".", data_root: str | Path | None = None, gpus_per_run: int | None = None
+) -> StudyParams:
     """Read and validate a study parameter file (YAML) or a snapshot ``study_params.json``.
 
     Args:

@@ -69,6 +69,13 @@ class Step:
         """The unit the step belongs to (a training chain for train steps, else the step)."""
         return "/".join(part for part in (self.kind, self.organ, self.network, self.split) if part is not None)
 
+    @property
+    def organ_name(self) -> str:
+        """The organ of a prepare, train or evaluate step."""
+        if self.organ is None:
+            raise ValueError(f"{self.step_id} has no organ")
+        return self.organ
+
     def arguments(self) -> dict[str, Any]:
         """The step's own notebook parameters (organ, network, run, split where set)."""
         names = ("organ", "network", "run", "split")
@@ -136,6 +143,12 @@ class StudyPaths:
     def run_dir(self, organ: str, network: str, run: int) -> Path:
         return self.organ_dir(organ) / network / f"run_{run:02d}"
 
+    def run_folder(self, step: Step) -> Path:
+        """The run folder of a training step."""
+        if step.organ is None or step.network is None or step.run is None:
+            raise ValueError(f"{step.step_id} is not a training step")
+        return self.run_dir(step.organ, step.network, step.run)
+
     def evaluation_dir(self, organ: str) -> Path:
         return self.organ_dir(organ) / "evaluation"
 
@@ -150,11 +163,11 @@ class StudyPaths:
     def outputs(self, step: Step) -> list[Path]:
         """The files a finished step leaves; all must exist for the step to count as done."""
         if step.kind == "prepare":
-            return [self.prepared_dir(step.organ) / "split.json", self.prepared_dir(step.organ) / "prep.json"]
+            return [self.prepared_dir(step.organ_name) / "split.json", self.prepared_dir(step.organ_name) / "prep.json"]
         if step.kind == "train":
-            return [self.run_dir(step.organ, step.network, step.run) / SUMMARY_FILE]
+            return [self.run_folder(step) / SUMMARY_FILE]
         if step.kind == "evaluate":
-            folder = self.evaluation_dir(step.organ)
+            folder = self.evaluation_dir(step.organ_name)
             return [folder / f"{step.split}_cases.csv", folder / f"{step.split}_runs.csv"]
         if step.kind == "analysis":
             return [self.executed_notebook(step)]
@@ -170,8 +183,12 @@ class StudyPaths:
     def is_done(self, step: Step, inputs: dict[str, Any]) -> bool:
         """Whether the step finished (record says done) with these ``inputs`` and its outputs exist."""
         record = self.read_record(step)
-        return record is not None and record.get("state") == DONE and record.get("inputs") == inputs \
+        return (
+            record is not None
+            and record.get("state") == DONE
+            and record.get("inputs") == inputs
             and all(p.exists() for p in self.outputs(step))
+        )
 
 
 @dataclasses.dataclass
@@ -262,9 +279,9 @@ class StudyPlan:
         return unit.converged >= self.params.runs or unit.made >= self.params.max_runs
 
     def _count_run(self, unit: Unit, step: Step) -> None:
-        summary = finished_summary(self.paths.run_dir(step.organ, step.network, step.run))
+        summary = finished_summary(self.paths.run_folder(step))
         unit.made += 1
-        unit.converged += bool(summary["converged"])
+        unit.converged += bool(summary is not None and summary["converged"])
 
     def inputs(self, step: Step) -> dict[str, Any]:
         """What a step's result depends on beyond its own files (stored in its record).
@@ -276,12 +293,21 @@ class StudyPlan:
         if step.kind not in ("evaluate", "analysis", "report"):
             return {}
         organs = [step.organ] if step.kind == "evaluate" else list(self.params.organs)
-        runs = {f"train/{organ}/{network}": self.units[f"train/{organ}/{network}"].made
-                for organ in organs for network in self.params.networks}
+        runs = {
+            f"train/{organ}/{network}": self.units[f"train/{organ}/{network}"].made
+            for organ in organs
+            for network in self.params.networks
+        }
         evaluate = self.params.evaluate
-        return {"runs": runs, "evaluate": {"splits": list(evaluate.splits), "fallback": evaluate.fallback,
-                                           "surface_tolerance_mm": evaluate.surface_tolerance_mm,
-                                           "box_mapping": evaluate.box_mapping}}
+        return {
+            "runs": runs,
+            "evaluate": {
+                "splits": list(evaluate.splits),
+                "fallback": evaluate.fallback,
+                "surface_tolerance_mm": evaluate.surface_tolerance_mm,
+                "box_mapping": evaluate.box_mapping,
+            },
+        }
 
     def ready(self) -> list[Step]:
         """Steps that may start now: pending units whose needs are all done, in study order."""
@@ -365,6 +391,8 @@ class StudyPlan:
             rows.append(cells)
         widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
         lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
-        lines += [f"{unit_id}: {self.units[unit_id].state}" for unit_id in ("analysis", "report") if unit_id in self.units]
+        lines += [
+            f"{unit_id}: {self.units[unit_id].state}" for unit_id in ("analysis", "report") if unit_id in self.units
+        ]
         lines += [f"{unit_id} failed: {unit.error}" for unit_id, unit in self.units.items() if unit.state == FAILED]
         return "\n".join(lines)

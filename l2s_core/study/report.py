@@ -33,13 +33,17 @@ def render_report(study: str, root: str | Path = ".") -> Path:
     paths = StudyPaths(Path(root), study)
     notebook_path = paths.executed_notebook(Step("analysis"))
     if not notebook_path.is_file():
-        raise L2SError(notebook_path, f"executed analysis notebook not found; run the study first "
-                                      f"(l2s run papermill_params/{study}.yaml)")
+        raise L2SError(
+            notebook_path,
+            f"executed analysis notebook not found; run the study first (l2s run papermill_params/{study}.yaml)",
+        )
     try:
         notebook = nbformat.read(notebook_path, as_version=4)
     except (OSError, ValueError) as exc:
         raise L2SError(notebook_path, f"cannot read the executed analysis notebook ({exc})") from None
-    exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True, embed_images=True)
+    exporter = HTMLExporter(
+        exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True, embed_images=True
+    )
     html, _ = exporter.from_notebook_node(notebook, resources={"metadata": {"name": f"l2s report: {study}"}})
     atomic_write_text(paths.report_path, html)
     return paths.report_path

@@ -94,8 +94,11 @@ def check_kernel() -> None:
     try:
         KernelSpecManager().get_kernel_spec(KERNEL_NAME)
     except NoSuchKernel:
-        raise ConfigError(f"Jupyter kernel {KERNEL_NAME!r}", "not installed; install it into this environment with "
-                          f"`python -m ipykernel install --sys-prefix --name {KERNEL_NAME}` (make does this)") from None
+        raise ConfigError(
+            f"Jupyter kernel {KERNEL_NAME!r}",
+            "not installed; install it into this environment with "
+            f"`python -m ipykernel install --sys-prefix --name {KERNEL_NAME}` (make does this)",
+        ) from None
 
 
 def _check_notebooks(notebooks_dir: Path) -> None:
@@ -125,14 +128,24 @@ def study_lock(lock_path: Path) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = _lock_holder(fd)
-            raise StudyLockedError(lock_path, f"held by pid {holder.get('pid', '?')} on {holder.get('host', '?')} "
-                                   f"since {holder.get('since', '?')}: another `l2s run` is working on this study; "
-                                   "wait for it to finish or stop it") from None
+            raise StudyLockedError(
+                lock_path,
+                f"held by pid {holder.get('pid', '?')} on {holder.get('host', '?')} "
+                f"since {holder.get('since', '?')}: another `l2s run` is working on this study; "
+                "wait for it to finish or stop it",
+            ) from None
         previous = _lock_holder(fd)
-        if previous.get("host") == socket.gethostname() and isinstance(previous.get("pid"), int) \
-                and not process_alive(previous["pid"]):
+        if (
+            previous.get("host") == socket.gethostname()
+            and isinstance(previous.get("pid"), int)
+            and not process_alive(previous["pid"])
+        ):
             print(f"{lock_path}: taking over the stale lock of pid {previous['pid']} (no longer running)")
-        holder = {"pid": os.getpid(), "host": socket.gethostname(), "since": datetime.datetime.now().isoformat(timespec="seconds")}
+        holder = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "since": datetime.datetime.now().isoformat(timespec="seconds"),
+        }
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
         yield
@@ -178,10 +191,13 @@ def gpu_slots(jobs: int, gpus_per_run: int, gpus: list[str]) -> list[str | None]
     if not gpus:
         return [None] * jobs
     if len(gpus) < gpus_per_run:
-        raise ConfigError("gpus_per_run", f"{gpus_per_run} GPUs per run, but only {len(gpus)} visible "
-                          f"({','.join(gpus)}); lower it with --gpus-per-run")
+        raise ConfigError(
+            "gpus_per_run",
+            f"{gpus_per_run} GPUs per run, but only {len(gpus)} visible "
+            f"({','.join(gpus)}); lower it with --gpus-per-run",
+        )
     slots = min(jobs, len(gpus) // gpus_per_run)
-    return [",".join(gpus[i * gpus_per_run:(i + 1) * gpus_per_run]) for i in range(slots)]
+    return [",".join(gpus[i * gpus_per_run : (i + 1) * gpus_per_run]) for i in range(slots)]
 
 
 def _error_line(exc: BaseException) -> str:
@@ -237,9 +253,15 @@ def execute_step(request: StepRequest) -> dict[str, Any]:
         else:
             output = paths.executed_notebook(step)
             output.parent.mkdir(parents=True, exist_ok=True)
-            papermill.execute_notebook(str(request.notebook), str(output), parameters=request.parameters,
-                                       kernel_name=KERNEL_NAME, cwd=str(paths.root), progress_bar=False,
-                                       extra_arguments=KERNEL_ARGUMENTS)
+            papermill.execute_notebook(
+                str(request.notebook),
+                str(output),
+                parameters=request.parameters,
+                kernel_name=KERNEL_NAME,
+                cwd=str(paths.root),
+                progress_bar=False,
+                extra_arguments=KERNEL_ARGUMENTS,
+            )
         missing = [path for path in paths.outputs(step) if not path.exists()]
         if missing:
             raise L2SError(missing[0], f"step {step.step_id} finished without writing this file")
@@ -248,8 +270,9 @@ def execute_step(request: StepRequest) -> dict[str, Any]:
     return _write_record(request, DONE, time.perf_counter() - started, None)
 
 
-def _request(step: Step, paths: StudyPaths, notebooks_dir: Path, gpus: str | None,
-             inputs: dict[str, Any]) -> StepRequest:
+def _request(
+    step: Step, paths: StudyPaths, notebooks_dir: Path, gpus: str | None, inputs: dict[str, Any]
+) -> StepRequest:
     """The request of ``step``; the analysis notebook takes the study folder, the others the
     parameter snapshot, the study root and the step's arguments."""
     if step.kind not in NOTEBOOK_KINDS:
@@ -274,7 +297,9 @@ class _SubmititSubmitter:
         import submitit
 
         if cluster == "slurm" and shutil.which("sbatch") is None:
-            raise ConfigError("--executor slurm", "sbatch not found; run on a Slurm login node, or use --executor local")
+            raise ConfigError(
+                "--executor slurm", "sbatch not found; run on a Slurm login node, or use --executor local"
+            )
         self.params = params
         self.executor = submitit.AutoExecutor(folder=paths.submitit_dir / "%j", cluster=cluster)
         self.lock = threading.Lock()
@@ -286,15 +311,22 @@ class _SubmititSubmitter:
         gpus = {"train": self.params.gpus_per_run, "evaluate": 1}.get(step.kind, 0)
         with self.lock:
             self.executor.update_parameters(
-                name=f"l2s-{self.params.study}-{step.step_id.replace('/', '-')}", timeout_min=self.params.slurm.timeout_min,
-                gpus_per_node=gpus, tasks_per_node=1, cpus_per_task=self.params.slurm.cpus_per_task,
-                mem_gb=self.params.slurm.mem_gb, slurm_partition=self.params.slurm.partition)
+                name=f"l2s-{self.params.study}-{step.step_id.replace('/', '-')}",
+                timeout_min=self.params.slurm.timeout_min,
+                gpus_per_node=gpus,
+                tasks_per_node=1,
+                cpus_per_task=self.params.slurm.cpus_per_task,
+                mem_gb=self.params.slurm.mem_gb,
+                slurm_partition=self.params.slurm.partition,
+            )
             job = self.executor.submit(execute_step, request)
         started = time.perf_counter()
         try:
             return job.result()
         except Exception as exc:  # the job died (killed, timed out) before writing its record
-            return _write_record(request, FAILED, time.perf_counter() - started, f"job {job.job_id}: {_error_line(exc)}")
+            return _write_record(
+                request, FAILED, time.perf_counter() - started, f"job {job.job_id}: {_error_line(exc)}"
+            )
 
 
 def _work(submit: Submit, request: StepRequest, slot: str | None, finished: queue.Queue) -> None:
@@ -310,13 +342,22 @@ def _work(submit: Submit, request: StepRequest, slot: str | None, finished: queu
         try:
             record = _write_record(request, FAILED, 0.0, error)
         except OSError as record_error:
-            record = {"state": FAILED, "notebook": None,
-                      "error": f"{error} (its record could not be written: {_error_line(record_error)})"}
+            record = {
+                "state": FAILED,
+                "notebook": None,
+                "error": f"{error} (its record could not be written: {_error_line(record_error)})",
+            }
     finished.put((request.step, slot, record))
 
 
-def _run_plan(plan: StudyPlan, make_request: Callable[[Step, str | None], StepRequest], submit: Submit,
-              slots: list[str | None], progress: bool, on_finish: Callable[[], None]) -> None:
+def _run_plan(
+    plan: StudyPlan,
+    make_request: Callable[[Step, str | None], StepRequest],
+    submit: Submit,
+    slots: list[str | None],
+    progress: bool,
+    on_finish: Callable[[], object],
+) -> None:
     """Execute ready steps on free slots until nothing is ready or running.
 
     Each step runs in a daemon thread, so that an interrupted ``l2s run`` exits at once (the
@@ -326,8 +367,14 @@ def _run_plan(plan: StudyPlan, make_request: Callable[[Step, str | None], StepRe
     finished: queue.Queue = queue.Queue()
     free = list(slots)
     running: dict[str, Step] = {}
-    bar = tqdm(total=plan.expected_steps(), initial=plan.finished_steps(), desc=f"study {plan.params.study}",
-               unit="step", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(
+        total=plan.expected_steps(),
+        initial=plan.finished_steps(),
+        desc=f"study {plan.params.study}",
+        unit="step",
+        disable=not progress,
+        dynamic_ncols=True,
+    )
     try:
         while True:
             for step in plan.ready():
@@ -336,8 +383,12 @@ def _run_plan(plan: StudyPlan, make_request: Callable[[Step, str | None], StepRe
                 slot = free.pop(0)
                 plan.start(step)
                 running[step.step_id] = step
-                threading.Thread(target=_work, args=(submit, make_request(step, slot), slot, finished),
-                                 name=step.step_id, daemon=True).start()
+                threading.Thread(
+                    target=_work,
+                    args=(submit, make_request(step, slot), slot, finished),
+                    name=step.step_id,
+                    daemon=True,
+                ).start()
             if not running:
                 break
             bar.set_postfix_str(", ".join(running), refresh=True)
@@ -354,9 +405,16 @@ def _run_plan(plan: StudyPlan, make_request: Callable[[Step, str | None], StepRe
         bar.close()
 
 
-def run_study(params_path: str | Path, root: str | Path = ".", jobs: int = 1, gpus_per_run: int | None = None,
-              executor: str = "local", progress: bool = True, data_root: str | Path | None = None,
-              notebooks_dir: str | Path = NOTEBOOKS_DIR) -> dict[str, Any]:
+def run_study(
+    params_path: str | Path,
+    root: str | Path = ".",
+    jobs: int = 1,
+    gpus_per_run: int | None = None,
+    executor: str = "local",
+    progress: bool = True,
+    data_root: str | Path | None = None,
+    notebooks_dir: str | Path = NOTEBOOKS_DIR,
+) -> dict[str, Any]:
     """Run (or continue) a whole study and render its report.
 
     Args:
@@ -406,16 +464,26 @@ def run_study(params_path: str | Path, root: str | Path = ".", jobs: int = 1, gp
         else:
             submit = _SubmititSubmitter(params, paths, "slurm" if executor == "slurm" else "local")
             slots = [None] * jobs
+
         def write_status() -> dict[str, Any]:
             report_done = "report" in plan.units and plan.units["report"].state == DONE
-            status = {"study": params.study, "units": plan.status(),
-                      "failed": [unit_id for unit_id, unit in plan.units.items() if unit.state == FAILED],
-                      "report": str(paths.report_path) if report_done else None}
+            status = {
+                "study": params.study,
+                "units": plan.status(),
+                "failed": [unit_id for unit_id, unit in plan.units.items() if unit.state == FAILED],
+                "report": str(paths.report_path) if report_done else None,
+            }
             atomic_write_json(paths.status_path, status)
             return status
 
-        _run_plan(plan, lambda step, slot: _request(step, paths, notebooks_dir, slot, plan.inputs(step)), submit,
-                  slots, progress, write_status)
+        _run_plan(
+            plan,
+            lambda step, slot: _request(step, paths, notebooks_dir, slot, plan.inputs(step)),
+            submit,
+            slots,
+            progress,
+            write_status,
+        )
         status = write_status()
     print(plan.status_table())
     if status["report"]:

@@ -69,13 +69,27 @@ def prepare_step(params: StudyParams, root: str | Path, organ: str) -> dict[str,
     paths = StudyPaths(Path(root), params.study)
     if params.data == "phantom":
         phantom = params.phantom.for_organ(organ)
-        task_dir = generate_phantom_task(params.phantom_organ(organ), paths.phantom_dir, phantom.n_cases, phantom.shape,
-                                         phantom.seed, progress=False, profile=phantom.profile, scale=phantom.scale)
+        task_dir = generate_phantom_task(
+            params.phantom_organ(organ),
+            paths.phantom_dir,
+            phantom.n_cases,
+            phantom.shape,
+            phantom.seed,
+            progress=False,
+            profile=phantom.profile,
+            scale=phantom.scale,
+        )
     else:
         task_dir = params.task_dir(organ)
     options = params.prepare.for_organ(organ)
-    return prepare_task(task_dir, paths.prepared_dir(organ), params.prepare.settings(organ),
-                        skip_empty=options.skip_empty, workers=options.workers, progress=False)
+    return prepare_task(
+        task_dir,
+        paths.prepared_dir(organ),
+        params.prepare.settings(organ),
+        skip_empty=options.skip_empty,
+        workers=options.workers,
+        progress=False,
+    )
 
 
 def prepared_cases(params: StudyParams, root: str | Path, organ: str) -> pd.DataFrame:
@@ -92,10 +106,17 @@ def prepared_cases(params: StudyParams, root: str | Path, organ: str) -> pd.Data
         for case_id in case_ids:
             meta = task.case(case_id).meta
             box = meta["crop_box"]
-            rows.append({"case_id": case_id, "split": split, "full_shape": tuple(meta["original_shape"]),
-                         "lowres_shape": tuple(meta["lowres_shape"]),
-                         "crop_shape": tuple(box[3 + i] - box[i] for i in range(3)),
-                         "organ_voxels": meta["organ_voxels"], "foreground_percent": 100 * meta["foreground_share"]})
+            rows.append(
+                {
+                    "case_id": case_id,
+                    "split": split,
+                    "full_shape": tuple(meta["original_shape"]),
+                    "lowres_shape": tuple(meta["lowres_shape"]),
+                    "crop_shape": tuple(box[3 + i] - box[i] for i in range(3)),
+                    "organ_voxels": meta["organ_voxels"],
+                    "foreground_percent": 100 * meta["foreground_share"],
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -113,13 +134,17 @@ def _world_size(params: StudyParams, organ: str, network: str) -> int:
     if device.type != "cuda":
         return 1
     if torch.cuda.device_count() < params.gpus_per_run:
-        raise ConfigError(f"{params.source}: gpus_per_run", f"{params.gpus_per_run} GPUs per run, but "
-                          f"{torch.cuda.device_count()} visible; lower it with --gpus-per-run")
+        raise ConfigError(
+            f"{params.source}: gpus_per_run",
+            f"{params.gpus_per_run} GPUs per run, but "
+            f"{torch.cuda.device_count()} visible; lower it with --gpus-per-run",
+        )
     return params.gpus_per_run
 
 
-def train_step(params: StudyParams, root: str | Path, organ: str, network: str, run: int,
-               gpus: str | None = None) -> dict[str, Any]:
+def train_step(
+    params: StudyParams, root: str | Path, organ: str, network: str, run: int, gpus: str | None = None
+) -> dict[str, Any]:
     """Train (or continue, or return) one run of a network on an organ.
 
     The run's :class:`~l2s_core.train.TrainConfig` comes from the parameters' ``train``
@@ -141,8 +166,14 @@ def train_step(params: StudyParams, root: str | Path, organ: str, network: str, 
 
     use_gpus(gpus)
     paths = StudyPaths(Path(root), params.study)
-    config = params.train_config(organ, network, run, paths.prepared_dir(organ), paths.run_dir(organ, network, run),
-                                 world_size=_world_size(params, organ, network))
+    config = params.train_config(
+        organ,
+        network,
+        run,
+        paths.prepared_dir(organ),
+        paths.run_dir(organ, network, run),
+        world_size=_world_size(params, organ, network),
+    )
     return train_run(config, progress=False)
 
 
@@ -153,8 +184,9 @@ def run_log(params: StudyParams, root: str | Path, organ: str, network: str, run
     return pd.DataFrame(read_log(StudyPaths(Path(root), params.study).run_dir(organ, network, run)))
 
 
-def evaluate_step(params: StudyParams, root: str | Path, organ: str, split: str,
-                  gpus: str | None = None) -> dict[str, Path]:
+def evaluate_step(
+    params: StudyParams, root: str | Path, organ: str, split: str, gpus: str | None = None
+) -> dict[str, Path]:
     """Evaluate every method run of an organ on one split (``runs/<study>/<organ>/evaluation``).
 
     Args:
@@ -174,9 +206,16 @@ def evaluate_step(params: StudyParams, root: str | Path, organ: str, split: str,
     use_gpus(gpus)
     options = params.evaluate
     paths = StudyPaths(Path(root), params.study)
-    return evaluate_organ(paths.organ_dir(organ), split, fallback=options.fallback,
-                          tolerance_mm=options.surface_tolerance_mm, device=str(resolve_device(options.device)),
-                          save_predictions=options.save_predictions, progress=False, box_mapping=options.box_mapping)
+    return evaluate_organ(
+        paths.organ_dir(organ),
+        split,
+        fallback=options.fallback,
+        tolerance_mm=options.surface_tolerance_mm,
+        device=str(resolve_device(options.device)),
+        save_predictions=options.save_predictions,
+        progress=False,
+        box_mapping=options.box_mapping,
+    )
 
 
 def method_summary(runs: pd.DataFrame) -> pd.DataFrame:
@@ -188,5 +227,8 @@ def method_summary(runs: pd.DataFrame) -> pd.DataFrame:
     Returns:
         One row per method, indexed by method.
     """
-    return runs.groupby("method", sort=False)["pooled_dice"].agg(["count", "mean", "std", "min", "max"]) \
+    return (
+        runs.groupby("method", sort=False)["pooled_dice"]
+        .agg(["count", "mean", "std", "min", "max"])
         .rename(columns={"count": "runs"})
+    )

@@ -14,16 +14,57 @@ Example:
     >>> display(viewer.widget)  # doctest: +SKIP
 """
 
-from l2s_core.viewer.display import (BOX_STYLES, CT_SOFT_TISSUE, OVERLAY_STYLES, VIEWS, LegendEntry, auto_window,
-                                     box_rectangle, ct_window, legend_html, pixel_aspect, slice_along, window_to_unit)
+from l2s_core.viewer.display import (
+    BOX_STYLES,
+    CT_SOFT_TISSUE,
+    OVERLAY_STYLES,
+    VIEWS,
+    LegendEntry,
+    auto_window,
+    box_rectangle,
+    ct_window,
+    legend_html,
+    pixel_aspect,
+    slice_along,
+    window_to_unit,
+)
 from l2s_core.viewer.explorer import open_explorer, scan_explorer, study_explorer
 from l2s_core.viewer.scans import FolderModels, ScanCase, case_volumes, load_folder_models
 from l2s_core.viewer.slice_viewer import SliceViewer
-from l2s_core.viewer.sources import (Prediction, StudyModels, as_prediction, load_study_models, raw_ct_window,
-                                     saved_prediction_source)
+from l2s_core.viewer.sources import (
+    Prediction,
+    StudyModels,
+    as_prediction,
+    load_study_models,
+    raw_ct_window,
+    saved_prediction_source,
+)
 
-__all__ = ["BOX_STYLES", "CT_SOFT_TISSUE", "OVERLAY_STYLES", "VIEWS", "FolderModels", "LegendEntry", "Prediction",
-           "ScanCase", "SliceViewer", "StudyModels", "as_prediction", "auto_window", "box_rectangle", "case_volumes",
-           "ct_window", "legend_html", "load_folder_models", "load_study_models", "open_explorer", "pixel_aspect",
-           "raw_ct_window", "saved_prediction_source", "scan_explorer", "slice_along", "study_explorer",
-           "window_to_unit"]
+__all__ = [
+    "BOX_STYLES",
+    "CT_SOFT_TISSUE",
+    "OVERLAY_STYLES",
+    "VIEWS",
+    "FolderModels",
+    "LegendEntry",
+    "Prediction",
+    "ScanCase",
+    "SliceViewer",
+    "StudyModels",
+    "as_prediction",
+    "auto_window",
+    "box_rectangle",
+    "case_volumes",
+    "ct_window",
+    "legend_html",
+    "load_folder_models",
+    "load_study_models",
+    "open_explorer",
+    "pixel_aspect",
+    "raw_ct_window",
+    "saved_prediction_source",
+    "scan_explorer",
+    "slice_along",
+    "study_explorer",
+    "window_to_unit",
+]

@@ -98,8 +98,9 @@ def window_to_unit(image: np.ndarray, window: float, level: float) -> np.ndarray
     return np.clip((np.asarray(image, dtype=np.float32) - low) / window, 0.0, 1.0)
 
 
-def auto_window(volume: np.ndarray, percentiles: tuple[float, float] = (1.0, 99.0),
-                max_voxels: int = 2**20) -> tuple[float, float]:
+def auto_window(
+    volume: np.ndarray, percentiles: tuple[float, float] = (1.0, 99.0), max_voxels: int = 2**20
+) -> tuple[float, float]:
     """Window and level spanning two intensity percentiles of a volume.
 
     The percentiles are taken on a regular sub-sample of at most about ``max_voxels`` voxels,
@@ -174,10 +175,15 @@ def legend_html(entries: Sequence[LegendEntry]) -> str:
     """
     items = []
     for entry in entries:
-        swatch = (f"background:{entry.colour}" if entry.outline is None
-                  else f"border:2px {entry.outline} {entry.colour};box-sizing:border-box")
-        items.append(f'<span class="l2s-legend-item" style="margin-right:1.2em;white-space:nowrap">'
-                     f'<span style="display:inline-block;width:1.1em;height:1.1em;vertical-align:middle;{swatch}">'
-                     f'</span>&nbsp;{html.escape(entry.label)}</span>')
+        swatch = (
+            f"background:{entry.colour}"
+            if entry.outline is None
+            else f"border:2px {entry.outline} {entry.colour};box-sizing:border-box"
+        )
+        items.append(
+            f'<span class="l2s-legend-item" style="margin-right:1.2em;white-space:nowrap">'
+            f'<span style="display:inline-block;width:1.1em;height:1.1em;vertical-align:middle;{swatch}">'
+            f"</span>&nbsp;{html.escape(entry.label)}</span>"
+        )
     body = "".join(items) or "<i>nothing drawn</i>"
     return f'<div class="l2s-legend" style="display:flex;flex-wrap:wrap;row-gap:0.2em">{body}</div>'

@@ -16,8 +16,9 @@ from l2s_core.viewer.sources import load_study_models
 ScanPaths = str | Path | Sequence[str | Path]
 
 
-def study_explorer(study_dir: str | Path, organ: str, split: str | None = "val",
-                   device: str = "cpu") -> tuple[SliceViewer, list[str]]:
+def study_explorer(
+    study_dir: str | Path, organ: str, split: str | None = "val", device: str = "cpu"
+) -> tuple[SliceViewer, list[str]]:
     """The explorer of one organ of a study: its prepared cases with the first converged networks.
 
     Args:
@@ -38,13 +39,19 @@ def study_explorer(study_dir: str | Path, organ: str, split: str | None = "val",
     notes = [f"{network}: first converged run {run.folder}" for network, run in models.runs.items()]
     if not models.runs:
         notes.append(f"{organ_dir}: no converged network yet, only the ground truth is shown")
-    viewer = SliceViewer(PreparedTask(organ_dir / "prepared"), sources=models.sources,
-                         organ_network=models.organ_network, device=device, split=split)
+    viewer = SliceViewer(
+        PreparedTask(organ_dir / "prepared"),
+        sources=models.sources,
+        organ_network=models.organ_network,
+        device=device,
+        split=split,
+    )
     return viewer, notes
 
 
-def scan_explorer(model_dir: str | Path, scans: ScanPaths, runs: int | None = None,
-                  device: str = "cpu") -> tuple[SliceViewer, list[str]]:
+def scan_explorer(
+    model_dir: str | Path, scans: ScanPaths, runs: int | None = None, device: str = "cpu"
+) -> tuple[SliceViewer, list[str]]:
     """The explorer of new scans with a model folder: ``l2s predict``'s preprocessing and predictions.
 
     Args:
@@ -64,20 +71,33 @@ def scan_explorer(model_dir: str | Path, scans: ScanPaths, runs: int | None = No
     models = load_folder_models(model_dir, runs, device)
     card = models.card
     paths = [scans] if isinstance(scans, (str, Path)) else list(scans)
-    counts = ", ".join(f"{n} {m.replace('_', '-')}" + ("" if m in models.models else f" (no position {runs}: not shown)")
-                       for m, n in method_counts(card).items() if n)
+    counts = ", ".join(
+        f"{n} {m.replace('_', '-')}" + ("" if m in models.models else f" (no position {runs}: not shown)")
+        for m, n in method_counts(card).items()
+        if n
+    )
     notes = [f"{model_dir}: {card.organ} on {card.modality} ({counts}; runs {'all' if runs is None else runs})"]
     if models.organ_network is None:
         notes.append("the model has no organ network: segment in box is disabled")
-    viewer = SliceViewer([ScanCase(Path(p), card) for p in paths], sources=models.sources,
-                         organ_network=models.organ_network, device=device,
-                         window_level=ct_window(card.normalisation, card.modality))
+    viewer = SliceViewer(
+        [ScanCase(Path(p), card) for p in paths],
+        sources=models.sources,
+        organ_network=models.organ_network,
+        device=device,
+        window_level=ct_window(card.normalisation, card.modality),
+    )
     return viewer, notes
 
 
-def open_explorer(study_dir: str | Path | None = None, organ: str | None = None, split: str | None = "val",
-                  device: str = "cpu", model_dir: str | Path | None = None, scan: ScanPaths | None = None,
-                  runs: int | None = None) -> tuple[SliceViewer, list[str]]:
+def open_explorer(
+    study_dir: str | Path | None = None,
+    organ: str | None = None,
+    split: str | None = "val",
+    device: str = "cpu",
+    model_dir: str | Path | None = None,
+    scan: ScanPaths | None = None,
+    runs: int | None = None,
+) -> tuple[SliceViewer, list[str]]:
     """The explorer of the notebook's parameters: :func:`scan_explorer` when ``model_dir`` and
     ``scan`` are given, else :func:`study_explorer`.
 

@@ -41,9 +41,23 @@ from l2s_core.data.cache import PreparedTask
 from l2s_core.data.split import SPLIT_NAMES
 from l2s_core.errors import ConfigError, InputDataError
 from l2s_core.infer import Segmenter, box_predict
-from l2s_core.viewer.display import (BOX_STYLES, GROUND_TRUTH, LABEL_BOX, MANUAL, OVERLAY_STYLES, SPARE_COLOURS,
-                                     TWO_STAGE, VIEWS, LegendEntry, auto_window, box_rectangle, legend_html,
-                                     pixel_aspect, slice_along, window_to_unit)
+from l2s_core.viewer.display import (
+    BOX_STYLES,
+    GROUND_TRUTH,
+    LABEL_BOX,
+    MANUAL,
+    OVERLAY_STYLES,
+    SPARE_COLOURS,
+    TWO_STAGE,
+    VIEWS,
+    LegendEntry,
+    auto_window,
+    box_rectangle,
+    legend_html,
+    pixel_aspect,
+    slice_along,
+    window_to_unit,
+)
 from l2s_core.viewer.scans import ScanCase, ViewerCase, case_volumes
 from l2s_core.viewer.sources import Prediction, PredictionSource, as_prediction, raw_ct_window, saved_prediction_source
 
@@ -90,14 +104,20 @@ class SliceViewer:
         ConfigError: an unknown ``split``.
     """
 
-    def __init__(self, cases: PreparedTask | Sequence[ViewerCase],
-                 sources: Mapping[str, PredictionSource] | None = None, organ_network: Segmenter | None = None,
-                 device: str = "cpu", split: str | None = None,
-                 window_level: tuple[float, float] | None = None) -> None:
+    def __init__(
+        self,
+        cases: PreparedTask | Sequence[ViewerCase],
+        sources: Mapping[str, PredictionSource] | None = None,
+        organ_network: Segmenter | None = None,
+        device: str = "cpu",
+        split: str | None = None,
+        window_level: tuple[float, float] | None = None,
+    ) -> None:
         self.cases, labels, default_window = self._case_list(cases, split)
         self.labelled = not any(isinstance(c, ScanCase) for c in self.cases)
-        self.sources = {name: saved_prediction_source(s) if isinstance(s, (str, Path)) else s
-                        for name, s in (sources or {}).items()}
+        self.sources = {
+            name: saved_prediction_source(s) if isinstance(s, (str, Path)) else s for name, s in (sources or {}).items()
+        }
         self.organ_network = organ_network
         self.device = device
         self._holding = False
@@ -114,8 +134,9 @@ class SliceViewer:
 
     # ----------------------------------------------------------------- construction
     @staticmethod
-    def _case_list(cases: PreparedTask | Sequence[ViewerCase], split: str | None
-                   ) -> tuple[list[ViewerCase], list[str], tuple[float, float] | None]:
+    def _case_list(
+        cases: PreparedTask | Sequence[ViewerCase], split: str | None
+    ) -> tuple[list[ViewerCase], list[str], tuple[float, float] | None]:
         """Cases, their dropdown labels and the task's default window."""
         if not isinstance(cases, PreparedTask):
             if not cases:
@@ -126,7 +147,9 @@ class SliceViewer:
         names = [split] if split is not None else list(SPLIT_NAMES)
         chosen = [(cases.case(c), name) for name in names for c in cases.split[name]]
         if not chosen:
-            raise InputDataError(cases.folder, f"no prepared cases in split {split!r}" if split else "no prepared cases")
+            raise InputDataError(
+                cases.folder, f"no prepared cases in split {split!r}" if split else "no prepared cases"
+            )
         return [c for c, _ in chosen], [f"{c.case_id} ({name})" for c, name in chosen], raw_ct_window(cases)
 
     @property
@@ -138,13 +161,16 @@ class SliceViewer:
         window, level = window_level or (1.0, 0.0)
         w: dict[str, widgets.Widget] = {
             "case": widgets.Dropdown(options=list(zip(labels, range(len(labels)))), value=0, description="case"),
-            "view": widgets.ToggleButtons(options=list(VIEWS.items()), value=0, description="view",
-                                          style={"button_width": "6em"}),
+            "view": widgets.ToggleButtons(
+                options=list(VIEWS.items()), value=0, description="view", style={"button_width": "6em"}
+            ),
             "slice": widgets.IntSlider(min=0, max=1, value=0, description="slice", continuous_update=False),
-            "window": widgets.FloatSlider(min=min(window, 1e-6), max=window, value=window, description="window",
-                                          continuous_update=False),
-            "level": widgets.FloatSlider(min=level - 1, max=level + 1, value=level, description="level",
-                                         continuous_update=False),
+            "window": widgets.FloatSlider(
+                min=min(window, 1e-6), max=window, value=window, description="window", continuous_update=False
+            ),
+            "level": widgets.FloatSlider(
+                min=level - 1, max=level + 1, value=level, description="level", continuous_update=False
+            ),
             "auto_window": _checkbox(window_level is None, "auto window"),
             "opacity": widgets.FloatSlider(min=0.0, max=1.0, step=0.05, value=0.4, description="opacity"),
             "show_boxes": _checkbox(True, "boxes"),
@@ -152,10 +178,14 @@ class SliceViewer:
         for name in self.overlay_names:
             w[f"show_{name}"] = _checkbox(True, self._style(name)[0])
         for axis_name in "zyx":
-            w[f"box_{axis_name}"] = widgets.IntRangeSlider(min=0, max=1, value=(0, 1), description=f"box {axis_name}",
-                                                          continuous_update=False)
-        w["segment"] = widgets.Button(description="segment in box", disabled=self.organ_network is None,
-                                      tooltip="run the organ network inside the manual box")
+            w[f"box_{axis_name}"] = widgets.IntRangeSlider(
+                min=0, max=1, value=(0, 1), description=f"box {axis_name}", continuous_update=False
+            )
+        w["segment"] = widgets.Button(
+            description="segment in box",
+            disabled=self.organ_network is None,
+            tooltip="run the organ network inside the manual box",
+        )
         w["status"] = widgets.HTML()
         w["legend"] = widgets.HTML()
         w["display"] = widgets.Output()
@@ -176,20 +206,38 @@ class SliceViewer:
         overlays = {}
         for name in self.overlay_names:
             cmap = ListedColormap([self._style(name)[1]])
-            overlays[name] = axes.imshow(np.ma.masked_all((1, 1)), cmap=cmap, vmin=0.0, vmax=1.0, origin="lower",
-                                         interpolation="nearest", visible=False)
-        boxes = {}
+            overlays[name] = axes.imshow(
+                np.ma.masked_all((1, 1)),
+                cmap=cmap,
+                vmin=0.0,
+                vmax=1.0,
+                origin="lower",
+                interpolation="nearest",
+                visible=False,
+            )
+        boxes: dict[str, Rectangle] = {}
         for name, (_, colour, style) in BOX_STYLES.items():
-            boxes[name] = axes.add_patch(Rectangle((0, 0), 0, 0, fill=False, edgecolor=colour, linestyle=style,
-                                                   linewidth=1.5, visible=False))
+            boxes[name] = Rectangle(
+                (0, 0), 0, 0, fill=False, edgecolor=colour, linestyle=style, linewidth=1.5, visible=False
+            )
+            axes.add_patch(boxes[name])
         return figure, image, overlays, boxes
 
     def _observe(self) -> None:
         self.widgets["case"].observe(self._on_case, names="value")
         self.widgets["view"].observe(self._on_view, names="value")
         self.widgets["auto_window"].observe(self._on_auto_window, names="value")
-        for name in ("slice", "window", "level", "opacity", "show_boxes", "box_z", "box_y", "box_x",
-                     *(f"show_{n}" for n in self.overlay_names)):
+        for name in (
+            "slice",
+            "window",
+            "level",
+            "opacity",
+            "show_boxes",
+            "box_z",
+            "box_y",
+            "box_x",
+            *(f"show_{n}" for n in self.overlay_names),
+        ):
             self.widgets[name].observe(self._changed, names="value")
         self.widgets["segment"].on_click(self._on_segment)
 
@@ -214,9 +262,13 @@ class SliceViewer:
     def widget(self) -> widgets.Widget:
         """The whole explorer (controls and figure) for ``display``."""
         w = self.widgets
-        rows = [[w["case"], w["view"]], [w["slice"]], [w["window"], w["level"], w["auto_window"]],
-                [*(w[f"show_{n}"] for n in self.overlay_names), w["opacity"], w["show_boxes"]],
-                [w["box_z"], w["box_y"], w["box_x"], w["segment"]]]
+        rows = [
+            [w["case"], w["view"]],
+            [w["slice"]],
+            [w["window"], w["level"], w["auto_window"]],
+            [*(w[f"show_{n}"] for n in self.overlay_names), w["opacity"], w["show_boxes"]],
+            [w["box_z"], w["box_y"], w["box_x"], w["segment"]],
+        ]
         controls = [widgets.HBox(row, layout=widgets.Layout(flex_flow="row wrap")) for row in rows]
         return widgets.VBox([*controls, w["status"], w["legend"], w["display"]])
 
@@ -230,11 +282,14 @@ class SliceViewer:
             InputDataError: the source's mask does not have the image's shape.
         """
         if name not in self._predictions:
-            prediction = as_prediction(self.sources[name](self.case))
+            prediction = as_prediction(self.sources[name](self.case))  # type: ignore[arg-type]  # a source takes the case kind it was made for
             shape = self._image.shape
             if prediction.mask.shape != shape:
-                raise InputDataError(f"prediction source {name!r}", f"mask shape {prediction.mask.shape} differs from "
-                                     f"the image {shape} (z, y, x) of case {self.case.case_id}")
+                raise InputDataError(
+                    f"prediction source {name!r}",
+                    f"mask shape {prediction.mask.shape} differs from "
+                    f"the image {shape} (z, y, x) of case {self.case.case_id}",
+                )
             self._predictions[name] = prediction
         return self._predictions[name]
 
@@ -259,9 +314,14 @@ class SliceViewer:
         """What the figure draws on the current case, in drawing order: the overlays shown (those
         with a mask: the manual result once segmented) and the box outlines."""
         w = self.widgets
-        overlays = [LegendEntry(*self._style(name)) for name in self.overlay_names
-                    if w[f"show_{name}"].value and self._overlay_mask(name) is not None]
-        return overlays + [LegendEntry(*BOX_STYLES[name]) for name, box in self._shown_boxes().items() if box is not None]
+        overlays = [
+            LegendEntry(*self._style(name))
+            for name in self.overlay_names
+            if w[f"show_{name}"].value and self._overlay_mask(name) is not None
+        ]
+        return overlays + [
+            LegendEntry(*BOX_STYLES[name]) for name, box in self._shown_boxes().items() if box is not None
+        ]
 
     def render(self) -> None:
         """Redraw the figure for the current widget values and show it in ``widgets["display"]``."""
@@ -339,8 +399,9 @@ class SliceViewer:
             window, level = self.widgets["window"].value, self.widgets["level"].value
         span = max(full_width, window)
         step = span / 200
-        self._set_range(self.widgets["level"], min(centre - full_width / 2, level), max(centre + full_width / 2, level),
-                        level, step)
+        self._set_range(
+            self.widgets["level"], min(centre - full_width / 2, level), max(centre + full_width / 2, level), level, step
+        )
         self._set_range(self.widgets["window"], min(step, window), 2 * span, window, step)
         box = self._focus_box()
         for a, axis_name in enumerate("zyx"):
@@ -395,8 +456,11 @@ class SliceViewer:
         shown = w["show_boxes"].value
         return {
             LABEL_BOX: self.case.crop_box if shown else None,
-            TWO_STAGE: (self.prediction(TWO_STAGE).box if shown and TWO_STAGE in self.sources
-                        and w[f"show_{TWO_STAGE}"].value else None),
+            TWO_STAGE: (
+                self.prediction(TWO_STAGE).box
+                if shown and TWO_STAGE in self.sources and w[f"show_{TWO_STAGE}"].value
+                else None
+            ),
             MANUAL: self.manual_box if shown and self.organ_network is not None else None,
         }
 

@@ -91,7 +91,9 @@ class StudyModels:
     runs: dict[str, ConvergedRun]
 
 
-def load_study_models(organ_dir: str | Path, device: str = "cpu", localisation: Localisation | None = None) -> StudyModels:
+def load_study_models(
+    organ_dir: str | Path, device: str = "cpu", localisation: Localisation | None = None
+) -> StudyModels:
     """Load the first converged baseline, localiser and organ networks of one organ of a study.
 
     Runs are found as the evaluation finds them (:func:`l2s_core.evaluate.converged_runs`).
@@ -113,7 +115,9 @@ def load_study_models(organ_dir: str | Path, device: str = "cpu", localisation: 
         ConfigError: the baseline run's ``config.json`` is missing or invalid.
     """
     runs = {name: converged[0] for name in NETWORKS if (converged := converged_runs(Path(organ_dir), name))}
-    if localisation is None and runs:
+    if not runs:
+        return StudyModels({}, None, {})
+    if localisation is None:
         localisation = Localisation.of_task(PreparedTask(Path(organ_dir) / "prepared").settings)
     networks = {name: load_segmenter(run, device) for name, run in runs.items()}
     sources: dict[str, Callable[[PreparedCase], Any]] = {}
@@ -121,10 +125,11 @@ def load_study_models(organ_dir: str | Path, device: str = "cpu", localisation: 
     if baseline is not None:
         sources["baseline"] = lambda case: predict_volume(baseline, case.array("full", "image"), device)
     if organ is not None and localiser is not None:
-        sources[TWO_STAGE] = lambda case: two_stage_predict(localiser, organ, case.array("full", "image"), localisation,
-                                                            device=device)
+        sources[TWO_STAGE] = lambda case: two_stage_predict(
+            localiser, organ, case.array("full", "image"), localisation, device=device
+        )
     if organ is not None:
-        sources["gt_localised"] = lambda case: gt_localised_predict(organ, case.array("full", "image"),
-                                                                    case.array("full", "label"), localisation,
-                                                                    device=device)
+        sources["gt_localised"] = lambda case: gt_localised_predict(
+            organ, case.array("full", "image"), case.array("full", "label"), localisation, device=device
+        )
     return StudyModels(sources, organ, runs)

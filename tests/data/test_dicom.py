@@ -47,12 +47,15 @@ def test_series_reads_as_the_nifti_it_was_written_from(real_ct: Path, tmp_path: 
     image, meta, series = read_series(tmp_path / "ct")
     expected, expected_meta = read_image(real_ct / CT)
     assert np.array_equal(image, expected)
-    assert np.allclose(meta.source_affine, expected_meta.source_affine) and meta.source_shape == expected_meta.source_shape
+    assert (
+        np.allclose(meta.source_affine, expected_meta.source_affine) and meta.source_shape == expected_meta.source_shape
+    )
     assert series.modality == "CT" and len(series.sop_instance_uids) == image.shape[0]
 
 
-def test_import_dicom_rasterises_the_spleen_like_the_nifti_label(real_ct: Path, patient_root: Path, tmp_path: Path,
-                                                                 capsys) -> None:
+def test_import_dicom_rasterises_the_spleen_like_the_nifti_label(
+    real_ct: Path, patient_root: Path, tmp_path: Path, capsys
+) -> None:
     task = tmp_path / "Task50_Spleen"
     code, out, err = run_l2s(capsys, "import-dicom", patient_root, "--structure", "milz, Spleen", "--out", task)
     assert code == 0, err
@@ -76,23 +79,39 @@ def test_rtstruct_written_by_l2s_reads_back_independently(real_ct: Path, tmp_pat
     dice = _dice(independent_mask(tmp_path / "ct", tmp_path / "rt.dcm", "Spleen"), _spleen(real_ct))
     assert dice >= 0.95
     rt = pydicom.dcmread(tmp_path / "rt.dcm")
-    assert rt.ReferencedFrameOfReferenceSequence[0].RTReferencedStudySequence[0] \
-        .RTReferencedSeriesSequence[0].SeriesInstanceUID == series.series_uid
+    assert (
+        rt.ReferencedFrameOfReferenceSequence[0]
+        .RTReferencedStudySequence[0]
+        .RTReferencedSeriesSequence[0]
+        .SeriesInstanceUID
+        == series.series_uid
+    )
 
 
-def test_rtstruct_referencing_another_series_is_refused(real_ct: Path, patient_root: Path, tmp_path: Path,
-                                                        capsys) -> None:
+def test_rtstruct_referencing_another_series_is_refused(
+    real_ct: Path, patient_root: Path, tmp_path: Path, capsys
+) -> None:
     ct = patient_root / "p1" / "CT"
     for path in ct.iterdir():
         path.unlink()
     write_nifti_as_series(ct, real_ct / CT)  # a new series UID: the RTSTRUCT now references a series not there
-    assert_one_line_error(capsys, "import-dicom", patient_root, "--structure", "spleen", "--out", tmp_path / "task",
-                          names=patient_root / "p1" / "rtstruct.dcm", says="references series")
+    assert_one_line_error(
+        capsys,
+        "import-dicom",
+        patient_root,
+        "--structure",
+        "spleen",
+        "--out",
+        tmp_path / "task",
+        names=patient_root / "p1" / "rtstruct.dcm",
+        says="references series",
+    )
 
 
 @pytest.mark.parametrize(("edit", "says"), [("empty", "is empty"), ("unnamed", "has no name")])
-def test_empty_or_unnamed_structure_is_refused(patient_root: Path, tmp_path: Path, capsys, edit: str,
-                                               says: str) -> None:
+def test_empty_or_unnamed_structure_is_refused(
+    patient_root: Path, tmp_path: Path, capsys, edit: str, says: str
+) -> None:
     path = patient_root / "p1" / "rtstruct.dcm"
     rt = pydicom.dcmread(path)
     number = next(int(r.ROINumber) for r in rt.StructureSetROISequence if r.ROIName == "SPLEEN")
@@ -101,11 +120,21 @@ def test_empty_or_unnamed_structure_is_refused(patient_root: Path, tmp_path: Pat
     else:
         next(r for r in rt.StructureSetROISequence if r.ROIName == "Liver").ROIName = ""
     rt.save_as(path)
-    assert_one_line_error(capsys, "import-dicom", patient_root, "--structure", "spleen", "--out", tmp_path / "task",
-                          names=path, says=says)
+    assert_one_line_error(
+        capsys, "import-dicom", patient_root, "--structure", "spleen", "--out", tmp_path / "task", names=path, says=says
+    )
 
 
 def test_no_patient_with_the_structure(patient_root: Path, tmp_path: Path, capsys) -> None:
-    assert_one_line_error(capsys, "import-dicom", patient_root, "--structure", "kidney,nier", "--out",
-                          tmp_path / "task", names=patient_root, says="kidney or nier")
+    assert_one_line_error(
+        capsys,
+        "import-dicom",
+        patient_root,
+        "--structure",
+        "kidney,nier",
+        "--out",
+        tmp_path / "task",
+        names=patient_root,
+        says="kidney or nier",
+    )
     assert not (tmp_path / "task").exists()

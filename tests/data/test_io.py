@@ -13,11 +13,14 @@ def _save(path, data, affine):
     return path
 
 
-@pytest.mark.parametrize("affine", [
-    np.diag([-2.0, -1.0, 3.0, 1.0]),  # LPS
-    np.array([[0, -2.0, 0, 10], [-1.0, 0, 0, 5], [0, 0, 3.0, 1], [0, 0, 0, 1]]),  # axes permuted and flipped
-    np.diag([1.0, 1.0, 1.0, 1.0]),  # RAS already
-])
+@pytest.mark.parametrize(
+    "affine",
+    [
+        np.diag([-2.0, -1.0, 3.0, 1.0]),  # LPS
+        np.array([[0, -2.0, 0, 10], [-1.0, 0, 0, 5], [0, 0, 3.0, 1], [0, 0, 0, 1]]),  # axes permuted and flipped
+        np.diag([1.0, 1.0, 1.0, 1.0]),  # RAS already
+    ],
+)
 def test_write_mask_lands_on_source_grid(tmp_path, affine):
     data = np.random.default_rng(0).random((5, 6, 7)).astype(np.float32)
     src = _save(tmp_path / "src.nii.gz", data, affine)

@@ -17,13 +17,16 @@ def test_missing_dataset_json(small_task):
         read_task(small_task)
 
 
-@pytest.mark.parametrize("content, problem", [
-    ("{not json", "not valid JSON"),
-    ("[1, 2]", "expected a JSON object"),
-    ('{"labels": {"0": "bg"}, "modality": {"0": "CT"}}', "'training' missing"),
-    ('{"labels": {"0": "bg"}, "modality": {"0": "CT"}, "training": [{"image": 3}]}', r"training\[0\]"),
-    ('{"labels": {"x": "bg"}, "modality": {"0": "CT"}, "training": []}', "empty|not an integer"),
-])
+@pytest.mark.parametrize(
+    "content, problem",
+    [
+        ("{not json", "not valid JSON"),
+        ("[1, 2]", "expected a JSON object"),
+        ('{"labels": {"0": "bg"}, "modality": {"0": "CT"}}', "'training' missing"),
+        ('{"labels": {"0": "bg"}, "modality": {"0": "CT"}, "training": [{"image": 3}]}', r"training\[0\]"),
+        ('{"labels": {"x": "bg"}, "modality": {"0": "CT"}, "training": []}', "empty|not an integer"),
+    ],
+)
 def test_malformed_dataset_json(small_task, content, problem):
     (small_task / "dataset.json").write_text(content)
     with pytest.raises(InputDataError, match=problem):

@@ -17,7 +17,11 @@ from l2s_core.errors import ConfigError
 SMALL = (24, 64, 64)
 N_CASES = 5
 MSD_LABELS = {
-    "spleen": {0, 1}, "pancreas": {0, 1, 2}, "prostate": {0, 1, 2}, "liver": {0, 1, 2}, "heart": {0, 1},
+    "spleen": {0, 1},
+    "pancreas": {0, 1, 2},
+    "prostate": {0, 1, 2},
+    "liver": {0, 1, 2},
+    "heart": {0, 1},
 }
 TARGET_FOREGROUND = {"spleen": 0.005, "pancreas": 0.002, "prostate": 0.027, "liver": 0.05, "heart": 0.006}
 CT_ORGANS = ("spleen", "pancreas", "liver")
@@ -52,8 +56,20 @@ def test_task_folder_has_msd_layout(phantom_root: Path, organ: str) -> None:
     task_dir = phantom_root / TASK_FOLDERS[organ]
     meta = json.loads((task_dir / "dataset.json").read_text())
     assert "format_version" not in meta
-    assert {"name", "description", "reference", "licence", "release", "tensorImageSize", "modality", "labels",
-            "numTraining", "numTest", "training", "test"} <= meta.keys()
+    assert {
+        "name",
+        "description",
+        "reference",
+        "licence",
+        "release",
+        "tensorImageSize",
+        "modality",
+        "labels",
+        "numTraining",
+        "numTest",
+        "training",
+        "test",
+    } <= meta.keys()
     assert "not patient data" in meta["description"]
     assert meta["numTraining"] == N_CASES and meta["numTest"] == 0 and meta["test"] == []
     assert {int(k) for k in meta["labels"]} == MSD_LABELS[organ]

@@ -11,7 +11,12 @@ from l2s_core.errors import ConfigError
 
 def test_case_counts_are_the_msd_tasks():
     assert {organ: g.cases for organ, g in MSD_GEOMETRY.items()} == {
-        "spleen": 41, "pancreas": 281, "prostate": 32, "liver": 131, "heart": 20}
+        "spleen": 41,
+        "pancreas": 281,
+        "prostate": 32,
+        "liver": 131,
+        "heart": 20,
+    }
 
 
 @pytest.mark.parametrize("organ", sorted(MSD_GEOMETRY))
@@ -66,6 +71,8 @@ def test_msd_profile_foreground_share_is_the_papers(organ):
     """Mean organ share over 16 cases, at the quick study's scale, within 25 % of the paper's value."""
     from l2s_core.data.phantom import ORGANS, case_geometries, render_case
 
-    shares = [100 * (render_case(organ, shape, np.random.default_rng([0, ORGANS.index(organ), i]), spacing)[1] > 0).mean()
-              for i, (shape, spacing) in enumerate(case_geometries(organ, 16, (32, 96, 96), 0, "msd", 0.1))]
+    shares = [
+        100 * (render_case(organ, shape, np.random.default_rng([0, ORGANS.index(organ), i]), spacing)[1] > 0).mean()
+        for i, (shape, spacing) in enumerate(case_geometries(organ, 16, (32, 96, 96), 0, "msd", 0.1))
+    ]
     assert np.mean(shares) == pytest.approx(PAPER_FOREGROUND_PERCENT[organ], rel=0.25)

@@ -9,15 +9,24 @@ import nibabel as nib
 import numpy as np
 import pytest
 from msd_builder import write_case, write_dataset_json
-from process_tools import (assert_one_line_error, assert_output_is_one_error_line, descendants,
-                           ended_after_continuing, kill_and_reap, run_module, start_module, state, wait_gone,
-                           wait_until)
+from process_tools import (
+    assert_one_line_error,
+    assert_output_is_one_error_line,
+    descendants,
+    ended_after_continuing,
+    kill_and_reap,
+    run_module,
+    start_module,
+    state,
+    wait_gone,
+    wait_until,
+)
 
 import l2s_core.data.prepare as prepare_module
 from l2s_core.data.cache import PreparedTask
 from l2s_core.data.io import write_mask
-from l2s_core.data.prepare import PEAK_FLOAT32_COPIES, PrepareSettings, lowres_shape, prepare_task, worker_count
 from l2s_core.data.msd import read_task
+from l2s_core.data.prepare import PEAK_FLOAT32_COPIES, PrepareSettings, lowres_shape, prepare_task, worker_count
 from l2s_core.errors import ConfigError, EmptyOrganError
 
 
@@ -54,8 +63,11 @@ def test_crop_box_holds_organ_with_margin(small_task, tmp_path):
 
 def test_tumour_merged_by_default_and_rule_is_a_parameter(small_task, tmp_path):
     merged = PreparedTask(tmp_path / "a") if _prepare(small_task, tmp_path / "a") else None
-    organ_only = PreparedTask(tmp_path / "b") if _prepare(small_task, tmp_path / "b",
-                                                           settings=PrepareSettings(organ_labels=(2,))) else None
+    organ_only = (
+        PreparedTask(tmp_path / "b")
+        if _prepare(small_task, tmp_path / "b", settings=PrepareSettings(organ_labels=(2,)))
+        else None
+    )
     assert merged.case("box_0").meta["organ_voxels"] == 8 * 6 * 5
     assert organ_only.case("box_0").meta["organ_voxels"] == 2 * 2 * 2
 
@@ -83,8 +95,10 @@ def test_killed_prepare_leaves_no_worker_and_a_rerun_redoes_only_the_partial_cas
     assert sorted(os.listdir(out / "cases")) == [f"box_{i}" for i in range(5)]  # the stale partial folders removed
     assert (out / "cases" / "box_0" / "full_image.npy").stat().st_mtime_ns == before
     task = PreparedTask(out)
-    assert all(task.case(f"box_{i}").array("crop", "label").sum() == task.case(f"box_{i}").meta["organ_voxels"]
-               for i in range(5))
+    assert all(
+        task.case(f"box_{i}").array("crop", "label").sum() == task.case(f"box_{i}").meta["organ_voxels"]
+        for i in range(5)
+    )
 
 
 @pytest.mark.slow
@@ -112,7 +126,11 @@ def test_stale_partial_folders_are_removed_and_those_of_running_processes_kept(s
     cases = tmp_path / "prep" / "cases"
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        for name in (".box_1.partial-dead", f".box_2.partial-{sleeper.pid}-0a1b2c3d", ".box_3.partial-999999999-0a1b2c3d"):
+        for name in (
+            ".box_1.partial-dead",
+            f".box_2.partial-{sleeper.pid}-0a1b2c3d",
+            ".box_3.partial-999999999-0a1b2c3d",
+        ):
             (cases / name).mkdir(parents=True)
             (cases / name / "full_image.npy").write_bytes(b"half")
         _prepare(small_task, tmp_path / "prep")
@@ -150,19 +168,35 @@ def assert_every_case_complete_or_absent(out):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("make_bad, problem", [
-    (lambda: dict(image=np.zeros((24, 20, 12), np.int16), label=np.zeros((24, 20, 10), np.uint8)), "label shape"),
-    (lambda: dict(image=np.zeros((24, 20, 12), np.int16), label=np.ones((24, 20, 12), np.uint8),
-                  label_affine=np.diag([-1.5, -1.5, 5.0, 1.0])), "affine differs"),
-    (lambda: dict(image=np.zeros((24, 20, 12), np.int16), label=np.full((24, 20, 12), 7, np.uint8)),
-     "unexpected label values [7]"),
-    (lambda: dict(image=np.full((24, 20, 12), np.inf, np.float32), label=np.ones((24, 20, 12), np.uint8)),
-     "NaN or infinite"),
-    (lambda: dict(image=np.zeros((24, 20, 12), np.int16), label=np.zeros((24, 20, 12), np.uint8)),
-     "organ mask is empty"),
-])
-def test_bad_case_is_one_line_at_the_default_workers_and_good_cases_are_complete(small_task, tmp_path, make_bad,
-                                                                                 problem):
+@pytest.mark.parametrize(
+    "make_bad, problem",
+    [
+        (lambda: dict(image=np.zeros((24, 20, 12), np.int16), label=np.zeros((24, 20, 10), np.uint8)), "label shape"),
+        (
+            lambda: dict(
+                image=np.zeros((24, 20, 12), np.int16),
+                label=np.ones((24, 20, 12), np.uint8),
+                label_affine=np.diag([-1.5, -1.5, 5.0, 1.0]),
+            ),
+            "affine differs",
+        ),
+        (
+            lambda: dict(image=np.zeros((24, 20, 12), np.int16), label=np.full((24, 20, 12), 7, np.uint8)),
+            "unexpected label values [7]",
+        ),
+        (
+            lambda: dict(image=np.full((24, 20, 12), np.inf, np.float32), label=np.ones((24, 20, 12), np.uint8)),
+            "NaN or infinite",
+        ),
+        (
+            lambda: dict(image=np.zeros((24, 20, 12), np.int16), label=np.zeros((24, 20, 12), np.uint8)),
+            "organ mask is empty",
+        ),
+    ],
+)
+def test_bad_case_is_one_line_at_the_default_workers_and_good_cases_are_complete(
+    small_task, tmp_path, make_bad, problem
+):
     write_case(small_task, "box_0", **make_bad())  # the first case fails while the next are in progress
     result = run_module("l2s_core.cli", "prepare", small_task, "--out", tmp_path / "prep")  # default workers
     assert_one_line_error(result, "l2s: error: ", "box_0.nii.gz: ", problem)
@@ -171,11 +205,13 @@ def test_bad_case_is_one_line_at_the_default_workers_and_good_cases_are_complete
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("keep, problem", [(200, "not a readable NIfTI file"), (0.5, "truncated or corrupt image data")])
+@pytest.mark.parametrize(
+    "keep, problem", [(200, "not a readable NIfTI file"), (0.5, "truncated or corrupt image data")]
+)
 def test_truncated_image_is_one_line_at_the_default_workers(small_task, tmp_path, keep, problem):
     path = small_task / "imagesTr" / "box_1.nii.gz"
     data = path.read_bytes()
-    path.write_bytes(data[:keep if isinstance(keep, int) else int(len(data) * keep)])  # the header, or half the file
+    path.write_bytes(data[: keep if isinstance(keep, int) else int(len(data) * keep)])  # the header, or half the file
     result = run_module("l2s_core.cli", "prepare", small_task, "--out", tmp_path / "prep")
     assert_one_line_error(result, f"l2s: error: {path}: {problem}")
     assert_every_case_complete_or_absent(tmp_path / "prep")
@@ -214,8 +250,11 @@ def test_real_ct_one_case_task(real_ct, tmp_path, organ, value):
 
 
 def test_organ_absent_in_every_case(small_task, tmp_path):
-    write_dataset_json(small_task, [f"box_{i}" for i in range(5)],
-                       labels={"0": "background", "1": "organ", "2": "tumour", "9": "other"})
+    write_dataset_json(
+        small_task,
+        [f"box_{i}" for i in range(5)],
+        labels={"0": "background", "1": "organ", "2": "tumour", "9": "other"},
+    )
     with pytest.raises(EmptyOrganError, match=r"labelsTr: the organ \(labels \(9,\)\) is absent in every case"):
         _prepare(small_task, tmp_path / "prep", settings=PrepareSettings(organ_labels=(9,)), skip_empty=True)
 
@@ -265,8 +304,12 @@ def test_preparing_a_case_peaks_below_its_estimate_of_four_float32_copies(tmp_pa
     image = (np.random.default_rng(0).normal(0, 100, shape) + 300.0 * label).astype(np.int16)
     write_case(tmp_path / "Task", "big", image.transpose(2, 1, 0), label.transpose(2, 1, 0))
     write_dataset_json(tmp_path / "Task", ["big"])
-    result = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT, str(tmp_path / "Task"), str(tmp_path / "prep")],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", _PEAK_SCRIPT, str(tmp_path / "Task"), str(tmp_path / "prep")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     measured = json.loads(result.stdout)
     float32_size = 4 * int(np.prod(shape))

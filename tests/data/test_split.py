@@ -3,8 +3,13 @@ import pytest
 from l2s_core.data.split import load_split, save_split, split_cases
 from l2s_core.errors import ConfigError, FormatVersionError
 
-TABLE_1 = {"spleen": (41, 25, 8, 8), "pancreas": (281, 169, 56, 56), "prostate": (32, 19, 7, 6),
-           "liver": (69, 41, 14, 14), "heart": (20, 12, 4, 4)}
+TABLE_1 = {
+    "spleen": (41, 25, 8, 8),
+    "pancreas": (281, 169, 56, 56),
+    "prostate": (32, 19, 7, 6),
+    "liver": (69, 41, 14, 14),
+    "heart": (20, 12, 4, 4),
+}
 
 
 @pytest.mark.parametrize("organ", TABLE_1)

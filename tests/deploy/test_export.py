@@ -15,8 +15,13 @@ from l2s_core.deploy.model_folder import CARD_FILE, ModelCard, open_model_folder
 
 def test_model_folder_holds_plain_state_dicts_with_their_sha256(model_dir: Path) -> None:
     card = open_model_folder(model_dir)
-    assert sorted((n.network, n.run) for n in card.networks) == [("baseline", 0), ("localiser", 0), ("localiser", 1),
-                                                                 ("organ", 0), ("organ", 1)]
+    assert sorted((n.network, n.run) for n in card.networks) == [
+        ("baseline", 0),
+        ("localiser", 0),
+        ("localiser", 1),
+        ("organ", 0),
+        ("organ", 1),
+    ]
     for entry in card.networks:
         state = torch.load(model_dir / entry.file, weights_only=True)
         assert all(isinstance(v, torch.Tensor) for v in state.values())
@@ -43,18 +48,38 @@ def test_pair_dice_comes_from_the_study_evaluation(model_dir: Path, study_dir: P
         for pair in card.pairs:
             row = runs[(runs["method"] == pair.method) & (runs["run"] == pair.index)]
             assert pair.dice[split] == float(row["pooled_dice"].iloc[0])
-    assert [(p.method, p.runs) for p in card.pairs] == [("two_stage", {"localiser": 0, "organ": 0}),
-                                                       ("two_stage", {"localiser": 1, "organ": 1}),
-                                                       ("baseline", {"baseline": 0})]
+    assert [(p.method, p.runs) for p in card.pairs] == [
+        ("two_stage", {"localiser": 0, "organ": 0}),
+        ("two_stage", {"localiser": 1, "organ": 1}),
+        ("baseline", {"baseline": 0}),
+    ]
 
 
 def test_export_command(study_dir: Path, tmp_path: Path, capsys) -> None:
     code, out, _ = run_l2s(capsys, "export", study_dir, "--organ", "spleen", "--out", tmp_path / "m")
     assert code == 0 and "5 networks" in out
-    assert_one_line_error(capsys, "export", study_dir, "--organ", "spleen", "--out", tmp_path / "m",
-                          names=tmp_path / "m", says="already exists")
-    assert_one_line_error(capsys, "export", study_dir, "--organ", "liver", "--out", tmp_path / "n",
-                          names=study_dir / "liver", says="organs: spleen")
+    assert_one_line_error(
+        capsys,
+        "export",
+        study_dir,
+        "--organ",
+        "spleen",
+        "--out",
+        tmp_path / "m",
+        names=tmp_path / "m",
+        says="already exists",
+    )
+    assert_one_line_error(
+        capsys,
+        "export",
+        study_dir,
+        "--organ",
+        "liver",
+        "--out",
+        tmp_path / "n",
+        names=study_dir / "liver",
+        says="organs: spleen",
+    )
 
 
 def test_tampered_weights_are_refused(model_dir: Path, tmp_path: Path, capsys) -> None:
@@ -63,16 +88,17 @@ def test_tampered_weights_are_refused(model_dir: Path, tmp_path: Path, capsys) -
     state = torch.load(weights, weights_only=True)
     next(iter(state.values())).add_(1.0)
     torch.save(state, weights)
-    assert_one_line_error(capsys, "predict", copy, "x.nii.gz", "--out", tmp_path / "out",
-                          names=weights, says="sha256 differs")
+    assert_one_line_error(
+        capsys, "predict", copy, "x.nii.gz", "--out", tmp_path / "out", names=weights, says="sha256 differs"
+    )
     weights.unlink()
-    assert_one_line_error(capsys, "predict", copy, "x.nii.gz", "--out", tmp_path / "out",
-                          names=weights, says="missing")
+    assert_one_line_error(capsys, "predict", copy, "x.nii.gz", "--out", tmp_path / "out", names=weights, says="missing")
 
 
 def test_folder_from_another_format_version_is_refused(model_dir: Path, tmp_path: Path, capsys) -> None:
     copy = shutil.copytree(model_dir, tmp_path / "model")
     card = json.loads((copy / CARD_FILE).read_text())
     (copy / CARD_FILE).write_text(json.dumps({**card, "format_version": 99}))
-    assert_one_line_error(capsys, "predict", copy, "x.nii.gz", "--out", tmp_path / "out",
-                          names=copy / CARD_FILE, says="format_version 99")
+    assert_one_line_error(
+        capsys, "predict", copy, "x.nii.gz", "--out", tmp_path / "out", names=copy / CARD_FILE, says="format_version 99"
+    )

@@ -68,8 +68,9 @@ def test_scan_mode_opens_on_the_two_stage_box_and_segments_in_the_manual_box(mod
     assert w["slice"].value == (max(start[0], 0) + min(start[3], shape[0]) - 1) // 2
     w["box_z"].value, w["box_y"].value, w["box_x"].value = (2, 11), (4, 28), (3, 25)
     w["segment"].click()
-    expected = box_predict(load_model_folder(model_dir, "two_stage", runs=1).networks["organ"], viewer.case.image,
-                           (2, 4, 3, 12, 29, 26))
+    expected = box_predict(
+        load_model_folder(model_dir, "two_stage", runs=1).networks["organ"], viewer.case.image, (2, 4, 3, 12, 29, 26)
+    )
     manual = viewer.overlay_artists["manual"]
     assert manual.get_visible() and "segmented in box" in w["legend"].value
     assert np.array_equal(~np.ma.getmaskarray(manual.get_array()), expected[w["slice"].value] > 0)
@@ -97,11 +98,18 @@ def test_scan_mode_errors(model_dir: Path, scan: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_explore_notebook_on_a_model_folder_and_a_scan(model_dir: Path, scan: Path, tmp_path: Path,
-                                                       l2s_kernel: str) -> None:
+def test_explore_notebook_on_a_model_folder_and_a_scan(
+    model_dir: Path, scan: Path, tmp_path: Path, l2s_kernel: str
+) -> None:
     executed = tmp_path / "explore.ipynb"
-    papermill.execute_notebook(NOTEBOOK, executed, parameters={"model_dir": str(model_dir), "scan": str(scan)},
-                               kernel_name=l2s_kernel, cwd=str(tmp_path), progress_bar=False)
+    papermill.execute_notebook(
+        NOTEBOOK,
+        executed,
+        parameters={"model_dir": str(model_dir), "scan": str(scan)},
+        kernel_name=l2s_kernel,
+        cwd=str(tmp_path),
+        progress_bar=False,
+    )
     cells = nbformat.read(executed, as_version=4).cells
     printed = "".join(o.get("text", "") for cell in cells if cell.cell_type == "code" for o in cell.outputs)
     assert "spleen on CT" in printed

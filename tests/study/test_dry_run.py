@@ -15,8 +15,21 @@ SHIPPED = Path(__file__).resolve().parents[2] / "papermill_params"
 
 
 def test_smoke_dry_run_lists_every_step_and_writes_nothing(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "l2s_core.cli", "run", str(SHIPPED / "smoke.yaml"), "--dry-run",
-                             "--root", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "l2s_core.cli",
+            "run",
+            str(SHIPPED / "smoke.yaml"),
+            "--dry-run",
+            "--root",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stdout + result.stderr
     for step in ("prepare/atrium", "train/prostate/localiser", "evaluate/spleen/test", "analysis", "report"):
@@ -32,11 +45,15 @@ def test_paper_protocol_plans_thin_prostates_within_the_patch(tmp_path):
     for case_id, slices in zip(ids, (15, 23)):
         label = np.zeros((320, 320, slices), np.uint8)
         label[150:170, 150:170, 5:9] = 1
-        write_case(task, case_id, np.zeros((320, 320, slices, 2), np.float32), label, affine=np.diag([0.6, 0.6, 3.6, 1]))
+        write_case(
+            task, case_id, np.zeros((320, 320, slices, 2), np.float32), label, affine=np.diag([0.6, 0.6, 3.6, 1])
+        )
     write_dataset_json(task, ids, labels={"0": "background", "1": "PZ", "2": "TZ"})
     paper = yaml.safe_load((SHIPPED / "paper.yaml").read_text())
     params_path = tmp_path / "paper_prostate.yaml"
-    params_path.write_text(yaml.safe_dump({**paper, "organs": ["prostate"], "prepare": {**paper["prepare"], "per_organ": {}}}))
+    params_path.write_text(
+        yaml.safe_dump({**paper, "organs": ["prostate"], "prepare": {**paper["prepare"], "per_organ": {}}})
+    )
     params = load_study_params(params_path, data_root=tmp_path / "msd")
     extents = level_extents(params, tmp_path, "prostate")
     assert extents == {"full": (23, 320, 320), "lowres": (7, 160, 160), "crop": (53, 350, 350)}

@@ -49,17 +49,34 @@ def test_smoke_study_runs_end_to_end_through_papermill(tmp_path, l2s_kernel):
         runs = pd.read_csv(paths.evaluation_dir(organ) / "test_runs.csv")
         assert set(runs["method"]) == {"baseline", "two_stage", "gt_localised"}
     train_notebook = nbformat.read(paths.executed_notebook(Step("train", "spleen", "baseline", run=0)), as_version=4)
-    assert any("image/png" in output.get("data", {}) for cell in train_notebook.cells
-               for output in cell.get("outputs", []))  # the learning curves
+    assert any(
+        "image/png" in output.get("data", {}) for cell in train_notebook.cells for output in cell.get("outputs", [])
+    )  # the learning curves
     report = paths.report_path.read_text()
     for heading in ("Table 1", "Table 2", "Table 3", "Table 4", "Figure 2", "Figure 3", "Figure 4", "t-test", "Welch"):
         assert heading in report, heading
     assert report.index(">Findings<") < report.index(">Data and software<") < report.index(">Table 1")  # findings first
-    for text in ("Scorecard of the paper", "Tables 3 and 4: the paper beside this study", "0.6491 ± 0.0997",
-                 "not in the study", "no paper value", "checks that the pipeline", "not testable", "supported",
-                 "Per-case paired tests", "p_wilcoxon", "p_wilcoxon_holm", "ci_low", "ci_high", "rank_biserial",
-                 "p_student_holm", "p_welch_holm", "hedges_g", "training-seed variability",
-                 "variability over patients"):
+    for text in (
+        "Scorecard of the paper",
+        "Tables 3 and 4: the paper beside this study",
+        "0.6491 ± 0.0997",
+        "not in the study",
+        "no paper value",
+        "checks that the pipeline",
+        "not testable",
+        "supported",
+        "Per-case paired tests",
+        "p_wilcoxon",
+        "p_wilcoxon_holm",
+        "ci_low",
+        "ci_high",
+        "rank_biserial",
+        "p_student_holm",
+        "p_welch_holm",
+        "hedges_g",
+        "training-seed variability",
+        "variability over patients",
+    ):
         assert text in report, text
     assert report.count("data:image/png;base64,") >= 3  # Figures 2-4 embedded
     assert ">atrium<" in report  # the custom organ name in the tables

@@ -54,13 +54,16 @@ def test_wrong_type_names_file_and_key_path(tmp_path):
     assert config_error(path) == f"{path}: train.patience: expected int, got str 'twenty'"
 
 
-@pytest.mark.parametrize("values, key", [
-    ({"colour": "red"}, "colour"),
-    ({"phantom": {"n_case": 3}}, "phantom.n_case"),
-    ({"train": {"patiense": 3}}, "train.patiense"),
-    ({"prepare": {"per_organ": {"spleen": {"chanel": 1}}}}, "prepare.per_organ.spleen.chanel"),
-    ({"train": {"per_network": {"baseline": {"patch": [8, 8, 8]}}}}, "train.per_network.baseline.patch"),
-])
+@pytest.mark.parametrize(
+    "values, key",
+    [
+        ({"colour": "red"}, "colour"),
+        ({"phantom": {"n_case": 3}}, "phantom.n_case"),
+        ({"train": {"patiense": 3}}, "train.patiense"),
+        ({"prepare": {"per_organ": {"spleen": {"chanel": 1}}}}, "prepare.per_organ.spleen.chanel"),
+        ({"train": {"per_network": {"baseline": {"patch": [8, 8, 8]}}}}, "train.per_network.baseline.patch"),
+    ],
+)
 def test_unknown_key_at_any_level(tmp_path, values, key):
     path = write_params(tmp_path, values)
     assert config_error(path).startswith(f"{path}: {key}: unknown key; known keys: ")
@@ -68,8 +71,10 @@ def test_unknown_key_at_any_level(tmp_path, values, key):
 
 def test_an_organ_without_a_task_folder_is_refused(tmp_path):
     path = write_params(tmp_path, {"organs": ["spleen", "kidney"], "data": "msd", "data_root": "msd"})
-    assert config_error(path) == (f"{path}: task_folders: no task folder for organ 'kidney'; "
-                                  "add 'task_folders: {kidney: <folder under data_root>}'")
+    assert config_error(path) == (
+        f"{path}: task_folders: no task folder for organ 'kidney'; "
+        "add 'task_folders: {kidney: <folder under data_root>}'"
+    )
     path = write_params(tmp_path, {"organs": ["spleen", "../up"], "data": "msd", "data_root": "msd"})
     assert config_error(path).startswith(f"{path}: organs: '../up' is not a plain name")
     path = write_params(tmp_path, {"organs": ["kidney"], "task_folders": {"kidney": "Task50_Kidney"}})
@@ -79,13 +84,22 @@ def test_an_organ_without_a_task_folder_is_refused(tmp_path):
 
 
 def test_any_task_is_a_study_organ(tmp_path):
-    path = write_params(tmp_path, {
-        "organs": ["spleen", "kidney"], "data": "msd", "data_root": "msd",
-        "task_folders": {"kidney": "Task50_Kidney"},
-        "prepare": {"per_organ": {"kidney": {"max_cases": 12, "crop_margin": 5}}},
-        "train": {"depth": 2, "patch_size": [16, 16, 16], "per_network": {"baseline": {"patch_size": [8, 32, 32]}},
-                  "per_organ": {"kidney": {"patch_size": [8, 8, 8], "lr": 0.01}}},
-    })
+    path = write_params(
+        tmp_path,
+        {
+            "organs": ["spleen", "kidney"],
+            "data": "msd",
+            "data_root": "msd",
+            "task_folders": {"kidney": "Task50_Kidney"},
+            "prepare": {"per_organ": {"kidney": {"max_cases": 12, "crop_margin": 5}}},
+            "train": {
+                "depth": 2,
+                "patch_size": [16, 16, 16],
+                "per_network": {"baseline": {"patch_size": [8, 32, 32]}},
+                "per_organ": {"kidney": {"patch_size": [8, 8, 8], "lr": 0.01}},
+            },
+        },
+    )
     params = load_study_params(path, root=tmp_path)
     (tmp_path / "msd" / "Task50_Kidney").mkdir(parents=True)
     assert params.task_dir("kidney") == tmp_path / "msd" / "Task50_Kidney"
@@ -93,12 +107,20 @@ def test_any_task_is_a_study_organ(tmp_path):
     kidney = params.train_config("kidney", "baseline", 0, Path("p"), Path("r"))
     assert kidney.patch_size == (8, 8, 8) and kidney.lr == 0.01
     assert params.train_config("spleen", "baseline", 0, Path("p"), Path("r")).patch_size == (8, 32, 32)
-    bad = write_params(tmp_path, {"organs": ["kidney"], "data": "msd", "data_root": "msd",
-                                  "task_folders": {"kidney": "Task50_Kidney"},
-                                  "train": {"depth": 2, "per_organ": {"kidney": {"patch_size": [8, 8, 6]}}}})
+    bad = write_params(
+        tmp_path,
+        {
+            "organs": ["kidney"],
+            "data": "msd",
+            "data_root": "msd",
+            "task_folders": {"kidney": "Task50_Kidney"},
+            "train": {"depth": 2, "per_organ": {"kidney": {"patch_size": [8, 8, 6]}}},
+        },
+    )
     assert config_error(bad).startswith(f"{bad}: train.per_organ.kidney.patch_size: needs three sides")
-    phantom = load_study_params(write_params(tmp_path, {"organs": ["left_spleen"],
-                                                        "task_folders": {"left_spleen": "Task09_Spleen"}}))
+    phantom = load_study_params(
+        write_params(tmp_path, {"organs": ["left_spleen"], "task_folders": {"left_spleen": "Task09_Spleen"}})
+    )
     assert phantom.phantom_organ("left_spleen") == "spleen"
 
 
@@ -127,17 +149,27 @@ def test_train_config_range_errors_name_the_key(tmp_path):
     assert config_error(path).startswith(f"{path}: train.batch_size: must be a positive multiple of world_size (2)")
 
 
-@pytest.mark.parametrize("values, key, problem", [
-    ({"runs": 0}, "runs", "must be at least 1, got 0"),
-    ({"runs": 5, "max_runs": 3}, "max_runs", "3 is fewer than runs (5)"),
-    ({"organs": ["spleen", "spleen"]}, "organs", "lists a value twice: ['spleen', 'spleen']"),
-    ({"phantom": {"shape": [8, 8]}}, "phantom.shape", "expected a list of 3 items, got 2: [8, 8]"),
-    ({"evaluate": {"fallback": "guess"}}, "evaluate.fallback", "unknown value 'guess'; expected one of whole_image, empty"),
-    ({"data": "msd"}, "data_root", "required when data is msd (or pass --data-root)"),
-    ({"organs": ["spleen"], "prepare": {"per_organ": {"liver": {"channel": 1}}}}, "prepare.per_organ.liver",
-     "not among the study's organs (spleen)"),
-    ({"train": {"lr": True}}, "train.lr", "expected float, got bool True"),
-])
+@pytest.mark.parametrize(
+    "values, key, problem",
+    [
+        ({"runs": 0}, "runs", "must be at least 1, got 0"),
+        ({"runs": 5, "max_runs": 3}, "max_runs", "3 is fewer than runs (5)"),
+        ({"organs": ["spleen", "spleen"]}, "organs", "lists a value twice: ['spleen', 'spleen']"),
+        ({"phantom": {"shape": [8, 8]}}, "phantom.shape", "expected a list of 3 items, got 2: [8, 8]"),
+        (
+            {"evaluate": {"fallback": "guess"}},
+            "evaluate.fallback",
+            "unknown value 'guess'; expected one of whole_image, empty",
+        ),
+        ({"data": "msd"}, "data_root", "required when data is msd (or pass --data-root)"),
+        (
+            {"organs": ["spleen"], "prepare": {"per_organ": {"liver": {"channel": 1}}}},
+            "prepare.per_organ.liver",
+            "not among the study's organs (spleen)",
+        ),
+        ({"train": {"lr": True}}, "train.lr", "expected float, got bool True"),
+    ],
+)
 def test_bad_values(tmp_path, values, key, problem):
     path = write_params(tmp_path, values)
     assert config_error(path) == f"{path}: {key}: {problem}"
@@ -153,14 +185,22 @@ def test_unreadable_files(tmp_path):
 
 
 def test_overrides_and_defaults(tmp_path):
-    path = write_params(tmp_path, {
-        "organs": ["spleen", "prostate"], "data": "msd", "data_root": "msd",
-        "prepare": {"normalisation": "none", "per_organ": {"prostate": {"channel": 1, "normalisation": "zscore"}}},
-        "train": {"depth": 2, "patch_size": [16, 16, 16], "per_network": {"baseline": {"patch_size": [8, 32, 32]}}},
-    })
+    path = write_params(
+        tmp_path,
+        {
+            "organs": ["spleen", "prostate"],
+            "data": "msd",
+            "data_root": "msd",
+            "prepare": {"normalisation": "none", "per_organ": {"prostate": {"channel": 1, "normalisation": "zscore"}}},
+            "train": {"depth": 2, "patch_size": [16, 16, 16], "per_network": {"baseline": {"patch_size": [8, 32, 32]}}},
+        },
+    )
     params = load_study_params(path, root=tmp_path, gpus_per_run=2)
     assert params.study == "quick" and params.gpus_per_run == 2 and params.data_root == tmp_path / "msd"
-    assert params.prepare.settings("prostate").channel == 1 and params.prepare.settings("prostate").normalisation == "zscore"
+    assert (
+        params.prepare.settings("prostate").channel == 1
+        and params.prepare.settings("prostate").normalisation == "zscore"
+    )
     assert params.prepare.settings("spleen").channel == 0 and params.prepare.settings("spleen").normalisation == "none"
     assert params.train_config("spleen", "baseline", 0, Path("p"), Path("r")).patch_size == (8, 32, 32)
     assert params.train_config("spleen", "organ", 0, Path("p"), Path("r")).patch_size == (16, 16, 16)
@@ -168,8 +208,9 @@ def test_overrides_and_defaults(tmp_path):
 
 
 def test_msd_task_folders_are_checked_when_used(tmp_path):
-    params = load_study_params(write_params(tmp_path, {"data": "msd", "data_root": "msd", "organs": ["spleen"]}),
-                               root=tmp_path)
+    params = load_study_params(
+        write_params(tmp_path, {"data": "msd", "data_root": "msd", "organs": ["spleen"]}), root=tmp_path
+    )
     with pytest.raises(ConfigError, match="Task09_Spleen not found"):
         params.task_dir("spleen")
     (tmp_path / "msd" / "Task09_Spleen").mkdir(parents=True)

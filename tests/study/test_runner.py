@@ -19,7 +19,7 @@ from l2s_core.study.runner import gpu_slots, run_study, study_lock
 # hangs when <root>/hang-<step id with - for /> exists (its pid in pid-<...>; first preparing the MSD task
 # task-<...> with 2 worker processes when it exists), fails when fail-<...> exists, and
 # writes the outputs the runner checks. Run 0 of spleen/baseline does not converge.
-_STEP_CODE = '''
+_STEP_CODE = """
 import os
 import time
 from pathlib import Path
@@ -61,11 +61,20 @@ elif KIND == "evaluate":
         atomic_write_text(paths.evaluation_dir(organ) / name, "x\\n")
 print(f"finished {step.step_id}")
 log("end")
-'''
+"""
 
-STEP_IDS = ["prepare/spleen", "prepare/liver", "train/spleen/baseline/run_00", "train/spleen/baseline/run_01",
-            "train/spleen/organ/run_00", "train/liver/baseline/run_00", "train/liver/organ/run_00",
-            "evaluate/spleen/test", "evaluate/liver/test", "analysis"]
+STEP_IDS = [
+    "prepare/spleen",
+    "prepare/liver",
+    "train/spleen/baseline/run_00",
+    "train/spleen/baseline/run_01",
+    "train/spleen/organ/run_00",
+    "train/liver/baseline/run_00",
+    "train/liver/organ/run_00",
+    "evaluate/spleen/test",
+    "evaluate/liver/test",
+    "analysis",
+]
 
 
 def write_test_notebooks(folder: Path) -> Path:
@@ -73,9 +82,13 @@ def write_test_notebooks(folder: Path) -> Path:
     for kind in ("prepare", "train", "evaluate", "analysis"):
         names = ["study_dir"] if kind == "analysis" else ["params_path", "root", "gpus"]
         parameters = "\n".join(f"{name} = None" for name in [*names, "organ", "network", "run", "split"])
-        notebook = new_notebook(cells=[new_code_cell(parameters, metadata={"tags": ["parameters"]}),
-                                       new_code_cell(f"KIND = {kind!r}\n" + _STEP_CODE)],
-                                metadata={"kernelspec": {"name": "l2s", "language": "python", "display_name": "l2s"}})
+        notebook = new_notebook(
+            cells=[
+                new_code_cell(parameters, metadata={"tags": ["parameters"]}),
+                new_code_cell(f"KIND = {kind!r}\n" + _STEP_CODE),
+            ],
+            metadata={"kernelspec": {"name": "l2s", "language": "python", "display_name": "l2s"}},
+        )
         nbformat.write(notebook, folder / f"{kind}.ipynb")
     return folder
 
@@ -84,9 +97,18 @@ def write_test_notebooks(folder: Path) -> Path:
 def study(tmp_path, l2s_kernel):
     """A tiny study (two organs, two networks, the test split) with the test notebooks."""
     params_path = tmp_path / "tiny.yaml"
-    params_path.write_text(yaml.safe_dump({"data": "phantom", "organs": ["spleen", "liver"],
-                                           "networks": ["baseline", "organ"], "runs": 1, "max_runs": 3,
-                                           "evaluate": {"splits": ["test"]}}))
+    params_path.write_text(
+        yaml.safe_dump(
+            {
+                "data": "phantom",
+                "organs": ["spleen", "liver"],
+                "networks": ["baseline", "organ"],
+                "runs": 1,
+                "max_runs": 3,
+                "evaluate": {"splits": ["test"]},
+            }
+        )
+    )
     root = tmp_path / "root"
     root.mkdir()
     return params_path, root, write_test_notebooks(tmp_path / "notebooks")
@@ -141,9 +163,16 @@ def test_study_runs_in_dependency_order_and_is_not_redone(study, capsys):
 
     params_path.write_text(params_path.read_text().replace("runs: 1", "runs: 2"))  # more converged runs wanted
     run_study(params_path, root=root, jobs=1, notebooks_dir=notebooks, progress=False)
-    redone = [step_id for event, step_id in events(root)[len(log):] if event == "end"]
-    assert redone == ["train/spleen/baseline/run_02", "train/spleen/organ/run_01", "train/liver/baseline/run_01",
-                      "train/liver/organ/run_01", "evaluate/spleen/test", "evaluate/liver/test", "analysis"]
+    redone = [step_id for event, step_id in events(root)[len(log) :] if event == "end"]
+    assert redone == [
+        "train/spleen/baseline/run_02",
+        "train/spleen/organ/run_01",
+        "train/liver/baseline/run_01",
+        "train/liver/organ/run_01",
+        "evaluate/spleen/test",
+        "evaluate/liver/test",
+        "analysis",
+    ]
 
 
 def test_failure_is_recorded_and_independent_steps_continue(study):
@@ -178,10 +207,16 @@ def test_killed_study_resumes_without_losing_or_repeating_steps(study, capsys):
     hang = root / "hang-train-liver-baseline-run_00"
     hang.touch()
     write_small_task(root / "task-train-liver-baseline-run_00")  # prepared by the hanging step's 2 workers
-    script = ("from l2s_core.study.runner import run_study; "
-              f"run_study({str(params_path)!r}, root={str(root)!r}, notebooks_dir={str(notebooks)!r}, progress=False)")
-    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               env=environment(stop_at="writing full_image.npy"))  # the workers stop mid-case
+    script = (
+        "from l2s_core.study.runner import run_study; "
+        f"run_study({str(params_path)!r}, root={str(root)!r}, notebooks_dir={str(notebooks)!r}, progress=False)"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=environment(stop_at="writing full_image.npy"),
+    )  # the workers stop mid-case
     kernel_pid_file = root / "pid-train-liver-baseline-run_00"
     try:
         wait_until(lambda: process.poll() is None and kernel_pid_file.exists(), "the runner executing the hanging step")
@@ -198,7 +233,7 @@ def test_killed_study_resumes_without_losing_or_repeating_steps(study, capsys):
     assert f"taking over the stale lock of pid {process.pid}" in capsys.readouterr().out
     assert status["failed"] == [] and status["report"] is not None
     log = events(root)
-    assert log[:len(before)] == before
+    assert log[: len(before)] == before
     assert ended_once(log)
     starts = [step_id for event, step_id in log if event == "start"]
     assert starts.count("train/liver/baseline/run_00") == 2
@@ -218,20 +253,28 @@ def test_second_runner_is_refused_by_the_lock(study):
 def test_missing_kernel_is_reported(study, monkeypatch):
     params_path, root, notebooks = study
     monkeypatch.setattr(runner, "KERNEL_NAME", "l2s-not-installed")
-    with pytest.raises(ConfigError, match="Jupyter kernel 'l2s-not-installed': not installed; install it into this "
-                                          "environment with `python -m ipykernel install --sys-prefix"):
+    with pytest.raises(
+        ConfigError,
+        match="Jupyter kernel 'l2s-not-installed': not installed; install it into this "
+        "environment with `python -m ipykernel install --sys-prefix",
+    ):
         run_study(params_path, root=root, notebooks_dir=notebooks, progress=False)
 
 
 def test_submitit_executor_runs_the_steps_as_jobs(tmp_path, l2s_kernel):
     params_path = tmp_path / "tiny.yaml"
-    params_path.write_text(yaml.safe_dump({"data": "phantom", "organs": ["liver"], "networks": ["organ"], "runs": 1,
-                                           "evaluate": {"splits": ["test"]}}))
+    params_path.write_text(
+        yaml.safe_dump(
+            {"data": "phantom", "organs": ["liver"], "networks": ["organ"], "runs": 1, "evaluate": {"splits": ["test"]}}
+        )
+    )
     root = tmp_path / "root"
     root.mkdir()
     notebooks = write_test_notebooks(tmp_path / "notebooks")
     (notebooks / "analysis.ipynb").unlink()  # a study without analysis stops after evaluation
-    status = run_study(params_path, root=root, jobs=2, executor="submitit-local", notebooks_dir=notebooks, progress=False)
+    status = run_study(
+        params_path, root=root, jobs=2, executor="submitit-local", notebooks_dir=notebooks, progress=False
+    )
     assert status["failed"] == [] and status["report"] is None
     assert list(status["units"]) == ["prepare/liver", "train/liver/organ", "evaluate/liver/test"]
     ends = [step_id for event, step_id in events(root) if event == "end"]
