@@ -17,6 +17,7 @@ from study_folder import write_study
 
 from l2s_core import analysis, plots
 from l2s_core.errors import InputDataError
+from l2s_core.files import atomic_write_json
 from l2s_core.stats import DEFAULT_PAIRS
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "analysis.ipynb"
@@ -92,6 +93,32 @@ def test_table2_is_the_mean_minutes_of_all_finished_runs(data: analysis.StudyDat
     assert table.loc["spleen", "baseline"] == pytest.approx((600 + 120 + 900 + 300) / 4 / 60)
     assert table.loc["spleen", "localiser"] == pytest.approx(2.0)
     assert table.loc["heart", "organ"] == pytest.approx(1.0)
+
+
+def test_table2_over_converged_runs_as_the_released_code(data: analysis.StudyData) -> None:
+    converged = analysis.table2_training_minutes(data, runs="converged")
+    spleen_converged = [s for c, s in RUNS["spleen"]["baseline"] if c]
+    assert converged.loc["spleen", "baseline"] == pytest.approx(sum(spleen_converged) / len(spleen_converged) / 60)
+    released = dataclasses.replace(data, study_params={"analysis": {"training_time_runs": "converged"}})
+    assert analysis.table2_training_minutes(released).equals(converged)
+
+
+def test_failed_and_blocked_steps_of_the_last_run_are_listed(study: Path) -> None:
+    atomic_write_json(
+        study / "status.json",
+        {
+            "units": {
+                "prepare/spleen": {"state": "done"},
+                "prepare/kidney": {"state": "failed", "error": "InputDataError: case_3.nii.gz: truncated"},
+                "evaluate/kidney/val": {"state": "blocked"},
+            }
+        },
+    )
+    failures = analysis.load_study(study).failures
+    assert failures.to_dict("records") == [
+        {"unit": "prepare/kidney", "state": "failed", "error": "InputDataError: case_3.nii.gz: truncated"},
+        {"unit": "evaluate/kidney/val", "state": "blocked", "error": ""},
+    ]
 
 
 def test_table_dice_mean_sd_and_significance_mark(data: analysis.StudyData) -> None:

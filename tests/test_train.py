@@ -349,3 +349,23 @@ def test_images_thinner_than_the_patch_train_on_clipped_patches(
     assert summary["epochs"] == 1
     assert seen and all(all(side <= p for side, p in zip(shape, patch)) for shape in seen)
     assert all(shape[0] < 64 for shape in seen)  # clipped to the image, padded only to the size multiple
+
+
+def test_released_code_network_and_loss_train_and_are_checkpointed(phantom: PreparedTask, tmp_path: Path) -> None:
+    config = tiny_config(
+        phantom,
+        tmp_path / "run",
+        network="organ",
+        architecture="released_code",
+        base_channels=4,
+        dice_form="batch_if_foreground",
+        ce_weight=0.3,
+        max_epochs=2,
+        convergence_threshold=0.0,
+    )
+    summary = train_run(config, progress=False)
+    assert summary["epochs"] == 2 and summary["config"]["architecture"] == "released_code"
+    network, metadata = load_model(tmp_path / "run" / "best.pt")
+    assert type(network).__name__ == "ReleasedCodeUNet3D" and metadata["network"] == "organ"
+    with pytest.raises(ConfigError, match="architecture"):
+        tiny_config(phantom, tmp_path / "other", architecture="vnet")

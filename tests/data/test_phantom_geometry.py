@@ -67,12 +67,32 @@ PAPER_FOREGROUND_PERCENT = {"spleen": 0.44, "pancreas": 0.22, "prostate": 2.71, 
 
 
 @pytest.mark.parametrize("organ", sorted(PAPER_FOREGROUND_PERCENT))
-def test_msd_profile_foreground_share_is_the_papers(organ):
-    """Mean organ share over 16 cases, at the quick study's scale, within 25 % of the paper's value."""
-    from l2s_core.data.phantom import ORGANS, case_geometries, render_case
+def test_quick_study_phantoms_have_the_papers_foreground_share(organ):
+    """Mean organ share over the quick study's own phantom cases (its scales and case counts),
+    within 25 % of the paper's value."""
+    from pathlib import Path
 
+    from l2s_core.data.phantom import ORGANS, case_geometries, render_case
+    from l2s_core.study.params import load_study_params
+
+    quick = load_study_params(Path(__file__).resolve().parents[2] / "papermill_params" / "quick.yaml")
+    options = quick.phantom.for_organ(organ)
+    geometries = case_geometries(organ, options.n_cases, options.shape, options.seed, options.profile, options.scale)
     shares = [
-        100 * (render_case(organ, shape, np.random.default_rng([0, ORGANS.index(organ), i]), spacing)[1] > 0).mean()
-        for i, (shape, spacing) in enumerate(case_geometries(organ, 16, (32, 96, 96), 0, "msd", 0.1))
+        100
+        * (
+            render_case(organ, shape, np.random.default_rng([options.seed, ORGANS.index(organ), i]), spacing)[1] > 0
+        ).mean()
+        for i, (shape, spacing) in enumerate(geometries)
     ]
     assert np.mean(shares) == pytest.approx(PAPER_FOREGROUND_PERCENT[organ], rel=0.25)
+
+
+def test_quick_study_case_counts_follow_the_msd_order():
+    from pathlib import Path
+
+    from l2s_core.study.params import load_study_params
+
+    quick = load_study_params(Path(__file__).resolve().parents[2] / "papermill_params" / "quick.yaml")
+    counts = [quick.phantom.for_organ(organ).n_cases for organ in ("heart", "prostate", "spleen", "liver", "pancreas")]
+    assert counts == sorted(set(counts))  # five distinct counts, heart fewest ... pancreas most, as in the MSD

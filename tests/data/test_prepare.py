@@ -61,6 +61,30 @@ def test_crop_box_holds_organ_with_margin(small_task, tmp_path):
     assert case.array("crop", "image").shape == (z1 - z0, y1 - y0, x1 - x0)
 
 
+def test_released_code_lowres_divisors_and_largest_component_crop_labels(make_task, tmp_path):
+    """The released code's low-resolution grid (z/2, y/3, x/2) and organ-network labels (largest
+    component only), each a preparation setting recorded in prep.json."""
+    two_parts = [(2, 2, 2, 8, 10, 10), (2, 2, 2, 8, 10, 10)]
+    folder = make_task(n_cases=5, shape=(12, 18, 16), organ=two_parts[0])
+    case_label = folder / "labelsTr" / "cube_0.nii.gz"
+    label = np.asarray(nib.load(case_label).dataobj).copy()  # (x, y, z)
+    label[13:15, 14:17, 10:12] = 1  # a second, smaller component inside the organ's crop
+    nib.save(nib.Nifti1Image(label, nib.load(case_label).affine), case_label)
+    settings = PrepareSettings(lowres_divisors=(2, 3, 2), crop_label="largest_component")
+    prepare_task(folder, tmp_path / "released", settings, progress=False)
+    task = PreparedTask(tmp_path / "released")
+    case = task.case("cube_0")
+    assert case.array("lowres", "image").shape == lowres_shape((12, 18, 16), (2, 3, 2)) == (6, 6, 8)
+    assert task.settings["lowres_divisors"] == [2, 3, 2] and task.settings["crop_label"] == "largest_component"
+    crop_label = np.asarray(case.array("crop", "label"))
+    assert crop_label.sum() == 6 * 8 * 8  # the second component is gone from the organ network's labels
+    assert np.asarray(case.array("full", "label")).sum() == 6 * 8 * 8 + 2 * 3 * 2  # the full label keeps it
+    with pytest.raises(ConfigError, match="crop_label"):
+        PrepareSettings(crop_label="biggest")
+    with pytest.raises(ConfigError, match="lowres_divisors"):
+        PrepareSettings(lowres_divisors=(2, 0, 2))
+
+
 def test_tumour_merged_by_default_and_rule_is_a_parameter(small_task, tmp_path):
     merged = PreparedTask(tmp_path / "a") if _prepare(small_task, tmp_path / "a") else None
     organ_only = (

@@ -1,7 +1,11 @@
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import nbformat
+import nibabel as nib
+import numpy as np
 import pandas as pd
 import papermill
 import pytest
@@ -82,3 +86,23 @@ def test_smoke_study_runs_end_to_end_through_papermill(tmp_path, l2s_kernel):
     assert ">atrium<" in report  # the custom organ name in the tables
     assert "<pre" not in report or "import " not in report  # code hidden
     print(f"smoke study: {time.monotonic() - started:.0f} s")  # a figure to watch, not an assertion
+    _export_and_predict(paths, tmp_path)
+
+
+def _export_and_predict(paths: StudyPaths, tmp_path: Path) -> None:
+    """The study's custom-named organ leaves as a model folder and segments a scan on its own grid."""
+    model_dir, out_dir = tmp_path / "model_atrium", tmp_path / "predicted"
+    cli = [sys.executable, "-m", "l2s_core.cli"]
+    subprocess.run(
+        [*cli, "export", str(paths.study_dir), "--organ", "atrium", "--out", str(model_dir)],
+        check=True,
+        capture_output=True,
+    )
+    scan = next((paths.phantom_dir / "Task02_Heart" / "imagesTr").glob("*.nii.gz"))
+    result = subprocess.run(
+        [*cli, "predict", str(model_dir), str(scan), "--out", str(out_dir)], capture_output=True, text=True
+    )
+    assert result.returncode == 0 and "Traceback" not in result.stdout + result.stderr, result.stderr
+    mask, source = nib.load(next(out_dir.glob("*.nii.gz"))), nib.load(scan)
+    assert mask.shape == source.shape and np.allclose(mask.affine, source.affine)
+    assert len(pd.read_csv(out_dir / "predictions.csv")) == 1

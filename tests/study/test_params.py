@@ -25,7 +25,7 @@ def config_error(path: Path, **kwargs) -> str:
     return message
 
 
-@pytest.mark.parametrize("name", ["paper", "quick", "smoke"])
+@pytest.mark.parametrize("name", ["paper", "paper_released_code", "quick", "quick_released_code", "smoke"])
 def test_shipped_parameter_files_load(name):
     params = load_study_params(SHIPPED / f"{name}.yaml", data_root="/data/msd")
     assert params.study == name
