@@ -30,21 +30,17 @@ directed sets pooled, which can differ. The normalised surface Dice at tolerance
 mm of the other mask's surface, each voxel weighing the same (MONAI's ``compute_surface_dice``
 with ``use_subvoxels=False``; Nikolov et al. weigh surface elements by their area instead).
 
-Implementation choice, measured on this project's shared 2-core CPU machine (one thread; the
-ranges are over repeated runs under varying load): the distances could be read from
+Implementation choice: the distances could be read from
 ``distance_transform_edt(~surface, sampling=spacing)`` (kept as the test oracle in
 ``tests/test_metrics.py``) or found with a KD-tree over the surface voxel coordinates scaled
 by the spacing (used here). Both give the same distances (to 1e-13 mm), but the distance
 transform costs time in proportion to the bounding box and the KD-tree in proportion to the
-surface. On a 160×320×320 volume with an organ of 50×100×100 voxels and two small false
-positives in opposite corners (a typical baseline error, which makes the bounding box the
-whole volume) the two distance transforms took 7–11 s against 0.16–0.26 s for the two
-KD-tree queries. MONAI's CPU path works the same way (6-connectivity erosion, KD-tree) and
-agrees with this module to float32 precision (tested), but on that case its HD95 and surface
-Dice calls took 1.1–3.6 s against 0.37–0.62 s for :func:`case_metrics`, which extracts the surfaces once
-for both metrics (0.31–0.34 s against 0.09–0.11 s on a compact 96×192×192 case); MONAI also
-returns NaN for empty masks, where this module applies the conventions above. So this module
-uses its own scipy code, and MONAI is a test oracle.
+surface, which matters when small false positives far from the organ (a typical baseline
+error) make the bounding box the whole volume. MONAI's CPU path works the same way
+(6-connectivity erosion, KD-tree) and agrees with this module to float32 precision (tested),
+but computes the surfaces once per metric and returns NaN for empty masks, where this module
+extracts them once for both metrics and applies the conventions above. So this module uses its
+own scipy code, and MONAI is a test oracle.
 """
 
 from __future__ import annotations
