@@ -8,6 +8,18 @@ outside with zeros and :func:`paste` clips it back.
 
 from __future__ import annotations
 
+__all__ = [
+    "Box",
+    "bounding_box",
+    "crop",
+    "expand_box",
+    "largest_component",
+    "organ_box",
+    "paste",
+    "scale_box",
+    "upsampled_box",
+]
+
 import math
 
 import numpy as np

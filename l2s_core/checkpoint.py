@@ -19,6 +19,17 @@ states of torch, numpy and Python.
 
 from __future__ import annotations
 
+__all__ = [
+    "ResumeState",
+    "capture_rng_states",
+    "load_model",
+    "load_resume_state",
+    "read_checkpoint_metadata",
+    "restore_rng_states",
+    "save_checkpoint",
+    "save_resume_state",
+]
+
 import json
 import pickle
 import random

@@ -6,6 +6,8 @@ is printed as one line ``l2s: error: <file>: <problem>`` with exit status 2, nev
 
 from __future__ import annotations
 
+__all__ = ["build_parser", "main"]
+
 import argparse
 import sys
 from collections.abc import Sequence

@@ -21,6 +21,28 @@ training loop as themselves through :class:`ErrorPassingDataLoader`.
 
 from __future__ import annotations
 
+__all__ = [
+    "COLLECTIVE_TIMEOUT",
+    "ErrorPassingDataLoader",
+    "FAILURE_GRACE_SECONDS",
+    "ProcessContext",
+    "all_reduce",
+    "backend_for",
+    "barrier",
+    "broadcast_from_main",
+    "context_from_env",
+    "default_world_size",
+    "free_port",
+    "join_process_group",
+    "launched_by_torchrun",
+    "leave_process_group",
+    "resolve_device",
+    "single_process",
+    "spawn",
+    "unwrap",
+    "wrap",
+]
+
 import contextlib
 import logging
 import os

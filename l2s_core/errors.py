@@ -11,6 +11,18 @@ rank to the process that reports it.
 
 from __future__ import annotations
 
+__all__ = [
+    "CheckpointError",
+    "ConfigError",
+    "DicomError",
+    "EmptyOrganError",
+    "FormatVersionError",
+    "InputDataError",
+    "L2SError",
+    "ModelFolderError",
+    "StudyLockedError",
+]
+
 from pathlib import Path
 
 

@@ -24,6 +24,16 @@ Example:
 
 from __future__ import annotations
 
+__all__ = [
+    "ConvergedRun",
+    "MethodRun",
+    "Predictor",
+    "converged_runs",
+    "evaluate_organ",
+    "load_segmenter",
+    "method_runs",
+]
+
 import logging
 import time
 from collections.abc import Callable

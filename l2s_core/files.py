@@ -11,6 +11,16 @@ temporary file, not yet renamed) and ``"wrote <name>"`` (just renamed into place
 
 from __future__ import annotations
 
+__all__ = [
+    "FORMAT_VERSION",
+    "atomic_open",
+    "atomic_save_npy",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_write_text",
+    "read_json",
+]
+
 import contextlib
 import json
 import os

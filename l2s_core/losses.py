@@ -10,6 +10,8 @@ batch holds organ (with data parallelism, each process's share of the batch).
 
 from __future__ import annotations
 
+__all__ = ["DiceCELoss", "ORGAN_CLASS", "hard_dice_counts"]
+
 import torch
 import torch.nn.functional as F
 from torch import nn

@@ -45,6 +45,8 @@ own scipy code, and MONAI is a test oracle.
 
 from __future__ import annotations
 
+__all__ = ["case_metrics", "confusion_counts", "dice", "dice_from_counts", "hd95", "pooled_dice", "surface_dice"]
+
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any

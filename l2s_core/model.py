@@ -16,6 +16,8 @@ so a bias there would be a parameter without effect.
 
 from __future__ import annotations
 
+__all__ = ["ARCHITECTURE_CLASSES", "NETWORK_CLASSES", "TwoConvNormReLU", "UNet3D", "UpLevel", "build_network"]
+
 from typing import Any, ClassVar
 
 import torch

@@ -11,6 +11,17 @@ Example:
 
 from __future__ import annotations
 
+__all__ = [
+    "CURVE_COLOURS",
+    "METHOD_MARKERS",
+    "NETWORK_COLOURS",
+    "NETWORK_MARKER_SIZES",
+    "figure2_training_curves",
+    "figure3_convergence",
+    "figure4_dice_gain",
+    "save_figure",
+]
+
 import io
 from collections.abc import Sequence
 from pathlib import Path

@@ -15,6 +15,8 @@
 
 from __future__ import annotations
 
+__all__ = ["STOP_AT", "available_memory", "die_with_parent", "process_alive", "stop_if_asked"]
+
 import ctypes
 import errno
 import os

@@ -33,6 +33,16 @@ Example:
 
 from __future__ import annotations
 
+__all__ = [
+    "main",
+    "train_run",
+    "train_run_parallel",
+    "train_step",
+    "train_until_converged",
+    "training_dataset",
+    "validation_dice",
+]
+
 import argparse
 import contextlib
 import dataclasses

@@ -14,6 +14,8 @@ case folder that exists is never half-written.
 
 from __future__ import annotations
 
+__all__ = ["PreparedCase", "PreparedTask"]
+
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path

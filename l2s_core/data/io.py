@@ -12,6 +12,18 @@ Example:
 
 from __future__ import annotations
 
+__all__ = [
+    "MAX_VOXELS",
+    "VolumeMeta",
+    "image_voxels",
+    "orient_to_ras",
+    "read_image",
+    "read_label",
+    "read_shape",
+    "to_source_grid",
+    "write_mask",
+]
+
 import gzip
 import zlib
 from dataclasses import asdict, dataclass

@@ -6,6 +6,17 @@ dataset stops with a message naming the file at fault instead of failing part wa
 
 from __future__ import annotations
 
+__all__ = [
+    "MSDCase",
+    "MSDTask",
+    "NIFTI_SUFFIX",
+    "case_id_of",
+    "check_label_values",
+    "check_organ_labels",
+    "organ_mask",
+    "read_task",
+]
+
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field

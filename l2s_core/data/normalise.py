@@ -8,6 +8,8 @@ scheme). ``none``: raw intensities, as the paper's released code fed them to the
 
 from __future__ import annotations
 
+__all__ = ["foreground_intensity_stats", "normalise"]
+
 from collections.abc import Iterable
 
 import numpy as np

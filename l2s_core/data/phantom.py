@@ -30,6 +30,27 @@ Example:
 
 from __future__ import annotations
 
+__all__ = [
+    "Anatomy",
+    "Blob",
+    "DEFAULT_CASES",
+    "GENERATOR_VERSION",
+    "Inner",
+    "LONG_MM",
+    "MIN_SHAPE",
+    "ORGANS",
+    "PROFILES",
+    "PhantomTask",
+    "SETTINGS_FILE",
+    "TASKS",
+    "TASK_FOLDERS",
+    "case_geometries",
+    "generate_phantom_task",
+    "generate_phantom_tasks",
+    "render_case",
+    "write_phantom_cases",
+]
+
 import gzip
 import json
 from collections.abc import Sequence

@@ -18,6 +18,22 @@ longer running) are removed by the next run. One ``l2s prepare`` per prepared fo
 
 from __future__ import annotations
 
+__all__ = [
+    "CROP_MARGIN",
+    "LOWRES_DIVISORS",
+    "PARTIAL_MARK",
+    "PEAK_FLOAT32_COPIES",
+    "PrepareSettings",
+    "case_peak_bytes",
+    "downsample_image",
+    "downsample_mask",
+    "lowres_shape",
+    "prepare_task",
+    "read_case",
+    "remove_stale_partials",
+    "worker_count",
+]
+
 import multiprocessing
 import os
 import shutil

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__all__ = ["load_split", "save_split", "split_cases"]
+
 import random
 from collections.abc import Iterable
 from pathlib import Path

@@ -36,6 +36,29 @@ a study read that snapshot.
 
 from __future__ import annotations
 
+__all__ = [
+    "AnalysisOptions",
+    "BoxMapping",
+    "CropLabel",
+    "DATA_SOURCES",
+    "DataSource",
+    "EvaluateOptions",
+    "Fallback",
+    "Network",
+    "Normalisation",
+    "PhantomOptions",
+    "PhantomProfile",
+    "PrepareOptions",
+    "STUDY_SET_TRAIN_FIELDS",
+    "SlurmOptions",
+    "Split",
+    "SplitOrder",
+    "StudyParams",
+    "TrainOptions",
+    "TrainingTimeRuns",
+    "load_study_params",
+]
+
 import dataclasses
 import re
 import types

@@ -24,6 +24,8 @@ use :class:`StudyPaths` cheaply.
 
 from __future__ import annotations
 
+__all__ = ["NOTEBOOK_KINDS", "Step", "StudyPaths", "StudyPlan", "Unit"]
+
 import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any

@@ -7,6 +7,8 @@ code cells or prompts, figures embedded as data URIs, to ``reports/<study>/repor
 
 from __future__ import annotations
 
+__all__ = ["render_report"]
+
 from pathlib import Path
 
 from l2s_core.errors import L2SError

@@ -24,6 +24,23 @@ virtual environment (``python -m ipykernel install --sys-prefix --name l2s``).
 
 from __future__ import annotations
 
+__all__ = [
+    "EXECUTORS",
+    "GPU_KINDS",
+    "KERNEL_ARGUMENTS",
+    "KERNEL_NAME",
+    "NOTEBOOKS_DIR",
+    "REQUIRED_NOTEBOOKS",
+    "StepRequest",
+    "Submit",
+    "check_kernel",
+    "execute_step",
+    "gpu_slots",
+    "run_study",
+    "study_lock",
+    "visible_gpus",
+]
+
 import contextlib
 import dataclasses
 import datetime

@@ -14,6 +14,8 @@ Example:
 
 from __future__ import annotations
 
+__all__ = ["evaluate_step", "method_summary", "prepare_step", "prepared_cases", "run_log", "train_step", "use_gpus"]
+
 import os
 from pathlib import Path
 from typing import Any

@@ -11,6 +11,26 @@ views). Pixels are drawn with the aspect of the voxel spacing.
 
 from __future__ import annotations
 
+__all__ = [
+    "BOX_STYLES",
+    "CT_SOFT_TISSUE",
+    "GROUND_TRUTH",
+    "LABEL_BOX",
+    "LegendEntry",
+    "MANUAL",
+    "OVERLAY_STYLES",
+    "SPARE_COLOURS",
+    "TWO_STAGE",
+    "VIEWS",
+    "auto_window",
+    "box_rectangle",
+    "ct_window",
+    "legend_html",
+    "pixel_aspect",
+    "slice_along",
+    "window_to_unit",
+]
+
 import html
 import math
 from collections.abc import Sequence

@@ -3,6 +3,8 @@ prepared cases with its converged networks, or on scans with a model folder's ne
 
 from __future__ import annotations
 
+__all__ = ["ScanPaths", "open_explorer", "scan_explorer", "study_explorer"]
+
 from collections.abc import Sequence
 from pathlib import Path
 

@@ -15,6 +15,16 @@ Example:
 
 from __future__ import annotations
 
+__all__ = [
+    "FOLDER_METHODS",
+    "FolderModels",
+    "ScanCase",
+    "ViewerCase",
+    "case_volumes",
+    "load_folder_models",
+    "method_counts",
+]
+
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property

@@ -22,6 +22,8 @@ Example:
 
 from __future__ import annotations
 
+__all__ = ["SliceViewer"]
+
 import base64
 import contextlib
 import io

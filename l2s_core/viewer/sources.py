@@ -8,6 +8,16 @@ A prediction source is a callable ``case -> result``: a ``(z, y, x)`` mask, or a
 
 from __future__ import annotations
 
+__all__ = [
+    "Prediction",
+    "PredictionSource",
+    "StudyModels",
+    "as_prediction",
+    "load_study_models",
+    "raw_ct_window",
+    "saved_prediction_source",
+]
+
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
