@@ -33,7 +33,7 @@ from l2s_core.data.cache import PreparedTask
 from l2s_core.errors import InputDataError
 from l2s_core.evaluation_tables import CASE_COLUMNS, RUN_COLUMNS
 from l2s_core.files import atomic_write_text, read_json
-from l2s_core.run_files import LOG_COLUMNS, LOG_FILE, SUMMARY_FILE
+from l2s_core.run_files import LOG_COLUMNS, LOG_FILE, finished_runs
 from l2s_core.stats import (
     DEFAULT_PAIRS,
     format_mean_sd,
@@ -158,23 +158,6 @@ def _organ_order(names: list[str], study_params: dict[str, Any] | None) -> tuple
     return tuple(sorted(names, key=lambda n: (rank.get(n, len(rank)), n)))
 
 
-def _run_index(run_dir: Path) -> int | None:
-    """The index ``ii`` of a folder named ``run_ii``, or ``None`` for other names."""
-    prefix, _, number = run_dir.name.partition("_")
-    return int(number) if prefix == "run" and number.isdigit() else None
-
-
-def _finished_runs(organ_dir: Path) -> list[tuple[str, int, Path]]:
-    """``(network, run index, folder)`` of the runs of an organ that have a ``summary.json``."""
-    found = []
-    for network in NETWORKS:
-        for run_dir in sorted((organ_dir / network).glob("run_*")):
-            index = _run_index(run_dir)
-            if index is not None and (run_dir / SUMMARY_FILE).is_file():
-                found.append((network, index, run_dir))
-    return found
-
-
 def _read_dataset(organ: str, prepared_dir: Path) -> dict[str, Any]:
     task = PreparedTask(prepared_dir)
     split = task.split
@@ -238,14 +221,18 @@ def load_study(study_dir: str | Path) -> StudyData:
     organs = _organ_order(list(organ_dirs), study_params)
     summaries, logs = [], []
     for organ in organs:
-        for network, index, run_dir in _finished_runs(organ_dirs[organ]):
-            summary = read_json(run_dir / SUMMARY_FILE)
+        for run in (run for network in NETWORKS for run in finished_runs(organ_dirs[organ], network)):
             summaries.append(
-                {"organ": organ, "network": network, "run": index, **{k: summary.get(k) for k in SUMMARY_COLUMNS[3:]}}
+                {
+                    "organ": organ,
+                    "network": run.network,
+                    "run": run.index,
+                    **{k: run.summary.get(k) for k in SUMMARY_COLUMNS[3:]},
+                }
             )
-            if (run_dir / LOG_FILE).is_file():
-                log = pd.read_csv(run_dir / LOG_FILE)
-                logs.append(log.assign(organ=organ, network=network, run=index))
+            if (run.folder / LOG_FILE).is_file():
+                log = pd.read_csv(run.folder / LOG_FILE)
+                logs.append(log.assign(organ=organ, network=run.network, run=run.index))
     evaluation = [organ_dirs[o] / "evaluation" for o in organs]
     return StudyData(
         study_dir=study_dir,

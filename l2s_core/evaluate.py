@@ -47,7 +47,6 @@ from l2s_core.checkpoint import load_model
 from l2s_core.data.cache import PreparedTask
 from l2s_core.errors import ConfigError
 from l2s_core.evaluation_tables import METRIC_COLUMNS, NO_FALLBACK, case_table, pooled_rows, write_csv
-from l2s_core.files import read_json
 from l2s_core.infer import (
     Localisation,
     Segmenter,
@@ -57,7 +56,7 @@ from l2s_core.infer import (
     two_stage_predict,
 )
 from l2s_core.metrics import case_metrics
-from l2s_core.run_files import BEST_FILE, CONFIG_FILE, SUMMARY_FILE
+from l2s_core.run_files import BEST_FILE, CONFIG_FILE, finished_runs
 from l2s_core.train_config import TrainConfig
 from l2s_core.vocabulary import SPLITS
 
@@ -106,17 +105,11 @@ def converged_runs(organ_dir: Path, network: str) -> list[ConvergedRun]:
     """Converged runs of one network of an organ, in order of run index.
 
     A run counts when its folder ``<organ_dir>/<network>/run_<ii>`` holds a ``summary.json``
-    with ``converged`` true and a ``best.pt``.
+    with ``converged`` true and a ``best.pt`` (:func:`l2s_core.run_files.finished_runs`).
     """
-    runs = []
-    for folder in sorted((organ_dir / network).glob("run_*")):
-        prefix, _, number = folder.name.partition("_")
-        summary_path = folder / SUMMARY_FILE
-        if prefix != "run" or not number.isdigit() or not summary_path.is_file():
-            continue
-        if read_json(summary_path).get("converged") and (folder / BEST_FILE).is_file():
-            runs.append(ConvergedRun(network, int(number), folder))
-    return sorted(runs, key=lambda r: r.index)
+    return [
+        ConvergedRun(run.network, run.index, run.folder) for run in finished_runs(organ_dir, network) if run.converged
+    ]
 
 
 def load_segmenter(run: ConvergedRun, device: str) -> Segmenter:

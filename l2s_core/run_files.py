@@ -24,6 +24,8 @@ __all__ = [
     "NEXT_BEST_FILE",
     "RESUME_FILE",
     "SUMMARY_FILE",
+    "FinishedRun",
+    "finished_runs",
     "finished_summary",
     "read_log",
     "write_log",
@@ -31,6 +33,7 @@ __all__ = [
 
 import csv
 import io
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -66,3 +69,36 @@ def finished_summary(run_dir: str | Path) -> dict[str, Any] | None:
     """The ``summary.json`` of a finished run, or ``None`` while it is unfinished."""
     path = Path(run_dir) / SUMMARY_FILE
     return read_json(path) if path.exists() else None
+
+
+@dataclass(frozen=True)
+class FinishedRun:
+    """A finished training run: its network, run index, folder and ``summary.json``.
+
+    Attributes:
+        network: ``baseline``, ``localiser`` or ``organ``.
+        index: the run index ``ii`` of its folder ``run_ii``.
+        folder: the run folder.
+        summary: the content of its ``summary.json``.
+    """
+
+    network: str
+    index: int
+    folder: Path
+    summary: dict[str, Any]
+
+    @property
+    def converged(self) -> bool:
+        """Whether the run converged and left its best weights."""
+        return bool(self.summary.get("converged")) and (self.folder / BEST_FILE).is_file()
+
+
+def finished_runs(organ_dir: str | Path, network: str) -> list[FinishedRun]:
+    """The finished runs (folders ``<organ_dir>/<network>/run_<ii>`` with a ``summary.json``) of one
+    network of an organ, in order of run index; the one place that finds runs on disk."""
+    runs = []
+    for folder in (Path(organ_dir) / network).glob("run_*"):
+        number = folder.name.removeprefix("run_")
+        if number.isdigit() and (folder / SUMMARY_FILE).is_file():
+            runs.append(FinishedRun(network, int(number), folder, read_json(folder / SUMMARY_FILE)))
+    return sorted(runs, key=lambda run: run.index)
