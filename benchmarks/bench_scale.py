@@ -34,6 +34,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -66,6 +67,8 @@ CASES: dict[str, tuple[tuple[int, int, int], tuple[float, float, float]]] = {
 PATCH = (64, 256, 256)
 GIB = 2**30
 
+#: Appended to every child's code: it prints the child's own peak resident set (VmHWM), in bytes.
+_PEAK = "\nprint(next(int(line.split()[1]) * 1024 for line in open('/proc/self/status') if line.startswith('VmHWM')))\n"
 _PREPARE = """
 import sys, time
 from l2s_core.data.prepare import prepare_task
@@ -100,18 +103,19 @@ print(json.dumps({"seconds": time.perf_counter() - started, "cuda_peak_bytes": p
 
 
 def _child(code: str, *args: str) -> tuple[str, int]:
-    """Run ``python -c code args`` in a fresh process; its stdout and peak resident bytes (Linux)."""
-    process = subprocess.Popen(
-        [sys.executable, "-c", code, *args],
-        stdout=subprocess.PIPE,
+    """Run ``python -c code args`` in a fresh process: its output, and its peak resident bytes as it
+    reports them itself (:data:`_PEAK`: a forked child's ``ru_maxrss`` would start from its
+    parent's, which holds this benchmark's rendered volumes)."""
+    result = subprocess.run(
+        [sys.executable, "-c", code + _PEAK, *args],
+        capture_output=True,
         text=True,
         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
     )
-    stdout = process.stdout.read() if process.stdout else ""
-    _, status, usage = os.wait4(process.pid, 0)
-    if status != 0:
-        raise RuntimeError(f"benchmark child failed ({status}): {code.strip().splitlines()[-1]}")
-    return stdout.strip(), usage.ru_maxrss * 1024
+    if result.returncode != 0:
+        raise RuntimeError(f"benchmark child failed ({result.returncode}): {result.stderr.strip()[-500:]}")
+    *output, peak = result.stdout.strip().splitlines()
+    return "\n".join(output), int(peak)
 
 
 def _scaled(
@@ -128,7 +132,8 @@ def prepare_cases(organs: Sequence[str], scale: float, work: Path) -> tuple[dict
     for organ in organs:
         shape, spacing = _scaled(*CASES[organ], scale)
         task_dir = work / TASK_FOLDERS[organ]
-        write_phantom_cases(organ, task_dir, [(shape, spacing)], seed=0, progress=False)
+        write_phantom_cases(organ, task_dir, [(shape, spacing)], seed=0, progress=False)  # kept with --work
+        shutil.rmtree(work / "prepared" / organ, ignore_errors=True)  # prepared afresh: that is what is timed
         seconds, rss = _child(_PREPARE, str(task_dir), str(work / "prepared" / organ))
         float32_bytes = 4 * int(np.prod(shape))
         rows.append(
