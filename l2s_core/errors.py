@@ -21,6 +21,7 @@ __all__ = [
     "L2SError",
     "ModelFolderError",
     "StudyLockedError",
+    "require_positive",
 ]
 
 from pathlib import Path
@@ -76,3 +77,15 @@ class FormatVersionError(L2SError):
 
 class StudyLockedError(L2SError):
     """Another ``l2s run`` process is already working on the same study folder."""
+
+
+def require_positive(owner: str, **values: int) -> None:
+    """Raise a :class:`ConfigError` naming the first of ``values`` that is below 1.
+
+    Args:
+        owner: what the values configure (e.g. ``"UNet3D"``), named in the error.
+        values: name → value.
+    """
+    for name, value in values.items():
+        if value < 1:
+            raise ConfigError(f"{owner} {name}", f"must be at least 1, got {value}")

@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from l2s_core.errors import ConfigError
+from l2s_core.errors import ConfigError, require_positive
 from l2s_core.released_unet import ReleasedCodeUNet3D
 
 
@@ -114,15 +114,14 @@ class UNet3D(nn.Module):
         groups: int = 4,
     ) -> None:
         super().__init__()
-        for name, value in (
-            ("in_channels", in_channels),
-            ("out_channels", out_channels),
-            ("base_channels", base_channels),
-            ("depth", depth),
-            ("groups", groups),
-        ):
-            if value < 1:
-                raise ConfigError(f"UNet3D {name}", f"must be at least 1, got {value}")
+        require_positive(
+            "UNet3D",
+            in_channels=in_channels,
+            out_channels=out_channels,
+            base_channels=base_channels,
+            depth=depth,
+            groups=groups,
+        )
         channels = [base_channels * 2**level for level in range(depth + 1)]
         for level_channels in channels:
             if level_channels % min(groups, level_channels) != 0:

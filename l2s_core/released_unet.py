@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from l2s_core.errors import ConfigError
+from l2s_core.errors import ConfigError, require_positive
 
 
 def _conv_relu_norm(
@@ -64,15 +64,14 @@ class ReleasedCodeUNet3D(nn.Module):
         self, in_channels: int = 1, out_channels: int = 2, base_channels: int = 64, depth: int = 4, groups: int = 32
     ) -> None:
         super().__init__()
-        for name, value in (
-            ("in_channels", in_channels),
-            ("out_channels", out_channels),
-            ("base_channels", base_channels),
-            ("depth", depth),
-            ("groups", groups),
-        ):
-            if value < 1:
-                raise ConfigError(f"ReleasedCodeUNet3D {name}", f"must be at least 1, got {value}")
+        require_positive(
+            "ReleasedCodeUNet3D",
+            in_channels=in_channels,
+            out_channels=out_channels,
+            base_channels=base_channels,
+            depth=depth,
+            groups=groups,
+        )
         if base_channels % min(groups, base_channels):
             raise ConfigError("ReleasedCodeUNet3D groups", f"{groups} groups do not divide {base_channels} channels")
         self.hparams: dict[str, Any] = dict(
