@@ -30,7 +30,7 @@ from l2s_core.losses import DiceCELoss
 from l2s_core.model import UNet3D
 from l2s_core.run_files import read_log
 from l2s_core.train import main, train_run, train_until_converged
-from l2s_core.train_config import TrainConfig, is_converged
+from l2s_core.train_config import TrainConfig
 
 SHAPE = (16, 32, 32)
 #: One cuboid organ per case (z0, y0, x0, z1, y1, x1), placed differently in each case.
@@ -75,57 +75,6 @@ def assert_same_state(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) ->
 
 def log_without_times(run_dir: Path) -> list[dict[str, float]]:
     return [{k: v for k, v in row.items() if k != "wall_seconds"} for row in read_log(run_dir)]
-
-
-# --- configuration -------------------------------------------------------------------------
-
-
-def test_config_json_round_trip(tmp_path: Path) -> None:
-    config = TrainConfig(prepared_dir="p", run_dir="r", network="organ", patch_size=(32, 64, 64), amp=True)
-    assert TrainConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
-    atomic_write_json(tmp_path / "config.json", config.to_dict())
-    assert TrainConfig.load(tmp_path / "config.json") == config
-
-
-@pytest.mark.parametrize(
-    "change, where",
-    [
-        ({"learning_rate": 0.1}, "learning_rate"),
-        ({"batch_size": "2"}, "batch_size"),
-        ({"amp": 1}, "amp"),
-        ({"patch_size": [64, 256]}, "patch_size"),
-        ({"patch_size": [60, 256, 256]}, "patch_size"),
-        ({"network": "twostage"}, "network"),
-        ({"convergence_rule": "sometimes"}, "convergence_rule"),
-        ({"batch_size": 3, "world_size": 2}, "batch_size"),
-        ({"sw_overlap": 1.0}, "sw_overlap"),
-    ],
-)
-def test_bad_config_values_are_named(change: dict, where: str) -> None:
-    values = {**TrainConfig(prepared_dir="p", run_dir="r", network="baseline").to_dict(), **change}
-    with pytest.raises(ConfigError, match=f"train config {where}: "):
-        TrainConfig.from_dict(values)
-
-
-def test_missing_required_key_is_named(tmp_path: Path) -> None:
-    path = tmp_path / "config.json"
-    path.write_text(json.dumps({"prepared_dir": "p", "network": "organ"}))
-    with pytest.raises(ConfigError, match=r"config\.json run_dir: required key missing"):
-        TrainConfig.load(path)
-
-
-@pytest.mark.parametrize(
-    "rule, dices, converged",
-    [
-        ("best_over_run", [0.0, 0.12, 0.05], True),
-        ("best_over_run", [0.0, 0.09], False),
-        ("after_patience_epochs", [0.5] + [0.0] * 20, False),  # only epoch 1 reached 0.1
-        ("after_patience_epochs", [0.0] * 19 + [0.1], True),  # epoch 20 counts
-        ("after_patience_epochs", [0.0] * 25 + [0.3], True),
-    ],
-)
-def test_convergence_rules(rule: str, dices: list[float], converged: bool) -> None:
-    assert is_converged(dices, threshold=0.1, rule=rule, convergence_epoch=20) is converged
 
 
 # --- learning and the run folder ---------------------------------------------------------------

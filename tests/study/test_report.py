@@ -1,0 +1,25 @@
+"""The HTML report: the executed analysis notebook without its code, figures embedded."""
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+
+from l2s_core.errors import L2SError
+from l2s_core.study.plan import Step, StudyPaths
+from l2s_core.study.report import render_report
+
+
+def test_report_hides_code_and_keeps_outputs(tmp_path):
+    paths = StudyPaths(tmp_path, "tiny")
+    with pytest.raises(L2SError, match="executed analysis notebook not found"):
+        render_report("tiny", tmp_path)
+    cell = new_code_cell("secret_code = 42\nprint('Table 9 is here')")
+    cell.outputs = [new_output("stream", name="stdout", text="Table 9 is here\n")]
+    notebook = new_notebook(cells=[new_markdown_cell("# Findings"), cell])
+    path = paths.executed_notebook(Step("analysis"))
+    path.parent.mkdir(parents=True)
+    nbformat.write(notebook, path)
+    report = render_report("tiny", tmp_path)
+    html = report.read_text()
+    assert report == paths.report_path and "Findings" in html and "Table 9 is here" in html
+    assert "secret_code" not in html
