@@ -20,7 +20,7 @@ from l2s_core.errors import InputDataError
 from l2s_core.files import atomic_write_json
 from l2s_core.stats import DEFAULT_PAIRS
 
-NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "analysis.ipynb"
+NOTEBOOK = Path(__file__).resolve().parents[1] / "l2s_core" / "notebooks" / "analysis.ipynb"
 
 #: organ → (cases per split (train, val, test), foreground share of every case).
 DATASETS = {"spleen": ((6, 2, 2), 0.005), "heart": ((3, 1, 1), 0.004)}

@@ -40,7 +40,7 @@ from l2s_core.viewer import (
     window_to_unit,
 )
 
-NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "explore.ipynb"
+NOTEBOOK = Path(__file__).resolve().parents[1] / "l2s_core" / "notebooks" / "explore.ipynb"
 SHAPE = (12, 16, 16)
 ORGAN = (3, 4, 4, 7, 10, 10)
 

@@ -32,7 +32,7 @@ from papermill.iorw import load_notebook_node
 from papermill.parameterize import parameterize_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOK = ROOT / "notebooks" / "explore.ipynb"
+NOTEBOOK = ROOT / "l2s_core" / "notebooks" / "explore.ipynb"
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",

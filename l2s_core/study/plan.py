@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from l2s_core.study.params import StudyParams
 
 PENDING, RUNNING, DONE, FAILED, BLOCKED = "pending", "running", "done", "failed", "blocked"
-#: Steps executed as notebooks ``notebooks/<kind>.ipynb``; ``report`` is rendered in Python.
+#: Steps executed as notebooks ``l2s_core/notebooks/<kind>.ipynb``; ``report`` is rendered in Python.
 NOTEBOOK_KINDS = ("prepare", "train", "evaluate", "analysis")
 
 

@@ -2,9 +2,9 @@
 
 :func:`run_study` validates the parameter file, takes the study's lock, writes the parameter
 snapshot the notebooks read, and then executes the steps of :class:`~l2s_core.study.plan.StudyPlan`
-in dependency order: ``notebooks/prepare.ipynb`` per organ, ``notebooks/train.ipynb`` per
-training run (each organ × network chain until enough runs converged), ``notebooks/evaluate.ipynb``
-per organ × split, ``notebooks/analysis.ipynb`` and finally the HTML report. Executed notebooks
+in dependency order: ``l2s_core/notebooks/prepare.ipynb`` per organ, ``l2s_core/notebooks/train.ipynb`` per
+training run (each organ × network chain until enough runs converged), ``l2s_core/notebooks/evaluate.ipynb``
+per organ × split, ``l2s_core/notebooks/analysis.ipynb`` and finally the HTML report. Executed notebooks
 go to ``executed/<study>/<step id>.ipynb`` (kept when a step fails).
 
 * Resumable: a step's record (``runs/<study>/steps/<step id>.json``) is written atomically
@@ -70,7 +70,7 @@ if TYPE_CHECKING:
 #: The Jupyter kernel the study notebooks run in (installed by ``make``).
 KERNEL_NAME = "l2s"
 #: The project's study notebooks.
-NOTEBOOKS_DIR = Path(__file__).resolve().parents[2] / "notebooks"
+NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 EXECUTORS = ("local", "slurm", "submitit-local")
 #: Notebooks a study needs; ``analysis.ipynb`` is optional (without it: no analysis, no report).
 REQUIRED_NOTEBOOKS = ("prepare", "train", "evaluate")

@@ -21,7 +21,7 @@ from l2s_core.errors import ConfigError, InputDataError
 from l2s_core.infer import box_predict
 from l2s_core.viewer import ScanCase, load_folder_models, open_explorer, scan_explorer
 
-NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "explore.ipynb"
+NOTEBOOK = Path(__file__).resolve().parents[2] / "l2s_core" / "notebooks" / "explore.ipynb"
 #: Scan shape in nibabel (x, y, z) order, stored LPS so that the explorer's RAS array is flipped.
 SCAN_XYZ = (30, 34, 14)
 

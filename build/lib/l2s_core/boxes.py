@@ -1,0 +1,107 @@
+"""Organ boxes: largest connected component, bounding boxes, margins, and mapping between
+the low-resolution and full-resolution grids.
+
+A box is a half-open tuple ``(z0, y0, x0, z1, y1, x1)`` of voxel indices. It may reach beyond
+the array (the paper zero-pads by 15 voxels before cropping); :func:`crop` fills what lies
+outside with zeros and :func:`paste` clips it back.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "Box",
+    "bounding_box",
+    "crop",
+    "expand_box",
+    "largest_component",
+    "organ_box",
+    "paste",
+    "scale_box",
+    "upsampled_box",
+]
+
+import math
+
+import numpy as np
+from scipy import ndimage
+
+Box = tuple[int, int, int, int, int, int]
+
+
+def largest_component(mask: np.ndarray) -> np.ndarray:
+    """The largest 26-connected foreground component of a ``(z, y, x)`` mask, as bool."""
+    labelled, n = ndimage.label(mask > 0, structure=np.ones((3, 3, 3), dtype=bool))
+    if n <= 1:
+        return labelled > 0
+    sizes = np.bincount(labelled.ravel())
+    sizes[0] = 0
+    return labelled == int(np.argmax(sizes))
+
+
+def bounding_box(mask: np.ndarray) -> Box | None:
+    """Half-open bounding box of the foreground of a ``(z, y, x)`` mask, or ``None`` if empty."""
+    coords = [np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis))) for axis in range(3)]
+    if any(c.size == 0 for c in coords):
+        return None
+    return (
+        int(coords[0][0]),
+        int(coords[1][0]),
+        int(coords[2][0]),
+        int(coords[0][-1]) + 1,
+        int(coords[1][-1]) + 1,
+        int(coords[2][-1]) + 1,
+    )
+
+
+def expand_box(box: Box, margin: int) -> Box:
+    """Grow a box by ``margin`` voxels on each side (it may then reach beyond the array)."""
+    return (box[0] - margin, box[1] - margin, box[2] - margin, box[3] + margin, box[4] + margin, box[5] + margin)
+
+
+def scale_box(box: Box, from_shape: tuple[int, ...], to_shape: tuple[int, ...]) -> Box:
+    """Map a box from one grid to another covering the same field of view.
+
+    Used to take the localiser's low-resolution box to full resolution: starts are scaled
+    down (floor), ends up (ceil), so the full-resolution box covers every voxel that the
+    low-resolution box touches.
+    """
+    factors = [t / f for f, t in zip(from_shape, to_shape)]
+    starts = [math.floor(box[a] * factors[a] + 1e-9) for a in range(3)]
+    ends = [math.ceil(box[a + 3] * factors[a] - 1e-9) for a in range(3)]
+    return (starts[0], starts[1], starts[2], ends[0], ends[1], ends[2])
+
+
+def upsampled_box(box: Box, from_shape: tuple[int, ...], to_shape: tuple[int, ...]) -> Box:
+    """Map a box as the released code did: the bounding box, at ``to_shape``, of the box's mask
+    upsampled with nearest neighbour (full-resolution voxel ``i`` takes low-resolution voxel
+    ``floor(i * from / to)``, PyTorch's ``nearest``), computed without building that mask."""
+    starts = [math.ceil(box[a] * to_shape[a] / from_shape[a] - 1e-9) for a in range(3)]
+    ends = [math.ceil(box[a + 3] * to_shape[a] / from_shape[a] - 1e-9) for a in range(3)]
+    return (starts[0], starts[1], starts[2], ends[0], ends[1], ends[2])
+
+
+def organ_box(mask: np.ndarray, margin: int = 15) -> Box | None:
+    """Box of the largest component of ``mask`` plus ``margin`` voxels, or ``None`` if empty."""
+    box = bounding_box(largest_component(mask))
+    return None if box is None else expand_box(box, margin)
+
+
+def crop(array: np.ndarray, box: Box) -> np.ndarray:
+    """Cut ``box`` out of a ``(z, y, x)`` array, zero-filling the parts beyond the array."""
+    shape = tuple(box[a + 3] - box[a] for a in range(3))
+    out = np.zeros(shape, dtype=array.dtype)
+    src = tuple(slice(max(box[a], 0), min(box[a + 3], array.shape[a])) for a in range(3))
+    dst = tuple(slice(s.start - box[a], s.stop - box[a]) for a, s in enumerate(src))
+    if all(s.stop > s.start for s in src):
+        out[dst] = array[src]
+    return out
+
+
+def paste(patch: np.ndarray, box: Box, shape: tuple[int, int, int]) -> np.ndarray:
+    """Place ``patch`` (the content of ``box``) into an empty array of ``shape``, clipped to it."""
+    out = np.zeros(shape, dtype=patch.dtype)
+    dst = tuple(slice(max(box[a], 0), min(box[a + 3], shape[a])) for a in range(3))
+    src = tuple(slice(s.start - box[a], s.stop - box[a]) for a, s in enumerate(dst))
+    if all(s.stop > s.start for s in dst):
+        out[dst] = patch[src]
+    return out

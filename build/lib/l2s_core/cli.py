@@ -1,0 +1,293 @@
+"""The ``l2s`` command line.
+
+Sub-commands are thin wrappers over l2s_core functions; an :class:`~l2s_core.errors.L2SError`
+is printed as one line ``l2s: error: <file>: <problem>`` with exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+__all__ = ["build_parser", "main"]
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from l2s_core.errors import L2SError
+
+
+def _cmd_phantom(args: argparse.Namespace) -> None:
+    from l2s_core.data.phantom import generate_phantom_tasks
+
+    tasks = generate_phantom_tasks(
+        args.out,
+        organs=args.organs,
+        n_cases=args.cases,
+        shape=tuple(args.shape),
+        seed=args.seed,
+        profile=args.profile,
+        scale=args.scale,
+    )
+    for organ, folder in tasks.items():
+        print(f"{organ}: {folder}")
+
+
+def _cmd_prepare(args: argparse.Namespace) -> None:
+    from l2s_core.data.prepare import PrepareSettings, prepare_task
+
+    settings = PrepareSettings(
+        normalisation=args.normalisation,
+        channel=args.channel,
+        organ_labels=tuple(args.organ_labels) if args.organ_labels else None,
+        seed=args.seed,
+        split_order=args.split_order,
+        crop_margin=args.crop_margin,
+    )
+    statuses = prepare_task(args.task_dir, args.out, settings, skip_empty=args.skip_empty, workers=args.workers)
+    counts: dict[str, int] = {}
+    for status in statuses.values():
+        key = "excluded" if status.startswith("excluded") else status
+        counts[key] = counts.get(key, 0) + 1
+    print(f"{args.out}: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
+    for case_id, status in statuses.items():
+        if status.startswith("excluded"):
+            print(f"  {case_id}: {status}")
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    if args.dry_run:
+        from l2s_core.study.dry_run import dry_run
+
+        print(dry_run(args.params, root=args.root, data_root=args.data_root, gpus_per_run=args.gpus_per_run))
+        return 0
+    from l2s_core.study.runner import run_study
+
+    status = run_study(
+        args.params,
+        root=args.root,
+        jobs=args.jobs,
+        gpus_per_run=args.gpus_per_run,
+        executor=args.executor,
+        data_root=args.data_root,
+    )
+    return 1 if status["failed"] else 0
+
+
+def _cmd_report(args: argparse.Namespace) -> None:
+    from l2s_core.study.report import render_report
+
+    print(render_report(args.study, root=args.root))
+
+
+def _cmd_export(args: argparse.Namespace) -> None:
+    from l2s_core.deploy.export import export_model
+
+    card = export_model(args.study_dir, args.organ, args.out)
+    print(
+        f"{args.out}: {card.organ}, {len(card.networks)} networks, "
+        + ", ".join(f"{p.method} {p.index} test Dice {p.dice.get('test')}" for p in card.pairs)
+    )
+
+
+def _runs(value: str) -> int | None:
+    """``--runs``: a pair position or ``all``."""
+    if value == "all":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a pair position (0, 1, ...) or 'all', got {value!r}") from None
+
+
+def _cmd_predict(args: argparse.Namespace) -> None:
+    from l2s_core.deploy.predict import predict_scans
+
+    table = predict_scans(
+        args.model_dir,
+        args.inputs,
+        args.out,
+        method=args.method,
+        runs=args.runs,
+        box=args.box,
+        box_mm=args.box_mm,
+        device=args.device,
+    )
+    for row in table.itertuples():
+        print(f"{row.input}: {row.volume_ml:.1f} mL -> {row.mask}" + (f", {row.rtstruct}" if row.rtstruct else ""))
+    print(f"{Path(args.out) / 'predictions.csv'}")
+
+
+def _cmd_import_dicom(args: argparse.Namespace) -> None:
+    from l2s_core.data.import_dicom import MISSING_FILE, import_dicom
+
+    result = import_dicom(args.dicom_root, args.structure.split(","), args.out)
+    print(f"{result.task_dir}: {len(result.imported)} patients imported")
+    if result.missing:
+        print(
+            f"{len(result.missing)} patients without the structure (listed in {result.task_dir / MISSING_FILE}): "
+            + ", ".join(result.missing)
+        )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``l2s``."""
+    from l2s_core.data.normalise import NORMALISATIONS
+    from l2s_core.data.split import SPLIT_ORDERS
+
+    parser = argparse.ArgumentParser(prog="l2s", description="Localise to segment: organ-at-risk segmentation study.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("phantom", help="write the built-in phantom tasks in MSD layout")
+    p.add_argument("--out", type=Path, required=True, help="folder that receives one MSD task folder per organ")
+    p.add_argument("--organs", nargs="+", default=["spleen", "pancreas", "prostate", "liver", "heart"])
+    p.add_argument(
+        "--profile",
+        choices=("fixed", "msd"),
+        default="fixed",
+        help="fixed: every volume of --shape; msd: the MSD tasks' case counts, shapes and spacings",
+    )
+    p.add_argument("--scale", type=float, default=1.0, help="msd profile: factor on every side (default 1)")
+    p.add_argument(
+        "--cases",
+        type=int,
+        default=None,
+        help="cases per task (fixed: default 10; msd: at most this many of the MSD count)",
+    )
+    p.add_argument(
+        "--shape",
+        type=int,
+        nargs=3,
+        default=[32, 96, 96],
+        metavar=("Z", "Y", "X"),
+        help="fixed profile: (z, y, x) of every volume",
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_phantom)
+
+    p = sub.add_parser("prepare", help="MSD task folder -> prepared cache (full, low-res, crop, split.json)")
+    p.add_argument("task_dir", type=Path)
+    p.add_argument("--out", type=Path, required=True, help="prepared task folder (resumed if it exists)")
+    p.add_argument("--normalisation", choices=NORMALISATIONS, default="zscore")
+    p.add_argument("--channel", type=int, default=0, help="channel of 4D images (MSD prostate: 0 = T2, 1 = ADC)")
+    p.add_argument(
+        "--organ-labels",
+        type=int,
+        nargs="+",
+        default=None,
+        help="label values merged into the organ (default: every non-zero label, as the paper)",
+    )
+    p.add_argument("--seed", type=int, default=42, help="split seed (default 42, as the paper)")
+    p.add_argument("--split-order", choices=SPLIT_ORDERS, default="table1")
+    p.add_argument("--crop-margin", type=int, default=15, help="voxels of context around the organ box (paper: 15)")
+    p.add_argument("--skip-empty", action="store_true", help="leave out cases with an empty organ mask (recorded)")
+    p.add_argument("--workers", type=int, default=None, help="parallel processes (default: all cores)")
+    p.set_defaults(func=_cmd_prepare)
+
+    from l2s_core.study.runner import EXECUTORS  # light import, no torch
+
+    p = sub.add_parser(
+        "run", help="run or resume a whole study through Papermill: prepare, train, evaluate, analysis, report"
+    )
+    p.add_argument("params", type=Path, help="study parameter file, e.g. papermill_params/quick.yaml")
+    p.add_argument(
+        "--jobs", type=int, default=1, help="steps run at the same time (with GPUs: at most GPUs / gpus per run)"
+    )
+    p.add_argument(
+        "--gpus-per-run",
+        type=int,
+        default=None,
+        help="data-parallel GPUs of a training run (default: the file's gpus_per_run)",
+    )
+    p.add_argument(
+        "--executor",
+        choices=EXECUTORS,
+        default="local",
+        help="local: threads of this process; slurm: one Slurm job per step (submitit); "
+        "submitit-local: submitit jobs on this machine",
+    )
+    p.add_argument(
+        "--data-root", type=Path, default=None, help="folder of the MSD task folders (replaces the file's data_root)"
+    )
+    p.add_argument(
+        "--root", type=Path, default=Path("."), help="study root holding runs/, executed/ and reports/ (default: .)"
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check the file and the data, print every step and each network's size, input and memory; run nothing",
+    )
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("report", help="render reports/<study>/report.html from the executed analysis notebook")
+    p.add_argument("study", help="study name (folder runs/<study>)")
+    p.add_argument("--root", type=Path, default=Path("."), help="study root (default: .)")
+    p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser(
+        "export", help="one organ of a study as a self-contained model folder (model.json, README.md, weights)"
+    )
+    p.add_argument("study_dir", type=Path, help="the study folder runs/<study>")
+    p.add_argument("--organ", required=True)
+    p.add_argument("--out", type=Path, required=True, help="model folder to create")
+    p.set_defaults(func=_cmd_export)
+
+    from l2s_core.deploy.model_folder import METHODS as PREDICT_METHODS  # light import, no torch
+
+    p = sub.add_parser("predict", help="segment NIfTI files or DICOM series folders with an exported model")
+    p.add_argument("model_dir", type=Path)
+    p.add_argument("inputs", type=Path, nargs="+", metavar="INPUT", help="NIfTI files and DICOM series folders")
+    p.add_argument("--out", type=Path, required=True, help="output folder: masks, RTSTRUCTs, predictions.csv")
+    p.add_argument("--method", choices=PREDICT_METHODS, default="two_stage")
+    p.add_argument(
+        "--box",
+        type=int,
+        nargs=6,
+        metavar=("Z0", "Y0", "X0", "Z1", "Y1", "X1"),
+        default=None,
+        help="method box: half-open voxel box in the scan's RAS (z, y, x) array",
+    )
+    p.add_argument(
+        "--box-mm",
+        type=float,
+        nargs=6,
+        metavar=("X0", "Y0", "Z0", "X1", "Y1", "Z1"),
+        default=None,
+        help="method box: two corners in patient coordinates (DICOM LPS, mm)",
+    )
+    p.add_argument("--runs", type=_runs, default=None, help="pair position, or all (default): average the pairs")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
+    p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("import-dicom", help="patient folders of DICOM series + RTSTRUCT -> MSD task folder")
+    p.add_argument("dicom_root", type=Path, help="folder of patient folders")
+    p.add_argument("--structure", required=True, help="structure name and aliases, comma-separated (case ignored)")
+    p.add_argument("--out", type=Path, required=True, help="MSD task folder to create")
+    p.set_defaults(func=_cmd_import_dicom)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``l2s`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        status = args.func(args)
+    except L2SError as exc:
+        print(f"l2s: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # e.g. a full disk: every write is atomic, so nothing partial is left
+        where = exc.filename or "l2s"
+        print(
+            f"l2s: error: {where}: {exc.strerror or exc}; nothing partial was written, "
+            "fix the cause and run the same command again",
+            file=sys.stderr,
+        )
+        return 2
+    except KeyboardInterrupt:
+        print("l2s: interrupted; finished work is kept, run the same command again to resume", file=sys.stderr)
+        return 130
+    return status or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

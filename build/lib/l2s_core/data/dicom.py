@@ -1,0 +1,233 @@
+"""Reading DICOM CT/MR image series as ``(z, y, x)`` RAS arrays (pydicom; the ``dicom`` extra).
+
+A series folder holds the single-frame images of one series (RTSTRUCT files beside them are
+ignored here). :func:`read_series` checks that the folder holds exactly one series whose slices
+share orientation, pixel spacing and size and are evenly spaced without gaps, sorts them along
+the slice normal and returns the image (modality rescale applied) with the same
+:class:`~l2s_core.data.io.VolumeMeta` a NIfTI file gives, so that
+:func:`~l2s_core.data.io.write_mask` writes a mask on the series' grid. :class:`SeriesInfo`
+keeps what an RTSTRUCT needs: the UIDs, the slices' SOP instances in slice order and the
+voxel-to-patient (LPS) affine.
+
+Example:
+    >>> image, meta, series = read_series("patient_1/CT")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from l2s_core.data.io import VolumeMeta, orient_to_ras
+from l2s_core.errors import DicomError
+
+__all__ = [
+    "LPS_TO_RAS",
+    "SeriesInfo",
+    "dicom_headers",
+    "image_series",
+    "read_series",
+    "read_series_files",
+    "require_pydicom",
+]
+
+#: World coordinates: DICOM patient (LPS) → NIfTI (RAS), and back (its own inverse).
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+#: Patient and study attributes copied from the images into an RTSTRUCT.
+PATIENT_STUDY_KEYWORDS = (
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyInstanceUID",
+    "StudyID",
+    "StudyDate",
+    "StudyTime",
+    "AccessionNumber",
+    "ReferringPhysicianName",
+)
+#: Relative tolerance of the slice spacing (1 %), and a gap from this many spacings on is a missing slice.
+SPACING_RTOL = 0.01
+GAP_FACTOR = 1.5
+
+
+def require_pydicom() -> Any:
+    """The pydicom module, or a one-line DicomError saying how to install the dicom extra."""
+    try:
+        import pydicom
+    except ImportError:  # pragma: no cover - depends on the installation
+        raise DicomError("pydicom", "DICOM support needs the dicom extra: pip install 'l2s[dicom]'") from None
+    return pydicom
+
+
+@dataclass(frozen=True)
+class SeriesInfo:
+    """What an RTSTRUCT needs to know about the image series it contours.
+
+    Attributes:
+        folder: where the series was read from.
+        modality: DICOM ``Modality`` (``CT``, ``MR``, ...).
+        series_uid: ``SeriesInstanceUID``.
+        frame_of_reference_uid: ``FrameOfReferenceUID``.
+        sop_class_uid: ``SOPClassUID`` of the images.
+        sop_instance_uids: ``SOPInstanceUID`` of each slice, in slice order (source axis k).
+        lps_affine: 4×4 affine from source voxel (i = column, j = row, k = slice) to patient LPS mm.
+        patient_study: patient and study attributes (:data:`PATIENT_STUDY_KEYWORDS`) as strings.
+    """
+
+    folder: str
+    modality: str
+    series_uid: str
+    frame_of_reference_uid: str
+    sop_class_uid: str
+    sop_instance_uids: tuple[str, ...]
+    lps_affine: tuple[tuple[float, ...], ...]
+    patient_study: dict[str, str]
+
+
+def dicom_headers(paths: Iterable[Path]) -> list[tuple[Path, Any]]:
+    """``(path, dataset without pixel data)`` of every readable DICOM file among ``paths``;
+    other files are skipped."""
+    pydicom = require_pydicom()
+    headers = []
+    for path in paths:
+        if not path.is_file() or path.name.startswith("."):
+            continue
+        try:
+            headers.append((path, pydicom.dcmread(path, stop_before_pixels=True)))
+        except (pydicom.errors.InvalidDicomError, OSError, ValueError, EOFError):
+            continue
+    return headers
+
+
+def image_series(headers: list[tuple[Path, Any]]) -> dict[str, list[Path]]:
+    """``SeriesInstanceUID`` → files of the image series among ``headers`` (RTSTRUCTs and other
+    objects without pixel geometry are left out)."""
+    series: dict[str, list[Path]] = defaultdict(list)
+    for path, ds in headers:
+        if "ImagePositionPatient" in ds and "SeriesInstanceUID" in ds:
+            series[str(ds.SeriesInstanceUID)].append(path)
+    return dict(series)
+
+
+def _vector(ds: Any, keyword: str, n: int, path: Path) -> np.ndarray:
+    value = ds.get(keyword)
+    if value is None or len(value) != n:
+        raise DicomError(path, f"{keyword} missing or not {n} numbers")
+    return np.asarray([float(v) for v in value], dtype=np.float64)
+
+
+def _slice_order(datasets: list[tuple[Path, Any]], where: Path) -> tuple[list[tuple[Path, Any]], np.ndarray, float]:
+    """Slices sorted along the normal, their position vectors, and the slice spacing in mm."""
+    first_path, first = datasets[0]
+    orientation = _vector(first, "ImageOrientationPatient", 6, first_path)
+    spacing = _vector(first, "PixelSpacing", 2, first_path)
+    for path, ds in datasets[1:]:
+        if not np.allclose(_vector(ds, "ImageOrientationPatient", 6, path), orientation, atol=1e-4):
+            raise DicomError(path, f"slice orientation differs from that of {first_path.name}")
+        if not np.allclose(_vector(ds, "PixelSpacing", 2, path), spacing, rtol=1e-4):
+            raise DicomError(path, f"pixel spacing differs from that of {first_path.name}")
+        if (ds.Rows, ds.Columns) != (first.Rows, first.Columns):
+            raise DicomError(path, f"{ds.Rows}×{ds.Columns} pixels, {first_path.name} has {first.Rows}×{first.Columns}")
+    normal = np.cross(orientation[:3], orientation[3:])
+    positions = np.array([_vector(ds, "ImagePositionPatient", 3, path) for path, ds in datasets])
+    order = np.argsort(positions @ normal, kind="stable")
+    datasets, positions = [datasets[i] for i in order], positions[order]
+    steps = np.diff(positions @ normal)
+    if len(datasets) < 2:
+        raise DicomError(where, "the series has a single slice; a volume needs at least two")
+    if np.any(steps < 1e-3):
+        i = int(np.argmin(steps))
+        raise DicomError(where, f"two slices at the same position: {datasets[i][0].name} and {datasets[i + 1][0].name}")
+    spacing_z = float(np.median(steps))
+    if np.any(steps > GAP_FACTOR * spacing_z):
+        i = int(np.argmax(steps))
+        raise DicomError(
+            where,
+            f"missing slices: a gap of {steps[i]:.3g} mm between {datasets[i][0].name} and "
+            f"{datasets[i + 1][0].name}, the slice spacing is {spacing_z:.3g} mm",
+        )
+    if np.any(np.abs(steps - spacing_z) > SPACING_RTOL * spacing_z):
+        raise DicomError(where, f"unevenly spaced slices: spacings from {steps.min():.4g} to {steps.max():.4g} mm")
+    return datasets, positions, spacing_z
+
+
+def _pixels(path: Path, ds: Any) -> np.ndarray:
+    if int(ds.get("SamplesPerPixel", 1)) != 1 or int(ds.get("NumberOfFrames", 1)) != 1:
+        raise DicomError(path, "expected single-frame greyscale images (SamplesPerPixel 1, one frame)")
+    try:
+        pixels = ds.pixel_array.astype(np.float32)
+    except Exception as exc:  # pydicom raises many types for compressed or damaged pixel data
+        raise DicomError(path, f"cannot decode the pixel data ({type(exc).__name__}: {exc})") from None
+    return pixels * float(ds.get("RescaleSlope", 1.0)) + float(ds.get("RescaleIntercept", 0.0))
+
+
+def read_series_files(paths: list[Path], where: Path) -> tuple[np.ndarray, VolumeMeta, SeriesInfo]:
+    """Read the files of one image series as a RAS ``(z, y, x)`` float32 array.
+
+    Args:
+        paths: the series' files.
+        where: the folder named in error messages and recorded as the source.
+
+    Returns:
+        ``(image, meta, series)``: the image, its :class:`VolumeMeta` (source grid: i = column,
+        j = row, k = slice in slice order) and the :class:`SeriesInfo`.
+
+    Raises:
+        DicomError: differing orientation, spacing or size, duplicate, missing or unevenly
+            spaced slices, undecodable pixel data.
+    """
+    pydicom = require_pydicom()
+    datasets = []
+    for path in paths:
+        try:
+            datasets.append((path, pydicom.dcmread(path)))
+        except (pydicom.errors.InvalidDicomError, OSError, ValueError, EOFError) as exc:
+            raise DicomError(path, f"not a readable DICOM file ({type(exc).__name__}: {exc})") from None
+    datasets, positions, spacing_z = _slice_order(datasets, where)
+    first = datasets[0][1]
+    orientation = _vector(first, "ImageOrientationPatient", 6, datasets[0][0])
+    row_spacing, column_spacing = _vector(first, "PixelSpacing", 2, datasets[0][0])
+    step = (positions[-1] - positions[0]) / (len(positions) - 1)
+    lps = np.eye(4)
+    lps[:3, 0] = orientation[:3] * column_spacing  # i: along a row, column index grows
+    lps[:3, 1] = orientation[3:] * row_spacing  # j: down a column, row index grows
+    lps[:3, 2] = step
+    lps[:3, 3] = positions[0]
+    volume = np.stack([_pixels(path, ds) for path, ds in datasets], axis=-1).transpose(1, 0, 2)  # (i, j, k)
+    image, meta = orient_to_ras(volume, LPS_TO_RAS @ lps, where)
+    series = SeriesInfo(
+        folder=str(where),
+        modality=str(first.get("Modality", "")),
+        series_uid=str(first.SeriesInstanceUID),
+        frame_of_reference_uid=str(first.get("FrameOfReferenceUID", "")),
+        sop_class_uid=str(first.SOPClassUID),
+        sop_instance_uids=tuple(str(ds.SOPInstanceUID) for _, ds in datasets),
+        lps_affine=tuple(tuple(float(v) for v in row) for row in lps),
+        patient_study={k: str(first.get(k, "")) for k in PATIENT_STUDY_KEYWORDS},
+    )
+    return np.ascontiguousarray(image, dtype=np.float32), meta, series
+
+
+def read_series(folder: str | Path) -> tuple[np.ndarray, VolumeMeta, SeriesInfo]:
+    """Read the one image series of a folder (see :func:`read_series_files`).
+
+    Raises:
+        DicomError: the folder holds no image series or several.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DicomError(folder, "DICOM series folder not found")
+    series = image_series(dicom_headers(sorted(folder.iterdir())))
+    if not series:
+        raise DicomError(folder, "no DICOM image series in this folder")
+    if len(series) > 1:
+        counts = ", ".join(f"{uid} ({len(files)} files)" for uid, files in series.items())
+        raise DicomError(folder, f"holds {len(series)} image series ({counts}); give one series per folder")
+    (files,) = series.values()
+    return read_series_files(files, folder)

@@ -1,0 +1,265 @@
+"""Reading and writing NIfTI volumes as ``(z, y, x)`` arrays in RAS orientation.
+
+Images are read with nibabel, reoriented to RAS (so array axis 0 runs inferior→superior,
+axis 1 posterior→anterior, axis 2 left→right) and returned as ``(z, y, x)`` float32 arrays;
+labels as uint8. :class:`VolumeMeta` keeps what is needed to put a mask back on the exact
+voxel grid, shape and orientation of the source file (:func:`write_mask`).
+
+Example:
+    >>> image, meta = read_image("imagesTr/spleen_1.nii.gz")  # doctest: +SKIP
+    >>> write_mask(image > 0, meta, "mask.nii.gz")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "MAX_VOXELS",
+    "VolumeMeta",
+    "image_voxels",
+    "orient_to_ras",
+    "read_image",
+    "read_label",
+    "read_shape",
+    "to_source_grid",
+    "write_mask",
+]
+
+import gzip
+import zlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+from nibabel.orientations import apply_orientation, axcodes2ornt, inv_ornt_aff, io_orientation, ornt_transform
+
+from l2s_core.errors import InputDataError
+from l2s_core.files import atomic_write_bytes
+
+_RAS = axcodes2ornt(("R", "A", "S"))
+#: Larger volumes are taken for a corrupt header (2**31 voxels = 8 GiB as float32).
+MAX_VOXELS = 2**31
+
+
+@dataclass(frozen=True)
+class VolumeMeta:
+    """Where a ``(z, y, x)`` RAS array came from.
+
+    Attributes:
+        path: the source file.
+        source_affine: 4×4 voxel-to-world affine of the file as stored.
+        source_shape: spatial shape of the file as stored, nibabel order (i, j, k).
+        affine: 4×4 affine of the RAS array in nibabel (x, y, z) axis order.
+        spacing: voxel size in mm, ``(z, y, x)``.
+    """
+
+    path: str
+    source_affine: tuple[tuple[float, ...], ...]
+    source_shape: tuple[int, int, int]
+    affine: tuple[tuple[float, ...], ...]
+    spacing: tuple[float, float, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form (lists instead of tuples)."""
+        return {
+            k: (list(map(list, v)) if k.endswith("affine") else (list(v) if isinstance(v, tuple) else v))
+            for k, v in asdict(self).items()
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> VolumeMeta:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            path=str(d["path"]),
+            source_affine=tuple(tuple(float(x) for x in row) for row in d["source_affine"]),
+            source_shape=tuple(int(x) for x in d["source_shape"]),  # type: ignore[arg-type]
+            affine=tuple(tuple(float(x) for x in row) for row in d["affine"]),
+            spacing=tuple(float(x) for x in d["spacing"]),  # type: ignore[arg-type]
+        )
+
+
+def _load(path: Path) -> nib.Nifti1Image:
+    if not path.is_file():
+        raise InputDataError(path, "file not found")
+    try:
+        img = nib.load(str(path))
+    except Exception as exc:  # nibabel raises many types for bad headers
+        raise InputDataError(path, f"not a readable NIfTI file ({type(exc).__name__}: {exc})") from None
+    if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
+        raise InputDataError(path, f"expected a NIfTI image, found {type(img).__name__}")
+    if img.ndim not in (3, 4):
+        raise InputDataError(path, f"expected a 3D or 4D image, found {img.ndim}D with shape {img.shape}")
+    if not np.all(np.isfinite(img.affine)) or abs(np.linalg.det(img.affine[:3, :3])) < 1e-12:
+        raise InputDataError(path, "the header's affine is singular or not finite")
+    n_voxels = int(np.prod(img.shape, dtype=np.int64))
+    if min(img.shape) <= 0 or n_voxels > MAX_VOXELS:
+        raise InputDataError(path, f"the header claims an implausible shape {img.shape}")
+    if not path.name.endswith(".gz"):
+        needed = int(img.header["vox_offset"]) + n_voxels * img.get_data_dtype().itemsize
+        if path.stat().st_size < needed:
+            raise InputDataError(path, f"truncated: {path.stat().st_size} bytes, the header needs {needed}")
+    return img
+
+
+def _read_array(img: nib.Nifti1Image, path: Path, channel: int) -> np.ndarray:
+    if img.ndim == 4:
+        n_channels = img.shape[3]
+        if not 0 <= channel < n_channels:
+            raise InputDataError(path, f"channel {channel} requested, the image has {n_channels} channels")
+        proxy: Any = img.dataobj[..., channel]
+    elif channel != 0:
+        raise InputDataError(path, f"channel {channel} requested from a single-channel 3D image")
+    else:
+        proxy = img.dataobj
+    try:
+        return np.asarray(proxy)
+    except (EOFError, OSError, zlib.error, gzip.BadGzipFile, ValueError, OverflowError, MemoryError) as exc:
+        raise InputDataError(path, f"truncated or corrupt image data ({type(exc).__name__}: {exc})") from None
+
+
+def orient_to_ras(
+    data: np.ndarray, affine: np.ndarray, path: str | Path, dtype: type | None = None
+) -> tuple[np.ndarray, VolumeMeta]:
+    """An array on a source voxel grid as a RAS ``(z, y, x)`` array and its :class:`VolumeMeta`.
+
+    Args:
+        data: 3D array in the source's (i, j, k) voxel order (nibabel's order).
+        affine: 4×4 voxel-to-RAS-world affine of the source grid.
+        path: the source, recorded in the meta (a file, or e.g. a DICOM series folder).
+        dtype: the returned array's dtype, cast while copying (one copy in all); ``None``
+            keeps ``data``'s dtype.
+
+    Returns:
+        ``(array, meta)`` as :func:`read_image` returns them: a contiguous array.
+    """
+    affine = np.asarray(affine, dtype=np.float64)
+    source_ornt = io_orientation(affine)
+    transform = ornt_transform(source_ornt, _RAS)
+    shape3 = tuple(int(s) for s in data.shape[:3])
+    ras = apply_orientation(data, transform)
+    ras_affine = affine @ inv_ornt_aff(transform, shape3)
+    spacing_xyz = np.sqrt((ras_affine[:3, :3] ** 2).sum(axis=0))
+    meta = VolumeMeta(
+        path=str(path),
+        source_affine=tuple(tuple(float(x) for x in row) for row in affine),
+        source_shape=shape3,  # type: ignore[arg-type]
+        affine=tuple(tuple(float(x) for x in row) for row in ras_affine),
+        spacing=tuple(float(s) for s in spacing_xyz[::-1]),  # type: ignore[arg-type]
+    )
+    return np.ascontiguousarray(ras.transpose(2, 1, 0), dtype=dtype), meta
+
+
+def image_voxels(path: str | Path) -> int:
+    """Voxels of one ``(z, y, x)`` volume (one channel) of a NIfTI image, from its header alone.
+
+    Raises:
+        InputDataError: missing file or unreadable header.
+    """
+    return int(np.prod(read_shape(path), dtype=np.int64))
+
+
+def read_shape(path: str | Path) -> tuple[int, int, int]:
+    """The RAS ``(z, y, x)`` shape :func:`read_image` would give, read from the header only.
+
+    Raises:
+        InputDataError: the file is missing or its header unusable.
+    """
+    img = _load(Path(path))
+    ras_xyz = [0, 0, 0]
+    for axis, (target, _) in enumerate(io_orientation(img.affine)):
+        ras_xyz[int(target)] = int(img.shape[axis])
+    return ras_xyz[2], ras_xyz[1], ras_xyz[0]
+
+
+def read_image(path: str | Path, channel: int = 0) -> tuple[np.ndarray, VolumeMeta]:
+    """Read a 3D image, or one channel of a 4D multi-channel image, as RAS ``(z, y, x)`` float32.
+
+    Args:
+        path: a ``.nii`` or ``.nii.gz`` file.
+        channel: the channel of a 4D image (MSD prostate: 0 = T2, 1 = ADC).
+
+    Returns:
+        ``(array, meta)``: the float32 array of shape ``(z, y, x)`` and its :class:`VolumeMeta`.
+
+    Raises:
+        InputDataError: missing, unreadable or truncated file, bad channel, NaN/Inf voxels.
+    """
+    path = Path(path)
+    img = _load(path)
+    image, meta = orient_to_ras(_read_array(img, path, channel), img.affine, path, np.float32)
+    if not np.all(np.isfinite(image)):
+        bad = int(np.size(image) - np.count_nonzero(np.isfinite(image)))
+        raise InputDataError(path, f"{bad} voxels are NaN or infinite")
+    return image, meta
+
+
+def read_label(path: str | Path) -> tuple[np.ndarray, VolumeMeta]:
+    """Read a label map as RAS ``(z, y, x)`` uint8.
+
+    Raises:
+        InputDataError: missing or corrupt file, a 4D label, non-integer, negative or
+            too large (> 255) values.
+    """
+    path = Path(path)
+    img = _load(path)
+    if img.ndim != 3:
+        raise InputDataError(path, f"a label map must be 3D, found shape {img.shape}")
+    data = _read_array(img, path, 0)
+    if not np.all(np.isfinite(data)):
+        raise InputDataError(path, "label map contains NaN or infinite values")
+    if data.dtype.kind == "f" and not np.array_equal(data, np.round(data)):
+        raise InputDataError(path, "label map holds non-integer values; expected integer class labels")
+    if data.size and (data.min() < 0 or data.max() > 255):
+        raise InputDataError(path, f"label values must lie in 0..255, found {data.min()}..{data.max()}")
+    return orient_to_ras(data, img.affine, path, np.uint8)
+
+
+def to_source_grid(array: np.ndarray, meta: VolumeMeta) -> np.ndarray:
+    """A RAS ``(z, y, x)`` array put back into the axis order and orientation of its source grid.
+
+    Inverse of the reorientation in :func:`read_image` / :func:`orient_to_ras`.
+
+    Args:
+        array: array of shape ``(z, y, x)`` as returned alongside ``meta``.
+        meta: metadata of the source.
+
+    Returns:
+        The array in the source's (i, j, k) voxel order, of shape ``meta.source_shape``.
+
+    Raises:
+        ValueError: the array's shape does not match the source's.
+    """
+    transform = ornt_transform(_RAS, io_orientation(np.asarray(meta.source_affine, dtype=np.float64)))
+    source_data = apply_orientation(np.asarray(array).transpose(2, 1, 0), transform)
+    if tuple(source_data.shape) != tuple(meta.source_shape):
+        raise ValueError(
+            f"array of shape (z, y, x) {array.shape} (RAS x, y, z {tuple(array.shape[::-1])}) does not "
+            f"fit the source grid {tuple(meta.source_shape)} of {meta.path}"
+        )
+    return source_data
+
+
+def write_mask(mask: np.ndarray, meta: VolumeMeta, path: str | Path) -> None:
+    """Write a ``(z, y, x)`` RAS mask on the exact voxel grid of the file ``meta`` came from.
+
+    The mask is put back into the source's axis order and orientation and saved with the
+    source affine, so it overlays the source scan in any viewer. Written atomically.
+
+    Args:
+        mask: array of shape ``(z, y, x)`` as returned alongside ``meta``; saved as uint8.
+        meta: metadata of the source image or label.
+        path: output ``.nii.gz`` path.
+
+    Raises:
+        ValueError: the mask's shape does not match the source's.
+    """
+    source_affine = np.asarray(meta.source_affine, dtype=np.float64)
+    try:
+        source_data = to_source_grid(mask, meta)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    img = nib.Nifti1Image(np.ascontiguousarray(source_data, dtype=np.uint8), source_affine)
+    img.set_qform(source_affine, code=1)
+    img.set_sform(source_affine, code=1)
+    atomic_write_bytes(path, gzip.compress(img.to_bytes(), mtime=0) if str(path).endswith(".gz") else img.to_bytes())

@@ -1,0 +1,396 @@
+"""Turn an MSD task folder into the prepared cache that training reads (``l2s prepare``).
+
+Per case (see :mod:`l2s_core.data.cache` for the layout): the normalised full-resolution image
+and organ mask, a low-resolution copy resized to ``(z // 3, y // 2, x // 2)`` with
+``skimage.transform.resize`` as in the paper, and the organ crop (largest component of the mask
+plus 15 voxels, zero-filled beyond the image). Cases run in parallel processes; finished cases
+are skipped on a rerun; a case is written under a temporary folder name and renamed into place
+when complete.
+
+The worker processes are as many as the cores, the cases and the available memory allow: a
+case's peak memory is estimated from its image header (:data:`PEAK_FLOAT32_COPIES` float32
+copies of the volume). They die with the process that started them (also when it is
+SIGKILLed), an :class:`~l2s_core.errors.L2SError` of a worker is raised as itself, and after
+an error the cases being prepared at that moment are finished before it is raised. The
+staging folders of a killed run (``cases/.<id>.partial-<pid>-<random>``, pid of a process no
+longer running) are removed by the next run. One ``l2s prepare`` per prepared folder at a time.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CROP_MARGIN",
+    "LOWRES_DIVISORS",
+    "PARTIAL_MARK",
+    "PEAK_FLOAT32_COPIES",
+    "PrepareSettings",
+    "case_peak_bytes",
+    "downsample_image",
+    "downsample_mask",
+    "lowres_shape",
+    "prepare_task",
+    "read_case",
+    "remove_stale_partials",
+    "worker_count",
+]
+
+import multiprocessing
+import os
+import shutil
+import uuid
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from skimage.transform import resize
+from tqdm.auto import tqdm
+
+from l2s_core.boxes import crop as crop_box
+from l2s_core.boxes import largest_component, organ_box
+from l2s_core.data.io import image_voxels, read_image, read_label
+from l2s_core.data.msd import MSDCase, MSDTask, check_label_values, check_organ_labels, organ_mask, read_task
+from l2s_core.data.normalise import foreground_intensity_stats, normalise
+from l2s_core.data.split import save_split, split_cases
+from l2s_core.errors import ConfigError, EmptyOrganError, InputDataError, L2SError
+from l2s_core.files import atomic_save_npy, atomic_write_json, read_json
+from l2s_core.processes import available_memory, die_with_parent, process_alive
+from l2s_core.vocabulary import CROP_LABELS
+
+#: Voxels of context around the organ box (the paper's 15).
+CROP_MARGIN = 15
+LOWRES_DIVISORS = (3, 2, 2)
+#: Peak memory of preparing one case, in float32 copies of its full-resolution volume: the
+#: estimate that bounds the parallel workers, and the bound ``tests/data/test_prepare.py``
+#: checks (preparation holds the image, its normalised copy or one derived array, the mask).
+PEAK_FLOAT32_COPIES = 4
+#: Marks the staging folder of a case being prepared: ``.<case id>.partial-<pid>-<random>``.
+PARTIAL_MARK = ".partial-"
+
+
+@dataclass(frozen=True)
+class PrepareSettings:
+    """Options of :func:`prepare_task` that determine the cache content.
+
+    Attributes:
+        normalisation: ``zscore``, ``ct`` or ``none``.
+        channel: channel of multi-channel images.
+        organ_labels: label values merged into the organ (``None``: every non-zero label).
+        seed: seed of the split.
+        split_order: ``table1`` or ``released_code``.
+        crop_margin: voxels of context around the organ box.
+        max_cases: only the first n case ids in sorted order (``None``: every case).
+        lowres_divisors: ``(z, y, x)`` divisors of the low-resolution copy (the paper's text:
+            ``(3, 2, 2)``; its released code: ``(2, 3, 2)``).
+        crop_label: the organ network's labels in the crop: ``all`` organ voxels, or only the
+            ``largest_component`` (the released code).
+    """
+
+    normalisation: str = "zscore"
+    channel: int = 0
+    organ_labels: tuple[int, ...] | None = None
+    seed: int = 42
+    split_order: str = "table1"
+    crop_margin: int = CROP_MARGIN
+    max_cases: int | None = None
+    lowres_divisors: tuple[int, int, int] = LOWRES_DIVISORS
+    crop_label: str = "all"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "lowres_divisors", tuple(int(d) for d in self.lowres_divisors))
+        if len(self.lowres_divisors) != 3 or min(self.lowres_divisors) < 1:
+            raise ConfigError("lowres_divisors", f"needs three positive (z, y, x) divisors, got {self.lowres_divisors}")
+        if self.crop_label not in CROP_LABELS:
+            raise ConfigError("crop_label", f"must be one of {', '.join(CROP_LABELS)}, got {self.crop_label!r}")
+
+
+def lowres_shape(shape: Sequence[int], divisors: Sequence[int] = LOWRES_DIVISORS) -> tuple[int, int, int]:
+    """The low-resolution shape: the paper's ``(z // 3, y // 2, x // 2)`` by default (at least 1 per
+    axis); the released code's divisors are ``(2, 3, 2)``."""
+    return tuple(max(1, int(s) // d) for s, d in zip(shape, divisors))  # type: ignore[return-value]
+
+
+def downsample_image(image: np.ndarray, divisors: Sequence[int] = LOWRES_DIVISORS) -> np.ndarray:
+    """Resize a ``(z, y, x)`` image to :func:`lowres_shape` with ``skimage.transform.resize``
+    (linear, anti-aliased), as the paper made its low-resolution dataset; float32."""
+    return resize(image, lowres_shape(image.shape, divisors), order=1, preserve_range=True, anti_aliasing=True).astype(
+        np.float32
+    )
+
+
+def downsample_mask(mask: np.ndarray, divisors: Sequence[int] = LOWRES_DIVISORS) -> np.ndarray:
+    """Resize a ``(z, y, x)`` mask to :func:`lowres_shape` as float, then round; uint8."""
+    small = resize(
+        mask.astype(np.float32), lowres_shape(mask.shape, divisors), order=1, preserve_range=True, anti_aliasing=False
+    )
+    return np.rint(small).astype(np.uint8)
+
+
+def read_case(case: MSDCase, task: MSDTask, channel: int) -> tuple[np.ndarray, np.ndarray, Any, list[int]]:
+    """Read and cross-check one case's image and label.
+
+    Returns:
+        ``(image, label, image_meta, label_values)`` with ``(z, y, x)`` arrays.
+
+    Raises:
+        InputDataError: unreadable files, shape or affine mismatch, undeclared label values.
+    """
+    image, image_meta = read_image(case.image_path, channel=channel)
+    label, label_meta = read_label(case.label_path)
+    if image.shape != label.shape:
+        raise InputDataError(
+            case.label_path,
+            f"label shape {label.shape} (z, y, x) differs from image {case.image_path.name} {image.shape}",
+        )
+    if not np.allclose(image_meta.source_affine, label_meta.source_affine, rtol=1e-4, atol=1e-3):
+        raise InputDataError(case.label_path, f"label affine differs from the affine of image {case.image_path.name}")
+    values = check_label_values(label, task.labels, case.label_path)
+    return image, label, image_meta, values
+
+
+def _prepare_case(
+    case: MSDCase, task: MSDTask, settings: PrepareSettings, ct_stats: dict | None, out_dir: Path
+) -> tuple[str, str]:
+    """Prepare one case into ``out_dir/cases/<id>``; returns ``(case_id, status)``."""
+    final = out_dir / "cases" / case.case_id
+    if (final / "meta.json").exists():
+        return case.case_id, "already prepared"
+    image, label, image_meta, values = read_case(case, task, settings.channel)
+    mask = organ_mask(label, settings.organ_labels)
+    del label  # a full-size array no longer needed: memory is what bounds the parallel workers
+    box = organ_box(mask, settings.crop_margin)
+    if box is None:
+        raise EmptyOrganError(
+            case.label_path,
+            "the organ mask is empty, so no organ box can be cropped (use --skip-empty to leave such cases out)",
+        )
+    image = normalise(image, settings.normalisation, ct_stats)
+    staging = out_dir / "cases" / f".{case.case_id}{PARTIAL_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    staging.mkdir(parents=True)
+    try:  # each derived array is written as soon as it is made, so that only one is held at a time
+        atomic_save_npy(staging / "full_image.npy", image)
+        atomic_save_npy(staging / "full_label.npy", mask)
+        atomic_save_npy(staging / "lowres_image.npy", downsample_image(image, settings.lowres_divisors))
+        atomic_save_npy(staging / "lowres_label.npy", downsample_mask(mask, settings.lowres_divisors))
+        atomic_save_npy(staging / "crop_image.npy", crop_box(image, box))
+        crop_mask = crop_box(mask, box)
+        atomic_save_npy(
+            staging / "crop_label.npy",
+            largest_component(crop_mask) if settings.crop_label == "largest_component" else crop_mask,
+        )
+        atomic_write_json(
+            staging / "meta.json",
+            {
+                "case_id": case.case_id,
+                "image_path": str(case.image_path),
+                "label_path": str(case.label_path),
+                "source": image_meta.to_dict(),
+                "original_shape": list(image.shape),
+                "lowres_shape": list(lowres_shape(image.shape, settings.lowres_divisors)),
+                "crop_box": list(box),
+                "crop_margin": settings.crop_margin,
+                "label_values": values,
+                "organ_voxels": int(mask.sum()),
+                "foreground_share": float(mask.mean()),
+            },
+        )
+        if final.exists():  # a stale incomplete folder (no meta.json) from an older layout
+            shutil.rmtree(final)
+        os.replace(staging, final)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return case.case_id, "prepared"
+
+
+def _prepare_case_or_exclude(
+    case: MSDCase, task: MSDTask, settings: PrepareSettings, ct_stats: dict | None, out_dir: Path, skip_empty: bool
+) -> tuple[str, str]:
+    try:
+        return _prepare_case(case, task, settings, ct_stats, out_dir)
+    except EmptyOrganError as exc:
+        if not skip_empty:
+            raise
+        return case.case_id, f"excluded: {exc}"
+
+
+def _image_and_mask(case: MSDCase, task: MSDTask, settings: PrepareSettings) -> tuple[np.ndarray, np.ndarray]:
+    image, label, _, _ = read_case(case, task, settings.channel)
+    return image, organ_mask(label, settings.organ_labels)
+
+
+def _check_settings(out_dir: Path, settings: dict) -> dict | None:
+    path = out_dir / "prep.json"
+    if not path.exists():
+        return None
+    previous = read_json(path)
+    for key, value in settings.items():
+        if previous.get(key) != value:
+            raise ConfigError(
+                path,
+                f"this folder was prepared with {key}={previous.get(key)!r}, now {value!r}; "
+                "use another --out folder or delete this one",
+            )
+    return previous
+
+
+def remove_stale_partials(out_dir: Path) -> None:
+    """Remove the staging folders in ``out_dir/cases`` left by preparing processes that no longer
+    run (killed); those of running processes stay."""
+    for folder in (out_dir / "cases").glob(f".*{PARTIAL_MARK}*"):
+        pid = folder.name.rpartition(PARTIAL_MARK)[2].split("-")[0]
+        if not (pid.isdigit() and process_alive(int(pid))):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def case_peak_bytes(case: MSDCase) -> int:
+    """Estimated peak memory of preparing ``case``, from its image header alone (see
+    :data:`PEAK_FLOAT32_COPIES`).
+
+    Raises:
+        InputDataError: the image header is unreadable.
+    """
+    return PEAK_FLOAT32_COPIES * np.dtype(np.float32).itemsize * image_voxels(case.image_path)
+
+
+def worker_count(requested: int | None, peak_bytes: Sequence[int]) -> int:
+    """Processes to prepare cases with: ``requested`` (default: every core), at most one per case,
+    and no more than the available memory holds at the largest case's estimated peak; at least one.
+
+    Args:
+        requested: ``--workers``, ``None`` for the default.
+        peak_bytes: estimated peak memory of each case to prepare (:func:`case_peak_bytes`).
+    """
+    by_memory = available_memory() // max(max(peak_bytes, default=1), 1)
+    return max(1, min(requested or os.cpu_count() or 1, len(peak_bytes), by_memory))
+
+
+def _prepare_in_pool(args: list[tuple], workers: int, out_dir: Path, statuses: dict[str, str], bar: tqdm) -> None:
+    """Prepare the cases of ``args`` in ``workers`` processes that die with this one.
+
+    On an error (of a case, or a worker killed) the cases not yet started are cancelled and
+    those in progress finished before it is raised.
+
+    Raises:
+        L2SError: of a case as raised there; one naming the prepared folder when a worker died.
+    """
+    context = multiprocessing.get_context("spawn")  # the parent of each worker is this process (die_with_parent)
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=context, initializer=die_with_parent, initargs=(os.getpid(),)
+    ) as pool:
+        futures = [pool.submit(_prepare_case_or_exclude, *a) for a in args]
+        try:
+            for future in futures:
+                case_id, status = future.result()
+                statuses[case_id] = status
+                bar.update()
+        except BrokenProcessPool:
+            raise L2SError(
+                out_dir,
+                "a preparation worker process died (killed, e.g. for lack of memory); "
+                "prepared cases are kept, run again (with fewer --workers)",
+            ) from None
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _record_exclusions(out_dir: Path, excluded: dict[str, str]) -> None:
+    path = out_dir / "excluded.json"
+    if not excluded:
+        return
+    previous = read_json(path)["cases"] if path.exists() else {}
+    atomic_write_json(path, {"cases": {**previous, **excluded}})
+
+
+def prepare_task(
+    task_dir: str | Path,
+    out_dir: str | Path,
+    settings: PrepareSettings = PrepareSettings(),
+    skip_empty: bool = False,
+    workers: int | None = None,
+    progress: bool = True,
+) -> dict[str, str]:
+    """Prepare every training case of an MSD task folder.
+
+    Args:
+        task_dir: MSD task folder (``dataset.json``, ``imagesTr/``, ``labelsTr/``).
+        out_dir: prepared task folder (created; resumed if it exists with the same settings).
+        settings: normalisation, channel, organ labels and split rule.
+        skip_empty: leave out cases whose organ mask is empty (recorded in ``excluded.json``)
+            instead of stopping with an error.
+        workers: parallel processes (default: all cores); at most the number of cases, and
+            at most as many as the available memory holds (:func:`worker_count`).
+        progress: show a progress bar.
+
+    Returns:
+        case id → status (``prepared``, ``already prepared`` or ``excluded: <reason>``).
+
+    Raises:
+        InputDataError: a problem with a file of the task (named in the message); cases
+            prepared before it stay prepared.
+        ConfigError: the settings differ from those ``out_dir`` was prepared with.
+    """
+    task = read_task(task_dir)
+    check_organ_labels(settings.organ_labels, task)
+    if settings.max_cases is not None and settings.max_cases < 1:
+        raise ConfigError("max_cases", f"must be at least 1, got {settings.max_cases}")
+    cases = sorted(task.cases, key=lambda c: c.case_id)[: settings.max_cases]
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    identity = {
+        "task_name": task.name,
+        "task_dir": str(task.root.resolve()),
+        "normalisation": settings.normalisation,
+        "channel": settings.channel,
+        "organ_labels": list(settings.organ_labels) if settings.organ_labels is not None else None,
+        "seed": settings.seed,
+        "split_order": settings.split_order,
+        "crop_margin": settings.crop_margin,
+        "max_cases": settings.max_cases,
+        "lowres_divisors": list(settings.lowres_divisors),
+        "crop_label": settings.crop_label,
+    }
+    previous = _check_settings(out_dir, identity)
+    split = split_cases([c.case_id for c in cases], seed=settings.seed, order=settings.split_order)
+    if not (out_dir / "split.json").exists():
+        save_split(out_dir / "split.json", split, settings.seed, settings.split_order)
+    ct_stats = previous.get("ct_stats") if previous else None
+    if settings.normalisation == "ct" and ct_stats is None:
+        train = [c for c in cases if c.case_id in set(split["train"])]
+        ct_stats = foreground_intensity_stats(_image_and_mask(c, task, settings) for c in train)
+    if previous is None:
+        atomic_write_json(
+            out_dir / "prep.json",
+            {
+                **identity,
+                "ct_stats": ct_stats,
+                "modality": task.modality,
+                "labels": {str(k): v for k, v in task.labels.items()},
+            },
+        )
+    remove_stale_partials(out_dir)
+    workers = worker_count(workers, [case_peak_bytes(c) for c in cases])
+    statuses: dict[str, str] = {}
+    args = [(c, task, settings, ct_stats, out_dir, skip_empty) for c in cases]
+    bar = tqdm(total=len(args), desc=f"prepare {task.name}", unit="case", disable=not progress)
+    try:
+        if workers == 1:
+            for a in args:
+                case_id, status = _prepare_case_or_exclude(*a)
+                statuses[case_id] = status
+                bar.update()
+        else:
+            _prepare_in_pool(args, workers, out_dir, statuses, bar)
+    finally:
+        bar.close()
+        _record_exclusions(
+            out_dir, {k: v.removeprefix("excluded: ") for k, v in statuses.items() if v.startswith("excluded")}
+        )
+    if all(status.startswith("excluded") for status in statuses.values()):
+        raise EmptyOrganError(
+            task.root / "labelsTr",
+            f"the organ (labels {settings.organ_labels or 'non-zero'}) is absent in every case; check --organ-labels",
+        )
+    return statuses

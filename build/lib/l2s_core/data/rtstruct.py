@@ -1,0 +1,284 @@
+"""RTSTRUCT in and out: masks on an image series' grid ↔ planar contours (pydicom, scikit-image).
+
+Writing (:func:`write_rtstruct`): on each slice of the series the mask's outline is traced at
+the 0.5 level between pixel centres (``skimage.measure.find_contours``), so a contour runs
+half a pixel outside the outermost pixel centres, and stored as a ``CLOSED_PLANAR`` contour in
+patient coordinates referencing that slice's SOP instance; the structure set references the
+series and its frame of reference, with the organ as a named ROI.
+
+Reading (:func:`read_rtstruct`, :func:`rasterise`): a pixel belongs to a contour when its centre
+lies inside the polygon or on its edge (so contours drawn through pixel centres, as many
+planning systems and rt-utils write them, keep their outermost pixels); contours of the same
+slice are combined with exclusive or, so an inner contour cuts a hole.
+
+Example:
+    >>> write_rtstruct(mask, meta, series, "Spleen", "out/rtstruct.dcm")  # doctest: +SKIP
+    >>> structures = read_rtstruct("rtstruct.dcm")  # doctest: +SKIP
+    >>> label = rasterise(structures.contours("spleen"), meta, series, "rtstruct.dcm")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from skimage.draw import line, polygon
+from skimage.measure import find_contours
+
+from l2s_core.data.dicom import SeriesInfo, require_pydicom
+from l2s_core.data.io import VolumeMeta, orient_to_ras, to_source_grid
+from l2s_core.errors import DicomError
+from l2s_core.files import atomic_open
+
+__all__ = ["RTSTRUCT_SOP_CLASS", "StructureSet", "rasterise", "read_rtstruct", "write_rtstruct"]
+
+RTSTRUCT_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.481.3"
+#: The SOP class conventionally named by an RTSTRUCT's referenced study (Detached Study Management).
+_STUDY_SOP_CLASS = "1.2.840.10008.3.1.2.3.1"
+#: A contour whose plane lies further than this share of a slice from every slice is refused.
+_PLANE_TOLERANCE = 0.1
+#: Pixel centres closer than this (in pixels) to a contour edge count as on it.
+_EDGE_TOLERANCE = 1e-3
+
+
+def _sequence(*items: Any) -> Any:
+    from pydicom.sequence import Sequence
+
+    return Sequence(list(items))
+
+
+def _dataset(**elements: Any) -> Any:
+    from pydicom.dataset import Dataset
+
+    ds = Dataset()
+    for keyword, value in elements.items():
+        setattr(ds, keyword, value)
+    return ds
+
+
+def _slice_contours(mask_2d: np.ndarray) -> list[np.ndarray]:
+    """Closed outlines ``(n, 2)`` in (row, column) pixel coordinates of a ``(rows, columns)`` mask."""
+    padded = np.pad(mask_2d.astype(np.float32), 1)
+    return [c[:-1] - 1.0 for c in find_contours(padded, 0.5) if len(c) > 3]
+
+
+def write_rtstruct(
+    mask: np.ndarray,
+    meta: VolumeMeta,
+    series: SeriesInfo,
+    roi_name: str,
+    path: str | Path,
+    description: str = "l2s prediction",
+) -> None:
+    """Write a ``(z, y, x)`` RAS mask of a series as an RTSTRUCT with one named ROI, atomically.
+
+    Args:
+        mask: the mask, as returned alongside ``meta`` by :func:`~l2s_core.data.dicom.read_series`.
+        meta: the series' :class:`VolumeMeta`.
+        series: the series' :class:`SeriesInfo` (UIDs, slice instances, patient affine).
+        roi_name: the ROI's name (the organ).
+        path: the ``.dcm`` file to write.
+        description: the structure set's label and the series description.
+    """
+    pydicom = require_pydicom()
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
+
+    source = to_source_grid(np.asarray(mask) > 0, meta)  # (i = column, j = row, k = slice)
+    lps = np.asarray(series.lps_affine)
+    image_refs = [
+        _dataset(ReferencedSOPClassUID=series.sop_class_uid, ReferencedSOPInstanceUID=uid)
+        for uid in series.sop_instance_uids
+    ]
+    contours = []
+    for k, uid in enumerate(series.sop_instance_uids):
+        for outline in _slice_contours(source[:, :, k].T):
+            voxels = np.column_stack([outline[:, 1], outline[:, 0], np.full(len(outline), k), np.ones(len(outline))])
+            points = (voxels @ lps.T)[:, :3]
+            contours.append(
+                _dataset(
+                    ContourImageSequence=_sequence(
+                        _dataset(ReferencedSOPClassUID=series.sop_class_uid, ReferencedSOPInstanceUID=uid)
+                    ),
+                    ContourGeometricType="CLOSED_PLANAR",
+                    NumberOfContourPoints=len(points),
+                    ContourData=[f"{v:.3f}" for v in points.ravel()],
+                )
+            )
+    now = datetime.datetime.now()
+    file_meta = FileMetaDataset()
+    file_meta.MediaStorageSOPClassUID = UID(RTSTRUCT_SOP_CLASS)
+    file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = pydicom.dataset.FileDataset(str(path), {}, file_meta=file_meta, preamble=b"\0" * 128)
+    for keyword, value in series.patient_study.items():
+        setattr(ds, keyword, value)
+    roi = dict(
+        ROINumber=1,
+        ReferencedFrameOfReferenceUID=series.frame_of_reference_uid,
+        ROIName=roi_name,
+        ROIGenerationAlgorithm="AUTOMATIC",
+    )
+    elements = dict(
+        SOPClassUID=RTSTRUCT_SOP_CLASS,
+        SOPInstanceUID=file_meta.MediaStorageSOPInstanceUID,
+        Modality="RTSTRUCT",
+        SeriesInstanceUID=generate_uid(),
+        SeriesNumber=999,
+        InstanceNumber=1,
+        SeriesDescription=description,
+        Manufacturer="l2s",
+        StructureSetLabel=description[:16],
+        StructureSetDate=now.strftime("%Y%m%d"),
+        StructureSetTime=now.strftime("%H%M%S"),
+        ContentDate=now.strftime("%Y%m%d"),
+        ContentTime=now.strftime("%H%M%S"),
+        ReferencedFrameOfReferenceSequence=_sequence(
+            _dataset(
+                FrameOfReferenceUID=series.frame_of_reference_uid,
+                RTReferencedStudySequence=_sequence(
+                    _dataset(
+                        ReferencedSOPClassUID=_STUDY_SOP_CLASS,
+                        ReferencedSOPInstanceUID=series.patient_study.get("StudyInstanceUID", ""),
+                        RTReferencedSeriesSequence=_sequence(
+                            _dataset(SeriesInstanceUID=series.series_uid, ContourImageSequence=_sequence(*image_refs))
+                        ),
+                    )
+                ),
+            )
+        ),
+        StructureSetROISequence=_sequence(_dataset(**roi)),
+        ROIContourSequence=_sequence(
+            _dataset(ReferencedROINumber=1, ROIDisplayColor=[255, 0, 0], ContourSequence=_sequence(*contours))
+        ),
+        RTROIObservationsSequence=_sequence(
+            _dataset(ObservationNumber=1, ReferencedROINumber=1, RTROIInterpretedType="ORGAN", ROIInterpreter="")
+        ),
+    )
+    for keyword, value in elements.items():
+        setattr(ds, keyword, value)
+    with atomic_open(path) as handle:
+        ds.save_as(handle, enforce_file_format=True)
+
+
+@dataclass(frozen=True)
+class StructureSet:
+    """The ROIs of an RTSTRUCT file.
+
+    Attributes:
+        path: the file.
+        series_uids: the image series it references.
+        frame_of_reference_uids: the frames of reference it references.
+        rois: ROI name → its contours, each an ``(n, 3)`` array of patient (LPS) points in mm.
+    """
+
+    path: str
+    series_uids: tuple[str, ...]
+    frame_of_reference_uids: tuple[str, ...]
+    rois: dict[str, list[np.ndarray]]
+
+    def find(self, names: list[str]) -> str | None:
+        """The first ROI name equal to one of ``names``, ignoring case and surrounding spaces."""
+        wanted = [n.strip().casefold() for n in names]
+        by_key = {name.strip().casefold(): name for name in self.rois}
+        return next((by_key[w] for w in wanted if w in by_key), None)
+
+    def contours(self, name: str) -> list[np.ndarray]:
+        """The contours of ROI ``name``.
+
+        Raises:
+            DicomError: the ROI has no contour (an empty structure).
+        """
+        contours = self.rois[name]
+        if not contours:
+            raise DicomError(self.path, f"structure '{name}' is empty: it has no contour")
+        return contours
+
+
+def read_rtstruct(path: str | Path) -> StructureSet:
+    """Read an RTSTRUCT file's references and ROI contours.
+
+    Raises:
+        DicomError: not an RTSTRUCT, or a ROI without a name.
+    """
+    pydicom = require_pydicom()
+    path = Path(path)
+    try:
+        ds = pydicom.dcmread(path)
+    except (pydicom.errors.InvalidDicomError, OSError, ValueError, EOFError) as exc:
+        raise DicomError(path, f"not a readable DICOM file ({type(exc).__name__}: {exc})") from None
+    if ds.get("Modality") != "RTSTRUCT" or "StructureSetROISequence" not in ds:
+        raise DicomError(path, f"not an RTSTRUCT (Modality {ds.get('Modality')!r})")
+    frames = tuple(str(f.FrameOfReferenceUID) for f in ds.get("ReferencedFrameOfReferenceSequence", []))
+    series = tuple(
+        str(s.SeriesInstanceUID)
+        for f in ds.get("ReferencedFrameOfReferenceSequence", [])
+        for st in f.get("RTReferencedStudySequence", [])
+        for s in st.get("RTReferencedSeriesSequence", [])
+    )
+    names: dict[int, str] = {}
+    for roi in ds.StructureSetROISequence:
+        name = str(roi.get("ROIName", "") or "").strip()
+        if not name:
+            raise DicomError(path, f"structure (ROI number {roi.ROINumber}) has no name")
+        names[int(roi.ROINumber)] = name
+    rois: dict[str, list[np.ndarray]] = {name: [] for name in names.values()}
+    for item in ds.get("ROIContourSequence", []):
+        if int(item.ReferencedROINumber) not in names:
+            continue
+        name = names[int(item.ReferencedROINumber)]
+        for contour in item.get("ContourSequence", []):
+            points = np.asarray([float(v) for v in contour.get("ContourData", [])], dtype=np.float64).reshape(-1, 3)
+            if len(points):
+                rois[name].append(points)
+    return StructureSet(str(path), series, frames, rois)
+
+
+def _edge_pixels(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Pixels whose centres lie on the edges of the closed polygon ``(rows, cols)``."""
+    found_r, found_c = [], []
+    for r0, c0, r1, c1 in zip(rows, cols, np.roll(rows, -1), np.roll(cols, -1)):
+        rr, cc = line(int(round(r0)), int(round(c0)), int(round(r1)), int(round(c1)))
+        d = np.array([r1 - r0, c1 - c0])
+        length2 = float(d @ d)
+        t = np.clip(((rr - r0) * d[0] + (cc - c0) * d[1]) / length2, 0, 1) if length2 else np.zeros(len(rr))
+        on_edge = np.hypot(rr - (r0 + t * d[0]), cc - (c0 + t * d[1])) < _EDGE_TOLERANCE
+        keep = on_edge & (rr >= 0) & (rr < shape[0]) & (cc >= 0) & (cc < shape[1])
+        found_r.append(rr[keep])
+        found_c.append(cc[keep])
+    return np.concatenate(found_r), np.concatenate(found_c)
+
+
+def rasterise(contours: list[np.ndarray], meta: VolumeMeta, series: SeriesInfo, where: str | Path) -> np.ndarray:
+    """Contours in patient coordinates as a uint8 RAS ``(z, y, x)`` mask on a series' grid.
+
+    Args:
+        contours: ``(n, 3)`` LPS points per contour (from :meth:`StructureSet.contours`).
+        meta: the series' :class:`VolumeMeta`.
+        series: the series' :class:`SeriesInfo`.
+        where: named in error messages (the RTSTRUCT file).
+
+    Raises:
+        DicomError: a contour lies on no slice of the series.
+    """
+    n_i, n_j, n_k = (int(s) for s in meta.source_shape)
+    to_voxel = np.linalg.inv(np.asarray(series.lps_affine))
+    source = np.zeros((n_i, n_j, n_k), dtype=bool)
+    for points in contours:
+        voxels = (np.column_stack([points, np.ones(len(points))]) @ to_voxel.T)[:, :3]
+        k = int(round(float(np.median(voxels[:, 2]))))
+        if not 0 <= k < n_k or np.abs(voxels[:, 2] - k).max() > _PLANE_TOLERANCE:
+            raise DicomError(
+                where,
+                f"a contour at slice position {np.median(voxels[:, 2]):.2f} lies on no slice of "
+                f"series {series.series_uid} ({n_k} slices)",
+            )
+        cols, rows = voxels[:, 0], voxels[:, 1]
+        filled = np.zeros((n_j, n_i), dtype=bool)
+        filled[polygon(rows, cols, (n_j, n_i))] = True
+        filled[_edge_pixels(rows, cols, (n_j, n_i))] = True
+        source[:, :, k] ^= filled.T
+    return orient_to_ras(source.astype(np.uint8), np.asarray(meta.source_affine), where)[0]

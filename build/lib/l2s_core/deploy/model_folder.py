@@ -1,0 +1,200 @@
+"""The model folder written by ``l2s export``: its card (``model.json``) and its checks.
+
+Layout of a model folder::
+
+    model.json                    the :class:`ModelCard` (plus ``format_version``)
+    README.md                     the card in words (written from ``model.json``)
+    weights/<network>_<ii>.pt     one state dict per network, ``torch.load(weights_only=True)``
+
+The card records everything inference needs (architecture, patch, crop margin, low-res rule,
+normalisation and its statistics, channel, organ labels), the validation and test Dice of each
+network or pair in the study, the data it was trained on and the software versions. Opening a
+folder (:func:`open_model_folder`) checks the format version and the sha256 of every weight
+file, so a folder from another version of l2s or with an altered file is refused with one line.
+
+Example:
+    >>> card = open_model_folder("models/spleen")  # doctest: +SKIP
+    >>> [n.file for n in card.networks]  # doctest: +SKIP
+    ['weights/baseline_00.pt', 'weights/localiser_00.pt', 'weights/organ_00.pt']
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from l2s_core.errors import InputDataError, ModelFolderError
+from l2s_core.files import read_json
+
+__all__ = [
+    "CARD_FILE",
+    "METHODS",
+    "README_FILE",
+    "ModelCard",
+    "NetworkEntry",
+    "PairEntry",
+    "open_model_folder",
+    "sha256_of",
+]
+
+CARD_FILE = "model.json"
+#: Prediction methods of a model folder (see :mod:`l2s_core.deploy.predict`).
+METHODS = ("two_stage", "baseline", "box")
+README_FILE = "README.md"
+
+
+def sha256_of(path: Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class NetworkEntry:
+    """One exported network.
+
+    Attributes:
+        network: ``baseline``, ``localiser`` or ``organ``.
+        run: the run index in the study.
+        file: the state dict, relative to the model folder.
+        sha256: hex sha256 of ``file``.
+        network_class: class of the network (``UNet3D``).
+        hparams: constructor arguments of the network.
+        patch_size: ``(z, y, x)`` training patch of the run.
+        amp: the run trained under bfloat16 autocast.
+        best_val_dice: the run's best validation Dice during training.
+    """
+
+    network: str
+    run: int
+    file: str
+    sha256: str
+    network_class: str
+    hparams: dict[str, Any]
+    patch_size: tuple[int, int, int]
+    amp: bool
+    best_val_dice: float | None
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> NetworkEntry:
+        """Inverse of ``asdict``."""
+        return cls(**{**d, "patch_size": tuple(int(s) for s in d["patch_size"])})
+
+
+@dataclass(frozen=True)
+class PairEntry:
+    """A method run of the study: a two-stage pair (localiser, organ network) or a baseline.
+
+    Attributes:
+        method: ``two_stage`` or ``baseline``.
+        index: position of the pair (two_stage) or the baseline's run index.
+        runs: ``{"localiser": i, "organ": j}`` or ``{"baseline": i}``: run indices of the networks.
+        dice: ``{"val": pooled Dice, "test": pooled Dice}`` from the study's evaluation CSVs
+            (``None`` where the study has no such row).
+    """
+
+    method: str
+    index: int
+    runs: dict[str, int]
+    dice: dict[str, float | None]
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PairEntry:
+        """Inverse of ``asdict``."""
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """Content of ``model.json``.
+
+    Attributes:
+        organ: the organ segmented.
+        modality: modality of the channel the networks read (``dataset.json``), e.g. ``CT``.
+        n_channels: channels of the training images (a scan must have as many).
+        channel: the channel the networks read.
+        organ_labels: label values merged into the organ (``None``: every non-zero label).
+        labels: label value (as a string) → name, from the training task.
+        normalisation: ``zscore``, ``ct`` or ``none``.
+        ct_stats: statistics of the ``ct`` normalisation (else ``None``).
+        crop_margin: voxels of context around the organ box.
+        lowres_divisors: ``(z, y, x)`` divisors of the localiser's low-resolution grid.
+        networks: the exported networks.
+        pairs: the two-stage pairs and baselines with their Dice in the study.
+        training_data: task name and folder, case counts per split, study folder.
+        software: versions of l2s, Python, torch, numpy, MONAI at export.
+        created: UTC time of the export (ISO 8601).
+    """
+
+    organ: str
+    modality: str
+    n_channels: int
+    channel: int
+    organ_labels: tuple[int, ...] | None
+    labels: dict[str, str]
+    normalisation: str
+    ct_stats: dict[str, float] | None
+    crop_margin: int
+    lowres_divisors: tuple[int, int, int]
+    networks: tuple[NetworkEntry, ...]
+    pairs: tuple[PairEntry, ...]
+    training_data: dict[str, Any] = field(default_factory=dict)
+    software: dict[str, str] = field(default_factory=dict)
+    created: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict (tuples as lists)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelCard:
+        """Inverse of :meth:`to_dict` (a ``format_version`` key is ignored; :func:`open_model_folder` checks it)."""
+        d = {k: v for k, v in d.items() if k != "format_version"}
+        return cls(
+            **{
+                **d,
+                "organ_labels": None if d["organ_labels"] is None else tuple(int(v) for v in d["organ_labels"]),
+                "lowres_divisors": tuple(int(v) for v in d["lowres_divisors"]),
+                "networks": tuple(NetworkEntry.from_dict(n) for n in d["networks"]),
+                "pairs": tuple(PairEntry.from_dict(p) for p in d["pairs"]),
+            }
+        )
+
+    def entries(self, network: str) -> list[NetworkEntry]:
+        """The exported networks of one kind, in run order."""
+        return sorted((n for n in self.networks if n.network == network), key=lambda n: n.run)
+
+
+def open_model_folder(folder: str | Path) -> ModelCard:
+    """Read a model folder's card and check that its weight files are the ones it lists.
+
+    Raises:
+        InputDataError: ``model.json`` is missing or not JSON.
+        FormatVersionError: the folder was written by an incompatible l2s version.
+        ModelFolderError: the card is incomplete, or a weight file is missing or differs from
+            the sha256 in the card.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputDataError(folder, "model folder not found")
+    path = folder / CARD_FILE
+    raw = read_json(path)
+    try:
+        card = ModelCard.from_dict(raw)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFolderError(path, f"not a complete model card ({type(exc).__name__}: {exc})") from None
+    for entry in card.networks:
+        weights = folder / entry.file
+        if not weights.is_file():
+            raise ModelFolderError(weights, f"listed in {CARD_FILE} but missing")
+        if sha256_of(weights) != entry.sha256:
+            raise ModelFolderError(
+                weights,
+                f"sha256 differs from the one in {CARD_FILE}: the file was altered or replaced; export the model again",
+            )
+    return card

@@ -1,0 +1,276 @@
+"""Evaluation of an organ's trained runs on its validation or test images (full resolution).
+
+Three methods, as in the paper:
+
+==============  ===========================================================================
+method          prediction of one case
+==============  ===========================================================================
+baseline        the ``full`` image, window by window with the run's training patch
+two_stage       the i-th converged localiser with the i-th converged organ network (runs in
+                order of run index): localise at low resolution, segment the organ box
+gt_localised    a converged organ network on the box of the label (+ the crop margin)
+==============  ===========================================================================
+
+Only converged runs (``summary.json``: ``converged`` true) are evaluated. For each organ and
+split two CSV files are written atomically into ``<organ>/evaluation/``:
+``<split>_cases.csv`` (:data:`CASE_COLUMNS`, one row per method, run and case) and
+``<split>_runs.csv`` (:data:`RUN_COLUMNS`, one pooled row per method and run). Optionally the
+masks are written as NIfTI on the source scan's grid under
+``<organ>/evaluation/predictions/<split>/<method>_<run>/<case>.nii.gz``.
+
+Example:
+    >>> paths = evaluate_organ(Path("runs/quick/spleen"), "test", device="cuda")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConvergedRun",
+    "MethodRun",
+    "Predictor",
+    "converged_runs",
+    "evaluate_organ",
+    "load_segmenter",
+    "method_runs",
+]
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from l2s_core.checkpoint import load_model
+from l2s_core.data.cache import PreparedTask
+from l2s_core.errors import ConfigError
+from l2s_core.evaluation_tables import METRIC_COLUMNS, NO_FALLBACK, case_table, pooled_rows, write_csv
+from l2s_core.infer import (
+    Localisation,
+    Segmenter,
+    gt_localised_predict,
+    predict_volume,
+    save_prediction,
+    two_stage_predict,
+)
+from l2s_core.metrics import case_metrics
+from l2s_core.run_files import BEST_FILE, CONFIG_FILE, finished_runs
+from l2s_core.train_config import TrainConfig
+from l2s_core.vocabulary import SPLITS
+
+logger = logging.getLogger(__name__)
+
+
+#: A method's prediction of one case: ``(image, label) -> (mask, fallback used or None)``, ``(z, y, x)`` arrays.
+Predictor = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, str | None]]
+
+
+@dataclass(frozen=True)
+class ConvergedRun:
+    """A converged training run: its network type, run index and folder."""
+
+    network: str
+    index: int
+    folder: Path
+
+    @property
+    def config(self) -> TrainConfig:
+        """The run's training settings (``config.json``)."""
+        return TrainConfig.load(self.folder / CONFIG_FILE)
+
+
+@dataclass(frozen=True)
+class MethodRun:
+    """One run of a method: which trained runs it uses and how it predicts a case.
+
+    Attributes:
+        method: ``baseline``, ``two_stage`` or ``gt_localised``.
+        run: run number of the method (baseline: the baseline run's index; two_stage: the
+            pair's position i; gt_localised: the organ run's index).
+        localiser_run: index of the localiser run (two_stage), else ``None``.
+        organ_run: index of the organ network run (two_stage, gt_localised), else ``None``.
+        predict: the :data:`Predictor`.
+    """
+
+    method: str
+    run: int
+    localiser_run: int | None
+    organ_run: int | None
+    predict: Predictor
+
+
+def converged_runs(organ_dir: Path, network: str) -> list[ConvergedRun]:
+    """Converged runs of one network of an organ, in order of run index.
+
+    A run counts when its folder ``<organ_dir>/<network>/run_<ii>`` holds a ``summary.json``
+    with ``converged`` true and a ``best.pt`` (:func:`l2s_core.run_files.finished_runs`).
+    """
+    return [
+        ConvergedRun(run.network, run.index, run.folder) for run in finished_runs(organ_dir, network) if run.converged
+    ]
+
+
+def load_segmenter(run: ConvergedRun, device: str) -> Segmenter:
+    """A run's best network with the window it trained with (its patch, overlap and batch size).
+
+    Raises:
+        CheckpointError: an unreadable checkpoint.
+        ConfigError: an invalid ``config.json``.
+    """
+    model, _ = load_model(run.folder / BEST_FILE, device)
+    config = run.config
+    return Segmenter(
+        model, config.patch_size, overlap=config.sw_overlap, sw_batch_size=config.batch_size, amp=config.amp
+    )
+
+
+def _baseline(run: ConvergedRun, device: str) -> MethodRun:
+    baseline = load_segmenter(run, device)
+
+    def predict(image: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, str | None]:
+        return predict_volume(baseline, image, device), None
+
+    return MethodRun("baseline", run.index, None, None, predict)
+
+
+def _two_stage(
+    position: int, localiser_run: ConvergedRun, organ_run: ConvergedRun, localisation: Localisation, device: str
+) -> MethodRun:
+    localiser, organ = load_segmenter(localiser_run, device), load_segmenter(organ_run, device)
+
+    def predict(image: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, str | None]:
+        result = two_stage_predict(localiser, organ, image, localisation, device)
+        return result.mask, result.fallback_used
+
+    return MethodRun("two_stage", position, localiser_run.index, organ_run.index, predict)
+
+
+def _gt_localised(organ_run: ConvergedRun, localisation: Localisation, device: str) -> MethodRun:
+    organ = load_segmenter(organ_run, device)
+
+    def predict(image: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, str | None]:
+        result = gt_localised_predict(organ, image, label, localisation, device)
+        return result.mask, result.fallback_used
+
+    return MethodRun("gt_localised", organ_run.index, None, organ_run.index, predict)
+
+
+def method_runs(organ_dir: Path, localisation: Localisation, device: str) -> list[MethodRun]:
+    """Every run of every method that the organ's converged runs allow, models loaded on ``device``.
+
+    A method without runs (e.g. no converged localiser) is left out with a logged warning;
+    localisers and organ networks are paired in order of run index up to the shorter list.
+
+    Args:
+        organ_dir: the organ folder (``<organ>/{baseline,localiser,organ}/run_<ii>``).
+        localisation: the prepared task's margin and divisors, the fallback when nothing is
+            localised and the box mapping (:class:`l2s_core.infer.Localisation`).
+        device: where the networks run.
+
+    Returns:
+        The method runs, baseline first, then two_stage, then gt_localised.
+    """
+    baselines = converged_runs(organ_dir, "baseline")
+    localisers = converged_runs(organ_dir, "localiser")
+    organ_nets = converged_runs(organ_dir, "organ")
+    if not baselines:
+        logger.warning("%s: no converged baseline run; the baseline is not evaluated", organ_dir)
+    if not (localisers and organ_nets):
+        logger.warning(
+            "%s: no converged %s run; two_stage is not evaluated", organ_dir, "localiser" if not localisers else "organ"
+        )
+    elif len(localisers) != len(organ_nets):
+        logger.warning(
+            "%s: %d converged localiser and %d organ runs; two_stage pairs the first %d of each",
+            organ_dir,
+            len(localisers),
+            len(organ_nets),
+            min(len(localisers), len(organ_nets)),
+        )
+    if not organ_nets:
+        logger.warning("%s: no converged organ run; gt_localised is not evaluated", organ_dir)
+    pairs = enumerate(zip(localisers, organ_nets))
+    return (
+        [_baseline(r, device) for r in baselines]
+        + [_two_stage(i, localiser, organ_net, localisation, device) for i, (localiser, organ_net) in pairs]
+        + [_gt_localised(r, localisation, device) for r in organ_nets]
+    )
+
+
+def evaluate_organ(
+    organ_dir: Path,
+    split: str,
+    prepared_dir: Path | None = None,
+    fallback: str = "whole_image",
+    tolerance_mm: float = 2.0,
+    device: str = "cpu",
+    save_predictions: bool = False,
+    progress: bool = True,
+    box_mapping: str = "scale",
+) -> dict[str, Path]:
+    """Evaluate every method run of one organ on one split and write the evaluation CSVs.
+
+    Args:
+        organ_dir: the organ folder of a study (``runs/<study>/<organ>``).
+        split: ``"val"`` or ``"test"``.
+        prepared_dir: the prepared task (default ``<organ_dir>/prepared``).
+        fallback: when the localiser (or label) gives no box: ``"whole_image"`` or ``"empty"``.
+        tolerance_mm: tolerance of the surface Dice.
+        device: where the networks run (``"cpu"``, ``"cuda"``, ...).
+        save_predictions: also write every mask as NIfTI on the source scan's grid.
+        progress: show a progress bar over the cases.
+        box_mapping: how the localiser's box reaches full resolution (``scale`` or the released
+            code's ``upsample_nearest``).
+
+    Returns:
+        ``{"cases": <split>_cases.csv, "runs": <split>_runs.csv}`` and, with
+        ``save_predictions``, ``"predictions"``: the folder of the masks. Methods without
+        converged runs give no rows (the CSVs are still written, with their header).
+
+    Raises:
+        ConfigError: an unknown split, fallback or box mapping.
+        InputDataError, CheckpointError: an unreadable prepared task or checkpoint.
+    """
+    if split not in SPLITS:
+        raise ConfigError("split", f"must be one of {', '.join(SPLITS)}, got {split!r}")
+    organ_dir = Path(organ_dir)
+    task = PreparedTask(prepared_dir if prepared_dir is not None else organ_dir / "prepared")
+    localisation = Localisation.of_task(task.settings, fallback, box_mapping)
+    out_dir = organ_dir / "evaluation"
+    predictions_dir = out_dir / "predictions" / split
+    runs = method_runs(organ_dir, localisation, device)
+    rows = []
+    for case in tqdm(task.cases(split), desc=f"evaluate {organ_dir.name} {split}", unit="case", disable=not progress):
+        image = np.array(case.array("full", "image"))
+        label = np.array(case.array("full", "label"))
+        for method_run in runs:
+            started = time.perf_counter()
+            mask, fallback_used = method_run.predict(image, label)
+            seconds = time.perf_counter() - started
+            metrics = case_metrics(mask, label, case.spacing, tolerance_mm)
+            rows.append(
+                {
+                    "organ": organ_dir.name,
+                    "split": split,
+                    "method": method_run.method,
+                    "run": method_run.run,
+                    "localiser_run": method_run.localiser_run,
+                    "organ_run": method_run.organ_run,
+                    "case_id": case.case_id,
+                    **{k: metrics[k] for k in METRIC_COLUMNS},
+                    "seconds": seconds,
+                    "fallback": fallback_used or NO_FALLBACK,
+                }
+            )
+            if save_predictions:
+                folder = predictions_dir / f"{method_run.method}_{method_run.run:02d}"
+                save_prediction(mask, case, folder / f"{case.case_id}.nii.gz")
+    cases = case_table(rows)
+    paths = {"cases": out_dir / f"{split}_cases.csv", "runs": out_dir / f"{split}_runs.csv"}
+    write_csv(paths["cases"], cases)
+    write_csv(paths["runs"], pooled_rows(cases))
+    if save_predictions:
+        paths["predictions"] = predictions_dir
+    return paths

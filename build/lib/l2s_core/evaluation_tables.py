@@ -1,0 +1,103 @@
+"""The evaluation CSV files of an organ (``<organ>/evaluation/<split>_{cases,runs}.csv``); no torch.
+
+``<split>_cases.csv`` holds one row per method, run and case (:data:`CASE_COLUMNS`);
+``<split>_runs.csv`` one pooled row per method and run (:data:`RUN_COLUMNS`, made by
+:func:`pooled_rows`). :mod:`l2s_core.evaluate` writes them, :mod:`l2s_core.analysis` reads them.
+"""
+
+from __future__ import annotations
+
+__all__ = ["CASE_COLUMNS", "METRIC_COLUMNS", "NO_FALLBACK", "RUN_COLUMNS", "case_table", "pooled_rows", "write_csv"]
+
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from l2s_core.files import atomic_write_text
+from l2s_core.metrics import pooled_dice
+
+#: Columns of a case row taken from :func:`l2s_core.metrics.case_metrics`.
+METRIC_COLUMNS = ("tp", "fp", "fn", "dice", "hd95_mm", "surface_dice")
+CASE_COLUMNS = (
+    "organ",
+    "split",
+    "method",
+    "run",
+    "localiser_run",
+    "organ_run",
+    "case_id",
+    *METRIC_COLUMNS,
+    "seconds",
+    "fallback",
+)
+RUN_COLUMNS = (
+    "organ",
+    "split",
+    "method",
+    "run",
+    "localiser_run",
+    "organ_run",
+    "n_cases",
+    "tp",
+    "fp",
+    "fn",
+    "pooled_dice",
+    "mean_case_dice",
+    "mean_hd95_mm",
+    "seconds_per_case",
+)
+#: ``fallback`` column of a case where the localiser (or label) gave a box.
+NO_FALLBACK = "none"
+
+
+def pooled_rows(cases: pd.DataFrame) -> pd.DataFrame:
+    """One pooled row per method and run of a table of case rows.
+
+    Args:
+        cases: rows with the columns :data:`CASE_COLUMNS`.
+
+    Returns:
+        Rows with the columns :data:`RUN_COLUMNS`: TP, FP and FN summed over the cases,
+        ``pooled_dice`` from the sums, ``mean_case_dice``, ``mean_hd95_mm`` (mean over the
+        cases with a finite HD95, NaN if none) and ``seconds_per_case``.
+    """
+    keys = ["organ", "split", "method", "run", "localiser_run", "organ_run"]
+    rows = []
+    for key, group in cases.groupby(keys, sort=False, dropna=False):
+        hd95 = group["hd95_mm"].astype(float)
+        finite_hd95 = hd95[np.isfinite(hd95)]
+        rows.append(
+            {
+                **dict(zip(keys, key)),
+                "n_cases": len(group),
+                "tp": int(group["tp"].sum()),
+                "fp": int(group["fp"].sum()),
+                "fn": int(group["fn"].sum()),
+                "pooled_dice": pooled_dice(group[["tp", "fp", "fn"]].to_dict("records")),
+                "mean_case_dice": float(group["dice"].mean()),
+                "mean_hd95_mm": float(finite_hd95.mean()) if len(finite_hd95) else np.nan,
+                "seconds_per_case": float(group["seconds"].mean()),
+            }
+        )
+    return _table(rows, RUN_COLUMNS)
+
+
+def _table(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> pd.DataFrame:
+    """Rows as a DataFrame with ``columns``; run indices as nullable integers."""
+    table = pd.DataFrame(rows, columns=list(columns))
+    return table.astype({"run": "Int64", "localiser_run": "Int64", "organ_run": "Int64"})
+
+
+def case_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """Case rows (dicts with :data:`CASE_COLUMNS`) as a table."""
+    return _table(rows, CASE_COLUMNS)
+
+
+def write_csv(path: Path, table: pd.DataFrame) -> None:
+    """Write a table as CSV atomically."""
+    buffer = io.StringIO()
+    table.to_csv(buffer, index=False)
+    atomic_write_text(path, buffer.getvalue())

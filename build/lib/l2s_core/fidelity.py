@@ -1,0 +1,167 @@
+"""The choices where the paper's text, its released code and l2s can differ, in one table.
+
+Each :class:`Choice` names the study-file key that sets it, what the paper's text says (or that
+it is silent), what the released code (github.com/Abe404/localise_to_segment) did, and the l2s
+default. ``papermill_params/paper.yaml`` follows the text where it speaks and the code where it
+is silent; ``paper_released_code.yaml`` follows the code throughout. The README's fidelity table
+and the report's list of the choices a study used are both made from :data:`CHOICES` (a test
+checks the README against it).
+
+Example:
+    >>> [c.key for c in CHOICES][:2]
+    ['train.architecture', 'train.base_channels, train.depth']
+"""
+
+from __future__ import annotations
+
+__all__ = ["CHOICES", "Choice", "study_choices"]
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from l2s_core.train_config import TrainConfig
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One choice of the protocol.
+
+    Attributes:
+        name: what is chosen.
+        key: the study-file key(s) that set it (comma-separated where two go together).
+        text: what the paper's text says, or "silent".
+        released_code: what the released code did.
+        l2s_default: the default when a study file does not set it.
+    """
+
+    name: str
+    key: str
+    text: str
+    released_code: str
+    l2s_default: str
+
+
+CHOICES: tuple[Choice, ...] = (
+    Choice(
+        "network architecture",
+        "train.architecture",
+        "3D U-Net, group normalisation after each layer, He initialisation",
+        "no skip connections; ReLU before GroupNorm(32); output ReLU; 3.82 M parameters (`released_code`)",
+        "`unet` (skip connections, conv → GroupNorm → ReLU)",
+    ),
+    Choice(
+        "width and depth",
+        "train.base_channels, train.depth",
+        "silent",
+        "64 channels (128 inside each down-block), 4 levels",
+        "8 and 3 (`paper.yaml`: 32 and 4)",
+    ),
+    Choice(
+        "loss form",
+        "train.dice_form",
+        '"a combination of dice and cross-entropy"',
+        "soft Dice pooled over the batch, only when it holds organ (`batch_if_foreground`)",
+        "`per_sample` (soft Dice per patch, averaged)",
+    ),
+    Choice("cross-entropy weight", "train.ce_weight", "silent", "0.3", "1.0"),
+    Choice(
+        "epoch",
+        "train.samples_per_epoch",
+        "silent",
+        "one patch per training image",
+        "`null`: one patch per training image",
+    ),
+    Choice(
+        "intensity normalisation", "prepare.normalisation", "silent", "raw intensities (`none`)", "`zscore` per image"
+    ),
+    Choice(
+        "low-resolution factors and axes",
+        "prepare.lowres_divisors",
+        "half the width and height, a third of the depth: `[3, 2, 2]` (z, y, x)",
+        "`(z, x, y)` arrays resized to `(z//2, x//2, y//3)`: `[2, 3, 2]` (z, y, x)",
+        "`[3, 2, 2]`",
+    ),
+    Choice(
+        "validation tiling",
+        "train.sw_overlap",
+        "silent",
+        "non-overlapping 64×256×256 tiles, the last shifted to the edge (`0.0`)",
+        "`0.25` overlap",
+    ),
+    Choice(
+        "low-resolution box to full resolution",
+        "evaluate.box_mapping",
+        "silent",
+        "box of the low-res mask upsampled with nearest neighbour (`upsample_nearest`)",
+        "`scale` (starts floored, ends ceiled)",
+    ),
+    Choice(
+        "Table 2 averaging",
+        "analysis.training_time_runs",
+        "silent",
+        "converged runs (`converged`)",
+        "`all` finished runs",
+    ),
+    Choice(
+        "convergence rule",
+        "train.convergence_rule",
+        '"at least 0.1 dice on the validation set after 20 epochs" (`after_patience_epochs`)',
+        "best validation Dice of the run > 0.1 (`best_over_run`)",
+        "`best_over_run`",
+    ),
+    Choice(
+        "split order",
+        "prepare.split_order",
+        "Table 1 (`table1`: prostate 19/7/6)",
+        "validation round(0.2 n), test the rest (`released_code`: prostate 19/6/7)",
+        "`table1`",
+    ),
+    Choice(
+        "organ-network training labels",
+        "prepare.crop_label",
+        "silent",
+        "the largest ground-truth component only (`largest_component`)",
+        "`all` organ voxels",
+    ),
+)
+
+
+def _value(study_params: dict[str, Any], key: str, network: str = "baseline") -> Any:
+    """A setting of a study snapshot, ``section.name``; for ``train`` the network's value (its
+    overrides applied, :class:`~l2s_core.train_config.TrainConfig`'s default where unset)."""
+    section, _, name = key.partition(".")
+    values = study_params.get(section) or {}
+    if section == "train":
+        defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+        values = {**defaults, **values, **(values.get("per_network") or {}).get(network, {})}
+    return values.get(name, "default")
+
+
+def study_choices(study_params: dict[str, Any] | None) -> pd.DataFrame:
+    """The value of every choice in a study's parameter snapshot (``study_params.json``).
+
+    Training settings are those of the baseline (per-network overrides applied); organ
+    overrides are not shown.
+
+    Returns:
+        Columns ``choice``, ``key``, ``this study``, ``paper text``, ``released code``; empty
+        without a snapshot.
+    """
+    rows = (
+        [
+            {
+                "choice": c.name,
+                "key": c.key,
+                "this study": ", ".join(str(_value(study_params, k.strip())) for k in c.key.split(",")),
+                "paper text": c.text,
+                "released code": c.released_code,
+            }
+            for c in CHOICES
+        ]
+        if study_params
+        else []
+    )
+    return pd.DataFrame(rows, columns=["choice", "key", "this study", "paper text", "released code"])

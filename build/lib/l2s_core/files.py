@@ -1,0 +1,118 @@
+"""Atomic file writes and versioned JSON metadata.
+
+Every file that a later stage reads (cache arrays, metadata, checkpoints, summaries, result
+tables) is written to a temporary name in the destination folder and renamed into place, so
+that an interrupted or failing write never leaves a file that looks valid.
+
+For the kill tests, :func:`atomic_open` offers two moments to
+:func:`l2s_core.processes.stop_if_asked`: ``"writing <name>"`` (the content is in the
+temporary file, not yet renamed) and ``"wrote <name>"`` (just renamed into place).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "FORMAT_VERSION",
+    "atomic_open",
+    "atomic_save_npy",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_write_text",
+    "read_json",
+]
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from l2s_core.errors import FormatVersionError, InputDataError
+from l2s_core.processes import stop_if_asked
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+#: Written into every metadata file; bumped when a layout changes incompatibly.
+FORMAT_VERSION = 1
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | Path) -> Iterator[BinaryIO]:
+    """Open a temporary file next to ``path`` for binary writing; rename it into place on success.
+
+    On any exception the temporary file is removed and ``path`` is left as it was.
+
+    Example:
+        >>> with atomic_open("out.bin") as f:  # doctest: +SKIP
+        ...     f.write(b"data")
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the mode open() would
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
+            handle.flush()
+            stop_if_asked(f"writing {path.name}")
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+        stop_if_asked(f"wrote {path.name}")
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        raise
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically."""
+    with atomic_open(path) as handle:
+        handle.write(data)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write UTF-8 ``text`` to ``path`` atomically."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | Path, obj: dict[str, Any]) -> None:
+    """Write ``obj`` as indented JSON with ``format_version`` added, atomically."""
+    payload = {"format_version": FORMAT_VERSION, **obj}
+    atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=False) + "\n")
+
+
+def atomic_save_npy(path: str | Path, array: np.ndarray) -> None:
+    """Save ``array`` as ``.npy`` atomically (readable later with ``np.load(mmap_mode="r")``)."""
+    with atomic_open(path) as handle:
+        np.save(handle, np.ascontiguousarray(array), allow_pickle=False)
+
+
+def read_json(path: str | Path) -> dict[str, Any]:
+    """Read a JSON object written by l2s and check its ``format_version``.
+
+    Raises:
+        InputDataError: the file is missing or not a JSON object.
+        FormatVersionError: the file was written by an incompatible l2s version.
+    """
+    path = Path(path)
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputDataError(path, "file not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputDataError(path, f"not valid JSON ({exc})") from None
+    if not isinstance(obj, dict):
+        raise InputDataError(path, "expected a JSON object")
+    version = obj.get("format_version")
+    if version != FORMAT_VERSION:
+        raise FormatVersionError(
+            path,
+            f"format_version {version!r}, this l2s reads version {FORMAT_VERSION}; "
+            "re-create it with this version of l2s",
+        )
+    return obj

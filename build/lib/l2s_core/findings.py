@@ -1,0 +1,389 @@
+"""What a study found, set against the paper: its Tables 3 and 4 beside the paper's, and a
+scorecard of the paper's claims (no torch).
+
+Each claim of :func:`scorecard` is checked on the study's files (through
+:mod:`l2s_core.analysis`) and given a verdict of :data:`l2s_core.vocabulary.VERDICTS` with the
+numbers behind it. A claim about several organs (or splits, or methods) is checked on each of
+them; an item is "not testable" where its data are absent (an organ not in the study, fewer
+than two runs of a method for a t-test, a network without finished runs, ...), and the claim's
+verdict is "not testable" if no item is testable, "not supported" if a testable item
+contradicts it, and "supported" otherwise; its evidence names every item, the untestable ones
+with the reason. Significance is the paper's: two-sided Student t-test over runs, p <
+:data:`l2s_core.analysis.ALPHA`, unadjusted.
+
+Example:
+    >>> data = analysis.load_study("runs/quick")  # doctest: +SKIP
+    >>> scorecard_table(scorecard(data))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "SCORECARD_COLUMNS",
+    "ClaimCheck",
+    "findings_preamble",
+    "findings_tables",
+    "paper_comparison",
+    "scorecard",
+    "scorecard_table",
+]
+
+import math
+from dataclasses import astuple, dataclass, fields
+
+import pandas as pd
+from scipy import stats
+
+from l2s_core import analysis
+from l2s_core.paper_values import FOREGROUND_PERCENT, PAPER_DICE, TABLE2_MINUTES, TABLE2_SOURCE
+from l2s_core.vocabulary import METHODS, PAPER_ORGANS, SPLITS, VERDICTS
+
+SUPPORTED, NOT_SUPPORTED, NOT_TESTABLE = VERDICTS
+#: Fewest organs a rank correlation over organs is computed on.
+MIN_ORGANS_FOR_CORRELATION = 3
+NOT_IN_STUDY = "not in the study"
+NO_PAPER_VALUE = "no paper value"
+
+
+@dataclass(frozen=True)
+class ClaimCheck:
+    """One of the paper's claims, checked on a study.
+
+    Attributes:
+        key: short label (``"a"``, ``"b"``, ...).
+        claim: the claim in words, with the test that checks it.
+        source: where the paper makes it.
+        verdict: one of :data:`~l2s_core.vocabulary.VERDICTS`.
+        evidence: the numbers behind the verdict, item by item.
+    """
+
+    key: str
+    claim: str
+    source: str
+    verdict: str
+    evidence: str
+
+
+SCORECARD_COLUMNS = tuple(f.name for f in fields(ClaimCheck))
+
+
+@dataclass(frozen=True)
+class _Item:
+    """One organ (split, method) of a claim: its verdict and the numbers behind it."""
+
+    name: str
+    verdict: str
+    evidence: str
+
+
+def _claim(key: str, claim: str, source: str, items: list[_Item]) -> ClaimCheck:
+    """The claim's verdict from its items' (see the module docstring) and their evidence."""
+    tested = [item for item in items if item.verdict != NOT_TESTABLE]
+    if not tested:
+        verdict = NOT_TESTABLE
+    else:
+        verdict = NOT_SUPPORTED if any(item.verdict == NOT_SUPPORTED for item in tested) else SUPPORTED
+    details = "; ".join(
+        f"{item.name}: {item.evidence}" + (" (not testable)" if item.verdict == NOT_TESTABLE else "") for item in items
+    )
+    coverage = f"tested: {len(tested)} of {len(items)}. " if len(items) > 1 else ""
+    return ClaimCheck(key, claim, source, verdict, coverage + details)
+
+
+def _verdict(holds: bool) -> str:
+    return SUPPORTED if holds else NOT_SUPPORTED
+
+
+def _t_test_item(
+    tests: pd.DataFrame,
+    organs: tuple[str, ...],
+    organ: str,
+    split: str,
+    pair: tuple[str, str],
+    expect: str,
+    name: str | None = None,
+) -> _Item:
+    """A t-test of the study checked against an expectation.
+
+    Args:
+        tests: :func:`l2s_core.analysis.ttests` of the study.
+        organs: the study's organs.
+        organ: the organ tested.
+        split: the split tested.
+        pair: ``(method_a, method_b)`` as in the tests' rows.
+        expect: ``"b_higher"`` or ``"a_higher"`` (significantly, p < ALPHA), or ``"no_difference"``
+            (p >= ALPHA).
+        name: the item's name in the evidence; the organ by default.
+    """
+    name = name or organ
+    if organ not in organs:
+        return _Item(name, NOT_TESTABLE, NOT_IN_STUDY)
+    method_a, method_b = pair
+    row = tests[
+        (tests["organ"] == organ)
+        & (tests["split"] == split)
+        & (tests["method_a"] == method_a)
+        & (tests["method_b"] == method_b)
+    ]
+    if row.empty:
+        return _Item(name, NOT_TESTABLE, f"no {analysis.SPLIT_LABELS[split]} evaluation")
+    test = row.iloc[0]
+    labels = analysis.METHOD_LABELS
+    if min(test["n_a"], test["n_b"]) < 2:
+        return _Item(
+            name,
+            NOT_TESTABLE,
+            f"{test['n_b']} {labels[method_b]} and {test['n_a']} {labels[method_a]} runs, a t-test needs 2 of each",
+        )
+    if not math.isfinite(test["p_student"]):
+        return _Item(name, NOT_TESTABLE, f"no t-test p ({test['note']})")
+    significant = test["p_student"] < analysis.ALPHA
+    holds = {
+        "b_higher": significant and test["mean_b"] > test["mean_a"],
+        "a_higher": significant and test["mean_a"] > test["mean_b"],
+        "no_difference": not significant,
+    }[expect]
+    return _Item(
+        name,
+        _verdict(holds),
+        f"{labels[method_b]} {test['mean_b']:.4f} vs {labels[method_a]} "
+        f"{test['mean_a']:.4f}, p = {test['p_student']:.3g} "
+        f"(runs {test['n_b']}, {test['n_a']})",
+    )
+
+
+def _claim_two_stage_on_validation(data: analysis.StudyData, tests: pd.DataFrame) -> ClaimCheck:
+    expected = {
+        "spleen": "b_higher",
+        "pancreas": "b_higher",
+        "prostate": "no_difference",
+        "liver": "no_difference",
+        "heart": "b_higher",
+    }
+    items = [
+        _t_test_item(tests, data.organs, organ, "val", ("baseline", "two_stage"), expected[organ])
+        for organ in PAPER_ORGANS
+    ]
+    return _claim(
+        "a",
+        "On validation, two stage beats the baseline significantly for the spleen, pancreas and "
+        "heart, not for the liver and prostate (p >= 0.05 there)",
+        "Results › Validation, Table 3 (p < 0.001; liver p = 0.11; prostate p = 0.44)",
+        items,
+    )
+
+
+def _claim_baseline_on_prostate_test(data: analysis.StudyData, tests: pd.DataFrame) -> ClaimCheck:
+    item = _t_test_item(tests, data.organs, "prostate", "test", ("baseline", "two_stage"), "a_higher")
+    return _claim(
+        "b",
+        "On test, the baseline beats two stage significantly for the prostate",
+        "Results › Test, Table 4 (p < 0.001)",
+        [item],
+    )
+
+
+def _claim_gt_beats_baseline(data: analysis.StudyData, tests: pd.DataFrame) -> ClaimCheck:
+    items = [
+        _t_test_item(
+            tests, data.organs, organ, split, ("baseline", "gt_localised"), "b_higher", name=f"{organ} {split}"
+        )
+        for organ in data.organs
+        for split in SPLITS
+    ]
+    return _claim(
+        "c1",
+        "Ground-truth localisation beats the baseline significantly for every organ, on validation and test",
+        "Results › Validation and Test, Tables 3 and 4 (p < 0.05 for every organ)",
+        items,
+    )
+
+
+def _claim_gt_beats_two_stage(data: analysis.StudyData, tests: pd.DataFrame) -> ClaimCheck:
+    items = [
+        _t_test_item(tests, data.organs, organ, "test", ("two_stage", "gt_localised"), "b_higher")
+        for organ in data.organs
+    ]
+    return _claim(
+        "c2",
+        "Ground-truth localisation beats two stage significantly for every organ on test",
+        "Results › Test, Table 4 (p < 0.05 for every organ; on validation all but the liver)",
+        items,
+    )
+
+
+def _spearman(shares: list[float], gains: list[float]) -> tuple[float, float]:
+    """Spearman's ρ and its two-sided p (``scipy.stats.spearmanr``); NaN where a side is constant."""
+    if len(set(shares)) < 2 or len(set(gains)) < 2:
+        return math.nan, math.nan
+    result = stats.spearmanr(shares, gains)
+    return float(result.statistic), float(result.pvalue)
+
+
+def _paper_gain_correlation(method: str) -> str:
+    """ρ and p of the paper's own test-set gains (Table 4) against the released code's foreground shares."""
+    table = PAPER_DICE["test"].values
+    gains = [table[o][method].mean - table[o]["baseline"].mean for o in PAPER_ORGANS]
+    rho, p = _spearman([FOREGROUND_PERCENT[o] for o in PAPER_ORGANS], gains)
+    return f"paper: ρ = {rho:.2f}, p = {p:.2g}"
+
+
+def _claim_gain_grows_as_share_shrinks(data: analysis.StudyData) -> ClaimCheck:
+    gain = analysis.dice_gain(data)
+    gain = gain[(gain["split"] == "test") & gain["foreground_percent"].notna()]
+    items = []
+    for method in METHODS[1:]:
+        rows = gain[gain["method"] == method]
+        name, paper = analysis.METHOD_LABELS[method], _paper_gain_correlation(method)
+        rho, p = _spearman(rows["foreground_percent"].tolist(), rows["gain"].tolist())
+        if len(rows) < MIN_ORGANS_FOR_CORRELATION:
+            items.append(
+                _Item(
+                    name,
+                    NOT_TESTABLE,
+                    f"{len(rows)} organs with a gain (at least {MIN_ORGANS_FOR_CORRELATION} needed); {paper}",
+                )
+            )
+        elif not math.isfinite(rho):
+            items.append(
+                _Item(name, NOT_TESTABLE, f"foreground shares or gains all equal over {len(rows)} organs; {paper}")
+            )
+        else:
+            items.append(_Item(name, _verdict(rho < 0), f"ρ = {rho:.2f}, p = {p:.2g} over {len(rows)} organs; {paper}"))
+    return _claim(
+        "d",
+        "The benefit of localisation (mean Dice gain over the baseline, test set) grows as the "
+        "organ's foreground share shrinks: Spearman ρ < 0 (the paper observes a tendency over five "
+        "organs and tests none; p is shown)",
+        "Results › Test, Figure 4 (foreground shares of the paper: its released code)",
+        items,
+    )
+
+
+def _claim_baseline_trains_longest(data: analysis.StudyData) -> ClaimCheck:
+    minutes = analysis.table2_training_minutes(data)
+    items = []
+    for organ in data.organs:
+        baseline, localiser, organ_net = (float(minutes.loc[organ, n]) for n in ("baseline", "localiser", "organ"))
+        paper = TABLE2_MINUTES.get(organ)
+        paper_text = f" (paper: {paper['baseline']} vs {paper['localiser']} + {paper['organ']})" if paper else ""
+        if not all(math.isfinite(v) for v in (baseline, localiser, organ_net)):
+            items.append(_Item(organ, NOT_TESTABLE, "a network without finished runs" + paper_text))
+        else:
+            items.append(
+                _Item(
+                    organ,
+                    _verdict(baseline > localiser + organ_net),
+                    f"baseline {baseline:.2f} min vs localiser {localiser:.2f} + organ {organ_net:.2f} min{paper_text}",
+                )
+            )
+    return _claim(
+        "e",
+        "The baseline takes longer to train than the localiser and the organ network together "
+        "(mean minutes per run, every organ)",
+        TABLE2_SOURCE,
+        items,
+    )
+
+
+def _claim_organ_network_converges(data: analysis.StudyData) -> ClaimCheck:
+    rates = analysis.convergence_rates(data)
+    rates = rates[rates["network"] == "organ"].set_index("organ")
+    items = []
+    for organ in data.organs:
+        if organ not in rates.index:
+            items.append(_Item(organ, NOT_TESTABLE, "no finished organ-network run"))
+        else:
+            converged, trained = int(rates.loc[organ, "converged"]), int(rates.loc[organ, "trained"])
+            items.append(_Item(organ, _verdict(converged == trained), f"{converged} of {trained} runs converged"))
+    return _claim("f", "The organ network always converges (every organ)", "Results › Training, Figure 3a", items)
+
+
+def scorecard(data: analysis.StudyData) -> list[ClaimCheck]:
+    """The paper's claims checked on a study.
+
+    (a) two stage beats the baseline on validation for spleen, pancreas and heart, not for
+    liver and prostate; (b) on test the baseline beats two stage for the prostate; (c1)
+    ground-truth localisation beats the baseline for every organ on both splits and (c2) two
+    stage on test; (d) the localisation gain grows as the foreground share shrinks (Spearman
+    ρ on the test set, with the paper's own ρ for reference); (e) the baseline trains longer
+    than localiser and organ network together; (f) the organ network always converges.
+    Claims (a) and (b) are about the paper's organs; (c)-(f) cover every organ of the study.
+
+    Args:
+        data: the study.
+
+    Returns:
+        One :class:`ClaimCheck` per claim, in the order above.
+    """
+    tests = analysis.ttests(data)
+    return [
+        _claim_two_stage_on_validation(data, tests),
+        _claim_baseline_on_prostate_test(data, tests),
+        _claim_gt_beats_baseline(data, tests),
+        _claim_gt_beats_two_stage(data, tests),
+        _claim_gain_grows_as_share_shrinks(data),
+        _claim_baseline_trains_longest(data),
+        _claim_organ_network_converges(data),
+    ]
+
+
+def scorecard_table(claims: list[ClaimCheck]) -> pd.DataFrame:
+    """Claims as a table: index ``key``; columns ``claim``, ``source``, ``verdict``, ``evidence``."""
+    return pd.DataFrame([astuple(c) for c in claims], columns=list(SCORECARD_COLUMNS)).set_index("key")
+
+
+def paper_comparison(data: analysis.StudyData, split: str) -> pd.DataFrame:
+    """The paper's Table 3 (``split="val"``) or 4 (``"test"``) beside the study's.
+
+    Returns:
+        Index ``organ``: the paper's organs in its order, then the study's other organs; per
+        method of :data:`~l2s_core.vocabulary.METHODS` (labelled as
+        :data:`l2s_core.analysis.METHOD_LABELS`) the columns ``"<label> (paper)"`` (mean ± sd,
+        or ``"no paper value"``) and ``"<label> (this study)"`` (as
+        :func:`l2s_core.analysis.table_dice`, ``*`` where significantly above the baseline;
+        ``"not in the study"`` for a paper organ the study lacks).
+    """
+    paper, ours = PAPER_DICE[split].values, analysis.table_dice(data, split)
+    rows = []
+    for organ in [*PAPER_ORGANS, *(o for o in data.organs if o not in PAPER_ORGANS)]:
+        row = {"organ": organ}
+        for method in METHODS:
+            label = analysis.METHOD_LABELS[method]
+            value = paper.get(organ, {}).get(method)
+            row[f"{label} (paper)"] = f"{value.mean:.4f} ± {value.sd:.4f}" if value else NO_PAPER_VALUE
+            row[f"{label} (this study)"] = ours.loc[organ, method] if organ in ours.index else NOT_IN_STUDY
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("organ")
+
+
+def findings_preamble(data: analysis.StudyData) -> str:
+    """The sentences (Markdown) that frame the Findings: what the source tables are, on phantom
+    data that the study checks the pipeline and not the paper, and failed steps if any."""
+    sentences = [
+        (
+            f"The paper's values are transcribed from {PAPER_DICE['val'].source} and "
+            f"{PAPER_DICE['test'].source} (`l2s_core.paper_values`)."
+        )
+    ]
+    if (data.study_params or {}).get("data") == "phantom":
+        sentences.append(
+            "**This study ran on phantom data: it checks that the pipeline computes the paper's "
+            "analysis end to end, not whether the paper's results hold.**"
+        )
+    if len(data.failures):
+        sentences.append(
+            f"{len(data.failures)} step(s) failed or were blocked (listed under *Steps that failed*); "
+            "claims that need their results are not testable."
+        )
+    return " ".join(sentences)
+
+
+def findings_tables(data: analysis.StudyData) -> dict[str, pd.DataFrame]:
+    """The Findings as tables, by file stem: ``findings_table3_val``, ``findings_table4_test``,
+    ``findings_scorecard``."""
+    return {
+        "findings_table3_val": paper_comparison(data, "val"),
+        "findings_table4_test": paper_comparison(data, "test"),
+        "findings_scorecard": scorecard_table(scorecard(data)),
+    }

@@ -1,0 +1,104 @@
+"""The files of one training run folder (``<organ>/<network>/run_<ii>/``); no torch.
+
+=================  =========================================================================
+file               content
+=================  =========================================================================
+``config.json``    the run's :class:`~l2s_core.train_config.TrainConfig`, written at the start
+``log.csv``        one row per completed epoch (:data:`LOG_COLUMNS`)
+``best.pt``        the best weights so far (state dict and plain metadata)
+``best.next.pt``   new best weights while an epoch is being committed
+``resume.pt``      the resume state while the run is unfinished
+``summary.json``   written once at the end; its presence marks the run finished
+=================  =========================================================================
+
+Reading these needs no torch, so tables, plots and the study plan can read runs cheaply.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BEST_FILE",
+    "CONFIG_FILE",
+    "LOG_COLUMNS",
+    "LOG_FILE",
+    "NEXT_BEST_FILE",
+    "RESUME_FILE",
+    "SUMMARY_FILE",
+    "FinishedRun",
+    "finished_runs",
+    "finished_summary",
+    "read_log",
+    "write_log",
+]
+
+import csv
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from l2s_core.files import atomic_write_text, read_json
+
+CONFIG_FILE = "config.json"
+LOG_FILE = "log.csv"
+BEST_FILE = "best.pt"
+NEXT_BEST_FILE = "best.next.pt"
+RESUME_FILE = "resume.pt"
+SUMMARY_FILE = "summary.json"
+#: Columns of ``log.csv``: epoch (from 1), wall seconds of its training and validation, mean
+#: training loss, hard training Dice pooled over the epoch's items, validation Dice.
+LOG_COLUMNS = ("epoch", "wall_seconds", "train_loss", "train_dice", "val_dice")
+
+
+def write_log(run_dir: Path, rows: list[dict[str, float]]) -> None:
+    """Write ``log.csv`` atomically from the rows of the completed epochs."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=LOG_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(run_dir / LOG_FILE, buffer.getvalue())
+
+
+def read_log(run_dir: str | Path) -> list[dict[str, float]]:
+    """The rows of a run's ``log.csv`` (epoch as int, the other columns as float)."""
+    with open(Path(run_dir) / LOG_FILE, newline="", encoding="utf-8") as handle:
+        return [{k: int(v) if k == "epoch" else float(v) for k, v in row.items()} for row in csv.DictReader(handle)]
+
+
+def finished_summary(run_dir: str | Path) -> dict[str, Any] | None:
+    """The ``summary.json`` of a finished run, or ``None`` while it is unfinished."""
+    path = Path(run_dir) / SUMMARY_FILE
+    return read_json(path) if path.exists() else None
+
+
+@dataclass(frozen=True)
+class FinishedRun:
+    """A finished training run: its network, run index, folder and ``summary.json``.
+
+    Attributes:
+        network: ``baseline``, ``localiser`` or ``organ``.
+        index: the run index ``ii`` of its folder ``run_ii``.
+        folder: the run folder.
+        summary: the content of its ``summary.json``.
+    """
+
+    network: str
+    index: int
+    folder: Path
+    summary: dict[str, Any]
+
+    @property
+    def converged(self) -> bool:
+        """Whether the run converged and left its best weights."""
+        return bool(self.summary.get("converged")) and (self.folder / BEST_FILE).is_file()
+
+
+def finished_runs(organ_dir: str | Path, network: str) -> list[FinishedRun]:
+    """The finished runs (folders ``<organ_dir>/<network>/run_<ii>`` with a ``summary.json``) of one
+    network of an organ, in order of run index; the one place that finds runs on disk."""
+    runs = []
+    for folder in (Path(organ_dir) / network).glob("run_*"):
+        number = folder.name.removeprefix("run_")
+        if number.isdigit() and (folder / SUMMARY_FILE).is_file():
+            runs.append(FinishedRun(network, int(number), folder, read_json(folder / SUMMARY_FILE)))
+    return sorted(runs, key=lambda run: run.index)

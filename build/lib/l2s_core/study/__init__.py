@@ -1,0 +1,11 @@
+"""Running a study: parameter files, the Papermill runner, the notebook steps and the report.
+
+Modules (imported one by one, so that a notebook loading :mod:`~l2s_core.study.plan` does not
+load torch):
+
+* :mod:`~l2s_core.study.params`: ``papermill_params/<study>.yaml`` → validated :class:`StudyParams`;
+* :mod:`~l2s_core.study.plan`: the study's steps, folders and dependencies;
+* :mod:`~l2s_core.study.runner`: :func:`run_study` (``l2s run``);
+* :mod:`~l2s_core.study.steps`: what the prepare, train and evaluate notebooks do;
+* :mod:`~l2s_core.study.report`: :func:`render_report` (``l2s report``).
+"""

@@ -1,0 +1,658 @@
+"""Study parameter files (``papermill_params/<study>.yaml``): loading and validation.
+
+A parameter file describes a whole study: where the data come from, which organs and networks,
+how many converged runs to train, and the options of preparation, training and evaluation.
+It is read with ``yaml.safe_load`` and checked completely before anything runs: an unknown key
+at any level, an unknown organ or network, or a value of the wrong type stops with a one-line
+:class:`~l2s_core.errors.ConfigError` naming the file and the key path, e.g.
+``quick.yaml: train.patience: expected int, got str 'twenty'``.
+
+Layout of a parameter file (every key but ``data`` is optional)::
+
+    study: quick                 # names runs/<study>, executed/<study>, reports/<study>
+    data: phantom                # "phantom" (generated) or "msd" (a Decathlon download)
+    data_root: /data/msd         # folder holding Task09_Spleen, ... (data: msd)
+    phantom: {n_cases: 10, shape: [32, 96, 96], seed: 0}
+    organs: [spleen, pancreas, prostate, liver, heart, kidney]   # any names
+    task_folders: {kidney: Task50_Kidney}   # name -> task folder under data_root (the paper's
+                                            # five organs default to their MSD folders)
+    networks: [baseline, localiser, organ]
+    runs: 10                     # converged runs wanted per organ and network
+    max_runs: 30                 # cap on runs per organ and network, converged or not
+    gpus_per_run: 2              # data-parallel GPUs of one training run
+    prepare: {normalisation: zscore, channel: 0, ..., per_organ: {prostate: {channel: 0}}}
+    train: {patch_size: [64, 256, 256], ..., per_network: {baseline: {...}}, per_organ: {liver: {...}}}
+    evaluate: {splits: [val, test], fallback: whole_image, surface_tolerance_mm: 2.0}
+    slurm: {partition: gpu, timeout_min: 2880, cpus_per_task: 8, mem_gb: 64}
+
+The keys of ``train`` are the fields of :class:`~l2s_core.train_config.TrainConfig` except those the
+study sets for each run (:data:`STUDY_SET_TRAIN_FIELDS`: the run's folders, its network, its
+seed = run index, and its world size = ``gpus_per_run`` on GPUs).
+
+The runner keeps a snapshot of the validated parameters as ``runs/<study>/study_params.json``
+(:meth:`StudyParams.to_dict`), which :func:`load_study_params` reads as well; the notebooks of
+a study read that snapshot.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AnalysisOptions",
+    "BoxMapping",
+    "CropLabel",
+    "DATA_SOURCES",
+    "DataSource",
+    "EvaluateOptions",
+    "Fallback",
+    "Network",
+    "Normalisation",
+    "PhantomOptions",
+    "PhantomProfile",
+    "PrepareOptions",
+    "STUDY_SET_TRAIN_FIELDS",
+    "SlurmOptions",
+    "Split",
+    "SplitOrder",
+    "StudyParams",
+    "TrainOptions",
+    "TrainingTimeRuns",
+    "load_study_params",
+]
+
+import dataclasses
+import re
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from l2s_core.data.prepare import CROP_MARGIN, LOWRES_DIVISORS, PrepareSettings
+from l2s_core.errors import ConfigError, FormatVersionError, InputDataError
+from l2s_core.files import read_json
+from l2s_core.train_config import TrainConfig
+from l2s_core.vocabulary import (
+    BOX_MAPPINGS,
+    CROP_LABELS,
+    FALLBACKS,
+    MSD_TASK_FOLDERS,
+    NETWORKS,
+    NORMALISATIONS,
+    PAPER_ORGANS,
+    SPLIT_ORDERS,
+    SPLITS,
+    TRAINING_TIME_RUNS,
+)
+
+DATA_SOURCES = ("phantom", "msd")
+_ORGAN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+#: TrainConfig fields the study sets for each run; a parameter file cannot set them.
+STUDY_SET_TRAIN_FIELDS = ("prepared_dir", "run_dir", "network", "seed", "world_size")
+
+Network = Literal[NETWORKS]  # type: ignore[valid-type]
+DataSource = Literal[DATA_SOURCES]  # type: ignore[valid-type]
+Split = Literal[SPLITS]  # type: ignore[valid-type]
+Normalisation = Literal[NORMALISATIONS]  # type: ignore[valid-type]
+SplitOrder = Literal[SPLIT_ORDERS]  # type: ignore[valid-type]
+Fallback = Literal[FALLBACKS]  # type: ignore[valid-type]
+PhantomProfile = Literal["fixed", "msd"]
+BoxMapping = Literal[BOX_MAPPINGS]  # type: ignore[valid-type]
+TrainingTimeRuns = Literal[TRAINING_TIME_RUNS]  # type: ignore[valid-type]
+CropLabel = Literal[CROP_LABELS]  # type: ignore[valid-type]
+
+
+@dataclasses.dataclass(frozen=True)
+class PhantomOptions:
+    """Generated phantom tasks (``data: phantom``), see :mod:`l2s_core.data.phantom`.
+
+    Attributes:
+        profile: ``fixed`` (every volume of ``shape``) or ``msd`` (the MSD tasks' case counts,
+            shapes and spacings, :mod:`l2s_core.data.phantom_geometry`).
+        n_cases: cases per organ (``fixed``: default 10; ``msd``: a cap on the MSD count).
+        shape: ``(z, y, x)`` of every volume (``fixed``).
+        scale: factor on every side (``msd``).
+        seed: seed of the generator.
+        per_organ: organ → some of the options above, replacing them for that organ (e.g. a
+            larger scale for a small organ, or each organ's case count).
+    """
+
+    profile: PhantomProfile = "fixed"
+    n_cases: int | None = None
+    shape: tuple[int, int, int] = (32, 96, 96)
+    scale: float = 1.0
+    seed: int = 0
+    per_organ: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+
+    def for_organ(self, organ: str) -> PhantomOptions:
+        """These options with the overrides of ``organ`` applied (``per_organ`` emptied)."""
+        return dataclasses.replace(self, **self.per_organ.get(organ, {}), per_organ={})
+
+
+@dataclasses.dataclass(frozen=True)
+class PrepareOptions:
+    """Options of :func:`l2s_core.data.prepare.prepare_task`, with per-organ overrides.
+
+    Attributes:
+        normalisation: intensity normalisation (``zscore``, ``ct`` or ``none``).
+        channel: channel of multi-channel images (MSD prostate: 0 = T2, 1 = ADC).
+        organ_labels: label values merged into the organ (``None``: every non-zero label).
+        split_seed: seed of the train/val/test split (42 in the paper).
+        split_order: ``table1`` (the paper's Table 1) or ``released_code``.
+        skip_empty: leave out cases with an empty organ mask instead of stopping.
+        crop_margin: voxels of context around the organ box (the paper's 15).
+        workers: parallel preparation processes (``None``: all cores).
+        max_cases: prepare only the first n case ids in sorted order (``None``: all); the
+            paper's Table 1 counts 69 liver cases of MSD's 131 without saying which.
+        lowres_divisors: ``(z, y, x)`` divisors of the low-resolution copy (the text's
+            ``(3, 2, 2)``; the released code's ``(2, 3, 2)``).
+        crop_label: organ-network training labels: ``all`` organ voxels of the crop, or the
+            ``largest_component`` only (the released code).
+        per_organ: organ → some of the options above, replacing them for that organ.
+    """
+
+    normalisation: Normalisation = "zscore"
+    channel: int = 0
+    organ_labels: tuple[int, ...] | None = None
+    split_seed: int = 42
+    split_order: SplitOrder = "table1"
+    skip_empty: bool = False
+    crop_margin: int = CROP_MARGIN
+    workers: int | None = None
+    max_cases: int | None = None
+    lowres_divisors: tuple[int, int, int] = LOWRES_DIVISORS
+    crop_label: CropLabel = "all"
+    per_organ: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+
+    def for_organ(self, organ: str) -> PrepareOptions:
+        """These options with the overrides of ``organ`` applied (``per_organ`` emptied)."""
+        return dataclasses.replace(self, **self.per_organ.get(organ, {}), per_organ={})
+
+    def settings(self, organ: str) -> PrepareSettings:
+        """The :class:`~l2s_core.data.prepare.PrepareSettings` of ``organ``."""
+        options = self.for_organ(organ)
+        return PrepareSettings(
+            normalisation=options.normalisation,
+            channel=options.channel,
+            organ_labels=options.organ_labels,
+            seed=options.split_seed,
+            split_order=options.split_order,
+            crop_margin=options.crop_margin,
+            max_cases=options.max_cases,
+            lowres_divisors=options.lowres_divisors,
+            crop_label=options.crop_label,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainOptions:
+    """Training settings shared by the runs of a study, with per-network and per-organ overrides.
+
+    Attributes:
+        settings: :class:`~l2s_core.train_config.TrainConfig` field → value (others keep the
+            TrainConfig default).
+        per_network: network → fields replacing ``settings`` for that network.
+        per_organ: organ → fields replacing both for that organ's networks.
+    """
+
+    settings: dict[str, Any] = dataclasses.field(default_factory=dict)
+    per_network: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    per_organ: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+
+    def for_run(self, organ: str, network: str) -> dict[str, Any]:
+        """The TrainConfig fields of ``network`` on ``organ`` (``settings`` with the overrides applied)."""
+        return {**self.settings, **self.per_network.get(network, {}), **self.per_organ.get(organ, {})}
+
+    def source_key(self, organ: str, network: str, name: str) -> str:
+        """The key path in the parameter file that sets field ``name`` for this run."""
+        if name in self.per_organ.get(organ, {}):
+            return f"train.per_organ.{organ}.{name}"
+        if name in self.per_network.get(network, {}):
+            return f"train.per_network.{network}.{name}"
+        return f"train.{name}"
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluateOptions:
+    """Options of :func:`l2s_core.evaluate.evaluate_organ`.
+
+    Attributes:
+        splits: splits evaluated (``val``, ``test``).
+        fallback: when the localiser (or label) gives no box: ``whole_image`` segments the
+            whole image with the organ network, ``empty`` predicts no organ.
+        surface_tolerance_mm: tolerance of the surface Dice, in millimetres.
+        save_predictions: also write every predicted mask as NIfTI.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        box_mapping: how the localiser's low-resolution box reaches full resolution: ``scale``
+            (floor/ceil) or ``upsample_nearest`` (the released code).
+    """
+
+    splits: tuple[Split, ...] = SPLITS
+    fallback: Fallback = "whole_image"
+    surface_tolerance_mm: float = 2.0
+    save_predictions: bool = False
+    device: str = "auto"
+    box_mapping: BoxMapping = "scale"
+
+
+@dataclasses.dataclass(frozen=True)
+class AnalysisOptions:
+    """Options of the analysis (the report).
+
+    Attributes:
+        training_time_runs: runs averaged for Table 2's training time: ``all`` finished runs
+            or the ``converged`` ones (the released code).
+    """
+
+    training_time_runs: TrainingTimeRuns = "all"
+
+
+@dataclasses.dataclass(frozen=True)
+class SlurmOptions:
+    """Resources of each step submitted with ``l2s run --executor slurm`` (one GPU node share).
+
+    Attributes:
+        partition: Slurm partition (``None``: the cluster default).
+        timeout_min: wall-clock limit of one step in minutes.
+        cpus_per_task: CPU cores of one step.
+        mem_gb: memory of one step in GB.
+    """
+
+    partition: str | None = None
+    timeout_min: int = 2880
+    cpus_per_task: int = 8
+    mem_gb: int = 64
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyParams:
+    """A validated study parameter file.
+
+    Attributes:
+        study: study name; folders ``runs/<study>``, ``executed/<study>``, ``reports/<study>``.
+        data: ``phantom`` (tasks generated into ``runs/<study>/phantom``) or ``msd``.
+        data_root: absolute folder holding the MSD task folders (``data: msd``), else ``None``.
+        phantom: phantom generator options.
+        organs: organs of the study, in order: any names (a plain word each).
+        task_folders: organ → its task folder name under ``data_root`` (or, on phantom data,
+            the MSD folder of the phantom it uses); the paper's five organs default to their
+            MSD folders (:data:`~l2s_core.vocabulary.MSD_TASK_FOLDERS`).
+        networks: networks trained per organ.
+        runs: converged runs wanted per organ and network.
+        max_runs: the most runs made per organ and network, converged or not.
+        gpus_per_run: data-parallel GPUs (processes) of one training run on GPUs.
+        prepare: preparation options.
+        train: training options.
+        evaluate: evaluation options.
+        analysis: analysis options.
+        slurm: resources of each step on Slurm.
+        source: the file the parameters were read from (named in error messages).
+    """
+
+    data: DataSource
+    study: str = ""
+    data_root: Path | None = None
+    phantom: PhantomOptions = PhantomOptions()
+    organs: tuple[str, ...] = PAPER_ORGANS
+    task_folders: dict[str, str] = dataclasses.field(default_factory=dict)
+    networks: tuple[Network, ...] = NETWORKS
+    runs: int = 10
+    max_runs: int = 30
+    gpus_per_run: int = 1
+    prepare: PrepareOptions = PrepareOptions()
+    train: TrainOptions = TrainOptions()
+    evaluate: EvaluateOptions = EvaluateOptions()
+    analysis: AnalysisOptions = AnalysisOptions()
+    slurm: SlurmOptions = SlurmOptions()
+    source: str = dataclasses.field(default="", compare=False, metadata={"in_file": False})
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict in the layout of a parameter file (``source`` left out)."""
+        values = _plain(dataclasses.asdict(self))
+        values.pop("source")
+        train = values.pop("train")
+        values["train"] = {**train["settings"], "per_network": train["per_network"], "per_organ": train["per_organ"]}
+        return values
+
+    def task_folder(self, organ: str) -> str:
+        """The task folder name of ``organ`` (``task_folders``, else the paper organ's MSD folder).
+
+        Raises:
+            ConfigError: an organ with no known folder.
+        """
+        folders = {**MSD_TASK_FOLDERS, **self.task_folders}
+        if organ not in folders:
+            raise ConfigError(
+                f"{self.source}: task_folders",
+                f"no task folder for organ {organ!r}; add 'task_folders: {{{organ}: <folder under data_root>}}'",
+            )
+        return folders[organ]
+
+    def phantom_organ(self, organ: str) -> str:
+        """The built-in phantom an organ of a ``data: phantom`` study uses (by its MSD folder).
+
+        Raises:
+            ConfigError: the organ's task folder is none of the phantoms' MSD folders.
+        """
+        folder = self.task_folder(organ)
+        by_folder = {f: o for o, f in MSD_TASK_FOLDERS.items()}
+        if folder not in by_folder:
+            raise ConfigError(
+                f"{self.source}: task_folders.{organ}",
+                f"{folder!r} is not a phantom task; phantoms exist for {', '.join(MSD_TASK_FOLDERS.values())}",
+            )
+        return by_folder[folder]
+
+    def task_dir(self, organ: str) -> Path:
+        """The task folder of ``organ`` under ``data_root`` (``data: msd``).
+
+        Raises:
+            ConfigError: ``data_root`` is unset or lacks the organ's task folder.
+        """
+        if self.data_root is None:
+            raise ConfigError(f"{self.source}: data_root", "required when data is msd (or pass --data-root)")
+        task_dir = self.data_root / self.task_folder(organ)
+        if not task_dir.is_dir():
+            raise ConfigError(
+                f"{self.source}: data_root",
+                f"{task_dir} not found; data_root must hold the "
+                f"task folders ({', '.join(self.task_folder(o) for o in self.organs)})",
+            )
+        return task_dir
+
+    def train_config(
+        self, organ: str, network: str, run: int, prepared_dir: Path, run_dir: Path, world_size: int = 1
+    ) -> TrainConfig:
+        """The :class:`~l2s_core.train_config.TrainConfig` of one run (seed = run index).
+
+        Args:
+            organ: organ of the run.
+            network: network of the run.
+            run: run index 0, 1, ...
+            prepared_dir: the organ's prepared task folder.
+            run_dir: the run's folder.
+            world_size: data-parallel processes.
+
+        Raises:
+            ConfigError: the settings make an invalid TrainConfig (names the file and key).
+        """
+        values = self.train.for_run(organ, network)
+        try:
+            return TrainConfig(
+                prepared_dir=str(prepared_dir),
+                run_dir=str(run_dir),
+                network=network,
+                seed=run,
+                world_size=world_size,
+                **values,
+            )
+        except ConfigError as exc:
+            name = exc.where.removeprefix("train config ")
+            raise ConfigError(f"{self.source}: {self.train.source_key(organ, network, name)}", exc.problem) from None
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with paths as strings and tuples as lists, for JSON."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+class _Checker:
+    """Checks parsed YAML against the type hints of the parameter dataclasses.
+
+    Args:
+        source: the parameter file, named first in every error.
+    """
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def error(self, key: str, problem: str) -> ConfigError:
+        return ConfigError(f"{self.source}: {key}" if key else self.source, problem)
+
+    def mapping(self, value: Any, key: str) -> Mapping[str, Any]:
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            raise self.error(key, f"expected a mapping of keys to values, got {type(value).__name__} {value!r}")
+        return value
+
+    def fields(self, value: Any, hints: Mapping[str, Any], key: str) -> dict[str, Any]:
+        """Check a mapping whose keys must be among ``hints``; returns the checked values."""
+        checked = {}
+        for name, item in self.mapping(value, key).items():
+            path = f"{key}.{name}" if key else str(name)
+            if name not in hints:
+                raise self.error(path, f"unknown key; known keys: {', '.join(hints)}")
+            checked[name] = self.value(item, hints[name], path)
+        return checked
+
+    def dataclass(self, value: Any, cls: type, key: str) -> Any:
+        all_hints = typing.get_type_hints(cls)
+        in_file = [f for f in dataclasses.fields(cls) if f.metadata.get("in_file", True)]
+        hints = {f.name: all_hints[f.name] for f in in_file}
+        checked = self.fields(value, hints, key)
+        if "per_organ" in hints:  # per-organ overrides of the section's own options
+            allowed = {name: hint for name, hint in hints.items() if name != "per_organ"}
+            checked["per_organ"] = {
+                organ: self.fields(overrides, allowed, f"{key}.per_organ.{organ}")
+                for organ, overrides in checked.get("per_organ", {}).items()
+            }
+        for f in in_file:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and f.name not in checked:
+                raise self.error(f"{key}.{f.name}" if key else f.name, "required key missing")
+        return cls(**checked)
+
+    def train(self, value: Any, key: str) -> TrainOptions:
+        hints = {
+            name: hint
+            for name, hint in typing.get_type_hints(TrainConfig).items()
+            if name not in STUDY_SET_TRAIN_FIELDS
+        }
+        mapping = dict(self.mapping(value, key))
+        per_network = self.mapping(mapping.pop("per_network", None), f"{key}.per_network")
+        per_organ = self.mapping(mapping.pop("per_organ", None), f"{key}.per_organ")
+        for name in STUDY_SET_TRAIN_FIELDS:
+            if name in mapping:
+                raise self.error(f"{key}.{name}", "set by the study for each run, not in the parameter file")
+        checked_per_network = {}
+        for network, overrides in per_network.items():
+            self.value(network, Network, f"{key}.per_network")
+            checked_per_network[network] = self.fields(overrides, hints, f"{key}.per_network.{network}")
+        checked_per_organ = {
+            str(organ): self.fields(overrides, hints, f"{key}.per_organ.{organ}")
+            for organ, overrides in per_organ.items()
+        }
+        return TrainOptions(
+            settings=self.fields(mapping, hints, key), per_network=checked_per_network, per_organ=checked_per_organ
+        )
+
+    def value(self, value: Any, hint: Any, key: str) -> Any:
+        """``value`` checked against ``hint`` (ints accepted for floats, lists for tuples)."""
+        origin, args = typing.get_origin(hint), typing.get_args(hint)
+        if hint is Any:
+            return value
+        if hint is TrainOptions:
+            return self.train(value, key)
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+            return self.dataclass(value, hint, key)
+        if origin in (typing.Union, types.UnionType):
+            if value is None and type(None) in args:
+                return None
+            (inner,) = [a for a in args if a is not type(None)]
+            return self.value(value, inner, key)
+        if origin is Literal:
+            if not isinstance(value, str) or value not in args:
+                raise self.error(key, f"unknown value {value!r}; expected one of {', '.join(args)}")
+            return value
+        if origin is tuple:
+            if not isinstance(value, (list, tuple)):
+                raise self.error(key, f"expected a list, got {type(value).__name__} {value!r}")
+            if len(args) == 2 and args[1] is Ellipsis:
+                item_hints = [args[0]] * len(value)
+            elif len(value) != len(args):
+                raise self.error(key, f"expected a list of {len(args)} items, got {len(value)}: {value!r}")
+            else:
+                item_hints = list(args)
+            return tuple(self.value(v, h, f"{key}[{i}]") for i, (v, h) in enumerate(zip(value, item_hints)))
+        if origin is dict:
+            checked = {}
+            for name, item in self.mapping(value, key).items():
+                self.value(name, args[0], key)
+                checked[name] = self.value(item, args[1], f"{key}.{name}")
+            return checked
+        return self.scalar(value, hint, key)
+
+    def scalar(self, value: Any, hint: type, key: str) -> Any:
+        if hint is float:
+            valid = isinstance(value, (int, float)) and not isinstance(value, bool)
+            value = float(value) if valid else value
+        elif hint is int:
+            valid = isinstance(value, int) and not isinstance(value, bool)
+        elif hint is Path:
+            valid = isinstance(value, str) and value != ""
+            value = Path(value).expanduser() if valid else value
+        else:
+            valid = isinstance(value, hint)
+        if not valid:
+            raise self.error(
+                key, f"expected {'path' if hint is Path else hint.__name__}, got {type(value).__name__} {value!r}"
+            )
+        return value
+
+
+def _check_study_name(checker: _Checker, name: str) -> None:
+    """The study name becomes ``runs/<study>``: it must be one plain folder name inside ``runs/``."""
+    if not name or Path(name).name != name or name in (".", "..") or name.startswith("."):
+        raise checker.error(
+            "study",
+            f"{name!r} would place the study folder runs/{name} outside runs/ "
+            "or hide it; give a plain folder name such as 'quick'",
+        )
+
+
+def _check_values(checker: _Checker, params: StudyParams) -> None:
+    """Range and consistency checks beyond types."""
+    positive = {
+        "runs": params.runs,
+        "max_runs": params.max_runs,
+        "gpus_per_run": params.gpus_per_run,
+        "phantom.n_cases": params.phantom.n_cases or 1,
+        "slurm.timeout_min": params.slurm.timeout_min,
+        "slurm.cpus_per_task": params.slurm.cpus_per_task,
+        "slurm.mem_gb": params.slurm.mem_gb,
+    }
+    positive.update(
+        {
+            f"prepare.per_organ.{organ}.max_cases": options.max_cases
+            for organ in params.organs
+            if (options := params.prepare.for_organ(organ)).max_cases is not None
+        }
+    )
+    for key, number in positive.items():
+        if number < 1:
+            raise checker.error(key, f"must be at least 1, got {number}")
+    if params.max_runs < params.runs:
+        raise checker.error("max_runs", f"{params.max_runs} is fewer than runs ({params.runs})")
+    for key, names in (
+        ("organs", params.organs),
+        ("networks", params.networks),
+        ("evaluate.splits", params.evaluate.splits),
+    ):
+        if not names:
+            raise checker.error(key, "must list at least one")
+        if len(set(names)) != len(names):
+            raise checker.error(key, f"lists a value twice: {list(names)}")
+    for organ in params.organs:
+        if not _ORGAN_NAME.fullmatch(str(organ)):
+            raise checker.error(
+                "organs",
+                f"{organ!r} is not a plain name (letters, digits, '_' or '-'); it names "
+                "the organ's folders, tables and figures",
+            )
+    for key, organs in (
+        ("prepare.per_organ", params.prepare.per_organ),
+        ("train.per_organ", params.train.per_organ),
+        ("phantom.per_organ", params.phantom.per_organ),
+        ("task_folders", params.task_folders),
+    ):
+        for organ in organs:
+            if organ not in params.organs:
+                raise checker.error(f"{key}.{organ}", f"not among the study's organs ({', '.join(params.organs)})")
+    for organ in params.organs:  # every organ has a phantom or a task folder
+        if params.data == "phantom":
+            params.phantom_organ(organ)
+        else:
+            params.task_folder(organ)
+    for network in params.train.per_network:
+        if network not in params.networks:
+            raise checker.error(
+                f"train.per_network.{network}", f"not among the study's networks ({', '.join(params.networks)})"
+            )
+    if params.data == "msd" and params.data_root is None:
+        raise checker.error("data_root", "required when data is msd (or pass --data-root)")
+    for organ in params.organs:  # TrainConfig's own range checks, e.g. patch sides vs depth
+        for network in params.networks:
+            params.train_config(organ, network, 0, Path("."), Path("."), world_size=params.gpus_per_run)
+
+
+def _read_mapping(path: Path) -> dict[str, Any]:
+    """The top-level mapping of a YAML parameter file or of a JSON snapshot (format checked)."""
+    if path.suffix == ".json":
+        try:
+            values = read_json(path)
+        except (InputDataError, FormatVersionError) as exc:
+            raise ConfigError(path, exc.problem) from None
+        values.pop("format_version")
+        return values
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(path, "parameter file not found") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(path, f"not valid YAML ({' '.join(str(exc).split())})") from None
+    if not isinstance(values, dict):
+        raise ConfigError(path, "expected a mapping of keys to values at the top level")
+    return values
+
+
+def load_study_params(
+    path: str | Path, root: str | Path = ".", data_root: str | Path | None = None, gpus_per_run: int | None = None
+) -> StudyParams:
+    """Read and validate a study parameter file (YAML) or a snapshot ``study_params.json``.
+
+    Args:
+        path: the parameter file.
+        root: study root; a relative ``data_root`` is taken relative to it.
+        data_root: replaces the file's ``data_root`` (``l2s run --data-root``).
+        gpus_per_run: replaces the file's ``gpus_per_run`` (``l2s run --gpus-per-run``).
+
+    Returns:
+        The parameters; ``study`` defaults to the file name without suffix, ``data_root`` is
+        absolute.
+
+    Raises:
+        ConfigError: unreadable file, unknown key, unknown organ or network, wrong type or
+            out-of-range value; the message names the file and the key path.
+    """
+    path = Path(path)
+    values = _read_mapping(path)
+    checker = _Checker(str(path))
+    values.setdefault("study", path.stem)
+    if data_root is not None:
+        values["data_root"] = str(data_root)
+    if gpus_per_run is not None:
+        values["gpus_per_run"] = gpus_per_run
+    params = checker.dataclass(values, StudyParams, "")
+    _check_study_name(checker, params.study)
+    if params.data_root is not None:
+        params = dataclasses.replace(params, data_root=(Path(root) / params.data_root).resolve())
+    params = dataclasses.replace(params, source=str(path))
+    _check_values(checker, params)
+    return params

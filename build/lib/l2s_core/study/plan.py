@@ -1,0 +1,400 @@
+"""The steps of a study, where their files live, and which step may run next.
+
+A study is a set of units with dependencies:
+
+* ``prepare/<organ>``: phantom generation (``data: phantom``) and the prepared cache;
+* ``train/<organ>/<network>``: a chain of training runs 0, 1, ... of one network, made one
+  after another until ``runs`` have converged or ``max_runs`` were made; needs the organ's
+  ``prepare``;
+* ``evaluate/<organ>/<split>``: needs every training chain of the organ;
+* ``analysis``: waits until every evaluation is done, failed or blocked, and runs when at
+  least one is done (only when the study has an analysis notebook), so that one organ's
+  failure does not hide the others: the report covers what finished and lists what failed;
+* ``report``: needs the analysis.
+
+Each execution is a :class:`Step`. A step is done when its record in
+``runs/<study>/steps/<step id>.json`` says so (written atomically after the step finished),
+its outputs exist and the record's ``inputs`` are still the step's inputs (for evaluation,
+analysis and report: the number of runs of each training chain and the evaluation options,
+so that raising ``runs`` redoes them); anything else is done again. :class:`StudyPlan` keeps the state of
+every unit while a study runs and answers which steps are ready; it executes nothing (see
+:mod:`l2s_core.study.runner`). This module imports no heavy library, so that notebooks can
+use :class:`StudyPaths` cheaply.
+"""
+
+from __future__ import annotations
+
+__all__ = ["NOTEBOOK_KINDS", "Step", "StudyPaths", "StudyPlan", "Unit"]
+
+import dataclasses
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from l2s_core.errors import FormatVersionError, InputDataError
+from l2s_core.files import read_json
+from l2s_core.run_files import SUMMARY_FILE, finished_summary
+
+if TYPE_CHECKING:
+    from l2s_core.study.params import StudyParams
+
+PENDING, RUNNING, DONE, FAILED, BLOCKED = "pending", "running", "done", "failed", "blocked"
+#: Steps executed as notebooks ``l2s_core/notebooks/<kind>.ipynb``; ``report`` is rendered in Python.
+NOTEBOOK_KINDS = ("prepare", "train", "evaluate", "analysis")
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+    """One execution of a study: a notebook run, or the report.
+
+    Attributes:
+        kind: ``prepare``, ``train``, ``evaluate``, ``analysis`` or ``report``.
+        organ: the organ (prepare, train, evaluate).
+        network: the network (train).
+        run: the run index (train).
+        split: the split (evaluate).
+    """
+
+    kind: str
+    organ: str | None = None
+    network: str | None = None
+    run: int | None = None
+    split: str | None = None
+
+    @property
+    def step_id(self) -> str:
+        """``prepare/spleen``, ``train/spleen/baseline/run_00``, ``evaluate/spleen/val``, ``analysis``."""
+        run = None if self.run is None else f"run_{self.run:02d}"
+        return "/".join(part for part in (self.kind, self.organ, self.network, run, self.split) if part is not None)
+
+    @property
+    def unit_id(self) -> str:
+        """The unit the step belongs to (a training chain for train steps, else the step)."""
+        return "/".join(part for part in (self.kind, self.organ, self.network, self.split) if part is not None)
+
+    @property
+    def organ_name(self) -> str:
+        """The organ of a prepare, train or evaluate step."""
+        if self.organ is None:
+            raise ValueError(f"{self.step_id} has no organ")
+        return self.organ
+
+    def arguments(self) -> dict[str, Any]:
+        """The step's own notebook parameters (organ, network, run, split where set)."""
+        names = ("organ", "network", "run", "split")
+        return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyPaths:
+    """Where a study's files live under a study root (see the study layout in the README).
+
+    Attributes:
+        root: the study root (``l2s run --root``, default the working directory).
+        study: the study name.
+    """
+
+    root: Path
+    study: str
+
+    @property
+    def study_dir(self) -> Path:
+        """``runs/<study>``: data, runs, evaluation, analysis, records."""
+        return self.root / "runs" / self.study
+
+    @property
+    def executed_dir(self) -> Path:
+        """``executed/<study>``: executed notebooks."""
+        return self.root / "executed" / self.study
+
+    @property
+    def report_path(self) -> Path:
+        """``reports/<study>/report.html``."""
+        return self.root / "reports" / self.study / "report.html"
+
+    @property
+    def params_snapshot(self) -> Path:
+        """The validated parameters the notebooks read."""
+        return self.study_dir / "study_params.json"
+
+    @property
+    def lock_path(self) -> Path:
+        """Lock file held by the ``l2s run`` working on the study."""
+        return self.study_dir / "l2s_run.lock"
+
+    @property
+    def phantom_dir(self) -> Path:
+        """Phantom MSD task folders (``data: phantom``)."""
+        return self.study_dir / "phantom"
+
+    @property
+    def status_path(self) -> Path:
+        """State of every unit after the last ``l2s run``."""
+        return self.study_dir / "status.json"
+
+    @property
+    def submitit_dir(self) -> Path:
+        """Logs and pickles of steps run through submitit."""
+        return self.study_dir / "submitit"
+
+    def organ_dir(self, organ: str) -> Path:
+        return self.study_dir / organ
+
+    def prepared_dir(self, organ: str) -> Path:
+        return self.organ_dir(organ) / "prepared"
+
+    def run_dir(self, organ: str, network: str, run: int) -> Path:
+        return self.organ_dir(organ) / network / f"run_{run:02d}"
+
+    def run_folder(self, step: Step) -> Path:
+        """The run folder of a training step."""
+        if step.organ is None or step.network is None or step.run is None:
+            raise ValueError(f"{step.step_id} is not a training step")
+        return self.run_dir(step.organ, step.network, step.run)
+
+    def evaluation_dir(self, organ: str) -> Path:
+        return self.organ_dir(organ) / "evaluation"
+
+    def executed_notebook(self, step: Step) -> Path:
+        """The executed notebook of a notebook step (``executed/<study>/<step id>.ipynb``)."""
+        return self.executed_dir / f"{step.step_id}.ipynb"
+
+    def step_record(self, step: Step) -> Path:
+        """The record of a step's last execution (``runs/<study>/steps/<step id>.json``)."""
+        return self.study_dir / "steps" / f"{step.step_id}.json"
+
+    def outputs(self, step: Step) -> list[Path]:
+        """The files a finished step leaves; all must exist for the step to count as done."""
+        if step.kind == "prepare":
+            return [self.prepared_dir(step.organ_name) / "split.json", self.prepared_dir(step.organ_name) / "prep.json"]
+        if step.kind == "train":
+            return [self.run_folder(step) / SUMMARY_FILE]
+        if step.kind == "evaluate":
+            folder = self.evaluation_dir(step.organ_name)
+            return [folder / f"{step.split}_cases.csv", folder / f"{step.split}_runs.csv"]
+        if step.kind == "analysis":
+            return [self.executed_notebook(step)]
+        return [self.report_path]
+
+    def read_record(self, step: Step) -> dict[str, Any] | None:
+        """The step's record, or ``None`` when there is none or it is unreadable."""
+        try:
+            return read_json(self.step_record(step))
+        except (InputDataError, FormatVersionError):
+            return None
+
+    def is_done(self, step: Step, inputs: dict[str, Any]) -> bool:
+        """Whether the step finished (record says done) with these ``inputs`` and its outputs exist."""
+        record = self.read_record(step)
+        return (
+            record is not None
+            and record.get("state") == DONE
+            and record.get("inputs") == inputs
+            and all(p.exists() for p in self.outputs(step))
+        )
+
+
+@dataclasses.dataclass
+class Unit:
+    """A node of the study graph with its state.
+
+    Attributes:
+        step: the unit's step (for a training chain: its first run, ``run=0``).
+        needs: unit ids that must be done first.
+        state: ``pending``, ``running``, ``done``, ``failed`` or ``blocked``.
+        made: training runs finished (chains only).
+        converged: training runs that converged (chains only).
+        error: last line of the error of a failed unit.
+        needs_settled: the unit waits for its needs to end (done, failed or blocked) rather
+            than to succeed, and runs when at least one is done (the analysis).
+    """
+
+    step: Step
+    needs: list[str]
+    state: str = PENDING
+    made: int = 0
+    converged: int = 0
+    error: str | None = None
+    needs_settled: bool = False
+
+    @property
+    def is_chain(self) -> bool:
+        return self.step.kind == "train"
+
+    def next_step(self) -> Step:
+        """The step to execute next (the chain's next run)."""
+        return dataclasses.replace(self.step, run=self.made) if self.is_chain else self.step
+
+
+class StudyPlan:
+    """The units of a study and their states; decides which steps are ready.
+
+    On creation, steps already done on disk count as done (training chains count their
+    finished runs and converged runs), so a study started again continues where it stopped.
+
+    Args:
+        params: the study parameters.
+        paths: the study's folders.
+        with_analysis: whether the study has an analysis notebook (adds ``analysis`` and
+            ``report``).
+    """
+
+    def __init__(self, params: StudyParams, paths: StudyPaths, with_analysis: bool) -> None:
+        self.params = params
+        self.paths = paths
+        self.units: dict[str, Unit] = {}
+        for organ in params.organs:
+            self._add(Step("prepare", organ), [])
+        for organ in params.organs:
+            for network in params.networks:
+                self._add(Step("train", organ, network, run=0), [f"prepare/{organ}"])
+        for organ in params.organs:
+            chains = [f"train/{organ}/{network}" for network in params.networks]
+            for split in params.evaluate.splits:
+                self._add(Step("evaluate", organ, split=split), chains)
+        if with_analysis:
+            self._add(Step("analysis"), [u for u in self.units if u.startswith("evaluate/")], needs_settled=True)
+            self._add(Step("report"), ["analysis"])
+        for unit in self.units.values():
+            self._load(unit)
+
+    def _add(self, step: Step, needs: list[str], needs_settled: bool = False) -> None:
+        self.units[step.unit_id] = Unit(step, needs, needs_settled=needs_settled)
+
+    def _needs_met(self, unit: Unit) -> bool:
+        """Whether the unit's needs let it run: all done, or (``needs_settled``) all ended and one done."""
+        states = [self.units[n].state for n in unit.needs]
+        if unit.needs_settled:
+            return all(s in (DONE, FAILED, BLOCKED) for s in states) and DONE in states
+        return all(s == DONE for s in states)
+
+    def _load(self, unit: Unit) -> None:
+        """Set the unit's state from the records and outputs on disk (needs are loaded first)."""
+        if not unit.is_chain:
+            done = self._needs_met(unit) and self.paths.is_done(unit.step, self.inputs(unit.step))
+            unit.state = DONE if done else PENDING
+            return
+        while not self._chain_complete(unit) and self.paths.is_done(unit.next_step(), {}):
+            self._count_run(unit, unit.next_step())
+        unit.state = DONE if self._chain_complete(unit) else PENDING
+
+    def _chain_complete(self, unit: Unit) -> bool:
+        return unit.converged >= self.params.runs or unit.made >= self.params.max_runs
+
+    def _count_run(self, unit: Unit, step: Step) -> None:
+        summary = finished_summary(self.paths.run_folder(step))
+        unit.made += 1
+        unit.converged += bool(summary is not None and summary["converged"])
+
+    def inputs(self, step: Step) -> dict[str, Any]:
+        """What a step's result depends on beyond its own files (stored in its record).
+
+        Evaluation, analysis and report depend on the runs made by the training chains they
+        (transitively) need and on the evaluation options; other steps: nothing (training
+        refuses a run folder made with other settings by itself).
+        """
+        if step.kind not in ("evaluate", "analysis", "report"):
+            return {}
+        organs = [step.organ] if step.kind == "evaluate" else list(self.params.organs)
+        runs = {
+            f"train/{organ}/{network}": self.units[f"train/{organ}/{network}"].made
+            for organ in organs
+            for network in self.params.networks
+        }
+        evaluate = self.params.evaluate
+        return {
+            "runs": runs,
+            "evaluate": {
+                "splits": list(evaluate.splits),
+                "fallback": evaluate.fallback,
+                "surface_tolerance_mm": evaluate.surface_tolerance_mm,
+                "box_mapping": evaluate.box_mapping,
+            },
+        }
+
+    def ready(self) -> list[Step]:
+        """Steps that may start now: pending units whose needs are all done, in study order."""
+        return [unit.next_step() for unit in self.units.values() if unit.state == PENDING and self._needs_met(unit)]
+
+    def start(self, step: Step) -> None:
+        """Mark the unit of ``step`` as running."""
+        self.units[step.unit_id].state = RUNNING
+
+    def finish(self, step: Step, succeeded: bool, error: str | None = None) -> None:
+        """Record the end of ``step``.
+
+        A finished training run is counted (its summary is read); its chain goes on unless
+        complete. A failed step fails its unit and blocks every unit that depends on it.
+
+        Args:
+            step: the step that ended.
+            succeeded: whether it finished without error.
+            error: last line of its error.
+        """
+        unit = self.units[step.unit_id]
+        if not succeeded:
+            unit.state, unit.error = FAILED, error
+            self._block_dependents(step.unit_id)
+            return
+        if unit.is_chain:
+            self._count_run(unit, step)
+            unit.state = DONE if self._chain_complete(unit) else PENDING
+        else:
+            unit.state = DONE
+
+    def _block_dependents(self, unit_id: str) -> None:
+        for other_id, other in self.units.items():
+            if unit_id in other.needs and other.state == PENDING:
+                if other.needs_settled:
+                    if all(self.units[n].state in (FAILED, BLOCKED) for n in other.needs):
+                        other.state = BLOCKED  # nothing it waits for can succeed any more
+                        self._block_dependents(other_id)
+                    continue
+                other.state = BLOCKED
+                self._block_dependents(other_id)
+
+    def expected_steps(self) -> int:
+        """Executions the study needs in all, as far as known now (chains may need more)."""
+        total = 0
+        for unit in self.units.values():
+            if unit.is_chain:
+                missing = 0 if unit.state == DONE else max(1, self.params.runs - unit.converged)
+                total += unit.made + min(missing, self.params.max_runs - unit.made)
+            else:
+                total += 1
+        return total
+
+    def finished_steps(self) -> int:
+        """Executions finished so far (done units and finished training runs)."""
+        return sum(unit.made if unit.is_chain else unit.state == DONE for unit in self.units.values())
+
+    def status(self) -> dict[str, dict[str, Any]]:
+        """Unit id → ``state`` (plus ``runs``, ``converged`` for chains and ``error`` if failed)."""
+        status = {}
+        for unit_id, unit in self.units.items():
+            entry: dict[str, Any] = {"state": unit.state}
+            if unit.is_chain:
+                entry.update(runs=unit.made, converged=unit.converged)
+            if unit.error is not None:
+                entry["error"] = unit.error
+            status[unit_id] = entry
+        return status
+
+    def status_table(self) -> str:
+        """A text table: one row per organ; prepare, each network's chain and each split."""
+        params = self.params
+        header = ["organ", "prepare", *params.networks, *(f"evaluate {s}" for s in params.evaluate.splits)]
+        rows = [header]
+        for organ in params.organs:
+            cells = [organ, self.units[f"prepare/{organ}"].state]
+            for network in params.networks:
+                unit = self.units[f"train/{organ}/{network}"]
+                cells.append(f"{unit.state} {unit.converged}/{params.runs} conv, {unit.made} runs")
+            cells += [self.units[f"evaluate/{organ}/{split}"].state for split in params.evaluate.splits]
+            rows.append(cells)
+        widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+        lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
+        lines += [
+            f"{unit_id}: {self.units[unit_id].state}" for unit_id in ("analysis", "report") if unit_id in self.units
+        ]
+        lines += [f"{unit_id} failed: {unit.error}" for unit_id, unit in self.units.items() if unit.state == FAILED]
+        return "\n".join(lines)

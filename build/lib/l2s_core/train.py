@@ -1,0 +1,606 @@
+"""The paper's training protocol for one network (baseline, localiser or organ network).
+
+Adam (learning rate 1e-4) on the soft Dice + cross-entropy loss; after every epoch the
+validation Dice (pooled over the validation cases) decides whether the weights are the best
+so far, which alone are kept (``best.pt``); training stops after ``patience`` epochs without
+improvement. What each network sees:
+
+* baseline: ``samples_per_epoch`` random full-resolution patches per epoch, 80 % holding
+  organ; validated by a sliding window of the patch size over the ``full`` images.
+* localiser: each ``lowres`` training image once per epoch; validated on the whole
+  ``lowres`` images.
+* organ network: each ``crop`` training image once per epoch; validated on the whole
+  ``crop`` images.
+
+A run folder holds ``config.json`` (written at the start), ``log.csv`` (one row per completed
+epoch, counting from 1: epoch, wall_seconds of the epoch's training and validation, train_loss
+(mean over the epoch's items), train_dice (hard Dice pooled over the epoch's items, from the
+logits of the training steps), val_dice), ``best.pt``, ``resume.pt`` while the run is
+unfinished and ``summary.json`` at the end. Every file is
+written atomically. A run started again on its folder continues after its last completed
+epoch and ends with the weights of an uninterrupted run (bitwise on the CPU); a finished run
+is not trained again.
+
+The same code runs in one process (CPU or one GPU) or in several data-parallel processes
+(:mod:`l2s_core.distributed`): ``torchrun --nproc-per-node 2 -m l2s_core.train CONFIG.json``,
+or :func:`train_run_parallel` from Python.
+
+Example:
+    >>> config = TrainConfig(prepared_dir="prepared/spleen", run_dir="runs/spleen/organ/run_00",
+    ...                      network="organ", seed=0)  # doctest: +SKIP
+    >>> summary = train_run(config)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "main",
+    "train_run",
+    "train_run_parallel",
+    "train_step",
+    "train_until_converged",
+    "training_dataset",
+    "validation_dice",
+]
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm.auto import tqdm
+
+from l2s_core import distributed
+from l2s_core.checkpoint import (
+    ResumeState,
+    capture_rng_states,
+    load_resume_state,
+    read_checkpoint_metadata,
+    restore_rng_states,
+    save_checkpoint,
+    save_resume_state,
+)
+from l2s_core.data.cache import PreparedTask
+from l2s_core.distributed import ProcessContext
+from l2s_core.errors import ConfigError, InputDataError, L2SError
+from l2s_core.files import atomic_write_json, read_json
+from l2s_core.infer import Segmenter, predict_volume
+from l2s_core.losses import DiceCELoss, hard_dice_counts
+from l2s_core.metrics import confusion_counts, dice_from_counts
+from l2s_core.model import build_network
+from l2s_core.run_files import (
+    BEST_FILE,
+    CONFIG_FILE,
+    LOG_FILE,
+    NEXT_BEST_FILE,
+    RESUME_FILE,
+    SUMMARY_FILE,
+    finished_summary,
+    write_log,
+)
+from l2s_core.sampling import PatchDataset, pad_collate
+from l2s_core.train_config import TrainConfig, is_converged
+from l2s_core.vocabulary import LEVEL_OF_NETWORK
+
+#: Settings that may change when a run is resumed elsewhere (they do not define the run).
+_LOCATION_FIELDS = ("prepared_dir", "run_dir", "num_workers", "device", "world_size")
+
+
+def training_dataset(config: TrainConfig, task: PreparedTask) -> PatchDataset:
+    """The training patches of ``config.network`` over the task's training cases.
+
+    Every network trains on patches of its own level (baseline: full resolution, 80 % holding
+    organ; localiser: low resolution; organ network: crops, both plain random), clipped where
+    an image is smaller than the patch.
+    """
+    train_ids = task.split["train"]
+    if not train_ids:
+        raise InputDataError(task.folder / "split.json", "no training cases (all excluded, or too few cases)")
+    foreground = config.foreground_probability if config.network == "baseline" else 0.0
+    return PatchDataset(
+        task,
+        train_ids,
+        LEVEL_OF_NETWORK[config.network],
+        config.patch_size,
+        config.samples_per_epoch,
+        foreground_probability=foreground,
+        seed=config.seed,
+        multiple=2**config.depth,
+    )
+
+
+def validation_dice(
+    model: torch.nn.Module, task: PreparedTask, config: TrainConfig, device: torch.device, sw_batch_size: int = 1
+) -> float:
+    """Dice pooled over the validation cases (TP, FP, FN summed over cases).
+
+    Each network segments its own level of the validation images (baseline: ``full``,
+    localiser: ``lowres``, organ network: ``crop``) patch-wise with ``config.patch_size``
+    (:func:`l2s_core.infer.predict_volume`).
+
+    Args:
+        model: the network (not wrapped in ``DistributedDataParallel``).
+        task: the prepared task.
+        config: the run's settings.
+        device: where the network runs.
+        sw_batch_size: windows per forward pass.
+
+    Returns:
+        The pooled validation Dice.
+    """
+    level = LEVEL_OF_NETWORK[config.network]
+    segmenter = Segmenter(
+        model,
+        config.patch_size,
+        overlap=config.sw_overlap,
+        sw_batch_size=sw_batch_size,
+        amp=config.amp,
+        multiple=2**config.depth,
+    )
+    totals = np.zeros(3, dtype=np.int64)
+    for case in task.cases("val"):
+        prediction = predict_volume(segmenter, case.array(level, "image"), device)
+        totals += np.asarray(confusion_counts(prediction, np.asarray(case.array(level, "label"))), dtype=np.int64)
+    return float(dice_from_counts(*(int(t) for t in totals)))
+
+
+@contextlib.contextmanager
+def _determinism(enabled: bool, device: torch.device) -> Iterator[None]:
+    """Deterministic algorithms (CPU) or cuDNN settings (GPU) for the run; restored afterwards."""
+    previous = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.backends.cudnn.deterministic,
+        torch.backends.cudnn.benchmark,
+    )
+    torch.use_deterministic_algorithms(enabled and device.type == "cpu")
+    torch.backends.cudnn.deterministic = enabled
+    torch.backends.cudnn.benchmark = not enabled
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous[0])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = previous[1], previous[2]
+
+
+@dataclasses.dataclass
+class _EpochTotals:
+    """Sums over an epoch's training batches (all processes)."""
+
+    loss_sum: float
+    samples: int
+    tp: int
+    fp: int
+    fn: int
+    diverged: bool
+
+    @property
+    def loss(self) -> float:
+        return self.loss_sum / max(self.samples, 1)
+
+    @property
+    def dice(self) -> float:
+        return float(dice_from_counts(self.tp, self.fp, self.fn))
+
+
+def train_step(
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: DiceCELoss,
+    context: ProcessContext,
+    amp: bool,
+) -> tuple[bool, torch.Tensor, torch.Tensor]:
+    """One optimisation step on this process's share of a global batch.
+
+    The step is skipped on every process when the loss or the gradient norm is not finite
+    on any process.
+
+    Args:
+        model: the network, possibly wrapped in ``DistributedDataParallel``.
+        images: ``(N, 1, z, y, x)`` on the process's device.
+        labels: ``(N, z, y, x)`` int64 on the same device.
+        optimizer: the optimizer of the network's parameters.
+        loss_fn: the loss.
+        context: the process's place among the data-parallel processes.
+        amp: run the forward pass under bfloat16 autocast.
+
+    Returns:
+        ``(finite, loss, logits)``: whether the step was taken, the detached loss and the
+        detached ``(N, 2, z, y, x)`` logits.
+    """
+    optimizer.zero_grad(set_to_none=True)
+    with torch.autocast(context.device.type, dtype=torch.bfloat16, enabled=amp):
+        logits = model(images)
+    loss = loss_fn(logits, labels)
+    loss.backward()
+    grad_norm = torch.nn.utils.get_total_norm([p.grad for p in model.parameters() if p.grad is not None])
+    finite = (torch.isfinite(loss.detach()) & torch.isfinite(grad_norm)).to(torch.float32).reshape(1)
+    all_finite = distributed.all_reduce(finite, context, distributed.dist.ReduceOp.MIN).item() == 1
+    if all_finite:
+        optimizer.step()
+    return all_finite, loss.detach(), logits.detach()
+
+
+def _train_epoch(
+    model: torch.nn.Module,
+    loader: DataLoader,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: DiceCELoss,
+    context: ProcessContext,
+    amp: bool,
+) -> _EpochTotals:
+    """One pass over the loader; stops at the first non-finite loss or gradient (``diverged``)."""
+    model.train()
+    device = context.device
+    totals = torch.zeros(5, dtype=torch.float64, device=device)  # loss_sum, samples, tp, fp, fn
+    for batch in loader:
+        images = batch["image"].to(device, non_blocking=True)
+        labels = batch["label"].to(device, non_blocking=True)
+        finite, loss, logits = train_step(model, images, labels, optimizer, loss_fn, context, amp)
+        if not finite:
+            return _EpochTotals(0.0, 0, 0, 0, 0, diverged=True)
+        tp, fp, fn = hard_dice_counts(logits, labels)
+        samples = torch.tensor(float(len(images)), dtype=torch.float64, device=device)
+        totals += torch.stack([loss.double() * samples, samples, tp.double(), fp.double(), fn.double()])
+    loss_sum, samples, tp, fp, fn = distributed.all_reduce(totals, context).tolist()
+    return _EpochTotals(loss_sum, int(samples), int(tp), int(fp), int(fn), diverged=False)
+
+
+def _commit_epoch(
+    run_dir: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    state: ResumeState,
+    improved: bool,
+    config: TrainConfig,
+) -> None:
+    """Record a completed epoch on disk (rank 0).
+
+    Order: the new best weights go to ``best.next.pt``; then ``resume.pt`` (the commit
+    point); then ``best.next.pt`` is renamed to ``best.pt`` and ``log.csv`` rewritten from
+    the resume state's rows. :func:`_settle_files` completes or undoes an interrupted commit.
+    """
+    if improved:
+        save_checkpoint(
+            run_dir / NEXT_BEST_FILE,
+            model,
+            {
+                "network": config.network,
+                "epoch": state.best_epoch,
+                "val_dice": state.best_val_dice,
+                "seed": config.seed,
+            },
+        )
+    state.model_state = distributed.unwrap(model).state_dict()
+    state.optimizer_state = optimizer.state_dict()
+    state.rng = capture_rng_states()
+    save_resume_state(run_dir / RESUME_FILE, state)
+    if improved:
+        os.replace(run_dir / NEXT_BEST_FILE, run_dir / BEST_FILE)
+    write_log(run_dir, state.log_rows)
+
+
+def _settle_files(run_dir: Path, state: ResumeState | None) -> None:
+    """Make the run folder agree with the resume state after an interruption (rank 0).
+
+    Without a resume state nothing was committed: leftovers of an earlier attempt are
+    removed. With one, a ``best.next.pt`` of the committed best epoch is moved into place
+    (the commit was interrupted after ``resume.pt``), any other is removed, and ``log.csv``
+    is rewritten from the committed rows, so no epoch is lost or counted twice. Temporary
+    files of writes that a kill interrupted are removed.
+    """
+    for leftover in run_dir.glob(".*.tmp"):
+        leftover.unlink()
+    next_best = run_dir / NEXT_BEST_FILE
+    if next_best.exists():
+        if state is not None and read_checkpoint_metadata(next_best).get("epoch") == state.best_epoch:
+            os.replace(next_best, run_dir / BEST_FILE)
+        else:
+            next_best.unlink()
+    if state is None:
+        for name in (BEST_FILE, LOG_FILE):
+            (run_dir / name).unlink(missing_ok=True)
+    else:
+        write_log(run_dir, state.log_rows)
+
+
+def _check_run_dir(config: TrainConfig) -> None:
+    """Create the run folder; refuse one whose ``config.json`` defines a different run with progress."""
+    run_dir = Path(config.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    has_progress = (run_dir / RESUME_FILE).exists() or (run_dir / SUMMARY_FILE).exists()
+    if not (has_progress and (run_dir / CONFIG_FILE).exists()):
+        return
+    saved = TrainConfig.from_dict(read_json(run_dir / CONFIG_FILE), source=str(run_dir / CONFIG_FILE)).to_dict()
+    current = config.to_dict()
+    differing = [k for k in current if k not in _LOCATION_FIELDS and saved[k] != current[k]]
+    if differing:
+        details = ", ".join(f"{k}={saved[k]!r} there, {current[k]!r} now" for k in differing)
+        raise ConfigError(
+            run_dir / CONFIG_FILE,
+            f"this run folder holds a different run ({details}); use another run_dir or delete this one",
+        )
+
+
+def _summary(config: TrainConfig, state: ResumeState, diverged: bool, stop_reason: str) -> dict[str, Any]:
+    val_dices = [row["val_dice"] for row in state.log_rows]
+    converged = not diverged and is_converged(
+        val_dices, config.convergence_threshold, config.convergence_rule, config.convergence_epoch
+    )
+    return {
+        "converged": converged,
+        "diverged": diverged,
+        "best_epoch": state.best_epoch if state.log_rows else None,
+        "best_val_dice": state.best_val_dice if state.log_rows else None,
+        "total_seconds": float(sum(row["wall_seconds"] for row in state.log_rows)),
+        "epochs": state.epochs_done,
+        "stop_reason": stop_reason,
+        "network": config.network,
+        "seed": config.seed,
+        "config": config.to_dict(),
+    }
+
+
+def _fresh_state() -> ResumeState:
+    return ResumeState(
+        model_state={},
+        optimizer_state={},
+        epochs_done=0,
+        best_val_dice=-math.inf,
+        best_epoch=0,
+        epochs_since_improvement=0,
+    )
+
+
+def _train_in_context(config: TrainConfig, context: ProcessContext, progress: bool) -> dict[str, Any]:
+    """The protocol in one process of ``context``; returns the summary (read back from disk)."""
+    run_dir = Path(config.run_dir)
+    if context.is_main:
+        _check_run_dir(config)
+    distributed.barrier(context)
+    finished = finished_summary(run_dir)
+    if finished is not None:
+        if context.is_main:
+            (run_dir / RESUME_FILE).unlink(missing_ok=True)  # left by an interruption after the summary
+        return finished
+    task = PreparedTask(config.prepared_dir)
+    if not task.split["val"]:
+        raise ConfigError(Path(config.prepared_dir) / "split.json", "no validation cases; training needs some")
+    device = context.device
+    with _determinism(config.deterministic, device):
+        torch.manual_seed(config.seed)
+        model = build_network(config.architecture, base_channels=config.base_channels, depth=config.depth).to(device)
+        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+        resume_path = run_dir / RESUME_FILE
+        state = load_resume_state(resume_path) if resume_path.exists() else None
+        if context.is_main:
+            _settle_files(run_dir, state)
+            atomic_write_json(run_dir / CONFIG_FILE, config.to_dict())
+        if state is None:
+            state = _fresh_state()
+        else:
+            model.load_state_dict(state.model_state)
+            optimizer.load_state_dict(state.optimizer_state)
+            restore_rng_states(state.rng)
+        diverged, stop_reason = _run_epochs(config, context, task, model, optimizer, state, progress)
+        if context.is_main:
+            atomic_write_json(run_dir / SUMMARY_FILE, _summary(config, state, diverged, stop_reason))
+            resume_path.unlink(missing_ok=True)
+    distributed.barrier(context)
+    return read_json(run_dir / SUMMARY_FILE)
+
+
+def _run_epochs(
+    config: TrainConfig,
+    context: ProcessContext,
+    task: PreparedTask,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    state: ResumeState,
+    progress: bool,
+) -> tuple[bool, str]:
+    """Train epochs after ``state.epochs_done`` until patience, ``max_epochs`` or divergence.
+
+    Updates ``state`` and, on rank 0, commits every completed epoch to the run folder.
+
+    Returns:
+        ``(diverged, stop_reason)`` with ``stop_reason`` ``"patience"``, ``"max_epochs"`` or
+        ``"diverged"``.
+    """
+    run_dir = Path(config.run_dir)
+    per_process_batch = config.batch_size // context.world_size
+    dataset = training_dataset(config, task)
+    sampler: DistributedSampler | None = (
+        DistributedSampler(dataset, num_replicas=context.world_size, rank=context.rank, shuffle=False)
+        if context.distributed
+        else None
+    )
+    loader = distributed.ErrorPassingDataLoader(
+        dataset,
+        batch_size=per_process_batch,
+        sampler=sampler,
+        shuffle=False,
+        collate_fn=pad_collate,
+        num_workers=config.num_workers,
+        pin_memory=context.device.type == "cuda",
+    )
+    parallel_model = distributed.wrap(model, context)
+    loss_fn = DiceCELoss(dice_weight=config.dice_weight, ce_weight=config.ce_weight, dice_form=config.dice_form)
+    amp = config.amp and context.device.type == "cuda"
+    bar = tqdm(
+        total=config.max_epochs,
+        initial=state.epochs_done,
+        unit="epoch",
+        desc=f"{config.network} seed {config.seed}",
+        disable=not (progress and context.is_main),
+    )
+    try:
+        while state.epochs_since_improvement < config.patience and state.epochs_done < config.max_epochs:
+            epoch = state.epochs_done + 1
+            started = time.perf_counter()
+            dataset.set_epoch(epoch)
+            totals = _train_epoch(parallel_model, loader, optimizer, loss_fn, context, amp)
+            if totals.diverged:
+                return True, "diverged"
+            val_dice = (
+                validation_dice(model, task, config, context.device, per_process_batch) if context.is_main else 0.0
+            )
+            val_dice = distributed.broadcast_from_main(val_dice, context)
+            improved = val_dice > state.best_val_dice
+            state.epochs_done = epoch
+            state.epochs_since_improvement = 0 if improved else state.epochs_since_improvement + 1
+            if improved:
+                state.best_val_dice, state.best_epoch = val_dice, epoch
+            state.log_rows.append(
+                {
+                    "epoch": epoch,
+                    "wall_seconds": time.perf_counter() - started,
+                    "train_loss": totals.loss,
+                    "train_dice": totals.dice,
+                    "val_dice": val_dice,
+                }
+            )
+            if context.is_main:
+                _commit_epoch(run_dir, model, optimizer, state, improved, config)
+            bar.update()
+            bar.set_postfix(loss=f"{totals.loss:.3f}", val_dice=f"{val_dice:.3f}", best=f"{state.best_val_dice:.3f}")
+    finally:
+        bar.close()
+    return False, "patience" if state.epochs_since_improvement >= config.patience else "max_epochs"
+
+
+def _spawned_worker(rank: int, world_size: int, init_method: str, config: TrainConfig, progress: bool) -> None:
+    context = distributed.join_process_group(config.device, rank, world_size, local_rank=rank, init_method=init_method)
+    try:
+        _train_in_context(config, context, progress)
+    finally:
+        distributed.leave_process_group(context)
+
+
+def train_run_parallel(config: TrainConfig, world_size: int | None = None, progress: bool = True) -> dict[str, Any]:
+    """Train one run in ``world_size`` data-parallel processes spawned from this one.
+
+    Usable from a notebook: the processes meet on a free localhost port and this process
+    waits for them. With GPUs each process uses one (NCCL); on the CPU the processes use gloo.
+
+    Args:
+        config: the run's settings (its ``world_size`` is replaced by the one used).
+        world_size: processes; default ``min(2, visible GPUs)`` on GPUs (the paper's two),
+            ``config.world_size`` on the CPU.
+        progress: show a progress bar over epochs.
+
+    Returns:
+        The run's summary (see :func:`train_run`).
+
+    Raises:
+        ConfigError: more processes than visible GPUs, or as :func:`train_run`.
+    """
+    on_gpus = distributed.resolve_device(config.device).type == "cuda"
+    if world_size is None:
+        world_size = distributed.default_world_size(config.device) if on_gpus else config.world_size
+    if on_gpus and world_size > torch.cuda.device_count():
+        raise ConfigError(
+            "world_size", f"{world_size} processes need as many GPUs, {torch.cuda.device_count()} visible"
+        )
+    config = dataclasses.replace(config, world_size=world_size)
+    _check_run_dir(config)
+    finished = finished_summary(config.run_dir)
+    if finished is not None:
+        return finished
+    distributed.spawn(_spawned_worker, world_size, config, progress)
+    return read_json(Path(config.run_dir) / SUMMARY_FILE)
+
+
+def train_run(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
+    """Train one network by the paper's protocol, or continue or return an existing run.
+
+    In a process started by ``torchrun`` this process joins the launch's process group;
+    otherwise ``config.world_size > 1`` spawns that many processes
+    (:func:`train_run_parallel`) and 1 trains here.
+
+    Args:
+        config: the run's settings.
+        progress: show a progress bar over epochs.
+
+    Returns:
+        The content of ``summary.json``: ``converged``, ``diverged`` (a non-finite loss or
+        gradient stopped the run), ``best_epoch``, ``best_val_dice`` (``None`` when no epoch
+        completed), ``total_seconds`` (sum of the epochs' wall-clock seconds, across
+        interruptions), ``epochs``, ``stop_reason``, ``network``, ``seed``, ``config``.
+
+    Raises:
+        ConfigError: the run folder holds a run with different settings, or the task has no
+            validation cases.
+        CheckpointError: the resume state is unreadable.
+    """
+    if distributed.launched_by_torchrun():
+        config = dataclasses.replace(config, world_size=int(os.environ["WORLD_SIZE"]))
+        context = distributed.context_from_env(config.device)
+        try:
+            return _train_in_context(config, context, progress)
+        finally:
+            distributed.leave_process_group(context)
+    if config.world_size > 1:
+        return train_run_parallel(config, config.world_size, progress)
+    return _train_in_context(config, distributed.single_process(config.device), progress)
+
+
+def train_until_converged(
+    make_config: Callable[[int], TrainConfig], n: int = 10, max_runs: int = 30, progress: bool = True
+) -> list[dict[str, Any]]:
+    """Train runs 0, 1, ... until ``n`` have converged or ``max_runs`` were made (the paper: 10).
+
+    Runs already finished on disk are not trained again (their summaries are read), and an
+    interrupted run is continued, so calling this again after an interruption goes on where
+    it stopped.
+
+    Args:
+        make_config: run index → the run's config (with its own ``run_dir``, e.g. ``.../run_03``).
+        n: converged runs wanted.
+        max_runs: the most runs to make, converged or not.
+        progress: show progress bars.
+
+    Returns:
+        The summaries of the runs in order of run index.
+    """
+    summaries: list[dict[str, Any]] = []
+    for run_index in range(max_runs):
+        if sum(bool(s["converged"]) for s in summaries) >= n:
+            break
+        summaries.append(train_run(make_config(run_index), progress))
+    return summaries
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m l2s_core.train CONFIG.json`` (also under ``torchrun``): train one run.
+
+    Prints the summary as one JSON line (rank 0) and returns 0, or prints the error and
+    returns 2.
+    """
+    parser = argparse.ArgumentParser(prog="python -m l2s_core.train", description="Train one l2s network run.")
+    parser.add_argument("config", type=Path, help="training config JSON (fields of TrainConfig)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    try:
+        summary = train_run(TrainConfig.load(args.config), progress=not args.no_progress)
+    except L2SError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,227 @@
+"""Settings of one training run (``config.json``) and the convergence rule; no torch.
+
+:class:`TrainConfig` is what a study file's ``train`` section fills in for each run, what
+:mod:`l2s_core.train` trains by, and what evaluation reads back to predict with a run's network
+through the window it trained with.
+"""
+
+from __future__ import annotations
+
+__all__ = ["TrainConfig", "is_converged"]
+
+import dataclasses
+import json
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+from l2s_core.errors import ConfigError, FormatVersionError
+from l2s_core.files import FORMAT_VERSION
+from l2s_core.vocabulary import ARCHITECTURES, CONVERGENCE_RULES, DICE_FORMS, NETWORKS
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Settings of one training run; saved as the run's ``config.json``.
+
+    Attributes:
+        prepared_dir: prepared task folder (:mod:`l2s_core.data.prepare`).
+        run_dir: folder of this run (created).
+        network: ``"baseline"``, ``"localiser"`` or ``"organ"``.
+        seed: seed of the weight initialisation and of the training items.
+        base_channels: U-Net channels at full resolution.
+        depth: U-Net poolings; image sides are padded to multiples of ``2**depth``.
+        patch_size: ``(z, y, x)`` patch of every network (training, and the largest input it is
+            given at validation and prediction; clipped where an image is smaller).
+        batch_size: global batch, split evenly across the processes.
+        samples_per_epoch: patches per epoch; ``None``: one per training image (the released
+            code's epoch; the paper does not state it).
+        foreground_probability: share of the baseline's patches that must contain organ (the
+            localiser and the organ network draw plain random patches).
+        lr: Adam learning rate.
+        patience: stop after this many epochs without a higher validation Dice.
+        max_epochs: stop after this many epochs at the latest.
+        convergence_threshold: validation Dice a converged run must reach.
+        convergence_rule: ``"best_over_run"`` (the paper's code: best validation Dice ≥
+            threshold) or ``"after_patience_epochs"`` (the paper's text: validation Dice ≥
+            threshold at some epoch ≥ ``convergence_epoch``).
+        convergence_epoch: first epoch (counting from 1) that counts for
+            ``"after_patience_epochs"``.
+        dice_weight: weight of the soft Dice term of the loss.
+        ce_weight: weight of the cross-entropy term of the loss (the released code: 0.3).
+        dice_form: ``"per_sample"`` (soft Dice per patch, averaged) or ``"batch_if_foreground"``
+            (pooled over the batch, added only when the batch holds organ: the released code).
+        architecture: ``"unet"`` (the text's U-Net with skip connections) or ``"released_code"``
+            (:class:`~l2s_core.released_unet.ReleasedCodeUNet3D`, without them).
+        sw_overlap: overlap of the baseline's sliding windows at validation.
+        num_workers: DataLoader worker processes per training process.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        amp: bfloat16 autocast (CUDA only; no effect on the CPU).
+        world_size: data-parallel processes :func:`train_run` starts (``torchrun`` sets its own).
+        deterministic: on the CPU, deterministic algorithms (bitwise reproducible runs); on
+            GPUs, cuDNN's deterministic convolutions without autotuning (closer, not bitwise,
+            reproducibility, at some speed cost; ``False`` lets cuDNN pick the fastest).
+    """
+
+    prepared_dir: str
+    run_dir: str
+    network: str
+    seed: int = 0
+    base_channels: int = 8
+    depth: int = 3
+    patch_size: tuple[int, int, int] = (64, 256, 256)
+    batch_size: int = 2
+    samples_per_epoch: int | None = None
+    foreground_probability: float = 0.8
+    lr: float = 1e-4
+    patience: int = 20
+    max_epochs: int = 1000
+    convergence_threshold: float = 0.1
+    convergence_rule: str = "best_over_run"
+    convergence_epoch: int = 20
+    dice_weight: float = 1.0
+    ce_weight: float = 1.0
+    dice_form: str = "per_sample"
+    architecture: str = "unet"
+    sw_overlap: float = 0.25
+    num_workers: int = 0
+    device: str = "auto"
+    amp: bool = False
+    world_size: int = 1
+    deterministic: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "patch_size", tuple(self.patch_size))
+        checks = [
+            ("network", self.network in NETWORKS, f"must be one of {', '.join(NETWORKS)}"),
+            (
+                "convergence_rule",
+                self.convergence_rule in CONVERGENCE_RULES,
+                f"must be one of {', '.join(CONVERGENCE_RULES)}",
+            ),
+            ("dice_form", self.dice_form in DICE_FORMS, f"must be one of {', '.join(DICE_FORMS)}"),
+            ("architecture", self.architecture in ARCHITECTURES, f"must be one of {', '.join(ARCHITECTURES)}"),
+            (
+                "patch_size",
+                len(self.patch_size) == 3 and all(s >= 1 and s % 2**self.depth == 0 for s in self.patch_size),
+                f"needs three sides (z, y, x), each a positive multiple of 2**depth = {2**self.depth}",
+            ),
+            ("world_size", self.world_size >= 1, "must be at least 1"),
+            (
+                "batch_size",
+                self.batch_size >= 1 and self.batch_size % self.world_size == 0,
+                f"must be a positive multiple of world_size ({self.world_size}), the global batch is split "
+                "across processes",
+            ),
+            ("lr", self.lr > 0, "must be positive"),
+            ("sw_overlap", 0 <= self.sw_overlap < 1, "must lie in [0, 1)"),
+            ("foreground_probability", 0 <= self.foreground_probability <= 1, "must lie in [0, 1]"),
+        ]
+        checks += [
+            (name, getattr(self, name) >= 1, "must be at least 1")
+            for name in ("base_channels", "depth", "patience", "max_epochs", "convergence_epoch")
+        ]
+        checks += [
+            ("num_workers", self.num_workers >= 0, "must not be negative"),
+            (
+                "samples_per_epoch",
+                self.samples_per_epoch is None or self.samples_per_epoch >= 1,
+                "must be at least 1 (or null: one patch per training image)",
+            ),
+        ]
+        for name, valid, problem in checks:
+            if not valid:
+                raise ConfigError(f"train config {name}", f"{problem}, got {getattr(self, name)!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict (``patch_size`` as a list)."""
+        return {**dataclasses.asdict(self), "patch_size": list(self.patch_size)}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "train config") -> TrainConfig:
+        """Build a config from a dict such as :meth:`to_dict` gives (``format_version`` allowed).
+
+        Args:
+            values: field name → value.
+            source: named in error messages (e.g. the config file).
+
+        Raises:
+            ConfigError: an unknown or missing key, a value of the wrong type or out of range.
+            FormatVersionError: a ``format_version`` this l2s does not read.
+        """
+        values = dict(values)
+        version = values.pop("format_version", FORMAT_VERSION)
+        if version != FORMAT_VERSION:
+            raise FormatVersionError(source, f"format_version {version!r}, this l2s reads version {FORMAT_VERSION}")
+        hints = typing.get_type_hints(cls)
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        for key in values:
+            if key not in fields:
+                raise ConfigError(f"{source} {key}", f"unknown key; known keys: {', '.join(fields)}")
+        missing = [name for name, f in fields.items() if f.default is dataclasses.MISSING and name not in values]
+        if missing:
+            raise ConfigError(f"{source} {missing[0]}", "required key missing")
+        return cls(**{key: _typed_value(f"{source} {key}", hints[key], value) for key, value in values.items()})
+
+    @classmethod
+    def load(cls, path: str | Path) -> TrainConfig:
+        """Read a config from a JSON file (``format_version`` optional).
+
+        Raises:
+            ConfigError: unreadable JSON or an invalid config (the message names the file and key).
+        """
+        path = Path(path)
+        try:
+            values = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError(path, f"cannot read the training config ({exc})") from None
+        if not isinstance(values, dict):
+            raise ConfigError(path, "expected a JSON object")
+        return cls.from_dict(values, source=str(path))
+
+
+def _typed_value(where: str, hint: Any, value: Any) -> Any:
+    """``value`` checked against a field's type (ints are accepted for floats, lists for tuples)."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        if value is None:
+            return None
+        (hint,) = [a for a in typing.get_args(hint) if a is not type(None)]
+    if hint is bool or hint is str:
+        valid = isinstance(value, hint)
+    elif hint is int:
+        valid = isinstance(value, int) and not isinstance(value, bool)
+    elif hint is float:
+        valid = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if valid else value
+    else:  # tuple[int, int, int]
+        valid = isinstance(value, (list, tuple)) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        value = tuple(value) if valid else value
+    if not valid:
+        raise ConfigError(where, f"expected {getattr(hint, '__name__', hint)}, got {value!r}")
+    return value
+
+
+def is_converged(val_dices: list[float], threshold: float, rule: str, convergence_epoch: int = 20) -> bool:
+    """Whether a run with these per-epoch validation Dice values has converged.
+
+    Args:
+        val_dices: validation Dice of epochs 1, 2, ...
+        threshold: Dice to reach (0.1 in the paper).
+        rule: ``"best_over_run"``: the best Dice of the run reaches ``threshold`` (the paper's
+            code); ``"after_patience_epochs"``: the Dice reaches ``threshold`` at some epoch
+            ``>= convergence_epoch`` (the paper's text, "at least 0.1 dice on the validation
+            set after 20 epochs").
+        convergence_epoch: first epoch counted by ``"after_patience_epochs"``.
+
+    Returns:
+        The verdict.
+
+    Raises:
+        ConfigError: an unknown rule.
+    """
+    if rule == "best_over_run":
+        return any(d >= threshold for d in val_dices)
+    if rule == "after_patience_epochs":
+        return any(d >= threshold for d in val_dices[convergence_epoch - 1 :])
+    raise ConfigError("convergence_rule", f"must be one of {', '.join(CONVERGENCE_RULES)}, got {rule!r}")
