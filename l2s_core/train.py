@@ -38,7 +38,6 @@ __all__ = [
     "train_run",
     "train_run_parallel",
     "train_step",
-    "train_until_converged",
     "training_dataset",
     "validation_dice",
 ]
@@ -51,7 +50,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -554,32 +553,6 @@ def train_run(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
     if config.world_size > 1:
         return train_run_parallel(config, config.world_size, progress)
     return _train_in_context(config, distributed.single_process(config.device), progress)
-
-
-def train_until_converged(
-    make_config: Callable[[int], TrainConfig], n: int = 10, max_runs: int = 30, progress: bool = True
-) -> list[dict[str, Any]]:
-    """Train runs 0, 1, ... until ``n`` have converged or ``max_runs`` were made (the paper: 10).
-
-    Runs already finished on disk are not trained again (their summaries are read), and an
-    interrupted run is continued, so calling this again after an interruption goes on where
-    it stopped.
-
-    Args:
-        make_config: run index → the run's config (with its own ``run_dir``, e.g. ``.../run_03``).
-        n: converged runs wanted.
-        max_runs: the most runs to make, converged or not.
-        progress: show progress bars.
-
-    Returns:
-        The summaries of the runs in order of run index.
-    """
-    summaries: list[dict[str, Any]] = []
-    for run_index in range(max_runs):
-        if sum(bool(s["converged"]) for s in summaries) >= n:
-            break
-        summaries.append(train_run(make_config(run_index), progress))
-    return summaries
 
 
 def main(argv: list[str] | None = None) -> int:

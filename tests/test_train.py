@@ -29,7 +29,7 @@ from l2s_core.files import atomic_write_json
 from l2s_core.losses import DiceCELoss
 from l2s_core.model import UNet3D
 from l2s_core.run_files import read_log
-from l2s_core.train import main, train_run, train_until_converged
+from l2s_core.train import main, train_run
 from l2s_core.train_config import TrainConfig
 
 SHAPE = (16, 32, 32)
@@ -221,54 +221,6 @@ def test_nan_loss_in_a_later_epoch_keeps_the_best_checkpoint(
 
 
 # --- repeated runs and the command line --------------------------------------------------------
-
-
-def test_train_until_converged_skips_finished_runs(phantom: PreparedTask, tmp_path: Path) -> None:
-    def make_config(index: int) -> TrainConfig:
-        return tiny_config(
-            phantom,
-            tmp_path / f"run_{index:02d}",
-            network="localiser",
-            max_epochs=1,
-            convergence_threshold=0.0,
-            seed=index,
-        )
-
-    finished = {
-        "converged": True,
-        "diverged": False,
-        "best_epoch": 1,
-        "best_val_dice": 0.5,
-        "total_seconds": 1.0,
-        "epochs": 1,
-        "stop_reason": "max_epochs",
-        "network": "localiser",
-        "seed": 0,
-        "config": make_config(0).to_dict(),
-    }
-    atomic_write_json(tmp_path / "run_00" / "summary.json", finished)
-
-    summaries = train_until_converged(make_config, n=2, max_runs=5, progress=False)
-    assert [s["seed"] for s in summaries] == [0, 1]
-    assert summaries[0]["best_val_dice"] == 0.5  # read from disk, not trained
-    assert not (tmp_path / "run_00" / "best.pt").exists()
-    assert (tmp_path / "run_01" / "best.pt").exists() and not (tmp_path / "run_02").exists()
-
-
-def test_train_until_converged_stops_at_max_runs(phantom: PreparedTask, tmp_path: Path) -> None:
-    def make_config(index: int) -> TrainConfig:
-        return tiny_config(
-            phantom,
-            tmp_path / f"run_{index:02d}",
-            network="localiser",
-            max_epochs=1,
-            convergence_threshold=1.5,
-            seed=index,
-        )
-
-    summaries = train_until_converged(make_config, n=1, max_runs=2, progress=False)
-    assert [s["converged"] for s in summaries] == [False, False]
-    assert sorted(p.name for p in tmp_path.glob("run_*")) == ["run_00", "run_01"]
 
 
 def test_command_line_reports_a_bad_config(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
