@@ -1,4 +1,5 @@
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -306,6 +307,11 @@ def test_an_installed_wheel_carries_the_study_notebooks(tmp_path):
     import zipfile
 
     project = Path(__file__).resolve().parents[2]
+    source = tmp_path / "source"  # a copy: setuptools writes build/ into the tree it builds
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(project / name, source / name)
+    shutil.copytree(project / "l2s_core", source / "l2s_core", ignore=shutil.ignore_patterns("__pycache__"))
     subprocess.run(
         [
             sys.executable,
@@ -317,7 +323,7 @@ def test_an_installed_wheel_carries_the_study_notebooks(tmp_path):
             "-q",
             "-w",
             str(tmp_path),
-            str(project),
+            str(source),
         ],
         check=True,
         capture_output=True,
