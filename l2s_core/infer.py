@@ -180,7 +180,8 @@ def _volume_logits(segmenter: Segmenter, image: np.ndarray, device: str | torch.
     weights). The logits are cropped back to the image.
     """
     padded = pad_to_multiple(np.asarray(image), segmenter.multiple)
-    batch = torch.from_numpy(np.array(padded, dtype=np.float32))[None, None].to(device)
+    # One float32 copy at most (a 512x512x900 CT is ~1 GB): padding already made a writable copy.
+    batch = torch.from_numpy(np.require(padded, dtype=np.float32, requirements=["W", "C"]))[None, None].to(device)
     window = segmenter.window(padded.shape)
     amp = segmenter.amp and torch.device(device).type == "cuda"
     with _evaluating(segmenter.model, device, amp) as net:
