@@ -22,6 +22,18 @@ from l2s_core.stats import DEFAULT_PAIRS
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "l2s_core" / "notebooks" / "analysis.ipynb"
 
+#: The tables analysis.write_tables writes (the notebook adds the Findings tables).
+TABLES = (
+    "table1_split_sizes",
+    "table2_training_minutes",
+    "table3_val_dice",
+    "table4_test_dice",
+    "ttests",
+    "case_mean_dice",
+    "paired_tests",
+    "convergence_rates",
+    "dice_gain",
+)
 #: organ → (cases per split (train, val, test), foreground share of every case).
 DATASETS = {"spleen": ((6, 2, 2), 0.005), "heart": ((3, 1, 1), 0.004)}
 #: organ → network → (converged, total_seconds) per finished run, in order of run index.
@@ -268,17 +280,7 @@ def test_training_curves_keep_only_converged_runs(data: analysis.StudyData) -> N
 
 def test_write_tables_writes_every_table(study: Path, tmp_path: Path) -> None:
     paths = analysis.write_tables(study, tmp_path / "tables")
-    assert set(paths) == {
-        "table1_split_sizes",
-        "table2_training_minutes",
-        "table3_val_dice",
-        "table4_test_dice",
-        "ttests",
-        "case_mean_dice",
-        "paired_tests",
-        "convergence_rates",
-        "dice_gain",
-    }
+    assert set(paths) == set(TABLES)
     table1 = pd.read_csv(paths["table1_split_sizes"], index_col="organ")
     assert table1.loc["spleen", "validation"] == 2
     assert len(pd.read_csv(paths["ttests"])) == 12
@@ -333,20 +335,7 @@ def test_notebook_writes_every_table_and_figure(study: Path, tmp_path: Path, l2s
         parameters={"study_dir": str(study), "out_dir": str(out_dir)},
         progress_bar=False,
     )
-    for name in (
-        "table1_split_sizes",
-        "table2_training_minutes",
-        "table3_val_dice",
-        "table4_test_dice",
-        "ttests",
-        "case_mean_dice",
-        "paired_tests",
-        "convergence_rates",
-        "dice_gain",
-        "findings_table3_val",
-        "findings_table4_test",
-        "findings_scorecard",
-    ):
+    for name in (*TABLES, "findings_table3_val", "findings_table4_test", "findings_scorecard"):
         assert (out_dir / f"{name}.csv").stat().st_size > 0
     for name in ("figure2_training_curves", "figure3_convergence", "figure4_dice_gain"):
         assert (out_dir / f"{name}.png").read_bytes().startswith(b"\x89PNG")
