@@ -107,13 +107,10 @@ def _read_array(img: nib.Nifti1Image, path: Path, channel: int) -> np.ndarray:
         n_channels = img.shape[3]
         if not 0 <= channel < n_channels:
             raise InputDataError(path, f"channel {channel} requested, the image has {n_channels} channels")
-        proxy: Any = img.dataobj[..., channel]
     elif channel != 0:
         raise InputDataError(path, f"channel {channel} requested from a single-channel 3D image")
-    else:
-        proxy = img.dataobj
-    try:
-        return np.asarray(proxy)
+    try:  # slicing a channel out of a 4D image reads the data too
+        return np.asarray(img.dataobj[..., channel] if img.ndim == 4 else img.dataobj)
     except (EOFError, OSError, zlib.error, gzip.BadGzipFile, ValueError, OverflowError, MemoryError) as exc:
         raise InputDataError(path, f"truncated or corrupt image data ({type(exc).__name__}: {exc})") from None
 

@@ -241,6 +241,20 @@ def test_truncated_image_is_one_line_at_the_default_workers(small_task, tmp_path
     assert_every_case_complete_or_absent(tmp_path / "prep")
 
 
+@pytest.mark.slow
+def test_truncated_two_channel_image_is_one_line_at_the_default_workers(tmp_path):
+    """A multi-channel image (the MSD prostate) is read channel by channel: a truncation found while
+    slicing the channel out is the same one line."""
+    from l2s_core.data.phantom import generate_phantom_task
+
+    task = generate_phantom_task("prostate", tmp_path, n_cases=4, profile="msd", scale=0.1, progress=False)
+    path = task / "imagesTr" / "prostate_002.nii.gz"
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 4])  # inside channel 0 (T2), the one read
+    result = run_module("l2s_core.cli", "prepare", task, "--out", tmp_path / "prep")
+    assert_one_line_error(result, f"l2s: error: {path}: truncated or corrupt image data")
+    assert_every_case_complete_or_absent(tmp_path / "prep")
+
+
 def test_empty_organ_skipped_when_asked_and_recorded(small_task, tmp_path):
     write_case(small_task, "box_3", np.zeros((24, 20, 12), np.int16), np.zeros((24, 20, 12), np.uint8))
     with pytest.raises(EmptyOrganError, match="box_3"):
