@@ -42,8 +42,8 @@ import torch
 from torch import nn
 
 from l2s_core.distributed import unwrap
-from l2s_core.errors import CheckpointError, FormatVersionError
-from l2s_core.files import FORMAT_VERSION, atomic_open
+from l2s_core.errors import CheckpointError
+from l2s_core.files import FORMAT_VERSION, atomic_open, check_format_version
 from l2s_core.model import NETWORK_CLASSES
 
 
@@ -86,9 +86,7 @@ def _check_format(path: Path, metadata: Any) -> dict[str, Any]:
     """``metadata`` if it is an l2s metadata dict of this format version."""
     if not isinstance(metadata, dict):
         raise CheckpointError(path, "no metadata dict; not a file written by l2s")
-    version = metadata.get("format_version")
-    if version != FORMAT_VERSION:
-        raise FormatVersionError(path, f"format_version {version!r}, this l2s reads version {FORMAT_VERSION}")
+    check_format_version(path, metadata.get("format_version"))
     return metadata
 
 

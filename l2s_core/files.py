@@ -13,6 +13,7 @@ from __future__ import annotations
 
 __all__ = [
     "FORMAT_VERSION",
+    "check_format_version",
     "atomic_open",
     "atomic_save_npy",
     "atomic_write_bytes",
@@ -92,6 +93,20 @@ def atomic_save_npy(path: str | Path, array: np.ndarray) -> None:
         np.save(handle, np.ascontiguousarray(array), allow_pickle=False)
 
 
+def check_format_version(source: str | Path, version: Any) -> None:
+    """The one check of a ``format_version`` read from a file l2s wrote.
+
+    Raises:
+        FormatVersionError: ``version`` is not :data:`FORMAT_VERSION` (the message names ``source``).
+    """
+    if version != FORMAT_VERSION:
+        raise FormatVersionError(
+            source,
+            f"format_version {version!r}, this l2s reads version {FORMAT_VERSION}; "
+            "re-create it with this version of l2s",
+        )
+
+
 def read_json(path: str | Path) -> dict[str, Any]:
     """Read a JSON object written by l2s and check its ``format_version``.
 
@@ -108,11 +123,5 @@ def read_json(path: str | Path) -> dict[str, Any]:
         raise InputDataError(path, f"not valid JSON ({exc})") from None
     if not isinstance(obj, dict):
         raise InputDataError(path, "expected a JSON object")
-    version = obj.get("format_version")
-    if version != FORMAT_VERSION:
-        raise FormatVersionError(
-            path,
-            f"format_version {version!r}, this l2s reads version {FORMAT_VERSION}; "
-            "re-create it with this version of l2s",
-        )
+    check_format_version(path, obj.get("format_version"))
     return obj

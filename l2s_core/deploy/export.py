@@ -30,7 +30,7 @@ from l2s_core.data.cache import PreparedTask
 from l2s_core.deploy.model_folder import CARD_FILE, README_FILE, ModelCard, NetworkEntry, PairEntry, sha256_of
 from l2s_core.errors import ConfigError, InputDataError
 from l2s_core.evaluate import ConvergedRun, converged_runs
-from l2s_core.files import atomic_open, atomic_write_json, atomic_write_text, read_json
+from l2s_core.files import atomic_open, atomic_write_text, read_json
 from l2s_core.run_files import BEST_FILE, SUMMARY_FILE
 from l2s_core.vocabulary import SPLITS
 
@@ -204,7 +204,7 @@ def export_model(study_dir: str | Path, organ: str, out_dir: str | Path) -> Mode
     try:
         networks = [_export_network(run, staging / "weights") for chain in runs.values() for run in chain]
         card = _card(organ, task, networks, _pairs(runs, _pooled_dice(organ_dir)), study_dir)
-        atomic_write_json(staging / CARD_FILE, card.to_dict())
+        card.write(staging / CARD_FILE)
         atomic_write_text(staging / README_FILE, model_card_readme(card))
         staging.rename(out_dir)
     finally:

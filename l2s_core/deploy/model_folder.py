@@ -2,7 +2,7 @@
 
 Layout of a model folder::
 
-    model.json                    the :class:`ModelCard` (plus ``format_version``)
+    model.json                    the :class:`ModelCard` (a :class:`~l2s_core.records.Record`)
     README.md                     the card in words (written from ``model.json``)
     weights/<network>_<ii>.pt     one state dict per network, ``torch.load(weights_only=True)``
 
@@ -21,12 +21,13 @@ Example:
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from l2s_core.errors import InputDataError, ModelFolderError
 from l2s_core.files import read_json
+from l2s_core.records import Record
 
 __all__ = [
     "CARD_FILE",
@@ -55,7 +56,7 @@ def sha256_of(path: Path) -> str:
 
 
 @dataclass(frozen=True)
-class NetworkEntry:
+class NetworkEntry(Record):
     """One exported network.
 
     Attributes:
@@ -80,14 +81,10 @@ class NetworkEntry:
     amp: bool
     best_val_dice: float | None
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> NetworkEntry:
-        """Inverse of ``asdict``."""
-        return cls(**{**d, "patch_size": tuple(int(s) for s in d["patch_size"])})
 
 
 @dataclass(frozen=True)
-class PairEntry:
+class PairEntry(Record):
     """A method run of the study: a two-stage pair (localiser, organ network) or a baseline.
 
     Attributes:
@@ -103,14 +100,10 @@ class PairEntry:
     runs: dict[str, int]
     dice: dict[str, float | None]
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> PairEntry:
-        """Inverse of ``asdict``."""
-        return cls(**d)
 
 
 @dataclass(frozen=True)
-class ModelCard:
+class ModelCard(Record):
     """Content of ``model.json``.
 
     Attributes:
@@ -147,24 +140,6 @@ class ModelCard:
     software: dict[str, str] = field(default_factory=dict)
     created: str = ""
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able dict (tuples as lists)."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ModelCard:
-        """Inverse of :meth:`to_dict` (a ``format_version`` key is ignored; :func:`open_model_folder` checks it)."""
-        d = {k: v for k, v in d.items() if k != "format_version"}
-        return cls(
-            **{
-                **d,
-                "organ_labels": None if d["organ_labels"] is None else tuple(int(v) for v in d["organ_labels"]),
-                "lowres_divisors": tuple(int(v) for v in d["lowres_divisors"]),
-                "networks": tuple(NetworkEntry.from_dict(n) for n in d["networks"]),
-                "pairs": tuple(PairEntry.from_dict(p) for p in d["pairs"]),
-            }
-        )
-
     def entries(self, network: str) -> list[NetworkEntry]:
         """The exported networks of one kind, in run order."""
         return sorted((n for n in self.networks if n.network == network), key=lambda n: n.run)
@@ -183,11 +158,7 @@ def open_model_folder(folder: str | Path) -> ModelCard:
     if not folder.is_dir():
         raise InputDataError(folder, "model folder not found")
     path = folder / CARD_FILE
-    raw = read_json(path)
-    try:
-        card = ModelCard.from_dict(raw)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ModelFolderError(path, f"not a complete model card ({type(exc).__name__}: {exc})") from None
+    card = ModelCard.from_dict(read_json(path), str(path), ModelFolderError)
     for entry in card.networks:
         weights = folder / entry.file
         if not weights.is_file():

@@ -61,9 +61,7 @@ __all__ = [
 
 import dataclasses
 import re
-import types
 import typing
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -72,6 +70,7 @@ import yaml
 from l2s_core.data.prepare import CROP_MARGIN, LOWRES_DIVISORS, PrepareSettings
 from l2s_core.errors import ConfigError, FormatVersionError, InputDataError
 from l2s_core.files import read_json
+from l2s_core.records import Checker, plain
 from l2s_core.train_config import TrainConfig
 from l2s_core.vocabulary import (
     BOX_MAPPINGS,
@@ -309,7 +308,7 @@ class StudyParams:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict in the layout of a parameter file (``source`` left out)."""
-        values = _plain(dataclasses.asdict(self))
+        values = plain(self)
         values.pop("source")
         train = values.pop("train")
         values["train"] = {**train["settings"], "per_network": train["per_network"], "per_organ": train["per_organ"]}
@@ -392,62 +391,9 @@ class StudyParams:
             raise ConfigError(f"{self.source}: {self.train.source_key(organ, network, name)}", exc.problem) from None
 
 
-def _plain(value: Any) -> Any:
-    """``value`` with paths as strings and tuples as lists, for JSON."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
-class _Checker:
-    """Checks parsed YAML against the type hints of the parameter dataclasses.
-
-    Args:
-        source: the parameter file, named first in every error.
-    """
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-
-    def error(self, key: str, problem: str) -> ConfigError:
-        return ConfigError(f"{self.source}: {key}" if key else self.source, problem)
-
-    def mapping(self, value: Any, key: str) -> Mapping[str, Any]:
-        if value is None:
-            return {}
-        if not isinstance(value, Mapping):
-            raise self.error(key, f"expected a mapping of keys to values, got {type(value).__name__} {value!r}")
-        return value
-
-    def fields(self, value: Any, hints: Mapping[str, Any], key: str) -> dict[str, Any]:
-        """Check a mapping whose keys must be among ``hints``; returns the checked values."""
-        checked = {}
-        for name, item in self.mapping(value, key).items():
-            path = f"{key}.{name}" if key else str(name)
-            if name not in hints:
-                raise self.error(path, f"unknown key; known keys: {', '.join(hints)}")
-            checked[name] = self.value(item, hints[name], path)
-        return checked
-
-    def dataclass(self, value: Any, cls: type, key: str) -> Any:
-        all_hints = typing.get_type_hints(cls)
-        in_file = [f for f in dataclasses.fields(cls) if f.metadata.get("in_file", True)]
-        hints = {f.name: all_hints[f.name] for f in in_file}
-        checked = self.fields(value, hints, key)
-        if "per_organ" in hints:  # per-organ overrides of the section's own options
-            allowed = {name: hint for name, hint in hints.items() if name != "per_organ"}
-            checked["per_organ"] = {
-                organ: self.fields(overrides, allowed, f"{key}.per_organ.{organ}")
-                for organ, overrides in checked.get("per_organ", {}).items()
-            }
-        for f in in_file:
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and f.name not in checked:
-                raise self.error(f"{key}.{f.name}" if key else f.name, "required key missing")
-        return cls(**checked)
+class _StudyChecker(Checker):
+    """The record checker, plus the ``train`` section: :class:`TrainConfig` fields with
+    per-network and per-organ overrides."""
 
     def train(self, value: Any, key: str) -> TrainOptions:
         hints = {
@@ -474,60 +420,12 @@ class _Checker:
         )
 
     def value(self, value: Any, hint: Any, key: str) -> Any:
-        """``value`` checked against ``hint`` (ints accepted for floats, lists for tuples)."""
-        origin, args = typing.get_origin(hint), typing.get_args(hint)
-        if hint is Any:
-            return value
         if hint is TrainOptions:
             return self.train(value, key)
-        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
-            return self.dataclass(value, hint, key)
-        if origin in (typing.Union, types.UnionType):
-            if value is None and type(None) in args:
-                return None
-            (inner,) = [a for a in args if a is not type(None)]
-            return self.value(value, inner, key)
-        if origin is Literal:
-            if not isinstance(value, str) or value not in args:
-                raise self.error(key, f"unknown value {value!r}; expected one of {', '.join(args)}")
-            return value
-        if origin is tuple:
-            if not isinstance(value, (list, tuple)):
-                raise self.error(key, f"expected a list, got {type(value).__name__} {value!r}")
-            if len(args) == 2 and args[1] is Ellipsis:
-                item_hints = [args[0]] * len(value)
-            elif len(value) != len(args):
-                raise self.error(key, f"expected a list of {len(args)} items, got {len(value)}: {value!r}")
-            else:
-                item_hints = list(args)
-            return tuple(self.value(v, h, f"{key}[{i}]") for i, (v, h) in enumerate(zip(value, item_hints)))
-        if origin is dict:
-            checked = {}
-            for name, item in self.mapping(value, key).items():
-                self.value(name, args[0], key)
-                checked[name] = self.value(item, args[1], f"{key}.{name}")
-            return checked
-        return self.scalar(value, hint, key)
-
-    def scalar(self, value: Any, hint: type, key: str) -> Any:
-        if hint is float:
-            valid = isinstance(value, (int, float)) and not isinstance(value, bool)
-            value = float(value) if valid else value
-        elif hint is int:
-            valid = isinstance(value, int) and not isinstance(value, bool)
-        elif hint is Path:
-            valid = isinstance(value, str) and value != ""
-            value = Path(value).expanduser() if valid else value
-        else:
-            valid = isinstance(value, hint)
-        if not valid:
-            raise self.error(
-                key, f"expected {'path' if hint is Path else hint.__name__}, got {type(value).__name__} {value!r}"
-            )
-        return value
+        return super().value(value, hint, key)
 
 
-def _check_study_name(checker: _Checker, name: str) -> None:
+def _check_study_name(checker: _StudyChecker, name: str) -> None:
     """The study name becomes ``runs/<study>``: it must be one plain folder name inside ``runs/``."""
     if not name or Path(name).name != name or name in (".", "..") or name.startswith("."):
         raise checker.error(
@@ -537,7 +435,7 @@ def _check_study_name(checker: _Checker, name: str) -> None:
         )
 
 
-def _check_values(checker: _Checker, params: StudyParams) -> None:
+def _check_values(checker: _StudyChecker, params: StudyParams) -> None:
     """Range and consistency checks beyond types."""
     positive = {
         "runs": params.runs,
@@ -643,7 +541,7 @@ def load_study_params(
     """
     path = Path(path)
     values = _read_mapping(path)
-    checker = _Checker(str(path))
+    checker = _StudyChecker(str(path))
     values.setdefault("study", path.stem)
     if data_root is not None:
         values["data_root"] = str(data_root)
