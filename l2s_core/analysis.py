@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from l2s_core.data.cache import PreparedTask
+from l2s_core.data.prepared_layout import PREP_FILE, PREPARED_DIR
 from l2s_core.errors import InputDataError
 from l2s_core.evaluation_tables import CASE_COLUMNS, RUN_COLUMNS
 from l2s_core.files import atomic_write_text, read_json
@@ -162,11 +163,11 @@ def _read_dataset(organ: str, prepared_dir: Path) -> dict[str, Any]:
     task = PreparedTask(prepared_dir)
     split = task.split
     case_ids = [c for name in ("train", "val", "test") for c in split[name]]
-    shares = [float(task.case(c).meta["foreground_share"]) for c in case_ids]
+    shares = [task.case(c).meta.foreground_share for c in case_ids]
     return {
         "organ": organ,
-        "task_name": task.settings.get("task_name", ""),
-        "task_dir": task.settings.get("task_dir", ""),
+        "task_name": task.preparation.task_name,
+        "task_dir": task.preparation.task_dir,
         "n_train": len(split["train"]),
         "n_val": len(split["val"]),
         "n_test": len(split["test"]),
@@ -215,7 +216,7 @@ def load_study(study_dir: str | Path) -> StudyData:
         raise InputDataError(study_dir, "study folder not found")
     params_path = study_dir / "study_params.json"
     study_params = read_json(params_path) if params_path.is_file() else None
-    organ_dirs = {d.name: d for d in study_dir.iterdir() if (d / "prepared" / "prep.json").is_file()}
+    organ_dirs = {d.name: d for d in study_dir.iterdir() if (d / PREPARED_DIR / PREP_FILE).is_file()}
     if not organ_dirs:
         raise InputDataError(study_dir, "no prepared organ found (expected <organ>/prepared/prep.json)")
     organs = _organ_order(list(organ_dirs), study_params)
@@ -239,7 +240,7 @@ def load_study(study_dir: str | Path) -> StudyData:
         organs=organs,
         study_params=study_params,
         datasets=pd.DataFrame(
-            [_read_dataset(o, organ_dirs[o] / "prepared") for o in organs], columns=list(DATASET_COLUMNS)
+            [_read_dataset(o, organ_dirs[o] / PREPARED_DIR) for o in organs], columns=list(DATASET_COLUMNS)
         ),
         summaries=pd.DataFrame(summaries, columns=list(SUMMARY_COLUMNS)).astype({"converged": bool, "diverged": bool}),
         logs=pd.concat(logs, ignore_index=True)[["organ", "network", "run", *LOG_COLUMNS]]

@@ -9,6 +9,7 @@ from __future__ import annotations
 __all__ = ["build_parser", "main"]
 
 import argparse
+import collections
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,24 +34,22 @@ def _cmd_phantom(args: argparse.Namespace) -> None:
 
 
 def _cmd_prepare(args: argparse.Namespace) -> None:
-    from l2s_core.data.prepare import PrepareSettings, prepare_task
+    from l2s_core.data.prepare import prepare_task
+    from l2s_core.data.prepared_layout import PrepareSettings
 
     settings = PrepareSettings(
         normalisation=args.normalisation,
         channel=args.channel,
         organ_labels=tuple(args.organ_labels) if args.organ_labels else None,
-        seed=args.seed,
+        split_seed=args.seed,
         split_order=args.split_order,
         crop_margin=args.crop_margin,
     )
     statuses = prepare_task(args.task_dir, args.out, settings, skip_empty=args.skip_empty, workers=args.workers)
-    counts: dict[str, int] = {}
-    for status in statuses.values():
-        key = "excluded" if status.startswith("excluded") else status
-        counts[key] = counts.get(key, 0) + 1
+    counts = collections.Counter(status.outcome for status in statuses.values())
     print(f"{args.out}: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
     for case_id, status in statuses.items():
-        if status.startswith("excluded"):
+        if status.reason:
             print(f"  {case_id}: {status}")
 
 

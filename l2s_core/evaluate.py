@@ -45,6 +45,7 @@ from tqdm.auto import tqdm
 
 from l2s_core.checkpoint import load_model
 from l2s_core.data.cache import PreparedTask
+from l2s_core.data.prepared_layout import PREPARED_DIR
 from l2s_core.errors import ConfigError
 from l2s_core.evaluation_tables import METRIC_COLUMNS, NO_FALLBACK, case_table, pooled_rows, write_csv
 from l2s_core.infer import (
@@ -236,8 +237,8 @@ def evaluate_organ(
     if split not in SPLITS:
         raise ConfigError("split", f"must be one of {', '.join(SPLITS)}, got {split!r}")
     organ_dir = Path(organ_dir)
-    task = PreparedTask(prepared_dir if prepared_dir is not None else organ_dir / "prepared")
-    localisation = Localisation.of_task(task.settings, fallback, box_mapping)
+    task = PreparedTask(prepared_dir if prepared_dir is not None else organ_dir / PREPARED_DIR)
+    localisation = Localisation.of_settings(task.preparation.settings, fallback, box_mapping)
     out_dir = organ_dir / "evaluation"
     predictions_dir = out_dir / "predictions" / split
     runs = method_runs(organ_dir, localisation, device)

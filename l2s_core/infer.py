@@ -54,7 +54,8 @@ from l2s_core.boxes import (
 )
 from l2s_core.data.cache import PreparedCase
 from l2s_core.data.io import write_mask
-from l2s_core.data.prepare import LOWRES_DIVISORS, downsample_image
+from l2s_core.data.prepare import downsample_image
+from l2s_core.data.prepared_layout import LOWRES_DIVISORS, PrepareSettings
 from l2s_core.errors import ConfigError
 from l2s_core.sampling import pad_to_multiple
 from l2s_core.vocabulary import BOX_MAPPINGS, FALLBACKS
@@ -130,9 +131,11 @@ class Localisation:
                 raise ConfigError(name, f"must be one of {', '.join(choices)}, got {value!r}")
 
     @classmethod
-    def of_task(cls, settings: dict, fallback: str = "whole_image", box_mapping: str = "scale") -> Localisation:
-        """The localisation of a prepared task (its ``prep.json`` settings: margin and divisors)."""
-        return cls(int(settings["crop_margin"]), fallback, tuple(settings["lowres_divisors"]), box_mapping)
+    def of_settings(
+        cls, settings: PrepareSettings, fallback: str = "whole_image", box_mapping: str = "scale"
+    ) -> Localisation:
+        """The localisation of a task prepared with ``settings`` (its margin and divisors)."""
+        return cls(settings.crop_margin, fallback, settings.lowres_divisors, box_mapping)
 
 
 @dataclass(frozen=True)
@@ -334,4 +337,4 @@ def save_prediction(mask: np.ndarray, case: PreparedCase, path: str | Path) -> N
     Raises:
         ValueError: the mask's shape does not match the case.
     """
-    write_mask(mask, case.volume_meta, path)
+    write_mask(mask, case.meta.source, path)

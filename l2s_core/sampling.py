@@ -101,12 +101,10 @@ def organ_bounds(case: PreparedCase, level: str) -> Box:
     Raises:
         ConfigError: ``level`` is ``"lowres"``, where no organ box is stored.
     """
-    margin = int(case.meta["crop_margin"])
-    box = case.crop_box
     if level == "full":
-        return (box[0] + margin, box[1] + margin, box[2] + margin, box[3] - margin, box[4] - margin, box[5] - margin)
+        return case.meta.organ_box
     if level == "crop":
-        return (margin, margin, margin, box[3] - box[0] - margin, box[4] - box[1] - margin, box[5] - box[2] - margin)
+        return case.meta.organ_box_in_crop()
     raise ConfigError("foreground_probability", f"organ-forced patches need the full or crop level, not {level!r}")
 
 

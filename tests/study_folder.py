@@ -7,10 +7,21 @@ from pathlib import Path
 
 import pandas as pd
 
+from l2s_core.data.io import VolumeMeta
+from l2s_core.data.prepared_layout import (
+    CASE_META_FILE,
+    CASES_DIR,
+    PREP_FILE,
+    SPLIT_FILE,
+    CaseMeta,
+    PrepareSettings,
+    TaskPreparation,
+)
 from l2s_core.data.split import save_split
 from l2s_core.evaluation_tables import CASE_COLUMNS, pooled_rows
 from l2s_core.files import atomic_write_json
 
+IDENTITY = tuple(tuple(float(i == j) for j in range(4)) for i in range(4))
 #: organ → (cases per split (train, val, test), foreground share of every case).
 Datasets = dict[str, tuple[tuple[int, int, int], float]]
 #: organ → network → (converged, total_seconds) per finished run, in order of run index.
@@ -22,18 +33,36 @@ Dice = dict[str, dict[str, dict[str, list[float]]]]
 def write_prepared(prepared: Path, organ: str, sizes: tuple[int, int, int], share: float) -> None:
     """``prep.json``, ``split.json`` and one ``meta.json`` per case, as preparation writes them."""
     ids = [f"{organ}_{i}" for i in range(sum(sizes))]
-    atomic_write_json(
-        prepared / "prep.json", {"task_name": f"Task_{organ}", "task_dir": f"/phantom/{organ}", "crop_margin": 15}
-    )
+    TaskPreparation(
+        task_name=f"Task_{organ}",
+        task_dir=f"/phantom/{organ}",
+        settings=PrepareSettings(),
+        modality={"0": "CT"},
+        labels={"0": "background", "1": organ},
+    ).write(prepared / PREP_FILE)
     n_train, n_val, _ = sizes
     save_split(
-        prepared / "split.json",
+        prepared / SPLIT_FILE,
         {"train": ids[:n_train], "val": ids[n_train : n_train + n_val], "test": ids[n_train + n_val :]},
         seed=42,
         order="table1",
     )
+    source = VolumeMeta("/phantom/image.nii.gz", IDENTITY, (10, 10, 10), IDENTITY, (1.0, 1.0, 1.0))
     for case_id in ids:
-        atomic_write_json(prepared / "cases" / case_id / "meta.json", {"case_id": case_id, "foreground_share": share})
+        CaseMeta(
+            case_id=case_id,
+            image_path=f"/phantom/{case_id}.nii.gz",
+            label_path=f"/phantom/{case_id}_label.nii.gz",
+            source=source,
+            original_shape=(10, 10, 10),
+            lowres_shape=(3, 5, 5),
+            organ_box=(4, 4, 4, 6, 6, 6),
+            crop_box=(-11, -11, -11, 21, 21, 21),
+            crop_margin=15,
+            label_values=(0, 1),
+            organ_voxels=round(share * 1000),
+            foreground_share=share,
+        ).write(prepared / CASES_DIR / case_id / CASE_META_FILE)
 
 
 def write_run(run_dir: Path, network: str, index: int, converged: bool, seconds: float) -> None:

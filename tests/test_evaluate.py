@@ -140,7 +140,7 @@ def test_case_rows_equal_direct_predictions(organ_dir: Path, evaluated: dict[str
                 Segmenter(localiser, (8, 8, 8), 0.25, 2),
                 Segmenter(organ_net, (8, 8, 8), 0.25, 2),
                 image,
-                Localisation.of_task(task.settings),
+                Localisation.of_settings(task.preparation.settings),
             ).mask,
         }
         for (method, run), mask in expected.items():
@@ -177,7 +177,7 @@ def test_predictions_are_written_on_the_source_grid(organ_dir: Path, tmp_path: P
     assert [f.parent.name for f in files] == ["gt_localised_00"] * 2 + ["gt_localised_01"] * 2
     case = task.cases("test")[0]
     written = nib.load(paths["predictions"] / "gt_localised_00" / f"{case.case_id}.nii.gz")
-    assert written.shape == tuple(case.volume_meta.source_shape)
+    assert written.shape == tuple(case.meta.source.source_shape)
 
 
 @pytest.mark.parametrize("split, fallback", [("train", "whole_image"), ("val", "nearest_organ")])

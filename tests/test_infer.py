@@ -191,7 +191,7 @@ def test_save_prediction_lands_on_the_non_ras_source_grid(prepared_task, tmp_pat
     mask = np.asarray(case.array("full", "label"))
     out = tmp_path / "cube_0_pred.nii.gz"
     save_prediction(mask, case, out)
-    written, source = nib.load(out), nib.load(case.meta["label_path"])
+    written, source = nib.load(out), nib.load(case.meta.label_path)
     assert written.shape == source.shape == (14, 10, 6)
     assert np.allclose(written.affine, source.affine)
     assert np.array_equal(np.asarray(written.dataobj), np.asarray(source.dataobj))

@@ -15,7 +15,8 @@ from torch import nn
 
 from l2s_core.checkpoint import save_checkpoint
 from l2s_core.data.cache import PreparedTask
-from l2s_core.data.prepare import PrepareSettings, prepare_task
+from l2s_core.data.prepare import prepare_task
+from l2s_core.data.prepared_layout import PrepareSettings
 from l2s_core.errors import ConfigError, InputDataError
 from l2s_core.files import atomic_write_json
 from l2s_core.infer import Localisation, Segmenter, TwoStageResult
@@ -345,7 +346,7 @@ def test_load_study_models_feeds_the_viewer(task, tmp_path):
     organ_path = _save_run(
         organ_dir / "organ", 1, True, UNet3D(base_channels=2, depth=2, groups=1), config("organ", depth=2)
     )
-    models = load_study_models(organ_dir, localisation=Localisation.of_task(task.settings))
+    models = load_study_models(organ_dir, localisation=Localisation.of_settings(task.preparation.settings))
     assert set(models.sources) == {"baseline", "two_stage", "gt_localised"}
     assert models.runs["organ"].folder == organ_path.parent and models.organ_network.multiple == 4
     case = task.case(task.split["val"][0])
@@ -355,9 +356,7 @@ def test_load_study_models_feeds_the_viewer(task, tmp_path):
     narrow = (
         load_study_models(organ_dir, localisation=Localisation(2)).sources["gt_localised"](case).box
     )  # the margin reaches the pipeline
-    assert narrow == tuple(
-        v + (case.meta["crop_margin"] - 2) * (1 if i < 3 else -1) for i, v in enumerate(case.crop_box)
-    )
+    assert narrow == tuple(v + (case.meta.crop_margin - 2) * (1 if i < 3 else -1) for i, v in enumerate(case.crop_box))
     assert models.sources["baseline"](case).shape == SHAPE
     viewer = SliceViewer(task, sources=models.sources, organ_network=models.organ_network, split="val")
     assert all(viewer.overlay_artists[name].get_visible() for name in ("ground_truth", *models.sources))

@@ -26,9 +26,8 @@ __all__ = [
 
 import gzip
 import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import nibabel as nib
 import numpy as np
@@ -36,6 +35,7 @@ from nibabel.orientations import apply_orientation, axcodes2ornt, inv_ornt_aff, 
 
 from l2s_core.errors import InputDataError
 from l2s_core.files import atomic_write_bytes
+from l2s_core.records import Record
 
 _RAS = axcodes2ornt(("R", "A", "S"))
 #: Larger volumes are taken for a corrupt header (2**31 voxels = 8 GiB as float32).
@@ -43,7 +43,7 @@ MAX_VOXELS = 2**31
 
 
 @dataclass(frozen=True)
-class VolumeMeta:
+class VolumeMeta(Record):
     """Where a ``(z, y, x)`` RAS array came from.
 
     Attributes:
@@ -59,24 +59,6 @@ class VolumeMeta:
     source_shape: tuple[int, int, int]
     affine: tuple[tuple[float, ...], ...]
     spacing: tuple[float, float, float]
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable form (lists instead of tuples)."""
-        return {
-            k: (list(map(list, v)) if k.endswith("affine") else (list(v) if isinstance(v, tuple) else v))
-            for k, v in asdict(self).items()
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> VolumeMeta:
-        """Inverse of :meth:`to_dict`."""
-        return cls(
-            path=str(d["path"]),
-            source_affine=tuple(tuple(float(x) for x in row) for row in d["source_affine"]),
-            source_shape=tuple(int(x) for x in d["source_shape"]),  # type: ignore[arg-type]
-            affine=tuple(tuple(float(x) for x in row) for row in d["affine"]),
-            spacing=tuple(float(x) for x in d["spacing"]),  # type: ignore[arg-type]
-        )
 
 
 def _load(path: Path) -> nib.Nifti1Image:

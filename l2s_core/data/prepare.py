@@ -19,11 +19,12 @@ longer running) are removed by the next run. One ``l2s prepare`` per prepared fo
 from __future__ import annotations
 
 __all__ = [
-    "CROP_MARGIN",
-    "LOWRES_DIVISORS",
+    "ALREADY_PREPARED",
+    "EXCLUDED",
+    "PREPARED",
+    "CaseStatus",
     "PARTIAL_MARK",
     "PEAK_FLOAT32_COPIES",
-    "PrepareSettings",
     "case_peak_bytes",
     "downsample_image",
     "downsample_mask",
@@ -34,6 +35,7 @@ __all__ = [
     "worker_count",
 ]
 
+import dataclasses
 import multiprocessing
 import os
 import shutil
@@ -49,62 +51,37 @@ import numpy as np
 from skimage.transform import resize
 from tqdm.auto import tqdm
 
+from l2s_core.boxes import bounding_box, expand_box, largest_component
 from l2s_core.boxes import crop as crop_box
-from l2s_core.boxes import largest_component, organ_box
 from l2s_core.data.io import image_voxels, read_image, read_label
 from l2s_core.data.msd import MSDCase, MSDTask, check_label_values, check_organ_labels, organ_mask, read_task
 from l2s_core.data.normalise import foreground_intensity_stats, normalise
+from l2s_core.data.prepared_layout import (
+    CASE_META_FILE,
+    CASES_DIR,
+    EXCLUDED_FILE,
+    LOWRES_DIVISORS,
+    PREP_FILE,
+    SPLIT_FILE,
+    CaseMeta,
+    PrepareSettings,
+    TaskPreparation,
+    array_file,
+)
 from l2s_core.data.split import save_split, split_cases
 from l2s_core.errors import ConfigError, EmptyOrganError, InputDataError, L2SError
 from l2s_core.files import atomic_save_npy, atomic_write_json, read_json
 from l2s_core.processes import available_memory, die_with_parent, process_alive
-from l2s_core.vocabulary import CROP_LABELS
 
-#: Voxels of context around the organ box (the paper's 15).
-CROP_MARGIN = 15
-LOWRES_DIVISORS = (3, 2, 2)
 #: Peak memory of preparing one case, in float32 copies of its full-resolution volume: the
 #: estimate that bounds the parallel workers, and the bound ``tests/data/test_prepare.py``
 #: checks (preparation holds the image, its normalised copy or one derived array, the mask).
 PEAK_FLOAT32_COPIES = 4
+PREPARED = "prepared"
+ALREADY_PREPARED = "already prepared"
+EXCLUDED = "excluded"
 #: Marks the staging folder of a case being prepared: ``.<case id>.partial-<pid>-<random>``.
 PARTIAL_MARK = ".partial-"
-
-
-@dataclass(frozen=True)
-class PrepareSettings:
-    """Options of :func:`prepare_task` that determine the cache content.
-
-    Attributes:
-        normalisation: ``zscore``, ``ct`` or ``none``.
-        channel: channel of multi-channel images.
-        organ_labels: label values merged into the organ (``None``: every non-zero label).
-        seed: seed of the split.
-        split_order: ``table1`` or ``released_code``.
-        crop_margin: voxels of context around the organ box.
-        max_cases: only the first n case ids in sorted order (``None``: every case).
-        lowres_divisors: ``(z, y, x)`` divisors of the low-resolution copy (the paper's text:
-            ``(3, 2, 2)``; its released code: ``(2, 3, 2)``).
-        crop_label: the organ network's labels in the crop: ``all`` organ voxels, or only the
-            ``largest_component`` (the released code).
-    """
-
-    normalisation: str = "zscore"
-    channel: int = 0
-    organ_labels: tuple[int, ...] | None = None
-    seed: int = 42
-    split_order: str = "table1"
-    crop_margin: int = CROP_MARGIN
-    max_cases: int | None = None
-    lowres_divisors: tuple[int, int, int] = LOWRES_DIVISORS
-    crop_label: str = "all"
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "lowres_divisors", tuple(int(d) for d in self.lowres_divisors))
-        if len(self.lowres_divisors) != 3 or min(self.lowres_divisors) < 1:
-            raise ConfigError("lowres_divisors", f"needs three positive (z, y, x) divisors, got {self.lowres_divisors}")
-        if self.crop_label not in CROP_LABELS:
-            raise ConfigError("crop_label", f"must be one of {', '.join(CROP_LABELS)}, got {self.crop_label!r}")
 
 
 def lowres_shape(shape: Sequence[int], divisors: Sequence[int] = LOWRES_DIVISORS) -> tuple[int, int, int]:
@@ -151,69 +128,84 @@ def read_case(case: MSDCase, task: MSDTask, channel: int) -> tuple[np.ndarray, n
     return image, label, image_meta, values
 
 
+@dataclass(frozen=True)
+class CaseStatus:
+    """What preparing one case did.
+
+    Attributes:
+        outcome: :data:`PREPARED`, :data:`ALREADY_PREPARED` (by an earlier run) or :data:`EXCLUDED`.
+        reason: why the case was excluded (``""`` otherwise).
+    """
+
+    outcome: str
+    reason: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.outcome}: {self.reason}" if self.reason else self.outcome
+
+
 def _prepare_case(
     case: MSDCase, task: MSDTask, settings: PrepareSettings, ct_stats: dict | None, out_dir: Path
-) -> tuple[str, str]:
+) -> tuple[str, CaseStatus]:
     """Prepare one case into ``out_dir/cases/<id>``; returns ``(case_id, status)``."""
-    final = out_dir / "cases" / case.case_id
-    if (final / "meta.json").exists():
-        return case.case_id, "already prepared"
+    final = out_dir / CASES_DIR / case.case_id
+    if (final / CASE_META_FILE).exists():
+        return case.case_id, CaseStatus(ALREADY_PREPARED)
     image, label, image_meta, values = read_case(case, task, settings.channel)
     mask = organ_mask(label, settings.organ_labels)
     del label  # a full-size array no longer needed: memory is what bounds the parallel workers
-    box = organ_box(mask, settings.crop_margin)
-    if box is None:
+    organ_box = bounding_box(largest_component(mask))
+    if organ_box is None:
         raise EmptyOrganError(
             case.label_path,
             "the organ mask is empty, so no organ box can be cropped (use --skip-empty to leave such cases out)",
         )
+    box = expand_box(organ_box, settings.crop_margin)
     image = normalise(image, settings.normalisation, ct_stats)
-    staging = out_dir / "cases" / f".{case.case_id}{PARTIAL_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    staging = out_dir / CASES_DIR / f".{case.case_id}{PARTIAL_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}"
     staging.mkdir(parents=True)
     try:  # each derived array is written as soon as it is made, so that only one is held at a time
-        atomic_save_npy(staging / "full_image.npy", image)
-        atomic_save_npy(staging / "full_label.npy", mask)
-        atomic_save_npy(staging / "lowres_image.npy", downsample_image(image, settings.lowres_divisors))
-        atomic_save_npy(staging / "lowres_label.npy", downsample_mask(mask, settings.lowres_divisors))
-        atomic_save_npy(staging / "crop_image.npy", crop_box(image, box))
+        atomic_save_npy(staging / array_file("full", "image"), image)
+        atomic_save_npy(staging / array_file("full", "label"), mask)
+        atomic_save_npy(staging / array_file("lowres", "image"), downsample_image(image, settings.lowres_divisors))
+        atomic_save_npy(staging / array_file("lowres", "label"), downsample_mask(mask, settings.lowres_divisors))
+        atomic_save_npy(staging / array_file("crop", "image"), crop_box(image, box))
         crop_mask = crop_box(mask, box)
         atomic_save_npy(
-            staging / "crop_label.npy",
+            staging / array_file("crop", "label"),
             largest_component(crop_mask) if settings.crop_label == "largest_component" else crop_mask,
         )
-        atomic_write_json(
-            staging / "meta.json",
-            {
-                "case_id": case.case_id,
-                "image_path": str(case.image_path),
-                "label_path": str(case.label_path),
-                "source": image_meta.to_dict(),
-                "original_shape": list(image.shape),
-                "lowres_shape": list(lowres_shape(image.shape, settings.lowres_divisors)),
-                "crop_box": list(box),
-                "crop_margin": settings.crop_margin,
-                "label_values": values,
-                "organ_voxels": int(mask.sum()),
-                "foreground_share": float(mask.mean()),
-            },
-        )
+        CaseMeta(
+            case_id=case.case_id,
+            image_path=str(case.image_path),
+            label_path=str(case.label_path),
+            source=image_meta,
+            original_shape=image.shape,  # type: ignore[arg-type]
+            lowres_shape=lowres_shape(image.shape, settings.lowres_divisors),
+            organ_box=organ_box,
+            crop_box=box,
+            crop_margin=settings.crop_margin,
+            label_values=tuple(values),
+            organ_voxels=int(mask.sum()),
+            foreground_share=float(mask.mean()),
+        ).write(staging / CASE_META_FILE)
         if final.exists():  # a stale incomplete folder (no meta.json) from an older layout
             shutil.rmtree(final)
         os.replace(staging, final)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return case.case_id, "prepared"
+    return case.case_id, CaseStatus(PREPARED)
 
 
 def _prepare_case_or_exclude(
     case: MSDCase, task: MSDTask, settings: PrepareSettings, ct_stats: dict | None, out_dir: Path, skip_empty: bool
-) -> tuple[str, str]:
+) -> tuple[str, CaseStatus]:
     try:
         return _prepare_case(case, task, settings, ct_stats, out_dir)
     except EmptyOrganError as exc:
         if not skip_empty:
             raise
-        return case.case_id, f"excluded: {exc}"
+        return case.case_id, CaseStatus(EXCLUDED, str(exc))
 
 
 def _image_and_mask(case: MSDCase, task: MSDTask, settings: PrepareSettings) -> tuple[np.ndarray, np.ndarray]:
@@ -221,16 +213,24 @@ def _image_and_mask(case: MSDCase, task: MSDTask, settings: PrepareSettings) -> 
     return image, organ_mask(label, settings.organ_labels)
 
 
-def _check_settings(out_dir: Path, settings: dict) -> dict | None:
-    path = out_dir / "prep.json"
+def _check_preparation(out_dir: Path, preparation: TaskPreparation) -> TaskPreparation | None:
+    """The ``prep.json`` of ``out_dir`` (``None`` if it has none), checked to describe the same task
+    and settings as ``preparation``.
+
+    Raises:
+        ConfigError: the folder was prepared from another task or with other settings.
+    """
+    path = out_dir / PREP_FILE
     if not path.exists():
         return None
-    previous = read_json(path)
-    for key, value in settings.items():
-        if previous.get(key) != value:
+    previous = TaskPreparation.read(path)
+    identity = {"task_name": preparation.task_name, "task_dir": preparation.task_dir, **preparation.settings.to_dict()}
+    before = {"task_name": previous.task_name, "task_dir": previous.task_dir, **previous.settings.to_dict()}
+    for key, value in identity.items():
+        if before[key] != value:
             raise ConfigError(
                 path,
-                f"this folder was prepared with {key}={previous.get(key)!r}, now {value!r}; "
+                f"this folder was prepared with {key}={before[key]!r}, now {value!r}; "
                 "use another --out folder or delete this one",
             )
     return previous
@@ -239,7 +239,7 @@ def _check_settings(out_dir: Path, settings: dict) -> dict | None:
 def remove_stale_partials(out_dir: Path) -> None:
     """Remove the staging folders in ``out_dir/cases`` left by preparing processes that no longer
     run (killed); those of running processes stay."""
-    for folder in (out_dir / "cases").glob(f".*{PARTIAL_MARK}*"):
+    for folder in (out_dir / CASES_DIR).glob(f".*{PARTIAL_MARK}*"):
         pid = folder.name.rpartition(PARTIAL_MARK)[2].split("-")[0]
         if not (pid.isdigit() and process_alive(int(pid))):
             shutil.rmtree(folder, ignore_errors=True)
@@ -267,7 +267,9 @@ def worker_count(requested: int | None, peak_bytes: Sequence[int]) -> int:
     return max(1, min(requested or os.cpu_count() or 1, len(peak_bytes), by_memory))
 
 
-def _prepare_in_pool(args: list[tuple], workers: int, out_dir: Path, statuses: dict[str, str], bar: tqdm) -> None:
+def _prepare_in_pool(
+    args: list[tuple], workers: int, out_dir: Path, statuses: dict[str, CaseStatus], bar: tqdm
+) -> None:
     """Prepare the cases of ``args`` in ``workers`` processes that die with this one.
 
     On an error (of a case, or a worker killed) the cases not yet started are cancelled and
@@ -297,7 +299,7 @@ def _prepare_in_pool(args: list[tuple], workers: int, out_dir: Path, statuses: d
 
 
 def _record_exclusions(out_dir: Path, excluded: dict[str, str]) -> None:
-    path = out_dir / "excluded.json"
+    path = out_dir / EXCLUDED_FILE
     if not excluded:
         return
     previous = read_json(path)["cases"] if path.exists() else {}
@@ -307,17 +309,17 @@ def _record_exclusions(out_dir: Path, excluded: dict[str, str]) -> None:
 def prepare_task(
     task_dir: str | Path,
     out_dir: str | Path,
-    settings: PrepareSettings = PrepareSettings(),
+    settings: PrepareSettings | None = None,
     skip_empty: bool = False,
     workers: int | None = None,
     progress: bool = True,
-) -> dict[str, str]:
+) -> dict[str, CaseStatus]:
     """Prepare every training case of an MSD task folder.
 
     Args:
         task_dir: MSD task folder (``dataset.json``, ``imagesTr/``, ``labelsTr/``).
         out_dir: prepared task folder (created; resumed if it exists with the same settings).
-        settings: normalisation, channel, organ labels and split rule.
+        settings: normalisation, channel, organ labels, split rule... (default: the paper's).
         skip_empty: leave out cases whose organ mask is empty (recorded in ``excluded.json``)
             instead of stopping with an error.
         workers: parallel processes (default: all cores); at most the number of cases, and
@@ -325,13 +327,14 @@ def prepare_task(
         progress: show a progress bar.
 
     Returns:
-        case id → status (``prepared``, ``already prepared`` or ``excluded: <reason>``).
+        case id → its :class:`CaseStatus`.
 
     Raises:
         InputDataError: a problem with a file of the task (named in the message); cases
             prepared before it stay prepared.
         ConfigError: the settings differ from those ``out_dir`` was prepared with.
     """
+    settings = settings or PrepareSettings()
     task = read_task(task_dir)
     check_organ_labels(settings.organ_labels, task)
     if settings.max_cases is not None and settings.max_cases < 1:
@@ -339,40 +342,26 @@ def prepare_task(
     cases = sorted(task.cases, key=lambda c: c.case_id)[: settings.max_cases]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    identity = {
-        "task_name": task.name,
-        "task_dir": str(task.root.resolve()),
-        "normalisation": settings.normalisation,
-        "channel": settings.channel,
-        "organ_labels": list(settings.organ_labels) if settings.organ_labels is not None else None,
-        "seed": settings.seed,
-        "split_order": settings.split_order,
-        "crop_margin": settings.crop_margin,
-        "max_cases": settings.max_cases,
-        "lowres_divisors": list(settings.lowres_divisors),
-        "crop_label": settings.crop_label,
-    }
-    previous = _check_settings(out_dir, identity)
-    split = split_cases([c.case_id for c in cases], seed=settings.seed, order=settings.split_order)
-    if not (out_dir / "split.json").exists():
-        save_split(out_dir / "split.json", split, settings.seed, settings.split_order)
-    ct_stats = previous.get("ct_stats") if previous else None
+    preparation = TaskPreparation(
+        task_name=task.name,
+        task_dir=str(task.root.resolve()),
+        settings=settings,
+        modality=dict(task.modality),
+        labels={str(k): v for k, v in task.labels.items()},
+    )
+    previous = _check_preparation(out_dir, preparation)
+    split = split_cases([c.case_id for c in cases], seed=settings.split_seed, order=settings.split_order)
+    if not (out_dir / SPLIT_FILE).exists():
+        save_split(out_dir / SPLIT_FILE, split, settings.split_seed, settings.split_order)
+    ct_stats = previous.ct_stats if previous else None
     if settings.normalisation == "ct" and ct_stats is None:
         train = [c for c in cases if c.case_id in set(split["train"])]
         ct_stats = foreground_intensity_stats(_image_and_mask(c, task, settings) for c in train)
     if previous is None:
-        atomic_write_json(
-            out_dir / "prep.json",
-            {
-                **identity,
-                "ct_stats": ct_stats,
-                "modality": task.modality,
-                "labels": {str(k): v for k, v in task.labels.items()},
-            },
-        )
+        dataclasses.replace(preparation, ct_stats=ct_stats).write(out_dir / PREP_FILE)
     remove_stale_partials(out_dir)
     workers = worker_count(workers, [case_peak_bytes(c) for c in cases])
-    statuses: dict[str, str] = {}
+    statuses: dict[str, CaseStatus] = {}
     args = [(c, task, settings, ct_stats, out_dir, skip_empty) for c in cases]
     bar = tqdm(total=len(args), desc=f"prepare {task.name}", unit="case", disable=not progress)
     try:
@@ -385,10 +374,8 @@ def prepare_task(
             _prepare_in_pool(args, workers, out_dir, statuses, bar)
     finally:
         bar.close()
-        _record_exclusions(
-            out_dir, {k: v.removeprefix("excluded: ") for k, v in statuses.items() if v.startswith("excluded")}
-        )
-    if all(status.startswith("excluded") for status in statuses.values()):
+        _record_exclusions(out_dir, {k: s.reason for k, s in statuses.items() if s.outcome == EXCLUDED})
+    if all(status.outcome == EXCLUDED for status in statuses.values()):
         raise EmptyOrganError(
             task.root / "labelsTr",
             f"the organ (labels {settings.organ_labels or 'non-zero'}) is absent in every case; check --organ-labels",

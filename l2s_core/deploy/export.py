@@ -27,6 +27,7 @@ import torch
 import l2s_core
 from l2s_core.checkpoint import load_model
 from l2s_core.data.cache import PreparedTask
+from l2s_core.data.prepared_layout import PREPARED_DIR
 from l2s_core.deploy.model_folder import CARD_FILE, README_FILE, ModelCard, NetworkEntry, PairEntry, sha256_of
 from l2s_core.errors import ConfigError, InputDataError
 from l2s_core.evaluate import ConvergedRun, converged_runs
@@ -98,25 +99,24 @@ def _pairs(runs: dict[str, list[ConvergedRun]], dice: dict[tuple[str, str, int],
 def _card(
     organ: str, task: PreparedTask, networks: list[NetworkEntry], pairs: list[PairEntry], study_dir: Path
 ) -> ModelCard:
-    settings = task.settings
-    modality = {str(k): str(v) for k, v in settings["modality"].items()}
-    channel = int(settings["channel"])
+    preparation = task.preparation
+    settings = preparation.settings
     return ModelCard(
         organ=organ,
-        modality=modality.get(str(channel), "unknown"),
-        n_channels=len(modality),
-        channel=channel,
-        organ_labels=None if settings["organ_labels"] is None else tuple(settings["organ_labels"]),
-        labels={str(k): str(v) for k, v in settings["labels"].items()},
-        normalisation=str(settings["normalisation"]),
-        ct_stats=settings.get("ct_stats"),
-        crop_margin=int(settings["crop_margin"]),
-        lowres_divisors=tuple(int(d) for d in settings["lowres_divisors"]),  # type: ignore[arg-type]
+        modality=preparation.channel_modality or "unknown",
+        n_channels=len(preparation.modality),
+        channel=settings.channel,
+        organ_labels=settings.organ_labels,
+        labels=preparation.labels,
+        normalisation=settings.normalisation,
+        ct_stats=preparation.ct_stats,
+        crop_margin=settings.crop_margin,
+        lowres_divisors=settings.lowres_divisors,
         networks=tuple(networks),
         pairs=tuple(pairs),
         training_data={
-            "task_name": settings["task_name"],
-            "task_dir": settings["task_dir"],
+            "task_name": preparation.task_name,
+            "task_dir": preparation.task_dir,
             "cases": {name: len(ids) for name, ids in task.split.items()},
             "excluded": len(task.excluded),
             "study_dir": str(study_dir.resolve()),
@@ -189,14 +189,14 @@ def export_model(study_dir: str | Path, organ: str, out_dir: str | Path) -> Mode
     """
     study_dir, out_dir = Path(study_dir), Path(out_dir)
     organ_dir = study_dir / organ
-    if not (organ_dir / "prepared").is_dir():
+    if not (organ_dir / PREPARED_DIR).is_dir():
         known = sorted(p.parent.name for p in study_dir.glob("*/prepared"))
         raise InputDataError(
             organ_dir, f"no prepared organ '{organ}' in this study (organs: {', '.join(known) or 'none'})"
         )
     if out_dir.exists():
         raise ConfigError(out_dir, "already exists; choose another --out or delete it")
-    task = PreparedTask(organ_dir / "prepared")
+    task = PreparedTask(organ_dir / PREPARED_DIR)
     runs = {network: converged_runs(organ_dir, network) for network in ("baseline", "localiser", "organ")}
     if not runs["baseline"] and not (runs["localiser"] and runs["organ"]):
         raise InputDataError(organ_dir, "no converged baseline and no converged localiser/organ pair to export")

@@ -82,7 +82,6 @@ class NetworkEntry(Record):
     best_val_dice: float | None
 
 
-
 @dataclass(frozen=True)
 class PairEntry(Record):
     """A method run of the study: a two-stage pair (localiser, organ network) or a baseline.
@@ -99,7 +98,6 @@ class PairEntry(Record):
     index: int
     runs: dict[str, int]
     dice: dict[str, float | None]
-
 
 
 @dataclass(frozen=True)

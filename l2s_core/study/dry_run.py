@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from l2s_core.data.prepared_layout import CASES_DIR, SPLIT_FILE
 from l2s_core.study.params import StudyParams, load_study_params
 from l2s_core.study.plan import DONE, StudyPaths, StudyPlan
 from l2s_core.vocabulary import LEVEL_OF_NETWORK, LEVELS
@@ -91,17 +92,16 @@ def level_extents(params: StudyParams, root: str | Path, organ: str) -> dict[str
         the organ is prepared, else the bounds computed from the image sizes.
     """
     prepared = StudyPaths(Path(root), params.study).prepared_dir(organ)
-    if (prepared / "split.json").is_file() and (prepared / "cases").is_dir():
+    if (prepared / SPLIT_FILE).is_file() and (prepared / CASES_DIR).is_dir():
         from l2s_core.data.cache import PreparedTask
 
         task = PreparedTask(prepared)
         metas = [task.case(c).meta for ids in task.split.values() for c in ids]
         if metas:
-            crops = [[box[3 + a] - box[a] for a in range(3)] for box in (m["crop_box"] for m in metas)]
             sizes = {
-                "full": [m["original_shape"] for m in metas],
-                "lowres": [m["lowres_shape"] for m in metas],
-                "crop": crops,
+                "full": [m.original_shape for m in metas],
+                "lowres": [m.lowres_shape for m in metas],
+                "crop": [m.crop_shape for m in metas],
             }
             return {level: _shape(np.max(sizes[level], axis=0)) for level in LEVELS}
     from l2s_core.data.prepare import lowres_shape

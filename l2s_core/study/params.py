@@ -67,7 +67,7 @@ from typing import Any, Literal
 
 import yaml
 
-from l2s_core.data.prepare import CROP_MARGIN, LOWRES_DIVISORS, PrepareSettings
+from l2s_core.data.prepared_layout import CROP_MARGIN, LOWRES_DIVISORS, PrepareSettings
 from l2s_core.errors import ConfigError, FormatVersionError, InputDataError
 from l2s_core.files import read_json
 from l2s_core.records import Checker, plain
@@ -169,19 +169,10 @@ class PrepareOptions:
         return dataclasses.replace(self, **self.per_organ.get(organ, {}), per_organ={})
 
     def settings(self, organ: str) -> PrepareSettings:
-        """The :class:`~l2s_core.data.prepare.PrepareSettings` of ``organ``."""
+        """The :class:`~l2s_core.data.prepared_layout.PrepareSettings` of ``organ`` (its fields
+        are options of the same names)."""
         options = self.for_organ(organ)
-        return PrepareSettings(
-            normalisation=options.normalisation,
-            channel=options.channel,
-            organ_labels=options.organ_labels,
-            seed=options.split_seed,
-            split_order=options.split_order,
-            crop_margin=options.crop_margin,
-            max_cases=options.max_cases,
-            lowres_divisors=options.lowres_divisors,
-            crop_label=options.crop_label,
-        )
+        return PrepareSettings(**{f.name: getattr(options, f.name) for f in dataclasses.fields(PrepareSettings)})
 
 
 @dataclasses.dataclass(frozen=True)

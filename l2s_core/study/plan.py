@@ -30,6 +30,7 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from l2s_core.data.prepared_layout import PREP_FILE, PREPARED_DIR, SPLIT_FILE
 from l2s_core.errors import FormatVersionError, InputDataError
 from l2s_core.files import read_json
 from l2s_core.run_files import SUMMARY_FILE, finished_summary
@@ -140,7 +141,7 @@ class StudyPaths:
         return self.study_dir / organ
 
     def prepared_dir(self, organ: str) -> Path:
-        return self.organ_dir(organ) / "prepared"
+        return self.organ_dir(organ) / PREPARED_DIR
 
     def run_dir(self, organ: str, network: str, run: int) -> Path:
         return self.organ_dir(organ) / network / f"run_{run:02d}"
@@ -165,7 +166,7 @@ class StudyPaths:
     def outputs(self, step: Step) -> list[Path]:
         """The files a finished step leaves; all must exist for the step to count as done."""
         if step.kind == "prepare":
-            return [self.prepared_dir(step.organ_name) / "split.json", self.prepared_dir(step.organ_name) / "prep.json"]
+            return [self.prepared_dir(step.organ_name) / SPLIT_FILE, self.prepared_dir(step.organ_name) / PREP_FILE]
         if step.kind == "train":
             return [self.run_folder(step) / SUMMARY_FILE]
         if step.kind == "evaluate":

@@ -18,13 +18,16 @@ __all__ = ["evaluate_step", "method_summary", "prepare_step", "prepared_cases", 
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from l2s_core.errors import ConfigError
 from l2s_core.study.params import StudyParams
 from l2s_core.study.plan import StudyPaths
+
+if TYPE_CHECKING:  # preparation loads scikit-image and nibabel: only the steps that prepare need it
+    from l2s_core.data.prepare import CaseStatus
 
 
 def use_gpus(gpus: str | None) -> None:
@@ -47,7 +50,7 @@ def use_gpus(gpus: str | None) -> None:
     os.environ["CUDA_VISIBLE_DEVICES"] = gpus
 
 
-def prepare_step(params: StudyParams, root: str | Path, organ: str) -> dict[str, str]:
+def prepare_step(params: StudyParams, root: str | Path, organ: str) -> dict[str, CaseStatus]:
     """Prepare an organ's task into ``runs/<study>/<organ>/prepared``.
 
     With ``data: phantom`` the organ's phantom task is generated first into
@@ -59,7 +62,7 @@ def prepare_step(params: StudyParams, root: str | Path, organ: str) -> dict[str,
         organ: the organ.
 
     Returns:
-        case id → status (``prepared``, ``already prepared`` or ``excluded: <reason>``).
+        case id → its :class:`~l2s_core.data.prepare.CaseStatus`.
 
     Raises:
         ConfigError: a missing MSD task folder, or a prepared folder made with other settings.
@@ -107,16 +110,15 @@ def prepared_cases(params: StudyParams, root: str | Path, organ: str) -> pd.Data
     for split, case_ids in task.split.items():
         for case_id in case_ids:
             meta = task.case(case_id).meta
-            box = meta["crop_box"]
             rows.append(
                 {
                     "case_id": case_id,
                     "split": split,
-                    "full_shape": tuple(meta["original_shape"]),
-                    "lowres_shape": tuple(meta["lowres_shape"]),
-                    "crop_shape": tuple(box[3 + i] - box[i] for i in range(3)),
-                    "organ_voxels": meta["organ_voxels"],
-                    "foreground_percent": 100 * meta["foreground_share"],
+                    "full_shape": meta.original_shape,
+                    "lowres_shape": meta.lowres_shape,
+                    "crop_shape": meta.crop_shape,
+                    "organ_voxels": meta.organ_voxels,
+                    "foreground_percent": 100 * meta.foreground_share,
                 }
             )
     return pd.DataFrame(rows)

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from l2s_core.data.cache import PreparedTask
+from l2s_core.data.prepared_layout import PREPARED_DIR
 from l2s_core.errors import ConfigError
 from l2s_core.viewer.display import ct_window
 from l2s_core.viewer.scans import ScanCase, load_folder_models, method_counts
@@ -42,7 +43,7 @@ def study_explorer(
     if not models.runs:
         notes.append(f"{organ_dir}: no converged network yet, only the ground truth is shown")
     viewer = SliceViewer(
-        PreparedTask(organ_dir / "prepared"),
+        PreparedTask(organ_dir / PREPARED_DIR),
         sources=models.sources,
         organ_network=models.organ_network,
         device=device,

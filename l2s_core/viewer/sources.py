@@ -27,6 +27,7 @@ import numpy as np
 
 from l2s_core.boxes import Box
 from l2s_core.data.cache import PreparedCase, PreparedTask
+from l2s_core.data.prepared_layout import PREPARED_DIR
 from l2s_core.errors import InputDataError
 from l2s_core.evaluate import ConvergedRun, converged_runs, load_segmenter
 from l2s_core.infer import Localisation, Segmenter, gt_localised_predict, predict_volume, two_stage_predict
@@ -80,9 +81,8 @@ def saved_prediction_source(folder: str | Path) -> Callable[[PreparedCase], np.n
 def raw_ct_window(task: PreparedTask) -> tuple[float, float] | None:
     """:data:`~l2s_core.viewer.display.CT_SOFT_TISSUE` if the task holds raw CT intensities
     (normalisation ``none``), else ``None``."""
-    settings = task.settings
-    modality = str(settings.get("modality", {}).get(str(settings.get("channel", 0)), ""))
-    return ct_window(str(settings.get("normalisation")), modality)
+    preparation = task.preparation
+    return ct_window(preparation.settings.normalisation, preparation.channel_modality)
 
 
 @dataclass(frozen=True)
@@ -128,7 +128,7 @@ def load_study_models(
     if not runs:
         return StudyModels({}, None, {})
     if localisation is None:
-        localisation = Localisation.of_task(PreparedTask(Path(organ_dir) / "prepared").settings)
+        localisation = Localisation.of_settings(PreparedTask(Path(organ_dir) / PREPARED_DIR).preparation.settings)
     networks = {name: load_segmenter(run, device) for name, run in runs.items()}
     sources: dict[str, Callable[[PreparedCase], Any]] = {}
     baseline, localiser, organ = (networks.get(name) for name in NETWORKS)

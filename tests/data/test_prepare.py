@@ -26,7 +26,8 @@ import l2s_core.data.prepare as prepare_module
 from l2s_core.data.cache import PreparedTask
 from l2s_core.data.io import write_mask
 from l2s_core.data.msd import read_task
-from l2s_core.data.prepare import PEAK_FLOAT32_COPIES, PrepareSettings, lowres_shape, prepare_task, worker_count
+from l2s_core.data.prepare import PEAK_FLOAT32_COPIES, lowres_shape, prepare_task, worker_count
+from l2s_core.data.prepared_layout import PrepareSettings
 from l2s_core.errors import ConfigError, EmptyOrganError
 
 
@@ -37,7 +38,7 @@ def _prepare(task, out, **kw):
 def test_cache_layout_and_shapes(small_task, tmp_path):
     out = tmp_path / "prep"
     statuses = _prepare(small_task, out, workers=2)
-    assert set(statuses.values()) == {"prepared"}
+    assert {status.outcome for status in statuses.values()} == {"prepared"}
     task = PreparedTask(out)
     assert sum(len(v) for v in task.split.values()) == 5
     case = task.case("box_0")
@@ -46,7 +47,7 @@ def test_cache_layout_and_shapes(small_task, tmp_path):
     assert case.array("full", "label").dtype == np.uint8
     assert case.array("lowres", "image").shape == lowres_shape(full.shape) == (4, 10, 12)
     assert abs(float(full.mean())) < 1e-4 and abs(float(full.std()) - 1) < 1e-3  # zscore default
-    assert case.meta["foreground_share"] == pytest.approx(case.array("full", "label").mean())
+    assert case.meta.foreground_share == pytest.approx(case.array("full", "label").mean())
 
 
 def test_crop_box_holds_organ_with_margin(small_task, tmp_path):
@@ -75,7 +76,8 @@ def test_released_code_lowres_divisors_and_largest_component_crop_labels(make_ta
     task = PreparedTask(tmp_path / "released")
     case = task.case("cube_0")
     assert case.array("lowres", "image").shape == lowres_shape((12, 18, 16), (2, 3, 2)) == (6, 6, 8)
-    assert task.settings["lowres_divisors"] == [2, 3, 2] and task.settings["crop_label"] == "largest_component"
+    settings = task.preparation.settings
+    assert settings.lowres_divisors == (2, 3, 2) and settings.crop_label == "largest_component"
     crop_label = np.asarray(case.array("crop", "label"))
     assert crop_label.sum() == 6 * 8 * 8  # the second component is gone from the organ network's labels
     assert np.asarray(case.array("full", "label")).sum() == 6 * 8 * 8 + 2 * 3 * 2  # the full label keeps it
@@ -92,8 +94,8 @@ def test_tumour_merged_by_default_and_rule_is_a_parameter(small_task, tmp_path):
         if _prepare(small_task, tmp_path / "b", settings=PrepareSettings(organ_labels=(2,)))
         else None
     )
-    assert merged.case("box_0").meta["organ_voxels"] == 8 * 6 * 5
-    assert organ_only.case("box_0").meta["organ_voxels"] == 2 * 2 * 2
+    assert merged.case("box_0").meta.organ_voxels == 8 * 6 * 5
+    assert organ_only.case("box_0").meta.organ_voxels == 2 * 2 * 2
 
 
 @pytest.mark.slow
@@ -120,8 +122,7 @@ def test_killed_prepare_leaves_no_worker_and_a_rerun_redoes_only_the_partial_cas
     assert (out / "cases" / "box_0" / "full_image.npy").stat().st_mtime_ns == before
     task = PreparedTask(out)
     assert all(
-        task.case(f"box_{i}").array("crop", "label").sum() == task.case(f"box_{i}").meta["organ_voxels"]
-        for i in range(5)
+        task.case(f"box_{i}").array("crop", "label").sum() == task.case(f"box_{i}").meta.organ_voxels for i in range(5)
     )
 
 
@@ -172,7 +173,7 @@ def test_settings_change_refused(small_task, tmp_path):
 
 def test_ct_normalisation_uses_training_foreground(small_task, tmp_path):
     _prepare(small_task, tmp_path / "prep", settings=PrepareSettings(normalisation="ct"))
-    stats = PreparedTask(tmp_path / "prep").settings["ct_stats"]
+    stats = PreparedTask(tmp_path / "prep").preparation.ct_stats
     assert stats["low"] < stats["mean"] < stats["high"] and 200 < stats["mean"] < 400
 
 
@@ -188,7 +189,7 @@ def assert_every_case_complete_or_absent(out):
     for folder in (out / "cases").glob("*"):  # (none when preparation stopped before the first case)
         assert ".partial-" not in folder.name, folder.name
         case = task.case(folder.name)
-        assert case.array("crop", "label").sum() == case.meta["organ_voxels"] > 0
+        assert case.array("crop", "label").sum() == case.meta.organ_voxels > 0
 
 
 @pytest.mark.slow
@@ -260,7 +261,7 @@ def test_empty_organ_skipped_when_asked_and_recorded(small_task, tmp_path):
     with pytest.raises(EmptyOrganError, match="box_3"):
         _prepare(small_task, tmp_path / "strict")
     statuses = _prepare(small_task, tmp_path / "prep", skip_empty=True)
-    assert statuses["box_3"].startswith("excluded")
+    assert statuses["box_3"].outcome == "excluded"
     task = PreparedTask(tmp_path / "prep")
     assert "box_3" in task.excluded and all("box_3" not in ids for ids in task.split.values())
     assert "empty" in json.loads((tmp_path / "prep" / "excluded.json").read_text())["cases"]["box_3"]
@@ -279,10 +280,10 @@ def test_real_ct_one_case_task(real_ct, tmp_path, organ, value):
     _prepare(task_dir, out, settings=PrepareSettings(organ_labels=(value,)))
     case = PreparedTask(out).case("ct_0")
     full_label = np.asarray(case.array("full", "label"))
-    assert full_label.sum() == case.meta["organ_voxels"] > 0
+    assert full_label.sum() == case.meta.organ_voxels > 0
     assert case.array("crop", "label").sum() == full_label.sum()  # the crop holds every organ voxel
     assert case.array("lowres", "image").shape == (30 // 3, 101 // 2, 122 // 2)
-    write_mask(full_label, case.volume_meta, tmp_path / "back.nii.gz")
+    write_mask(full_label, case.meta.source, tmp_path / "back.nii.gz")
     source = np.asarray(nib.load(real_ct / "example_seg.nii.gz").dataobj)
     assert np.array_equal(np.asarray(nib.load(tmp_path / "back.nii.gz").dataobj), (source == value).astype(np.uint8))
 
@@ -314,7 +315,7 @@ def test_failed_write_leaves_no_case_that_looks_prepared(small_task, tmp_path, m
         _prepare(small_task, tmp_path / "prep")
     assert list((tmp_path / "prep" / "cases").iterdir()) == []  # no case folder, no staging left behind
     monkeypatch.setattr(prepare_module, "atomic_save_npy", real_save)
-    assert set(_prepare(small_task, tmp_path / "prep").values()) == {"prepared"}
+    assert {s.outcome for s in _prepare(small_task, tmp_path / "prep").values()} == {"prepared"}
 
 
 _PEAK_SCRIPT = """

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from msd_builder import REAL_CT, write_case, write_dataset_json
 
-from l2s_core.data.prepare import PrepareSettings, prepare_task
+from l2s_core.data.prepare import prepare_task
+from l2s_core.data.prepared_layout import PrepareSettings
 from l2s_core.deploy.export import export_model
 from l2s_core.evaluate import evaluate_organ
 from l2s_core.study.plan import StudyPaths

@@ -45,7 +45,7 @@ def test_smoke_study_runs_end_to_end_through_papermill(tmp_path, l2s_kernel):
     assert all(unit["state"] == "done" for unit in status["units"].values())
     paths = StudyPaths(tmp_path, "smoke")
     prostate = PreparedTask(paths.prepared_dir("prostate"))
-    shapes = [tuple(prostate.case(c).meta["original_shape"]) for ids in prostate.split.values() for c in ids]
+    shapes = [tuple(prostate.case(c).meta.original_shape) for ids in prostate.split.values() for c in ids]
     patch = load_study_params(SMOKE_PARAMS).train_config("prostate", "baseline", 0, Path("."), Path(".")).patch_size
     assert all(z < patch[0] and y > patch[1] and x > patch[2] for z, y, x in shapes)  # thinner than the patch, wider
     assert len(set(shapes)) > 1 and any(y % 2 or x % 2 for _, y, x in shapes)

@@ -33,10 +33,8 @@ def test_no_network_input_is_larger_than_the_patch_in_a_whole_study_step(organ, 
     monkeypatch.setattr(UNet3D, "forward", watched_forward)
     prepare_step(params, tmp_path, organ)
     task = PreparedTask(StudyPaths(tmp_path, "smoke").prepared_dir(organ))
-    full = [task.case(c).meta["original_shape"] for ids in task.split.values() for c in ids]
-    crops = [
-        [b[3] - b[0], b[4] - b[1], b[5] - b[2]] for b in (task.case(c).meta["crop_box"] for c in task.split["val"])
-    ]
+    full = [task.case(c).meta.original_shape for ids in task.split.values() for c in ids]
+    crops = [[b[3] - b[0], b[4] - b[1], b[5] - b[2]] for b in (task.case(c).meta.crop_box for c in task.split["val"])]
     assert any(side > p for shape in full + crops for side, p in zip(shape, patch))  # images exceed the patch
     for network in params.networks:
         assert train_step(params, tmp_path, organ, network, run=0)["epochs"] >= 1
