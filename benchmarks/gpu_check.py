@@ -1,6 +1,6 @@
 """Check the paper's training configuration on this machine's GPU.
 
-Runs the trainer's own optimisation step (:func:`l2s_core.train.train_step`) on the paper's
+Runs the trainer's own optimisation step (:func:`l2s_core.train.loop.train_step`) on the paper's
 setting: a 64×256×256 patch, one patch per GPU, bfloat16 autocast and the U-Net's paper
 width and depth (``UNet3D.PAPER_CONFIG``). Measures the step time, voxels per second, the
 achieved TFLOP/s (FLOPs of one step counted with ``torch.utils.flop_counter.FlopCounterMode``),
@@ -34,7 +34,7 @@ from l2s_core import distributed
 from l2s_core.files import atomic_write_json
 from l2s_core.losses import DiceCELoss
 from l2s_core.model import UNet3D
-from l2s_core.train import train_step
+from l2s_core.train.loop import train_step
 
 PATCH_SIZE = (64, 256, 256)
 BATCH_PER_GPU = 1

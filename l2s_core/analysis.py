@@ -34,7 +34,6 @@ from l2s_core.data.prepared_layout import PREP_FILE, PREPARED_DIR
 from l2s_core.errors import InputDataError
 from l2s_core.evaluation_tables import CASE_COLUMNS, RUN_COLUMNS
 from l2s_core.files import atomic_write_text, read_json
-from l2s_core.run_files import LOG_COLUMNS, LOG_FILE, finished_runs
 from l2s_core.stats import (
     DEFAULT_PAIRS,
     format_mean_sd,
@@ -44,6 +43,7 @@ from l2s_core.stats import (
     paired_wilcoxon,
     pairwise_tests,
 )
+from l2s_core.train.run_files import LOG_COLUMNS, LOG_FILE, finished_runs
 from l2s_core.vocabulary import METHODS, NETWORKS, PAPER_ORGANS, SPLITS
 
 __all__ = [

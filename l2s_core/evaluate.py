@@ -57,8 +57,8 @@ from l2s_core.infer import (
     two_stage_predict,
 )
 from l2s_core.metrics import case_metrics
-from l2s_core.run_files import BEST_FILE, CONFIG_FILE, finished_runs
-from l2s_core.train_config import TrainConfig
+from l2s_core.train.config import TrainConfig
+from l2s_core.train.run_files import BEST_FILE, CONFIG_FILE, finished_runs
 from l2s_core.vocabulary import SPLITS
 
 logger = logging.getLogger(__name__)
@@ -106,7 +106,7 @@ def converged_runs(organ_dir: Path, network: str) -> list[ConvergedRun]:
     """Converged runs of one network of an organ, in order of run index.
 
     A run counts when its folder ``<organ_dir>/<network>/run_<ii>`` holds a ``summary.json``
-    with ``converged`` true and a ``best.pt`` (:func:`l2s_core.run_files.finished_runs`).
+    with ``converged`` true and a ``best.pt`` (:func:`l2s_core.train.run_files.finished_runs`).
     """
     return [
         ConvergedRun(run.network, run.index, run.folder) for run in finished_runs(organ_dir, network) if run.converged

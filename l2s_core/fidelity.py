@@ -22,7 +22,7 @@ from typing import Any
 
 import pandas as pd
 
-from l2s_core.train_config import TrainConfig
+from l2s_core.train.config import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -131,7 +131,7 @@ CHOICES: tuple[Choice, ...] = (
 
 def _value(study_params: dict[str, Any], key: str, network: str = "baseline") -> Any:
     """A setting of a study snapshot, ``section.name``; for ``train`` the network's value (its
-    overrides applied, :class:`~l2s_core.train_config.TrainConfig`'s default where unset)."""
+    overrides applied, :class:`~l2s_core.train.config.TrainConfig`'s default where unset)."""
     section, _, name = key.partition(".")
     values = study_params.get(section) or {}
     if section == "train":

@@ -52,7 +52,7 @@ LEVEL_OF_NETWORK: dict[str, str] = {"baseline": "full", "localiser": "lowres", "
 NORMALISATIONS: tuple[str, ...] = ("zscore", "ct", "none")
 #: What localised prediction does when no organ box is found.
 FALLBACKS: tuple[str, ...] = ("whole_image", "empty")
-#: When a training run counts as converged (see :func:`l2s_core.train_config.is_converged`).
+#: When a training run counts as converged (see :func:`l2s_core.train.config.is_converged`).
 CONVERGENCE_RULES: tuple[str, ...] = ("best_over_run", "after_patience_epochs")
 #: Network architectures: the paper's text (a U-Net with skip connections) or its released code (none).
 ARCHITECTURES: tuple[str, ...] = ("unet", "released_code")

@@ -1,5 +1,5 @@
 """Evaluation of an organ folder end to end: a tiny prepared task, runs trained for one epoch
-by :func:`l2s_core.train.train_run`, and the evaluation CSVs checked against predictions
+by :func:`l2s_core.train.launch.train_run`, and the evaluation CSVs checked against predictions
 made directly with :mod:`l2s_core.infer`."""
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from l2s_core.evaluate import converged_runs, evaluate_organ
 from l2s_core.evaluation_tables import CASE_COLUMNS, RUN_COLUMNS, pooled_rows
 from l2s_core.infer import Localisation, Segmenter, predict_volume, two_stage_predict
 from l2s_core.metrics import case_metrics
-from l2s_core.train import train_run
-from l2s_core.train_config import TrainConfig
+from l2s_core.train.config import TrainConfig
+from l2s_core.train.launch import train_run
 
 SHAPE = (12, 16, 16)
 #: One cuboid organ per case, in (z, y, x) voxel indices.

@@ -8,8 +8,8 @@ import pytest
 #: Modules below the networks: vocabulary, file contracts, parameters, plans, tables, plots, the CLI.
 TORCH_FREE = [
     "l2s_core.vocabulary",
-    "l2s_core.run_files",
-    "l2s_core.train_config",
+    "l2s_core.train.run_files",
+    "l2s_core.train.config",
     "l2s_core.evaluation_tables",
     "l2s_core.fidelity",
     "l2s_core.stats",
@@ -31,7 +31,8 @@ def test_module_loads_no_torch(module):
     code = (
         f"import sys\nimport {module}\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'monai')"
-        " or m in ('l2s_core.train', 'l2s_core.evaluate', 'l2s_core.infer', 'l2s_core.model')))"
+        " or m in ('l2s_core.train.loop', 'l2s_core.train.launch', 'l2s_core.evaluate', 'l2s_core.infer',"
+        " 'l2s_core.model')))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]", result.stdout

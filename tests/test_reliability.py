@@ -44,19 +44,19 @@ from process_tools import (
 )
 
 from l2s_core import evaluation_tables
-from l2s_core import train as train_module
 from l2s_core.checkpoint import load_model, load_resume_state
 from l2s_core.data.cache import PreparedTask
 from l2s_core.errors import CheckpointError, ConfigError
 from l2s_core.evaluate import evaluate_organ
 from l2s_core.evaluation_tables import CASE_COLUMNS, RUN_COLUMNS
 from l2s_core.files import atomic_open, atomic_write_json, read_json
-from l2s_core.run_files import finished_summary, read_log
 from l2s_core.study import runner
 from l2s_core.study.params import load_study_params
 from l2s_core.study.plan import Step, StudyPaths, StudyPlan
-from l2s_core.train import train_run
-from l2s_core.train_config import TrainConfig
+from l2s_core.train import loop as train_loop
+from l2s_core.train.config import TrainConfig
+from l2s_core.train.launch import train_run
+from l2s_core.train.run_files import finished_summary, read_log
 
 PROJECT = Path(__file__).resolve().parents[1]
 SHAPE = (16, 32, 32)
@@ -205,9 +205,7 @@ def test_full_disk_at_the_summary_loses_no_epoch_and_leaves_the_run_unfinished(
     step = Step("train", ORGAN, "localiser", run=0)
     run_dir = paths.run_dir(ORGAN, "localiser", 0)
     config = small_config(phantom, run_dir)
-    monkeypatch.setattr(
-        train_module, "atomic_write_json", disk_full_for("summary.json", train_module.atomic_write_json)
-    )
+    monkeypatch.setattr(train_loop, "atomic_write_json", disk_full_for("summary.json", train_loop.atomic_write_json))
     with pytest.raises(OSError) as failure:
         train_run(config, progress=False)
     assert failure.value.errno == errno.ENOSPC

@@ -21,7 +21,7 @@ from l2s_core.errors import ConfigError, InputDataError
 from l2s_core.files import atomic_write_json
 from l2s_core.infer import Localisation, Segmenter, TwoStageResult
 from l2s_core.model import UNet3D
-from l2s_core.train_config import TrainConfig
+from l2s_core.train.config import TrainConfig
 from l2s_core.viewer import (
     CT_SOFT_TISSUE,
     LegendEntry,

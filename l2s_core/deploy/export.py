@@ -32,7 +32,7 @@ from l2s_core.deploy.model_folder import CARD_FILE, README_FILE, ModelCard, Netw
 from l2s_core.errors import ConfigError, InputDataError
 from l2s_core.evaluate import ConvergedRun, converged_runs
 from l2s_core.files import atomic_open, atomic_write_text, read_json
-from l2s_core.run_files import BEST_FILE, SUMMARY_FILE
+from l2s_core.train.run_files import BEST_FILE, SUMMARY_FILE
 from l2s_core.vocabulary import SPLITS
 
 __all__ = ["export_model", "model_card_readme"]

@@ -25,7 +25,7 @@ Layout of a parameter file (every key but ``data`` is optional)::
     evaluate: {splits: [val, test], fallback: whole_image, surface_tolerance_mm: 2.0}
     slurm: {partition: gpu, timeout_min: 2880, cpus_per_task: 8, mem_gb: 64}
 
-The keys of ``train`` are the fields of :class:`~l2s_core.train_config.TrainConfig` except those the
+The keys of ``train`` are the fields of :class:`~l2s_core.train.config.TrainConfig` except those the
 study sets for each run (:data:`STUDY_SET_TRAIN_FIELDS`: the run's folders, its network, its
 seed = run index, and its world size = ``gpus_per_run`` on GPUs).
 
@@ -71,7 +71,7 @@ from l2s_core.data.prepared_layout import CROP_MARGIN, LOWRES_DIVISORS, PrepareS
 from l2s_core.errors import ConfigError, FormatVersionError, InputDataError
 from l2s_core.files import read_json
 from l2s_core.records import Checker, plain
-from l2s_core.train_config import TrainConfig
+from l2s_core.train.config import TrainConfig
 from l2s_core.vocabulary import (
     BOX_MAPPINGS,
     CROP_LABELS,
@@ -180,7 +180,7 @@ class TrainOptions:
     """Training settings shared by the runs of a study, with per-network and per-organ overrides.
 
     Attributes:
-        settings: :class:`~l2s_core.train_config.TrainConfig` field → value (others keep the
+        settings: :class:`~l2s_core.train.config.TrainConfig` field → value (others keep the
             TrainConfig default).
         per_network: network → fields replacing ``settings`` for that network.
         per_organ: organ → fields replacing both for that organ's networks.
@@ -354,7 +354,7 @@ class StudyParams:
     def train_config(
         self, organ: str, network: str, run: int, prepared_dir: Path, run_dir: Path, world_size: int = 1
     ) -> TrainConfig:
-        """The :class:`~l2s_core.train_config.TrainConfig` of one run (seed = run index).
+        """The :class:`~l2s_core.train.config.TrainConfig` of one run (seed = run index).
 
         Args:
             organ: organ of the run.

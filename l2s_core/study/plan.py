@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from l2s_core.data.prepared_layout import PREP_FILE, PREPARED_DIR, SPLIT_FILE
 from l2s_core.errors import FormatVersionError, InputDataError
 from l2s_core.files import read_json
-from l2s_core.run_files import SUMMARY_FILE, finished_summary
+from l2s_core.train.run_files import SUMMARY_FILE, finished_summary
 
 if TYPE_CHECKING:
     from l2s_core.study.params import StudyParams

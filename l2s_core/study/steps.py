@@ -151,7 +151,7 @@ def train_step(
 ) -> dict[str, Any]:
     """Train (or continue, or return) one run of a network on an organ.
 
-    The run's :class:`~l2s_core.train.TrainConfig` comes from the parameters' ``train``
+    The run's :class:`~l2s_core.train.config.TrainConfig` comes from the parameters' ``train``
     options (with the network's overrides), seed = ``run``, world size ``gpus_per_run`` on
     GPUs; the run folder is ``runs/<study>/<organ>/<network>/run_<run>``.
 
@@ -164,9 +164,9 @@ def train_step(
         gpus: the slot's GPU ids (see :func:`use_gpus`).
 
     Returns:
-        The run's summary (see :func:`l2s_core.train.train_run`).
+        The run's summary (see :func:`l2s_core.train.launch.train_run`).
     """
-    from l2s_core.train import train_run
+    from l2s_core.train.launch import train_run
 
     use_gpus(gpus)
     paths = StudyPaths(Path(root), params.study)
@@ -183,7 +183,7 @@ def train_step(
 
 def run_log(params: StudyParams, root: str | Path, organ: str, network: str, run: int) -> pd.DataFrame:
     """The per-epoch log of a run (``epoch``, ``wall_seconds``, ``train_loss``, ``train_dice``, ``val_dice``)."""
-    from l2s_core.run_files import read_log
+    from l2s_core.train.run_files import read_log
 
     return pd.DataFrame(read_log(StudyPaths(Path(root), params.study).run_dir(organ, network, run)))
 

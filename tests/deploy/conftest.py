@@ -13,8 +13,8 @@ from l2s_core.data.prepared_layout import PrepareSettings
 from l2s_core.deploy.export import export_model
 from l2s_core.evaluate import evaluate_organ
 from l2s_core.study.plan import StudyPaths
-from l2s_core.train import train_run
-from l2s_core.train_config import TrainConfig
+from l2s_core.train.config import TrainConfig
+from l2s_core.train.launch import train_run
 
 SHAPE = (12, 32, 32)
 #: Runs per network: two converged pairs and one baseline, so that --runs all averages something.

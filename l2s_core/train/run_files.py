@@ -3,7 +3,7 @@
 =================  =========================================================================
 file               content
 =================  =========================================================================
-``config.json``    the run's :class:`~l2s_core.train_config.TrainConfig`, written at the start
+``config.json``    the run's :class:`~l2s_core.train.config.TrainConfig`, written at the start
 ``log.csv``        one row per completed epoch (:data:`LOG_COLUMNS`)
 ``best.pt``        the best weights so far (state dict and plain metadata)
 ``best.next.pt``   new best weights while an epoch is being committed

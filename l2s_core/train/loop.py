@@ -21,34 +21,24 @@ written atomically. A run started again on its folder continues after its last c
 epoch and ends with the weights of an uninterrupted run (bitwise on the CPU); a finished run
 is not trained again.
 
-The same code runs in one process (CPU or one GPU) or in several data-parallel processes
-(:mod:`l2s_core.distributed`): ``torchrun --nproc-per-node 2 -m l2s_core.train CONFIG.json``,
-or :func:`train_run_parallel` from Python.
-
-Example:
-    >>> config = TrainConfig(prepared_dir="prepared/spleen", run_dir="runs/spleen/organ/run_00",
-    ...                      network="organ", seed=0)  # doctest: +SKIP
-    >>> summary = train_run(config)  # doctest: +SKIP
+:func:`train_in_context` runs the protocol in one process: alone, or as one of several
+data-parallel processes (:mod:`l2s_core.distributed`), which :mod:`l2s_core.train.launch` starts.
 """
 
 from __future__ import annotations
 
 __all__ = [
-    "main",
-    "train_run",
-    "train_run_parallel",
+    "check_run_dir",
+    "train_in_context",
     "train_step",
     "training_dataset",
     "validation_dice",
 ]
 
-import argparse
 import contextlib
 import dataclasses
-import json
 import math
 import os
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -71,13 +61,15 @@ from l2s_core.checkpoint import (
 )
 from l2s_core.data.cache import PreparedTask
 from l2s_core.distributed import ProcessContext
-from l2s_core.errors import ConfigError, InputDataError, L2SError
+from l2s_core.errors import ConfigError, InputDataError
 from l2s_core.files import atomic_write_json, read_json
 from l2s_core.infer import Segmenter, predict_volume
 from l2s_core.losses import DiceCELoss, hard_dice_counts
 from l2s_core.metrics import confusion_counts, dice_from_counts
 from l2s_core.model import build_network
-from l2s_core.run_files import (
+from l2s_core.sampling import PatchDataset, pad_collate
+from l2s_core.train.config import TrainConfig, is_converged
+from l2s_core.train.run_files import (
     BEST_FILE,
     CONFIG_FILE,
     LOG_FILE,
@@ -87,8 +79,6 @@ from l2s_core.run_files import (
     finished_summary,
     write_log,
 )
-from l2s_core.sampling import PatchDataset, pad_collate
-from l2s_core.train_config import TrainConfig, is_converged
 from l2s_core.vocabulary import LEVEL_OF_NETWORK
 
 #: Settings that may change when a run is resumed elsewhere (they do not define the run).
@@ -314,7 +304,7 @@ def _settle_files(run_dir: Path, state: ResumeState | None) -> None:
         write_log(run_dir, state.log_rows)
 
 
-def _check_run_dir(config: TrainConfig) -> None:
+def check_run_dir(config: TrainConfig) -> None:
     """Create the run folder; refuse one whose ``config.json`` defines a different run with progress."""
     run_dir = Path(config.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -362,11 +352,12 @@ def _fresh_state() -> ResumeState:
     )
 
 
-def _train_in_context(config: TrainConfig, context: ProcessContext, progress: bool) -> dict[str, Any]:
-    """The protocol in one process of ``context``; returns the summary (read back from disk)."""
+def train_in_context(config: TrainConfig, context: ProcessContext, progress: bool) -> dict[str, Any]:
+    """The protocol in one process of ``context`` (every process of a launch runs it); returns the
+    summary read back from disk (see :func:`l2s_core.train.launch.train_run`)."""
     run_dir = Path(config.run_dir)
     if context.is_main:
-        _check_run_dir(config)
+        check_run_dir(config)
     distributed.barrier(context)
     finished = finished_summary(run_dir)
     if finished is not None:
@@ -477,103 +468,3 @@ def _run_epochs(
     finally:
         bar.close()
     return False, "patience" if state.epochs_since_improvement >= config.patience else "max_epochs"
-
-
-def _spawned_worker(rank: int, world_size: int, init_method: str, config: TrainConfig, progress: bool) -> None:
-    context = distributed.join_process_group(config.device, rank, world_size, local_rank=rank, init_method=init_method)
-    try:
-        _train_in_context(config, context, progress)
-    finally:
-        distributed.leave_process_group(context)
-
-
-def train_run_parallel(config: TrainConfig, world_size: int | None = None, progress: bool = True) -> dict[str, Any]:
-    """Train one run in ``world_size`` data-parallel processes spawned from this one.
-
-    Usable from a notebook: the processes meet on a free localhost port and this process
-    waits for them. With GPUs each process uses one (NCCL); on the CPU the processes use gloo.
-
-    Args:
-        config: the run's settings (its ``world_size`` is replaced by the one used).
-        world_size: processes; default ``min(2, visible GPUs)`` on GPUs (the paper's two),
-            ``config.world_size`` on the CPU.
-        progress: show a progress bar over epochs.
-
-    Returns:
-        The run's summary (see :func:`train_run`).
-
-    Raises:
-        ConfigError: more processes than visible GPUs, or as :func:`train_run`.
-    """
-    on_gpus = distributed.resolve_device(config.device).type == "cuda"
-    if world_size is None:
-        world_size = distributed.default_world_size(config.device) if on_gpus else config.world_size
-    if on_gpus and world_size > torch.cuda.device_count():
-        raise ConfigError(
-            "world_size", f"{world_size} processes need as many GPUs, {torch.cuda.device_count()} visible"
-        )
-    config = dataclasses.replace(config, world_size=world_size)
-    _check_run_dir(config)
-    finished = finished_summary(config.run_dir)
-    if finished is not None:
-        return finished
-    distributed.spawn(_spawned_worker, world_size, config, progress)
-    return read_json(Path(config.run_dir) / SUMMARY_FILE)
-
-
-def train_run(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
-    """Train one network by the paper's protocol, or continue or return an existing run.
-
-    In a process started by ``torchrun`` this process joins the launch's process group;
-    otherwise ``config.world_size > 1`` spawns that many processes
-    (:func:`train_run_parallel`) and 1 trains here.
-
-    Args:
-        config: the run's settings.
-        progress: show a progress bar over epochs.
-
-    Returns:
-        The content of ``summary.json``: ``converged``, ``diverged`` (a non-finite loss or
-        gradient stopped the run), ``best_epoch``, ``best_val_dice`` (``None`` when no epoch
-        completed), ``total_seconds`` (sum of the epochs' wall-clock seconds, across
-        interruptions), ``epochs``, ``stop_reason``, ``network``, ``seed``, ``config``.
-
-    Raises:
-        ConfigError: the run folder holds a run with different settings, or the task has no
-            validation cases.
-        CheckpointError: the resume state is unreadable.
-    """
-    if distributed.launched_by_torchrun():
-        config = dataclasses.replace(config, world_size=int(os.environ["WORLD_SIZE"]))
-        context = distributed.context_from_env(config.device)
-        try:
-            return _train_in_context(config, context, progress)
-        finally:
-            distributed.leave_process_group(context)
-    if config.world_size > 1:
-        return train_run_parallel(config, config.world_size, progress)
-    return _train_in_context(config, distributed.single_process(config.device), progress)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m l2s_core.train CONFIG.json`` (also under ``torchrun``): train one run.
-
-    Prints the summary as one JSON line (rank 0) and returns 0, or prints the error and
-    returns 2.
-    """
-    parser = argparse.ArgumentParser(prog="python -m l2s_core.train", description="Train one l2s network run.")
-    parser.add_argument("config", type=Path, help="training config JSON (fields of TrainConfig)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    args = parser.parse_args(argv)
-    try:
-        summary = train_run(TrainConfig.load(args.config), progress=not args.no_progress)
-    except L2SError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if int(os.environ.get("RANK", "0")) == 0:
-        print(json.dumps(summary))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,8 +1,8 @@
 """Settings of one training run (``config.json``) and the convergence rule; no torch.
 
 :class:`TrainConfig` is what a study file's ``train`` section fills in for each run, what
-:mod:`l2s_core.train` trains by, and what evaluation reads back to predict with a run's network
-through the window it trained with.
+:mod:`l2s_core.train.loop` trains by, and what evaluation reads back to predict with a run's
+network through the window it trained with.
 """
 
 from __future__ import annotations
@@ -58,7 +58,8 @@ class TrainConfig:
         num_workers: DataLoader worker processes per training process.
         device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
         amp: bfloat16 autocast (CUDA only; no effect on the CPU).
-        world_size: data-parallel processes :func:`train_run` starts (``torchrun`` sets its own).
+        world_size: data-parallel processes :func:`~l2s_core.train.launch.train_run` starts
+            (``torchrun`` sets its own).
         deterministic: on the CPU, deterministic algorithms (bitwise reproducible runs); on
             GPUs, cuDNN's deterministic convolutions without autotuning (closer, not bitwise,
             reproducibility, at some speed cost; ``False`` lets cuDNN pick the fastest).

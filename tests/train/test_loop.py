@@ -1,5 +1,6 @@
-"""The training protocol: configuration, convergence rules, learning a phantom, resuming after
-a kill, divergence handling and repeated runs.
+"""The training protocol (:mod:`l2s_core.train.loop`): learning a phantom, the run folder,
+resuming after a kill, divergence handling, patches clipped to small images and the released
+code's network.
 
 Tiny volumes (16, 32, 32) and U-Nets of 4 base channels and depth 2 keep every run to seconds on
 the CPU; step budgets are fixed (patches per epoch, epochs), never timed.
@@ -19,18 +20,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from process_tools import assert_output_is_one_error_line
 
-from l2s_core import train as train_module
 from l2s_core.checkpoint import load_model, read_checkpoint_metadata
 from l2s_core.data.cache import PreparedTask
 from l2s_core.errors import ConfigError
 from l2s_core.files import atomic_write_json
 from l2s_core.losses import DiceCELoss
 from l2s_core.model import UNet3D
-from l2s_core.run_files import read_log
-from l2s_core.train import main, train_run
-from l2s_core.train_config import TrainConfig
+from l2s_core.train import loop as train_loop
+from l2s_core.train.config import TrainConfig
+from l2s_core.train.launch import train_run
+from l2s_core.train.run_files import read_log
 
 SHAPE = (16, 32, 32)
 #: One cuboid organ per case (z0, y0, x0, z1, y1, x1), placed differently in each case.
@@ -207,7 +207,7 @@ def test_nan_loss_in_a_later_epoch_keeps_the_best_checkpoint(
             loss = super().forward(logits, target)
             return loss if LossTurningNaN.calls <= 2 else loss * float("nan")
 
-    monkeypatch.setattr(train_module, "DiceCELoss", LossTurningNaN)
+    monkeypatch.setattr(train_loop, "DiceCELoss", LossTurningNaN)
     run_dir = tmp_path / "run"
     summary = train_run(
         tiny_config(phantom, run_dir, network="localiser", convergence_threshold=0.0, samples_per_epoch=None),
@@ -220,15 +220,7 @@ def test_nan_loss_in_a_later_epoch_keeps_the_best_checkpoint(
     assert not (run_dir / "resume.pt").exists()
 
 
-# --- repeated runs and the command line --------------------------------------------------------
-
-
-def test_command_line_reports_a_bad_config(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    path = tmp_path / "config.json"
-    path.write_text(json.dumps({"prepared_dir": "p", "run_dir": "r", "network": "organ", "epochs": 3}))
-    assert main([str(path)]) == 2
-    captured = capsys.readouterr()
-    assert_output_is_one_error_line(captured.out, captured.err, "error: ", "config.json epochs: unknown key")
+# --- patches and networks ----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("network", ["baseline", "localiser", "organ"])

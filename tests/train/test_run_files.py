@@ -1,7 +1,7 @@
 """The run folder's files: the log, the summary and the discovery of finished runs."""
 
 from l2s_core.files import atomic_write_json
-from l2s_core.run_files import LOG_COLUMNS, finished_runs, finished_summary, read_log, write_log
+from l2s_core.train.run_files import LOG_COLUMNS, finished_runs, finished_summary, read_log, write_log
 
 
 def test_log_round_trip(tmp_path):

@@ -7,7 +7,7 @@ import pytest
 
 from l2s_core.errors import ConfigError
 from l2s_core.files import atomic_write_json
-from l2s_core.train_config import TrainConfig, is_converged
+from l2s_core.train.config import TrainConfig, is_converged
 
 
 def test_every_network_trains_on_patches_and_null_means_one_per_image() -> None:
