@@ -16,7 +16,7 @@ from msd_builder import REAL_CT, require_real_ct_in_ci, write_case, write_datase
 from l2s_core.boxes import Box
 from l2s_core.data.cache import PreparedTask
 from l2s_core.data.prepare import prepare_task
-from l2s_core.study.runner import KERNEL_NAME
+from l2s_core.study.execute import KERNEL_NAME
 
 
 def pytest_configure(config: pytest.Config) -> None:

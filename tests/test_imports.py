@@ -19,6 +19,8 @@ TORCH_FREE = [
     "l2s_core.plots",
     "l2s_core.study.params",
     "l2s_core.study.plan",
+    "l2s_core.study.records",
+    "l2s_core.study.execute",
     "l2s_core.study.runner",
     "l2s_core.study.report",
     "l2s_core.data.prepare",

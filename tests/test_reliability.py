@@ -43,7 +43,7 @@ from process_tools import (
     wait_until,
 )
 
-from l2s_core import evaluation_tables
+from l2s_core import evaluation_tables, records
 from l2s_core.checkpoint import load_model, load_resume_state
 from l2s_core.data.cache import PreparedTask
 from l2s_core.errors import CheckpointError, ConfigError
@@ -270,7 +270,7 @@ def test_full_disk_for_the_step_records_fails_the_step_instead_of_hanging_the_ru
         atomic_write_json(path, obj)
 
     monkeypatch.setattr(papermill, "execute_notebook", notebook_on_full_disk)
-    monkeypatch.setattr(runner, "atomic_write_json", write_unless_step_record)
+    monkeypatch.setattr(records, "atomic_write_json", write_unless_step_record)  # Record.write: the step records
     result: dict[str, Any] = {}
     study = threading.Thread(
         target=lambda: result.update(runner.run_study(params_path, root=paths.root, progress=False)), daemon=True

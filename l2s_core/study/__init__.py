@@ -5,7 +5,9 @@ load torch):
 
 * :mod:`~l2s_core.study.params`: ``papermill_params/<study>.yaml`` → validated :class:`StudyParams`;
 * :mod:`~l2s_core.study.plan`: the study's steps, folders and dependencies;
-* :mod:`~l2s_core.study.runner`: :func:`run_study` (``l2s run``);
+* :mod:`~l2s_core.study.records`: a step's record (:class:`StepRecord`) and the study lock;
+* :mod:`~l2s_core.study.execute`: one step: its notebook through Papermill (or the report), its record;
+* :mod:`~l2s_core.study.runner`: :func:`run_study` (``l2s run``): which step runs when, and where;
 * :mod:`~l2s_core.study.steps`: what the prepare, train and evaluate notebooks do;
 * :mod:`~l2s_core.study.report`: :func:`render_report` (``l2s report``).
 """

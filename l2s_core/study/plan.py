@@ -13,13 +13,14 @@ A study is a set of units with dependencies:
 * ``report``: needs the analysis.
 
 Each execution is a :class:`Step`. A step is done when its record in
-``runs/<study>/steps/<step id>.json`` says so (written atomically after the step finished),
+``runs/<study>/steps/<step id>.json`` (a :class:`~l2s_core.study.records.StepRecord`, written
+atomically after the step finished) says so,
 its outputs exist and the record's ``inputs`` are still the step's inputs (for evaluation,
 analysis and report: the number of runs of each training chain and the evaluation options,
 so that raising ``runs`` redoes them); anything else is done again. :class:`StudyPlan` keeps the state of
 every unit while a study runs and answers which steps are ready; it executes nothing (see
-:mod:`l2s_core.study.runner`). This module imports no heavy library, so that notebooks can
-use :class:`StudyPaths` cheaply.
+:mod:`l2s_core.study.runner` and :mod:`l2s_core.study.execute`). This module imports no heavy
+library, so that notebooks can use :class:`StudyPaths` cheaply.
 """
 
 from __future__ import annotations
@@ -32,13 +33,14 @@ from typing import TYPE_CHECKING, Any
 
 from l2s_core.data.prepared_layout import PREP_FILE, PREPARED_DIR, SPLIT_FILE
 from l2s_core.errors import FormatVersionError, InputDataError
-from l2s_core.files import read_json
+from l2s_core.study.records import DONE, FAILED, StepRecord
 from l2s_core.train.run_files import SUMMARY_FILE, finished_summary
 
 if TYPE_CHECKING:
     from l2s_core.study.params import StudyParams
 
-PENDING, RUNNING, DONE, FAILED, BLOCKED = "pending", "running", "done", "failed", "blocked"
+#: States of a unit: those of its steps' records (``DONE``, ``FAILED``) and three more.
+PENDING, RUNNING, BLOCKED = "pending", "running", "blocked"
 #: Steps executed as notebooks ``l2s_core/notebooks/<kind>.ipynb``; ``report`` is rendered in Python.
 NOTEBOOK_KINDS = ("prepare", "train", "evaluate", "analysis")
 
@@ -176,10 +178,11 @@ class StudyPaths:
             return [self.executed_notebook(step)]
         return [self.report_path]
 
-    def read_record(self, step: Step) -> dict[str, Any] | None:
-        """The step's record, or ``None`` when there is none or it is unreadable."""
+    def read_record(self, step: Step) -> StepRecord | None:
+        """The step's record, or ``None`` when there is none or it is unreadable (then the step
+        is done again)."""
         try:
-            return read_json(self.step_record(step))
+            return StepRecord.read(self.step_record(step))
         except (InputDataError, FormatVersionError):
             return None
 
@@ -188,8 +191,8 @@ class StudyPaths:
         record = self.read_record(step)
         return (
             record is not None
-            and record.get("state") == DONE
-            and record.get("inputs") == inputs
+            and record.done
+            and record.inputs == inputs
             and all(p.exists() for p in self.outputs(step))
         )
 

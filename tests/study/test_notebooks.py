@@ -11,9 +11,10 @@ import papermill
 import pytest
 
 from l2s_core.data.cache import PreparedTask
+from l2s_core.study.execute import KERNEL_NAME, NOTEBOOKS_DIR, step_request
 from l2s_core.study.params import load_study_params
 from l2s_core.study.plan import Step, StudyPaths
-from l2s_core.study.runner import KERNEL_NAME, NOTEBOOKS_DIR, _request, run_study
+from l2s_core.study.runner import run_study
 
 SMOKE_PARAMS = Path(__file__).resolve().parents[2] / "papermill_params" / "smoke.yaml"
 STEP_OF_NOTEBOOK = {
@@ -33,7 +34,9 @@ def test_study_notebooks_are_clean_and_take_the_runner_parameters(name):
     code_cells = [cell for cell in notebook.cells if cell.cell_type == "code"]
     assert all(cell.outputs == [] and cell.execution_count is None for cell in code_cells)
     assert code_cells[0].metadata.get("tags") == ["parameters"]
-    request = _request(STEP_OF_NOTEBOOK[name], StudyPaths(Path("/root"), "smoke"), NOTEBOOKS_DIR, gpus="0", inputs={})
+    request = step_request(
+        STEP_OF_NOTEBOOK[name], StudyPaths(Path("/root"), "smoke"), NOTEBOOKS_DIR, gpus="0", inputs={}
+    )
     assert set(request.parameters) <= set(papermill.inspect_notebook(str(path)))
 
 

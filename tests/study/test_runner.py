@@ -12,9 +12,10 @@ from nbformat.v4 import new_code_cell, new_notebook
 from process_tools import descendants, environment, kill_and_reap, state, wait_gone, wait_until
 
 from l2s_core.errors import ConfigError, StudyLockedError
-from l2s_core.study import runner
+from l2s_core.study import execute
 from l2s_core.study.plan import Step, StudyPaths
-from l2s_core.study.runner import gpu_slots, run_study, study_lock
+from l2s_core.study.records import study_lock
+from l2s_core.study.runner import gpu_slots, run_study
 
 # Test notebooks: each appends "start <step id>" and "end <step id>" to <root>/executions.log,
 # hangs when <root>/hang-<step id with - for /> exists (its pid in pid-<...>; first preparing the MSD task
@@ -189,8 +190,8 @@ def test_failure_is_recorded_and_independent_steps_continue(study):
     paths = StudyPaths(root, "tiny")
     failed = Step("train", "spleen", "organ", run=0)
     record = paths.read_record(failed)
-    assert record["state"] == "failed" and record["error"] == "RuntimeError: injected failure"
-    assert "injected failure" in Path(record["notebook"]).read_text()  # the failing notebook is kept
+    assert record.state == "failed" and record.error == "RuntimeError: injected failure"
+    assert "injected failure" in Path(record.notebook).read_text()  # the failing notebook is kept
 
     (root / "fail-train-spleen-organ-run_00").unlink()
     status = run_study(params_path, root=root, notebooks_dir=notebooks, progress=False)
@@ -253,7 +254,7 @@ def test_second_runner_is_refused_by_the_lock(study):
 
 def test_missing_kernel_is_reported(study, monkeypatch):
     params_path, root, notebooks = study
-    monkeypatch.setattr(runner, "KERNEL_NAME", "l2s-not-installed")
+    monkeypatch.setattr(execute, "KERNEL_NAME", "l2s-not-installed")
     with pytest.raises(
         ConfigError,
         match="Jupyter kernel 'l2s-not-installed': not installed; install it into this "
@@ -281,7 +282,7 @@ def test_submitit_executor_runs_the_steps_as_jobs(tmp_path, l2s_kernel):
     ends = [step_id for event, step_id in events(root) if event == "end"]
     assert ends == ["prepare/liver", "train/liver/organ/run_00", "evaluate/liver/test"]
     record = StudyPaths(root, "tiny").read_record(Step("train", "liver", "organ", run=0))
-    assert record["state"] == "done"
+    assert record.state == "done"
     assert len(list((root / "runs" / "tiny" / "submitit").glob("*/*_result.pkl"))) == 3  # one job per step
 
 
@@ -334,4 +335,4 @@ def test_an_installed_wheel_carries_the_study_notebooks(tmp_path):
     assert {
         f"l2s_core/notebooks/{kind}.ipynb" for kind in ("prepare", "train", "evaluate", "analysis", "explore")
     } <= names
-    assert runner.NOTEBOOKS_DIR == project / "l2s_core" / "notebooks"
+    assert execute.NOTEBOOKS_DIR == project / "l2s_core" / "notebooks"

@@ -1,0 +1,96 @@
+"""Executing one step: its request, its notebook (Papermill replaced here) and its record."""
+
+from pathlib import Path
+
+import papermill
+import pytest
+
+from l2s_core.errors import ConfigError
+from l2s_core.study import execute
+from l2s_core.study.execute import (
+    NOTEBOOKS_DIR,
+    check_kernel,
+    check_notebooks,
+    error_line,
+    execute_step,
+    step_request,
+)
+from l2s_core.study.plan import Step, StudyPaths
+
+PREPARE = Step("prepare", "spleen")
+
+
+def test_requests_of_each_kind_of_step():
+    paths = StudyPaths(Path("/root"), "quick")
+    train = step_request(Step("train", "spleen", "organ", run=1), paths, NOTEBOOKS_DIR, "0,1", {})
+    assert train.notebook == NOTEBOOKS_DIR / "train.ipynb"
+    assert train.parameters == {
+        "params_path": "/root/runs/quick/study_params.json",
+        "root": "/root",
+        "organ": "spleen",
+        "network": "organ",
+        "run": 1,
+        "gpus": "0,1",
+    }
+    assert "gpus" not in step_request(PREPARE, paths, NOTEBOOKS_DIR, "0", {}).parameters
+    analysis = step_request(Step("analysis"), paths, NOTEBOOKS_DIR, None, {"runs": {}})
+    assert analysis.parameters == {"study_dir": "/root/runs/quick"} and analysis.inputs == {"runs": {}}
+    report = step_request(Step("report"), paths, NOTEBOOKS_DIR, None, {})
+    assert report.notebook is None and report.parameters == {}
+
+
+def test_missing_kernel_and_notebooks_are_named(tmp_path, monkeypatch):
+    check_notebooks(NOTEBOOKS_DIR)
+    with pytest.raises(ConfigError, match="prepare.ipynb: study notebook not found"):
+        check_notebooks(tmp_path)
+    monkeypatch.setattr(execute, "KERNEL_NAME", "l2s-not-installed")
+    with pytest.raises(ConfigError, match="Jupyter kernel 'l2s-not-installed': not installed"):
+        check_kernel()
+
+
+def test_error_line_is_the_last_line_of_the_error():
+    assert error_line(ValueError("first\nlast\n\n")) == "ValueError: last"
+    assert error_line(KeyboardInterrupt()) == "KeyboardInterrupt"
+    failed_cell = papermill.PapermillExecutionError(3, 3, "raise", "RuntimeError", "deep\ninjected failure", [])
+    assert error_line(failed_cell) == "RuntimeError: injected failure"
+
+
+@pytest.mark.parametrize("outcome", ["done", "raises", "no-outputs"])
+def test_a_step_ends_with_its_record(tmp_path, monkeypatch, outcome):
+    paths = StudyPaths(tmp_path, "tiny")
+    calls = []
+
+    def fake_notebook(source, output, **kwargs):
+        calls.append((source, output, kwargs))
+        Path(output).write_text("{}")
+        if outcome == "raises":
+            raise RuntimeError("injected failure")
+        if outcome == "done":
+            for path in paths.outputs(PREPARE):
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text("{}")
+
+    monkeypatch.setattr(papermill, "execute_notebook", fake_notebook)
+    request = step_request(PREPARE, paths, NOTEBOOKS_DIR, None, {})
+    record = execute_step(request)
+    ((source, output, kwargs),) = calls
+    assert Path(source) == NOTEBOOKS_DIR / "prepare.ipynb" and Path(output) == paths.executed_notebook(PREPARE)
+    assert kwargs["kernel_name"] == execute.KERNEL_NAME and kwargs["cwd"] == str(tmp_path)
+    assert record == paths.read_record(PREPARE)
+    assert record.step == "prepare/spleen" and record.notebook == str(paths.executed_notebook(PREPARE))
+    error = {
+        "done": None,
+        "raises": "RuntimeError: injected failure",
+        "no-outputs": f"L2SError: {paths.outputs(PREPARE)[0]}: step prepare/spleen finished without writing this file",
+    }[outcome]
+    assert record.error == error and record.done == (outcome == "done")
+    assert paths.is_done(PREPARE, {}) == (outcome == "done")
+
+
+def test_a_report_without_analysis_fails_with_its_record(tmp_path):
+    paths = StudyPaths(tmp_path, "tiny")
+    report = Step("report")
+    record = execute_step(step_request(report, paths, NOTEBOOKS_DIR, None, {"runs": {}}))
+    assert record.state == "failed" and record.notebook is None and record.inputs == {"runs": {}}
+    assert "executed analysis notebook not found" in record.error
+    assert paths.read_record(report) == record
