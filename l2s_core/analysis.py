@@ -228,7 +228,7 @@ def load_study(study_dir: str | Path) -> StudyData:
                     "organ": organ,
                     "network": run.network,
                     "run": run.index,
-                    **{k: run.summary.get(k) for k in SUMMARY_COLUMNS[3:]},
+                    **{k: getattr(run.summary, k) for k in SUMMARY_COLUMNS[3:]},
                 }
             )
             if (run.folder / LOG_FILE).is_file():

@@ -25,7 +25,6 @@ Example:
 from __future__ import annotations
 
 __all__ = [
-    "ConvergedRun",
     "MethodRun",
     "Predictor",
     "converged_runs",
@@ -57,8 +56,7 @@ from l2s_core.infer import (
     two_stage_predict,
 )
 from l2s_core.metrics import case_metrics
-from l2s_core.train.config import TrainConfig
-from l2s_core.train.run_files import BEST_FILE, CONFIG_FILE, finished_runs
+from l2s_core.train.run_files import BEST_FILE, FinishedRun, finished_runs
 from l2s_core.vocabulary import SPLITS
 
 logger = logging.getLogger(__name__)
@@ -66,20 +64,6 @@ logger = logging.getLogger(__name__)
 
 #: A method's prediction of one case: ``(image, label) -> (mask, fallback used or None)``, ``(z, y, x)`` arrays.
 Predictor = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, str | None]]
-
-
-@dataclass(frozen=True)
-class ConvergedRun:
-    """A converged training run: its network type, run index and folder."""
-
-    network: str
-    index: int
-    folder: Path
-
-    @property
-    def config(self) -> TrainConfig:
-        """The run's training settings (``config.json``)."""
-        return TrainConfig.load(self.folder / CONFIG_FILE)
 
 
 @dataclass(frozen=True)
@@ -102,18 +86,16 @@ class MethodRun:
     predict: Predictor
 
 
-def converged_runs(organ_dir: Path, network: str) -> list[ConvergedRun]:
+def converged_runs(organ_dir: Path, network: str) -> list[FinishedRun]:
     """Converged runs of one network of an organ, in order of run index.
 
     A run counts when its folder ``<organ_dir>/<network>/run_<ii>`` holds a ``summary.json``
     with ``converged`` true and a ``best.pt`` (:func:`l2s_core.train.run_files.finished_runs`).
     """
-    return [
-        ConvergedRun(run.network, run.index, run.folder) for run in finished_runs(organ_dir, network) if run.converged
-    ]
+    return [run for run in finished_runs(organ_dir, network) if run.converged]
 
 
-def load_segmenter(run: ConvergedRun, device: str) -> Segmenter:
+def load_segmenter(run: FinishedRun, device: str) -> Segmenter:
     """A run's best network with the window it trained with (its patch, overlap and batch size).
 
     Raises:
@@ -121,13 +103,13 @@ def load_segmenter(run: ConvergedRun, device: str) -> Segmenter:
         ConfigError: an invalid ``config.json``.
     """
     model, _ = load_model(run.folder / BEST_FILE, device)
-    config = run.config
+    config = run.summary.config
     return Segmenter(
         model, config.patch_size, overlap=config.sw_overlap, sw_batch_size=config.batch_size, amp=config.amp
     )
 
 
-def _baseline(run: ConvergedRun, device: str) -> MethodRun:
+def _baseline(run: FinishedRun, device: str) -> MethodRun:
     baseline = load_segmenter(run, device)
 
     def predict(image: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, str | None]:
@@ -137,7 +119,7 @@ def _baseline(run: ConvergedRun, device: str) -> MethodRun:
 
 
 def _two_stage(
-    position: int, localiser_run: ConvergedRun, organ_run: ConvergedRun, localisation: Localisation, device: str
+    position: int, localiser_run: FinishedRun, organ_run: FinishedRun, localisation: Localisation, device: str
 ) -> MethodRun:
     localiser, organ = load_segmenter(localiser_run, device), load_segmenter(organ_run, device)
 
@@ -148,7 +130,7 @@ def _two_stage(
     return MethodRun("two_stage", position, localiser_run.index, organ_run.index, predict)
 
 
-def _gt_localised(organ_run: ConvergedRun, localisation: Localisation, device: str) -> MethodRun:
+def _gt_localised(organ_run: FinishedRun, localisation: Localisation, device: str) -> MethodRun:
     organ = load_segmenter(organ_run, device)
 
     def predict(image: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, str | None]:

@@ -39,7 +39,7 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 #: Written into every metadata file; bumped when a layout changes incompatibly.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 @contextlib.contextmanager

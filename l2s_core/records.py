@@ -95,7 +95,10 @@ class Checker:
         for f in in_file:
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and f.name not in checked:
                 raise self.error(f"{key}.{f.name}" if key else f.name, "required key missing")
-        return cls(**checked)
+        try:
+            return cls(**checked)
+        except ConfigError as exc:  # the dataclass's own checks name the field in ``where``
+            raise self.error(f"{key}.{exc.where}" if key else exc.where, exc.problem) from None
 
     def value(self, value: Any, hint: Any, key: str) -> Any:
         """``value`` checked against ``hint`` (ints accepted for floats, lists for tuples)."""

@@ -20,6 +20,8 @@ from l2s_core.data.prepared_layout import (
 from l2s_core.data.split import save_split
 from l2s_core.evaluation_tables import CASE_COLUMNS, pooled_rows
 from l2s_core.files import atomic_write_json
+from l2s_core.train.config import TrainConfig
+from l2s_core.train.run_files import SUMMARY_FILE, RunSummary
 
 IDENTITY = tuple(tuple(float(i == j) for j in range(4)) for i in range(4))
 #: organ → (cases per split (train, val, test), foreground share of every case).
@@ -79,20 +81,22 @@ def write_run(run_dir: Path, network: str, index: int, converged: bool, seconds:
     )
     run_dir.mkdir(parents=True)
     log.to_csv(run_dir / "log.csv", index=False)
-    atomic_write_json(
-        run_dir / "summary.json",
-        {
-            "converged": converged,
-            "diverged": False,
-            "best_epoch": 1,
-            "best_val_dice": 0.3,
-            "total_seconds": seconds,
-            "epochs": epochs,
-            "stop_reason": "patience",
-            "network": network,
-            "seed": index,
-            "config": {},
-        },
+    run_summary(network, index, converged, seconds, epochs).write(run_dir / SUMMARY_FILE)
+
+
+def run_summary(network: str, index: int, converged: bool, seconds: float = 1.0, epochs: int = 2) -> RunSummary:
+    """The summary of a finished run (best epoch 1 at validation Dice 0.3, stopped by patience)."""
+    return RunSummary(
+        converged=converged,
+        diverged=False,
+        best_epoch=1,
+        best_val_dice=0.3,
+        total_seconds=seconds,
+        epochs=epochs,
+        stop_reason="patience",
+        network=network,
+        seed=index,
+        config=TrainConfig(prepared_dir="prepared", run_dir=f"{network}/run_{index:02d}", network=network, seed=index),
     )
 
 

@@ -49,14 +49,13 @@ from l2s_core.data.cache import PreparedTask
 from l2s_core.errors import CheckpointError, ConfigError
 from l2s_core.evaluate import evaluate_organ
 from l2s_core.evaluation_tables import CASE_COLUMNS, RUN_COLUMNS
-from l2s_core.files import atomic_open, atomic_write_json, read_json
+from l2s_core.files import FORMAT_VERSION, atomic_open, atomic_write_json, read_json
 from l2s_core.study import runner
 from l2s_core.study.params import load_study_params
 from l2s_core.study.plan import Step, StudyPaths, StudyPlan
-from l2s_core.train import loop as train_loop
 from l2s_core.train.config import TrainConfig
 from l2s_core.train.launch import train_run
-from l2s_core.train.run_files import finished_summary, read_log
+from l2s_core.train.run_files import RunSummary, finished_summary, read_log
 
 PROJECT = Path(__file__).resolve().parents[1]
 SHAPE = (16, 32, 32)
@@ -162,14 +161,14 @@ def test_run_killed_at_every_kind_of_run_file_write_and_mid_epoch_resumes_to_an_
 
     resumed = run_module("l2s_core.train", config_path, "--no-progress")
     assert resumed.returncode == 0, resumed.stderr
-    summary = read_json(run_dir / "summary.json")
-    assert json.loads(resumed.stdout.strip().splitlines()[-1]) == summary
+    summary = RunSummary.read(run_dir / "summary.json")
+    assert RunSummary.from_dict(json.loads(resumed.stdout.strip().splitlines()[-1])) == summary
     reference = train_run(
         small_config(phantom, tmp_path / "reference", max_epochs=epochs, world_size=2), progress=False
     )
-    assert (summary["epochs"], summary["stop_reason"], summary["diverged"]) == (epochs, "max_epochs", False)
+    assert (summary.epochs, summary.stop_reason, summary.diverged) == (epochs, "max_epochs", False)
     for key in ("converged", "best_epoch", "best_val_dice"):
-        assert summary[key] == reference[key], key
+        assert getattr(summary, key) == getattr(reference, key), key
     assert [row["epoch"] for row in read_log(run_dir)] == list(range(1, epochs + 1))
     without_times = [{k: v for k, v in row.items() if k != "wall_seconds"} for row in read_log(run_dir)]
     assert without_times == [
@@ -205,7 +204,7 @@ def test_full_disk_at_the_summary_loses_no_epoch_and_leaves_the_run_unfinished(
     step = Step("train", ORGAN, "localiser", run=0)
     run_dir = paths.run_dir(ORGAN, "localiser", 0)
     config = small_config(phantom, run_dir)
-    monkeypatch.setattr(train_loop, "atomic_write_json", disk_full_for("summary.json", train_loop.atomic_write_json))
+    monkeypatch.setattr(records, "atomic_write_json", disk_full_for("summary.json", records.atomic_write_json))
     with pytest.raises(OSError) as failure:
         train_run(config, progress=False)
     assert failure.value.errno == errno.ENOSPC
@@ -216,7 +215,7 @@ def test_full_disk_at_the_summary_loses_no_epoch_and_leaves_the_run_unfinished(
 
     monkeypatch.undo()
     summary = train_run(config, progress=False)
-    assert summary["epochs"] == 2 and not summary["diverged"]
+    assert summary.epochs == 2 and not summary.diverged
     assert [row["epoch"] for row in read_log(run_dir)] == [1, 2]
     assert (run_dir / "best.pt").read_bytes() == best_weights  # not trained again
     assert sorted(os.listdir(run_dir)) == ["best.pt", "config.json", "log.csv", "summary.json"]
@@ -299,7 +298,7 @@ def test_a_diverged_run_does_not_stop_its_chain(phantom: PreparedTask, tmp_path:
         )
 
     summaries = [train_run(make_config(index), progress=False) for index in range(2)]
-    assert [(s["diverged"], s["converged"], s["stop_reason"]) for s in summaries] == [
+    assert [(s.diverged, s.converged, s.stop_reason) for s in summaries] == [
         (True, False, "diverged"),
         (False, True, "max_epochs"),
     ]
@@ -512,7 +511,8 @@ class _MakesFolderWhenUnpickled:
 def test_a_booby_trapped_checkpoint_is_refused_without_running_its_code(tmp_path: Path, loader: Callable) -> None:
     marker = tmp_path / "code_ran"
     torch.save(
-        {"state_dict": {}, "metadata": _MakesFolderWhenUnpickled(marker), "format_version": 1}, tmp_path / "trap.pt"
+        {"state_dict": {}, "metadata": _MakesFolderWhenUnpickled(marker), "format_version": FORMAT_VERSION},
+        tmp_path / "trap.pt",
     )
     with pytest.raises(CheckpointError, match=r"trap\.pt: cannot be read as plain data.*never unpickles"):
         loader(tmp_path / "trap.pt")
@@ -545,7 +545,9 @@ def test_study_snapshot_of_another_format_version_for_l2s_run(paths: StudyPaths)
     snapshot = json.loads(paths.params_snapshot.read_text())
     paths.params_snapshot.write_text(json.dumps({**snapshot, "format_version": 999}))
     result = run_module("l2s_core.cli", "run", paths.params_snapshot, "--root", paths.root)
-    assert_one_line_error(result, f"l2s: error: {paths.params_snapshot}: format_version 999, this l2s reads version 1")
+    assert_one_line_error(
+        result, f"l2s: error: {paths.params_snapshot}: format_version 999, this l2s reads version {FORMAT_VERSION}"
+    )
 
 
 def train_command(config_path: Path, launcher: str) -> list[str | Path]:

@@ -1,3 +1,5 @@
+import dataclasses
+
 import ipywidgets as widgets
 import matplotlib
 
@@ -11,6 +13,7 @@ import numpy as np
 import papermill
 import pytest
 import torch
+from study_folder import run_summary
 from torch import nn
 
 from l2s_core.checkpoint import save_checkpoint
@@ -18,7 +21,6 @@ from l2s_core.data.cache import PreparedTask
 from l2s_core.data.prepare import prepare_task
 from l2s_core.data.prepared_layout import PrepareSettings
 from l2s_core.errors import ConfigError, InputDataError
-from l2s_core.files import atomic_write_json
 from l2s_core.infer import Localisation, Segmenter, TwoStageResult
 from l2s_core.model import UNet3D
 from l2s_core.train.config import TrainConfig
@@ -318,9 +320,11 @@ def test_cases_as_a_list_and_empty_list(task):
 def _save_run(network_dir, index, converged, network, config=None):
     run = network_dir / f"run_{index:02d}"
     save_checkpoint(run / "best.pt", network, {"network": network_dir.name})
-    atomic_write_json(run / "summary.json", {"converged": converged, "network": network_dir.name})
+    summary = run_summary(network_dir.name, index, converged)
     if config is not None:
-        atomic_write_json(run / "config.json", config)
+        config.write(run / "config.json")
+        summary = dataclasses.replace(summary, config=config)
+    summary.write(run / "summary.json")
     return run / "best.pt"
 
 
@@ -337,7 +341,7 @@ def test_load_study_models_feeds_the_viewer(task, tmp_path):
             depth=depth,
             base_channels=2,
             patch_size=(8, 8, 8),
-        ).to_dict()
+        )
 
     _save_run(organ_dir / "baseline", 0, True, UNet3D(base_channels=2, depth=1, groups=1), config("baseline"))
     _save_run(organ_dir / "localiser", 0, False, UNet3D(base_channels=2, depth=1, groups=1))

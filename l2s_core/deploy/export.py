@@ -30,9 +30,9 @@ from l2s_core.data.cache import PreparedTask
 from l2s_core.data.prepared_layout import PREPARED_DIR
 from l2s_core.deploy.model_folder import CARD_FILE, README_FILE, ModelCard, NetworkEntry, PairEntry, sha256_of
 from l2s_core.errors import ConfigError, InputDataError
-from l2s_core.evaluate import ConvergedRun, converged_runs
-from l2s_core.files import atomic_open, atomic_write_text, read_json
-from l2s_core.train.run_files import BEST_FILE, SUMMARY_FILE
+from l2s_core.evaluate import converged_runs
+from l2s_core.files import atomic_open, atomic_write_text
+from l2s_core.train.run_files import BEST_FILE, FinishedRun
 from l2s_core.vocabulary import SPLITS
 
 __all__ = ["export_model", "model_card_readme"]
@@ -64,12 +64,12 @@ def _pooled_dice(organ_dir: Path) -> dict[tuple[str, str, int], float]:
     return dice
 
 
-def _export_network(run: ConvergedRun, weights_dir: Path) -> NetworkEntry:
+def _export_network(run: FinishedRun, weights_dir: Path) -> NetworkEntry:
     network, metadata = load_model(run.folder / BEST_FILE)
     path = weights_dir / f"{run.network}_{run.index:02d}.pt"
     with atomic_open(path) as handle:
         torch.save({k: v.detach().cpu() for k, v in network.state_dict().items()}, handle)
-    config = run.config
+    config = run.summary.config
     return NetworkEntry(
         network=run.network,
         run=run.index,
@@ -79,11 +79,11 @@ def _export_network(run: ConvergedRun, weights_dir: Path) -> NetworkEntry:
         hparams=dict(metadata["hparams"]),
         patch_size=config.patch_size,
         amp=bool(config.amp),
-        best_val_dice=read_json(run.folder / SUMMARY_FILE).get("best_val_dice"),
+        best_val_dice=run.summary.best_val_dice,
     )
 
 
-def _pairs(runs: dict[str, list[ConvergedRun]], dice: dict[tuple[str, str, int], float]) -> list[PairEntry]:
+def _pairs(runs: dict[str, list[FinishedRun]], dice: dict[tuple[str, str, int], float]) -> list[PairEntry]:
     def scores(method: str, index: int) -> dict[str, float | None]:
         return {split: dice.get((split, method, index)) for split in SPLITS}
 

@@ -378,8 +378,9 @@ class StudyParams:
                 **values,
             )
         except ConfigError as exc:
-            name = exc.where.removeprefix("train config ")
-            raise ConfigError(f"{self.source}: {self.train.source_key(organ, network, name)}", exc.problem) from None
+            raise ConfigError(
+                f"{self.source}: {self.train.source_key(organ, network, exc.where)}", exc.problem
+            ) from None
 
 
 class _StudyChecker(Checker):

@@ -287,7 +287,7 @@ class StudyPlan:
     def _count_run(self, unit: Unit, step: Step) -> None:
         summary = finished_summary(self.paths.run_folder(step))
         unit.made += 1
-        unit.converged += bool(summary is not None and summary["converged"])
+        unit.converged += bool(summary is not None and summary.converged)
 
     def inputs(self, step: Step) -> dict[str, Any]:
         """What a step's result depends on beyond its own files (stored in its record).

@@ -18,7 +18,7 @@ __all__ = ["evaluate_step", "method_summary", "prepare_step", "prepared_cases", 
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -28,6 +28,7 @@ from l2s_core.study.plan import StudyPaths
 
 if TYPE_CHECKING:  # preparation loads scikit-image and nibabel: only the steps that prepare need it
     from l2s_core.data.prepare import CaseStatus
+    from l2s_core.train.run_files import RunSummary
 
 
 def use_gpus(gpus: str | None) -> None:
@@ -148,7 +149,7 @@ def _world_size(params: StudyParams, organ: str, network: str) -> int:
 
 def train_step(
     params: StudyParams, root: str | Path, organ: str, network: str, run: int, gpus: str | None = None
-) -> dict[str, Any]:
+) -> RunSummary:
     """Train (or continue, or return) one run of a network on an organ.
 
     The run's :class:`~l2s_core.train.config.TrainConfig` comes from the parameters' ``train``

@@ -11,18 +11,15 @@ __all__ = ["TrainConfig", "is_converged"]
 
 import dataclasses
 import json
-import types
-import typing
 from pathlib import Path
-from typing import Any
 
-from l2s_core.errors import ConfigError, FormatVersionError
-from l2s_core.files import FORMAT_VERSION
+from l2s_core.errors import ConfigError
+from l2s_core.records import Record
 from l2s_core.vocabulary import ARCHITECTURES, CONVERGENCE_RULES, DICE_FORMS, NETWORKS
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(Record):
     """Settings of one training run; saved as the run's ``config.json``.
 
     Attributes:
@@ -133,37 +130,7 @@ class TrainConfig:
         ]
         for name, valid, problem in checks:
             if not valid:
-                raise ConfigError(f"train config {name}", f"{problem}, got {getattr(self, name)!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able dict (``patch_size`` as a list)."""
-        return {**dataclasses.asdict(self), "patch_size": list(self.patch_size)}
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any], source: str = "train config") -> TrainConfig:
-        """Build a config from a dict such as :meth:`to_dict` gives (``format_version`` allowed).
-
-        Args:
-            values: field name → value.
-            source: named in error messages (e.g. the config file).
-
-        Raises:
-            ConfigError: an unknown or missing key, a value of the wrong type or out of range.
-            FormatVersionError: a ``format_version`` this l2s does not read.
-        """
-        values = dict(values)
-        version = values.pop("format_version", FORMAT_VERSION)
-        if version != FORMAT_VERSION:
-            raise FormatVersionError(source, f"format_version {version!r}, this l2s reads version {FORMAT_VERSION}")
-        hints = typing.get_type_hints(cls)
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        for key in values:
-            if key not in fields:
-                raise ConfigError(f"{source} {key}", f"unknown key; known keys: {', '.join(fields)}")
-        missing = [name for name, f in fields.items() if f.default is dataclasses.MISSING and name not in values]
-        if missing:
-            raise ConfigError(f"{source} {missing[0]}", "required key missing")
-        return cls(**{key: _typed_value(f"{source} {key}", hints[key], value) for key, value in values.items()})
+                raise ConfigError(name, f"{problem}, got {getattr(self, name)!r}")
 
     @classmethod
     def load(cls, path: str | Path) -> TrainConfig:
@@ -180,27 +147,6 @@ class TrainConfig:
         if not isinstance(values, dict):
             raise ConfigError(path, "expected a JSON object")
         return cls.from_dict(values, source=str(path))
-
-
-def _typed_value(where: str, hint: Any, value: Any) -> Any:
-    """``value`` checked against a field's type (ints are accepted for floats, lists for tuples)."""
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        if value is None:
-            return None
-        (hint,) = [a for a in typing.get_args(hint) if a is not type(None)]
-    if hint is bool or hint is str:
-        valid = isinstance(value, hint)
-    elif hint is int:
-        valid = isinstance(value, int) and not isinstance(value, bool)
-    elif hint is float:
-        valid = isinstance(value, (int, float)) and not isinstance(value, bool)
-        value = float(value) if valid else value
-    else:  # tuple[int, int, int]
-        valid = isinstance(value, (list, tuple)) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
-        value = tuple(value) if valid else value
-    if not valid:
-        raise ConfigError(where, f"expected {getattr(hint, '__name__', hint)}, got {value!r}")
-    return value
 
 
 def is_converged(val_dices: list[float], threshold: float, rule: str, convergence_epoch: int = 20) -> bool:

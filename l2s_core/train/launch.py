@@ -18,16 +18,14 @@ __all__ = ["train_run", "train_run_parallel"]
 import dataclasses
 import os
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from l2s_core import distributed
 from l2s_core.errors import ConfigError
-from l2s_core.files import read_json
 from l2s_core.train.config import TrainConfig
 from l2s_core.train.loop import check_run_dir, train_in_context
-from l2s_core.train.run_files import SUMMARY_FILE, finished_summary
+from l2s_core.train.run_files import SUMMARY_FILE, RunSummary, finished_summary
 
 
 def _spawned_worker(rank: int, world_size: int, init_method: str, config: TrainConfig, progress: bool) -> None:
@@ -38,7 +36,7 @@ def _spawned_worker(rank: int, world_size: int, init_method: str, config: TrainC
         distributed.leave_process_group(context)
 
 
-def train_run_parallel(config: TrainConfig, world_size: int | None = None, progress: bool = True) -> dict[str, Any]:
+def train_run_parallel(config: TrainConfig, world_size: int | None = None, progress: bool = True) -> RunSummary:
     """Train one run in ``world_size`` data-parallel processes spawned from this one.
 
     Usable from a notebook: the processes meet on a free localhost port and this process
@@ -69,10 +67,10 @@ def train_run_parallel(config: TrainConfig, world_size: int | None = None, progr
     if finished is not None:
         return finished
     distributed.spawn(_spawned_worker, world_size, config, progress)
-    return read_json(Path(config.run_dir) / SUMMARY_FILE)
+    return RunSummary.read(Path(config.run_dir) / SUMMARY_FILE)
 
 
-def train_run(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
+def train_run(config: TrainConfig, progress: bool = True) -> RunSummary:
     """Train one network by the paper's protocol, or continue or return an existing run.
 
     In a process started by ``torchrun`` this process joins the launch's process group;
@@ -84,10 +82,7 @@ def train_run(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
         progress: show a progress bar over epochs.
 
     Returns:
-        The content of ``summary.json``: ``converged``, ``diverged`` (a non-finite loss or
-        gradient stopped the run), ``best_epoch``, ``best_val_dice`` (``None`` when no epoch
-        completed), ``total_seconds`` (sum of the epochs' wall-clock seconds, across
-        interruptions), ``epochs``, ``stop_reason``, ``network``, ``seed``, ``config``.
+        The run's :class:`~l2s_core.train.run_files.RunSummary` (its ``summary.json``).
 
     Raises:
         ConfigError: the run folder holds a run with different settings, or the task has no

@@ -42,7 +42,6 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -62,7 +61,6 @@ from l2s_core.checkpoint import (
 from l2s_core.data.cache import PreparedTask
 from l2s_core.distributed import ProcessContext
 from l2s_core.errors import ConfigError, InputDataError
-from l2s_core.files import atomic_write_json, read_json
 from l2s_core.infer import Segmenter, predict_volume
 from l2s_core.losses import DiceCELoss, hard_dice_counts
 from l2s_core.metrics import confusion_counts, dice_from_counts
@@ -76,6 +74,7 @@ from l2s_core.train.run_files import (
     NEXT_BEST_FILE,
     RESUME_FILE,
     SUMMARY_FILE,
+    RunSummary,
     finished_summary,
     write_log,
 )
@@ -311,7 +310,7 @@ def check_run_dir(config: TrainConfig) -> None:
     has_progress = (run_dir / RESUME_FILE).exists() or (run_dir / SUMMARY_FILE).exists()
     if not (has_progress and (run_dir / CONFIG_FILE).exists()):
         return
-    saved = TrainConfig.from_dict(read_json(run_dir / CONFIG_FILE), source=str(run_dir / CONFIG_FILE)).to_dict()
+    saved = TrainConfig.read(run_dir / CONFIG_FILE).to_dict()
     current = config.to_dict()
     differing = [k for k in current if k not in _LOCATION_FIELDS and saved[k] != current[k]]
     if differing:
@@ -322,23 +321,23 @@ def check_run_dir(config: TrainConfig) -> None:
         )
 
 
-def _summary(config: TrainConfig, state: ResumeState, diverged: bool, stop_reason: str) -> dict[str, Any]:
+def _summary(config: TrainConfig, state: ResumeState, diverged: bool, stop_reason: str) -> RunSummary:
     val_dices = [row["val_dice"] for row in state.log_rows]
     converged = not diverged and is_converged(
         val_dices, config.convergence_threshold, config.convergence_rule, config.convergence_epoch
     )
-    return {
-        "converged": converged,
-        "diverged": diverged,
-        "best_epoch": state.best_epoch if state.log_rows else None,
-        "best_val_dice": state.best_val_dice if state.log_rows else None,
-        "total_seconds": float(sum(row["wall_seconds"] for row in state.log_rows)),
-        "epochs": state.epochs_done,
-        "stop_reason": stop_reason,
-        "network": config.network,
-        "seed": config.seed,
-        "config": config.to_dict(),
-    }
+    return RunSummary(
+        converged=converged,
+        diverged=diverged,
+        best_epoch=state.best_epoch if state.log_rows else None,
+        best_val_dice=state.best_val_dice if state.log_rows else None,
+        total_seconds=float(sum(row["wall_seconds"] for row in state.log_rows)),
+        epochs=state.epochs_done,
+        stop_reason=stop_reason,
+        network=config.network,
+        seed=config.seed,
+        config=config,
+    )
 
 
 def _fresh_state() -> ResumeState:
@@ -352,7 +351,7 @@ def _fresh_state() -> ResumeState:
     )
 
 
-def train_in_context(config: TrainConfig, context: ProcessContext, progress: bool) -> dict[str, Any]:
+def train_in_context(config: TrainConfig, context: ProcessContext, progress: bool) -> RunSummary:
     """The protocol in one process of ``context`` (every process of a launch runs it); returns the
     summary read back from disk (see :func:`l2s_core.train.launch.train_run`)."""
     run_dir = Path(config.run_dir)
@@ -376,7 +375,7 @@ def train_in_context(config: TrainConfig, context: ProcessContext, progress: boo
         state = load_resume_state(resume_path) if resume_path.exists() else None
         if context.is_main:
             _settle_files(run_dir, state)
-            atomic_write_json(run_dir / CONFIG_FILE, config.to_dict())
+            config.write(run_dir / CONFIG_FILE)
         if state is None:
             state = _fresh_state()
         else:
@@ -385,10 +384,10 @@ def train_in_context(config: TrainConfig, context: ProcessContext, progress: boo
             restore_rng_states(state.rng)
         diverged, stop_reason = _run_epochs(config, context, task, model, optimizer, state, progress)
         if context.is_main:
-            atomic_write_json(run_dir / SUMMARY_FILE, _summary(config, state, diverged, stop_reason))
+            _summary(config, state, diverged, stop_reason).write(run_dir / SUMMARY_FILE)
             resume_path.unlink(missing_ok=True)
     distributed.barrier(context)
-    return read_json(run_dir / SUMMARY_FILE)
+    return RunSummary.read(run_dir / SUMMARY_FILE)
 
 
 def _run_epochs(

@@ -8,7 +8,7 @@ file               content
 ``best.pt``        the best weights so far (state dict and plain metadata)
 ``best.next.pt``   new best weights while an epoch is being committed
 ``resume.pt``      the resume state while the run is unfinished
-``summary.json``   written once at the end; its presence marks the run finished
+``summary.json``   the :class:`RunSummary`, written once at the end; it marks the run finished
 =================  =========================================================================
 
 Reading these needs no torch, so tables, plots and the study plan can read runs cheaply.
@@ -25,6 +25,7 @@ __all__ = [
     "RESUME_FILE",
     "SUMMARY_FILE",
     "FinishedRun",
+    "RunSummary",
     "finished_runs",
     "finished_summary",
     "read_log",
@@ -35,9 +36,10 @@ import csv
 import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from l2s_core.files import atomic_write_text, read_json
+from l2s_core.files import atomic_write_text
+from l2s_core.records import Record
+from l2s_core.train.config import TrainConfig
 
 CONFIG_FILE = "config.json"
 LOG_FILE = "log.csv"
@@ -65,10 +67,43 @@ def read_log(run_dir: str | Path) -> list[dict[str, float]]:
         return [{k: int(v) if k == "epoch" else float(v) for k, v in row.items()} for row in csv.DictReader(handle)]
 
 
-def finished_summary(run_dir: str | Path) -> dict[str, Any] | None:
-    """The ``summary.json`` of a finished run, or ``None`` while it is unfinished."""
+@dataclass(frozen=True)
+class RunSummary(Record):
+    """Content of a finished run's ``summary.json``.
+
+    Attributes:
+        converged: the run reached the convergence threshold by its rule (and did not diverge).
+        diverged: a non-finite loss or gradient stopped the run.
+        best_epoch: the epoch of the best validation Dice (``None`` when no epoch completed).
+        best_val_dice: the best validation Dice (``None`` when no epoch completed).
+        total_seconds: the epochs' wall-clock seconds, summed across interruptions.
+        epochs: epochs completed.
+        stop_reason: ``patience``, ``max_epochs`` or ``diverged``.
+        network: ``baseline``, ``localiser`` or ``organ``.
+        seed: the run's seed (its index in a study).
+        config: the run's settings.
+    """
+
+    converged: bool
+    diverged: bool
+    best_epoch: int | None
+    best_val_dice: float | None
+    total_seconds: float
+    epochs: int
+    stop_reason: str
+    network: str
+    seed: int
+    config: TrainConfig
+
+
+def finished_summary(run_dir: str | Path) -> RunSummary | None:
+    """The summary of a finished run, or ``None`` while it is unfinished.
+
+    Raises:
+        InputDataError: an unreadable ``summary.json``.
+    """
     path = Path(run_dir) / SUMMARY_FILE
-    return read_json(path) if path.exists() else None
+    return RunSummary.read(path) if path.exists() else None
 
 
 @dataclass(frozen=True)
@@ -79,18 +114,18 @@ class FinishedRun:
         network: ``baseline``, ``localiser`` or ``organ``.
         index: the run index ``ii`` of its folder ``run_ii``.
         folder: the run folder.
-        summary: the content of its ``summary.json``.
+        summary: its summary.
     """
 
     network: str
     index: int
     folder: Path
-    summary: dict[str, Any]
+    summary: RunSummary
 
     @property
     def converged(self) -> bool:
         """Whether the run converged and left its best weights."""
-        return bool(self.summary.get("converged")) and (self.folder / BEST_FILE).is_file()
+        return self.summary.converged and (self.folder / BEST_FILE).is_file()
 
 
 def finished_runs(organ_dir: str | Path, network: str) -> list[FinishedRun]:
@@ -100,5 +135,5 @@ def finished_runs(organ_dir: str | Path, network: str) -> list[FinishedRun]:
     for folder in (Path(organ_dir) / network).glob("run_*"):
         number = folder.name.removeprefix("run_")
         if number.isdigit() and (folder / SUMMARY_FILE).is_file():
-            runs.append(FinishedRun(network, int(number), folder, read_json(folder / SUMMARY_FILE)))
+            runs.append(FinishedRun(network, int(number), folder, RunSummary.read(folder / SUMMARY_FILE)))
     return sorted(runs, key=lambda run: run.index)

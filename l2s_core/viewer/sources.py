@@ -29,8 +29,9 @@ from l2s_core.boxes import Box
 from l2s_core.data.cache import PreparedCase, PreparedTask
 from l2s_core.data.prepared_layout import PREPARED_DIR
 from l2s_core.errors import InputDataError
-from l2s_core.evaluate import ConvergedRun, converged_runs, load_segmenter
+from l2s_core.evaluate import converged_runs, load_segmenter
 from l2s_core.infer import Localisation, Segmenter, gt_localised_predict, predict_volume, two_stage_predict
+from l2s_core.train.run_files import FinishedRun
 from l2s_core.viewer.display import TWO_STAGE, ct_window
 from l2s_core.vocabulary import NETWORKS
 
@@ -98,7 +99,7 @@ class StudyModels:
 
     sources: dict[str, Callable[[PreparedCase], Any]]
     organ_network: Segmenter | None
-    runs: dict[str, ConvergedRun]
+    runs: dict[str, FinishedRun]
 
 
 def load_study_models(

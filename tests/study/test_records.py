@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from l2s_core.errors import FormatVersionError, InputDataError, StudyLockedError
-from l2s_core.files import atomic_write_json
+from l2s_core.files import FORMAT_VERSION, atomic_write_json
 from l2s_core.study.plan import Step, StudyPaths
 from l2s_core.study.records import DONE, FAILED, StepRecord, study_lock
 
@@ -59,15 +59,18 @@ def test_a_failed_record_is_not_done(tmp_path):
 @pytest.mark.parametrize(
     ("content", "problem"),
     [
-        ('{"format_version": 1, "step": "evaluate/spl', "not valid JSON"),
+        (f'{{"format_version": {FORMAT_VERSION}, "step": "evaluate/spl', "not valid JSON"),
         ("[1, 2, 3]", "expected a JSON object"),
-        ('{"format_version": 1, "step": "evaluate/spleen/val", "state": "done"}', "seconds: required key missing"),
         (
-            '{"format_version": 1, "step": "evaluate/spleen/val", "state": "running", "seconds": 1.0,'
+            f'{{"format_version": {FORMAT_VERSION}, "step": "evaluate/spleen/val", "state": "done"}}',
+            "seconds: required key missing",
+        ),
+        (
+            f'{{"format_version": {FORMAT_VERSION}, "step": "evaluate/spleen/val", "state": "running", "seconds": 1.0,'
             ' "finished": "2024-01-01T00:00:00", "host": "h", "notebook": null, "error": null, "inputs": {}}',
             "state: unknown value 'running'; expected one of done, failed",
         ),
-        ('{"format_version": 1, "steps": 3}', "steps: unknown key"),
+        (f'{{"format_version": {FORMAT_VERSION}, "steps": 3}}', "steps: unknown key"),
     ],
     ids=["truncated", "not-an-object", "missing-key", "unknown-state", "alien"],
 )

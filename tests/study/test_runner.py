@@ -29,6 +29,8 @@ from pathlib import Path
 from l2s_core.data.prepare import prepare_task
 from l2s_core.files import atomic_write_json, atomic_write_text
 from l2s_core.study.plan import Step, StudyPaths
+from l2s_core.train.config import TrainConfig
+from l2s_core.train.run_files import SUMMARY_FILE, RunSummary
 
 if KIND == "analysis":
     paths = StudyPaths(Path(study_dir).parents[1], Path(study_dir).name)
@@ -57,7 +59,9 @@ if KIND == "prepare":
         atomic_write_json(paths.prepared_dir(organ) / name, {})
 elif KIND == "train":
     converged = not (organ == "spleen" and network == "baseline" and run == 0)
-    atomic_write_json(paths.run_dir(organ, network, run) / "summary.json", {"converged": converged})
+    config = TrainConfig(prepared_dir=".", run_dir=".", network=network, seed=run)
+    summary = RunSummary(converged, False, 1, 0.5, 1.0, 1, "patience", network, run, config)
+    summary.write(paths.run_dir(organ, network, run) / SUMMARY_FILE)
 elif KIND == "evaluate":
     for name in (f"{split}_cases.csv", f"{split}_runs.csv"):
         atomic_write_text(paths.evaluation_dir(organ) / name, "x\\n")

@@ -37,7 +37,7 @@ def test_no_network_input_is_larger_than_the_patch_in_a_whole_study_step(organ, 
     crops = [[b[3] - b[0], b[4] - b[1], b[5] - b[2]] for b in (task.case(c).meta.crop_box for c in task.split["val"])]
     assert any(side > p for shape in full + crops for side, p in zip(shape, patch))  # images exceed the patch
     for network in params.networks:
-        assert train_step(params, tmp_path, organ, network, run=0)["epochs"] >= 1
+        assert train_step(params, tmp_path, organ, network, run=0).epochs >= 1
     runs = method_summary(pd.read_csv(evaluate_step(params, tmp_path, organ, "val")["runs"]))
     assert set(runs.index) == {"baseline", "two_stage", "gt_localised"}
     assert seen and all(all(side <= p for side, p in zip(shape, patch)) for shape in seen), sorted(set(seen))

@@ -43,14 +43,14 @@ def test_config_json_round_trip(tmp_path: Path) -> None:
 )
 def test_bad_config_values_are_named(change: dict, where: str) -> None:
     values = {**TrainConfig(prepared_dir="p", run_dir="r", network="baseline").to_dict(), **change}
-    with pytest.raises(ConfigError, match=f"train config {where}: "):
+    with pytest.raises(ConfigError, match=f"TrainConfig: {where}: "):
         TrainConfig.from_dict(values)
 
 
 def test_missing_required_key_is_named(tmp_path: Path) -> None:
     path = tmp_path / "config.json"
     path.write_text(json.dumps({"prepared_dir": "p", "network": "organ"}))
-    with pytest.raises(ConfigError, match=r"config\.json run_dir: required key missing"):
+    with pytest.raises(ConfigError, match=r"config\.json: run_dir: required key missing"):
         TrainConfig.load(path)
 
 

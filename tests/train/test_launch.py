@@ -13,11 +13,11 @@ import pytest
 import torch
 
 from l2s_core.data.cache import PreparedTask
-from l2s_core.files import atomic_write_json, read_json
+from l2s_core.files import atomic_write_json
 from l2s_core.model import UNet3D
 from l2s_core.train.config import TrainConfig
 from l2s_core.train.launch import train_run
-from l2s_core.train.run_files import read_log
+from l2s_core.train.run_files import RunSummary, read_log
 
 #: Two processes sum their gradients in another order than one process does, so the weights
 #: agree to rounding only. With the paper's lr 1e-4, 3 Adam steps move weights by up to ~3e-4
@@ -80,9 +80,9 @@ def test_two_gloo_processes_reach_the_weights_of_one_process(
         two = train_run(two_config, progress=False)  # world_size 2 spawns two processes
     else:
         run_with_torchrun(two_config, tmp_path)
-        two = read_json(tmp_path / "two" / "summary.json")
+        two = RunSummary.read(tmp_path / "two" / "summary.json")
 
-    assert two["config"]["world_size"] == 2 and one["config"]["world_size"] == 1
+    assert two.config.world_size == 2 and one.config.world_size == 1
     weights_one = torch.load(tmp_path / "one" / "best.pt", weights_only=True)["state_dict"]
     weights_two = torch.load(tmp_path / "two" / "best.pt", weights_only=True)["state_dict"]
     initial = ddp_initial_weights()

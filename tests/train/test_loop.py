@@ -87,18 +87,18 @@ def test_baseline_learns_the_phantom_and_a_finished_run_is_not_trained_again(
     config = tiny_config(phantom, run_dir, max_epochs=8)
     summary = train_run(config, progress=False)
 
-    assert summary["best_val_dice"] > 0.8
-    assert summary["converged"] and not summary["diverged"]
-    assert summary["epochs"] == 8 and summary["stop_reason"] == "max_epochs"
-    assert summary["config"] == config.to_dict() and summary["network"] == "baseline" and summary["seed"] == 0
+    assert summary.best_val_dice > 0.8
+    assert summary.converged and not summary.diverged
+    assert summary.epochs == 8 and summary.stop_reason == "max_epochs"
+    assert summary.config == config and summary.network == "baseline" and summary.seed == 0
     rows = read_log(run_dir)
     assert [r["epoch"] for r in rows] == list(range(1, 9))
-    assert max(r["val_dice"] for r in rows) == summary["best_val_dice"]
+    assert max(r["val_dice"] for r in rows) == summary.best_val_dice
     assert rows[-1]["train_dice"] > 0.8
-    assert summary["total_seconds"] == pytest.approx(sum(r["wall_seconds"] for r in rows))
+    assert summary.total_seconds == pytest.approx(sum(r["wall_seconds"] for r in rows))
     assert sorted(p.name for p in run_dir.iterdir()) == ["best.pt", "config.json", "log.csv", "summary.json"]
     model, metadata = load_model(run_dir / "best.pt", expected_hparams={"base_channels": 4, "depth": 2})
-    assert metadata["epoch"] == summary["best_epoch"] and metadata["val_dice"] == summary["best_val_dice"]
+    assert metadata["epoch"] == summary.best_epoch and metadata["val_dice"] == summary.best_val_dice
     assert metadata["network"] == "baseline"
 
     before = {p.name: p.stat().st_mtime_ns for p in run_dir.iterdir()}
@@ -120,7 +120,7 @@ def test_patience_stops_the_run(phantom: PreparedTask, tmp_path: Path) -> None:
         tiny_config(phantom, tmp_path / "run", network="localiser", lr=1e-12, patience=2, max_epochs=50), progress=False
     )
     # lr 1e-12 leaves the weights as initialised: epoch 1 is the best, then 2 epochs without improvement
-    assert (summary["best_epoch"], summary["epochs"], summary["stop_reason"]) == (1, 3, "patience")
+    assert (summary.best_epoch, summary.epochs, summary.stop_reason) == (1, 3, "patience")
 
 
 # --- resuming ---------------------------------------------------------------------------------
@@ -188,9 +188,9 @@ def test_nan_in_the_images_marks_the_run_diverged(phantom: PreparedTask, tmp_pat
         image.flush()
     run_dir = tmp_path / "run"
     summary = train_run(tiny_config(phantom, run_dir, network="localiser"), progress=False)
-    assert summary["diverged"] and not summary["converged"]
-    assert (summary["epochs"], summary["best_epoch"], summary["best_val_dice"]) == (0, None, None)
-    assert summary["stop_reason"] == "diverged"
+    assert summary.diverged and not summary.converged
+    assert (summary.epochs, summary.best_epoch, summary.best_val_dice) == (0, None, None)
+    assert summary.stop_reason == "diverged"
     assert not (run_dir / "resume.pt").exists() and not (run_dir / "best.pt").exists()
 
 
@@ -213,8 +213,8 @@ def test_nan_loss_in_a_later_epoch_keeps_the_best_checkpoint(
         tiny_config(phantom, run_dir, network="localiser", convergence_threshold=0.0, samples_per_epoch=None),
         progress=False,
     )
-    assert summary["diverged"] and not summary["converged"]
-    assert summary["epochs"] == 1 and summary["best_epoch"] == 1
+    assert summary.diverged and not summary.converged
+    assert summary.epochs == 1 and summary.best_epoch == 1
     assert [r["epoch"] for r in read_log(run_dir)] == [1]
     assert read_checkpoint_metadata(run_dir / "best.pt")["epoch"] == 1
     assert not (run_dir / "resume.pt").exists()
@@ -239,7 +239,7 @@ def test_images_thinner_than_the_patch_train_on_clipped_patches(
     summary = train_run(
         tiny_config(phantom, tmp_path / "run", network=network, patch_size=patch, max_epochs=1), progress=False
     )
-    assert summary["epochs"] == 1
+    assert summary.epochs == 1
     assert seen and all(all(side <= p for side, p in zip(shape, patch)) for shape in seen)
     assert all(shape[0] < 64 for shape in seen)  # clipped to the image, padded only to the size multiple
 
@@ -257,7 +257,7 @@ def test_released_code_network_and_loss_train_and_are_checkpointed(phantom: Prep
         convergence_threshold=0.0,
     )
     summary = train_run(config, progress=False)
-    assert summary["epochs"] == 2 and summary["config"]["architecture"] == "released_code"
+    assert summary.epochs == 2 and summary.config.architecture == "released_code"
     network, metadata = load_model(tmp_path / "run" / "best.pt")
     assert type(network).__name__ == "ReleasedCodeUNet3D" and metadata["network"] == "organ"
     with pytest.raises(ConfigError, match="architecture"):

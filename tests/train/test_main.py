@@ -16,4 +16,4 @@ def test_command_line_reports_a_bad_config(tmp_path: Path, capsys: pytest.Captur
     path.write_text(json.dumps({"prepared_dir": "p", "run_dir": "r", "network": "organ", "epochs": 3}))
     assert main([str(path)]) == 2
     captured = capsys.readouterr()
-    assert_output_is_one_error_line(captured.out, captured.err, "error: ", "config.json epochs: unknown key")
+    assert_output_is_one_error_line(captured.out, captured.err, "error: ", "config.json: epochs: unknown key")

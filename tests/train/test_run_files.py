@@ -1,6 +1,7 @@
 """The run folder's files: the log, the summary and the discovery of finished runs."""
 
-from l2s_core.files import atomic_write_json
+from study_folder import run_summary
+
 from l2s_core.train.run_files import LOG_COLUMNS, finished_runs, finished_summary, read_log, write_log
 
 
@@ -13,12 +14,12 @@ def test_log_round_trip(tmp_path):
 def test_finished_runs_in_index_order_and_converged_needs_best_weights(tmp_path):
     network_dir = tmp_path / "organ"
     for index, converged in ((10, True), (2, True), (3, False)):
-        atomic_write_json(network_dir / f"run_{index:02d}" / "summary.json", {"converged": converged})
+        run_summary("organ", index, converged).write(network_dir / f"run_{index:02d}" / "summary.json")
     (network_dir / "run_02" / "best.pt").write_bytes(b"weights")
     (network_dir / "run_04").mkdir()  # unfinished: no summary
     (network_dir / "run_x").mkdir()  # not a run folder
     runs = finished_runs(tmp_path, "organ")
     assert [r.index for r in runs] == [2, 3, 10]
     assert [r.converged for r in runs] == [True, False, False]  # run 10 converged but left no best.pt
-    assert finished_summary(network_dir / "run_03") == {"converged": False, "format_version": 1}
+    assert finished_summary(network_dir / "run_03") == run_summary("organ", 3, False)
     assert finished_summary(network_dir / "run_04") is None and finished_runs(tmp_path, "baseline") == []
