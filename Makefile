@@ -36,7 +36,7 @@ test: $(STAMP)
 ## The explorer as a user sees it: explore.ipynb in JupyterLab in headless Chromium (Playwright).
 test-browser: $(BROWSER_STAMP)
 	@test -x $(CHROMIUM) || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
-	L2S_BROWSER_TEST=1 L2S_CHROMIUM=$(CHROMIUM) $(PY) -m pytest -q -m browser tests/test_viewer_browser.py
+	L2S_BROWSER_TEST=1 L2S_CHROMIUM=$(CHROMIUM) $(PY) -m pytest -q -m browser tests/viewer/test_explorer_browser.py
 
 $(BROWSER_STAMP): $(STAMP)
 	$(PY) -m pip install --quiet "torch==2.13.*" playwright

@@ -1,5 +1,6 @@
 """Writers of DICOM CT series (pydicom) and of RTSTRUCTs made by an independent library (rt-utils)
-for the tests, from NIfTI volumes."""
+for the tests, from NIfTI volumes; an independent RTSTRUCT reader; the real CT example's file names,
+its spleen and the Dice of two masks."""
 
 from __future__ import annotations
 
@@ -14,6 +15,19 @@ from pydicom.dataset import Dataset, FileMetaDataset  # noqa: E402
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid  # noqa: E402
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+#: File names of the real CT example (``msd_builder.REAL_CT``): the image and its label (spleen = 1, liver = 5).
+CT, SEG = "example_ct_sm.nii.gz", "example_seg.nii.gz"
+
+
+def mask_dice(a: np.ndarray, b: np.ndarray) -> float:
+    """Dice of two masks (non-zero voxels); 0 when both are empty."""
+    a, b = a > 0, b > 0
+    return 2.0 * float((a & b).sum()) / max(float(a.sum() + b.sum()), 1.0)
+
+
+def real_spleen(real_ct: Path) -> np.ndarray:
+    """The spleen of the real CT example as a nibabel ``(i, j, k)`` bool array."""
+    return np.asarray(nib.load(str(real_ct / SEG)).dataobj) == 1
 
 
 def write_ct_series(

@@ -13,6 +13,10 @@ import pytest
 
 LPS_AFFINE = np.diag([-1.5, -1.5, 4.0, 1.0])
 REAL_CT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "totalsegmentator_example"
+#: The cube task of ``tests/conftest.py``'s ``make_task`` (its defaults): ``(z, y, x)`` volume shape
+#: and half-open ``(z0, y0, x0, z1, y1, x1)`` organ box.
+CUBE_SHAPE = (12, 16, 16)
+CUBE_ORGAN = (3, 4, 4, 7, 10, 10)
 
 
 def require_real_ct_in_ci(environ: Mapping[str, str], folder: Path) -> None:

@@ -19,7 +19,7 @@ from l2s_core.data.cache import PreparedTask
 from l2s_core.data.prepare import prepare_task
 from l2s_core.errors import ConfigError
 from l2s_core.evaluate import converged_runs, evaluate_organ
-from l2s_core.evaluation_tables import CASE_COLUMNS, RUN_COLUMNS, pooled_rows
+from l2s_core.evaluation_tables import CASE_COLUMNS, RUN_COLUMNS
 from l2s_core.infer import Localisation, Segmenter, predict_volume, two_stage_predict
 from l2s_core.metrics import case_metrics
 from l2s_core.train.config import TrainConfig
@@ -184,33 +184,3 @@ def test_predictions_are_written_on_the_source_grid(organ_dir: Path, tmp_path: P
 def test_bad_split_or_fallback(organ_dir: Path, split: str, fallback: str) -> None:
     with pytest.raises(ConfigError):
         evaluate_organ(organ_dir, split, fallback=fallback, progress=False)
-
-
-def test_pooled_hd95_is_the_mean_over_cases_with_a_finite_distance() -> None:
-    rows = [
-        {
-            "organ": "cube",
-            "split": "val",
-            "method": "baseline",
-            "run": 0,
-            "localiser_run": None,
-            "organ_run": None,
-            "case_id": f"c{i}",
-            "tp": tp,
-            "fp": 1,
-            "fn": 1,
-            "dice": 0.5,
-            "hd95_mm": hd95,
-            "surface_dice": 0.5,
-            "seconds": 1.0,
-            "fallback": "none",
-        }
-        for i, (tp, hd95) in enumerate([(3, 2.0), (0, np.inf), (5, 4.0)])
-    ]
-    (pooled,) = pooled_rows(pd.DataFrame(rows, columns=list(CASE_COLUMNS))).itertuples()
-    assert pooled.mean_hd95_mm == pytest.approx(3.0)
-    assert pooled.pooled_dice == pytest.approx(2 * 8 / (2 * 8 + 3 + 3))
-
-
-def test_pooled_rows_of_an_empty_table_has_the_columns() -> None:
-    assert list(pooled_rows(pd.DataFrame(columns=list(CASE_COLUMNS))).columns) == list(RUN_COLUMNS)

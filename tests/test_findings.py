@@ -1,6 +1,6 @@
-"""The Findings: the paper's transcribed values, its Tables 3/4 beside a study's, and the
-scorecard of its claims on synthetic study folders where each claim is supported, not
-supported or not testable."""
+"""The Findings: the paper's Tables 3/4 beside a study's, and the scorecard of its claims on
+synthetic study folders where each claim is supported, not supported or not testable (the
+transcribed values themselves: ``test_paper_values.py``)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 from study_folder import Datasets, Dice, Runs, write_study
 
 from l2s_core import analysis, findings
-from l2s_core.paper_values import FOREGROUND_PERCENT, PAPER_DICE, TABLE2_MINUTES
-from l2s_core.vocabulary import METHODS, NETWORKS, PAPER_ORGANS, VERDICTS
+from l2s_core.paper_values import FOREGROUND_PERCENT
+from l2s_core.vocabulary import METHODS, PAPER_ORGANS, VERDICTS
 
 SUPPORTED, NOT_SUPPORTED, NOT_TESTABLE = VERDICTS
 #: Run offsets around a method's mean Dice: three runs with a small spread.
@@ -54,21 +54,6 @@ def make_study(
 
 def verdicts(study: Path) -> dict[str, str]:
     return {claim.key: claim.verdict for claim in findings.scorecard(analysis.load_study(study))}
-
-
-def test_paper_values_are_the_papers_tables() -> None:
-    assert set(PAPER_DICE) == {"val", "test"}
-    for table in PAPER_DICE.values():
-        assert list(table.values) == list(PAPER_ORGANS)
-        assert all(list(row) == list(METHODS) for row in table.values.values())
-    assert (PAPER_DICE["val"].name, PAPER_DICE["test"].name) == ("Table 3", "Table 4")
-    assert PAPER_DICE["val"].values["spleen"]["baseline"].mean == 0.6491
-    assert PAPER_DICE["val"].values["liver"]["gt_localised"].sd == 0.1061
-    assert PAPER_DICE["test"].values["prostate"]["baseline"].mean == 0.797
-    assert PAPER_DICE["test"].values["heart"]["two_stage"].sd == 0.0523
-    assert TABLE2_MINUTES["pancreas"] == dict(zip(NETWORKS, (477.6, 65.1, 91.2)))
-    assert all(m["baseline"] > m["localiser"] + m["organ"] for m in TABLE2_MINUTES.values())  # the paper's claim (e)
-    assert FOREGROUND_PERCENT == {"spleen": 0.44, "pancreas": 0.22, "prostate": 2.71, "liver": 2.3, "heart": 0.40}
 
 
 def test_a_study_shaped_as_the_paper_supports_every_claim(tmp_path: Path) -> None:

@@ -1,9 +1,9 @@
-"""``l2s export``: the model folder, its card and the refusal of altered folders."""
+"""``l2s export``: the model folder, its card and the command (the refusal of altered folders is in
+``test_model_folder.py``)."""
 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -79,26 +79,4 @@ def test_export_command(study_dir: Path, tmp_path: Path, capsys) -> None:
         tmp_path / "n",
         names=study_dir / "liver",
         says="organs: spleen",
-    )
-
-
-def test_tampered_weights_are_refused(model_dir: Path, tmp_path: Path, capsys) -> None:
-    copy = shutil.copytree(model_dir, tmp_path / "model")
-    weights = copy / "weights" / "organ_01.pt"
-    state = torch.load(weights, weights_only=True)
-    next(iter(state.values())).add_(1.0)
-    torch.save(state, weights)
-    assert_one_line_error(
-        capsys, "predict", copy, "x.nii.gz", "--out", tmp_path / "out", names=weights, says="sha256 differs"
-    )
-    weights.unlink()
-    assert_one_line_error(capsys, "predict", copy, "x.nii.gz", "--out", tmp_path / "out", names=weights, says="missing")
-
-
-def test_folder_from_another_format_version_is_refused(model_dir: Path, tmp_path: Path, capsys) -> None:
-    copy = shutil.copytree(model_dir, tmp_path / "model")
-    card = json.loads((copy / CARD_FILE).read_text())
-    (copy / CARD_FILE).write_text(json.dumps({**card, "format_version": 99}))
-    assert_one_line_error(
-        capsys, "predict", copy, "x.nii.gz", "--out", tmp_path / "out", names=copy / CARD_FILE, says="format_version 99"
     )

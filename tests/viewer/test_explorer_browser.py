@@ -1,7 +1,7 @@
 """The explorer as a user sees it: ``explore.ipynb`` in JupyterLab in headless Chromium.
 
 JupyterLab serves a copy of the notebook whose parameters point at a tiny trained study (the
-deploy tests' ``study_dir``: a spleen with converged baseline, localiser and organ networks);
+``study_dir`` of ``tests/conftest.py``: a spleen with converged baseline, localiser and organ networks);
 Playwright drives Debian's Chromium (``/usr/bin/chromium``, or ``L2S_CHROMIUM``) at 1000 px
 width: Run All, then change case and view and press "segment in box", checking after each step
 that the figure's pixels and the legend's text changed, and that no control reaches past the
@@ -27,11 +27,10 @@ from pathlib import Path
 import nbformat
 import numpy as np
 import pytest
-from deploy.conftest import study_dir  # noqa: F401  (the trained study fixture)
 from papermill.iorw import load_notebook_node
 from papermill.parameterize import parameterize_notebook
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = ROOT / "l2s_core" / "notebooks" / "explore.ipynb"
 CHROMIUM_ARGS = [
     "--headless",
@@ -85,7 +84,7 @@ def _lab_settings(folder: Path) -> Path:
 
 
 @pytest.fixture
-def lab(tmp_path: Path, study_dir: Path, l2s_kernel: str) -> Iterator[str]:  # noqa: F811
+def lab(tmp_path: Path, study_dir: Path, l2s_kernel: str) -> Iterator[str]:
     """A JupyterLab server on a copy of the notebook; yields the notebook's URL. Its kernels import
     this checkout's ``l2s_core`` (``PYTHONPATH``)."""
     served = tmp_path / "served"
