@@ -32,7 +32,7 @@ import pandas as pd
 from l2s_core.data.cache import PreparedTask
 from l2s_core.data.prepared_layout import PREP_FILE, PREPARED_DIR
 from l2s_core.errors import InputDataError
-from l2s_core.evaluation_tables import CASE_COLUMNS, RUN_COLUMNS
+from l2s_core.evaluation_tables import CASE_COLUMNS, EVALUATION_DIR, RUN_COLUMNS, cases_file, runs_file
 from l2s_core.files import atomic_write_text, read_json
 from l2s_core.stats import (
     DEFAULT_PAIRS,
@@ -234,7 +234,7 @@ def load_study(study_dir: str | Path) -> StudyData:
             if (run.folder / LOG_FILE).is_file():
                 log = pd.read_csv(run.folder / LOG_FILE)
                 logs.append(log.assign(organ=organ, network=run.network, run=run.index))
-    evaluation = [organ_dirs[o] / "evaluation" for o in organs]
+    evaluation = [organ_dirs[o] / EVALUATION_DIR for o in organs]
     return StudyData(
         study_dir=study_dir,
         organs=organs,
@@ -246,8 +246,8 @@ def load_study(study_dir: str | Path) -> StudyData:
         logs=pd.concat(logs, ignore_index=True)[["organ", "network", "run", *LOG_COLUMNS]]
         if logs
         else pd.DataFrame(columns=["organ", "network", "run", *LOG_COLUMNS]),
-        cases=_read_csvs([d / f"{s}_cases.csv" for d in evaluation for s in SPLITS], CASE_COLUMNS),
-        runs=_read_csvs([d / f"{s}_runs.csv" for d in evaluation for s in SPLITS], RUN_COLUMNS),
+        cases=_read_csvs([d / cases_file(s) for d in evaluation for s in SPLITS], CASE_COLUMNS),
+        runs=_read_csvs([d / runs_file(s) for d in evaluation for s in SPLITS], RUN_COLUMNS),
         failures=_read_failures(study_dir / "status.json"),
     )
 

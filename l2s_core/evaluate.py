@@ -46,7 +46,16 @@ from l2s_core.checkpoint import load_model
 from l2s_core.data.cache import PreparedTask
 from l2s_core.data.prepared_layout import PREPARED_DIR
 from l2s_core.errors import ConfigError
-from l2s_core.evaluation_tables import METRIC_COLUMNS, NO_FALLBACK, case_table, pooled_rows, write_csv
+from l2s_core.evaluation_tables import (
+    EVALUATION_DIR,
+    METRIC_COLUMNS,
+    NO_FALLBACK,
+    case_table,
+    cases_file,
+    pooled_rows,
+    runs_file,
+    write_csv,
+)
 from l2s_core.infer import (
     Localisation,
     Segmenter,
@@ -221,7 +230,7 @@ def evaluate_organ(
     organ_dir = Path(organ_dir)
     task = PreparedTask(prepared_dir if prepared_dir is not None else organ_dir / PREPARED_DIR)
     localisation = Localisation.of_settings(task.preparation.settings, fallback, box_mapping)
-    out_dir = organ_dir / "evaluation"
+    out_dir = organ_dir / EVALUATION_DIR
     predictions_dir = out_dir / "predictions" / split
     runs = method_runs(organ_dir, localisation, device)
     rows = []
@@ -251,7 +260,7 @@ def evaluate_organ(
                 folder = predictions_dir / f"{method_run.method}_{method_run.run:02d}"
                 save_prediction(mask, case, folder / f"{case.case_id}.nii.gz")
     cases = case_table(rows)
-    paths = {"cases": out_dir / f"{split}_cases.csv", "runs": out_dir / f"{split}_runs.csv"}
+    paths = {"cases": out_dir / cases_file(split), "runs": out_dir / runs_file(split)}
     write_csv(paths["cases"], cases)
     write_csv(paths["runs"], pooled_rows(cases))
     if save_predictions:

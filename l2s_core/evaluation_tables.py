@@ -7,7 +7,18 @@
 
 from __future__ import annotations
 
-__all__ = ["CASE_COLUMNS", "METRIC_COLUMNS", "NO_FALLBACK", "RUN_COLUMNS", "case_table", "pooled_rows", "write_csv"]
+__all__ = [
+    "CASE_COLUMNS",
+    "EVALUATION_DIR",
+    "METRIC_COLUMNS",
+    "NO_FALLBACK",
+    "RUN_COLUMNS",
+    "case_table",
+    "cases_file",
+    "pooled_rows",
+    "runs_file",
+    "write_csv",
+]
 
 import io
 from pathlib import Path
@@ -18,6 +29,20 @@ import pandas as pd
 
 from l2s_core.files import atomic_write_text
 from l2s_core.metrics import pooled_dice
+
+#: The evaluation folder inside an organ's study folder.
+EVALUATION_DIR = "evaluation"
+
+
+def cases_file(split: str) -> str:
+    """``<split>_cases.csv``: one row per method, run and case."""
+    return f"{split}_cases.csv"
+
+
+def runs_file(split: str) -> str:
+    """``<split>_runs.csv``: one pooled row per method and run."""
+    return f"{split}_runs.csv"
+
 
 #: Columns of a case row taken from :func:`l2s_core.metrics.case_metrics`.
 METRIC_COLUMNS = ("tp", "fp", "fn", "dice", "hd95_mm", "surface_dice")

@@ -21,7 +21,7 @@ from l2s_core.data.prepared_layout import PrepareSettings
 from l2s_core.deploy.export import export_model
 from l2s_core.evaluate import evaluate_organ
 from l2s_core.study.execute import KERNEL_NAME
-from l2s_core.study.plan import StudyPaths
+from l2s_core.study.layout import StudyPaths
 from l2s_core.train.config import TrainConfig
 from l2s_core.train.launch import train_run
 

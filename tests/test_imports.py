@@ -8,6 +8,9 @@ import pytest
 #: Modules below the networks: vocabulary, file contracts, parameters, plans, tables, plots, the CLI.
 TORCH_FREE = [
     "l2s_core.vocabulary",
+    "l2s_core.records",
+    "l2s_core.data.prepared_layout",
+    "l2s_core.data.cache",
     "l2s_core.train.run_files",
     "l2s_core.train.config",
     "l2s_core.evaluation_tables",
@@ -18,6 +21,7 @@ TORCH_FREE = [
     "l2s_core.findings",
     "l2s_core.plots",
     "l2s_core.study.params",
+    "l2s_core.study.layout",
     "l2s_core.study.plan",
     "l2s_core.study.records",
     "l2s_core.study.execute",

@@ -51,8 +51,9 @@ from l2s_core.evaluate import evaluate_organ
 from l2s_core.evaluation_tables import CASE_COLUMNS, RUN_COLUMNS
 from l2s_core.files import FORMAT_VERSION, atomic_open, atomic_write_json, read_json
 from l2s_core.study import runner
+from l2s_core.study.layout import Step, StudyPaths
 from l2s_core.study.params import load_study_params
-from l2s_core.study.plan import Step, StudyPaths, StudyPlan
+from l2s_core.study.plan import StudyPlan
 from l2s_core.train.config import TrainConfig
 from l2s_core.train.launch import train_run
 from l2s_core.train.run_files import RunSummary, finished_summary, read_log

@@ -31,6 +31,7 @@ from l2s_core.data.prepared_layout import PREPARED_DIR
 from l2s_core.deploy.model_folder import CARD_FILE, README_FILE, ModelCard, NetworkEntry, PairEntry, sha256_of
 from l2s_core.errors import ConfigError, InputDataError
 from l2s_core.evaluate import converged_runs
+from l2s_core.evaluation_tables import EVALUATION_DIR, runs_file
 from l2s_core.files import atomic_open, atomic_write_text
 from l2s_core.train.run_files import BEST_FILE, FinishedRun
 from l2s_core.vocabulary import SPLITS
@@ -52,7 +53,7 @@ def _pooled_dice(organ_dir: Path) -> dict[tuple[str, str, int], float]:
     """``(split, method, run)`` → pooled Dice from the evaluation CSVs that exist."""
     dice = {}
     for split in SPLITS:
-        path = organ_dir / "evaluation" / f"{split}_runs.csv"
+        path = organ_dir / EVALUATION_DIR / runs_file(split)
         if not path.is_file():
             continue
         try:

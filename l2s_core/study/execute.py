@@ -35,7 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from l2s_core.errors import ConfigError, L2SError
-from l2s_core.study.plan import NOTEBOOK_KINDS, Step, StudyPaths
+from l2s_core.study.layout import Step, StudyPaths
+from l2s_core.study.plan import NOTEBOOK_KINDS
 from l2s_core.study.records import DONE, FAILED, StepRecord, StepState
 from l2s_core.study.report import render_report
 

@@ -1,4 +1,4 @@
-"""The steps of a study, where their files live, and which step may run next.
+"""The units of a study, their dependencies, and which step may run next.
 
 A study is a set of units with dependencies:
 
@@ -12,29 +12,27 @@ A study is a set of units with dependencies:
   failure does not hide the others: the report covers what finished and lists what failed;
 * ``report``: needs the analysis.
 
-Each execution is a :class:`Step`. A step is done when its record in
+Each execution is a :class:`~l2s_core.study.layout.Step`. A step is done when its record in
 ``runs/<study>/steps/<step id>.json`` (a :class:`~l2s_core.study.records.StepRecord`, written
 atomically after the step finished) says so,
 its outputs exist and the record's ``inputs`` are still the step's inputs (for evaluation,
 analysis and report: the number of runs of each training chain and the evaluation options,
 so that raising ``runs`` redoes them); anything else is done again. :class:`StudyPlan` keeps the state of
 every unit while a study runs and answers which steps are ready; it executes nothing (see
-:mod:`l2s_core.study.runner` and :mod:`l2s_core.study.execute`). This module imports no heavy
-library, so that notebooks can use :class:`StudyPaths` cheaply.
+:mod:`l2s_core.study.runner` and :mod:`l2s_core.study.execute`); where the files live is
+:mod:`l2s_core.study.layout`.
 """
 
 from __future__ import annotations
 
-__all__ = ["NOTEBOOK_KINDS", "Step", "StudyPaths", "StudyPlan", "Unit"]
+__all__ = ["NOTEBOOK_KINDS", "StudyPlan", "Unit"]
 
 import dataclasses
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from l2s_core.data.prepared_layout import PREP_FILE, PREPARED_DIR, SPLIT_FILE
-from l2s_core.errors import FormatVersionError, InputDataError
-from l2s_core.study.records import DONE, FAILED, StepRecord
-from l2s_core.train.run_files import SUMMARY_FILE, finished_summary
+from l2s_core.study.layout import Step, StudyPaths
+from l2s_core.study.records import DONE, FAILED
+from l2s_core.train.run_files import finished_summary
 
 if TYPE_CHECKING:
     from l2s_core.study.params import StudyParams
@@ -43,158 +41,6 @@ if TYPE_CHECKING:
 PENDING, RUNNING, BLOCKED = "pending", "running", "blocked"
 #: Steps executed as notebooks ``l2s_core/notebooks/<kind>.ipynb``; ``report`` is rendered in Python.
 NOTEBOOK_KINDS = ("prepare", "train", "evaluate", "analysis")
-
-
-@dataclasses.dataclass(frozen=True)
-class Step:
-    """One execution of a study: a notebook run, or the report.
-
-    Attributes:
-        kind: ``prepare``, ``train``, ``evaluate``, ``analysis`` or ``report``.
-        organ: the organ (prepare, train, evaluate).
-        network: the network (train).
-        run: the run index (train).
-        split: the split (evaluate).
-    """
-
-    kind: str
-    organ: str | None = None
-    network: str | None = None
-    run: int | None = None
-    split: str | None = None
-
-    @property
-    def step_id(self) -> str:
-        """``prepare/spleen``, ``train/spleen/baseline/run_00``, ``evaluate/spleen/val``, ``analysis``."""
-        run = None if self.run is None else f"run_{self.run:02d}"
-        return "/".join(part for part in (self.kind, self.organ, self.network, run, self.split) if part is not None)
-
-    @property
-    def unit_id(self) -> str:
-        """The unit the step belongs to (a training chain for train steps, else the step)."""
-        return "/".join(part for part in (self.kind, self.organ, self.network, self.split) if part is not None)
-
-    @property
-    def organ_name(self) -> str:
-        """The organ of a prepare, train or evaluate step."""
-        if self.organ is None:
-            raise ValueError(f"{self.step_id} has no organ")
-        return self.organ
-
-    def arguments(self) -> dict[str, Any]:
-        """The step's own notebook parameters (organ, network, run, split where set)."""
-        names = ("organ", "network", "run", "split")
-        return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
-
-
-@dataclasses.dataclass(frozen=True)
-class StudyPaths:
-    """Where a study's files live under a study root (see the study layout in the README).
-
-    Attributes:
-        root: the study root (``l2s run --root``, default the working directory).
-        study: the study name.
-    """
-
-    root: Path
-    study: str
-
-    @property
-    def study_dir(self) -> Path:
-        """``runs/<study>``: data, runs, evaluation, analysis, records."""
-        return self.root / "runs" / self.study
-
-    @property
-    def executed_dir(self) -> Path:
-        """``executed/<study>``: executed notebooks."""
-        return self.root / "executed" / self.study
-
-    @property
-    def report_path(self) -> Path:
-        """``reports/<study>/report.html``."""
-        return self.root / "reports" / self.study / "report.html"
-
-    @property
-    def params_snapshot(self) -> Path:
-        """The validated parameters the notebooks read."""
-        return self.study_dir / "study_params.json"
-
-    @property
-    def lock_path(self) -> Path:
-        """Lock file held by the ``l2s run`` working on the study."""
-        return self.study_dir / "l2s_run.lock"
-
-    @property
-    def phantom_dir(self) -> Path:
-        """Phantom MSD task folders (``data: phantom``)."""
-        return self.study_dir / "phantom"
-
-    @property
-    def status_path(self) -> Path:
-        """State of every unit after the last ``l2s run``."""
-        return self.study_dir / "status.json"
-
-    @property
-    def submitit_dir(self) -> Path:
-        """Logs and pickles of steps run through submitit."""
-        return self.study_dir / "submitit"
-
-    def organ_dir(self, organ: str) -> Path:
-        return self.study_dir / organ
-
-    def prepared_dir(self, organ: str) -> Path:
-        return self.organ_dir(organ) / PREPARED_DIR
-
-    def run_dir(self, organ: str, network: str, run: int) -> Path:
-        return self.organ_dir(organ) / network / f"run_{run:02d}"
-
-    def run_folder(self, step: Step) -> Path:
-        """The run folder of a training step."""
-        if step.organ is None or step.network is None or step.run is None:
-            raise ValueError(f"{step.step_id} is not a training step")
-        return self.run_dir(step.organ, step.network, step.run)
-
-    def evaluation_dir(self, organ: str) -> Path:
-        return self.organ_dir(organ) / "evaluation"
-
-    def executed_notebook(self, step: Step) -> Path:
-        """The executed notebook of a notebook step (``executed/<study>/<step id>.ipynb``)."""
-        return self.executed_dir / f"{step.step_id}.ipynb"
-
-    def step_record(self, step: Step) -> Path:
-        """The record of a step's last execution (``runs/<study>/steps/<step id>.json``)."""
-        return self.study_dir / "steps" / f"{step.step_id}.json"
-
-    def outputs(self, step: Step) -> list[Path]:
-        """The files a finished step leaves; all must exist for the step to count as done."""
-        if step.kind == "prepare":
-            return [self.prepared_dir(step.organ_name) / SPLIT_FILE, self.prepared_dir(step.organ_name) / PREP_FILE]
-        if step.kind == "train":
-            return [self.run_folder(step) / SUMMARY_FILE]
-        if step.kind == "evaluate":
-            folder = self.evaluation_dir(step.organ_name)
-            return [folder / f"{step.split}_cases.csv", folder / f"{step.split}_runs.csv"]
-        if step.kind == "analysis":
-            return [self.executed_notebook(step)]
-        return [self.report_path]
-
-    def read_record(self, step: Step) -> StepRecord | None:
-        """The step's record, or ``None`` when there is none or it is unreadable (then the step
-        is done again)."""
-        try:
-            return StepRecord.read(self.step_record(step))
-        except (InputDataError, FormatVersionError):
-            return None
-
-    def is_done(self, step: Step, inputs: dict[str, Any]) -> bool:
-        """Whether the step finished (record says done) with these ``inputs`` and its outputs exist."""
-        record = self.read_record(step)
-        return (
-            record is not None
-            and record.done
-            and record.inputs == inputs
-            and all(p.exists() for p in self.outputs(step))
-        )
 
 
 @dataclasses.dataclass

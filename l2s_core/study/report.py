@@ -13,7 +13,7 @@ from pathlib import Path
 
 from l2s_core.errors import L2SError
 from l2s_core.files import atomic_write_text
-from l2s_core.study.plan import Step, StudyPaths
+from l2s_core.study.layout import Step, StudyPaths
 
 
 def render_report(study: str, root: str | Path = ".") -> Path:

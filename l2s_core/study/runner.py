@@ -48,7 +48,8 @@ from l2s_core.study.execute import (
     step_request,
     write_step_record,
 )
-from l2s_core.study.plan import Step, StudyPaths, StudyPlan
+from l2s_core.study.layout import Step, StudyPaths
+from l2s_core.study.plan import StudyPlan
 from l2s_core.study.records import DONE, FAILED, StepRecord, study_lock
 
 if TYPE_CHECKING:

@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from l2s_core.errors import ConfigError
+from l2s_core.study.layout import StudyPaths
 from l2s_core.study.params import StudyParams
-from l2s_core.study.plan import StudyPaths
 
 if TYPE_CHECKING:  # preparation loads scikit-image and nibabel: only the steps that prepare need it
     from l2s_core.data.prepare import CaseStatus

@@ -15,7 +15,7 @@ from l2s_core.study.execute import (
     execute_step,
     step_request,
 )
-from l2s_core.study.plan import Step, StudyPaths
+from l2s_core.study.layout import Step, StudyPaths
 
 PREPARE = Step("prepare", "spleen")
 

@@ -12,8 +12,8 @@ import pytest
 
 from l2s_core.data.cache import PreparedTask
 from l2s_core.study.execute import KERNEL_NAME, NOTEBOOKS_DIR, step_request
+from l2s_core.study.layout import Step, StudyPaths
 from l2s_core.study.params import load_study_params
-from l2s_core.study.plan import Step, StudyPaths
 from l2s_core.study.runner import run_study
 
 SMOKE_PARAMS = Path(__file__).resolve().parents[2] / "papermill_params" / "smoke.yaml"

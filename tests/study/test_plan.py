@@ -4,8 +4,10 @@ from pathlib import Path
 
 import yaml
 
+from l2s_core.study.layout import StudyPaths
 from l2s_core.study.params import load_study_params
-from l2s_core.study.plan import BLOCKED, DONE, FAILED, PENDING, Step, StudyPaths, StudyPlan
+from l2s_core.study.plan import BLOCKED, PENDING, StudyPlan
+from l2s_core.study.records import DONE, FAILED
 
 
 def _plan(tmp_path: Path) -> StudyPlan:
@@ -30,14 +32,6 @@ def _finish(plan: StudyPlan, unit_id: str, succeeded: bool) -> None:
     step = plan.units[unit_id].next_step()
     plan.start(step)
     plan.finish(step, succeeded, None if succeeded else "Error: broken")
-
-
-def test_step_ids_and_run_folders():
-    step = Step("train", "spleen", "organ", run=3)
-    assert step.step_id == "train/spleen/organ/run_03" and step.unit_id == "train/spleen/organ"
-    paths = StudyPaths(Path("/r"), "quick")
-    assert paths.run_folder(step) == Path("/r/runs/quick/spleen/organ/run_03")
-    assert paths.outputs(Step("evaluate", "liver", split="val"))[0].name == "val_cases.csv"
 
 
 def test_a_fresh_plan_starts_with_preparation(tmp_path):

@@ -5,7 +5,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
 from l2s_core.errors import L2SError
-from l2s_core.study.plan import Step, StudyPaths
+from l2s_core.study.layout import Step, StudyPaths
 from l2s_core.study.report import render_report
 
 

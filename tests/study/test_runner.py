@@ -13,7 +13,7 @@ from process_tools import descendants, environment, kill_and_reap, state, wait_g
 
 from l2s_core.errors import ConfigError, StudyLockedError
 from l2s_core.study import execute
-from l2s_core.study.plan import Step, StudyPaths
+from l2s_core.study.layout import Step, StudyPaths
 from l2s_core.study.records import study_lock
 from l2s_core.study.runner import gpu_slots, run_study
 
@@ -28,7 +28,7 @@ from pathlib import Path
 
 from l2s_core.data.prepare import prepare_task
 from l2s_core.files import atomic_write_json, atomic_write_text
-from l2s_core.study.plan import Step, StudyPaths
+from l2s_core.study.layout import Step, StudyPaths
 from l2s_core.train.config import TrainConfig
 from l2s_core.train.run_files import SUMMARY_FILE, RunSummary
 

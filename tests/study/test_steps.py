@@ -8,8 +8,8 @@ import torch
 
 from l2s_core.data.cache import PreparedTask
 from l2s_core.model import UNet3D
+from l2s_core.study.layout import StudyPaths
 from l2s_core.study.params import load_study_params
-from l2s_core.study.plan import StudyPaths
 from l2s_core.study.steps import evaluate_step, method_summary, prepare_step, train_step
 
 SMOKE = Path(__file__).resolve().parents[2] / "papermill_params" / "smoke.yaml"
