@@ -3,9 +3,9 @@ paired tests and the data behind Figures 2–4, computed from the files a study 
 ``runs/<study>`` (see the study layout: prepared tasks, run folders with ``summary.json`` and
 ``log.csv``, and the evaluation CSVs of :mod:`l2s_core.evaluation_tables`).
 
-:func:`load_study` reads a study folder once into a :class:`StudyData`; every other function
-is a pure function of it returning a pandas DataFrame. :func:`write_tables` writes them all as
-CSV files.
+:func:`l2s_core.study_results.load_study` reads a study folder once into a
+:class:`~l2s_core.study_results.StudyData`; every function here is a pure function of it returning
+a pandas DataFrame. :func:`write_tables` writes them all as CSV files.
 
 Two kinds of test compare methods (see :mod:`l2s_core.stats`): :func:`ttests`, the paper's,
 over runs (variance: training-seed variability on the fixed cases of a split), and
@@ -14,7 +14,7 @@ variability inside the bootstrap interval). Holm–Bonferroni adjusts the p-valu
 table's family: the tests of one split (Table 3's or Table 4's).
 
 Example:
-    >>> data = load_study("runs/quick")  # doctest: +SKIP
+    >>> data = study_results.load_study("runs/quick")  # doctest: +SKIP
     >>> table_dice(data, "test")  # doctest: +SKIP
 """
 
@@ -22,18 +22,13 @@ from __future__ import annotations
 
 import importlib.metadata
 import platform
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from l2s_core.data.cache import PreparedTask
-from l2s_core.data.prepared_layout import PREP_FILE, PREPARED_DIR
-from l2s_core.errors import InputDataError
-from l2s_core.evaluation_tables import CASE_COLUMNS, EVALUATION_DIR, RUN_COLUMNS, cases_file, runs_file
-from l2s_core.files import atomic_write_text, read_json
+from l2s_core.files import atomic_write_text
 from l2s_core.stats import (
     DEFAULT_PAIRS,
     format_mean_sd,
@@ -43,28 +38,23 @@ from l2s_core.stats import (
     paired_wilcoxon,
     pairwise_tests,
 )
-from l2s_core.train.run_files import LOG_COLUMNS, LOG_FILE, finished_runs
-from l2s_core.vocabulary import METHODS, NETWORKS, PAPER_ORGANS, SPLITS
+from l2s_core.study_results import StudyData, load_study
+from l2s_core.vocabulary import METHODS, NETWORKS, SPLITS
 
 __all__ = [
     "ALPHA",
     "BOOTSTRAP_REPLICATES",
     "BOOTSTRAP_SEED",
     "CASE_MEAN_COLUMNS",
-    "DATASET_COLUMNS",
-    "FAILURE_COLUMNS",
     "METHOD_LABELS",
     "NETWORK_LABELS",
     "PAIRED_COLUMNS",
     "SPLIT_LABELS",
-    "SUMMARY_COLUMNS",
-    "StudyData",
     "all_tables",
     "case_mean_dice",
     "convergence_rates",
     "data_description",
     "dice_gain",
-    "load_study",
     "paired_tests",
     "software_versions",
     "table1_split_sizes",
@@ -81,20 +71,6 @@ ALPHA = 0.05
 NETWORK_LABELS = {"baseline": "baseline", "localiser": "low res (localiser)", "organ": "organ"}
 METHOD_LABELS = {"baseline": "baseline", "two_stage": "two stage", "gt_localised": "ground truth localised"}
 SPLIT_LABELS = {"train": "training", "val": "validation", "test": "test"}
-SUMMARY_COLUMNS = (
-    "organ",
-    "network",
-    "run",
-    "converged",
-    "diverged",
-    "best_epoch",
-    "best_val_dice",
-    "total_seconds",
-    "epochs",
-    "seed",
-)
-FAILURE_COLUMNS = ("unit", "state", "error")
-DATASET_COLUMNS = ("organ", "task_name", "task_dir", "n_train", "n_val", "n_test", "n_cases", "foreground_percent")
 CASE_MEAN_COLUMNS = ("organ", "split", "method", "case_id", "runs", "mean_dice")
 PAIRED_COLUMNS = (
     "organ",
@@ -118,138 +94,6 @@ PAIRED_COLUMNS = (
 #: Replicates and seed of the hierarchical bootstrap of :func:`paired_tests`.
 BOOTSTRAP_REPLICATES = 10_000
 BOOTSTRAP_SEED = 0
-
-
-@dataclass(frozen=True)
-class StudyData:
-    """Everything the analysis reads from a study folder.
-
-    Attributes:
-        study_dir: the study folder ``runs/<study>``.
-        organs: organs found, in the study's (else the paper's) order.
-        study_params: content of ``study_params.json``, or ``None`` where it is absent.
-        datasets: one row per organ: columns :data:`DATASET_COLUMNS` (split sizes of the
-            prepared task; ``foreground_percent`` = mean over its cases of the organ's share
-            of the image voxels, in %).
-        summaries: one row per finished training run: columns :data:`SUMMARY_COLUMNS`.
-        logs: per-epoch rows of the finished runs: ``organ, network, run`` and the columns of
-            ``log.csv`` (epoch, wall_seconds, train_loss, train_dice, val_dice).
-        cases: the rows of every ``<organ>/evaluation/<split>_cases.csv``.
-        runs: the rows of every ``<organ>/evaluation/<split>_runs.csv``.
-        failures: the study's steps that failed or were blocked by a failure, as the last
-            ``l2s run`` left them in ``status.json`` (columns :data:`FAILURE_COLUMNS`).
-    """
-
-    study_dir: Path
-    organs: tuple[str, ...]
-    study_params: dict[str, Any] | None
-    datasets: pd.DataFrame
-    summaries: pd.DataFrame
-    logs: pd.DataFrame
-    cases: pd.DataFrame
-    runs: pd.DataFrame
-    failures: pd.DataFrame
-
-
-def _organ_order(names: list[str], study_params: dict[str, Any] | None) -> tuple[str, ...]:
-    """``names`` in the study's organ order (else the paper's), unknown names last alphabetically."""
-    preferred = list(study_params.get("organs") or []) if study_params else []
-    preferred += [o for o in PAPER_ORGANS if o not in preferred]
-    rank = {name: i for i, name in enumerate(preferred)}
-    return tuple(sorted(names, key=lambda n: (rank.get(n, len(rank)), n)))
-
-
-def _read_dataset(organ: str, prepared_dir: Path) -> dict[str, Any]:
-    task = PreparedTask(prepared_dir)
-    split = task.split
-    case_ids = [c for name in ("train", "val", "test") for c in split[name]]
-    shares = [task.case(c).meta.foreground_share for c in case_ids]
-    return {
-        "organ": organ,
-        "task_name": task.preparation.task_name,
-        "task_dir": task.preparation.task_dir,
-        "n_train": len(split["train"]),
-        "n_val": len(split["val"]),
-        "n_test": len(split["test"]),
-        "n_cases": len(case_ids),
-        "foreground_percent": 100.0 * float(np.mean(shares)) if shares else np.nan,
-    }
-
-
-def _read_failures(status_path: Path) -> pd.DataFrame:
-    """Units of ``status.json`` that failed or are blocked, with the error of the failed ones."""
-    units = read_json(status_path).get("units", {}) if status_path.is_file() else {}
-    rows = [
-        {"unit": unit_id, "state": entry["state"], "error": entry.get("error", "")}
-        for unit_id, entry in units.items()
-        if entry.get("state") in ("failed", "blocked")
-    ]
-    return pd.DataFrame(rows, columns=list(FAILURE_COLUMNS))
-
-
-def _read_csvs(paths: list[Path], columns: tuple[str, ...]) -> pd.DataFrame:
-    frames = [pd.read_csv(p, dtype={"case_id": str}) for p in paths if p.is_file()]
-    frames = [f for f in frames if not f.empty]
-    if not frames:
-        return pd.DataFrame(columns=list(columns))
-    return pd.concat(frames, ignore_index=True)
-
-
-def load_study(study_dir: str | Path) -> StudyData:
-    """Read a study folder.
-
-    An organ is a sub-folder holding ``prepared/prep.json``. Training runs without a
-    ``summary.json`` (unfinished) are left out; missing evaluation CSVs give no rows.
-
-    Args:
-        study_dir: the folder ``runs/<study>``.
-
-    Returns:
-        The :class:`StudyData`.
-
-    Raises:
-        InputDataError: the folder does not exist or holds no prepared organ.
-        FormatVersionError: a metadata file written by an incompatible l2s version.
-    """
-    study_dir = Path(study_dir)
-    if not study_dir.is_dir():
-        raise InputDataError(study_dir, "study folder not found")
-    params_path = study_dir / "study_params.json"
-    study_params = read_json(params_path) if params_path.is_file() else None
-    organ_dirs = {d.name: d for d in study_dir.iterdir() if (d / PREPARED_DIR / PREP_FILE).is_file()}
-    if not organ_dirs:
-        raise InputDataError(study_dir, "no prepared organ found (expected <organ>/prepared/prep.json)")
-    organs = _organ_order(list(organ_dirs), study_params)
-    summaries, logs = [], []
-    for organ in organs:
-        for run in (run for network in NETWORKS for run in finished_runs(organ_dirs[organ], network)):
-            summaries.append(
-                {
-                    "organ": organ,
-                    "network": run.network,
-                    "run": run.index,
-                    **{k: getattr(run.summary, k) for k in SUMMARY_COLUMNS[3:]},
-                }
-            )
-            if (run.folder / LOG_FILE).is_file():
-                log = pd.read_csv(run.folder / LOG_FILE)
-                logs.append(log.assign(organ=organ, network=run.network, run=run.index))
-    evaluation = [organ_dirs[o] / EVALUATION_DIR for o in organs]
-    return StudyData(
-        study_dir=study_dir,
-        organs=organs,
-        study_params=study_params,
-        datasets=pd.DataFrame(
-            [_read_dataset(o, organ_dirs[o] / PREPARED_DIR) for o in organs], columns=list(DATASET_COLUMNS)
-        ),
-        summaries=pd.DataFrame(summaries, columns=list(SUMMARY_COLUMNS)).astype({"converged": bool, "diverged": bool}),
-        logs=pd.concat(logs, ignore_index=True)[["organ", "network", "run", *LOG_COLUMNS]]
-        if logs
-        else pd.DataFrame(columns=["organ", "network", "run", *LOG_COLUMNS]),
-        cases=_read_csvs([d / cases_file(s) for d in evaluation for s in SPLITS], CASE_COLUMNS),
-        runs=_read_csvs([d / runs_file(s) for d in evaluation for s in SPLITS], RUN_COLUMNS),
-        failures=_read_failures(study_dir / "status.json"),
-    )
 
 
 def _phantom_settings(phantom: dict[str, Any]) -> str:

@@ -12,7 +12,7 @@ with the reason. Significance is the paper's: two-sided Student t-test over runs
 :data:`l2s_core.analysis.ALPHA`, unadjusted.
 
 Example:
-    >>> data = analysis.load_study("runs/quick")  # doctest: +SKIP
+    >>> data = load_study("runs/quick")  # doctest: +SKIP
     >>> scorecard_table(scorecard(data))  # doctest: +SKIP
 """
 
@@ -36,6 +36,7 @@ from scipy import stats
 
 from l2s_core import analysis
 from l2s_core.paper_values import FOREGROUND_PERCENT, PAPER_DICE, TABLE2_MINUTES, TABLE2_SOURCE
+from l2s_core.study_results import StudyData
 from l2s_core.vocabulary import METHODS, PAPER_ORGANS, SPLITS, VERDICTS
 
 SUPPORTED, NOT_SUPPORTED, NOT_TESTABLE = VERDICTS
@@ -152,7 +153,7 @@ def _t_test_item(
     )
 
 
-def _claim_two_stage_on_validation(data: analysis.StudyData, tests: pd.DataFrame) -> ClaimCheck:
+def _claim_two_stage_on_validation(data: StudyData, tests: pd.DataFrame) -> ClaimCheck:
     expected = {
         "spleen": "b_higher",
         "pancreas": "b_higher",
@@ -173,7 +174,7 @@ def _claim_two_stage_on_validation(data: analysis.StudyData, tests: pd.DataFrame
     )
 
 
-def _claim_baseline_on_prostate_test(data: analysis.StudyData, tests: pd.DataFrame) -> ClaimCheck:
+def _claim_baseline_on_prostate_test(data: StudyData, tests: pd.DataFrame) -> ClaimCheck:
     item = _t_test_item(tests, data.organs, "prostate", "test", ("baseline", "two_stage"), "a_higher")
     return _claim(
         "b",
@@ -183,7 +184,7 @@ def _claim_baseline_on_prostate_test(data: analysis.StudyData, tests: pd.DataFra
     )
 
 
-def _claim_gt_beats_baseline(data: analysis.StudyData, tests: pd.DataFrame) -> ClaimCheck:
+def _claim_gt_beats_baseline(data: StudyData, tests: pd.DataFrame) -> ClaimCheck:
     items = [
         _t_test_item(
             tests, data.organs, organ, split, ("baseline", "gt_localised"), "b_higher", name=f"{organ} {split}"
@@ -199,7 +200,7 @@ def _claim_gt_beats_baseline(data: analysis.StudyData, tests: pd.DataFrame) -> C
     )
 
 
-def _claim_gt_beats_two_stage(data: analysis.StudyData, tests: pd.DataFrame) -> ClaimCheck:
+def _claim_gt_beats_two_stage(data: StudyData, tests: pd.DataFrame) -> ClaimCheck:
     items = [
         _t_test_item(tests, data.organs, organ, "test", ("two_stage", "gt_localised"), "b_higher")
         for organ in data.organs
@@ -228,7 +229,7 @@ def _paper_gain_correlation(method: str) -> str:
     return f"paper: ρ = {rho:.2f}, p = {p:.2g}"
 
 
-def _claim_gain_grows_as_share_shrinks(data: analysis.StudyData) -> ClaimCheck:
+def _claim_gain_grows_as_share_shrinks(data: StudyData) -> ClaimCheck:
     gain = analysis.dice_gain(data)
     gain = gain[(gain["split"] == "test") & gain["foreground_percent"].notna()]
     items = []
@@ -260,7 +261,7 @@ def _claim_gain_grows_as_share_shrinks(data: analysis.StudyData) -> ClaimCheck:
     )
 
 
-def _claim_baseline_trains_longest(data: analysis.StudyData) -> ClaimCheck:
+def _claim_baseline_trains_longest(data: StudyData) -> ClaimCheck:
     minutes = analysis.table2_training_minutes(data)
     items = []
     for organ in data.organs:
@@ -286,7 +287,7 @@ def _claim_baseline_trains_longest(data: analysis.StudyData) -> ClaimCheck:
     )
 
 
-def _claim_organ_network_converges(data: analysis.StudyData) -> ClaimCheck:
+def _claim_organ_network_converges(data: StudyData) -> ClaimCheck:
     rates = analysis.convergence_rates(data)
     rates = rates[rates["network"] == "organ"].set_index("organ")
     items = []
@@ -299,7 +300,7 @@ def _claim_organ_network_converges(data: analysis.StudyData) -> ClaimCheck:
     return _claim("f", "The organ network always converges (every organ)", "Results › Training, Figure 3a", items)
 
 
-def scorecard(data: analysis.StudyData) -> list[ClaimCheck]:
+def scorecard(data: StudyData) -> list[ClaimCheck]:
     """The paper's claims checked on a study.
 
     (a) two stage beats the baseline on validation for spleen, pancreas and heart, not for
@@ -333,7 +334,7 @@ def scorecard_table(claims: list[ClaimCheck]) -> pd.DataFrame:
     return pd.DataFrame([astuple(c) for c in claims], columns=list(SCORECARD_COLUMNS)).set_index("key")
 
 
-def paper_comparison(data: analysis.StudyData, split: str) -> pd.DataFrame:
+def paper_comparison(data: StudyData, split: str) -> pd.DataFrame:
     """The paper's Table 3 (``split="val"``) or 4 (``"test"``) beside the study's.
 
     Returns:
@@ -357,7 +358,7 @@ def paper_comparison(data: analysis.StudyData, split: str) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("organ")
 
 
-def findings_preamble(data: analysis.StudyData) -> str:
+def findings_preamble(data: StudyData) -> str:
     """The sentences (Markdown) that frame the Findings: what the source tables are, on phantom
     data that the study checks the pipeline and not the paper, and failed steps if any."""
     sentences = [
@@ -379,7 +380,7 @@ def findings_preamble(data: analysis.StudyData) -> str:
     return " ".join(sentences)
 
 
-def findings_tables(data: analysis.StudyData) -> dict[str, pd.DataFrame]:
+def findings_tables(data: StudyData) -> dict[str, pd.DataFrame]:
     """The Findings as tables, by file stem: ``findings_table3_val``, ``findings_table4_test``,
     ``findings_scorecard``."""
     return {

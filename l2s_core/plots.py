@@ -5,7 +5,7 @@ Each function takes DataFrames and returns a matplotlib Figure (it does not show
 functions work with any matplotlib backend (the tests use Agg).
 
 Example:
-    >>> data = analysis.load_study("runs/quick")  # doctest: +SKIP
+    >>> data = study_results.load_study("runs/quick")  # doctest: +SKIP
     >>> save_figure(figure3_convergence(analysis.convergence_rates(data)), "figure3.png")  # doctest: +SKIP
 """
 

@@ -160,3 +160,41 @@ def write_study(study_dir: Path, datasets: Datasets, runs: Runs, dice: Dice, dat
         if organ in dice:
             write_evaluation(study_dir / organ / "evaluation", organ, dice[organ])
     return study_dir
+
+
+#: The synthetic study of :func:`synthetic_study`: organ → (cases per split, foreground share).
+DATASETS = {"spleen": ((6, 2, 2), 0.005), "heart": ((3, 1, 1), 0.004)}
+#: organ → network → (converged, total_seconds) per finished run, in order of run index.
+RUNS = {
+    "spleen": {
+        "baseline": [(True, 600), (False, 120), (True, 900), (True, 300)],
+        "localiser": [(True, 60), (True, 120), (True, 180)],
+        "organ": [(True, 30), (True, 30), (True, 30)],
+    },
+    "heart": {
+        "baseline": [(True, 60), (True, 60), (False, 60)],
+        "localiser": [(True, 60), (True, 60)],
+        "organ": [(True, 60), (True, 60)],
+    },
+}
+#: organ → split → method → pooled Dice of each run.
+DICE = {
+    "spleen": {
+        "val": {"baseline": [0.60, 0.65, 0.70], "two_stage": [0.80, 0.82, 0.81], "gt_localised": [0.86, 0.87, 0.85]},
+        "test": {"baseline": [0.40, 0.50, 0.45], "two_stage": [0.44, 0.52, 0.47], "gt_localised": [0.80, 0.83, 0.81]},
+    },
+    "heart": {
+        "val": {"baseline": [0.50, 0.54], "two_stage": [0.60, 0.62], "gt_localised": [0.70, 0.72]},
+        "test": {"baseline": [0.52, 0.50], "two_stage": [0.58, 0.63], "gt_localised": [0.69, 0.74]},
+    },
+}
+
+
+def synthetic_study(tmp_path: Path) -> Path:
+    """A study folder ``runs/synth`` with a spleen and a heart (:data:`DATASETS`, :data:`RUNS`,
+    :data:`DICE`) and an unfinished spleen baseline run 4 (a log, no summary)."""
+    study_dir = write_study(tmp_path / "runs" / "synth", DATASETS, RUNS, DICE)
+    unfinished = study_dir / "spleen" / "baseline" / "run_04"
+    unfinished.mkdir()
+    (unfinished / "log.csv").write_text("epoch,wall_seconds,train_loss,train_dice,val_dice\n1,9999,1,0,0\n")
+    return study_dir

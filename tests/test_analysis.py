@@ -13,12 +13,11 @@ import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 from statsmodels.stats.multitest import multipletests
-from study_folder import write_study
+from study_folder import DATASETS, DICE, RUNS, synthetic_study
 
 from l2s_core import analysis, plots
-from l2s_core.errors import InputDataError
-from l2s_core.files import atomic_write_json
 from l2s_core.stats import DEFAULT_PAIRS
+from l2s_core.study_results import StudyData, load_study
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "l2s_core" / "notebooks" / "analysis.ipynb"
 
@@ -34,72 +33,26 @@ TABLES = (
     "convergence_rates",
     "dice_gain",
 )
-#: organ → (cases per split (train, val, test), foreground share of every case).
-DATASETS = {"spleen": ((6, 2, 2), 0.005), "heart": ((3, 1, 1), 0.004)}
-#: organ → network → (converged, total_seconds) per finished run, in order of run index.
-RUNS = {
-    "spleen": {
-        "baseline": [(True, 600), (False, 120), (True, 900), (True, 300)],
-        "localiser": [(True, 60), (True, 120), (True, 180)],
-        "organ": [(True, 30), (True, 30), (True, 30)],
-    },
-    "heart": {
-        "baseline": [(True, 60), (True, 60), (False, 60)],
-        "localiser": [(True, 60), (True, 60)],
-        "organ": [(True, 60), (True, 60)],
-    },
-}
-#: organ → split → method → pooled Dice of each run.
-DICE = {
-    "spleen": {
-        "val": {"baseline": [0.60, 0.65, 0.70], "two_stage": [0.80, 0.82, 0.81], "gt_localised": [0.86, 0.87, 0.85]},
-        "test": {"baseline": [0.40, 0.50, 0.45], "two_stage": [0.44, 0.52, 0.47], "gt_localised": [0.80, 0.83, 0.81]},
-    },
-    "heart": {
-        "val": {"baseline": [0.50, 0.54], "two_stage": [0.60, 0.62], "gt_localised": [0.70, 0.72]},
-        "test": {"baseline": [0.52, 0.50], "two_stage": [0.58, 0.63], "gt_localised": [0.69, 0.74]},
-    },
-}
 
 
 @pytest.fixture
 def study(tmp_path: Path) -> Path:
-    """A study folder ``runs/synth`` with a spleen and a heart (see the module's constants)."""
-    study_dir = write_study(tmp_path / "runs" / "synth", DATASETS, RUNS, DICE)
-    unfinished = study_dir / "spleen" / "baseline" / "run_04"
-    unfinished.mkdir()
-    (unfinished / "log.csv").write_text("epoch,wall_seconds,train_loss,train_dice,val_dice\n1,9999,1,0,0\n")
-    return study_dir
+    return synthetic_study(tmp_path)
 
 
 @pytest.fixture
-def data(study: Path) -> analysis.StudyData:
-    return analysis.load_study(study)
+def data(study: Path) -> StudyData:
+    return load_study(study)
 
 
-def test_load_study_reads_organs_in_study_order_and_skips_unfinished_runs(data: analysis.StudyData) -> None:
-    assert data.organs == ("spleen", "heart")
-    assert len(data.summaries) == sum(len(runs) for organ in RUNS.values() for runs in organ.values())
-    assert 4 not in set(data.summaries.loc[data.summaries["organ"] == "spleen", "run"])
-    assert len(data.runs) == sum(len(v) for organ in DICE.values() for split in organ.values() for v in split.values())
-    assert data.cases["case_id"].map(type).eq(str).all()
-
-
-def test_load_study_without_prepared_organ_is_an_error(tmp_path: Path) -> None:
-    with pytest.raises(InputDataError, match="no prepared organ"):
-        analysis.load_study(tmp_path)
-    with pytest.raises(InputDataError, match="not found"):
-        analysis.load_study(tmp_path / "missing")
-
-
-def test_table1_counts_the_split(data: analysis.StudyData) -> None:
+def test_table1_counts_the_split(data: StudyData) -> None:
     table = analysis.table1_split_sizes(data)
     assert table.loc["spleen"].tolist() == [6, 2, 2]
     assert table.loc["heart"].tolist() == [3, 1, 1]
     assert list(table.columns) == ["training", "validation", "test"]
 
 
-def test_table2_is_the_mean_minutes_of_all_finished_runs(data: analysis.StudyData) -> None:
+def test_table2_is_the_mean_minutes_of_all_finished_runs(data: StudyData) -> None:
     table = analysis.table2_training_minutes(data)
     assert table.shape == (2, 3)
     assert table.loc["spleen", "baseline"] == pytest.approx((600 + 120 + 900 + 300) / 4 / 60)
@@ -107,7 +60,7 @@ def test_table2_is_the_mean_minutes_of_all_finished_runs(data: analysis.StudyDat
     assert table.loc["heart", "organ"] == pytest.approx(1.0)
 
 
-def test_table2_over_converged_runs_as_the_released_code(data: analysis.StudyData) -> None:
+def test_table2_over_converged_runs_as_the_released_code(data: StudyData) -> None:
     converged = analysis.table2_training_minutes(data, runs="converged")
     spleen_converged = [s for c, s in RUNS["spleen"]["baseline"] if c]
     assert converged.loc["spleen", "baseline"] == pytest.approx(sum(spleen_converged) / len(spleen_converged) / 60)
@@ -115,25 +68,7 @@ def test_table2_over_converged_runs_as_the_released_code(data: analysis.StudyDat
     assert analysis.table2_training_minutes(released).equals(converged)
 
 
-def test_failed_and_blocked_steps_of_the_last_run_are_listed(study: Path) -> None:
-    atomic_write_json(
-        study / "status.json",
-        {
-            "units": {
-                "prepare/spleen": {"state": "done"},
-                "prepare/kidney": {"state": "failed", "error": "InputDataError: case_3.nii.gz: truncated"},
-                "evaluate/kidney/val": {"state": "blocked"},
-            }
-        },
-    )
-    failures = analysis.load_study(study).failures
-    assert failures.to_dict("records") == [
-        {"unit": "prepare/kidney", "state": "failed", "error": "InputDataError: case_3.nii.gz: truncated"},
-        {"unit": "evaluate/kidney/val", "state": "blocked", "error": ""},
-    ]
-
-
-def test_table_dice_mean_sd_and_significance_mark(data: analysis.StudyData) -> None:
+def test_table_dice_mean_sd_and_significance_mark(data: StudyData) -> None:
     val = analysis.table_dice(data, "val")
     assert val.loc["spleen", "baseline_mean"] == pytest.approx(0.65)
     assert val.loc["spleen", "baseline_sd"] == pytest.approx(np.std([0.60, 0.65, 0.70], ddof=1))
@@ -148,7 +83,7 @@ def test_table_dice_mean_sd_and_significance_mark(data: analysis.StudyData) -> N
     assert test.loc["heart", "gt_localised_mean"] == pytest.approx(0.715)
 
 
-def test_ttests_equal_scipy_on_the_csv_values(data: analysis.StudyData, study: Path) -> None:
+def test_ttests_equal_scipy_on_the_csv_values(data: StudyData, study: Path) -> None:
     tests = analysis.ttests(data)
     assert len(tests) == len(DICE) * 2 * len(DEFAULT_PAIRS)
     for row in tests.itertuples():
@@ -166,7 +101,7 @@ def test_ttests_equal_scipy_on_the_csv_values(data: analysis.StudyData, study: P
     assert spleen_val["p_student"].iloc[0] < 0.01
 
 
-def test_ttests_holm_columns_equal_statsmodels_within_each_split(data: analysis.StudyData) -> None:
+def test_ttests_holm_columns_equal_statsmodels_within_each_split(data: StudyData) -> None:
     tests = analysis.ttests(data)
     for split in ("val", "test"):
         family = tests[tests["split"] == split]
@@ -176,7 +111,7 @@ def test_ttests_holm_columns_equal_statsmodels_within_each_split(data: analysis.
     assert tests["hedges_g"].iloc[0] < 0  # spleen val: baseline (a) lower than two stage
 
 
-def random_cases(data: analysis.StudyData, n_cases: int = 9, runs: dict[str, int] | None = None) -> pd.DataFrame:
+def random_cases(data: StudyData, n_cases: int = 9, runs: dict[str, int] | None = None) -> pd.DataFrame:
     """Case rows of the spleen's test split: ``runs[method]`` runs of each method on ``n_cases``
     cases, Dice drawn around a method-specific mean; the heart's rows are kept."""
     runs = runs or {"baseline": 3, "two_stage": 4, "gt_localised": 2}
@@ -198,7 +133,7 @@ def random_cases(data: analysis.StudyData, n_cases: int = 9, runs: dict[str, int
     return pd.concat([data.cases[data.cases["organ"] == "heart"], pd.DataFrame(rows)], ignore_index=True)
 
 
-def test_paired_tests_compare_case_means_with_scipy_wilcoxon(data: analysis.StudyData) -> None:
+def test_paired_tests_compare_case_means_with_scipy_wilcoxon(data: StudyData) -> None:
     cases = random_cases(data)
     paired = analysis.paired_tests(dataclasses.replace(data, cases=cases))
     assert list(paired.columns) == list(analysis.PAIRED_COLUMNS)
@@ -234,7 +169,7 @@ def test_paired_tests_compare_case_means_with_scipy_wilcoxon(data: analysis.Stud
 
 
 def test_paired_tests_use_only_cases_every_run_evaluated_and_say_why_a_test_is_missing(
-    data: analysis.StudyData,
+    data: StudyData,
 ) -> None:
     cases = random_cases(data, n_cases=4)
     cases = cases[
@@ -253,7 +188,7 @@ def test_paired_tests_use_only_cases_every_run_evaluated_and_say_why_a_test_is_m
     assert row["method_b"] == "gt_localised" and "no case evaluated" in row["note"] and np.isnan(row["p_wilcoxon"])
 
 
-def test_convergence_rates(data: analysis.StudyData) -> None:
+def test_convergence_rates(data: StudyData) -> None:
     rates = analysis.convergence_rates(data).set_index(["organ", "network"])
     assert rates.loc[("spleen", "baseline"), "convergence_rate"] == pytest.approx(0.75)
     assert rates.loc[("heart", "baseline"), ["trained", "converged"]].tolist() == [3, 2]
@@ -263,7 +198,7 @@ def test_convergence_rates(data: analysis.StudyData) -> None:
     assert list(rates.index.get_level_values("organ")[:3]) == ["spleen"] * 3
 
 
-def test_dice_gain(data: analysis.StudyData) -> None:
+def test_dice_gain(data: StudyData) -> None:
     gain = analysis.dice_gain(data).set_index(["organ", "split", "method"])
     assert len(gain) == 2 * 2 * 2
     assert gain.loc[("spleen", "val", "two_stage"), "gain"] == pytest.approx(0.81 - 0.65)
@@ -271,7 +206,7 @@ def test_dice_gain(data: analysis.StudyData) -> None:
     assert gain.loc[("spleen", "test", "gt_localised"), "foreground_percent"] == pytest.approx(0.5)
 
 
-def test_training_curves_keep_only_converged_runs(data: analysis.StudyData) -> None:
+def test_training_curves_keep_only_converged_runs(data: StudyData) -> None:
     curves = analysis.training_curves(data)
     spleen_baseline = curves[(curves["organ"] == "spleen") & (curves["network"] == "baseline")]
     assert sorted(spleen_baseline["run"].unique()) == [0, 2, 3]
@@ -287,7 +222,7 @@ def test_write_tables_writes_every_table(study: Path, tmp_path: Path) -> None:
     assert len(pd.read_csv(paths["paired_tests"])) == 12
 
 
-def test_data_description_names_the_data_source(data: analysis.StudyData) -> None:
+def test_data_description_names_the_data_source(data: StudyData) -> None:
     text = analysis.data_description(data)
     assert "phantom" in text and "Task_spleen" in text
     assert set(analysis.software_versions()["package"]) >= {"python", "torch", "monai", "numpy", "l2s"}
@@ -297,7 +232,7 @@ def test_a_study_without_evaluation_or_runs_gives_empty_tables_and_figures(study
     for organ in DATASETS:
         shutil.rmtree(study / organ / "evaluation")
     shutil.rmtree(study / "heart" / "baseline")
-    data = analysis.load_study(study)
+    data = load_study(study)
     tables = analysis.all_tables(data)
     assert tables["table3_val_dice"].loc["spleen", "baseline"] == "n=0"
     assert tables["ttests"].empty and tables["dice_gain"].empty and tables["paired_tests"].empty

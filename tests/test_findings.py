@@ -11,6 +11,7 @@ from study_folder import Datasets, Dice, Runs, write_study
 
 from l2s_core import analysis, findings
 from l2s_core.paper_values import FOREGROUND_PERCENT
+from l2s_core.study_results import load_study
 from l2s_core.vocabulary import METHODS, PAPER_ORGANS, VERDICTS
 
 SUPPORTED, NOT_SUPPORTED, NOT_TESTABLE = VERDICTS
@@ -53,11 +54,11 @@ def make_study(
 
 
 def verdicts(study: Path) -> dict[str, str]:
-    return {claim.key: claim.verdict for claim in findings.scorecard(analysis.load_study(study))}
+    return {claim.key: claim.verdict for claim in findings.scorecard(load_study(study))}
 
 
 def test_a_study_shaped_as_the_paper_supports_every_claim(tmp_path: Path) -> None:
-    claims = findings.scorecard(analysis.load_study(make_study(tmp_path, PAPER_LIKE)))
+    claims = findings.scorecard(load_study(make_study(tmp_path, PAPER_LIKE)))
     assert [c.key for c in claims] == ["a", "b", "c1", "c2", "d", "e", "f"]
     assert {c.key: c.verdict for c in claims} == dict.fromkeys(["a", "b", "c1", "c2", "d", "e", "f"], SUPPORTED)
     by_key = {c.key: c for c in claims}
@@ -81,7 +82,7 @@ def test_contradicting_numbers_give_not_supported_with_the_numbers(tmp_path: Pat
     slow = {**TIMES, "baseline": [(True, 60.0)] * 3}  # (e): baseline 1 min < 1 + 1 min
     unstable = {**TIMES, "organ": [(True, 60.0), (False, 60.0), (True, 60.0)]}  # (f)
     runs = {organ: TIMES for organ in means} | {"spleen": slow, "liver": unstable}
-    claims = {c.key: c for c in findings.scorecard(analysis.load_study(make_study(tmp_path, means, runs)))}
+    claims = {c.key: c for c in findings.scorecard(load_study(make_study(tmp_path, means, runs)))}
     assert {k: c.verdict for k, c in claims.items()} == dict.fromkeys(claims, NOT_SUPPORTED)
     assert "liver: two stage 0.7000 vs baseline 0.6000, p = " in claims["a"].evidence
     assert "prostate: two stage 0.7000 vs baseline 0.6000" in claims["b"].evidence
@@ -98,7 +99,7 @@ def test_missing_organs_and_single_runs_are_not_testable_with_the_reason(tmp_pat
         {"atrium": single},
         {"atrium": {"val": {m: [0.5] for m in METHODS}, "test": {m: [0.6] for m in METHODS}}},
     )
-    claims = {c.key: c for c in findings.scorecard(analysis.load_study(study))}
+    claims = {c.key: c for c in findings.scorecard(load_study(study))}
     assert {k: c.verdict for k, c in claims.items() if k != "f"} == dict.fromkeys(
         ["a", "b", "c1", "c2", "d", "e"], NOT_TESTABLE
     )
@@ -113,7 +114,7 @@ def test_missing_organs_and_single_runs_are_not_testable_with_the_reason(tmp_pat
 def test_partial_studies_test_what_they_hold(tmp_path: Path) -> None:
     means = {organ: PAPER_LIKE[organ] for organ in ("spleen", "prostate")}
     shares = {"spleen": 0.005, "prostate": 0.005}  # equal shares: no rank correlation
-    claims = {c.key: c for c in findings.scorecard(analysis.load_study(make_study(tmp_path, means, shares=shares)))}
+    claims = {c.key: c for c in findings.scorecard(load_study(make_study(tmp_path, means, shares=shares)))}
     assert claims["a"].verdict == SUPPORTED and "tested: 2 of 5" in claims["a"].evidence
     assert "heart: not in the study (not testable)" in claims["a"].evidence
     assert claims["b"].verdict == SUPPORTED
@@ -122,7 +123,7 @@ def test_partial_studies_test_what_they_hold(tmp_path: Path) -> None:
 
 def test_paper_comparison_shows_missing_organs_and_custom_names(tmp_path: Path) -> None:
     means = {"spleen": PAPER_LIKE["spleen"], "atrium": PAPER_LIKE["heart"]}
-    data = analysis.load_study(make_study(tmp_path, means))
+    data = load_study(make_study(tmp_path, means))
     table = findings.paper_comparison(data, "test")
     assert list(table.index) == [*PAPER_ORGANS, "atrium"]
     assert list(table.columns) == [
@@ -139,7 +140,7 @@ def test_paper_comparison_shows_missing_organs_and_custom_names(tmp_path: Path) 
 
 @pytest.mark.parametrize("source, phantom", [("phantom", True), ("msd", False)])
 def test_preamble_says_phantom_data_check_the_pipeline(tmp_path: Path, source: str, phantom: bool) -> None:
-    data = analysis.load_study(make_study(tmp_path, {"spleen": PAPER_LIKE["spleen"]}, data=source))
+    data = load_study(make_study(tmp_path, {"spleen": PAPER_LIKE["spleen"]}, data=source))
     text = findings.findings_preamble(data)
     assert ("checks that the pipeline" in text) is phantom
     assert "Table 3" in text and "Table 4" in text
@@ -148,6 +149,6 @@ def test_preamble_says_phantom_data_check_the_pipeline(tmp_path: Path, source: s
 def test_runs_without_spread_are_not_testable_with_the_t_tests_note(tmp_path: Path) -> None:
     flat = {split: {m: [0.5, 0.5] for m in METHODS} for split in ("val", "test")}
     study = write_study(tmp_path / "runs" / "flat", {"spleen": ((3, 1, 1), 0.004)}, {"spleen": TIMES}, {"spleen": flat})
-    claims = {c.key: c for c in findings.scorecard(analysis.load_study(study))}
+    claims = {c.key: c for c in findings.scorecard(load_study(study))}
     assert claims["c1"].verdict == NOT_TESTABLE
     assert "spleen val: no t-test p (no spread in either group" in claims["c1"].evidence

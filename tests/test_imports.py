@@ -17,6 +17,7 @@ TORCH_FREE = [
     "l2s_core.fidelity",
     "l2s_core.stats",
     "l2s_core.paper_values",
+    "l2s_core.study_results",
     "l2s_core.analysis",
     "l2s_core.findings",
     "l2s_core.plots",

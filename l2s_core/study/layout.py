@@ -19,7 +19,7 @@ No heavy library is imported here, so notebooks and tables use :class:`StudyPath
 
 from __future__ import annotations
 
-__all__ = ["Step", "StudyPaths"]
+__all__ = ["PARAMS_SNAPSHOT_FILE", "STATUS_FILE", "Step", "StudyPaths"]
 
 import dataclasses
 from pathlib import Path
@@ -30,6 +30,11 @@ from l2s_core.errors import FormatVersionError, InputDataError
 from l2s_core.evaluation_tables import EVALUATION_DIR, cases_file, runs_file
 from l2s_core.study.records import StepRecord
 from l2s_core.train.run_files import SUMMARY_FILE
+
+#: The validated parameters of a study, which its notebooks read (``runs/<study>/``).
+PARAMS_SNAPSHOT_FILE = "study_params.json"
+#: The state of every unit after the last ``l2s run`` (``runs/<study>/``).
+STATUS_FILE = "status.json"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,7 +109,7 @@ class StudyPaths:
     @property
     def params_snapshot(self) -> Path:
         """The validated parameters the notebooks read."""
-        return self.study_dir / "study_params.json"
+        return self.study_dir / PARAMS_SNAPSHOT_FILE
 
     @property
     def lock_path(self) -> Path:
@@ -119,7 +124,7 @@ class StudyPaths:
     @property
     def status_path(self) -> Path:
         """State of every unit after the last ``l2s run``."""
-        return self.study_dir / "status.json"
+        return self.study_dir / STATUS_FILE
 
     @property
     def submitit_dir(self) -> Path:

@@ -1,0 +1,62 @@
+"""Reading a study folder into data frames (``l2s_core.study_results``), on the synthetic study
+of ``study_folder.synthetic_study``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from study_folder import DICE, RUNS, synthetic_study
+
+from l2s_core.errors import InputDataError
+from l2s_core.files import atomic_write_json
+from l2s_core.study_results import SUMMARY_COLUMNS, StudyData, load_study
+from l2s_core.train.run_files import RunSummary
+
+
+@pytest.fixture
+def study(tmp_path: Path) -> Path:
+    return synthetic_study(tmp_path)
+
+
+@pytest.fixture
+def data(study: Path) -> StudyData:
+    return load_study(study)
+
+
+def test_load_study_reads_organs_in_study_order_and_skips_unfinished_runs(data: StudyData) -> None:
+    assert data.organs == ("spleen", "heart")
+    assert len(data.summaries) == sum(len(runs) for organ in RUNS.values() for runs in organ.values())
+    assert 4 not in set(data.summaries.loc[data.summaries["organ"] == "spleen", "run"])
+    assert len(data.runs) == sum(len(v) for organ in DICE.values() for split in organ.values() for v in split.values())
+    assert data.cases["case_id"].map(type).eq(str).all()
+
+
+def test_load_study_without_prepared_organ_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(InputDataError, match="no prepared organ"):
+        load_study(tmp_path)
+    with pytest.raises(InputDataError, match="not found"):
+        load_study(tmp_path / "missing")
+
+
+def test_failed_and_blocked_steps_of_the_last_run_are_listed(study: Path) -> None:
+    atomic_write_json(
+        study / "status.json",
+        {
+            "units": {
+                "prepare/spleen": {"state": "done"},
+                "prepare/kidney": {"state": "failed", "error": "InputDataError: case_3.nii.gz: truncated"},
+                "evaluate/kidney/val": {"state": "blocked"},
+            }
+        },
+    )
+    failures = load_study(study).failures
+    assert failures.to_dict("records") == [
+        {"unit": "prepare/kidney", "state": "failed", "error": "InputDataError: case_3.nii.gz: truncated"},
+        {"unit": "evaluate/kidney/val", "state": "blocked", "error": ""},
+    ]
+
+
+def test_summary_columns_are_fields_of_the_run_summary(data: StudyData) -> None:
+    fields = set(RunSummary.__dataclass_fields__)
+    assert set(SUMMARY_COLUMNS[3:]) <= fields and list(data.summaries.columns) == list(SUMMARY_COLUMNS)
