@@ -12,6 +12,8 @@ Example:
 
 from __future__ import annotations
 
+from typing import Literal
+
 __all__ = [
     "ARCHITECTURES",
     "BOX_MAPPINGS",
@@ -32,6 +34,14 @@ __all__ = [
     "SPLIT_ORDERS",
     "TRAINING_TIME_RUNS",
     "VERDICTS",
+    "BoxMapping",
+    "CropLabel",
+    "Fallback",
+    "Network",
+    "Normalisation",
+    "Split",
+    "SplitOrder",
+    "TrainingTimeRuns",
 ]
 
 #: The three networks of the paper: full-resolution baseline, low-resolution localiser, organ network on crops.
@@ -78,3 +88,14 @@ MSD_TASK_FOLDERS: dict[str, str] = {
 }
 #: Verdicts of the report's scorecard of the paper's claims (see :mod:`l2s_core.findings`).
 VERDICTS: tuple[str, ...] = ("supported", "not supported", "not testable")
+
+# The same choices as types, for the typed records and parameter files (checked by
+# :class:`l2s_core.records.Checker`, which names the choices of a wrong value).
+Network = Literal[NETWORKS]  # type: ignore[valid-type]
+Split = Literal[SPLITS]  # type: ignore[valid-type]
+Normalisation = Literal[NORMALISATIONS]  # type: ignore[valid-type]
+SplitOrder = Literal[SPLIT_ORDERS]  # type: ignore[valid-type]
+Fallback = Literal[FALLBACKS]  # type: ignore[valid-type]
+BoxMapping = Literal[BOX_MAPPINGS]  # type: ignore[valid-type]
+TrainingTimeRuns = Literal[TRAINING_TIME_RUNS]  # type: ignore[valid-type]
+CropLabel = Literal[CROP_LABELS]  # type: ignore[valid-type]

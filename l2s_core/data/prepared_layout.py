@@ -35,7 +35,16 @@ from l2s_core.boxes import Box
 from l2s_core.data.io import VolumeMeta
 from l2s_core.errors import ConfigError
 from l2s_core.records import Record
-from l2s_core.vocabulary import CROP_LABELS, KINDS, LEVELS, NORMALISATIONS, SPLIT_ORDERS
+from l2s_core.vocabulary import (
+    CROP_LABELS,
+    KINDS,
+    LEVELS,
+    NORMALISATIONS,
+    SPLIT_ORDERS,
+    CropLabel,
+    Normalisation,
+    SplitOrder,
+)
 
 #: The prepared task folder inside an organ's study folder.
 PREPARED_DIR = "prepared"
@@ -68,12 +77,13 @@ class PrepareSettings(Record):
 
     Attributes:
         normalisation: ``zscore``, ``ct`` or ``none``.
-        channel: channel of multi-channel images.
+        channel: channel of multi-channel images (MSD prostate: 0 = T2, 1 = ADC).
         organ_labels: label values merged into the organ (``None``: every non-zero label).
-        split_seed: seed of the split.
+        split_seed: seed of the train/val/test split (42 in the paper).
         split_order: ``table1`` or ``released_code``.
         crop_margin: voxels of context around the organ box.
-        max_cases: only the first n case ids in sorted order (``None``: every case).
+        max_cases: only the first n case ids in sorted order (``None``: every case); the
+            paper's Table 1 counts 69 liver cases of MSD's 131 without saying which.
         lowres_divisors: ``(z, y, x)`` divisors of the low-resolution copy (the paper's text:
             ``(3, 2, 2)``; its released code: ``(2, 3, 2)``).
         crop_label: the organ network's labels in the crop: ``all`` organ voxels, or only the
@@ -83,15 +93,15 @@ class PrepareSettings(Record):
         ConfigError: an unknown choice, a negative margin or divisors that are not three positive ints.
     """
 
-    normalisation: str = "zscore"
+    normalisation: Normalisation = "zscore"
     channel: int = 0
     organ_labels: tuple[int, ...] | None = None
     split_seed: int = 42
-    split_order: str = "table1"
+    split_order: SplitOrder = "table1"
     crop_margin: int = CROP_MARGIN
     max_cases: int | None = None
     lowres_divisors: tuple[int, int, int] = LOWRES_DIVISORS
-    crop_label: str = "all"
+    crop_label: CropLabel = "all"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "lowres_divisors", tuple(int(d) for d in self.lowres_divisors))

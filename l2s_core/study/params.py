@@ -38,24 +38,16 @@ from __future__ import annotations
 
 __all__ = [
     "AnalysisOptions",
-    "BoxMapping",
-    "CropLabel",
     "DATA_SOURCES",
     "DataSource",
     "EvaluateOptions",
-    "Fallback",
-    "Network",
-    "Normalisation",
     "PhantomOptions",
     "PhantomProfile",
     "PrepareOptions",
     "STUDY_SET_TRAIN_FIELDS",
     "SlurmOptions",
-    "Split",
-    "SplitOrder",
     "StudyParams",
     "TrainOptions",
-    "TrainingTimeRuns",
     "load_study_params",
 ]
 
@@ -67,22 +59,21 @@ from typing import Any, Literal
 
 import yaml
 
-from l2s_core.data.prepared_layout import CROP_MARGIN, LOWRES_DIVISORS, PrepareSettings
+from l2s_core.data.prepared_layout import PrepareSettings
 from l2s_core.errors import ConfigError, FormatVersionError, InputDataError
 from l2s_core.files import read_json
 from l2s_core.records import Checker, plain
 from l2s_core.train.config import TrainConfig
 from l2s_core.vocabulary import (
-    BOX_MAPPINGS,
-    CROP_LABELS,
-    FALLBACKS,
     MSD_TASK_FOLDERS,
     NETWORKS,
-    NORMALISATIONS,
     PAPER_ORGANS,
-    SPLIT_ORDERS,
     SPLITS,
-    TRAINING_TIME_RUNS,
+    BoxMapping,
+    Fallback,
+    Network,
+    Split,
+    TrainingTimeRuns,
 )
 
 DATA_SOURCES = ("phantom", "msd")
@@ -90,16 +81,8 @@ _ORGAN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 #: TrainConfig fields the study sets for each run; a parameter file cannot set them.
 STUDY_SET_TRAIN_FIELDS = ("prepared_dir", "run_dir", "network", "seed", "world_size")
 
-Network = Literal[NETWORKS]  # type: ignore[valid-type]
 DataSource = Literal[DATA_SOURCES]  # type: ignore[valid-type]
-Split = Literal[SPLITS]  # type: ignore[valid-type]
-Normalisation = Literal[NORMALISATIONS]  # type: ignore[valid-type]
-SplitOrder = Literal[SPLIT_ORDERS]  # type: ignore[valid-type]
-Fallback = Literal[FALLBACKS]  # type: ignore[valid-type]
 PhantomProfile = Literal["fixed", "msd"]
-BoxMapping = Literal[BOX_MAPPINGS]  # type: ignore[valid-type]
-TrainingTimeRuns = Literal[TRAINING_TIME_RUNS]  # type: ignore[valid-type]
-CropLabel = Literal[CROP_LABELS]  # type: ignore[valid-type]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,38 +113,20 @@ class PhantomOptions:
 
 
 @dataclasses.dataclass(frozen=True)
-class PrepareOptions:
-    """Options of :func:`l2s_core.data.prepare.prepare_task`, with per-organ overrides.
+class PrepareOptions(PrepareSettings):
+    """Options of :func:`l2s_core.data.prepare.prepare_task`, with per-organ overrides: the
+    :class:`~l2s_core.data.prepared_layout.PrepareSettings` (same names: normalisation, channel,
+    organ_labels, split_seed, split_order, crop_margin, max_cases, lowres_divisors, crop_label)
+    and how to run it.
 
     Attributes:
-        normalisation: intensity normalisation (``zscore``, ``ct`` or ``none``).
-        channel: channel of multi-channel images (MSD prostate: 0 = T2, 1 = ADC).
-        organ_labels: label values merged into the organ (``None``: every non-zero label).
-        split_seed: seed of the train/val/test split (42 in the paper).
-        split_order: ``table1`` (the paper's Table 1) or ``released_code``.
         skip_empty: leave out cases with an empty organ mask instead of stopping.
-        crop_margin: voxels of context around the organ box (the paper's 15).
         workers: parallel preparation processes (``None``: all cores).
-        max_cases: prepare only the first n case ids in sorted order (``None``: all); the
-            paper's Table 1 counts 69 liver cases of MSD's 131 without saying which.
-        lowres_divisors: ``(z, y, x)`` divisors of the low-resolution copy (the text's
-            ``(3, 2, 2)``; the released code's ``(2, 3, 2)``).
-        crop_label: organ-network training labels: ``all`` organ voxels of the crop, or the
-            ``largest_component`` only (the released code).
-        per_organ: organ → some of the options above, replacing them for that organ.
+        per_organ: organ → some of the options, replacing them for that organ.
     """
 
-    normalisation: Normalisation = "zscore"
-    channel: int = 0
-    organ_labels: tuple[int, ...] | None = None
-    split_seed: int = 42
-    split_order: SplitOrder = "table1"
     skip_empty: bool = False
-    crop_margin: int = CROP_MARGIN
     workers: int | None = None
-    max_cases: int | None = None
-    lowres_divisors: tuple[int, int, int] = LOWRES_DIVISORS
-    crop_label: CropLabel = "all"
     per_organ: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
     def for_organ(self, organ: str) -> PrepareOptions:
