@@ -89,7 +89,7 @@ class Checker:
         if "per_organ" in hints:  # per-organ overrides of the section's own options
             allowed = {name: hint for name, hint in hints.items() if name != "per_organ"}
             checked["per_organ"] = {
-                organ: self.fields(overrides, allowed, f"{key}.per_organ.{organ}")
+                organ: self.fields(overrides, allowed, f"{key}.per_organ.{organ}" if key else f"per_organ.{organ}")
                 for organ, overrides in checked.get("per_organ", {}).items()
             }
         for f in in_file:
