@@ -25,6 +25,7 @@ Example:
 from __future__ import annotations
 
 __all__ = [
+    "MethodPrediction",
     "MethodRun",
     "Predictor",
     "converged_runs",
@@ -42,6 +43,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from l2s_core.boxes import Box
 from l2s_core.checkpoint import load_model
 from l2s_core.data.cache import PreparedTask
 from l2s_core.data.prepared_layout import PREPARED_DIR
@@ -50,9 +52,11 @@ from l2s_core.evaluation_tables import (
     EVALUATION_DIR,
     METRIC_COLUMNS,
     NO_FALLBACK,
+    PREDICTIONS_DIR,
     case_table,
     cases_file,
     pooled_rows,
+    prediction_file,
     runs_file,
     write_csv,
 )
@@ -71,8 +75,25 @@ from l2s_core.vocabulary import SPLITS
 logger = logging.getLogger(__name__)
 
 
-#: A method's prediction of one case: ``(image, label) -> (mask, fallback used or None)``, ``(z, y, x)`` arrays.
-Predictor = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, str | None]]
+@dataclass(frozen=True)
+class MethodPrediction:
+    """A method's prediction of one case.
+
+    Attributes:
+        mask: the organ mask, ``(z, y, x)`` on the case's full-resolution grid.
+        box: the full-resolution box the organ network segmented in (localised methods;
+            ``None`` for the baseline or when nothing was localised).
+        fallback_used: the fallback applied because nothing was localised, else ``None``.
+    """
+
+    mask: np.ndarray
+    box: Box | None = None
+    fallback_used: str | None = None
+
+
+#: A method's prediction of one case from its ``(z, y, x)`` image and label (only
+#: ``gt_localised`` reads the label).
+Predictor = Callable[[np.ndarray, np.ndarray], MethodPrediction]
 
 
 @dataclass(frozen=True)
@@ -121,8 +142,8 @@ def load_segmenter(run: FinishedRun, device: str) -> Segmenter:
 def _baseline(run: FinishedRun, device: str) -> MethodRun:
     baseline = load_segmenter(run, device)
 
-    def predict(image: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, str | None]:
-        return predict_volume(baseline, image, device), None
+    def predict(image: np.ndarray, label: np.ndarray) -> MethodPrediction:
+        return MethodPrediction(predict_volume(baseline, image, device))
 
     return MethodRun("baseline", run.index, None, None, predict)
 
@@ -132,9 +153,9 @@ def _two_stage(
 ) -> MethodRun:
     localiser, organ = load_segmenter(localiser_run, device), load_segmenter(organ_run, device)
 
-    def predict(image: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, str | None]:
+    def predict(image: np.ndarray, label: np.ndarray) -> MethodPrediction:
         result = two_stage_predict(localiser, organ, image, localisation, device)
-        return result.mask, result.fallback_used
+        return MethodPrediction(result.mask, result.box, result.fallback_used)
 
     return MethodRun("two_stage", position, localiser_run.index, organ_run.index, predict)
 
@@ -142,15 +163,18 @@ def _two_stage(
 def _gt_localised(organ_run: FinishedRun, localisation: Localisation, device: str) -> MethodRun:
     organ = load_segmenter(organ_run, device)
 
-    def predict(image: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, str | None]:
+    def predict(image: np.ndarray, label: np.ndarray) -> MethodPrediction:
         result = gt_localised_predict(organ, image, label, localisation, device)
-        return result.mask, result.fallback_used
+        return MethodPrediction(result.mask, result.box, result.fallback_used)
 
     return MethodRun("gt_localised", organ_run.index, None, organ_run.index, predict)
 
 
-def method_runs(organ_dir: Path, localisation: Localisation, device: str) -> list[MethodRun]:
-    """Every run of every method that the organ's converged runs allow, models loaded on ``device``.
+def method_runs(
+    organ_dir: Path, localisation: Localisation, device: str, runs_per_network: int | None = None
+) -> list[MethodRun]:
+    """Every run of every method that the organ's converged runs allow, models loaded on ``device``;
+    the one place that builds the three methods' predictors (evaluation and the explorer use it).
 
     A method without runs (e.g. no converged localiser) is left out with a logged warning;
     localisers and organ networks are paired in order of run index up to the shorter list.
@@ -160,13 +184,14 @@ def method_runs(organ_dir: Path, localisation: Localisation, device: str) -> lis
         localisation: the prepared task's margin and divisors, the fallback when nothing is
             localised and the box mapping (:class:`l2s_core.infer.Localisation`).
         device: where the networks run.
+        runs_per_network: use only the first n converged runs of each network (``None``: all).
 
     Returns:
         The method runs, baseline first, then two_stage, then gt_localised.
     """
-    baselines = converged_runs(organ_dir, "baseline")
-    localisers = converged_runs(organ_dir, "localiser")
-    organ_nets = converged_runs(organ_dir, "organ")
+    baselines = converged_runs(organ_dir, "baseline")[:runs_per_network]
+    localisers = converged_runs(organ_dir, "localiser")[:runs_per_network]
+    organ_nets = converged_runs(organ_dir, "organ")[:runs_per_network]
     if not baselines:
         logger.warning("%s: no converged baseline run; the baseline is not evaluated", organ_dir)
     if not (localisers and organ_nets):
@@ -231,7 +256,6 @@ def evaluate_organ(
     task = PreparedTask(prepared_dir if prepared_dir is not None else organ_dir / PREPARED_DIR)
     localisation = Localisation.of_settings(task.preparation.settings, fallback, box_mapping)
     out_dir = organ_dir / EVALUATION_DIR
-    predictions_dir = out_dir / "predictions" / split
     runs = method_runs(organ_dir, localisation, device)
     rows = []
     for case in tqdm(task.cases(split), desc=f"evaluate {organ_dir.name} {split}", unit="case", disable=not progress):
@@ -239,9 +263,9 @@ def evaluate_organ(
         label = np.array(case.array("full", "label"))
         for method_run in runs:
             started = time.perf_counter()
-            mask, fallback_used = method_run.predict(image, label)
+            prediction = method_run.predict(image, label)
             seconds = time.perf_counter() - started
-            metrics = case_metrics(mask, label, case.spacing, tolerance_mm)
+            metrics = case_metrics(prediction.mask, label, case.spacing, tolerance_mm)
             rows.append(
                 {
                     "organ": organ_dir.name,
@@ -253,16 +277,16 @@ def evaluate_organ(
                     "case_id": case.case_id,
                     **{k: metrics[k] for k in METRIC_COLUMNS},
                     "seconds": seconds,
-                    "fallback": fallback_used or NO_FALLBACK,
+                    "fallback": prediction.fallback_used or NO_FALLBACK,
                 }
             )
             if save_predictions:
-                folder = predictions_dir / f"{method_run.method}_{method_run.run:02d}"
-                save_prediction(mask, case, folder / f"{case.case_id}.nii.gz")
+                file = prediction_file(split, method_run.method, method_run.run, case.case_id)
+                save_prediction(prediction.mask, case, out_dir / file)
     cases = case_table(rows)
     paths = {"cases": out_dir / cases_file(split), "runs": out_dir / runs_file(split)}
     write_csv(paths["cases"], cases)
     write_csv(paths["runs"], pooled_rows(cases))
     if save_predictions:
-        paths["predictions"] = predictions_dir
+        paths["predictions"] = out_dir / PREDICTIONS_DIR / split
     return paths

@@ -12,10 +12,13 @@ __all__ = [
     "EVALUATION_DIR",
     "METRIC_COLUMNS",
     "NO_FALLBACK",
+    "PREDICTIONS_DIR",
+    "PREDICTION_SUFFIX",
     "RUN_COLUMNS",
     "case_table",
     "cases_file",
     "pooled_rows",
+    "prediction_file",
     "runs_file",
     "write_csv",
 ]
@@ -42,6 +45,20 @@ def cases_file(split: str) -> str:
 def runs_file(split: str) -> str:
     """``<split>_runs.csv``: one pooled row per method and run."""
     return f"{split}_runs.csv"
+
+
+#: The masks evaluation saves on request, inside the evaluation folder.
+PREDICTIONS_DIR = "predictions"
+
+
+#: The file name ending of a saved mask (``<case_id>.nii.gz``).
+PREDICTION_SUFFIX = ".nii.gz"
+
+
+def prediction_file(split: str, method: str, run: int, case_id: str) -> str:
+    """``predictions/<split>/<method>_<run>/<case_id>.nii.gz``: a saved mask, relative to the
+    evaluation folder (on the source scan's grid)."""
+    return f"{PREDICTIONS_DIR}/{split}/{method}_{run:02d}/{case_id}{PREDICTION_SUFFIX}"
 
 
 #: Columns of a case row taken from :func:`l2s_core.metrics.case_metrics`.

@@ -27,13 +27,15 @@ import numpy as np
 
 from l2s_core.boxes import Box
 from l2s_core.data.cache import PreparedCase, PreparedTask
+from l2s_core.data.io import read_label
 from l2s_core.data.prepared_layout import PREPARED_DIR
 from l2s_core.errors import InputDataError
-from l2s_core.evaluate import converged_runs, load_segmenter
-from l2s_core.infer import Localisation, Segmenter, gt_localised_predict, predict_volume, two_stage_predict
+from l2s_core.evaluate import MethodPrediction, MethodRun, converged_runs, load_segmenter, method_runs
+from l2s_core.evaluation_tables import EVALUATION_DIR, PREDICTION_SUFFIX, prediction_file
+from l2s_core.infer import Localisation, Segmenter
 from l2s_core.train.run_files import FinishedRun
-from l2s_core.viewer.display import TWO_STAGE, ct_window
-from l2s_core.vocabulary import NETWORKS
+from l2s_core.viewer.display import ct_window
+from l2s_core.vocabulary import NETWORKS, SPLITS
 
 PredictionSource = Callable[[Any], Any] | str | Path
 
@@ -62,19 +64,21 @@ def as_prediction(result: Any) -> Prediction:
 
 
 def saved_prediction_source(folder: str | Path) -> Callable[[PreparedCase], np.ndarray]:
-    """A prediction source reading ``<folder>/<case_id>.npy`` (a ``(z, y, x)`` mask on the
-    prepared full-resolution grid), memory-mapped.
+    """A prediction source reading ``<folder>/<case_id>.nii.gz``: the masks evaluation saves
+    (``evaluate_organ(..., save_predictions=True)``, folder
+    ``<organ>/evaluation/predictions/<split>/<method>_<run>``), on the source scan's grid, read
+    back onto the case's prepared ``(z, y, x)`` grid.
 
     Raises:
-        InputDataError: (when called) the case's file is missing.
+        InputDataError: (when called) the case's file is missing or unreadable.
     """
     folder = Path(folder)
 
     def load(case: PreparedCase) -> np.ndarray:
-        path = folder / f"{case.case_id}.npy"
+        path = folder / f"{case.case_id}{PREDICTION_SUFFIX}"
         if not path.is_file():
             raise InputDataError(path, f"no saved prediction for case {case.case_id}")
-        return np.load(path, mmap_mode="r", allow_pickle=False)
+        return read_label(path)[0]
 
     return load
 
@@ -105,12 +109,12 @@ class StudyModels:
 def load_study_models(
     organ_dir: str | Path, device: str = "cpu", localisation: Localisation | None = None
 ) -> StudyModels:
-    """Load the first converged baseline, localiser and organ networks of one organ of a study.
+    """The three methods of one organ of a study, as the explorer shows them: run 0 of each.
 
-    Runs are found as the evaluation finds them (:func:`l2s_core.evaluate.converged_runs`).
-    Every network predicts patch-wise with its run's patch and overlap, as in evaluation
-    (:func:`l2s_core.evaluate.load_segmenter`); two-stage pairs the first converged localiser
-    with the first converged organ network (the evaluation's run 0).
+    The predictors are evaluation's own (:func:`l2s_core.evaluate.method_runs`, first converged
+    run of each network: the baseline's run 0, two-stage pair 0, ground-truth-localised run 0).
+    For a case whose mask evaluation saved (``evaluate_organ(..., save_predictions=True)``) the
+    saved mask is shown instead of predicting again (without the localisation box).
 
     Args:
         organ_dir: ``runs/<study>/<organ>`` (holding ``baseline/``, ``localiser/``, ``organ/``).
@@ -125,22 +129,29 @@ def load_study_models(
         CheckpointError: a converged run's checkpoint cannot be loaded.
         ConfigError: the baseline run's ``config.json`` is missing or invalid.
     """
-    runs = {name: converged[0] for name in NETWORKS if (converged := converged_runs(Path(organ_dir), name))}
+    organ_dir = Path(organ_dir)
+    runs = {name: converged[0] for name in NETWORKS if (converged := converged_runs(organ_dir, name))}
     if not runs:
         return StudyModels({}, None, {})
     if localisation is None:
-        localisation = Localisation.of_settings(PreparedTask(Path(organ_dir) / PREPARED_DIR).preparation.settings)
-    networks = {name: load_segmenter(run, device) for name, run in runs.items()}
-    sources: dict[str, Callable[[PreparedCase], Any]] = {}
-    baseline, localiser, organ = (networks.get(name) for name in NETWORKS)
-    if baseline is not None:
-        sources["baseline"] = lambda case: predict_volume(baseline, case.array("full", "image"), device)
-    if organ is not None and localiser is not None:
-        sources[TWO_STAGE] = lambda case: two_stage_predict(
-            localiser, organ, case.array("full", "image"), localisation, device=device
-        )
-    if organ is not None:
-        sources["gt_localised"] = lambda case: gt_localised_predict(
-            organ, case.array("full", "image"), case.array("full", "label"), localisation, device=device
-        )
-    return StudyModels(sources, organ, runs)
+        localisation = Localisation.of_settings(PreparedTask(organ_dir / PREPARED_DIR).preparation.settings)
+    sources = {
+        method_run.method: _saved_or_predicted(organ_dir, method_run)
+        for method_run in method_runs(organ_dir, localisation, device, runs_per_network=1)
+    }
+    organ_network = load_segmenter(runs["organ"], device) if "organ" in runs else None
+    return StudyModels(sources, organ_network, runs)
+
+
+def _saved_or_predicted(organ_dir: Path, method_run: MethodRun) -> Callable[[PreparedCase], MethodPrediction]:
+    """The source of one method run: the mask evaluation saved for the case where it exists
+    (no box then), else the method's prediction."""
+
+    def source(case: PreparedCase) -> MethodPrediction:
+        for split in SPLITS:
+            saved = organ_dir / EVALUATION_DIR / prediction_file(split, method_run.method, method_run.run, case.case_id)
+            if saved.is_file():
+                return MethodPrediction(read_label(saved)[0])
+        return method_run.predict(case.array("full", "image"), case.array("full", "label"))
+
+    return source

@@ -14,7 +14,9 @@ from l2s_core.data.cache import PreparedTask
 from l2s_core.data.prepare import prepare_task
 from l2s_core.data.prepared_layout import PrepareSettings
 from l2s_core.errors import InputDataError
-from l2s_core.infer import Localisation, TwoStageResult
+from l2s_core.evaluate import MethodPrediction
+from l2s_core.evaluation_tables import prediction_file
+from l2s_core.infer import Localisation, TwoStageResult, save_prediction
 from l2s_core.model import UNet3D
 from l2s_core.train.config import TrainConfig
 from l2s_core.viewer.display import CT_SOFT_TISSUE
@@ -36,13 +38,13 @@ def test_as_prediction_accepts_masks_and_results():
     assert as_prediction(result) == Prediction(mask, (0, 0, 0, 2, 2, 2))
 
 
-def test_saved_prediction_source(task, tmp_path):
+def test_saved_prediction_source_reads_evaluations_nifti_back_onto_the_prepared_grid(task, tmp_path):
     case = task.case(task.split["train"][0])
     mask = np.zeros(SHAPE, np.uint8)
-    mask[1, 2, 3] = 1
-    np.save(tmp_path / f"{case.case_id}.npy", mask)
+    mask[1, 2, 3] = 1  # asymmetric, so a wrong orientation would move it
+    save_prediction(mask, case, tmp_path / f"{case.case_id}.nii.gz")
     loaded = saved_prediction_source(tmp_path)(case)
-    assert isinstance(loaded, np.memmap) and np.array_equal(loaded, mask)
+    assert np.array_equal(loaded, mask)
     with pytest.raises(InputDataError, match="no saved prediction"):
         saved_prediction_source(tmp_path / "nothing")(case)
 
@@ -93,13 +95,17 @@ def test_load_study_models_feeds_the_viewer(task, tmp_path):
     assert models.runs["organ"].folder == organ_path.parent and models.organ_network.multiple == 4
     case = task.case(task.split["val"][0])
     two_stage = models.sources["two_stage"](case)
-    assert isinstance(two_stage, TwoStageResult) and two_stage.mask.shape == SHAPE
+    assert isinstance(two_stage, MethodPrediction) and two_stage.mask.shape == SHAPE
     assert models.sources["gt_localised"](case).box == case.crop_box
     narrow = (
         load_study_models(organ_dir, localisation=Localisation(2)).sources["gt_localised"](case).box
     )  # the margin reaches the pipeline
     assert narrow == tuple(v + (case.meta.crop_margin - 2) * (1 if i < 3 else -1) for i, v in enumerate(case.crop_box))
-    assert models.sources["baseline"](case).shape == SHAPE
+    baseline = models.sources["baseline"](case).mask
+    assert baseline.shape == SHAPE
+    saved = np.logical_not(baseline).astype(np.uint8)  # evaluation's saved mask wins over predicting again
+    save_prediction(saved, case, organ_dir / "evaluation" / prediction_file("val", "baseline", 0, case.case_id))
+    assert np.array_equal(models.sources["baseline"](case).mask, saved)
     viewer = SliceViewer(task, sources=models.sources, organ_network=models.organ_network, split="val")
     assert all(viewer.overlay_artists[name].get_visible() for name in ("ground_truth", *models.sources))
     viewer.widgets["segment"].click()
