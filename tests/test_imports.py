@@ -24,7 +24,7 @@ TORCH_FREE = [
     "l2s_core.study.params",
     "l2s_core.study.layout",
     "l2s_core.study.plan",
-    "l2s_core.study.records",
+    "l2s_core.study.step_records",
     "l2s_core.study.execute",
     "l2s_core.study.runner",
     "l2s_core.study.report",

@@ -10,21 +10,12 @@ from study_folder import DICE, RUNS, synthetic_study
 
 from l2s_core.errors import InputDataError
 from l2s_core.files import atomic_write_json
-from l2s_core.study_results import SUMMARY_COLUMNS, StudyData, load_study
+from l2s_core.study_results import SUMMARY_COLUMNS, load_study
 from l2s_core.train.run_files import RunSummary
 
 
-@pytest.fixture
-def study(tmp_path: Path) -> Path:
-    return synthetic_study(tmp_path)
-
-
-@pytest.fixture
-def data(study: Path) -> StudyData:
-    return load_study(study)
-
-
-def test_load_study_reads_organs_in_study_order_and_skips_unfinished_runs(data: StudyData) -> None:
+def test_load_study_reads_organs_in_study_order_and_skips_unfinished_runs(tmp_path: Path) -> None:
+    data = load_study(synthetic_study(tmp_path))
     assert data.organs == ("spleen", "heart")
     assert len(data.summaries) == sum(len(runs) for organ in RUNS.values() for runs in organ.values())
     assert 4 not in set(data.summaries.loc[data.summaries["organ"] == "spleen", "run"])
@@ -39,7 +30,8 @@ def test_load_study_without_prepared_organ_is_an_error(tmp_path: Path) -> None:
         load_study(tmp_path / "missing")
 
 
-def test_failed_and_blocked_steps_of_the_last_run_are_listed(study: Path) -> None:
+def test_failed_and_blocked_steps_of_the_last_run_are_listed(tmp_path: Path) -> None:
+    study = synthetic_study(tmp_path)
     atomic_write_json(
         study / "status.json",
         {
@@ -57,6 +49,7 @@ def test_failed_and_blocked_steps_of_the_last_run_are_listed(study: Path) -> Non
     ]
 
 
-def test_summary_columns_are_fields_of_the_run_summary(data: StudyData) -> None:
+def test_summary_columns_are_fields_of_the_run_summary(tmp_path: Path) -> None:
+    data = load_study(synthetic_study(tmp_path))
     fields = set(RunSummary.__dataclass_fields__)
     assert set(SUMMARY_COLUMNS[3:]) <= fields and list(data.summaries.columns) == list(SUMMARY_COLUMNS)

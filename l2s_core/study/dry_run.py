@@ -29,7 +29,7 @@ from l2s_core.data.prepared_layout import CASES_DIR, SPLIT_FILE
 from l2s_core.study.layout import StudyPaths
 from l2s_core.study.params import StudyParams, load_study_params
 from l2s_core.study.plan import StudyPlan
-from l2s_core.study.records import DONE
+from l2s_core.study.step_records import DONE
 from l2s_core.vocabulary import LEVEL_OF_NETWORK, LEVELS
 
 Shape = tuple[int, int, int]

@@ -4,7 +4,7 @@
   Papermill parameters (the analysis notebook takes the study folder, the others the parameter
   snapshot, the study root, the step's arguments and, for :data:`GPU_KINDS`, its GPUs).
 * :func:`execute_step` executes it in the Jupyter kernel :data:`KERNEL_NAME`, in this process or
-  in a submitit job, and writes its :class:`~l2s_core.study.records.StepRecord`. Executed
+  in a submitit job, and writes its :class:`~l2s_core.study.step_records.StepRecord`. Executed
   notebooks go to ``executed/<study>/<step id>.ipynb`` (kept when a step fails).
 * :func:`check_kernel` and :func:`check_notebooks`: what a study needs before its first step.
 
@@ -37,8 +37,8 @@ from typing import Any
 from l2s_core.errors import ConfigError, L2SError
 from l2s_core.study.layout import Step, StudyPaths
 from l2s_core.study.plan import NOTEBOOK_KINDS
-from l2s_core.study.records import DONE, FAILED, StepRecord, StepState
 from l2s_core.study.report import render_report
+from l2s_core.study.step_records import DONE, FAILED, StepRecord, StepState
 
 #: The Jupyter kernel the study notebooks run in (installed by ``make``).
 KERNEL_NAME = "l2s"

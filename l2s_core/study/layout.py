@@ -6,7 +6,7 @@ Layout of a study under its root::
       study_params.json         the validated parameters the notebooks read
       l2s_run.lock              held by the l2s run working on the study
       status.json               the state of every unit after the last l2s run
-      steps/<step id>.json      a step's StepRecord (l2s_core.study.records)
+      steps/<step id>.json      a step's StepRecord (l2s_core.study.step_records)
       phantom/                  generated MSD task folders (data: phantom)
       <organ>/prepared/         the prepared task (l2s_core.data.prepared_layout)
       <organ>/<network>/run_<ii>/   a training run (l2s_core.train.run_files)
@@ -28,7 +28,7 @@ from typing import Any
 from l2s_core.data.prepared_layout import PREP_FILE, PREPARED_DIR, SPLIT_FILE
 from l2s_core.errors import FormatVersionError, InputDataError
 from l2s_core.evaluation_tables import EVALUATION_DIR, cases_file, runs_file
-from l2s_core.study.records import StepRecord
+from l2s_core.study.step_records import StepRecord
 from l2s_core.train.run_files import SUMMARY_FILE
 
 #: The validated parameters of a study, which its notebooks read (``runs/<study>/``).

@@ -13,7 +13,7 @@ A study is a set of units with dependencies:
 * ``report``: needs the analysis.
 
 Each execution is a :class:`~l2s_core.study.layout.Step`. A step is done when its record in
-``runs/<study>/steps/<step id>.json`` (a :class:`~l2s_core.study.records.StepRecord`, written
+``runs/<study>/steps/<step id>.json`` (a :class:`~l2s_core.study.step_records.StepRecord`, written
 atomically after the step finished) says so,
 its outputs exist and the record's ``inputs`` are still the step's inputs (for evaluation,
 analysis and report: the number of runs of each training chain and the evaluation options,
@@ -31,7 +31,7 @@ import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from l2s_core.study.layout import Step, StudyPaths
-from l2s_core.study.records import DONE, FAILED
+from l2s_core.study.step_records import DONE, FAILED
 from l2s_core.train.run_files import finished_summary
 
 if TYPE_CHECKING:

@@ -7,7 +7,7 @@ training run (each organ × network chain until enough runs converged), ``l2s_co
 per organ × split, ``l2s_core/notebooks/analysis.ipynb`` and finally the HTML report. One step is
 executed by :func:`~l2s_core.study.execute.execute_step`; this module schedules them.
 
-* Resumable: a step's record (:class:`~l2s_core.study.records.StepRecord`,
+* Resumable: a step's record (:class:`~l2s_core.study.step_records.StepRecord`,
   ``runs/<study>/steps/<step id>.json``) is written atomically after it finished; finished steps
   are skipped on the next run, failed or interrupted ones are done again (training continues
   from its last completed epoch).
@@ -17,7 +17,7 @@ executed by :func:`~l2s_core.study.execute.execute_step`; this module schedules 
   to the notebook, which sets ``CUDA_VISIBLE_DEVICES`` before CUDA starts).
 * ``executor="slurm"`` submits every step as a Slurm job through ``submitit``;
   ``"submitit-local"`` runs the same path as local submitit jobs (to try it without a cluster).
-* One ``l2s run`` per study at a time: :func:`~l2s_core.study.records.study_lock` on
+* One ``l2s run`` per study at a time: :func:`~l2s_core.study.step_records.study_lock` on
   ``runs/<study>/l2s_run.lock``.
 """
 
@@ -50,7 +50,7 @@ from l2s_core.study.execute import (
 )
 from l2s_core.study.layout import Step, StudyPaths
 from l2s_core.study.plan import StudyPlan
-from l2s_core.study.records import DONE, FAILED, StepRecord, study_lock
+from l2s_core.study.step_records import DONE, FAILED, StepRecord, study_lock
 
 if TYPE_CHECKING:
     from l2s_core.study.params import StudyParams

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from l2s_core.study.layout import Step, StudyPaths
-from l2s_core.study.records import StepRecord
+from l2s_core.study.step_records import StepRecord
 
 
 def test_step_ids_and_run_folders():

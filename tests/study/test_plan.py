@@ -7,7 +7,7 @@ import yaml
 from l2s_core.study.layout import StudyPaths
 from l2s_core.study.params import load_study_params
 from l2s_core.study.plan import BLOCKED, PENDING, StudyPlan
-from l2s_core.study.records import DONE, FAILED
+from l2s_core.study.step_records import DONE, FAILED
 
 
 def _plan(tmp_path: Path) -> StudyPlan:

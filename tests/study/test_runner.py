@@ -14,8 +14,8 @@ from process_tools import descendants, environment, kill_and_reap, state, wait_g
 from l2s_core.errors import ConfigError, StudyLockedError
 from l2s_core.study import execute
 from l2s_core.study.layout import Step, StudyPaths
-from l2s_core.study.records import study_lock
 from l2s_core.study.runner import gpu_slots, run_study
+from l2s_core.study.step_records import study_lock
 
 # Test notebooks: each appends "start <step id>" and "end <step id>" to <root>/executions.log,
 # hangs when <root>/hang-<step id with - for /> exists (its pid in pid-<...>; first preparing the MSD task

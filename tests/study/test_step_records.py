@@ -12,7 +12,7 @@ import pytest
 from l2s_core.errors import FormatVersionError, InputDataError, StudyLockedError
 from l2s_core.files import FORMAT_VERSION, atomic_write_json
 from l2s_core.study.layout import Step, StudyPaths
-from l2s_core.study.records import DONE, FAILED, StepRecord, study_lock
+from l2s_core.study.step_records import DONE, FAILED, StepRecord, study_lock
 
 STEP = Step("evaluate", "spleen", split="val")
 INPUTS = {"runs": {"train/spleen/organ": 2}, "evaluate": {"splits": ["val"], "fallback": "baseline"}}

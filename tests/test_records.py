@@ -1,10 +1,6 @@
 """The one validator and the JSON record base (``l2s_core.records``): what :class:`Checker` accepts
 (ints for floats, lists for tuples, strings for paths) and refuses with one error naming the source
 and the key path, and the :class:`Record` round trips through plain JSON and through a file.
-
-(Named ``test_typed_records.py``, not ``test_records.py``: tests/ has no ``__init__.py`` files, so
-pytest's default import mode needs basenames unique across tests/, and tests/study/test_records.py
-exists.)
 """
 
 from __future__ import annotations
