@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from config_builder import cpu_config
 from msd_builder import CUBE_ORGAN, CUBE_SHAPE, REAL_CT, require_real_ct_in_ci, write_case, write_dataset_json
 
 from l2s_core.boxes import Box
@@ -22,7 +23,6 @@ from l2s_core.deploy.export import export_model
 from l2s_core.evaluate import evaluate_organ
 from l2s_core.study.execute import KERNEL_NAME
 from l2s_core.study.layout import StudyPaths
-from l2s_core.train.config import TrainConfig
 from l2s_core.train.launch import train_run
 
 #: Volume shape of the trained study's cases.
@@ -148,21 +148,18 @@ def study_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for network, n in STUDY_RUNS.items():
         for run in range(n):
             train_run(
-                TrainConfig(
-                    prepared_dir=str(prepared),
-                    run_dir=str(paths.run_dir("spleen", network, run)),
-                    network=network,
+                cpu_config(
+                    prepared,
+                    paths.run_dir("spleen", network, run),
+                    network,
                     seed=run,
-                    base_channels=4,
                     depth=1,
                     patch_size=(8, 16, 16),
-                    batch_size=2,
                     samples_per_epoch=8,
                     lr=1e-2,
                     max_epochs=4,
                     patience=4,
                     convergence_threshold=0.0,
-                    device="cpu",
                 ),
                 progress=False,
             )

@@ -12,6 +12,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+from config_builder import cpu_config
 from msd_builder import write_case, write_dataset_json
 
 from l2s_core.checkpoint import load_model
@@ -22,7 +23,6 @@ from l2s_core.evaluate import converged_runs, evaluate_organ
 from l2s_core.evaluation_tables import CASE_COLUMNS, RUN_COLUMNS
 from l2s_core.infer import Localisation, Segmenter, predict_volume, two_stage_predict
 from l2s_core.metrics import case_metrics
-from l2s_core.train.config import TrainConfig
 from l2s_core.train.launch import train_run
 
 SHAPE = (12, 16, 16)
@@ -56,20 +56,16 @@ def organ_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     prepare_task(write_cube_task(root / "Task00_Cube"), organ / "prepared", progress=False, workers=1)
     for network, thresholds in THRESHOLDS.items():
         for index, threshold in enumerate(thresholds):
-            config = TrainConfig(
-                prepared_dir=str(organ / "prepared"),
-                run_dir=str(organ / network / f"run_{index:02d}"),
-                network=network,
+            config = cpu_config(
+                organ / "prepared",
+                organ / network / f"run_{index:02d}",
+                network,
                 seed=index,
-                base_channels=4,
                 depth=1,
                 patch_size=(8, 8, 8),
-                batch_size=2,
                 samples_per_epoch=4,
-                lr=3e-3,
                 max_epochs=1,
                 convergence_threshold=threshold,
-                device="cpu",
             )
             train_run(config, progress=False)
     return organ

@@ -32,6 +32,7 @@ import papermill
 import pytest
 import torch
 import yaml
+from config_builder import cpu_config
 from process_tools import (
     assert_one_line_error,
     descendants,
@@ -80,19 +81,8 @@ def paths(tmp_path: Path) -> StudyPaths:
 
 def small_config(task: PreparedTask, run_dir: Path, **overrides: Any) -> TrainConfig:
     """A localiser run of a fraction of a second per epoch on the CPU."""
-    settings = dict(
-        prepared_dir=str(task.folder),
-        run_dir=str(run_dir),
-        network="localiser",
-        seed=0,
-        base_channels=8,
-        depth=2,
-        batch_size=2,
-        lr=3e-3,
-        max_epochs=2,
-        device="cpu",
-    )
-    return TrainConfig(**{**settings, **overrides})
+    settings = {"base_channels": 8, "patch_size": (64, 256, 256), "max_epochs": 2}  # the default patch, clipped
+    return cpu_config(task.folder, run_dir, **{"network": "localiser", **settings, **overrides})
 
 
 def temporary_files(folder: Path) -> list[str]:

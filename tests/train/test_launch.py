@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from config_builder import cpu_config
 
 from l2s_core.data.cache import PreparedTask
 from l2s_core.files import atomic_write_json
@@ -28,21 +29,7 @@ WEIGHT_ATOL = 1e-5
 
 def ddp_config(task: PreparedTask, run_dir: Path, world_size: int) -> TrainConfig:
     """Baseline, global batch 2, 6 patches: 3 optimisation steps (lr 1e-4) in the single epoch."""
-    return TrainConfig(
-        prepared_dir=str(task.folder),
-        run_dir=str(run_dir),
-        network="baseline",
-        seed=3,
-        base_channels=4,
-        depth=2,
-        patch_size=(16, 16, 16),
-        batch_size=2,
-        samples_per_epoch=6,
-        lr=1e-4,
-        max_epochs=1,
-        device="cpu",
-        world_size=world_size,
-    )
+    return cpu_config(task.folder, run_dir, seed=3, samples_per_epoch=6, lr=1e-4, max_epochs=1, world_size=world_size)
 
 
 def run_with_torchrun(config: TrainConfig, tmp_path: Path) -> None:

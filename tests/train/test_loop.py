@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from config_builder import cpu_config
 
 from l2s_core.checkpoint import load_model, read_checkpoint_metadata
 from l2s_core.data.cache import PreparedTask
@@ -45,22 +46,7 @@ def phantom(prepared_task: Callable[..., PreparedTask]) -> PreparedTask:
 
 def tiny_config(task: PreparedTask, run_dir: Path, **overrides) -> TrainConfig:
     """A run small enough for the CPU: baseline patches of 16³, 8 per epoch, lr 3e-3."""
-    settings = dict(
-        prepared_dir=str(task.folder),
-        run_dir=str(run_dir),
-        network="baseline",
-        seed=0,
-        base_channels=4,
-        depth=2,
-        patch_size=(16, 16, 16),
-        batch_size=2,
-        samples_per_epoch=8,
-        lr=3e-3,
-        patience=20,
-        max_epochs=3,
-        device="cpu",
-    )
-    return TrainConfig(**{**settings, **overrides})
+    return cpu_config(task.folder, run_dir, **{"samples_per_epoch": 8, "patience": 20, "max_epochs": 3, **overrides})
 
 
 def state_dict_of(path: Path) -> dict[str, torch.Tensor]:
