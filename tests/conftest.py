@@ -13,7 +13,15 @@ import numpy as np
 import pytest
 import torch
 from config_builder import cpu_config
-from msd_builder import CUBE_ORGAN, CUBE_SHAPE, REAL_CT, require_real_ct_in_ci, write_case, write_dataset_json
+from msd_builder import (
+    CUBE_ORGAN,
+    CUBE_SHAPE,
+    REAL_CT,
+    require_real_ct_in_ci,
+    write_case,
+    write_cuboid_task,
+    write_dataset_json,
+)
 
 from l2s_core.boxes import Box
 from l2s_core.data.cache import PreparedTask
@@ -119,17 +127,8 @@ def l2s_kernel() -> str:
 
 def _bright_box_task(root: Path) -> Path:
     """Ten cases of a bright box (the organ) on a darker noisy background."""
-    rng = np.random.default_rng(0)
-    ids = [f"box_{i}" for i in range(10)]
-    for i, case_id in enumerate(ids):
-        label = np.zeros(STUDY_SHAPE, np.uint8)
-        label[3 + i % 3 : 9 + i % 3, 8 + i % 5 : 20 + i % 5, 10:24] = 1
-        image = (100.0 * label + rng.normal(0, 20, STUDY_SHAPE)).astype(np.float32)
-        write_case(
-            root, case_id, image.transpose(2, 1, 0), label.transpose(2, 1, 0), affine=np.diag([1.5, 1.5, 3.0, 1.0])
-        )
-    write_dataset_json(root, ids, labels={"0": "background", "1": "spleen"})
-    return root
+    boxes = [(3 + i % 3, 8 + i % 5, 10, 9 + i % 3, 20 + i % 5, 24) for i in range(10)]
+    return write_cuboid_task(root, STUDY_SHAPE, boxes, "box", 100.0, 20.0, (1.5, 1.5, 3.0), "spleen")
 
 
 @pytest.fixture(scope="session")

@@ -76,3 +76,28 @@ def write_small_task(root: Path) -> Path:
         write_case(root, case_id, image, label)
     write_dataset_json(root, ids)
     return root
+
+
+def write_cuboid_task(
+    root: Path,
+    shape: tuple[int, int, int],
+    boxes: list[tuple[int, int, int, int, int, int]],
+    prefix: str,
+    contrast: float,
+    noise_sd: float,
+    spacing_xyz: tuple[float, float, float],
+    organ_name: str,
+) -> Path:
+    """An MSD task with one case per ``(z0, y0, x0, z1, y1, x1)`` box: the organ (label 1) is the
+    box, the image ``contrast * label`` plus Gaussian noise (seed 0), ``(z, y, x)`` ``shape``."""
+    rng = np.random.default_rng(0)
+    ids = [f"{prefix}_{i}" for i in range(len(boxes))]
+    for case_id, (z0, y0, x0, z1, y1, x1) in zip(ids, boxes):
+        label = np.zeros(shape, np.uint8)
+        label[z0:z1, y0:y1, x0:x1] = 1
+        image = (contrast * label + rng.normal(0, noise_sd, shape)).astype(np.float32)
+        write_case(
+            root, case_id, image.transpose(2, 1, 0), label.transpose(2, 1, 0), affine=np.diag([*spacing_xyz, 1.0])
+        )
+    write_dataset_json(root, ids, labels={"0": "background", "1": organ_name})
+    return root

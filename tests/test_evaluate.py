@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from config_builder import cpu_config
-from msd_builder import write_case, write_dataset_json
+from msd_builder import write_cuboid_task
 
 from l2s_core.checkpoint import load_model
 from l2s_core.data.cache import PreparedTask
@@ -34,17 +34,7 @@ THRESHOLDS = {"baseline": [0.0, 0.0], "localiser": [1.1, 0.0, 0.0], "organ": [0.
 
 def write_cube_task(root: Path) -> Path:
     """An MSD task of 10 bright cuboids on noise (6 train, 2 val, 2 test after preparation)."""
-    rng = np.random.default_rng(0)
-    ids = [f"cube_{i}" for i in range(len(ORGANS))]
-    for case_id, (z0, y0, x0, z1, y1, x1) in zip(ids, ORGANS):
-        label = np.zeros(SHAPE, np.uint8)
-        label[z0:z1, y0:y1, x0:x1] = 1
-        image = (label + rng.normal(0, 0.2, SHAPE)).astype(np.float32)
-        write_case(
-            root, case_id, image.transpose(2, 1, 0), label.transpose(2, 1, 0), affine=np.diag([1.0, 1.0, 2.0, 1.0])
-        )
-    write_dataset_json(root, ids, labels={"0": "background", "1": "organ"})
-    return root
+    return write_cuboid_task(root, SHAPE, ORGANS, "cube", 1.0, 0.2, (1.0, 1.0, 2.0), "organ")
 
 
 @pytest.fixture(scope="module")
