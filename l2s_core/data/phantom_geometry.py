@@ -1,4 +1,10 @@
-"""Volume shapes and voxel spacings of MSD-shaped phantoms (``l2s phantom --profile msd``).
+"""Volume shapes and voxel spacings of phantom cases: one fixed shape, or MSD-shaped (``--profile msd``).
+
+:func:`case_geometries` lists the ``(shape, spacing)`` of every case of a phantom task under one
+of the :data:`PROFILES`: ``fixed`` gives every case the same ``(z, y, x)`` shape (the spacing
+then follows from the anatomy's field of view); ``msd`` draws each case's geometry with
+:func:`case_geometry` from the case's own geometry stream
+``np.random.default_rng([seed, organ index, case index, 1])``.
 
 The ``msd`` profile gives each phantom task the case count of its Medical Segmentation
 Decathlon task and, per case, a volume shape and voxel spacing drawn from the ranges of the real
@@ -41,16 +47,23 @@ Example:
 
 from __future__ import annotations
 
-__all__ = ["MIN_SIDE", "MSD_GEOMETRY", "TaskGeometry", "case_geometry"]
+__all__ = ["DEFAULT_CASES", "MIN_SIDE", "MSD_GEOMETRY", "PROFILES", "TaskGeometry", "case_geometries", "case_geometry"]
 
 from dataclasses import dataclass
 
 import numpy as np
 
+from l2s_core.data.phantom_anatomy import ORGANS
 from l2s_core.errors import ConfigError
 
 #: Smallest side of a scaled volume (the low-resolution copy divides z by 3).
 MIN_SIDE = 6
+#: ``fixed``: every volume of one shape; ``msd``: the MSD tasks' case counts, shapes and spacings.
+PROFILES = ("fixed", "msd")
+#: Number of cases of the ``fixed`` profile when none is given.
+DEFAULT_CASES = 10
+#: Last element of the seed of a case's geometry stream (its image stream has three elements).
+_GEOMETRY_STREAM = 1
 
 
 @dataclass(frozen=True)
@@ -120,3 +133,31 @@ def case_geometry(
     slice_scaled_mm = max(slice_mm, min(slice_mm / scale, side_mm))
     depth = max(MIN_SIDE, round(slices * slice_mm / slice_scaled_mm))
     return (depth, side, side), (slice_mm * (slices / depth), side_mm, side_mm)
+
+
+def case_geometries(
+    organ: str, n_cases: int | None, shape: tuple[int, int, int], seed: int, profile: str, scale: float
+) -> list[tuple[tuple[int, int, int], tuple[float, float, float] | None]]:
+    """``(shape, spacing)`` of every case of a phantom task, in case order.
+
+    Args:
+        organ: one of :data:`~l2s_core.data.phantom_anatomy.ORGANS` (``msd``: a key of :data:`MSD_GEOMETRY`).
+        n_cases: number of cases; ``None``: :data:`DEFAULT_CASES` (``fixed``) or the MSD task's
+            count (``msd``, where a number caps it).
+        shape: ``(z, y, x)`` of every case of the ``fixed`` profile.
+        seed: seed of the geometry streams (``msd``).
+        profile: one of :data:`PROFILES`.
+        scale: ``msd`` only: factor on every side (see :func:`case_geometry`).
+
+    Returns:
+        Per case, ``(z, y, x)`` voxels and ``(z, y, x)`` spacing in mm; the spacing is ``None``
+        for ``fixed`` (the anatomy's field of view divided by the shape).
+    """
+    if profile == "fixed":
+        return [(shape, None)] * (n_cases or DEFAULT_CASES)
+    count = MSD_GEOMETRY[organ].cases if n_cases is None else min(n_cases, MSD_GEOMETRY[organ].cases)
+    organ_index = ORGANS.index(organ)
+    return [
+        case_geometry(organ, np.random.default_rng([seed, organ_index, i, _GEOMETRY_STREAM]), scale)
+        for i in range(count)
+    ]

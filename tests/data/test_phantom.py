@@ -1,5 +1,6 @@
-"""Tests of the phantom tasks: MSD layout, NIfTI geometry, label values, intensities, class balance,
-distractors, determinism and resuming. Files are read back with nibabel only."""
+"""Tests of the phantom task folders: MSD layout, NIfTI geometry, the rendered cases stored in
+nibabel's axis order, determinism, resuming and refusals. Files are read back with nibabel only;
+what a case holds is tested in test_phantom_render.py."""
 
 from __future__ import annotations
 
@@ -9,13 +10,15 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from scipy import ndimage
 
-from l2s_core.data.phantom import ORGANS, TASK_FOLDERS, generate_phantom_task, generate_phantom_tasks, render_case
+from l2s_core.data.phantom import TASK_FOLDERS, generate_phantom_task, generate_phantom_tasks
+from l2s_core.data.phantom_anatomy import ORGANS
+from l2s_core.data.phantom_render import render_case
 from l2s_core.errors import ConfigError
 
 SMALL = (24, 64, 64)
 N_CASES = 5
+SEED = 3
 MSD_LABELS = {
     "spleen": {0, 1},
     "pancreas": {0, 1, 2},
@@ -23,15 +26,13 @@ MSD_LABELS = {
     "liver": {0, 1, 2},
     "heart": {0, 1},
 }
-TARGET_FOREGROUND = {"spleen": 0.005, "pancreas": 0.002, "prostate": 0.027, "liver": 0.05, "heart": 0.006}
-CT_ORGANS = ("spleen", "pancreas", "liver")
 
 
 @pytest.fixture(scope="module")
 def phantom_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """All five tasks, five small cases each."""
     root = tmp_path_factory.mktemp("phantom")
-    generate_phantom_tasks(root, n_cases=N_CASES, shape=SMALL, seed=3, progress=False)
+    generate_phantom_tasks(root, n_cases=N_CASES, shape=SMALL, seed=SEED, progress=False)
     return root
 
 
@@ -97,59 +98,17 @@ def test_images_have_lps_affine_anisotropic_spacing_and_stored_shape(phantom_roo
 
 
 @pytest.mark.parametrize("organ", ORGANS)
-def test_label_values_are_the_msd_set_and_the_organ_is_one_component(phantom_root: Path, organ: str) -> None:
+def test_files_hold_the_rendered_cases_in_nibabel_axis_order(phantom_root: Path, organ: str) -> None:
     present: set[int] = set()
-    for _, label, _ in _cases(phantom_root / TASK_FOLDERS[organ]):
+    for case_index, (image, label, header) in enumerate(_cases(phantom_root / TASK_FOLDERS[organ])):
+        stream = np.random.default_rng([SEED, ORGANS.index(organ), case_index])
+        rendered_image, rendered_label, affine = render_case(organ, SMALL, stream)
+        assert image.dtype == np.int16 and label.dtype == np.uint8
+        assert np.array_equal(_channels(image), rendered_image.transpose(0, 3, 2, 1))
+        assert np.array_equal(label, rendered_label.transpose(2, 1, 0))
+        assert np.allclose(header.affine, affine)
         present |= {int(v) for v in np.unique(label)}
-        assert (label == 1).any()
-        _, n_components = ndimage.label(label > 0, structure=np.ones((3, 3, 3)))
-        assert n_components == 1
     assert present == MSD_LABELS[organ]
-
-
-@pytest.mark.parametrize("organ", CT_ORGANS)
-def test_ct_is_int16_hounsfield_with_air_bone_and_organ_values(phantom_root: Path, organ: str) -> None:
-    for image, label, _ in _cases(phantom_root / TASK_FOLDERS[organ]):
-        assert image.dtype == np.int16
-        assert image.min() >= -1024 and image.max() <= 3071
-        corners = image[:4, :4, :]
-        assert abs(np.median(corners) + 1000) < 30
-        assert 50 <= np.median(image[label == 1]) <= 130
-        assert np.percentile(image, 99.5) > 400  # bone
-
-
-@pytest.mark.parametrize("organ", ["prostate", "heart"])
-def test_mri_is_positive(phantom_root: Path, organ: str) -> None:
-    for image, label, _ in _cases(phantom_root / TASK_FOLDERS[organ]):
-        assert image.dtype == np.int16 and image.min() >= 0
-        assert all(np.median(channel[label == 1]) > 100 for channel in _channels(image))
-
-
-@pytest.mark.parametrize("organ", ORGANS)
-def test_organ_like_distractors_exist_away_from_the_organ(phantom_root: Path, organ: str) -> None:
-    # Voxels whose every channel is within 12 % (+10) of the organ's median, in compact groups
-    # (binary opening) more than two voxels from the labelled organ.
-    for image, label, _ in _cases(phantom_root / TASK_FOLDERS[organ]):
-        organ_mask = label == 1
-        core = ndimage.binary_erosion(organ_mask)
-        reference = core if core.sum() >= 20 else organ_mask
-        organ_like = np.ones(label.shape, bool)
-        for channel in _channels(image).astype(np.float32):
-            median = np.median(channel[reference])
-            organ_like &= np.abs(channel - median) < 0.12 * abs(median) + 10
-        far = ~ndimage.binary_dilation(label > 0, iterations=2)
-        assert (ndimage.binary_opening(organ_like) & far).sum() >= 50
-
-
-@pytest.mark.parametrize("organ", ORGANS)
-def test_foreground_share_at_default_shape_is_near_the_msd_mean(organ: str) -> None:
-    shares = []
-    for case_index in range(6):
-        _, label, _ = render_case(organ, (32, 96, 96), np.random.default_rng([0, ORGANS.index(organ), case_index]))
-        assert (label == 1).any()
-        shares.append((label > 0).mean())
-    assert np.mean(shares) == pytest.approx(TARGET_FOREGROUND[organ], rel=0.4)
-    assert np.std(shares) > 0
 
 
 def test_same_seed_gives_identical_files_and_another_seed_differs(tmp_path: Path) -> None:

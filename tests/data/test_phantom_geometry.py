@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from l2s_core.data.phantom import generate_phantom_task
-from l2s_core.data.phantom_geometry import MIN_SIDE, MSD_GEOMETRY, case_geometry
+from l2s_core.data.phantom_anatomy import ORGANS
+from l2s_core.data.phantom_geometry import DEFAULT_CASES, MIN_SIDE, MSD_GEOMETRY, case_geometries, case_geometry
 from l2s_core.errors import ConfigError
 
 
@@ -50,6 +51,21 @@ def test_scale_keeps_the_field_of_view():
         case_geometry("kidney", np.random.default_rng(0))
 
 
+def test_fixed_profile_gives_every_case_the_shape_and_no_spacing():
+    assert case_geometries("heart", None, (8, 16, 16), 0, "fixed", 1.0) == [((8, 16, 16), None)] * DEFAULT_CASES
+    assert case_geometries("heart", 3, (8, 16, 16), 0, "fixed", 1.0) == [((8, 16, 16), None)] * 3
+
+
+def test_msd_profile_draws_each_case_from_its_own_geometry_stream():
+    every = case_geometries("prostate", None, (8, 16, 16), 4, "msd", 0.5)
+    assert len(every) == MSD_GEOMETRY["prostate"].cases
+    assert case_geometries("prostate", 5, (8, 16, 16), 4, "msd", 0.5) == every[:5]  # a number caps the count
+    assert case_geometries("prostate", 10**6, (8, 16, 16), 4, "msd", 0.5) == every
+    stream = np.random.default_rng([4, ORGANS.index("prostate"), 2, 1])
+    assert every[2] == case_geometry("prostate", stream, 0.5)
+    assert case_geometries("prostate", None, (8, 16, 16), 5, "msd", 0.5) != every
+
+
 def test_msd_profile_writes_varied_cases_with_the_organ(tmp_path):
     task_dir = generate_phantom_task("prostate", tmp_path, n_cases=4, profile="msd", scale=0.15, progress=False)
     shapes = set()
@@ -72,7 +88,7 @@ def test_quick_study_phantoms_have_the_papers_foreground_share(organ):
     within 25 % of the paper's value."""
     from pathlib import Path
 
-    from l2s_core.data.phantom import ORGANS, case_geometries, render_case
+    from l2s_core.data.phantom_render import render_case
     from l2s_core.study.params import load_study_params
 
     quick = load_study_params(Path(__file__).resolve().parents[2] / "papermill_params" / "quick.yaml")
