@@ -106,6 +106,7 @@ class MethodRun:
             pair's position i; gt_localised: the organ run's index).
         localiser_run: index of the localiser run (two_stage), else ``None``.
         organ_run: index of the organ network run (two_stage, gt_localised), else ``None``.
+        organ_network: that organ network (two_stage, gt_localised), else ``None``.
         predict: the :data:`Predictor`.
     """
 
@@ -113,6 +114,7 @@ class MethodRun:
     run: int
     localiser_run: int | None
     organ_run: int | None
+    organ_network: Segmenter | None
     predict: Predictor
 
 
@@ -130,51 +132,48 @@ def load_segmenter(run: FinishedRun, device: str) -> Segmenter:
 
     Raises:
         CheckpointError: an unreadable checkpoint.
-        ConfigError: an invalid ``config.json``.
     """
     model, _ = load_model(run.folder / BEST_FILE, device)
-    config = run.summary.config
-    return Segmenter(
-        model, config.patch_size, overlap=config.sw_overlap, sw_batch_size=config.batch_size, amp=config.amp
-    )
+    return Segmenter.of_run(model, run.summary.config)
 
 
-def _baseline(run: FinishedRun, device: str) -> MethodRun:
-    baseline = load_segmenter(run, device)
-
+def _baseline(run: FinishedRun, baseline: Segmenter, device: str) -> MethodRun:
     def predict(image: np.ndarray, label: np.ndarray) -> MethodPrediction:
         return MethodPrediction(predict_volume(baseline, image, device))
 
-    return MethodRun("baseline", run.index, None, None, predict)
+    return MethodRun("baseline", run.index, None, None, None, predict)
 
 
 def _two_stage(
-    position: int, localiser_run: FinishedRun, organ_run: FinishedRun, localisation: Localisation, device: str
+    position: int,
+    localiser_run: FinishedRun,
+    organ_run: FinishedRun,
+    localiser: Segmenter,
+    organ: Segmenter,
+    localisation: Localisation,
+    device: str,
 ) -> MethodRun:
-    localiser, organ = load_segmenter(localiser_run, device), load_segmenter(organ_run, device)
-
     def predict(image: np.ndarray, label: np.ndarray) -> MethodPrediction:
         result = two_stage_predict(localiser, organ, image, localisation, device)
         return MethodPrediction(result.mask, result.box, result.fallback_used)
 
-    return MethodRun("two_stage", position, localiser_run.index, organ_run.index, predict)
+    return MethodRun("two_stage", position, localiser_run.index, organ_run.index, organ, predict)
 
 
-def _gt_localised(organ_run: FinishedRun, localisation: Localisation, device: str) -> MethodRun:
-    organ = load_segmenter(organ_run, device)
-
+def _gt_localised(organ_run: FinishedRun, organ: Segmenter, localisation: Localisation, device: str) -> MethodRun:
     def predict(image: np.ndarray, label: np.ndarray) -> MethodPrediction:
         result = gt_localised_predict(organ, image, label, localisation, device)
         return MethodPrediction(result.mask, result.box, result.fallback_used)
 
-    return MethodRun("gt_localised", organ_run.index, None, organ_run.index, predict)
+    return MethodRun("gt_localised", organ_run.index, None, organ_run.index, organ, predict)
 
 
 def method_runs(
     organ_dir: Path, localisation: Localisation, device: str, runs_per_network: int | None = None
 ) -> list[MethodRun]:
-    """Every run of every method that the organ's converged runs allow, models loaded on ``device``;
-    the one place that builds the three methods' predictors (evaluation and the explorer use it).
+    """Every run of every method that the organ's converged runs allow, each network loaded once on
+    ``device``; the one place that builds the three methods' predictors (evaluation and the
+    explorer use it).
 
     A method without runs (e.g. no converged localiser) is left out with a logged warning;
     localisers and organ networks are paired in order of run index up to the shorter list.
@@ -208,11 +207,15 @@ def method_runs(
         )
     if not organ_nets:
         logger.warning("%s: no converged organ run; gt_localised is not evaluated", organ_dir)
+    loaded = {run.folder: load_segmenter(run, device) for run in (*baselines, *localisers, *organ_nets)}
     pairs = enumerate(zip(localisers, organ_nets))
     return (
-        [_baseline(r, device) for r in baselines]
-        + [_two_stage(i, localiser, organ_net, localisation, device) for i, (localiser, organ_net) in pairs]
-        + [_gt_localised(r, localisation, device) for r in organ_nets]
+        [_baseline(r, loaded[r.folder], device) for r in baselines]
+        + [
+            _two_stage(i, loc, org, loaded[loc.folder], loaded[org.folder], localisation, device)
+            for i, (loc, org) in pairs
+        ]
+        + [_gt_localised(r, loaded[r.folder], localisation, device) for r in organ_nets]
     )
 
 

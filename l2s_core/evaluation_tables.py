@@ -19,6 +19,7 @@ __all__ = [
     "cases_file",
     "pooled_rows",
     "prediction_file",
+    "prediction_folder",
     "runs_file",
     "write_csv",
 ]
@@ -55,10 +56,16 @@ PREDICTIONS_DIR = "predictions"
 PREDICTION_SUFFIX = ".nii.gz"
 
 
+def prediction_folder(split: str, method: str, run: int) -> str:
+    """``predictions/<split>/<method>_<run>``: the saved masks of one method run, relative to the
+    evaluation folder."""
+    return f"{PREDICTIONS_DIR}/{split}/{method}_{run:02d}"
+
+
 def prediction_file(split: str, method: str, run: int, case_id: str) -> str:
     """``predictions/<split>/<method>_<run>/<case_id>.nii.gz``: a saved mask, relative to the
     evaluation folder (on the source scan's grid)."""
-    return f"{PREDICTIONS_DIR}/{split}/{method}_{run:02d}/{case_id}{PREDICTION_SUFFIX}"
+    return f"{prediction_folder(split, method, run)}/{case_id}{PREDICTION_SUFFIX}"
 
 
 #: Columns of a case row taken from :func:`l2s_core.metrics.case_metrics`.

@@ -58,6 +58,7 @@ from l2s_core.data.prepare import downsample_image
 from l2s_core.data.prepared_layout import LOWRES_DIVISORS, PrepareSettings
 from l2s_core.errors import ConfigError
 from l2s_core.sampling import pad_to_multiple
+from l2s_core.train.config import TrainConfig
 from l2s_core.vocabulary import BOX_MAPPINGS, FALLBACKS
 
 
@@ -92,6 +93,18 @@ class Segmenter:
                 f"{self.patch_size} (z, y, x) needs three sides, each a positive "
                 f"multiple of the network's size multiple {self.multiple}",
             )
+
+    @classmethod
+    def of_run(cls, model: torch.nn.Module, config: TrainConfig, sw_batch_size: int | None = None) -> Segmenter:
+        """``model`` with the window of the run ``config`` trained it with: its patch, overlap and
+        autocast; ``sw_batch_size`` windows per pass (default: the run's global batch)."""
+        return cls(
+            model,
+            config.patch_size,
+            overlap=config.sw_overlap,
+            sw_batch_size=sw_batch_size or config.batch_size,
+            amp=config.amp,
+        )
 
     def window(self, padded_shape: tuple[int, ...]) -> tuple[int, int, int]:
         """The window used on an image of ``padded_shape``: the patch, clipped to the image."""

@@ -127,14 +127,7 @@ def validation_dice(
         The pooled validation Dice.
     """
     level = LEVEL_OF_NETWORK[config.network]
-    segmenter = Segmenter(
-        model,
-        config.patch_size,
-        overlap=config.sw_overlap,
-        sw_batch_size=sw_batch_size,
-        amp=config.amp,
-        multiple=2**config.depth,
-    )
+    segmenter = Segmenter.of_run(model, config, sw_batch_size)
     totals = np.zeros(3, dtype=np.int64)
     for case in task.cases("val"):
         prediction = predict_volume(segmenter, case.array(level, "image"), device)

@@ -30,9 +30,11 @@ from l2s_core.data.cache import PreparedCase, PreparedTask
 from l2s_core.data.io import read_label
 from l2s_core.data.prepared_layout import PREPARED_DIR
 from l2s_core.errors import InputDataError
-from l2s_core.evaluate import MethodPrediction, MethodRun, converged_runs, load_segmenter, method_runs
-from l2s_core.evaluation_tables import EVALUATION_DIR, PREDICTION_SUFFIX, prediction_file
+from l2s_core.evaluate import MethodPrediction, MethodRun, converged_runs, method_runs
+from l2s_core.evaluation_tables import EVALUATION_DIR, PREDICTION_SUFFIX, prediction_folder
 from l2s_core.infer import Localisation, Segmenter
+from l2s_core.study.layout import PARAMS_SNAPSHOT_FILE
+from l2s_core.study.params import load_study_params
 from l2s_core.train.run_files import FinishedRun
 from l2s_core.viewer.display import ct_window
 from l2s_core.vocabulary import NETWORKS, SPLITS
@@ -119,39 +121,51 @@ def load_study_models(
     Args:
         organ_dir: ``runs/<study>/<organ>`` (holding ``baseline/``, ``localiser/``, ``organ/``).
         device: torch device of the networks.
-        localisation: margin, divisors and fallback of the two-stage and ground-truth-localised
-            predictions; ``None``: those of ``<organ_dir>/prepared`` (as evaluation).
+        localisation: margin, divisors, fallback and box mapping of the two-stage and
+            ground-truth-localised predictions; ``None``: as evaluation has them (margin and
+            divisors of ``<organ_dir>/prepared``, fallback and box mapping of the study's
+            ``evaluate`` options in its parameter snapshot, where there is one).
 
     Returns:
         The :class:`StudyModels`; empty when nothing has converged yet.
 
     Raises:
         CheckpointError: a converged run's checkpoint cannot be loaded.
-        ConfigError: the baseline run's ``config.json`` is missing or invalid.
+        InputDataError: an unreadable run summary or prepared task.
     """
     organ_dir = Path(organ_dir)
     runs = {name: converged[0] for name in NETWORKS if (converged := converged_runs(organ_dir, name))}
     if not runs:
         return StudyModels({}, None, {})
     if localisation is None:
-        localisation = Localisation.of_settings(PreparedTask(organ_dir / PREPARED_DIR).preparation.settings)
-    sources = {
-        method_run.method: _saved_or_predicted(organ_dir, method_run)
-        for method_run in method_runs(organ_dir, localisation, device, runs_per_network=1)
-    }
-    organ_network = load_segmenter(runs["organ"], device) if "organ" in runs else None
+        localisation = _evaluation_localisation(organ_dir)
+    chosen = method_runs(organ_dir, localisation, device, runs_per_network=1)
+    sources = {method_run.method: _saved_or_predicted(organ_dir, method_run) for method_run in chosen}
+    organ_network = next((m.organ_network for m in chosen if m.organ_network is not None), None)
     return StudyModels(sources, organ_network, runs)
+
+
+def _evaluation_localisation(organ_dir: Path) -> Localisation:
+    """The localisation evaluation used for ``organ_dir``: the prepared task's margin and divisors,
+    the study's ``evaluate.fallback`` and ``evaluate.box_mapping`` (defaults without a snapshot)."""
+    settings = PreparedTask(organ_dir / PREPARED_DIR).preparation.settings
+    snapshot = organ_dir.parent / PARAMS_SNAPSHOT_FILE
+    if not snapshot.is_file():
+        return Localisation.of_settings(settings)
+    options = load_study_params(snapshot).evaluate
+    return Localisation.of_settings(settings, options.fallback, options.box_mapping)
 
 
 def _saved_or_predicted(organ_dir: Path, method_run: MethodRun) -> Callable[[PreparedCase], MethodPrediction]:
     """The source of one method run: the mask evaluation saved for the case where it exists
     (no box then), else the method's prediction."""
 
+    folders = [organ_dir / EVALUATION_DIR / prediction_folder(s, method_run.method, method_run.run) for s in SPLITS]
+
     def source(case: PreparedCase) -> MethodPrediction:
-        for split in SPLITS:
-            saved = organ_dir / EVALUATION_DIR / prediction_file(split, method_run.method, method_run.run, case.case_id)
-            if saved.is_file():
-                return MethodPrediction(read_label(saved)[0])
+        for folder in folders:
+            if (folder / f"{case.case_id}{PREDICTION_SUFFIX}").is_file():
+                return MethodPrediction(saved_prediction_source(folder)(case))
         return method_run.predict(case.array("full", "image"), case.array("full", "label"))
 
     return source

@@ -2,6 +2,7 @@
 converged networks of a study feeding the viewer (``l2s_core.viewer.sources``)."""
 
 import dataclasses
+import shutil
 
 import numpy as np
 import pytest
@@ -16,14 +17,17 @@ from l2s_core.data.prepared_layout import PrepareSettings
 from l2s_core.errors import InputDataError
 from l2s_core.evaluate import MethodPrediction
 from l2s_core.evaluation_tables import prediction_file
+from l2s_core.files import atomic_write_json
 from l2s_core.infer import Localisation, TwoStageResult, save_prediction
 from l2s_core.model import UNet3D
+from l2s_core.study.params import EvaluateOptions, StudyParams
 from l2s_core.train.config import TrainConfig
 from l2s_core.viewer.display import CT_SOFT_TISSUE
 from l2s_core.viewer.slice_viewer import SliceViewer
 from l2s_core.viewer.sources import (
     Prediction,
     StudyModels,
+    _evaluation_localisation,
     as_prediction,
     load_study_models,
     raw_ct_window,
@@ -110,3 +114,15 @@ def test_load_study_models_feeds_the_viewer(task, tmp_path):
     assert all(viewer.overlay_artists[name].get_visible() for name in ("ground_truth", *models.sources))
     viewer.widgets["segment"].click()
     assert viewer.overlay_artists["manual"].get_visible()
+
+
+def test_the_explorer_localises_as_the_studys_evaluation(study_dir, tmp_path):
+    organ_dir = tmp_path / "runs" / "copy" / "spleen"
+    shutil.copytree(study_dir / "spleen" / "prepared", organ_dir / "prepared")
+    settings = PreparedTask(organ_dir / "prepared").preparation.settings
+    assert _evaluation_localisation(organ_dir) == Localisation.of_settings(settings)  # no snapshot: the defaults
+    evaluate = EvaluateOptions(fallback="empty", box_mapping="upsample_nearest")
+    atomic_write_json(
+        organ_dir.parent / "study_params.json", StudyParams(data="phantom", study="copy", evaluate=evaluate).to_dict()
+    )
+    assert _evaluation_localisation(organ_dir) == Localisation.of_settings(settings, "empty", "upsample_nearest")
