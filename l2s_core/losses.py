@@ -77,8 +77,8 @@ class DiceCELoss(nn.Module):
         soft_dice = (2 * overlap + self.smooth) / (total + self.smooth)
         cross_entropy = F.cross_entropy(logits, target, reduction="none").mean(dim=tuple(range(1, target.ndim)))
         dice_term = (1 - soft_dice).mean()
-        if not per_sample and not bool(organ_target.any()):
-            dice_term = dice_term * 0  # the released code adds the Dice term only when the batch holds organ
+        if not per_sample:  # the released code adds the Dice term only when the batch holds organ
+            dice_term = dice_term * organ_target.any()  # a tensor, not a bool: no device sync per step
         return self.dice_weight * dice_term + self.ce_weight * cross_entropy.mean()
 
 

@@ -191,10 +191,10 @@ class UNet3D(nn.Module):
         return self.head(features)
 
 
-#: Network classes by the name that checkpoints and model cards record.
-NETWORK_CLASSES: dict[str, type[nn.Module]] = {"UNet3D": UNet3D, "ReleasedCodeUNet3D": ReleasedCodeUNet3D}
 #: The study option ``architecture`` → network class: the paper's text (``unet``) or its released code.
 ARCHITECTURE_CLASSES: dict[str, type[nn.Module]] = {"unet": UNet3D, "released_code": ReleasedCodeUNet3D}
+#: Network classes by the name that checkpoints and model cards record.
+NETWORK_CLASSES: dict[str, type[nn.Module]] = {cls.__name__: cls for cls in ARCHITECTURE_CLASSES.values()}
 
 
 def build_network(architecture: str = "unet", **hparams: Any) -> nn.Module:

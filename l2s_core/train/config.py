@@ -107,6 +107,12 @@ class TrainConfig(Record):
             ),
             ("world_size", self.world_size >= 1, "must be at least 1"),
             (
+                "device",
+                self.world_size == 1 or not self.device.startswith("cuda:"),
+                f"names one GPU, but {self.world_size} processes need one each; use 'cuda' or 'auto' "
+                "(each process takes the GPU of its local rank)",
+            ),
+            (
                 "batch_size",
                 self.batch_size >= 1 and self.batch_size % self.world_size == 0,
                 f"must be a positive multiple of world_size ({self.world_size}), the global batch is split "

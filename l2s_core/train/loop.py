@@ -375,6 +375,7 @@ def train_in_context(config: TrainConfig, context: ProcessContext, progress: boo
             model.load_state_dict(state.model_state)
             optimizer.load_state_dict(state.optimizer_state)
             restore_rng_states(state.rng)
+            state.model_state, state.optimizer_state = {}, {}  # loaded: no second copy for the whole run
         diverged, stop_reason = _run_epochs(config, context, task, model, optimizer, state, progress)
         if context.is_main:
             _summary(config, state, diverged, stop_reason).write(run_dir / SUMMARY_FILE)
