@@ -29,7 +29,6 @@ __all__ = [
     "all_reduce",
     "backend_for",
     "barrier",
-    "broadcast_from_main",
     "context_from_env",
     "default_world_size",
     "free_port",
@@ -62,8 +61,8 @@ from torch.utils.data import DataLoader, Dataset
 from l2s_core import processes
 from l2s_core.errors import ConfigError, L2SError
 
-#: How long a process waits for the others at a collective operation (rank 0 validates alone
-#: while the others wait, which can take long on large validation sets).
+#: How long a process waits for the others at a collective operation (each validates its share
+#: of the validation cases, whose sizes differ, before the counts are summed).
 COLLECTIVE_TIMEOUT = timedelta(hours=2)
 #: After one spawned process failed, how long the others have to end by themselves before they
 #: are terminated (without it, terminating at once made the resource tracker report leaked
@@ -318,15 +317,6 @@ def all_reduce(
     if context.distributed:
         dist.all_reduce(values, op=op)
     return values
-
-
-def broadcast_from_main(value: float, context: ProcessContext) -> float:
-    """Rank 0's ``value`` on every process (the others wait until rank 0 sends it)."""
-    if not context.distributed:
-        return value
-    holder = torch.tensor([value], dtype=torch.float64, device=context.device)
-    dist.broadcast(holder, src=0)
-    return float(holder.item())
 
 
 def barrier(context: ProcessContext) -> None:

@@ -108,19 +108,21 @@ def training_dataset(config: TrainConfig, task: PreparedTask) -> PatchDataset:
 
 
 def validation_dice(
-    model: torch.nn.Module, task: PreparedTask, config: TrainConfig, device: torch.device, sw_batch_size: int = 1
+    model: torch.nn.Module, task: PreparedTask, config: TrainConfig, context: ProcessContext, sw_batch_size: int = 1
 ) -> float:
     """Dice pooled over the validation cases (TP, FP, FN summed over cases).
 
     Each network segments its own level of the validation images (baseline: ``full``,
     localiser: ``lowres``, organ network: ``crop``) patch-wise with ``config.patch_size``
-    (:func:`l2s_core.infer.predict_volume`).
+    (:func:`l2s_core.infer.predict_volume`). With several processes each segments every
+    ``world_size``-th case and the counts are summed over the processes (exact: integers), so
+    no GPU waits while another validates.
 
     Args:
         model: the network (not wrapped in ``DistributedDataParallel``).
         task: the prepared task.
         config: the run's settings.
-        device: where the network runs.
+        context: this process (its device, rank and the number of processes).
         sw_batch_size: windows per forward pass.
 
     Returns:
@@ -129,10 +131,11 @@ def validation_dice(
     level = LEVEL_OF_NETWORK[config.network]
     segmenter = Segmenter.of_run(model, config, sw_batch_size)
     totals = np.zeros(3, dtype=np.int64)
-    for case in task.cases("val"):
-        prediction = predict_volume(segmenter, case.array(level, "image"), device)
+    for case in task.cases("val")[context.rank :: context.world_size]:
+        prediction = predict_volume(segmenter, case.array(level, "image"), context.device)
         totals += np.asarray(confusion_counts(prediction, np.asarray(case.array(level, "label"))), dtype=np.int64)
-    return float(dice_from_counts(*(int(t) for t in totals)))
+    summed = distributed.all_reduce(torch.from_numpy(totals).to(context.device), context)
+    return float(dice_from_counts(*(int(t) for t in summed.tolist())))
 
 
 @contextlib.contextmanager
@@ -436,10 +439,7 @@ def _run_epochs(
             totals = _train_epoch(parallel_model, loader, optimizer, loss_fn, context, amp)
             if totals.diverged:
                 return True, "diverged"
-            val_dice = (
-                validation_dice(model, task, config, context.device, per_process_batch) if context.is_main else 0.0
-            )
-            val_dice = distributed.broadcast_from_main(val_dice, context)
+            val_dice = validation_dice(model, task, config, context, per_process_batch)
             improved = val_dice > state.best_val_dice
             state.epochs_done = epoch
             state.epochs_since_improvement = 0 if improved else state.epochs_since_improvement + 1
