@@ -80,20 +80,19 @@ class Checker:
             checked[name] = self.value(item, hints[name], path)
         return checked
 
+    @staticmethod
+    def file_hints(cls: type) -> dict[str, Any]:
+        """Field name → type hint of the fields of the dataclass ``cls`` that a file may set."""
+        all_hints = typing.get_type_hints(cls)
+        return {f.name: all_hints[f.name] for f in dataclasses.fields(cls) if f.metadata.get("in_file", True)}
+
     def dataclass(self, value: Any, cls: type, key: str) -> Any:
         """An instance of the dataclass ``cls`` built from the mapping ``value``."""
-        all_hints = typing.get_type_hints(cls)
-        in_file = [f for f in dataclasses.fields(cls) if f.metadata.get("in_file", True)]
-        hints = {f.name: all_hints[f.name] for f in in_file}
+        hints = self.file_hints(cls)
         checked = self.fields(value, hints, key)
-        if "per_organ" in hints:  # per-organ overrides of the section's own options
-            allowed = {name: hint for name, hint in hints.items() if name != "per_organ"}
-            checked["per_organ"] = {
-                organ: self.fields(overrides, allowed, f"{key}.per_organ.{organ}" if key else f"per_organ.{organ}")
-                for organ, overrides in checked.get("per_organ", {}).items()
-            }
-        for f in in_file:
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and f.name not in checked:
+        for f in dataclasses.fields(cls):
+            required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+            if required and f.name in hints and f.name not in checked:
                 raise self.error(f"{key}.{f.name}" if key else f.name, "required key missing")
         try:
             return cls(**checked)

@@ -53,20 +53,6 @@ class Stamped(Sample):
     origin: str = field(default="", metadata={"in_file": False})
 
 
-@dataclass(frozen=True)
-class Section:
-    """A parameter-file section with per-organ overrides of its own options."""
-
-    epochs: int = 10
-    lr: float = 0.1
-    per_organ: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Params(Record):
-    train: Section = field(default_factory=Section)
-
-
 def _sample(values: dict[str, Any], error: type = ConfigError) -> Sample:
     return Checker("params.yaml", error).dataclass(values, Sample, "")
 
@@ -198,23 +184,6 @@ def test_a_dataclasss_own_check_is_named_by_source_and_key_path() -> None:
     with pytest.raises(ConfigError) as caught:
         Checker("inner.json").dataclass({"size": [0, 0, 0]}, Inner, "")
     assert (caught.value.where, caught.value.problem) == ("inner.json: size", "must be positive, got (0, 0, 0)")
-
-
-def test_per_organ_overrides_take_only_the_sections_own_options() -> None:
-    checker = Checker("study.yaml")
-    params = checker.dataclass({"train": {"epochs": 5, "per_organ": {"liver": {"lr": 1, "epochs": 2}}}}, Params, "")
-    assert params == Params(Section(epochs=5, per_organ={"liver": {"lr": 1.0, "epochs": 2}}))
-    assert type(params.train.per_organ["liver"]["lr"]) is float
-    for overrides, problem in (
-        ({"lr": "high"}, "train.per_organ.liver.lr: expected float, got str 'high'"),
-        ({"batch": 2}, "train.per_organ.liver.batch: unknown key; known keys: epochs, lr"),
-        ({"per_organ": {}}, "train.per_organ.liver.per_organ: unknown key; known keys: epochs, lr"),
-    ):
-        with pytest.raises(ConfigError) as caught:
-            checker.dataclass({"train": {"per_organ": {"liver": overrides}}}, Params, "")
-        assert str(caught.value) == f"study.yaml: {problem}"
-    with pytest.raises(ConfigError, match=r"^study.yaml: train.per_organ: expected a mapping"):
-        checker.dataclass({"train": {"per_organ": ["liver"]}}, Params, "")
 
 
 def test_to_dict_is_plain_json_and_from_dict_restores_the_record() -> None:

@@ -381,6 +381,18 @@ class _StudyChecker(Checker):
             return self.train(value, key)
         return super().value(value, hint, key)
 
+    def dataclass(self, value: Any, cls: type, key: str) -> Any:
+        """A section, with its ``per_organ`` overrides checked against the section's own options."""
+        section = super().dataclass(value, cls, key)
+        if "per_organ" not in {f.name for f in dataclasses.fields(cls)}:
+            return section
+        allowed = {name: hint for name, hint in self.file_hints(cls).items() if name != "per_organ"}
+        per_organ = {
+            organ: self.fields(overrides, allowed, f"{key}.per_organ.{organ}")
+            for organ, overrides in section.per_organ.items()
+        }
+        return dataclasses.replace(section, per_organ=per_organ)
+
 
 def _check_study_name(checker: _StudyChecker, name: str) -> None:
     """The study name becomes ``runs/<study>``: it must be one plain folder name inside ``runs/``."""

@@ -1,4 +1,6 @@
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -6,7 +8,7 @@ import yaml
 from l2s_core.errors import ConfigError
 from l2s_core.files import atomic_write_json
 from l2s_core.model import UNet3D
-from l2s_core.study.params import load_study_params
+from l2s_core.study.params import _StudyChecker, load_study_params
 
 SHIPPED = Path(__file__).resolve().parents[2] / "papermill_params"
 
@@ -221,3 +223,34 @@ def test_snapshot_round_trip(tmp_path):
     params = load_study_params(SHIPPED / "quick.yaml")
     atomic_write_json(tmp_path / "study_params.json", params.to_dict())
     assert load_study_params(tmp_path / "study_params.json") == params
+
+
+@dataclass(frozen=True)
+class Section:
+    """A parameter-file section with per-organ overrides of its own options."""
+
+    epochs: int = 10
+    lr: float = 0.1
+    per_organ: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Params:
+    train: Section = field(default_factory=Section)
+
+
+def test_per_organ_overrides_take_only_the_sections_own_options() -> None:
+    checker = _StudyChecker("study.yaml")
+    params = checker.dataclass({"train": {"epochs": 5, "per_organ": {"liver": {"lr": 1, "epochs": 2}}}}, Params, "")
+    assert params == Params(Section(epochs=5, per_organ={"liver": {"lr": 1.0, "epochs": 2}}))
+    assert type(params.train.per_organ["liver"]["lr"]) is float
+    for overrides, problem in (
+        ({"lr": "high"}, "train.per_organ.liver.lr: expected float, got str 'high'"),
+        ({"batch": 2}, "train.per_organ.liver.batch: unknown key; known keys: epochs, lr"),
+        ({"per_organ": {}}, "train.per_organ.liver.per_organ: unknown key; known keys: epochs, lr"),
+    ):
+        with pytest.raises(ConfigError) as caught:
+            checker.dataclass({"train": {"per_organ": {"liver": overrides}}}, Params, "")
+        assert str(caught.value) == f"study.yaml: {problem}"
+    with pytest.raises(ConfigError, match=r"^study.yaml: train.per_organ: expected a mapping"):
+        checker.dataclass({"train": {"per_organ": ["liver"]}}, Params, "")
