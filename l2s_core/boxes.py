@@ -14,6 +14,7 @@ __all__ = [
     "crop",
     "expand_box",
     "largest_component",
+    "largest_component_box",
     "organ_box",
     "paste",
     "scale_box",
@@ -28,14 +29,42 @@ from scipy import ndimage
 Box = tuple[int, int, int, int, int, int]
 
 
-def largest_component(mask: np.ndarray) -> np.ndarray:
-    """The largest 26-connected foreground component of a ``(z, y, x)`` mask, as bool."""
+def _largest_in(mask: np.ndarray) -> np.ndarray:
+    """The largest 26-connected foreground component of a ``(z, y, x)`` array, as bool."""
     labelled, n = ndimage.label(mask > 0, structure=np.ones((3, 3, 3), dtype=bool))
     if n <= 1:
         return labelled > 0
     sizes = np.bincount(labelled.ravel())
     sizes[0] = 0
     return labelled == int(np.argmax(sizes))
+
+
+def _slices(box: Box) -> tuple[slice, slice, slice]:
+    return slice(box[0], box[3]), slice(box[1], box[4]), slice(box[2], box[5])
+
+
+def largest_component(mask: np.ndarray) -> np.ndarray:
+    """The largest 26-connected foreground component of a ``(z, y, x)`` mask, as bool.
+
+    Components are labelled inside the foreground's bounding box only: on a 512x512x900 CT the
+    labelling of the whole volume (an int32 copy, ~1 GB, and seconds) shrinks to the organ's box.
+    """
+    out = np.zeros(mask.shape, dtype=bool)
+    box = bounding_box(mask)
+    if box is not None:
+        out[_slices(box)] = _largest_in(mask[_slices(box)])
+    return out
+
+
+def largest_component_box(mask: np.ndarray) -> Box | None:
+    """Half-open bounding box of the largest component of a ``(z, y, x)`` mask (``None`` if
+    empty), without a full-size copy of the mask."""
+    outer = bounding_box(mask)
+    if outer is None:
+        return None
+    inner = bounding_box(_largest_in(mask[_slices(outer)]))
+    assert inner is not None  # the foreground's box holds foreground
+    return tuple(v + outer[i % 3] for i, v in enumerate(inner))  # type: ignore[return-value]
 
 
 def bounding_box(mask: np.ndarray) -> Box | None:
@@ -82,7 +111,7 @@ def upsampled_box(box: Box, from_shape: tuple[int, ...], to_shape: tuple[int, ..
 
 def organ_box(mask: np.ndarray, margin: int = 15) -> Box | None:
     """Box of the largest component of ``mask`` plus ``margin`` voxels, or ``None`` if empty."""
-    box = bounding_box(largest_component(mask))
+    box = largest_component_box(mask)
     return None if box is None else expand_box(box, margin)
 
 

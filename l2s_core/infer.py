@@ -43,10 +43,9 @@ import torch
 
 from l2s_core.boxes import (
     Box,
-    bounding_box,
     crop,
     expand_box,
-    largest_component,
+    largest_component_box,
     organ_box,
     paste,
     scale_box,
@@ -288,7 +287,7 @@ def two_stage_predict(
     image = np.asarray(image, dtype=np.float32)
     lowres = downsample_image(image, localisation.divisors)
     lowres_mask = predict_volume(localiser, lowres, device)
-    lowres_box = bounding_box(largest_component(lowres_mask))
+    lowres_box = largest_component_box(lowres_mask)
     to_full = scale_box if localisation.box_mapping == "scale" else upsampled_box
     box = (
         None if lowres_box is None else expand_box(to_full(lowres_box, lowres.shape, image.shape), localisation.margin)

@@ -1,6 +1,16 @@
 import numpy as np
+from scipy import ndimage
 
-from l2s_core.boxes import bounding_box, crop, expand_box, largest_component, organ_box, paste, scale_box
+from l2s_core.boxes import (
+    bounding_box,
+    crop,
+    expand_box,
+    largest_component,
+    largest_component_box,
+    organ_box,
+    paste,
+    scale_box,
+)
 
 
 def test_largest_component_and_box():
@@ -46,3 +56,16 @@ def test_upsampled_box_is_the_box_of_the_nearest_neighbour_upsampled_mask():
             torch.from_numpy(low)[None, None].float(), size=full_shape, mode="nearest"
         )[0, 0].numpy()
         assert upsampled_box(bounding_box(low), low_shape, full_shape) == bounding_box(full)
+
+
+def test_largest_component_labelled_inside_the_foreground_box_equals_labelling_everything():
+    rng = np.random.default_rng(0)
+    structure = np.ones((3, 3, 3), dtype=bool)
+    for _ in range(100):
+        shape = tuple(int(s) for s in rng.integers(1, 16, 3))
+        mask = (rng.random(shape) < rng.random() * 0.3).astype(np.uint8)
+        labelled, n = ndimage.label(mask, structure=structure)
+        sizes = np.bincount(labelled.ravel())[1:]
+        reference = labelled == 1 + int(np.argmax(sizes)) if n else np.zeros(shape, bool)
+        assert np.array_equal(largest_component(mask), reference)
+        assert largest_component_box(mask) == bounding_box(reference)

@@ -51,8 +51,8 @@ import numpy as np
 from skimage.transform import resize
 from tqdm.auto import tqdm
 
-from l2s_core.boxes import bounding_box, expand_box, largest_component
 from l2s_core.boxes import crop as crop_box
+from l2s_core.boxes import expand_box, largest_component, largest_component_box
 from l2s_core.data.io import image_voxels, read_image, read_label
 from l2s_core.data.msd import MSDCase, MSDTask, check_label_values, check_organ_labels, organ_mask, read_task
 from l2s_core.data.normalise import foreground_intensity_stats, normalise
@@ -154,7 +154,7 @@ def _prepare_case(
     image, label, image_meta, values = read_case(case, task, settings.channel)
     mask = organ_mask(label, settings.organ_labels)
     del label  # a full-size array no longer needed: memory is what bounds the parallel workers
-    organ_box = bounding_box(largest_component(mask))
+    organ_box = largest_component_box(mask)
     if organ_box is None:
         raise EmptyOrganError(
             case.label_path,
