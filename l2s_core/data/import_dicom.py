@@ -67,7 +67,7 @@ def _import_patient(patient: Path, names: list[str], task_dir: Path) -> tuple[st
                 f"references series {', '.join(structures.series_uids) or '(none)'}, "
                 f"not one of the image series of {patient.name} ({', '.join(series) or 'none'})",
             )
-        image, meta, info = read_series_files(series[referenced[0]], patient)
+        image, meta, info = read_series_files(series[referenced[0]], patient, dict(headers))
         if structures.frame_of_reference_uids and info.frame_of_reference_uid not in structures.frame_of_reference_uids:
             raise DicomError(
                 rt_path,
