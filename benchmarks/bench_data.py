@@ -67,8 +67,8 @@ def nifti_patch(
     case: PreparedCase, box: tuple[int, ...], organ_labels: Sequence[int] | None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Read the case's NIfTI image and label and cut ``box``: ``(z, y, x)`` image and organ mask."""
-    image, _ = read_image(case.meta["image_path"])
-    label, _ = read_label(case.meta["label_path"])
+    image, _ = read_image(case.meta.image_path)
+    label, _ = read_label(case.meta.label_path)
     return crop(image, box), crop(organ_mask(label, organ_labels), box)  # type: ignore[arg-type]
 
 
@@ -78,7 +78,7 @@ def measure(task: PreparedTask, patch: tuple[int, int, int], n_patches: int, see
         task, task.split["train"], "full", patch, samples_per_epoch=n_patches, foreground_probability=0.8, seed=seed
     )
     cases = {case_id: task.case(case_id) for case_id in dataset.case_ids}
-    organ_labels = task.settings["organ_labels"]
+    organ_labels = task.preparation.settings.organ_labels
     cache_seconds, nifti_seconds = [], []
     with_organ = 0
     for index in range(n_patches):

@@ -120,10 +120,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
     def run_baseline() -> np.ndarray:
         return predict_volume(segmenter(baseline), image, device)
 
+    localisation = Localisation.of_settings(task.preparation.settings)
+
     def run_two_stage() -> TwoStageResult:
-        return two_stage_predict(
-            segmenter(localiser), segmenter(organ_net), image, Localisation.of_task(task.settings), device=device
-        )
+        return two_stage_predict(segmenter(localiser), segmenter(organ_net), image, localisation, device=device)
 
     run_baseline(), run_two_stage()  # warm-up
     times: dict[str, list[float]] = {"baseline": [], "two_stage": []}
@@ -136,8 +136,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     for name, values in times.items():
         print(f"{name}: median {medians[name]:.3f} s, min {min(values):.3f}, max {max(values):.3f}")
 
-    margin = int(case.meta["crop_margin"])
-    organ = [v + (margin if a < 3 else -margin) for a, v in enumerate(case.crop_box)]
+    organ = case.meta.organ_box
     box = result.box
     result_json = {
         "benchmark": "inference",

@@ -204,8 +204,9 @@ def predictions(task: PreparedTask, device: str, overlap: float) -> dict[str, An
     predict_volume(baseline, image, device)
     baseline_seconds = time.perf_counter() - started
     started = time.perf_counter()
-    predict_volume(localiser, downsample_image(image), device)
-    result = gt_localised_predict(organ, image, label, Localisation.of_task(task.settings), device=device)
+    settings = task.preparation.settings
+    predict_volume(localiser, downsample_image(image, settings.lowres_divisors), device)
+    result = gt_localised_predict(organ, image, label, Localisation.of_settings(settings), device=device)
     two_stage_seconds = time.perf_counter() - started
     box = result.box or (0, 0, 0, *image.shape)
     row = {

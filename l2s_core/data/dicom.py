@@ -16,7 +16,7 @@ Example:
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -157,22 +157,40 @@ def _slice_order(datasets: list[tuple[Path, Any]], where: Path) -> tuple[list[tu
     return datasets, positions, spacing_z
 
 
-def _pixels(path: Path, ds: Any) -> np.ndarray:
+def _pixels(path: Path, ds: Any, shape: tuple[int, int]) -> np.ndarray:
+    """The slice's ``(row, column)`` pixels as float32, modality rescale applied."""
     if int(ds.get("SamplesPerPixel", 1)) != 1 or int(ds.get("NumberOfFrames", 1)) != 1:
         raise DicomError(path, "expected single-frame greyscale images (SamplesPerPixel 1, one frame)")
     try:
         pixels = ds.pixel_array.astype(np.float32)
     except Exception as exc:  # pydicom raises many types for compressed or damaged pixel data
         raise DicomError(path, f"cannot decode the pixel data ({type(exc).__name__}: {exc})") from None
+    if pixels.shape != shape:
+        raise DicomError(path, f"pixel data of shape {pixels.shape}, the series' slices are {shape[0]}×{shape[1]}")
     return pixels * float(ds.get("RescaleSlope", 1.0)) + float(ds.get("RescaleIntercept", 0.0))
 
 
-def read_series_files(paths: list[Path], where: Path) -> tuple[np.ndarray, VolumeMeta, SeriesInfo]:
+def _dcmread(pydicom: Any, path: Path, headers_only: bool) -> Any:
+    try:
+        return pydicom.dcmread(path, stop_before_pixels=headers_only)
+    except (pydicom.errors.InvalidDicomError, OSError, ValueError, EOFError) as exc:
+        raise DicomError(path, f"not a readable DICOM file ({type(exc).__name__}: {exc})") from None
+
+
+def read_series_files(
+    paths: list[Path], where: Path, headers: Mapping[Path, Any] | None = None
+) -> tuple[np.ndarray, VolumeMeta, SeriesInfo]:
     """Read the files of one image series as a RAS ``(z, y, x)`` float32 array.
+
+    The slices are sorted by their headers, then each file's pixels are read (one file at a
+    time) into one float32 volume, which is reoriented with one copy: the peak is about twice
+    the volume.
 
     Args:
         paths: the series' files.
         where: the folder named in error messages and recorded as the source.
+        headers: path → dataset without pixel data, as :func:`dicom_headers` read them;
+            files not in it have their headers read here.
 
     Returns:
         ``(image, meta, series)``: the image, its :class:`VolumeMeta` (source grid: i = column,
@@ -183,12 +201,8 @@ def read_series_files(paths: list[Path], where: Path) -> tuple[np.ndarray, Volum
             spaced slices, undecodable pixel data.
     """
     pydicom = require_pydicom()
-    datasets = []
-    for path in paths:
-        try:
-            datasets.append((path, pydicom.dcmread(path)))
-        except (pydicom.errors.InvalidDicomError, OSError, ValueError, EOFError) as exc:
-            raise DicomError(path, f"not a readable DICOM file ({type(exc).__name__}: {exc})") from None
+    known = headers or {}
+    datasets = [(path, known[path] if path in known else _dcmread(pydicom, path, True)) for path in paths]
     datasets, positions, spacing_z = _slice_order(datasets, where)
     first = datasets[0][1]
     orientation = _vector(first, "ImageOrientationPatient", 6, datasets[0][0])
@@ -199,8 +213,12 @@ def read_series_files(paths: list[Path], where: Path) -> tuple[np.ndarray, Volum
     lps[:3, 1] = orientation[3:] * row_spacing  # j: down a column, row index grows
     lps[:3, 2] = step
     lps[:3, 3] = positions[0]
-    volume = np.stack([_pixels(path, ds) for path, ds in datasets], axis=-1).transpose(1, 0, 2)  # (i, j, k)
-    image, meta = orient_to_ras(volume, LPS_TO_RAS @ lps, where)
+    shape = (int(first.Rows), int(first.Columns))
+    volume = np.empty((len(datasets), *shape), dtype=np.float32)  # (k, j, i)
+    for k, (path, _) in enumerate(datasets):
+        volume[k] = _pixels(path, _dcmread(pydicom, path, False), shape)  # the full dataset is dropped here
+    image, meta = orient_to_ras(volume.transpose(2, 1, 0), LPS_TO_RAS @ lps, where, np.float32)
+    del volume
     series = SeriesInfo(
         folder=str(where),
         modality=str(first.get("Modality", "")),
@@ -211,7 +229,7 @@ def read_series_files(paths: list[Path], where: Path) -> tuple[np.ndarray, Volum
         lps_affine=tuple(tuple(float(v) for v in row) for row in lps),
         patient_study={k: str(first.get(k, "")) for k in PATIENT_STUDY_KEYWORDS},
     )
-    return np.ascontiguousarray(image, dtype=np.float32), meta, series
+    return image, meta, series
 
 
 def read_series(folder: str | Path) -> tuple[np.ndarray, VolumeMeta, SeriesInfo]:
@@ -223,11 +241,12 @@ def read_series(folder: str | Path) -> tuple[np.ndarray, VolumeMeta, SeriesInfo]
     folder = Path(folder)
     if not folder.is_dir():
         raise DicomError(folder, "DICOM series folder not found")
-    series = image_series(dicom_headers(sorted(folder.iterdir())))
+    headers = dicom_headers(sorted(folder.iterdir()))
+    series = image_series(headers)
     if not series:
         raise DicomError(folder, "no DICOM image series in this folder")
     if len(series) > 1:
         counts = ", ".join(f"{uid} ({len(files)} files)" for uid, files in series.items())
         raise DicomError(folder, f"holds {len(series)} image series ({counts}); give one series per folder")
     (files,) = series.values()
-    return read_series_files(files, folder)
+    return read_series_files(files, folder, dict(headers))

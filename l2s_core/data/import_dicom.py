@@ -15,22 +15,20 @@ Example:
 
 from __future__ import annotations
 
-import gzip
 import json
 import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 from tqdm.auto import tqdm
 
 from l2s_core.data.dicom import dicom_headers, image_series, read_series_files
-from l2s_core.data.io import to_source_grid
+from l2s_core.data.io import to_source_grid, write_mask, write_nifti
 from l2s_core.data.rtstruct import rasterise, read_rtstruct
 from l2s_core.errors import ConfigError, DicomError
-from l2s_core.files import atomic_write_bytes, atomic_write_text
+from l2s_core.files import atomic_write_text
 
 __all__ = ["MISSING_FILE", "ImportResult", "import_dicom"]
 
@@ -52,13 +50,6 @@ class ImportResult:
     missing: list[str]
 
 
-def _write_nifti(path: Path, data: np.ndarray, affine: np.ndarray) -> None:
-    img = nib.Nifti1Image(data, affine)
-    img.set_qform(affine, code=1)
-    img.set_sform(affine, code=1)
-    atomic_write_bytes(path, gzip.compress(img.to_bytes(), mtime=0))
-
-
 def _import_patient(patient: Path, names: list[str], task_dir: Path) -> tuple[str, str] | None:
     """Write one patient's image and label; returns the ROI name matched and the series' modality, or ``None``."""
     headers = dicom_headers(sorted(p for p in patient.rglob("*") if p.is_file()))
@@ -76,7 +67,7 @@ def _import_patient(patient: Path, names: list[str], task_dir: Path) -> tuple[st
                 f"references series {', '.join(structures.series_uids) or '(none)'}, "
                 f"not one of the image series of {patient.name} ({', '.join(series) or 'none'})",
             )
-        image, meta, info = read_series_files(series[referenced[0]], patient)
+        image, meta, info = read_series_files(series[referenced[0]], patient, dict(headers))
         if structures.frame_of_reference_uids and info.frame_of_reference_uid not in structures.frame_of_reference_uids:
             raise DicomError(
                 rt_path,
@@ -86,11 +77,9 @@ def _import_patient(patient: Path, names: list[str], task_dir: Path) -> tuple[st
         label = rasterise(structures.contours(roi), meta, info, rt_path)
         if not label.any():
             raise DicomError(rt_path, f"structure '{roi}' covers no voxel centre of the series")
-        affine = np.asarray(meta.source_affine)
-        _write_nifti(task_dir / "imagesTr" / f"{patient.name}.nii.gz", to_source_grid(image, meta), affine)
-        _write_nifti(
-            task_dir / "labelsTr" / f"{patient.name}.nii.gz", to_source_grid(label, meta).astype(np.uint8), affine
-        )
+        image_path = task_dir / "imagesTr" / f"{patient.name}.nii.gz"
+        write_nifti(image_path, to_source_grid(image, meta), np.asarray(meta.source_affine), np.float32)
+        write_mask(label, meta, task_dir / "labelsTr" / f"{patient.name}.nii.gz")
         return roi, info.modality
     return None
 

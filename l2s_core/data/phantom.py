@@ -31,20 +31,19 @@ __all__ = [
     "write_phantom_cases",
 ]
 
-import gzip
 import json
 from collections.abc import Sequence
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 from tqdm.auto import tqdm
 
+from l2s_core.data.io import write_nifti
 from l2s_core.data.phantom_anatomy import ORGANS, phantom_task
 from l2s_core.data.phantom_geometry import DEFAULT_CASES, PROFILES, case_geometries
 from l2s_core.data.phantom_render import render_case
 from l2s_core.errors import ConfigError, FormatVersionError, InputDataError
-from l2s_core.files import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
+from l2s_core.files import atomic_write_json, atomic_write_text, read_json
 from l2s_core.vocabulary import MSD_TASK_FOLDERS
 
 #: Organ → the MSD task folder name of its phantom (e.g. ``Task09_Spleen``).
@@ -55,26 +54,14 @@ SETTINGS_FILE = "phantom.json"
 #: Smallest side of a ``fixed``-profile volume.
 MIN_SHAPE = 8
 _NIFTI = ".nii.gz"
-_GZIP_LEVEL = 1
-
-
-def _nifti_gz(array_xyz: np.ndarray, affine: np.ndarray) -> bytes:
-    """A gzipped NIfTI-1 file as bytes, with a zero gzip timestamp so that equal data give equal files."""
-    image = nib.Nifti1Image(array_xyz, affine)
-    image.header.set_data_dtype(array_xyz.dtype)
-    image.header.set_xyzt_units("mm", "sec")
-    image.set_qform(affine, code=1)
-    image.set_sform(affine, code=1)
-    return gzip.compress(image.to_bytes(), compresslevel=_GZIP_LEVEL, mtime=0)
+_UNITS = ("mm", "sec")
 
 
 def _write_case(task_dir: Path, case_id: str, image: np.ndarray, label: np.ndarray, affine: np.ndarray) -> None:
     """Write ``image`` ``(C, z, y, x)`` and ``label`` ``(z, y, x)`` in nibabel's ``(x, y, z[, C])`` order."""
     image_xyz = image[0].transpose(2, 1, 0) if image.shape[0] == 1 else image.transpose(3, 2, 1, 0)
-    atomic_write_bytes(task_dir / "imagesTr" / f"{case_id}{_NIFTI}", _nifti_gz(np.ascontiguousarray(image_xyz), affine))
-    atomic_write_bytes(
-        task_dir / "labelsTr" / f"{case_id}{_NIFTI}", _nifti_gz(np.ascontiguousarray(label.transpose(2, 1, 0)), affine)
-    )
+    write_nifti(task_dir / "imagesTr" / f"{case_id}{_NIFTI}", image_xyz, affine, xyzt_units=_UNITS)
+    write_nifti(task_dir / "labelsTr" / f"{case_id}{_NIFTI}", label.transpose(2, 1, 0), affine, xyzt_units=_UNITS)
 
 
 def _dataset_json(organ: str, case_ids: list[str]) -> str:

@@ -281,4 +281,4 @@ def rasterise(contours: list[np.ndarray], meta: VolumeMeta, series: SeriesInfo, 
         filled[polygon(rows, cols, (n_j, n_i))] = True
         filled[_edge_pixels(rows, cols, (n_j, n_i))] = True
         source[:, :, k] ^= filled.T
-    return orient_to_ras(source.astype(np.uint8), np.asarray(meta.source_affine), where)[0]
+    return orient_to_ras(source, np.asarray(meta.source_affine), where, np.uint8)[0]  # cast while reorienting: one copy

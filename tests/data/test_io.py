@@ -1,10 +1,11 @@
 import gzip
+import zlib
 
 import nibabel as nib
 import numpy as np
 import pytest
 
-from l2s_core.data.io import VolumeMeta, read_image, read_label, write_mask
+from l2s_core.data.io import NIFTI_GZIP_LEVEL, VolumeMeta, read_image, read_label, write_mask, write_nifti
 from l2s_core.errors import InputDataError
 
 
@@ -96,3 +97,33 @@ def test_mask_shape_mismatch(tmp_path):
     _, meta = read_image(_save(tmp_path / "s.nii.gz", np.zeros((3, 4, 5), np.float32), np.eye(4)))
     with pytest.raises(ValueError, match="does not fit"):
         write_mask(np.zeros((2, 2, 2), np.uint8), meta, tmp_path / "m.nii.gz")
+
+
+def test_write_nifti_streams_the_same_bytes_as_one_shot_compression(tmp_path):
+    affine = np.array([[0, -2.0, 0, 10], [-1.0, 0, 0, 5], [0, 0, 3.0, 1], [0, 0, 0, 1]])
+    data = np.random.default_rng(2).integers(-1000, 1000, (40, 30, 20, 2)).astype(np.int16)
+    view = data.transpose(1, 0, 2, 3)  # not contiguous: written without a whole-volume copy
+    write_nifti(tmp_path / "a.nii.gz", view, affine, xyzt_units=("mm", "sec"))
+    write_nifti(tmp_path / "b.nii", view, affine, xyzt_units=("mm", "sec"))
+    raw = (tmp_path / "b.nii").read_bytes()
+    expected = nib.Nifti1Image(np.ascontiguousarray(view), affine)
+    expected.header.set_xyzt_units("mm", "sec")
+    expected.set_qform(affine, code=1)
+    expected.set_sform(affine, code=1)
+    assert raw == expected.to_bytes()
+    # level 1, zero timestamp: equal arrays give equal files
+    assert (tmp_path / "a.nii.gz").read_bytes() == zlib.compress(raw, NIFTI_GZIP_LEVEL, wbits=31)
+    assert gzip.decompress((tmp_path / "a.nii.gz").read_bytes()) == raw
+    out = nib.load(tmp_path / "a.nii.gz")
+    assert out.get_data_dtype() == np.int16 and np.array_equal(np.asarray(out.dataobj), view)
+    assert out.header.get_xyzt_units() == ("mm", "sec") and np.allclose(out.affine, affine)
+
+
+def test_write_nifti_casts_to_the_dtype_asked(tmp_path):
+    mask = np.zeros((4, 5, 6), bool)
+    mask[1:3, 2:4, 3:5] = True
+    write_nifti(tmp_path / "m.nii.gz", mask[:, ::-1], np.eye(4), np.uint8)
+    write_nifti(tmp_path / "f.nii.gz", mask.astype(np.float64), np.eye(4), np.float32)
+    out = nib.load(tmp_path / "m.nii.gz")
+    assert out.get_data_dtype() == np.uint8 and np.array_equal(np.asarray(out.dataobj), mask[:, ::-1])
+    assert nib.load(tmp_path / "f.nii.gz").get_data_dtype() == np.float32
