@@ -42,7 +42,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from l2s_core.boxes import Box
+from l2s_core.boxes import Box, expand_box
 from l2s_core.data.dicom import SeriesInfo, read_series
 from l2s_core.data.io import VolumeMeta, read_image, write_mask
 from l2s_core.data.normalise import normalise
@@ -50,7 +50,7 @@ from l2s_core.data.rtstruct import write_rtstruct
 from l2s_core.deploy.model_folder import METHODS, ModelCard, NetworkEntry, open_model_folder
 from l2s_core.errors import ConfigError, InputDataError, ModelFolderError
 from l2s_core.files import atomic_write_text
-from l2s_core.infer import Localisation, Segmenter, gt_localised_predict, predict_volume, two_stage_predict
+from l2s_core.infer import Localisation, Segmenter, box_predict, predict_volume, two_stage_predict
 from l2s_core.model import NETWORK_CLASSES
 
 __all__ = [
@@ -193,13 +193,11 @@ def segment(model: LoadedModel, image: np.ndarray, box: Box | None = None) -> tu
     localisation = Localisation(card.crop_margin, divisors=card.lowres_divisors)
     if model.method == "baseline":
         return predict_volume(nets["baseline"], image, device), None, None
-    if model.method == "two_stage":
-        result = two_stage_predict(nets["localiser"], nets["organ"], image, localisation, device=device)
-    else:
+    if model.method == "box":
         assert box is not None
-        label = np.zeros(image.shape, dtype=np.uint8)
-        label[box[0] : box[3], box[1] : box[4], box[2] : box[5]] = 1
-        result = gt_localised_predict(nets["organ"], image, label, localisation, device=device)
+        segmented = expand_box(box, card.crop_margin)  # the organ network's context, as in training
+        return box_predict(nets["organ"], image, segmented, device), segmented, None
+    result = two_stage_predict(nets["localiser"], nets["organ"], image, localisation, device=device)
     return result.mask, result.box, result.fallback_used
 
 
@@ -366,7 +364,7 @@ def predict_scans(
                 "rtstruct": str(rtstruct_path or ""),
                 "method": method,
                 "runs": "all" if runs is None else runs,
-                "volume_ml": float(mask.astype(bool).sum()) * math.prod(scan.meta.spacing) / 1000.0,
+                "volume_ml": np.count_nonzero(mask) * math.prod(scan.meta.spacing) / 1000.0,
                 "box": "" if used_box is None else " ".join(map(str, used_box)),
                 "seconds": seconds,
                 "fallback": fallback or "none",
