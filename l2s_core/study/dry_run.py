@@ -74,10 +74,9 @@ def _full_shapes(params: StudyParams, organ: str) -> list[Shape]:
             )
         ]
     from l2s_core.data.io import read_shape
-    from l2s_core.data.msd import read_task
+    from l2s_core.data.msd import read_task, selected_cases
 
-    task = read_task(params.task_dir(organ))
-    cases = sorted(task.cases, key=lambda c: c.case_id)[: params.prepare.for_organ(organ).max_cases]
+    cases = selected_cases(read_task(params.task_dir(organ)), params.prepare.for_organ(organ).max_cases)
     return [read_shape(case.image_path) for case in cases]
 
 
