@@ -108,8 +108,12 @@ def level_extents(params: StudyParams, root: str | Path, organ: str) -> dict[str
     from l2s_core.data.prepare import lowres_shape
 
     full = np.max(_full_shapes(params, organ), axis=0)
-    margin = params.prepare.for_organ(organ).crop_margin
-    return {"full": _shape(full), "lowres": lowres_shape(full), "crop": _shape(full + 2 * margin)}
+    options = params.prepare.for_organ(organ)
+    return {
+        "full": _shape(full),
+        "lowres": lowres_shape(full, options.lowres_divisors),
+        "crop": _shape(full + 2 * options.crop_margin),
+    }
 
 
 def network_needs(params: StudyParams, organ: str, network: str, extent: Shape) -> NetworkNeeds:
