@@ -139,8 +139,10 @@ class StudyPlan:
         """What a step's result depends on beyond its own files (stored in its record).
 
         Evaluation, analysis and report depend on the runs made by the training chains they
-        (transitively) need and on the evaluation options; other steps: nothing (training
-        refuses a run folder made with other settings by itself).
+        (transitively) need and on the evaluation options (analysis and report also on the
+        list of splits; an evaluation of one split does not, so adding a split keeps the
+        others done); other steps: nothing (training refuses a run folder made with other
+        settings by itself).
         """
         if step.kind not in ("evaluate", "analysis", "report"):
             return {}
@@ -151,15 +153,14 @@ class StudyPlan:
             for network in self.params.networks
         }
         evaluate = self.params.evaluate
-        return {
-            "runs": runs,
-            "evaluate": {
-                "splits": list(evaluate.splits),
-                "fallback": evaluate.fallback,
-                "surface_tolerance_mm": evaluate.surface_tolerance_mm,
-                "box_mapping": evaluate.box_mapping,
-            },
+        options: dict[str, Any] = {
+            "fallback": evaluate.fallback,
+            "surface_tolerance_mm": evaluate.surface_tolerance_mm,
+            "box_mapping": evaluate.box_mapping,
         }
+        if step.kind != "evaluate":  # one split's evaluation does not depend on the others
+            options["splits"] = list(evaluate.splits)
+        return {"runs": runs, "evaluate": options}
 
     def ready(self) -> list[Step]:
         """Steps that may start now: pending units whose needs are all done, in study order."""
