@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from l2s_core.study.layout import Step, StudyPaths
 from l2s_core.study.step_records import DONE, FAILED
-from l2s_core.train.run_files import finished_summary
+from l2s_core.train.run_files import FinishedRun, finished_summary
 
 if TYPE_CHECKING:
     from l2s_core.study.params import StudyParams
@@ -131,9 +131,13 @@ class StudyPlan:
         return unit.converged >= self.params.runs or unit.made >= self.params.max_runs
 
     def _count_run(self, unit: Unit, step: Step) -> None:
-        summary = finished_summary(self.paths.run_folder(step))
+        """Count a finished run of the chain; it counts as converged as evaluation counts it
+        (:attr:`FinishedRun.converged <l2s_core.train.run_files.FinishedRun.converged>`)."""
+        folder = self.paths.run_folder(step)
+        summary = finished_summary(folder)
         unit.made += 1
-        unit.converged += bool(summary is not None and summary.converged)
+        if summary is not None and step.network is not None and step.run is not None:
+            unit.converged += FinishedRun(step.network, step.run, folder, summary).converged
 
     def inputs(self, step: Step) -> dict[str, Any]:
         """What a step's result depends on beyond its own files (stored in its record).

@@ -74,14 +74,31 @@ def _done_on_disk(plan: StudyPlan, step: Step) -> None:
         output.touch()
 
 
+def _converged_run_on_disk(plan: StudyPlan, organ: str, run: int, best_weights: bool = True) -> None:
+    """A done training run whose summary says converged (with ``best.pt`` unless told otherwise)."""
+    step = Step("train", organ, "organ", run=run)
+    _done_on_disk(plan, step)
+    run_summary("organ", run, converged=True).write(plan.paths.run_folder(step) / SUMMARY_FILE)
+    if best_weights:
+        (plan.paths.run_folder(step) / BEST_FILE).touch()
+
+
+def test_a_run_without_best_weights_does_not_count_as_converged(tmp_path):
+    plan = _plan(tmp_path)
+    _done_on_disk(plan, Step("prepare", "spleen"))
+    _converged_run_on_disk(plan, "spleen", 0, best_weights=False)
+    chain = _plan(tmp_path).units["train/spleen/organ"]
+    assert (chain.made, chain.converged, chain.state) == (1, 0, PENDING)
+    _converged_run_on_disk(plan, "spleen", 1)
+    chain = _plan(tmp_path).units["train/spleen/organ"]
+    assert (chain.made, chain.converged, chain.state) == (2, 1, DONE)
+
+
 def test_adding_a_split_keeps_the_done_evaluations_done(tmp_path):
     plan = _plan(tmp_path)
     for organ in ("spleen", "liver"):
         _done_on_disk(plan, Step("prepare", organ))
-        run = Step("train", organ, "organ", run=0)
-        _done_on_disk(plan, run)
-        run_summary("organ", 0, converged=True).write(plan.paths.run_folder(run) / SUMMARY_FILE)
-        (plan.paths.run_folder(run) / BEST_FILE).touch()
+        _converged_run_on_disk(plan, organ, 0)
     plan = _plan(tmp_path)
     assert plan.units["train/spleen/organ"].state == DONE
     _done_on_disk(plan, Step("evaluate", "spleen", split="val"))
