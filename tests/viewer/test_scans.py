@@ -4,6 +4,8 @@ default to the mean of every pair."""
 
 from __future__ import annotations
 
+import gc
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -58,3 +60,16 @@ def test_folder_models_default_to_the_mean_of_every_pair(model_dir: Path) -> Non
     assert models.models["two_stage"].runs is None  # as `l2s predict` without --runs
     assert len(models.models["two_stage"].entries["organ"]) == 2
     assert set(load_folder_models(model_dir, runs=0).models) == {"baseline", "two_stage"}
+
+
+def test_paging_to_another_scan_frees_the_previous_scans_volume(model_dir: Path, scan: Path) -> None:
+    """Only the current scan's volume stays in memory; the previous one is read again when asked for."""
+    viewer, _ = scan_explorer(model_dir, [scan, scan])
+    first = viewer.case
+    volume = weakref.ref(first.image)
+    assert first.image is volume()  # held by the viewer: given again without a new read
+    viewer.widgets["case"].value = 1
+    gc.collect()
+    assert volume() is None
+    assert first.spacing == (3.0, 1.5, 1.5)
+    assert np.array_equal(first.image, viewer.case.image)
