@@ -144,7 +144,7 @@ def _segment_source(model: LoadedModel) -> Callable[[ScanCase], Prediction]:
 
 
 def load_folder_models(model_dir: str | Path, runs: int | None = None, device: str = "cpu") -> FolderModels:
-    """Open a model folder and load its two-stage pairs and baselines for the explorer.
+    """Open a model folder (its weights checked once) and load its two-stage pairs and baselines for the explorer.
 
     Args:
         model_dir: folder written by ``l2s export``.
@@ -162,7 +162,7 @@ def load_folder_models(model_dir: str | Path, runs: int | None = None, device: s
     methods = [m for m, n in counts.items() if n and (runs is None or runs < n)]
     if not methods:
         raise ConfigError("runs", f"{runs} is not a position of this model's pairs or baselines {counts}")
-    models = {method: load_model_folder(model_dir, method, runs, device) for method in methods}
+    models = {method: load_model_folder(model_dir, method, runs, device, card=card) for method in methods}
     sources = {method: _segment_source(model) for method, model in models.items()}
     organ = models[TWO_STAGE].networks["organ"] if TWO_STAGE in models else None
     return FolderModels(card, sources, organ, models)

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from l2s_core.data.io import read_label
+from l2s_core.deploy import model_folder
 from l2s_core.deploy.predict import load_model_folder, normalised_image, predict_scans, read_scan
 from l2s_core.infer import box_predict
 from l2s_core.viewer.explorer import open_explorer, scan_explorer
@@ -73,3 +74,13 @@ def test_paging_to_another_scan_frees_the_previous_scans_volume(model_dir: Path,
     assert volume() is None
     assert first.spacing == (3.0, 1.5, 1.5)
     assert np.array_equal(first.image, viewer.case.image)
+
+
+def test_folder_models_hash_each_weight_file_once(model_dir: Path, monkeypatch) -> None:
+    """The folder is opened and checked once, not again for each method built."""
+    hashed: list[Path] = []
+    sha256_of = model_folder.sha256_of
+    monkeypatch.setattr(model_folder, "sha256_of", lambda path: hashed.append(path) or sha256_of(path))
+    models = load_folder_models(model_dir)
+    assert set(models.models) == {"baseline", "two_stage"}
+    assert sorted(hashed) == sorted(Path(model_dir) / entry.file for entry in models.card.networks)
