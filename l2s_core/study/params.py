@@ -42,7 +42,6 @@ __all__ = [
     "DataSource",
     "EvaluateOptions",
     "PhantomOptions",
-    "PhantomProfile",
     "PrepareOptions",
     "STUDY_SET_TRAIN_FIELDS",
     "SlurmOptions",
@@ -72,6 +71,7 @@ from l2s_core.vocabulary import (
     BoxMapping,
     Fallback,
     Network,
+    PhantomProfile,
     Split,
     TrainingTimeRuns,
 )
@@ -82,7 +82,6 @@ _ORGAN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 STUDY_SET_TRAIN_FIELDS = ("prepared_dir", "run_dir", "network", "seed", "world_size")
 
 DataSource = Literal[DATA_SOURCES]  # type: ignore[valid-type]
-PhantomProfile = Literal["fixed", "msd"]
 
 
 @dataclasses.dataclass(frozen=True)
