@@ -176,7 +176,9 @@ class SliceViewer:
                 min=level - 1, max=level + 1, value=level, description="level", continuous_update=False
             ),
             "auto_window": _checkbox(window_level is None, "auto window"),
-            "opacity": widgets.FloatSlider(min=0.0, max=1.0, step=0.05, value=0.4, description="opacity"),
+            "opacity": widgets.FloatSlider(
+                min=0.0, max=1.0, step=0.05, value=0.4, description="opacity", continuous_update=False
+            ),
             "show_boxes": _checkbox(True, "boxes"),
         }
         for name in self.overlay_names:

@@ -197,3 +197,14 @@ def test_a_case_is_sampled_once_for_both_windows(task, monkeypatch):
     assert (w["window"].value, w["level"].value) == pytest.approx(auto_window(viewer.case.array("full", "image")))
     w["case"].value = 1
     assert len(sampled) == 2
+
+
+def test_every_slider_redraws_on_release(task):
+    """Dragging a slider redraws once, when it is released, not on every step."""
+    sliders = [
+        w
+        for w in SliceViewer(task).widgets.values()
+        if isinstance(w, (widgets.IntSlider, widgets.FloatSlider, widgets.IntRangeSlider))
+    ]
+    assert {"opacity", "slice", "window", "level"} <= {w.description for w in sliders}
+    assert all(not w.continuous_update for w in sliders)
