@@ -177,7 +177,8 @@ class EvaluateOptions:
             whole image with the organ network, ``empty`` predicts no organ.
         surface_tolerance_mm: tolerance of the surface Dice, in millimetres.
         save_predictions: also write every predicted mask as NIfTI.
-        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``; under ``l2s run`` an evaluation step
+            sees one GPU (:func:`~l2s_core.study.execute.step_gpus`), its ``cuda:0``.
         box_mapping: how the localiser's low-resolution box reaches full resolution: ``scale``
             (floor/ceil) or ``upsample_nearest`` (the released code).
     """
