@@ -5,7 +5,7 @@ paired tests and the data behind Figures 2–4, computed from the files a study 
 
 :func:`l2s_core.study_results.load_study` reads a study folder once into a
 :class:`~l2s_core.study_results.StudyData`; every function here is a pure function of it returning
-a pandas DataFrame. :func:`write_tables` writes them all as CSV files.
+a pandas DataFrame. :func:`all_tables` gathers them and :func:`write_csv_tables` writes them as CSV files.
 
 Two kinds of test compare methods (see :mod:`l2s_core.stats`): :func:`ttests`, the paper's,
 over runs (variance: training-seed variability on the fixed cases of a split), and
@@ -38,7 +38,7 @@ from l2s_core.stats import (
     paired_wilcoxon,
     pairwise_tests,
 )
-from l2s_core.study_results import StudyData, load_study
+from l2s_core.study_results import StudyData
 from l2s_core.vocabulary import METHODS, NETWORKS, SPLITS
 
 __all__ = [
@@ -63,7 +63,6 @@ __all__ = [
     "training_curves",
     "ttests",
     "write_csv_tables",
-    "write_tables",
 ]
 
 #: Significance level marking a Dice significantly above the baseline in Tables 3 and 4.
@@ -418,19 +417,6 @@ def all_tables(data: StudyData) -> dict[str, pd.DataFrame]:
         "convergence_rates": convergence_rates(data),
         "dice_gain": dice_gain(data),
     }
-
-
-def write_tables(study_dir: str | Path, out_dir: str | Path) -> dict[str, Path]:
-    """Write every table of :func:`all_tables` as ``<out_dir>/<name>.csv``, atomically.
-
-    Args:
-        study_dir: the study folder ``runs/<study>``.
-        out_dir: destination folder (created).
-
-    Returns:
-        Table name → CSV path.
-    """
-    return write_csv_tables(all_tables(load_study(study_dir)), out_dir)
 
 
 def write_csv_tables(tables: dict[str, pd.DataFrame], out_dir: str | Path) -> dict[str, Path]:

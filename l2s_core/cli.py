@@ -132,16 +132,17 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``l2s``."""
     from l2s_core.data.normalise import NORMALISATIONS
     from l2s_core.data.split import SPLIT_ORDERS
+    from l2s_core.vocabulary import PAPER_ORGANS, PHANTOM_PROFILES
 
     parser = argparse.ArgumentParser(prog="l2s", description="Localise to segment: organ-at-risk segmentation study.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("phantom", help="write the built-in phantom tasks in MSD layout")
     p.add_argument("--out", type=Path, required=True, help="folder that receives one MSD task folder per organ")
-    p.add_argument("--organs", nargs="+", default=["spleen", "pancreas", "prostate", "liver", "heart"])
+    p.add_argument("--organs", nargs="+", default=list(PAPER_ORGANS))
     p.add_argument(
         "--profile",
-        choices=("fixed", "msd"),
+        choices=PHANTOM_PROFILES,
         default="fixed",
         help="fixed: every volume of --shape; msd: the MSD tasks' case counts, shapes and spacings",
     )

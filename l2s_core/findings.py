@@ -35,7 +35,7 @@ import pandas as pd
 from scipy import stats
 
 from l2s_core import analysis
-from l2s_core.paper_values import FOREGROUND_PERCENT, PAPER_DICE, TABLE2_MINUTES, TABLE2_SOURCE
+from l2s_core.paper_values import FOREGROUND_PERCENT, FOREGROUND_SOURCE, PAPER_DICE, TABLE2_MINUTES, TABLE2_SOURCE
 from l2s_core.study_results import StudyData
 from l2s_core.vocabulary import METHODS, PAPER_ORGANS, SPLITS, VERDICTS
 
@@ -256,7 +256,7 @@ def _claim_gain_grows_as_share_shrinks(data: StudyData) -> ClaimCheck:
         "The benefit of localisation (mean Dice gain over the baseline, test set) grows as the "
         "organ's foreground share shrinks: Spearman ρ < 0 (the paper observes a tendency over five "
         "organs and tests none; p is shown)",
-        "Results › Test, Figure 4 (foreground shares of the paper: its released code)",
+        f"Results › Test, Figure 4 (foreground shares of the paper: {FOREGROUND_SOURCE})",
         items,
     )
 

@@ -59,7 +59,9 @@ class StudyData:
         datasets: one row per organ: columns :data:`DATASET_COLUMNS` (split sizes of the
             prepared task; ``foreground_percent`` = mean over its cases of the organ's share
             of the image voxels, in %).
-        summaries: one row per finished training run: columns :data:`SUMMARY_COLUMNS`.
+        summaries: one row per finished training run: columns :data:`SUMMARY_COLUMNS`
+            (``converged``: :attr:`FinishedRun.converged <l2s_core.train.run_files.FinishedRun.converged>`,
+            the runs evaluation counts).
         logs: per-epoch rows of the finished runs: ``organ, network, run`` and the columns of
             ``log.csv`` (epoch, wall_seconds, train_loss, train_dice, val_dice).
         cases: the rows of every ``<organ>/evaluation/<split>_cases.csv``.
@@ -157,6 +159,7 @@ def load_study(study_dir: str | Path) -> StudyData:
                     "network": run.network,
                     "run": run.index,
                     **{k: getattr(run.summary, k) for k in SUMMARY_COLUMNS[3:]},
+                    "converged": run.converged,  # as evaluation counts it: the summary says so and best.pt exists
                 }
             )
             if (run.folder / LOG_FILE).is_file():

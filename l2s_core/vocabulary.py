@@ -29,6 +29,7 @@ __all__ = [
     "NETWORKS",
     "NORMALISATIONS",
     "PAPER_ORGANS",
+    "PHANTOM_PROFILES",
     "SPLITS",
     "SPLIT_NAMES",
     "SPLIT_ORDERS",
@@ -39,6 +40,7 @@ __all__ = [
     "Fallback",
     "Network",
     "Normalisation",
+    "PhantomProfile",
     "Split",
     "SplitOrder",
     "TrainingTimeRuns",
@@ -86,6 +88,9 @@ MSD_TASK_FOLDERS: dict[str, str] = {
     "liver": "Task03_Liver",
     "heart": "Task02_Heart",
 }
+#: Phantom task geometries (see :mod:`l2s_core.data.phantom_geometry`): ``fixed``, every volume of one
+#: shape; ``msd``, the MSD tasks' case counts, shapes and spacings.
+PHANTOM_PROFILES: tuple[str, ...] = ("fixed", "msd")
 #: Verdicts of the report's scorecard of the paper's claims (see :mod:`l2s_core.findings`).
 VERDICTS: tuple[str, ...] = ("supported", "not supported", "not testable")
 
@@ -98,4 +103,5 @@ SplitOrder = Literal[SPLIT_ORDERS]  # type: ignore[valid-type]
 Fallback = Literal[FALLBACKS]  # type: ignore[valid-type]
 BoxMapping = Literal[BOX_MAPPINGS]  # type: ignore[valid-type]
 TrainingTimeRuns = Literal[TRAINING_TIME_RUNS]  # type: ignore[valid-type]
+PhantomProfile = Literal[PHANTOM_PROFILES]  # type: ignore[valid-type]
 CropLabel = Literal[CROP_LABELS]  # type: ignore[valid-type]

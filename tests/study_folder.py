@@ -21,7 +21,7 @@ from l2s_core.data.split import save_split
 from l2s_core.evaluation_tables import CASE_COLUMNS, pooled_rows
 from l2s_core.files import atomic_write_json
 from l2s_core.train.config import TrainConfig
-from l2s_core.train.run_files import SUMMARY_FILE, RunSummary
+from l2s_core.train.run_files import BEST_FILE, SUMMARY_FILE, RunSummary
 
 IDENTITY = tuple(tuple(float(i == j) for j in range(4)) for i in range(4))
 #: organ → (cases per split (train, val, test), foreground share of every case).
@@ -68,7 +68,8 @@ def write_prepared(prepared: Path, organ: str, sizes: tuple[int, int, int], shar
 
 
 def write_run(run_dir: Path, network: str, index: int, converged: bool, seconds: float) -> None:
-    """``summary.json`` and a ``log.csv`` of ``index + 2`` epochs (train Dice 0.1 × epoch)."""
+    """``summary.json``, the best weights (an empty ``best.pt``) and a ``log.csv`` of ``index + 2``
+    epochs (train Dice 0.1 × epoch)."""
     epochs = index + 2
     log = pd.DataFrame(
         {
@@ -81,6 +82,7 @@ def write_run(run_dir: Path, network: str, index: int, converged: bool, seconds:
     )
     run_dir.mkdir(parents=True)
     log.to_csv(run_dir / "log.csv", index=False)
+    (run_dir / BEST_FILE).touch()
     run_summary(network, index, converged, seconds, epochs).write(run_dir / SUMMARY_FILE)
 
 

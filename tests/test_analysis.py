@@ -21,7 +21,7 @@ from l2s_core.study_results import StudyData, load_study
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "l2s_core" / "notebooks" / "analysis.ipynb"
 
-#: The tables analysis.write_tables writes (the notebook adds the Findings tables).
+#: The tables of analysis.all_tables (the notebook writes them and the Findings tables).
 TABLES = (
     "table1_split_sizes",
     "table2_training_minutes",
@@ -213,8 +213,8 @@ def test_training_curves_keep_only_converged_runs(data: StudyData) -> None:
     assert len(spleen_baseline) == 2 + 4 + 5  # run i has i + 2 epochs
 
 
-def test_write_tables_writes_every_table(study: Path, tmp_path: Path) -> None:
-    paths = analysis.write_tables(study, tmp_path / "tables")
+def test_write_csv_tables_writes_every_table(study: Path, tmp_path: Path) -> None:
+    paths = analysis.write_csv_tables(analysis.all_tables(load_study(study)), tmp_path / "tables")
     assert set(paths) == set(TABLES)
     table1 = pd.read_csv(paths["table1_split_sizes"], index_col="organ")
     assert table1.loc["spleen", "validation"] == 2

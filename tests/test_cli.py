@@ -4,7 +4,8 @@ import sys
 from msd_builder import write_small_task
 from process_tools import assert_one_line_error, assert_output_is_one_error_line
 
-from l2s_core.cli import main
+from l2s_core.cli import build_parser, main
+from l2s_core.vocabulary import PAPER_ORGANS, PHANTOM_PROFILES
 
 
 def test_prepare_command(tmp_path, capsys):
@@ -47,6 +48,13 @@ def test_full_disk_is_one_line(tmp_path, capsys, monkeypatch):
         "l2s: error: ",
         "full_image.npy: No space left on device; nothing partial was written",
     )
+
+
+def test_phantom_command_defaults_to_the_paper_organs_and_offers_every_profile(tmp_path):
+    parser = build_parser()
+    assert parser.parse_args(["phantom", "--out", str(tmp_path)]).organs == list(PAPER_ORGANS)
+    for profile in PHANTOM_PROFILES:
+        assert parser.parse_args(["phantom", "--out", str(tmp_path), "--profile", profile]).profile == profile
 
 
 def test_phantom_command_writes_msd_tasks(tmp_path, capsys):

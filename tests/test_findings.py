@@ -10,7 +10,7 @@ import pytest
 from study_folder import Datasets, Dice, Runs, write_study
 
 from l2s_core import analysis, findings
-from l2s_core.paper_values import FOREGROUND_PERCENT
+from l2s_core.paper_values import FOREGROUND_PERCENT, FOREGROUND_SOURCE
 from l2s_core.study_results import load_study
 from l2s_core.vocabulary import METHODS, PAPER_ORGANS, VERDICTS
 
@@ -65,6 +65,7 @@ def test_a_study_shaped_as_the_paper_supports_every_claim(tmp_path: Path) -> Non
     assert "tested: 5 of 5" in by_key["a"].evidence
     assert "liver: two stage 0.7000 vs baseline 0.7000, p = 1" in by_key["a"].evidence
     assert "ρ = -1.00" in by_key["d"].evidence and "paper: ρ = -0.90" in by_key["d"].evidence
+    assert FOREGROUND_SOURCE in by_key["d"].source  # the foreground shares' source, named once
     assert "paper: 74.9 vs 10.8 + 10.1" in by_key["e"].evidence
     assert "3 of 3 runs converged" in by_key["f"].evidence
     assert all(c.source and c.claim for c in claims)

@@ -11,7 +11,7 @@ from study_folder import DICE, RUNS, synthetic_study
 from l2s_core.errors import InputDataError
 from l2s_core.files import atomic_write_json
 from l2s_core.study_results import SUMMARY_COLUMNS, load_study
-from l2s_core.train.run_files import RunSummary
+from l2s_core.train.run_files import BEST_FILE, RunSummary
 
 
 def test_load_study_reads_organs_in_study_order_and_skips_unfinished_runs(tmp_path: Path) -> None:
@@ -53,3 +53,12 @@ def test_summary_columns_are_fields_of_the_run_summary(tmp_path: Path) -> None:
     data = load_study(synthetic_study(tmp_path))
     fields = set(RunSummary.__dataclass_fields__)
     assert set(SUMMARY_COLUMNS[3:]) <= fields and list(data.summaries.columns) == list(SUMMARY_COLUMNS)
+
+
+def test_a_run_without_best_weights_is_not_converged(tmp_path: Path) -> None:
+    """Converged as evaluation counts it: the summary says so and ``best.pt`` exists."""
+    study = synthetic_study(tmp_path)
+    (study / "heart" / "organ" / "run_00" / BEST_FILE).unlink()
+    summaries = load_study(study).summaries.set_index(["organ", "network", "run"])
+    assert not summaries.loc[("heart", "organ", 0), "converged"]
+    assert summaries.loc[("heart", "organ", 1), "converged"]

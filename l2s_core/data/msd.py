@@ -15,6 +15,7 @@ __all__ = [
     "check_organ_labels",
     "organ_mask",
     "read_task",
+    "selected_cases",
 ]
 
 import json
@@ -148,6 +149,17 @@ def read_task(task_dir: str | Path) -> MSDTask:
         labels=_parse_labels(meta["labels"], json_path),
         cases=sorted(cases, key=lambda c: c.case_id),
     )
+
+
+def selected_cases(task: MSDTask, max_cases: int | None) -> list[MSDCase]:
+    """The cases a preparation takes: the first ``max_cases`` case ids in sorted order (``None``: every case).
+
+    Raises:
+        ConfigError: ``max_cases`` below 1.
+    """
+    if max_cases is not None and max_cases < 1:
+        raise ConfigError("max_cases", f"must be at least 1, got {max_cases}")
+    return sorted(task.cases, key=lambda c: c.case_id)[:max_cases]
 
 
 def organ_mask(label: np.ndarray, organ_labels: Sequence[int] | None = None) -> np.ndarray:

@@ -1,9 +1,9 @@
 """Volume shapes and voxel spacings of phantom cases: one fixed shape, or MSD-shaped (``--profile msd``).
 
 :func:`case_geometries` lists the ``(shape, spacing)`` of every case of a phantom task under one
-of the :data:`PROFILES`: ``fixed`` gives every case the same ``(z, y, x)`` shape (the spacing
-then follows from the anatomy's field of view); ``msd`` draws each case's geometry with
-:func:`case_geometry` from the case's own geometry stream
+of the :data:`~l2s_core.vocabulary.PHANTOM_PROFILES`: ``fixed`` gives every case the same
+``(z, y, x)`` shape (the spacing then follows from the anatomy's field of view); ``msd`` draws
+each case's geometry with :func:`case_geometry` from the case's own geometry stream
 ``np.random.default_rng([seed, organ index, case index, 1])``.
 
 The ``msd`` profile gives each phantom task the case count of its Medical Segmentation
@@ -47,7 +47,7 @@ Example:
 
 from __future__ import annotations
 
-__all__ = ["DEFAULT_CASES", "MIN_SIDE", "MSD_GEOMETRY", "PROFILES", "TaskGeometry", "case_geometries", "case_geometry"]
+__all__ = ["DEFAULT_CASES", "MIN_SIDE", "MSD_GEOMETRY", "TaskGeometry", "case_geometries", "case_geometry"]
 
 from dataclasses import dataclass
 
@@ -58,8 +58,6 @@ from l2s_core.errors import ConfigError
 
 #: Smallest side of a scaled volume (the low-resolution copy divides z by 3).
 MIN_SIDE = 6
-#: ``fixed``: every volume of one shape; ``msd``: the MSD tasks' case counts, shapes and spacings.
-PROFILES = ("fixed", "msd")
 #: Number of cases of the ``fixed`` profile when none is given.
 DEFAULT_CASES = 10
 #: Last element of the seed of a case's geometry stream (its image stream has three elements).
@@ -146,7 +144,7 @@ def case_geometries(
             count (``msd``, where a number caps it).
         shape: ``(z, y, x)`` of every case of the ``fixed`` profile.
         seed: seed of the geometry streams (``msd``).
-        profile: one of :data:`PROFILES`.
+        profile: one of :data:`~l2s_core.vocabulary.PHANTOM_PROFILES`.
         scale: ``msd`` only: factor on every side (see :func:`case_geometry`).
 
     Returns:

@@ -54,7 +54,15 @@ from tqdm.auto import tqdm
 from l2s_core.boxes import crop as crop_box
 from l2s_core.boxes import expand_box, largest_component, largest_component_box
 from l2s_core.data.io import image_voxels, read_image, read_label
-from l2s_core.data.msd import MSDCase, MSDTask, check_label_values, check_organ_labels, organ_mask, read_task
+from l2s_core.data.msd import (
+    MSDCase,
+    MSDTask,
+    check_label_values,
+    check_organ_labels,
+    organ_mask,
+    read_task,
+    selected_cases,
+)
 from l2s_core.data.normalise import foreground_intensity_stats, normalise
 from l2s_core.data.prepared_layout import (
     CASE_META_FILE,
@@ -337,9 +345,7 @@ def prepare_task(
     settings = settings or PrepareSettings()
     task = read_task(task_dir)
     check_organ_labels(settings.organ_labels, task)
-    if settings.max_cases is not None and settings.max_cases < 1:
-        raise ConfigError("max_cases", f"must be at least 1, got {settings.max_cases}")
-    cases = sorted(task.cases, key=lambda c: c.case_id)[: settings.max_cases]
+    cases = selected_cases(task, settings.max_cases)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     preparation = TaskPreparation(

@@ -155,9 +155,22 @@ def _selected(card: ModelCard, method: str, runs: int | None) -> dict[str, list[
 
 
 def load_model_folder(
-    folder: str | Path, method: str = "two_stage", runs: int | None = None, device: str = "cpu"
+    folder: str | Path,
+    method: str = "two_stage",
+    runs: int | None = None,
+    device: str = "cpu",
+    card: ModelCard | None = None,
 ) -> LoadedModel:
     """Open and check a model folder and build the networks of ``method``.
+
+    Args:
+        folder: folder written by ``l2s export``.
+        method: ``two_stage``, ``baseline`` or ``box``.
+        runs: pair (or baseline) position, or ``None`` for the mean of all.
+        device: where the networks run.
+        card: the folder's card as :func:`~l2s_core.deploy.model_folder.open_model_folder`
+            returned it (already checked: its weights are not hashed again, e.g. when several
+            methods of one folder are built); ``None``: open and check the folder here.
 
     Raises:
         ConfigError: an unknown method or a pair position the model lacks.
@@ -166,7 +179,7 @@ def load_model_folder(
     if method not in METHODS:
         raise ConfigError("--method", f"must be one of {', '.join(METHODS)}, got {method!r}")
     folder = Path(folder)
-    card = open_model_folder(folder)
+    card = card if card is not None else open_model_folder(folder)
     entries = _selected(card, method, runs)
     networks = {}
     for kind, chosen in entries.items():

@@ -74,10 +74,9 @@ def _full_shapes(params: StudyParams, organ: str) -> list[Shape]:
             )
         ]
     from l2s_core.data.io import read_shape
-    from l2s_core.data.msd import read_task
+    from l2s_core.data.msd import read_task, selected_cases
 
-    task = read_task(params.task_dir(organ))
-    cases = sorted(task.cases, key=lambda c: c.case_id)[: params.prepare.for_organ(organ).max_cases]
+    cases = selected_cases(read_task(params.task_dir(organ)), params.prepare.for_organ(organ).max_cases)
     return [read_shape(case.image_path) for case in cases]
 
 
@@ -109,8 +108,12 @@ def level_extents(params: StudyParams, root: str | Path, organ: str) -> dict[str
     from l2s_core.data.prepare import lowres_shape
 
     full = np.max(_full_shapes(params, organ), axis=0)
-    margin = params.prepare.for_organ(organ).crop_margin
-    return {"full": _shape(full), "lowres": lowres_shape(full), "crop": _shape(full + 2 * margin)}
+    options = params.prepare.for_organ(organ)
+    return {
+        "full": _shape(full),
+        "lowres": lowres_shape(full, options.lowres_divisors),
+        "crop": _shape(full + 2 * options.crop_margin),
+    }
 
 
 def network_needs(params: StudyParams, organ: str, network: str, extent: Shape) -> NetworkNeeds:

@@ -2,7 +2,8 @@
 
 * :func:`step_request` builds the :class:`StepRequest` of a step: which notebook, with which
   Papermill parameters (the analysis notebook takes the study folder, the others the parameter
-  snapshot, the study root, the step's arguments and, for :data:`GPU_KINDS`, its GPUs).
+  snapshot, the study root, the step's arguments and, for :data:`GPU_KINDS`, its GPUs:
+  :func:`step_gpus` of its slot's).
 * :func:`execute_step` executes it in the Jupyter kernel :data:`KERNEL_NAME`, in this process or
   in a submitit job, and writes its :class:`~l2s_core.study.step_records.StepRecord`. Executed
   notebooks go to ``executed/<study>/<step id>.ipynb`` (kept when a step fails).
@@ -25,6 +26,7 @@ __all__ = [
     "check_notebooks",
     "error_line",
     "execute_step",
+    "step_gpus",
     "step_request",
     "write_step_record",
 ]
@@ -46,7 +48,7 @@ KERNEL_NAME = "l2s"
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 #: Notebooks a study needs; ``analysis.ipynb`` is optional (without it: no analysis, no report).
 REQUIRED_NOTEBOOKS = ("prepare", "train", "evaluate")
-#: Steps given GPUs: their notebooks get the slot's GPU ids as the parameter ``gpus``.
+#: Steps given GPUs: their notebooks get GPU ids of their slot (:func:`step_gpus`) as the parameter ``gpus``.
 GPU_KINDS = ("train", "evaluate")
 #: Command-line options of every kernel: only its errors reach the terminal of ``l2s run``
 #: (not e.g. its warning about unencrypted local TCP); cell output stays in the notebooks.
@@ -101,11 +103,24 @@ def check_notebooks(notebooks_dir: Path) -> None:
             raise ConfigError(notebooks_dir / f"{kind}.ipynb", "study notebook not found")
 
 
+def step_gpus(kind: str, gpus_per_run: int) -> int:
+    """How many GPUs a step of this kind uses, out of the ``gpus_per_run`` of its slot.
+
+    A training run uses them all (one process per GPU); an evaluation one (it predicts on one
+    device); other steps none. The one rule for both executors: a local step's notebook gets
+    that many of its slot's GPU ids, a Slurm job asks for that many GPUs.
+    """
+    if kind not in GPU_KINDS:
+        return 0
+    return gpus_per_run if kind == "train" else 1
+
+
 def step_request(
     step: Step, paths: StudyPaths, notebooks_dir: Path, gpus: str | None, inputs: dict[str, Any]
 ) -> StepRequest:
     """The request of ``step``; the analysis notebook takes the study folder, the others the
-    parameter snapshot, the study root and the step's arguments."""
+    parameter snapshot, the study root and the step's arguments (and training and evaluation
+    the first :func:`step_gpus` of the slot's GPU ids ``gpus``, ``None`` on the CPU)."""
     if step.kind not in NOTEBOOK_KINDS:
         return StepRequest(step, paths, None, {}, inputs)
     notebook = notebooks_dir / f"{step.kind}.ipynb"
@@ -113,7 +128,8 @@ def step_request(
         return StepRequest(step, paths, notebook, {"study_dir": str(paths.study_dir)}, inputs)
     parameters = {"params_path": str(paths.params_snapshot), "root": str(paths.root), **step.arguments()}
     if step.kind in GPU_KINDS:
-        parameters["gpus"] = gpus
+        slot = gpus.split(",") if gpus else []
+        parameters["gpus"] = ",".join(slot[: step_gpus(step.kind, len(slot))]) if slot else None
     return StepRequest(step, paths, notebook, parameters, inputs)
 
 

@@ -42,7 +42,6 @@ __all__ = [
     "DataSource",
     "EvaluateOptions",
     "PhantomOptions",
-    "PhantomProfile",
     "PrepareOptions",
     "STUDY_SET_TRAIN_FIELDS",
     "SlurmOptions",
@@ -72,6 +71,7 @@ from l2s_core.vocabulary import (
     BoxMapping,
     Fallback,
     Network,
+    PhantomProfile,
     Split,
     TrainingTimeRuns,
 )
@@ -82,7 +82,6 @@ _ORGAN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 STUDY_SET_TRAIN_FIELDS = ("prepared_dir", "run_dir", "network", "seed", "world_size")
 
 DataSource = Literal[DATA_SOURCES]  # type: ignore[valid-type]
-PhantomProfile = Literal["fixed", "msd"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -178,7 +177,8 @@ class EvaluateOptions:
             whole image with the organ network, ``empty`` predicts no organ.
         surface_tolerance_mm: tolerance of the surface Dice, in millimetres.
         save_predictions: also write every predicted mask as NIfTI.
-        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``; under ``l2s run`` an evaluation step
+            sees one GPU (:func:`~l2s_core.study.execute.step_gpus`), its ``cuda:0``.
         box_mapping: how the localiser's low-resolution box reaches full resolution: ``scale``
             (floor/ceil) or ``upsample_nearest`` (the released code).
     """

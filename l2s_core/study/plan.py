@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from l2s_core.study.layout import Step, StudyPaths
 from l2s_core.study.step_records import DONE, FAILED
-from l2s_core.train.run_files import finished_summary
+from l2s_core.train.run_files import FinishedRun, finished_summary
 
 if TYPE_CHECKING:
     from l2s_core.study.params import StudyParams
@@ -131,16 +131,22 @@ class StudyPlan:
         return unit.converged >= self.params.runs or unit.made >= self.params.max_runs
 
     def _count_run(self, unit: Unit, step: Step) -> None:
-        summary = finished_summary(self.paths.run_folder(step))
+        """Count a finished run of the chain; it counts as converged as evaluation counts it
+        (:attr:`FinishedRun.converged <l2s_core.train.run_files.FinishedRun.converged>`)."""
+        folder = self.paths.run_folder(step)
+        summary = finished_summary(folder)
         unit.made += 1
-        unit.converged += bool(summary is not None and summary.converged)
+        if summary is not None and step.network is not None and step.run is not None:
+            unit.converged += FinishedRun(step.network, step.run, folder, summary).converged
 
     def inputs(self, step: Step) -> dict[str, Any]:
         """What a step's result depends on beyond its own files (stored in its record).
 
         Evaluation, analysis and report depend on the runs made by the training chains they
-        (transitively) need and on the evaluation options; other steps: nothing (training
-        refuses a run folder made with other settings by itself).
+        (transitively) need and on the evaluation options (analysis and report also on the
+        list of splits; an evaluation of one split does not, so adding a split keeps the
+        others done); other steps: nothing (training refuses a run folder made with other
+        settings by itself).
         """
         if step.kind not in ("evaluate", "analysis", "report"):
             return {}
@@ -151,15 +157,14 @@ class StudyPlan:
             for network in self.params.networks
         }
         evaluate = self.params.evaluate
-        return {
-            "runs": runs,
-            "evaluate": {
-                "splits": list(evaluate.splits),
-                "fallback": evaluate.fallback,
-                "surface_tolerance_mm": evaluate.surface_tolerance_mm,
-                "box_mapping": evaluate.box_mapping,
-            },
+        options: dict[str, Any] = {
+            "fallback": evaluate.fallback,
+            "surface_tolerance_mm": evaluate.surface_tolerance_mm,
+            "box_mapping": evaluate.box_mapping,
         }
+        if step.kind != "evaluate":  # one split's evaluation does not depend on the others
+            options["splits"] = list(evaluate.splits)
+        return {"runs": runs, "evaluate": options}
 
     def ready(self) -> list[Step]:
         """Steps that may start now: pending units whose needs are all done, in study order."""

@@ -13,8 +13,10 @@ executed by :func:`~l2s_core.study.execute.execute_step`; this module schedules 
   from its last completed epoch).
 * Failures stay local: a failed step is recorded with the last line of its error, steps
   that depend on it are marked blocked, the others go on.
-* ``jobs`` steps run at the same time; with GPUs each slot owns ``gpus_per_run`` GPUs (passed
-  to the notebook, which sets ``CUDA_VISIBLE_DEVICES`` before CUDA starts).
+* ``jobs`` steps run at the same time; with GPUs each slot owns ``gpus_per_run`` GPUs, of which
+  a step uses :func:`~l2s_core.study.execute.step_gpus` (a training run all, an evaluation one;
+  passed to the notebook, which sets ``CUDA_VISIBLE_DEVICES`` before CUDA starts; a Slurm job
+  asks for as many).
 * ``executor="slurm"`` submits every step as a Slurm job through ``submitit``;
   ``"submitit-local"`` runs the same path as local submitit jobs (to try it without a cluster).
 * One ``l2s run`` per study at a time: :func:`~l2s_core.study.step_records.study_lock` on
@@ -45,6 +47,7 @@ from l2s_core.study.execute import (
     check_notebooks,
     error_line,
     execute_step,
+    step_gpus,
     step_request,
     write_step_record,
 )
@@ -119,12 +122,11 @@ class _SubmititSubmitter:
         step = request.step
         if request.notebook is None:
             return execute_step(request)
-        gpus = {"train": self.params.gpus_per_run, "evaluate": 1}.get(step.kind, 0)
         with self.lock:
             self.executor.update_parameters(
                 name=f"l2s-{self.params.study}-{step.step_id.replace('/', '-')}",
                 timeout_min=self.params.slurm.timeout_min,
-                gpus_per_node=gpus,
+                gpus_per_node=step_gpus(step.kind, self.params.gpus_per_run),
                 tasks_per_node=1,
                 cpus_per_task=self.params.slurm.cpus_per_task,
                 mem_gb=self.params.slurm.mem_gb,

@@ -26,8 +26,10 @@ __all__ = [
     "box_rectangle",
     "ct_window",
     "legend_html",
+    "percentile_window",
     "pixel_aspect",
     "slice_along",
+    "window_sample",
     "window_to_unit",
 ]
 
@@ -118,13 +120,28 @@ def window_to_unit(image: np.ndarray, window: float, level: float) -> np.ndarray
     return np.clip((np.asarray(image, dtype=np.float32) - low) / window, 0.0, 1.0)
 
 
+def window_sample(volume: np.ndarray, max_voxels: int = 2**20) -> np.ndarray:
+    """A regular sub-sample of a ``(z, y, x)`` volume of at most about ``max_voxels`` voxels
+    (float64), so that a memory-mapped volume is only partly read: the voxels
+    :func:`auto_window` takes its percentiles of."""
+    step = max(1, math.ceil((volume.size / max_voxels) ** (1 / 3)))
+    return np.asarray(volume[::step, ::step, ::step], dtype=np.float64)
+
+
+def percentile_window(sample: np.ndarray, percentiles: tuple[float, float] = (1.0, 99.0)) -> tuple[float, float]:
+    """Window and level spanning two intensity percentiles of a sample (:func:`window_sample`),
+    so that one sample gives several windows; the window is at least 1e-6 for a constant image."""
+    low, high = np.percentile(sample, percentiles)
+    return max(float(high - low), 1e-6), float(low + high) / 2.0
+
+
 def auto_window(
     volume: np.ndarray, percentiles: tuple[float, float] = (1.0, 99.0), max_voxels: int = 2**20
 ) -> tuple[float, float]:
     """Window and level spanning two intensity percentiles of a volume.
 
-    The percentiles are taken on a regular sub-sample of at most about ``max_voxels`` voxels,
-    so a memory-mapped volume is only partly read.
+    The percentiles are taken on a regular sub-sample of at most about ``max_voxels`` voxels
+    (:func:`window_sample`), so a memory-mapped volume is only partly read.
 
     Args:
         volume: ``(z, y, x)`` image.
@@ -134,10 +151,7 @@ def auto_window(
     Returns:
         ``(window, level)``; the window is at least 1e-6 for a constant image.
     """
-    step = max(1, math.ceil((volume.size / max_voxels) ** (1 / 3)))
-    sample = np.asarray(volume[::step, ::step, ::step], dtype=np.float64)
-    low, high = np.percentile(sample, percentiles)
-    return max(float(high - low), 1e-6), float(low + high) / 2.0
+    return percentile_window(window_sample(volume, max_voxels), percentiles)
 
 
 def ct_window(normalisation: str, modality: str) -> tuple[float, float] | None:

@@ -25,9 +25,9 @@ __all__ = [
     "method_counts",
 ]
 
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +49,11 @@ FOLDER_METHODS = ("baseline", TWO_STAGE)
 class ScanCase:
     """A NIfTI file or DICOM series folder, shown like a prepared case (without a label).
 
-    The scan is read and normalised when its image is first used, and kept from then on.
+    The scan is read and normalised when its image is asked for. The case keeps its voxel
+    spacing but only a weak reference to the image: while someone holds the image (the
+    :class:`~l2s_core.viewer.slice_viewer.SliceViewer` holds the current case's) it is given
+    again without a new read, and once nobody does it is freed, so paging through scans keeps
+    one volume in memory, not every scan seen (a 512 x 512 x 900 CT is about 0.9 GB of float32).
 
     Attributes:
         path: the NIfTI file or DICOM series folder.
@@ -58,6 +62,8 @@ class ScanCase:
 
     path: Path
     card: ModelCard = field(repr=False)
+    _image: weakref.ref[np.ndarray] | None = field(default=None, init=False, repr=False)
+    _meta: VolumeMeta | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "path", Path(self.path))
@@ -72,20 +78,25 @@ class ScanCase:
         """A scan has no label, hence no label box."""
         return None
 
-    @cached_property
     def _read(self) -> tuple[np.ndarray, VolumeMeta]:
+        """Read and normalise the scan; keep its grid and a weak reference to the image."""
         scan = read_scan(self.path, self.card)
-        return normalised_image(scan, self.card), scan.meta
+        image = normalised_image(scan, self.card)
+        object.__setattr__(self, "_image", weakref.ref(image))
+        object.__setattr__(self, "_meta", scan.meta)
+        return image, scan.meta
 
     @property
     def image(self) -> np.ndarray:
-        """Normalised RAS ``(z, y, x)`` float32 image."""
-        return self._read[0]
+        """Normalised RAS ``(z, y, x)`` float32 image (read again unless it is still held)."""
+        image = self._image() if self._image is not None else None
+        return image if image is not None else self._read()[0]
 
     @property
     def spacing(self) -> tuple[float, float, float]:
         """Voxel size in mm, ``(z, y, x)``."""
-        return self._read[1].spacing
+        meta = self._meta if self._meta is not None else self._read()[1]
+        return meta.spacing
 
 
 ViewerCase = PreparedCase | ScanCase
@@ -133,7 +144,7 @@ def _segment_source(model: LoadedModel) -> Callable[[ScanCase], Prediction]:
 
 
 def load_folder_models(model_dir: str | Path, runs: int | None = None, device: str = "cpu") -> FolderModels:
-    """Open a model folder and load its two-stage pairs and baselines for the explorer.
+    """Open a model folder (its weights checked once) and load its two-stage pairs and baselines for the explorer.
 
     Args:
         model_dir: folder written by ``l2s export``.
@@ -151,7 +162,7 @@ def load_folder_models(model_dir: str | Path, runs: int | None = None, device: s
     methods = [m for m, n in counts.items() if n and (runs is None or runs < n)]
     if not methods:
         raise ConfigError("runs", f"{runs} is not a position of this model's pairs or baselines {counts}")
-    models = {method: load_model_folder(model_dir, method, runs, device) for method in methods}
+    models = {method: load_model_folder(model_dir, method, runs, device, card=card) for method in methods}
     sources = {method: _segment_source(model) for method, model in models.items()}
     organ = models[TWO_STAGE].networks["organ"] if TWO_STAGE in models else None
     return FolderModels(card, sources, organ, models)

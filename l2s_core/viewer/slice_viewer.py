@@ -56,8 +56,10 @@ from l2s_core.viewer.display import (
     auto_window,
     box_rectangle,
     legend_html,
+    percentile_window,
     pixel_aspect,
     slice_along,
+    window_sample,
     window_to_unit,
 )
 from l2s_core.viewer.scans import ScanCase, ViewerCase, case_volumes
@@ -174,7 +176,9 @@ class SliceViewer:
                 min=level - 1, max=level + 1, value=level, description="level", continuous_update=False
             ),
             "auto_window": _checkbox(window_level is None, "auto window"),
-            "opacity": widgets.FloatSlider(min=0.0, max=1.0, step=0.05, value=0.4, description="opacity"),
+            "opacity": widgets.FloatSlider(
+                min=0.0, max=1.0, step=0.05, value=0.4, description="opacity", continuous_update=False
+            ),
             "show_boxes": _checkbox(True, "boxes"),
         }
         for name in self.overlay_names:
@@ -394,9 +398,10 @@ class SliceViewer:
         self._manual = None
         self._image, self._label = case_volumes(self.case)
         image = self._image
-        full_width, centre = auto_window(image, percentiles=(0.0, 100.0))
+        sample = window_sample(image)  # one partial read of a memory-mapped volume for both windows
+        full_width, centre = percentile_window(sample, percentiles=(0.0, 100.0))
         if self.widgets["auto_window"].value:
-            window, level = auto_window(image)
+            window, level = percentile_window(sample)
         else:
             window, level = self.widgets["window"].value, self.widgets["level"].value
         span = max(full_width, window)

@@ -1,14 +1,23 @@
 import numpy as np
 import pytest
 
-from l2s_core.data.msd import organ_mask, read_task
-from l2s_core.errors import InputDataError
+from l2s_core.data.msd import organ_mask, read_task, selected_cases
+from l2s_core.errors import ConfigError, InputDataError
 
 
 def test_reads_cases_sorted(small_task):
     task = read_task(small_task)
     assert [c.case_id for c in task.cases] == [f"box_{i}" for i in range(5)]
     assert task.labels == {0: "background", 1: "organ", 2: "tumour"}
+
+
+def test_selected_cases_are_the_first_case_ids(small_task):
+    task = read_task(small_task)
+    shuffled = type(task)(task.root, task.name, task.modality, task.labels, task.cases[::-1])
+    assert [c.case_id for c in selected_cases(shuffled, 2)] == ["box_0", "box_1"]
+    assert selected_cases(task, None) == task.cases
+    with pytest.raises(ConfigError, match="max_cases: must be at least 1, got 0"):
+        selected_cases(task, 0)
 
 
 def test_missing_dataset_json(small_task):

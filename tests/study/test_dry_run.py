@@ -64,3 +64,12 @@ def test_paper_protocol_plans_thin_prostates_within_the_patch(tmp_path):
     assert network_needs(params, "prostate", "localiser", extents["lowres"]).largest_input == (16, 160, 160)
     text = dry_run(params_path, root=tmp_path, data_root=tmp_path / "msd")
     assert "prostate baseline: 22.58 M parameters, input 32x256x256 (images up to 23x320x320)" in text
+
+
+def test_lowres_extent_before_preparation_uses_the_studys_divisors(tmp_path):
+    """quick_released_code.yaml divides (z, y, x) by (2, 3, 2), not the paper's (3, 2, 2)."""
+    params = load_study_params(SHIPPED / "quick_released_code.yaml", root=tmp_path)
+    assert params.prepare.for_organ("spleen").lowres_divisors == (2, 3, 2)
+    extents = level_extents(params, tmp_path, "spleen")
+    z, y, x = extents["full"]
+    assert extents["lowres"] == (z // 2, y // 3, x // 2)

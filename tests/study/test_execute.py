@@ -13,6 +13,7 @@ from l2s_core.study.execute import (
     check_notebooks,
     error_line,
     execute_step,
+    step_gpus,
     step_request,
 )
 from l2s_core.study.layout import Step, StudyPaths
@@ -33,10 +34,19 @@ def test_requests_of_each_kind_of_step():
         "gpus": "0,1",
     }
     assert "gpus" not in step_request(PREPARE, paths, NOTEBOOKS_DIR, "0", {}).parameters
+    evaluate = step_request(Step("evaluate", "spleen", split="val"), paths, NOTEBOOKS_DIR, "0,1", {})
+    assert evaluate.parameters["gpus"] == "0"  # evaluation predicts on one device: the slot's first GPU
+    assert (
+        step_request(Step("evaluate", "spleen", split="val"), paths, NOTEBOOKS_DIR, None, {}).parameters["gpus"] is None
+    )
     analysis = step_request(Step("analysis"), paths, NOTEBOOKS_DIR, None, {"runs": {}})
     assert analysis.parameters == {"study_dir": "/root/runs/quick"} and analysis.inputs == {"runs": {}}
     report = step_request(Step("report"), paths, NOTEBOOKS_DIR, None, {})
     assert report.notebook is None and report.parameters == {}
+
+
+def test_gpus_of_each_kind_of_step_for_local_slots_and_slurm_jobs():
+    assert [step_gpus(kind, 2) for kind in ("prepare", "train", "evaluate", "analysis", "report")] == [0, 2, 1, 0, 0]
 
 
 def test_missing_kernel_and_notebooks_are_named(tmp_path, monkeypatch):

@@ -20,7 +20,7 @@ from l2s_core.study.step_records import study_lock
 # Test notebooks: each appends "start <step id>" and "end <step id>" to <root>/executions.log,
 # hangs when <root>/hang-<step id with - for /> exists (its pid in pid-<...>; first preparing the MSD task
 # task-<...> with 2 worker processes when it exists), fails when fail-<...> exists, and
-# writes the outputs the runner checks. Run 0 of spleen/baseline does not converge.
+# writes the outputs the runner checks (a run: its summary and best.pt). Run 0 of spleen/baseline does not converge.
 _STEP_CODE = """
 import os
 import time
@@ -30,7 +30,7 @@ from l2s_core.data.prepare import prepare_task
 from l2s_core.files import atomic_write_json, atomic_write_text
 from l2s_core.study.layout import Step, StudyPaths
 from l2s_core.train.config import TrainConfig
-from l2s_core.train.run_files import SUMMARY_FILE, RunSummary
+from l2s_core.train.run_files import BEST_FILE, SUMMARY_FILE, RunSummary
 
 if KIND == "analysis":
     paths = StudyPaths(Path(study_dir).parents[1], Path(study_dir).name)
@@ -62,6 +62,7 @@ elif KIND == "train":
     config = TrainConfig(prepared_dir=".", run_dir=".", network=network, seed=run)
     summary = RunSummary(converged, False, 1, 0.5, 1.0, 1, "patience", network, run, config)
     summary.write(paths.run_dir(organ, network, run) / SUMMARY_FILE)
+    (paths.run_dir(organ, network, run) / BEST_FILE).touch()  # the best weights, as a real run leaves them
 elif KIND == "evaluate":
     for name in (f"{split}_cases.csv", f"{split}_runs.csv"):
         atomic_write_text(paths.evaluation_dir(organ) / name, "x\\n")

@@ -10,8 +10,10 @@ from l2s_core.viewer.display import (
     box_rectangle,
     ct_window,
     legend_html,
+    percentile_window,
     pixel_aspect,
     slice_along,
+    window_sample,
     window_to_unit,
 )
 
@@ -52,6 +54,14 @@ def test_auto_window_spans_percentiles_of_a_subsample():
     window, level = auto_window(volume, percentiles=(0, 100), max_voxels=101 * 16 // 8)  # every 2nd voxel
     assert (window, level) == (pytest.approx(100.0), pytest.approx(50.0))
     assert auto_window(np.ones((3, 3, 3)))[0] > 0
+
+
+def test_one_sample_gives_the_auto_windows_of_several_percentiles():
+    volume = np.random.default_rng(0).normal(size=(40, 50, 60)).astype(np.float32)
+    sample = window_sample(volume, max_voxels=4096)
+    assert sample.shape == (10, 13, 15) and sample.dtype == np.float64  # every 4th voxel
+    for percentiles in ((1.0, 99.0), (0.0, 100.0)):
+        assert percentile_window(sample, percentiles) == auto_window(volume, percentiles, max_voxels=4096)
 
 
 def test_box_rectangle_on_each_axis():

@@ -4,11 +4,14 @@ default to the mean of every pair."""
 
 from __future__ import annotations
 
+import gc
+import weakref
 from pathlib import Path
 
 import numpy as np
 
 from l2s_core.data.io import read_label
+from l2s_core.deploy import model_folder
 from l2s_core.deploy.predict import load_model_folder, normalised_image, predict_scans, read_scan
 from l2s_core.infer import box_predict
 from l2s_core.viewer.explorer import open_explorer, scan_explorer
@@ -58,3 +61,26 @@ def test_folder_models_default_to_the_mean_of_every_pair(model_dir: Path) -> Non
     assert models.models["two_stage"].runs is None  # as `l2s predict` without --runs
     assert len(models.models["two_stage"].entries["organ"]) == 2
     assert set(load_folder_models(model_dir, runs=0).models) == {"baseline", "two_stage"}
+
+
+def test_paging_to_another_scan_frees_the_previous_scans_volume(model_dir: Path, scan: Path) -> None:
+    """Only the current scan's volume stays in memory; the previous one is read again when asked for."""
+    viewer, _ = scan_explorer(model_dir, [scan, scan])
+    first = viewer.case
+    volume = weakref.ref(first.image)
+    assert first.image is volume()  # held by the viewer: given again without a new read
+    viewer.widgets["case"].value = 1
+    gc.collect()
+    assert volume() is None
+    assert first.spacing == (3.0, 1.5, 1.5)
+    assert np.array_equal(first.image, viewer.case.image)
+
+
+def test_folder_models_hash_each_weight_file_once(model_dir: Path, monkeypatch) -> None:
+    """The folder is opened and checked once, not again for each method built."""
+    hashed: list[Path] = []
+    sha256_of = model_folder.sha256_of
+    monkeypatch.setattr(model_folder, "sha256_of", lambda path: hashed.append(path) or sha256_of(path))
+    models = load_folder_models(model_dir)
+    assert set(models.models) == {"baseline", "two_stage"}
+    assert sorted(hashed) == sorted(Path(model_dir) / entry.file for entry in models.card.networks)

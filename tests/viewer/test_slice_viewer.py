@@ -13,6 +13,7 @@ from torch import nn
 
 from l2s_core.errors import ConfigError, InputDataError
 from l2s_core.infer import Segmenter, TwoStageResult
+from l2s_core.viewer import slice_viewer
 from l2s_core.viewer.display import auto_window, window_to_unit
 from l2s_core.viewer.slice_viewer import SliceViewer
 
@@ -183,3 +184,27 @@ def test_cases_as_a_list_and_empty_list(task):
         SliceViewer([])
     with pytest.raises(ConfigError, match="split"):
         SliceViewer(task, split="validation")
+
+
+def test_a_case_is_sampled_once_for_both_windows(task, monkeypatch):
+    """Opening a case reads one sub-sample of the (memory-mapped) image for its full range and its auto window."""
+    sampled = []
+    window_sample = slice_viewer.window_sample
+    monkeypatch.setattr(slice_viewer, "window_sample", lambda volume: sampled.append(volume) or window_sample(volume))
+    viewer = SliceViewer(task)
+    assert len(sampled) == 1
+    w = viewer.widgets
+    assert (w["window"].value, w["level"].value) == pytest.approx(auto_window(viewer.case.array("full", "image")))
+    w["case"].value = 1
+    assert len(sampled) == 2
+
+
+def test_every_slider_redraws_on_release(task):
+    """Dragging a slider redraws once, when it is released, not on every step."""
+    sliders = [
+        w
+        for w in SliceViewer(task).widgets.values()
+        if isinstance(w, (widgets.IntSlider, widgets.FloatSlider, widgets.IntRangeSlider))
+    ]
+    assert {"opacity", "slice", "window", "level"} <= {w.description for w in sliders}
+    assert all(not w.continuous_update for w in sliders)
