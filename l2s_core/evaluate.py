@@ -30,6 +30,7 @@ __all__ = [
     "Predictor",
     "converged_runs",
     "evaluate_organ",
+    "evaluation_localisation",
     "load_segmenter",
     "method_runs",
 ]
@@ -69,6 +70,8 @@ from l2s_core.infer import (
     two_stage_predict,
 )
 from l2s_core.metrics import case_metrics
+from l2s_core.study.layout import PARAMS_SNAPSHOT_FILE
+from l2s_core.study.params import load_study_params
 from l2s_core.train.run_files import BEST_FILE, FinishedRun, finished_runs
 from l2s_core.vocabulary import SPLITS
 
@@ -166,6 +169,23 @@ def _gt_localised(organ_run: FinishedRun, organ: Segmenter, localisation: Locali
         return MethodPrediction(result.mask, result.box, result.fallback_used)
 
     return MethodRun("gt_localised", organ_run.index, None, organ_run.index, organ, predict)
+
+
+def evaluation_localisation(organ_dir: Path) -> Localisation:
+    """The localisation a study evaluates ``organ_dir`` with: the prepared task's margin and
+    divisors, the study's ``evaluate.fallback`` and ``evaluate.box_mapping`` from its parameter
+    snapshot (the defaults where there is none); the explorer and ``l2s export`` use it.
+
+    Raises:
+        InputDataError: an unreadable prepared task.
+        ConfigError: an invalid parameter snapshot.
+    """
+    settings = PreparedTask(organ_dir / PREPARED_DIR).preparation.settings
+    snapshot = organ_dir.parent / PARAMS_SNAPSHOT_FILE
+    if not snapshot.is_file():
+        return Localisation.of_settings(settings)
+    options = load_study_params(snapshot).evaluate
+    return Localisation.of_settings(settings, options.fallback, options.box_mapping)
 
 
 def method_runs(

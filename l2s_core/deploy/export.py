@@ -30,7 +30,7 @@ from l2s_core.data.cache import PreparedTask
 from l2s_core.data.prepared_layout import PREPARED_DIR
 from l2s_core.deploy.model_folder import CARD_FILE, README_FILE, ModelCard, NetworkEntry, PairEntry, sha256_of
 from l2s_core.errors import ConfigError, InputDataError
-from l2s_core.evaluate import converged_runs
+from l2s_core.evaluate import converged_runs, evaluation_localisation
 from l2s_core.evaluation_tables import EVALUATION_DIR, runs_file
 from l2s_core.files import atomic_open, atomic_write_text
 from l2s_core.train.run_files import BEST_FILE, FinishedRun
@@ -102,6 +102,7 @@ def _card(
 ) -> ModelCard:
     preparation = task.preparation
     settings = preparation.settings
+    localisation = evaluation_localisation(study_dir / organ)
     return ModelCard(
         organ=organ,
         modality=preparation.channel_modality or "unknown",
@@ -124,6 +125,8 @@ def _card(
         },
         software=_software(),
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        fallback=localisation.fallback,
+        box_mapping=localisation.box_mapping,
     )
 
 

@@ -28,6 +28,7 @@ from typing import Any
 from l2s_core.errors import InputDataError, ModelFolderError
 from l2s_core.files import read_json
 from l2s_core.records import Record
+from l2s_core.vocabulary import BoxMapping, Fallback
 
 __all__ = [
     "CARD_FILE",
@@ -120,6 +121,10 @@ class ModelCard(Record):
         training_data: task name and folder, case counts per split, study folder.
         software: versions of l2s, Python, torch, numpy, MONAI at export.
         created: UTC time of the export (ISO 8601).
+        fallback: what two-stage prediction does when the localiser finds nothing (the study's
+            ``evaluate.fallback``).
+        box_mapping: how the localiser's box reaches full resolution (the study's
+            ``evaluate.box_mapping``), so that predictions match the Dice in ``pairs``.
     """
 
     organ: str
@@ -137,10 +142,8 @@ class ModelCard(Record):
     training_data: dict[str, Any] = field(default_factory=dict)
     software: dict[str, str] = field(default_factory=dict)
     created: str = ""
-
-    def entries(self, network: str) -> list[NetworkEntry]:
-        """The exported networks of one kind, in run order."""
-        return sorted((n for n in self.networks if n.network == network), key=lambda n: n.run)
+    fallback: Fallback = "whole_image"
+    box_mapping: BoxMapping = "scale"
 
 
 def open_model_folder(folder: str | Path) -> ModelCard:

@@ -200,10 +200,10 @@ def segment(model: LoadedModel, image: np.ndarray, box: Box | None = None) -> tu
     Returns:
         ``(mask, box, fallback)``: uint8 ``(z, y, x)`` mask, the box the organ network segmented
         (margin included; ``None`` for the baseline or when nothing was localised) and the
-        fallback used (``None`` or ``"whole_image"``).
+        fallback used (``None``, or the card's fallback when nothing was localised).
     """
     card, nets, device = model.card, model.networks, model.device
-    localisation = Localisation(card.crop_margin, divisors=card.lowres_divisors)
+    localisation = Localisation(card.crop_margin, card.fallback, card.lowres_divisors, card.box_mapping)
     if model.method == "baseline":
         return predict_volume(nets["baseline"], image, device), None, None
     if model.method == "box":

@@ -28,13 +28,10 @@ import numpy as np
 from l2s_core.boxes import Box
 from l2s_core.data.cache import PreparedCase, PreparedTask
 from l2s_core.data.io import read_label
-from l2s_core.data.prepared_layout import PREPARED_DIR
 from l2s_core.errors import InputDataError
-from l2s_core.evaluate import MethodPrediction, MethodRun, converged_runs, method_runs
+from l2s_core.evaluate import MethodPrediction, MethodRun, converged_runs, evaluation_localisation, method_runs
 from l2s_core.evaluation_tables import EVALUATION_DIR, PREDICTION_SUFFIX, prediction_folder
 from l2s_core.infer import Localisation, Segmenter
-from l2s_core.study.layout import PARAMS_SNAPSHOT_FILE
-from l2s_core.study.params import load_study_params
 from l2s_core.train.run_files import FinishedRun
 from l2s_core.viewer.display import ct_window
 from l2s_core.vocabulary import NETWORKS, SPLITS
@@ -138,22 +135,11 @@ def load_study_models(
     if not runs:
         return StudyModels({}, None, {})
     if localisation is None:
-        localisation = _evaluation_localisation(organ_dir)
+        localisation = evaluation_localisation(organ_dir)
     chosen = method_runs(organ_dir, localisation, device, runs_per_network=1)
     sources = {method_run.method: _saved_or_predicted(organ_dir, method_run) for method_run in chosen}
     organ_network = next((m.organ_network for m in chosen if m.organ_network is not None), None)
     return StudyModels(sources, organ_network, runs)
-
-
-def _evaluation_localisation(organ_dir: Path) -> Localisation:
-    """The localisation evaluation used for ``organ_dir``: the prepared task's margin and divisors,
-    the study's ``evaluate.fallback`` and ``evaluate.box_mapping`` (defaults without a snapshot)."""
-    settings = PreparedTask(organ_dir / PREPARED_DIR).preparation.settings
-    snapshot = organ_dir.parent / PARAMS_SNAPSHOT_FILE
-    if not snapshot.is_file():
-        return Localisation.of_settings(settings)
-    options = load_study_params(snapshot).evaluate
-    return Localisation.of_settings(settings, options.fallback, options.box_mapping)
 
 
 def _saved_or_predicted(organ_dir: Path, method_run: MethodRun) -> Callable[[PreparedCase], MethodPrediction]:

@@ -4,13 +4,17 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
 import torch
 from cli_runner import assert_one_line_error, run_l2s
 
+from l2s_core.deploy.export import export_model
 from l2s_core.deploy.model_folder import CARD_FILE, ModelCard, open_model_folder, sha256_of
+from l2s_core.files import atomic_write_json
+from l2s_core.study.params import EvaluateOptions, StudyParams
 
 
 def test_model_folder_holds_plain_state_dicts_with_their_sha256(model_dir: Path) -> None:
@@ -80,3 +84,16 @@ def test_export_command(study_dir: Path, tmp_path: Path, capsys) -> None:
         names=study_dir / "liver",
         says="organs: spleen",
     )
+
+
+def test_card_carries_the_studys_evaluation_localisation(study_dir: Path, tmp_path: Path) -> None:
+    card = export_model(study_dir, "spleen", tmp_path / "plain")
+    assert (card.fallback, card.box_mapping) == ("whole_image", "scale")  # no parameter snapshot: the defaults
+    copy = tmp_path / "runs" / "tiny"
+    shutil.copytree(study_dir, copy)
+    evaluate = EvaluateOptions(fallback="empty", box_mapping="upsample_nearest")
+    atomic_write_json(
+        copy / "study_params.json", StudyParams(data="phantom", study="tiny", evaluate=evaluate).to_dict()
+    )
+    card = export_model(copy, "spleen", tmp_path / "released")
+    assert (card.fallback, card.box_mapping) == ("empty", "upsample_nearest")  # l2s predict localises as evaluation

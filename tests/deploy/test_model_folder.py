@@ -84,17 +84,6 @@ def test_card_round_trips_through_json_with_tuples_restored() -> None:
     assert ModelCard.from_dict({**raw, "organ_labels": None}).organ_labels is None
 
 
-def test_entries_are_one_kind_in_run_order() -> None:
-    card = _card(
-        _entry("organ", 1, "weights/organ_01.pt"),
-        _entry("localiser", 0, "weights/localiser_00.pt"),
-        _entry("organ", 0, "weights/organ_00.pt"),
-    )
-    assert [e.file for e in card.entries("organ")] == ["weights/organ_00.pt", "weights/organ_01.pt"]
-    assert [e.run for e in card.entries("localiser")] == [0]
-    assert card.entries("baseline") == []
-
-
 def test_open_model_folder_returns_the_card_of_matching_weights(tmp_path: Path) -> None:
     folder = _folder(tmp_path / "m", {"weights/organ_00.pt": b"first", "weights/organ_01.pt": b"second"})
     card = open_model_folder(str(folder))

@@ -15,7 +15,7 @@ from l2s_core.data.cache import PreparedTask
 from l2s_core.data.prepare import prepare_task
 from l2s_core.data.prepared_layout import PrepareSettings
 from l2s_core.errors import InputDataError
-from l2s_core.evaluate import MethodPrediction
+from l2s_core.evaluate import MethodPrediction, evaluation_localisation
 from l2s_core.evaluation_tables import prediction_file
 from l2s_core.files import atomic_write_json
 from l2s_core.infer import Localisation, TwoStageResult, save_prediction
@@ -27,7 +27,6 @@ from l2s_core.viewer.slice_viewer import SliceViewer
 from l2s_core.viewer.sources import (
     Prediction,
     StudyModels,
-    _evaluation_localisation,
     as_prediction,
     load_study_models,
     raw_ct_window,
@@ -120,9 +119,9 @@ def test_the_explorer_localises_as_the_studys_evaluation(study_dir, tmp_path):
     organ_dir = tmp_path / "runs" / "copy" / "spleen"
     shutil.copytree(study_dir / "spleen" / "prepared", organ_dir / "prepared")
     settings = PreparedTask(organ_dir / "prepared").preparation.settings
-    assert _evaluation_localisation(organ_dir) == Localisation.of_settings(settings)  # no snapshot: the defaults
+    assert evaluation_localisation(organ_dir) == Localisation.of_settings(settings)  # no snapshot: the defaults
     evaluate = EvaluateOptions(fallback="empty", box_mapping="upsample_nearest")
     atomic_write_json(
         organ_dir.parent / "study_params.json", StudyParams(data="phantom", study="copy", evaluate=evaluate).to_dict()
     )
-    assert _evaluation_localisation(organ_dir) == Localisation.of_settings(settings, "empty", "upsample_nearest")
+    assert evaluation_localisation(organ_dir) == Localisation.of_settings(settings, "empty", "upsample_nearest")
