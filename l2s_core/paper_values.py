@@ -108,6 +108,6 @@ TABLE2_MINUTES: dict[str, dict[str, float]] = {
     }.items()
 }
 
-FOREGROUND_SOURCE = "the paper's released code (github.com/Abe404/localise_to_segment), as quoted in issue 9"
+FOREGROUND_SOURCE = "the paper's released code (github.com/Abe404/localise_to_segment)"
 #: organ → mean percentage of a scan's voxels that belong to the organ (Figures 3c and 4).
 FOREGROUND_PERCENT: dict[str, float] = {"spleen": 0.44, "pancreas": 0.22, "prostate": 2.71, "liver": 2.3, "heart": 0.40}
