@@ -78,6 +78,13 @@ def _cmd_report(args: argparse.Namespace) -> None:
     print(render_report(args.study, root=args.root))
 
 
+def _cmd_notebooks(args: argparse.Namespace) -> None:
+    from l2s_core.notebook_files import copy_notebooks
+
+    for path in copy_notebooks(args.dir):
+        print(path)
+
+
 def _cmd_export(args: argparse.Namespace) -> None:
     from l2s_core.deploy.export import export_model
 
@@ -222,6 +229,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("study", help="study name (folder runs/<study>)")
     p.add_argument("--root", type=Path, default=Path("."), help="study root (default: .)")
     p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser(
+        "notebooks", help="copy the study notebooks (prepare, train, evaluate, analysis, explore) into DIR"
+    )
+    p.add_argument(
+        "dir", type=Path, help="folder to copy them into (created; existing notebooks are never overwritten)"
+    )
+    p.set_defaults(func=_cmd_notebooks)
 
     p = sub.add_parser(
         "export", help="one organ of a study as a self-contained model folder (model.json, README.md, weights)"

@@ -19,7 +19,7 @@ from l2s_core import analysis, plots
 from l2s_core.stats import DEFAULT_PAIRS
 from l2s_core.study_results import StudyData, load_study
 
-NOTEBOOK = Path(__file__).resolve().parents[1] / "l2s_core" / "notebooks" / "analysis.ipynb"
+NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "analysis.ipynb"
 
 #: The tables of analysis.all_tables (the notebook writes them and the Findings tables).
 TABLES = (

@@ -425,7 +425,7 @@ def project_sources() -> dict[str, str]:
         str(path.relative_to(PROJECT)): path.read_text(encoding="utf-8")
         for path in sorted((PROJECT / "l2s_core").rglob("*.py"))
     }
-    for path in sorted((PROJECT / "l2s_core" / "notebooks").glob("*.ipynb")):
+    for path in sorted((PROJECT / "notebooks").glob("*.ipynb")):
         cells = [cell.source for cell in nbformat.read(path, as_version=4).cells if cell.cell_type == "code"]
         code = "\n".join(
             line for cell in cells for line in cell.splitlines() if not line.lstrip().startswith(("%", "!"))

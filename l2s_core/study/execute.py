@@ -19,7 +19,6 @@ __all__ = [
     "GPU_KINDS",
     "KERNEL_ARGUMENTS",
     "KERNEL_NAME",
-    "NOTEBOOKS_DIR",
     "REQUIRED_NOTEBOOKS",
     "StepRequest",
     "check_kernel",
@@ -44,8 +43,6 @@ from l2s_core.study.step_records import DONE, FAILED, StepRecord, StepState
 
 #: The Jupyter kernel the study notebooks run in (installed by ``make``).
 KERNEL_NAME = "l2s"
-#: The project's study notebooks.
-NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 #: Notebooks a study needs; ``analysis.ipynb`` is optional (without it: no analysis, no report).
 REQUIRED_NOTEBOOKS = ("prepare", "train", "evaluate")
 #: Steps given GPUs: their notebooks get GPU ids of their slot (:func:`step_gpus`) as the parameter ``gpus``.

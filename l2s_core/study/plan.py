@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
 #: States of a unit: those of its steps' records (``DONE``, ``FAILED``) and three more.
 PENDING, RUNNING, BLOCKED = "pending", "running", "blocked"
-#: Steps executed as notebooks ``l2s_core/notebooks/<kind>.ipynb``; ``report`` is rendered in Python.
+#: Steps executed as notebooks ``notebooks/<kind>.ipynb``; ``report`` is rendered in Python.
 NOTEBOOK_KINDS = ("prepare", "train", "evaluate", "analysis")
 
 

@@ -2,9 +2,9 @@
 
 :func:`run_study` validates the parameter file, takes the study's lock, writes the parameter
 snapshot the notebooks read, and then executes the steps of :class:`~l2s_core.study.plan.StudyPlan`
-in dependency order: ``l2s_core/notebooks/prepare.ipynb`` per organ, ``l2s_core/notebooks/train.ipynb`` per
-training run (each organ × network chain until enough runs converged), ``l2s_core/notebooks/evaluate.ipynb``
-per organ × split, ``l2s_core/notebooks/analysis.ipynb`` and finally the HTML report. One step is
+in dependency order: ``notebooks/prepare.ipynb`` per organ, ``notebooks/train.ipynb`` per
+training run (each organ × network chain until enough runs converged), ``notebooks/evaluate.ipynb``
+per organ × split, ``notebooks/analysis.ipynb`` and finally the HTML report. One step is
 executed by :func:`~l2s_core.study.execute.execute_step`; this module schedules them.
 
 * Resumable: a step's record (:class:`~l2s_core.study.step_records.StepRecord`,
@@ -38,10 +38,10 @@ from typing import TYPE_CHECKING, Any
 
 from tqdm.auto import tqdm
 
+from l2s_core import notebook_files
 from l2s_core.errors import ConfigError
 from l2s_core.files import atomic_write_json
 from l2s_core.study.execute import (
-    NOTEBOOKS_DIR,
     StepRequest,
     check_kernel,
     check_notebooks,
@@ -223,7 +223,7 @@ def run_study(
     executor: str = "local",
     progress: bool = True,
     data_root: str | Path | None = None,
-    notebooks_dir: str | Path = NOTEBOOKS_DIR,
+    notebooks_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Run (or continue) a whole study and render its report.
 
@@ -237,7 +237,8 @@ def run_study(
         progress: show a progress bar over the steps.
         data_root: replaces the file's ``data_root`` (folder of the MSD task folders).
         notebooks_dir: folder of ``prepare.ipynb``, ``train.ipynb``, ``evaluate.ipynb`` and
-            (optionally) ``analysis.ipynb``.
+            (optionally) ``analysis.ipynb``; default: the installed study notebooks
+            (:func:`~l2s_core.notebook_files.notebooks_dir`).
 
     Returns:
         ``{"study", "units": unit id → {"state", ...}, "failed": [unit ids], "report": path
@@ -254,7 +255,7 @@ def run_study(
     if executor not in EXECUTORS:
         raise ConfigError("--executor", f"must be one of {', '.join(EXECUTORS)}, got {executor!r}")
     root = Path(root).resolve()
-    notebooks_dir = Path(notebooks_dir)
+    notebooks_dir = Path(notebooks_dir) if notebooks_dir is not None else notebook_files.notebooks_dir()
     params = load_study_params(params_path, root=root, data_root=data_root, gpus_per_run=gpus_per_run)
     check_kernel()
     check_notebooks(notebooks_dir)

@@ -1,7 +1,7 @@
 """The work of the study notebooks, as functions (the notebooks only call these and plot).
 
-``l2s_core/notebooks/prepare.ipynb`` calls :func:`prepare_step`, ``l2s_core/notebooks/train.ipynb``
-:func:`train_step` and ``l2s_core/notebooks/evaluate.ipynb`` :func:`evaluate_step`, each with the
+``notebooks/prepare.ipynb`` calls :func:`prepare_step`, ``notebooks/train.ipynb``
+:func:`train_step` and ``notebooks/evaluate.ipynb`` :func:`evaluate_step`, each with the
 study parameters (:func:`~l2s_core.study.params.load_study_params` of the snapshot the runner
 wrote), the study root and the step's organ, network, run or split. Each step is resumable on
 its own: preparation skips prepared cases, training continues an interrupted run and returns

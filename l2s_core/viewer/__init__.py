@@ -1,4 +1,4 @@
-"""Interactive slice explorer (``l2s_core/notebooks/explore.ipynb``).
+"""Interactive slice explorer (``notebooks/explore.ipynb``).
 
 Modules:
 

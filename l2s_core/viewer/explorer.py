@@ -1,4 +1,4 @@
-"""What ``l2s_core/notebooks/explore.ipynb`` calls: a :class:`~l2s_core.viewer.SliceViewer` on a study's
+"""What ``notebooks/explore.ipynb`` calls: a :class:`~l2s_core.viewer.SliceViewer` on a study's
 prepared cases with its converged networks, or on scans with a model folder's networks."""
 
 from __future__ import annotations

@@ -6,9 +6,9 @@ import papermill
 import pytest
 
 from l2s_core.errors import ConfigError
+from l2s_core.notebook_files import notebooks_dir
 from l2s_core.study import execute
 from l2s_core.study.execute import (
-    NOTEBOOKS_DIR,
     check_kernel,
     check_notebooks,
     error_line,
@@ -23,8 +23,8 @@ PREPARE = Step("prepare", "spleen")
 
 def test_requests_of_each_kind_of_step():
     paths = StudyPaths(Path("/root"), "quick")
-    train = step_request(Step("train", "spleen", "organ", run=1), paths, NOTEBOOKS_DIR, "0,1", {})
-    assert train.notebook == NOTEBOOKS_DIR / "train.ipynb"
+    train = step_request(Step("train", "spleen", "organ", run=1), paths, notebooks_dir(), "0,1", {})
+    assert train.notebook == notebooks_dir() / "train.ipynb"
     assert train.parameters == {
         "params_path": "/root/runs/quick/study_params.json",
         "root": "/root",
@@ -33,15 +33,16 @@ def test_requests_of_each_kind_of_step():
         "run": 1,
         "gpus": "0,1",
     }
-    assert "gpus" not in step_request(PREPARE, paths, NOTEBOOKS_DIR, "0", {}).parameters
-    evaluate = step_request(Step("evaluate", "spleen", split="val"), paths, NOTEBOOKS_DIR, "0,1", {})
+    assert "gpus" not in step_request(PREPARE, paths, notebooks_dir(), "0", {}).parameters
+    evaluate = step_request(Step("evaluate", "spleen", split="val"), paths, notebooks_dir(), "0,1", {})
     assert evaluate.parameters["gpus"] == "0"  # evaluation predicts on one device: the slot's first GPU
     assert (
-        step_request(Step("evaluate", "spleen", split="val"), paths, NOTEBOOKS_DIR, None, {}).parameters["gpus"] is None
+        step_request(Step("evaluate", "spleen", split="val"), paths, notebooks_dir(), None, {}).parameters["gpus"]
+        is None
     )
-    analysis = step_request(Step("analysis"), paths, NOTEBOOKS_DIR, None, {"runs": {}})
+    analysis = step_request(Step("analysis"), paths, notebooks_dir(), None, {"runs": {}})
     assert analysis.parameters == {"study_dir": "/root/runs/quick"} and analysis.inputs == {"runs": {}}
-    report = step_request(Step("report"), paths, NOTEBOOKS_DIR, None, {})
+    report = step_request(Step("report"), paths, notebooks_dir(), None, {})
     assert report.notebook is None and report.parameters == {}
 
 
@@ -50,7 +51,7 @@ def test_gpus_of_each_kind_of_step_for_local_slots_and_slurm_jobs():
 
 
 def test_missing_kernel_and_notebooks_are_named(tmp_path, monkeypatch):
-    check_notebooks(NOTEBOOKS_DIR)
+    check_notebooks(notebooks_dir())
     with pytest.raises(ConfigError, match="prepare.ipynb: study notebook not found"):
         check_notebooks(tmp_path)
     monkeypatch.setattr(execute, "KERNEL_NAME", "l2s-not-installed")
@@ -81,10 +82,10 @@ def test_a_step_ends_with_its_record(tmp_path, monkeypatch, outcome):
                 path.write_text("{}")
 
     monkeypatch.setattr(papermill, "execute_notebook", fake_notebook)
-    request = step_request(PREPARE, paths, NOTEBOOKS_DIR, None, {})
+    request = step_request(PREPARE, paths, notebooks_dir(), None, {})
     record = execute_step(request)
     ((source, output, kwargs),) = calls
-    assert Path(source) == NOTEBOOKS_DIR / "prepare.ipynb" and Path(output) == paths.executed_notebook(PREPARE)
+    assert Path(source) == notebooks_dir() / "prepare.ipynb" and Path(output) == paths.executed_notebook(PREPARE)
     assert kwargs["kernel_name"] == execute.KERNEL_NAME and kwargs["cwd"] == str(tmp_path)
     assert record == paths.read_record(PREPARE)
     assert record.step == "prepare/spleen" and record.notebook == str(paths.executed_notebook(PREPARE))
@@ -100,7 +101,7 @@ def test_a_step_ends_with_its_record(tmp_path, monkeypatch, outcome):
 def test_a_report_without_analysis_fails_with_its_record(tmp_path):
     paths = StudyPaths(tmp_path, "tiny")
     report = Step("report")
-    record = execute_step(step_request(report, paths, NOTEBOOKS_DIR, None, {"runs": {}}))
+    record = execute_step(step_request(report, paths, notebooks_dir(), None, {"runs": {}}))
     assert record.state == "failed" and record.notebook is None and record.inputs == {"runs": {}}
     assert "executed analysis notebook not found" in record.error
     assert paths.read_record(report) == record

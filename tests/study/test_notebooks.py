@@ -11,7 +11,8 @@ import papermill
 import pytest
 
 from l2s_core.data.cache import PreparedTask
-from l2s_core.study.execute import KERNEL_NAME, NOTEBOOKS_DIR, step_request
+from l2s_core.notebook_files import notebooks_dir
+from l2s_core.study.execute import KERNEL_NAME, step_request
 from l2s_core.study.layout import Step, StudyPaths
 from l2s_core.study.params import load_study_params
 from l2s_core.study.runner import run_study
@@ -27,7 +28,7 @@ STEP_OF_NOTEBOOK = {
 
 @pytest.mark.parametrize("name", list(STEP_OF_NOTEBOOK))
 def test_study_notebooks_are_clean_and_take_the_runner_parameters(name):
-    path = NOTEBOOKS_DIR / f"{name}.ipynb"
+    path = notebooks_dir() / f"{name}.ipynb"
     notebook = nbformat.read(path, as_version=4)
     nbformat.validate(notebook)
     assert notebook.metadata.kernelspec.name == KERNEL_NAME
@@ -35,7 +36,7 @@ def test_study_notebooks_are_clean_and_take_the_runner_parameters(name):
     assert all(cell.outputs == [] and cell.execution_count is None for cell in code_cells)
     assert code_cells[0].metadata.get("tags") == ["parameters"]
     request = step_request(
-        STEP_OF_NOTEBOOK[name], StudyPaths(Path("/root"), "smoke"), NOTEBOOKS_DIR, gpus="0", inputs={}
+        STEP_OF_NOTEBOOK[name], StudyPaths(Path("/root"), "smoke"), notebooks_dir(), gpus="0", inputs={}
     )
     assert set(request.parameters) <= set(papermill.inspect_notebook(str(path)))
 

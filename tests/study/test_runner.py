@@ -1,5 +1,4 @@
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -305,39 +304,3 @@ def test_bad_runner_options(study):
         run_study(params_path, root=root, jobs=0, notebooks_dir=notebooks)
     with pytest.raises(ConfigError, match="--executor: must be one of local, slurm, submitit-local"):
         run_study(params_path, root=root, executor="pbs", notebooks_dir=notebooks)
-
-
-@pytest.mark.slow
-def test_an_installed_wheel_carries_the_study_notebooks(tmp_path):
-    """``l2s run`` finds its notebooks inside the package, so it works from a wheel, not only a checkout."""
-    import zipfile
-
-    project = Path(__file__).resolve().parents[2]
-    source = tmp_path / "source"  # a copy: setuptools writes build/ into the tree it builds
-    source.mkdir()
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy(project / name, source / name)
-    shutil.copytree(project / "l2s_core", source / "l2s_core", ignore=shutil.ignore_patterns("__pycache__"))
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--no-build-isolation",
-            "-q",
-            "-w",
-            str(tmp_path),
-            str(source),
-        ],
-        check=True,
-        capture_output=True,
-        cwd=tmp_path,
-    )
-    (wheel,) = tmp_path.glob("l2s-*.whl")
-    names = set(zipfile.ZipFile(wheel).namelist())
-    assert {
-        f"l2s_core/notebooks/{kind}.ipynb" for kind in ("prepare", "train", "evaluate", "analysis", "explore")
-    } <= names
-    assert execute.NOTEBOOKS_DIR == project / "l2s_core" / "notebooks"

@@ -15,7 +15,7 @@ from l2s_core.data.prepare import prepare_task
 from l2s_core.errors import ConfigError, InputDataError
 from l2s_core.viewer.explorer import open_explorer, scan_explorer
 
-NOTEBOOK = Path(__file__).resolve().parents[2] / "l2s_core" / "notebooks" / "explore.ipynb"
+NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "explore.ipynb"
 
 
 def _execute_explore(tmp_path: Path, kernel: str, **parameters: str) -> tuple[list, str]:

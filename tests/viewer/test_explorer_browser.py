@@ -31,7 +31,7 @@ from papermill.iorw import load_notebook_node
 from papermill.parameterize import parameterize_notebook
 
 ROOT = Path(__file__).resolve().parents[2]
-NOTEBOOK = ROOT / "l2s_core" / "notebooks" / "explore.ipynb"
+NOTEBOOK = ROOT / "notebooks" / "explore.ipynb"
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
