@@ -1,12 +1,12 @@
 """The paper's reported numbers, transcribed as data with their source (no torch, no numpy).
 
 Smith et al., *Localise to segment: crop to improve organ at risk segmentation accuracy*
-(``/work/shared/paper/localise_to_segment.md`` in this workplace): Table 2 (mean training
+(Physics and Imaging in Radiation Oncology, 2023): Table 2 (mean training
 minutes per organ and network, Results › Training), Tables 3 and 4 (mean ± sd over 10
 converged runs of the validation and test Dice per organ and method, Results › Validation and
 Results › Test). The paper's "heart" is the left atrium (MSD Task02_Heart). The foreground
 shares are not in the paper's text: they are the values of its released code (used for its
-Figures 3c and 4), as quoted in issue 9.
+Figures 3c and 4), as that code prints them.
 
 Keys are the organ names of :data:`l2s_core.vocabulary.PAPER_ORGANS`, the method names of
 :data:`~l2s_core.vocabulary.METHODS` and the network names of

@@ -138,7 +138,7 @@ class _Shape:
 
 def _paint(image: np.ndarray, box: tuple[slice, slice, slice], mask: np.ndarray, intensity: np.ndarray) -> None:
     """Set the voxels of ``mask`` (in ``box`` of the ``(C, z, y, x)`` image) to ``intensity`` per channel."""
-    region = image[(slice(None), *box)]
+    region = image[(slice(None),) + box]
     region[:, mask] = intensity[:, None]
 
 
