@@ -115,8 +115,8 @@ CHOICES: tuple[Choice, ...] = (
     Choice(
         "split order",
         "prepare.split_order",
-        "Table 1 (`table1`: prostate 19/7/6)",
-        "validation round(0.2 n), test the rest (`released_code`: prostate 19/6/7)",
+        "Table 1 (`table1`: prostate 19/7/6; the released sets, validation taking the prostate's extra case)",
+        "train, validation round(0.2 n), test the rest (`released_code`: prostate 19/6/7)",
         "`table1`",
     ),
     Choice(
