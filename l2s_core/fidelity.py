@@ -49,7 +49,8 @@ CHOICES: tuple[Choice, ...] = (
         "network architecture",
         "train.architecture",
         "3D U-Net, group normalisation after each layer, He initialisation",
-        "no skip connections; ReLU before GroupNorm(32); output ReLU; 3.82 M parameters (`released_code`)",
+        "no skip connections; ReLU before GroupNorm(32); bare 1×1 down-block convolutions; output ReLU; "
+        "3,820,994 parameters (`released_code`)",
         "`unet` (skip connections, conv → GroupNorm → ReLU)",
     ),
     Choice(
