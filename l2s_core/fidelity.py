@@ -96,7 +96,8 @@ CHOICES: tuple[Choice, ...] = (
         "low-resolution box to full resolution",
         "evaluate.box_mapping",
         "silent",
-        "box of the low-res mask upsampled with nearest neighbour (`upsample_nearest`)",
+        "the largest component of the low-res mask upsampled by skimage `resize(order=0)`, "
+        "box [min − 15, max + 15) (`upsample_nearest`)",
         "`scale` (starts floored, ends ceiled)",
     ),
     Choice(
