@@ -64,7 +64,7 @@ CHOICES: tuple[Choice, ...] = (
         "loss form",
         "train.dice_form",
         '"a combination of dice and cross-entropy"',
-        "soft Dice pooled over the batch, only when it holds organ (`batch_if_foreground`)",
+        "soft Dice pooled over the global batch (both GPUs), only when it holds organ (`batch_if_foreground`)",
         "`per_sample` (soft Dice per patch, averaged)",
     ),
     Choice("cross-entropy weight", "train.ce_weight", "silent", "0.3", "1.0"),

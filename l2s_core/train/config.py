@@ -48,7 +48,7 @@ class TrainConfig(Record):
         dice_weight: weight of the soft Dice term of the loss.
         ce_weight: weight of the cross-entropy term of the loss (the released code: 0.3).
         dice_form: ``"per_sample"`` (soft Dice per patch, averaged) or ``"batch_if_foreground"``
-            (pooled over the batch, added only when the batch holds organ: the released code).
+            (pooled over the global batch of all processes, added only when it holds organ: the released code).
         architecture: ``"unet"`` (the text's U-Net with skip connections) or ``"released_code"``
             (:class:`~l2s_core.released_unet.ReleasedCodeUNet3D`, without them).
         sw_overlap: overlap of the baseline's sliding windows at validation.

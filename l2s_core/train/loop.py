@@ -422,7 +422,12 @@ def _run_epochs(
         pin_memory=context.device.type == "cuda",
     )
     parallel_model = distributed.wrap(model, context)
-    loss_fn = DiceCELoss(dice_weight=config.dice_weight, ce_weight=config.ce_weight, dice_form=config.dice_form)
+    loss_fn = DiceCELoss(
+        dice_weight=config.dice_weight,
+        ce_weight=config.ce_weight,
+        dice_form=config.dice_form,
+        across_processes=context.distributed,
+    )
     amp = config.amp and context.device.type == "cuda"
     bar = tqdm(
         total=config.max_epochs,
