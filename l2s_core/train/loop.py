@@ -365,7 +365,9 @@ def train_in_context(config: TrainConfig, context: ProcessContext, progress: boo
     device = context.device
     with _determinism(config.deterministic, device):
         torch.manual_seed(config.seed)
-        model = build_network(config.architecture, base_channels=config.base_channels, depth=config.depth).to(device)
+        groups = {} if config.norm_groups is None else {"groups": config.norm_groups}
+        model = build_network(config.architecture, base_channels=config.base_channels, depth=config.depth, **groups)
+        model = model.to(device)
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
         resume_path = run_dir / RESUME_FILE
         state = load_resume_state(resume_path) if resume_path.exists() else None
