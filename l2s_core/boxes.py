@@ -18,13 +18,14 @@ __all__ = [
     "organ_box",
     "paste",
     "scale_box",
-    "upsampled_box",
+    "upsampled_organ_box",
 ]
 
 import math
 
 import numpy as np
 from scipy import ndimage
+from skimage.transform import resize
 
 Box = tuple[int, int, int, int, int, int]
 
@@ -100,13 +101,58 @@ def scale_box(box: Box, from_shape: tuple[int, ...], to_shape: tuple[int, ...]) 
     return (starts[0], starts[1], starts[2], ends[0], ends[1], ends[2])
 
 
-def upsampled_box(box: Box, from_shape: tuple[int, ...], to_shape: tuple[int, ...]) -> Box:
-    """Map a box as the released code did: the bounding box, at ``to_shape``, of the box's mask
-    upsampled with nearest neighbour (full-resolution voxel ``i`` takes low-resolution voxel
-    ``floor(i * from / to)``, PyTorch's ``nearest``), computed without building that mask."""
-    starts = [math.ceil(box[a] * to_shape[a] / from_shape[a] - 1e-9) for a in range(3)]
-    ends = [math.ceil(box[a + 3] * to_shape[a] / from_shape[a] - 1e-9) for a in range(3)]
-    return (starts[0], starts[1], starts[2], ends[0], ends[1], ends[2])
+def _nearest_sources(from_side: int, to_side: int) -> np.ndarray:
+    """For each of ``to_side`` voxels along an axis, the index of the ``from_side`` voxel that
+    ``skimage.transform.resize(order=0)`` copies into it (its own rule, asked of it on one axis)."""
+    indices = np.arange(from_side, dtype=np.float64)
+    return resize(indices, (to_side,), order=0, preserve_range=True, anti_aliasing=False).astype(np.int64)
+
+
+def upsampled_organ_box(lowres_mask: np.ndarray, to_shape: tuple[int, ...], margin: int) -> Box | None:
+    """The released code's organ box of a low-resolution mask: the mask resized to ``to_shape``
+    with ``skimage.transform.resize(order=0)``, its largest 26-connected component (taken after
+    upsampling, so by full-resolution size; ties to the component labelled last), then
+    ``[min - margin, max + margin)`` per axis (the end is exclusive: ``margin - 1`` voxels beyond
+    the organ's last one, as released). Computed without building the full-size mask.
+
+    Args:
+        lowres_mask: ``(z, y, x)`` mask on the low-resolution grid.
+        to_shape: the full-resolution shape, at least the mask's shape on every axis.
+        margin: voxels before the organ's first voxel (the paper's 15).
+
+    Returns:
+        The box (it may reach beyond the image), or ``None`` for an empty mask.
+
+    Raises:
+        ValueError: ``to_shape`` smaller than the mask's shape on an axis.
+    """
+    if len(to_shape) != 3 or any(t < f for f, t in zip(lowres_mask.shape, to_shape)):
+        raise ValueError(f"upsampled_organ_box: {tuple(to_shape)} is not an upsampling of {lowres_mask.shape}")
+    outer = bounding_box(lowres_mask)
+    if outer is None:
+        return None
+    sources = [_nearest_sources(f, t) for f, t in zip(lowres_mask.shape, to_shape)]
+    # Upsampling is monotone and hits every low-resolution voxel, so components map one to one;
+    # a low-resolution voxel becomes the product of its three runs of full-resolution voxels.
+    runs = [
+        np.bincount(s, minlength=f)[outer[a] : outer[a + 3]] for a, (s, f) in enumerate(zip(sources, lowres_mask.shape))
+    ]
+    labelled, n = ndimage.label(lowres_mask[_slices(outer)] > 0, structure=np.ones((3, 3, 3), dtype=bool))
+    weights = runs[0][:, None, None] * runs[1][None, :, None] * runs[2][None, None, :]
+    sizes = np.asarray(ndimage.sum_labels(weights, labelled, index=np.arange(1, n + 1)))
+    largest = n - int(np.argmax(sizes[::-1]))
+    inner = bounding_box(labelled == largest)
+    assert inner is not None  # the label exists
+    starts = [int(np.searchsorted(sources[a], inner[a] + outer[a], side="left")) for a in range(3)]
+    lasts = [int(np.searchsorted(sources[a], inner[a + 3] - 1 + outer[a], side="right")) - 1 for a in range(3)]
+    return (
+        starts[0] - margin,
+        starts[1] - margin,
+        starts[2] - margin,
+        lasts[0] + margin,
+        lasts[1] + margin,
+        lasts[2] + margin,
+    )
 
 
 def organ_box(mask: np.ndarray, margin: int = 15) -> Box | None:

@@ -3,9 +3,10 @@
 Each :class:`Choice` names the study-file key that sets it, what the paper's text says (or that
 it is silent), what the released code (github.com/Abe404/localise_to_segment) did, and the l2s
 default. ``papermill_params/paper.yaml`` follows the text where it speaks and the code where it
-is silent; ``paper_released_code.yaml`` follows the code throughout. The README's fidelity table
-and the report's list of the choices a study used are both made from :data:`CHOICES` (a test
-checks the README against it).
+is silent; ``paper_released_code.yaml`` follows the code throughout. Each :class:`Difference`
+is a remaining difference that no option removes, declared. The README's fidelity tables and
+the report's list of the choices a study used are made from :data:`CHOICES` and
+:data:`DIFFERENCES` (a test checks the README against them).
 
 Example:
     >>> [c.key for c in CHOICES][:2]
@@ -14,7 +15,7 @@ Example:
 
 from __future__ import annotations
 
-__all__ = ["CHOICES", "Choice", "study_choices"]
+__all__ = ["CHOICES", "DIFFERENCES", "Choice", "Difference", "study_choices"]
 
 import dataclasses
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from typing import Any
 
 import pandas as pd
 
+from l2s_core.study.params import AnalysisOptions, EvaluateOptions, PrepareOptions
 from l2s_core.train.config import TrainConfig
 
 
@@ -49,8 +51,16 @@ CHOICES: tuple[Choice, ...] = (
         "network architecture",
         "train.architecture",
         "3D U-Net, group normalisation after each layer, He initialisation",
-        "no skip connections; ReLU before GroupNorm(32); output ReLU; 3.82 M parameters (`released_code`)",
+        "no skip connections; ReLU before GroupNorm(32); bare 1×1 down-block convolutions; output ReLU; "
+        "3,820,994 parameters (`released_code`)",
         "`unet` (skip connections, conv → GroupNorm → ReLU)",
+    ),
+    Choice(
+        "GroupNorm groups",
+        "train.norm_groups",
+        "group normalisation after each layer (Wu & He, whose default is 32 groups)",
+        "GroupNorm(32)",
+        "`null`: 4 for `unet`, 32 for `released_code` (`paper.yaml`: 32)",
     ),
     Choice(
         "width and depth",
@@ -63,7 +73,7 @@ CHOICES: tuple[Choice, ...] = (
         "loss form",
         "train.dice_form",
         '"a combination of dice and cross-entropy"',
-        "soft Dice pooled over the batch, only when it holds organ (`batch_if_foreground`)",
+        "soft Dice pooled over the global batch (both GPUs), only when it holds organ (`batch_if_foreground`)",
         "`per_sample` (soft Dice per patch, averaged)",
     ),
     Choice("cross-entropy weight", "train.ce_weight", "silent", "0.3", "1.0"),
@@ -95,7 +105,8 @@ CHOICES: tuple[Choice, ...] = (
         "low-resolution box to full resolution",
         "evaluate.box_mapping",
         "silent",
-        "box of the low-res mask upsampled with nearest neighbour (`upsample_nearest`)",
+        "the largest component of the low-res mask upsampled by skimage `resize(order=0)`, "
+        "box [min − 15, max + 15) (`upsample_nearest`)",
         "`scale` (starts floored, ends ceiled)",
     ),
     Choice(
@@ -108,15 +119,16 @@ CHOICES: tuple[Choice, ...] = (
     Choice(
         "convergence rule",
         "train.convergence_rule",
-        '"at least 0.1 dice on the validation set after 20 epochs" (`after_patience_epochs`)',
+        '"at least 0.1 dice on the validation set after 20 epochs", read as: at some epoch from the 20th on '
+        "(`after_patience_epochs`, one reading of the text)",
         "best validation Dice of the run > 0.1 (`best_over_run`)",
         "`best_over_run`",
     ),
     Choice(
         "split order",
         "prepare.split_order",
-        "Table 1 (`table1`: prostate 19/7/6)",
-        "validation round(0.2 n), test the rest (`released_code`: prostate 19/6/7)",
+        "Table 1 (`table1`: prostate 19/7/6; the released sets, validation taking the prostate's extra case)",
+        "train, validation round(0.2 n), test the rest (`released_code`: prostate 19/6/7)",
         "`table1`",
     ),
     Choice(
@@ -129,22 +141,97 @@ CHOICES: tuple[Choice, ...] = (
 )
 
 
+@dataclass(frozen=True)
+class Difference:
+    """A remaining difference from the paper's text or its released code that no option removes.
+
+    Attributes:
+        name: what differs.
+        text: what the paper's text says, or "silent".
+        released_code: what the released code did.
+        l2s: what l2s does.
+    """
+
+    name: str
+    text: str
+    released_code: str
+    l2s: str
+
+
+DIFFERENCES: tuple[Difference, ...] = (
+    Difference(
+        "low-resolution label",
+        "annotations resized with scikit-image's `resize`",
+        "the float mask resized with `resize`'s default anti-aliasing (a Gaussian of σ = (factor − 1)/2), then rounded",
+        "linear resize without anti-aliasing, then rounded (the two can differ at structures a few voxels "
+        "thin; on axis-aligned tubes of radius 1–4 voxels they were identical)",
+    ),
+    Difference(
+        "padding for prediction",
+        "zero padding in the convolutions",
+        "every image padded, centred, by 16 − (side mod 16) per axis: to the next multiple of 16, "
+        "plus 16 where the side already is one",
+        "zero-padded at the end to the network's size multiple (nothing where the side already is one)",
+    ),
+    Difference(
+        "depth axis",
+        '"a third of their depth"; patch 64×256×256 (depth first)',
+        "the file's third voxel axis (k) moved first, with no reorientation",
+        "RAS S (superior) of the RAS-oriented array; `prepare` warns for an image whose largest voxel "
+        "spacing is along another axis (a sagittal or coronal acquisition)",
+    ),
+    Difference(
+        "± in Tables 3 and 4",
+        "mean ± sd over 10 converged runs",
+        "`np.std`: the population standard deviation",
+        "the sample standard deviation (n − 1) in the study's tables; the Findings label both",
+    ),
+    Difference(
+        "organ crop end",
+        "15 voxels of padding on each side of the organ",
+        "crop [min − 15, max + 15): 14 voxels after the organ's last one (training crops, ground-truth "
+        "and two-stage boxes)",
+        "[min − 15, max + 1 + 15) for training crops and ground-truth boxes; the released end under "
+        "`evaluate.box_mapping: upsample_nearest` only",
+    ),
+)
+
+#: The dataclass whose defaults a study snapshot's section falls back on.
+_SECTION_DEFAULTS: dict[str, type] = {
+    "prepare": PrepareOptions,
+    "train": TrainConfig,
+    "evaluate": EvaluateOptions,
+    "analysis": AnalysisOptions,
+}
+
+
+def _defaults(section: str) -> dict[str, Any]:
+    """The default of every field of a section's dataclass (``None`` for one without a default)."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(_SECTION_DEFAULTS[section]):
+        if callable(f.default_factory):  # dataclasses.MISSING is not callable
+            out[f.name] = f.default_factory()
+        else:
+            out[f.name] = None if f.default is dataclasses.MISSING else f.default
+    return out
+
+
 def _value(study_params: dict[str, Any], key: str, network: str = "baseline") -> Any:
     """A setting of a study snapshot, ``section.name``; for ``train`` the network's value (its
     overrides applied, :class:`~l2s_core.train.config.TrainConfig`'s default where unset)."""
     section, _, name = key.partition(".")
-    values = study_params.get(section) or {}
+    values = {**_defaults(section), **(study_params.get(section) or {})}
     if section == "train":
-        defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
-        values = {**defaults, **values, **(values.get("per_network") or {}).get(network, {})}
-    return values.get(name, "default")
+        values = {**values, **(values.get("per_network") or {}).get(network, {})}
+    return values[name]
 
 
 def study_choices(study_params: dict[str, Any] | None) -> pd.DataFrame:
-    """The value of every choice in a study's parameter snapshot (``study_params.json``).
+    """The value of every choice in a study's parameter snapshot (``study_params.json``), then
+    the declared differences (:data:`DIFFERENCES`: key ``—``, "this study" what l2s does).
 
-    Training settings are those of the baseline (per-network overrides applied); organ
-    overrides are not shown.
+    Training settings are those of the baseline (per-network overrides applied); a key the
+    snapshot lacks shows its default; organ overrides are not shown.
 
     Returns:
         Columns ``choice``, ``key``, ``this study``, ``paper text``, ``released code``; empty
@@ -160,6 +247,10 @@ def study_choices(study_params: dict[str, Any] | None) -> pd.DataFrame:
                 "released code": c.released_code,
             }
             for c in CHOICES
+        ]
+        + [
+            {"choice": d.name, "key": "—", "this study": d.l2s, "paper text": d.text, "released code": d.released_code}
+            for d in DIFFERENCES
         ]
         if study_params
         else []

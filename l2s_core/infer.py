@@ -49,7 +49,7 @@ from l2s_core.boxes import (
     organ_box,
     paste,
     scale_box,
-    upsampled_box,
+    upsampled_organ_box,
 )
 from l2s_core.data.cache import PreparedCase
 from l2s_core.data.io import write_mask
@@ -122,7 +122,7 @@ class Localisation:
         divisors: low-resolution divisors ``(z, y, x)`` the localiser was trained with (the
             prepared task's ``lowres_divisors``).
         box_mapping: ``"scale"`` (:func:`~l2s_core.boxes.scale_box`) or ``"upsample_nearest"``
-            (the released code, :func:`~l2s_core.boxes.upsampled_box`).
+            (the released code, :func:`~l2s_core.boxes.upsampled_organ_box`).
 
     Raises:
         ConfigError: an unknown ``fallback`` or ``box_mapping``.
@@ -267,11 +267,12 @@ def two_stage_predict(
     """The paper's two-stage pipeline.
 
     The image is resized to low resolution as in preparation (:func:`downsample_image` with
-    the localisation's divisors); the localiser segments it; the bounding box of the largest
-    connected component is mapped to full resolution (``localisation.box_mapping``) and grown
-    by ``localisation.margin`` voxels; the organ network segments that box of the image
-    (zero-filled where it reaches beyond the image); its mask is pasted into an empty
-    full-size mask. Both networks predict patch-wise (:func:`predict_volume`).
+    the localisation's divisors); the localiser segments it; the organ box is found by
+    ``localisation.box_mapping``: ``scale`` maps the bounding box of the largest connected
+    component to full resolution and grows it by ``localisation.margin`` voxels,
+    ``upsample_nearest`` is the released code's rule (:func:`upsampled_organ_box`); the organ
+    network segments that box of the image (zero-filled where it reaches beyond the image); its
+    mask is pasted into an empty full-size mask. Both networks predict patch-wise (:func:`predict_volume`).
 
     Args:
         localiser: network trained on low-resolution images, with its window.
@@ -287,11 +288,15 @@ def two_stage_predict(
     image = np.asarray(image, dtype=np.float32)
     lowres = downsample_image(image, localisation.divisors)
     lowres_mask = predict_volume(localiser, lowres, device)
-    lowres_box = largest_component_box(lowres_mask)
-    to_full = scale_box if localisation.box_mapping == "scale" else upsampled_box
-    box = (
-        None if lowres_box is None else expand_box(to_full(lowres_box, lowres.shape, image.shape), localisation.margin)
-    )
+    if localisation.box_mapping == "scale":
+        lowres_box = largest_component_box(lowres_mask)
+        box = (
+            None
+            if lowres_box is None
+            else expand_box(scale_box(lowres_box, lowres.shape, image.shape), localisation.margin)
+        )
+    else:
+        box = upsampled_organ_box(lowres_mask, image.shape, localisation.margin)
     mask, fallback_used = _segment_box(organ, image, box, localisation.fallback, device)
     return TwoStageResult(mask, lowres_mask, box, fallback_used, time.perf_counter() - started)
 

@@ -5,7 +5,10 @@ the batch, so that a batch of two patches on one process gives the same loss and
 two data-parallel processes with one patch each whose gradients are averaged (the paper's
 setting: global batch 2, one patch per GPU). ``dice_form="batch_if_foreground"`` is the
 released code's form instead: one soft Dice pooled over the whole batch, added only when the
-batch holds organ (with data parallelism, each process's share of the batch).
+batch holds organ. Its ``DataParallel`` pooled over both GPUs' patches; here, with
+``across_processes=True``, the Dice sums are all-reduced (differentiably) over the
+data-parallel processes, so the loss and the averaged gradients are those of one process
+holding the whole global batch.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ __all__ = ["DiceCELoss", "ORGAN_CLASS", "hard_dice_counts"]
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.distributed.nn.functional import all_reduce as all_reduce_with_gradient
 
 from l2s_core.errors import ConfigError
 from l2s_core.vocabulary import DICE_FORMS
@@ -41,13 +45,22 @@ class DiceCELoss(nn.Module):
         dice_form: ``"per_sample"`` (above) or ``"batch_if_foreground"``: ``1 - soft_dice``
             with the sums taken over every voxel of the batch, and only when the target
             holds organ (otherwise the loss is the cross-entropy term alone).
+        across_processes: with ``batch_if_foreground``, the batch is the global batch of the
+            data-parallel processes (every process calls the loss at each step): the Dice
+            sums and the organ test are summed over the processes by a differentiable
+            all-reduce. Each process's batch must have the same size.
 
     Raises:
         ConfigError: an unknown ``dice_form``.
     """
 
     def __init__(
-        self, dice_weight: float = 1.0, ce_weight: float = 1.0, smooth: float = 1.0, dice_form: str = "per_sample"
+        self,
+        dice_weight: float = 1.0,
+        ce_weight: float = 1.0,
+        smooth: float = 1.0,
+        dice_form: str = "per_sample",
+        across_processes: bool = False,
     ) -> None:
         super().__init__()
         if dice_form not in DICE_FORMS:
@@ -56,6 +69,7 @@ class DiceCELoss(nn.Module):
         self.ce_weight = ce_weight
         self.smooth = smooth
         self.dice_form = dice_form
+        self.across_processes = across_processes
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Loss of a batch.
@@ -72,13 +86,21 @@ class DiceCELoss(nn.Module):
         summed_dims = tuple(range(1 if per_sample else 0, target.ndim))
         organ_probability = torch.softmax(logits, dim=1)[:, ORGAN_CLASS]
         organ_target = (target == ORGAN_CLASS).to(organ_probability.dtype)
-        overlap = (organ_probability * organ_target).sum(dim=summed_dims)
-        total = organ_probability.sum(dim=summed_dims) + organ_target.sum(dim=summed_dims)
-        soft_dice = (2 * overlap + self.smooth) / (total + self.smooth)
+        sums = torch.stack(
+            [
+                (organ_probability * organ_target).sum(dim=summed_dims),
+                organ_probability.sum(dim=summed_dims),
+                organ_target.sum(dim=summed_dims),
+            ]
+        )
+        if self.across_processes and not per_sample:
+            sums = all_reduce_with_gradient(sums)
+        overlap, probability_sum, target_sum = sums.unbind()
+        soft_dice = (2 * overlap + self.smooth) / (probability_sum + target_sum + self.smooth)
         cross_entropy = F.cross_entropy(logits, target, reduction="none").mean(dim=tuple(range(1, target.ndim)))
         dice_term = (1 - soft_dice).mean()
         if not per_sample:  # the released code adds the Dice term only when the batch holds organ
-            dice_term = dice_term * organ_target.any()  # a tensor, not a bool: no device sync per step
+            dice_term = dice_term * (target_sum > 0)  # a tensor, not a bool: no device sync per step
         return self.dice_weight * dice_term + self.ce_weight * cross_entropy.mean()
 
 

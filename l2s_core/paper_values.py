@@ -38,7 +38,8 @@ from l2s_core.vocabulary import METHODS, NETWORKS
 
 @dataclass(frozen=True)
 class MeanSd:
-    """A mean ± sample standard deviation as the paper prints it."""
+    """A mean ± standard deviation as the paper prints it: the population standard deviation over
+    runs (``np.std``, ddof 0, in its released code's ``compute_results.py``)."""
 
     mean: float
     sd: float

@@ -6,15 +6,16 @@ up-blocks and are ignored; the residual additions are commented out). Its layout
 
 * input block: two 3×3×3 convolutions to ``base_channels`` (64);
 * ``depth`` (4) down-blocks: 2×2×2 max-pooling, a 3×3×3 convolution to ``2 * base_channels``,
-  another at ``2 * base_channels``, then a bias-free 1×1×1 convolution back to ``base_channels``;
+  another at ``2 * base_channels``, then a bare bias-free 1×1×1 convolution back to
+  ``base_channels`` (no activation or normalisation after it: its output goes straight on);
 * ``depth`` up-blocks: a 2×2×2 stride-2 transposed convolution at ``base_channels``, then two
   3×3×3 convolutions at ``base_channels``;
-* every convolution (transposed included) is followed by ReLU and then GroupNorm(``groups``,
+* every other convolution (transposed included) is followed by ReLU and then GroupNorm(``groups``,
   32): the activation comes before the normalisation;
 * output: a 1×1×1 convolution to the classes, followed by a ReLU (logits are never negative).
 
 PyTorch's default initialisation is kept, as in the released code. With the defaults the
-network has about 3.82 M parameters (``l2s_core.model.UNet3D.PAPER_CONFIG``: 22.6 M).
+network has 3,820,994 parameters (``l2s_core.model.UNet3D.PAPER_CONFIG``: 22.6 M).
 ``l2s_core.model.build_network("released_code", ...)`` builds it for a study.
 """
 
@@ -30,14 +31,12 @@ from torch import nn
 from l2s_core.errors import ConfigError, require_positive
 
 
-def _conv_relu_norm(
-    in_channels: int, out_channels: int, groups: int, kernel: int = 3, bias: bool = True, transposed: bool = False
-) -> list[nn.Module]:
-    """A (transposed) convolution, ReLU, then GroupNorm: the released code's order."""
+def _conv_relu_norm(in_channels: int, out_channels: int, groups: int, transposed: bool = False) -> list[nn.Module]:
+    """A 3×3×3 (or 2×2×2 stride-2 transposed) convolution, ReLU, then GroupNorm: the released code's order."""
     if transposed:
         conv: nn.Module = nn.ConvTranspose3d(in_channels, out_channels, kernel_size=2, stride=2)
     else:
-        conv = nn.Conv3d(in_channels, out_channels, kernel_size=kernel, padding=kernel // 2, bias=bias)
+        conv = nn.Conv3d(in_channels, out_channels, kernel_size=3, padding=1)
     return [conv, nn.ReLU(inplace=True), nn.GroupNorm(min(groups, out_channels), out_channels)]
 
 
@@ -86,7 +85,7 @@ class ReleasedCodeUNet3D(nn.Module):
                 nn.MaxPool3d(2),
                 *_conv_relu_norm(width, wide, groups),
                 *_conv_relu_norm(wide, wide, groups),
-                *_conv_relu_norm(wide, width, groups, kernel=1, bias=False),
+                nn.Conv3d(wide, width, kernel_size=1, bias=False),
             )
             for _ in range(depth)
         )

@@ -12,9 +12,11 @@ the network's size multiple, as the paper's released code padded; items therefor
 size and are batched with :func:`pad_collate`.
 
 Every item depends only on ``(seed, epoch, index)``: its random generator is
-``numpy.random.default_rng([seed, epoch, index])``. An item is therefore the same whatever the
-number of DataLoader workers, the process that draws it or the order of drawing, and a run
-resumed at epoch ``e`` (after :meth:`set_epoch`) sees the same data as an uninterrupted one.
+``numpy.random.default_rng([seed, epoch, index])`` (and, for one patch per training image, its
+image is entry ``index`` of the epoch's permutation, drawn by ``default_rng([seed, epoch])``).
+An item is therefore the same whatever the number of DataLoader workers, the process that
+draws it or the order of drawing, and a run resumed at epoch ``e`` (after :meth:`set_epoch`)
+sees the same data as an uninterrupted one.
 With ``DistributedSampler(shuffle=False)`` rank ``r`` of ``w`` takes items ``r, r + w, ...``,
 so a global batch over ``w`` ranks holds the same items as one process with ``w`` times the
 per-rank batch size.
@@ -111,7 +113,10 @@ def organ_bounds(case: PreparedCase, level: str) -> Box:
 class PatchDataset(Dataset):
     """Random patches of one cache level, a share of them forced to contain organ.
 
-    Item ``i``: a case drawn uniformly; with probability ``foreground_probability`` the patch
+    Item ``i``: with ``samples_per_epoch=None`` (one patch per training image, the released code's
+    epoch) the case at position ``i`` of a permutation of the cases drawn per epoch, so an epoch
+    sees every image once; with an explicit ``samples_per_epoch`` a case drawn uniformly with
+    replacement. With probability ``foreground_probability`` the patch
     must contain organ (the paper's baseline rule, 0.8), otherwise its location is uniform over
     the image (the localiser and the organ network: 0). A patch that must contain organ has
     its location drawn uniformly among the locations whose patch overlaps the bounding box of
@@ -178,6 +183,7 @@ class PatchDataset(Dataset):
         self._arrays: dict[tuple[int, str, str], np.ndarray] = {}  # memory maps, opened once per process
         self.level = level
         self.patch_size = tuple(int(s) for s in patch_size)
+        self.permuted = samples_per_epoch is None
         self.samples_per_epoch = len(self.case_ids) if samples_per_epoch is None else int(samples_per_epoch)
         self.foreground_probability = float(foreground_probability)
         self.multiple = int(multiple)
@@ -224,7 +230,10 @@ class PatchDataset(Dataset):
         """Case index, patch box (clipped to the image) and ``(z, y, x)`` label patch of item ``index``."""
         self._check_index(index)
         rng = np.random.default_rng([self.seed, self.epoch, index])
-        case_index = int(rng.integers(len(self._cases)))
+        if self.permuted:
+            case_index = int(np.random.default_rng([self.seed, self.epoch]).permutation(len(self._cases))[index])
+        else:
+            case_index = int(rng.integers(len(self._cases)))
         must_hold_organ = bool(rng.random() < self.foreground_probability)
         label_volume = self._array(case_index, self.level, "label")
         sides = [min(p, s) for p, s in zip(self.patch_size, label_volume.shape)]

@@ -91,8 +91,17 @@ MSD_TASK_FOLDERS: dict[str, str] = {
 #: Phantom task geometries (see :mod:`l2s_core.data.phantom_geometry`): ``fixed``, every volume of one
 #: shape; ``msd``, the MSD tasks' case counts, shapes and spacings.
 PHANTOM_PROFILES: tuple[str, ...] = ("fixed", "msd")
-#: Verdicts of the report's scorecard of the paper's claims (see :mod:`l2s_core.findings`).
-VERDICTS: tuple[str, ...] = ("supported", "not supported", "not testable")
+#: Verdicts of the report's scorecard of the paper's claims (see :mod:`l2s_core.findings`):
+#: "consistent (not significant)" for a claimed absence of difference that the study does not
+#: contradict (p >= 0.05 alone supports nothing), "direction agrees" for a correlation of the
+#: claimed sign whose exact p is not below 0.05.
+VERDICTS: tuple[str, ...] = (
+    "supported",
+    "not supported",
+    "not testable",
+    "consistent (not significant)",
+    "direction agrees",
+)
 
 # The same choices as types, for the typed records and parameter files (checked by
 # :class:`l2s_core.records.Checker`, which names the choices of a wrong value).

@@ -1,5 +1,8 @@
 import numpy as np
+import pytest
 from scipy import ndimage
+from skimage import measure
+from skimage.transform import resize
 
 from l2s_core.boxes import (
     bounding_box,
@@ -10,6 +13,7 @@ from l2s_core.boxes import (
     organ_box,
     paste,
     scale_box,
+    upsampled_organ_box,
 )
 
 
@@ -36,26 +40,41 @@ def test_scale_box_covers_lowres_voxels():
     assert scale_box((2, 1, 0, 4, 3, 5), (10, 8, 5), (30, 16, 11)) == (6, 2, 0, 12, 6, 11)
 
 
-def test_upsampled_box_is_the_box_of_the_nearest_neighbour_upsampled_mask():
-    import numpy as np
-    import torch
+def _released_box(low: np.ndarray, full_shape: tuple[int, ...], margin: int) -> tuple[int, ...]:
+    """The released code's rule, from its description: skimage's order-0 resize to full resolution,
+    the largest skimage-labelled component (ties: the higher label), then (min - margin, max + margin)."""
+    full = resize(low.astype(np.float32), full_shape, order=0)
+    labels = measure.label(full == 1, background=0)
+    sizes = [(int(np.sum(labels == n)), n) for n in range(1, labels.max() + 1)]
+    largest = sorted(sizes, reverse=True)[0][1]
+    coords = np.argwhere(labels == largest)
+    return (*(coords.min(axis=0) - margin), *(coords.max(axis=0) + margin))
 
-    from l2s_core.boxes import bounding_box, upsampled_box
 
+def test_upsampled_organ_box_is_the_released_skimage_rule():
     rng = np.random.default_rng(0)
-    for _ in range(20):
-        low_shape = tuple(int(s) for s in rng.integers(3, 9, 3))
-        full_shape = tuple(
-            int(s * f) + int(e) for s, f, e in zip(low_shape, rng.integers(2, 4, 3), rng.integers(0, 3, 3))
-        )
+    low_shapes = [tuple(int(s) for s in rng.integers(3, 14, 3)) for _ in range(60)] + [(33, 64, 64)]
+    for low_shape in low_shapes:
+        divisors = rng.integers(2, 4, 3)
+        full_shape = tuple(int(s * d + rng.integers(0, d)) for s, d in zip(low_shape, divisors))
         low = np.zeros(low_shape, np.uint8)
-        start = [int(rng.integers(0, s - 1)) for s in low_shape]
-        stop = [int(rng.integers(a + 1, s + 1)) for a, s in zip(start, low_shape)]
-        low[start[0] : stop[0], start[1] : stop[1], start[2] : stop[2]] = 1
-        full = torch.nn.functional.interpolate(
-            torch.from_numpy(low)[None, None].float(), size=full_shape, mode="nearest"
-        )[0, 0].numpy()
-        assert upsampled_box(bounding_box(low), low_shape, full_shape) == bounding_box(full)
+        for _ in range(int(rng.integers(1, 4))):  # one to three blobs, often apart
+            start = [int(rng.integers(0, s)) for s in low_shape]
+            stop = [int(rng.integers(a + 1, min(a + 4, s) + 1)) for a, s in zip(start, low_shape)]
+            low[start[0] : stop[0], start[1] : stop[1], start[2] : stop[2]] = 1
+        assert upsampled_organ_box(low, full_shape, 15) == _released_box(low, full_shape, 15), (low_shape, full_shape)
+    assert upsampled_organ_box(np.zeros((3, 3, 3)), (6, 6, 6), 15) is None
+    with pytest.raises(ValueError, match="upsampling"):
+        upsampled_organ_box(low, (1, 1, 1), 15)
+
+
+def test_upsampled_organ_box_takes_the_component_largest_after_upsampling():
+    """5 -> 8 voxels per axis: low-res indices 0, 2, 4 become two voxels, 1 and 3 one."""
+    low = np.zeros((5, 5, 5), np.uint8)
+    low[3, 3, 0:2] = 1  # 2 low-res voxels, 1 * 1 * (2 + 1) = 3 full-res voxels
+    low[0, 0, 4] = 1  # 1 low-res voxel, 2 * 2 * 2 = 8 full-res voxels: the organ
+    assert upsampled_organ_box(low, (8, 8, 8), 0) == _released_box(low, (8, 8, 8), 0) == (0, 0, 6, 1, 1, 7)
+    assert upsampled_organ_box(low, (8, 8, 8), 15) == (-15, -15, -9, 16, 16, 22)  # end: max + 15, exclusive
 
 
 def test_largest_component_labelled_inside_the_foreground_box_equals_labelling_everything():

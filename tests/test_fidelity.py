@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from l2s_core.fidelity import CHOICES, study_choices
+from l2s_core.fidelity import CHOICES, DIFFERENCES, study_choices
 from l2s_core.study.params import load_study_params
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,7 +45,29 @@ def test_every_choice_has_a_study_key_and_is_in_the_readme_table():
 def test_report_lists_the_choices_a_study_used(profile, expected):
     snapshot = load_study_params(ROOT / "papermill_params" / f"{profile}.yaml").to_dict()
     table = study_choices(snapshot).set_index("key")
-    assert len(table) == len(CHOICES)
+    assert len(table) == len(CHOICES) + len(DIFFERENCES)
     for key, value in expected.items():
         assert table.loc[key, "this study"] == value
     assert study_choices(None).empty
+
+
+def test_every_declared_difference_is_in_the_readme_and_the_report_table():
+    readme = (ROOT / "README.md").read_text()
+    for difference in DIFFERENCES:
+        assert f"| {difference.name} | {difference.text} | {difference.released_code} | {difference.l2s} |" in readme
+    snapshot = load_study_params(ROOT / "papermill_params" / "paper.yaml").to_dict()
+    table = study_choices(snapshot)
+    declared = table[table["key"] == "—"].set_index("choice")
+    assert list(declared.index) == [d.name for d in DIFFERENCES]
+    assert declared.loc["± in Tables 3 and 4", "released code"] == "`np.std`: the population standard deviation"
+
+
+def test_a_key_missing_from_an_older_snapshot_shows_its_default_value():
+    snapshot = load_study_params(ROOT / "papermill_params" / "quick.yaml").to_dict()
+    for section, name in (("prepare", "split_order"), ("evaluate", "box_mapping"), ("train", "ce_weight")):
+        snapshot[section].pop(name, None)
+    table = study_choices(snapshot).set_index("key")
+    assert table.loc["prepare.split_order", "this study"] == "table1"
+    assert table.loc["evaluate.box_mapping", "this study"] == "scale"
+    assert table.loc["train.ce_weight", "this study"] == "1.0"
+    assert table.loc["train.norm_groups", "this study"] == "None"  # the architecture's default

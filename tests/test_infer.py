@@ -5,6 +5,7 @@ import torch
 from msd_builder import LPS_AFFINE
 from torch import nn
 
+from l2s_core.boxes import upsampled_organ_box
 from l2s_core.data.prepare import downsample_image, downsample_mask
 from l2s_core.errors import ConfigError
 from l2s_core.infer import (
@@ -106,6 +107,16 @@ def test_two_stage_covers_an_unaligned_cube_and_ignores_small_components():
     for axis, divisor in enumerate((3, 2, 2)):  # within one low-resolution voxel of the true box
         assert abs(result.box[axis] - cube_with_margin[axis]) < divisor
         assert abs(result.box[axis + 3] - cube_with_margin[axis + 3]) < divisor
+
+
+def test_two_stage_upsample_nearest_uses_the_released_box():
+    truth = _cube((7, 11, 3, 16, 24, 14))
+    lowres = downsample_mask(truth)
+    lowres[7, 18:20, 18:20] = 1  # a stray blob smaller than the organ
+    localisation = Localisation(4, box_mapping="upsample_nearest")
+    result = two_stage_predict(_seg(MaskOracle(lowres)), _seg(ThresholdOracle()), _image(truth), localisation)
+    assert result.box == upsampled_organ_box(lowres, truth.shape, 4)
+    assert np.array_equal(result.mask, truth)
 
 
 def test_two_stage_fallbacks_when_nothing_is_localised():

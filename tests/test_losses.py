@@ -2,6 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from l2s_core import distributed
 from l2s_core.errors import ConfigError
 from l2s_core.losses import DiceCELoss, hard_dice_counts
 
@@ -112,3 +113,42 @@ def test_batch_dice_form_pools_the_batch_and_needs_organ():
     assert not torch.allclose(batch(logits, target), DiceCELoss(ce_weight=0.3)(logits, target))
     with pytest.raises(ConfigError, match="dice_form"):
         DiceCELoss(dice_form="mean")
+
+
+def _global_batch():
+    """A global batch of four patches with organ in the first only, and a tiny network."""
+    torch.manual_seed(0)
+    images = torch.randn(4, 1, 4, 4, 4)
+    target = torch.zeros(4, 4, 4, 4, dtype=torch.int64)
+    target[0, 1:3, 1:3, 1:3] = 1
+    return images, target, torch.nn.Conv3d(1, 2, 3, padding=1)
+
+
+def _pooled_rank(rank: int, world_size: int, init_method: str, out: str) -> None:
+    """One of two gloo processes: its half of the global batch under DistributedDataParallel."""
+    context = distributed.join_process_group("cpu", rank, world_size, rank, init_method)
+    try:
+        images, target, net = _global_batch()
+        model = distributed.wrap(net, context)
+        share = slice(2 * rank, 2 * rank + 2)  # rank 1's patches hold no organ
+        loss_fn = DiceCELoss(ce_weight=0.3, dice_form="batch_if_foreground", across_processes=True)
+        loss = loss_fn(model(images[share]), target[share])
+        loss.backward()
+        losses = distributed.all_reduce(loss.detach().reshape(1), context) / world_size
+        torch.save({"loss": losses, "grads": [p.grad for p in net.parameters()]}, f"{out}/rank{rank}.pt")
+    finally:
+        distributed.leave_process_group(context)
+
+
+def test_batch_dice_form_pools_over_the_processes_global_batch(tmp_path):
+    """Two gloo processes with two patches each: loss and averaged gradients equal one process's
+    on the concatenated batch (the released DataParallel), the organ test included."""
+    distributed.spawn(_pooled_rank, 2, str(tmp_path))
+    images, target, net = _global_batch()
+    loss = DiceCELoss(ce_weight=0.3, dice_form="batch_if_foreground")(net(images), target)
+    loss.backward()
+    for rank in range(2):
+        result = torch.load(tmp_path / f"rank{rank}.pt")
+        assert torch.allclose(result["loss"][0], loss.detach(), atol=1e-6)
+        for got, expected in zip(result["grads"], net.parameters()):
+            assert torch.allclose(got, expected.grad, atol=1e-6)

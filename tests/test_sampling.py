@@ -104,6 +104,37 @@ def test_one_patch_per_training_image_by_default(prepared_task):
     assert len(PatchDataset(task, task.split["train"], "crop", (8, 8, 8), samples_per_epoch=7)) == 7
 
 
+def test_one_patch_per_image_epoch_is_a_permutation_of_the_images(prepared_task):
+    """With samples_per_epoch None every training image is seen once per epoch, in an order fixed by
+    (seed, epoch) alone, so a run resumed at an epoch sees the same order."""
+    task = prepared_task(n_cases=12)
+    ids = task.split["train"] + task.split["val"] + task.split["test"]
+    dataset = PatchDataset(task, ids, "crop", (8, 8, 8), seed=4)
+    orders = []
+    for epoch in range(4):
+        dataset.set_epoch(epoch)
+        order = [dataset.patch_location(i)[0] for i in range(len(dataset))]
+        assert sorted(order) == sorted(ids)
+        orders.append(order)
+    assert len({tuple(o) for o in orders}) == 4  # a new permutation each epoch
+    resumed = PatchDataset(task, ids, "crop", (8, 8, 8), seed=4)
+    resumed.set_epoch(2)
+    assert [resumed.patch_location(i)[0] for i in range(len(ids))] == orders[2]
+    other = PatchDataset(task, ids, "crop", (8, 8, 8), seed=5)
+    assert [other.patch_location(i)[0] for i in range(len(ids))] != orders[0]
+
+
+def test_explicit_samples_per_epoch_draws_images_with_replacement(prepared_task):
+    task = prepared_task(n_cases=5)
+    ids = task.split["train"] + task.split["val"] + task.split["test"]
+    dataset = PatchDataset(task, ids, "crop", (8, 8, 8), samples_per_epoch=len(ids), seed=4)
+    distinct = []
+    for epoch in range(20):
+        dataset.set_epoch(epoch)
+        distinct.append(len({dataset.patch_location(i)[0] for i in range(len(ids))}))
+    assert min(distinct) < len(ids)  # some epoch repeats an image
+
+
 def test_items_depend_only_on_seed_epoch_and_index(prepared_task):
     task = prepared_task()
     ids = task.split["train"]

@@ -152,7 +152,9 @@ def read_task(task_dir: str | Path) -> MSDTask:
 
 
 def selected_cases(task: MSDTask, max_cases: int | None) -> list[MSDCase]:
-    """The cases a preparation takes: the first ``max_cases`` case ids in sorted order (``None``: every case).
+    """The cases a preparation takes: the first ``max_cases`` case ids in string order (``None``:
+    every case): ``liver_0, liver_1, liver_10, liver_100, ...``, so ``max_cases: 69`` of MSD's
+    ``liver_0 ... liver_130`` is not ``liver_0 ... liver_68``.
 
     Raises:
         ConfigError: ``max_cases`` below 1.

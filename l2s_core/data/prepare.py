@@ -26,6 +26,7 @@ __all__ = [
     "PARTIAL_MARK",
     "PEAK_FLOAT32_COPIES",
     "case_peak_bytes",
+    "depth_axis_warning",
     "downsample_image",
     "downsample_mask",
     "lowres_shape",
@@ -40,6 +41,7 @@ import multiprocessing
 import os
 import shutil
 import uuid
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -114,6 +116,28 @@ def downsample_mask(mask: np.ndarray, divisors: Sequence[int] = LOWRES_DIVISORS)
     return np.rint(small).astype(np.uint8)
 
 
+def depth_axis_warning(path: str | Path, spacing: Sequence[float]) -> str | None:
+    """Why a volume's depth axis may not be its slice axis, or ``None``.
+
+    The paper's low-resolution rule ("a third of their depth") and its patch (64 deep) treat the
+    array's first axis as the depth; l2s's first axis is RAS S (superior). That is the slice
+    axis of an axial scan; where another axis has the largest voxel spacing (a sagittal or
+    coronal acquisition), it is the slice axis instead, and the warning says so.
+
+    Args:
+        path: the image, named in the warning.
+        spacing: voxel size in mm, ``(z, y, x)`` of the RAS array.
+    """
+    largest = int(np.argmax(spacing))
+    if spacing[largest] <= spacing[0]:
+        return None
+    axes = ("S (z)", "A (y)", "R (x)")
+    return (
+        f"{path}: the largest voxel spacing ({spacing[largest]:g} mm) is along {axes[largest]}, not along "
+        f"the depth axis S (z, {spacing[0]:g} mm): the depth divisor and patch depth apply to S"
+    )
+
+
 def read_case(case: MSDCase, task: MSDTask, channel: int) -> tuple[np.ndarray, np.ndarray, Any, list[int]]:
     """Read and cross-check one case's image and label.
 
@@ -160,6 +184,8 @@ def _prepare_case(
     if (final / CASE_META_FILE).exists():
         return case.case_id, CaseStatus(ALREADY_PREPARED)
     image, label, image_meta, values = read_case(case, task, settings.channel)
+    if (depth_warning := depth_axis_warning(case.image_path, image_meta.spacing)) is not None:
+        warnings.warn(depth_warning, stacklevel=1)
     mask = organ_mask(label, settings.organ_labels)
     del label  # a full-size array no longer needed: memory is what bounds the parallel workers
     organ_box = largest_component_box(mask)

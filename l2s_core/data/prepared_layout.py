@@ -82,7 +82,8 @@ class PrepareSettings(Record):
         split_seed: seed of the train/val/test split (42 in the paper).
         split_order: ``table1`` or ``released_code``.
         crop_margin: voxels of context around the organ box.
-        max_cases: only the first n case ids in sorted order (``None``: every case); the
+        max_cases: only the first n case ids in string order (``liver_0, liver_1, liver_10,
+            liver_100, ...``; ``None``: every case); the
             paper's Table 1 counts 69 liver cases of MSD's 131 without saying which.
         lowres_divisors: ``(z, y, x)`` divisors of the low-resolution copy (the paper's text:
             ``(3, 2, 2)``; its released code: ``(2, 3, 2)``).

@@ -28,6 +28,8 @@ class TrainConfig(Record):
         network: ``"baseline"``, ``"localiser"`` or ``"organ"``.
         seed: seed of the weight initialisation and of the training items.
         base_channels: U-Net channels at full resolution.
+        norm_groups: GroupNorm groups of every normalisation layer; ``None``: the architecture's
+            default (4 for ``unet``, 32 for ``released_code``, as released and as Wu & He's).
         depth: U-Net poolings; image sides are padded to multiples of ``2**depth``.
         patch_size: ``(z, y, x)`` patch of every network (training, and the largest input it is
             given at validation and prediction; clipped where an image is smaller).
@@ -48,7 +50,7 @@ class TrainConfig(Record):
         dice_weight: weight of the soft Dice term of the loss.
         ce_weight: weight of the cross-entropy term of the loss (the released code: 0.3).
         dice_form: ``"per_sample"`` (soft Dice per patch, averaged) or ``"batch_if_foreground"``
-            (pooled over the batch, added only when the batch holds organ: the released code).
+            (pooled over the global batch of all processes, added only when it holds organ: the released code).
         architecture: ``"unet"`` (the text's U-Net with skip connections) or ``"released_code"``
             (:class:`~l2s_core.released_unet.ReleasedCodeUNet3D`, without them).
         sw_overlap: overlap of the baseline's sliding windows at validation.
@@ -68,6 +70,7 @@ class TrainConfig(Record):
     seed: int = 0
     base_channels: int = 8
     depth: int = 3
+    norm_groups: int | None = None
     patch_size: tuple[int, int, int] = (64, 256, 256)
     batch_size: int = 2
     samples_per_epoch: int | None = None
@@ -128,6 +131,7 @@ class TrainConfig(Record):
         ]
         checks += [
             ("num_workers", self.num_workers >= 0, "must not be negative"),
+            ("norm_groups", self.norm_groups is None or self.norm_groups >= 1, "must be at least 1 (or null)"),
             (
                 "samples_per_epoch",
                 self.samples_per_epoch is None or self.samples_per_epoch >= 1,

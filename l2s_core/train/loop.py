@@ -5,12 +5,14 @@ validation Dice (pooled over the validation cases) decides whether the weights a
 so far, which alone are kept (``best.pt``); training stops after ``patience`` epochs without
 improvement. What each network sees:
 
-* baseline: ``samples_per_epoch`` random full-resolution patches per epoch, 80 % holding
-  organ; validated by a sliding window of the patch size over the ``full`` images.
-* localiser: each ``lowres`` training image once per epoch; validated on the whole
-  ``lowres`` images.
-* organ network: each ``crop`` training image once per epoch; validated on the whole
-  ``crop`` images.
+* baseline: random patches of the ``full`` images, 80 % holding organ;
+* localiser: random patches of the ``lowres`` images;
+* organ network: random patches of the ``crop`` images;
+
+each network ``samples_per_epoch`` patches per epoch, or (``null``) one patch per training
+image, the images in a new permutation every epoch (:class:`l2s_core.sampling.PatchDataset`),
+and each validated patch-wise, by windows of the patch size, on the whole validation images of
+its level.
 
 A run folder holds ``config.json`` (written at the start), ``log.csv`` (one row per completed
 epoch, counting from 1: epoch, wall_seconds of the epoch's training and validation, train_loss
@@ -365,7 +367,9 @@ def train_in_context(config: TrainConfig, context: ProcessContext, progress: boo
     device = context.device
     with _determinism(config.deterministic, device):
         torch.manual_seed(config.seed)
-        model = build_network(config.architecture, base_channels=config.base_channels, depth=config.depth).to(device)
+        groups = {} if config.norm_groups is None else {"groups": config.norm_groups}
+        model = build_network(config.architecture, base_channels=config.base_channels, depth=config.depth, **groups)
+        model = model.to(device)
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
         resume_path = run_dir / RESUME_FILE
         state = load_resume_state(resume_path) if resume_path.exists() else None
@@ -422,7 +426,12 @@ def _run_epochs(
         pin_memory=context.device.type == "cuda",
     )
     parallel_model = distributed.wrap(model, context)
-    loss_fn = DiceCELoss(dice_weight=config.dice_weight, ce_weight=config.ce_weight, dice_form=config.dice_form)
+    loss_fn = DiceCELoss(
+        dice_weight=config.dice_weight,
+        ce_weight=config.ce_weight,
+        dice_form=config.dice_form,
+        across_processes=context.distributed,
+    )
     amp = config.amp and context.device.type == "cuda"
     bar = tqdm(
         total=config.max_epochs,

@@ -20,6 +20,18 @@ def test_selected_cases_are_the_first_case_ids(small_task):
         selected_cases(task, 0)
 
 
+def test_max_cases_takes_the_first_ids_in_string_order(small_task):
+    task = read_task(small_task)
+    case = task.cases[0]
+    ids = [f"liver_{i}" for i in range(131)]
+    liver = type(task)(
+        task.root, task.name, task.modality, task.labels, [type(case)(i, case.image_path, case.label_path) for i in ids]
+    )
+    first = [c.case_id for c in selected_cases(liver, 69)]
+    assert first[:5] == ["liver_0", "liver_1", "liver_10", "liver_100", "liver_101"]
+    assert "liver_130" in first and "liver_68" not in first
+
+
 def test_missing_dataset_json(small_task):
     (small_task / "dataset.json").unlink()
     with pytest.raises(InputDataError, match=r"dataset\.json: dataset.json not found"):

@@ -26,7 +26,7 @@ import l2s_core.data.prepare as prepare_module
 from l2s_core.data.cache import PreparedTask
 from l2s_core.data.io import write_mask
 from l2s_core.data.msd import read_task
-from l2s_core.data.prepare import PEAK_FLOAT32_COPIES, lowres_shape, prepare_task, worker_count
+from l2s_core.data.prepare import PEAK_FLOAT32_COPIES, depth_axis_warning, lowres_shape, prepare_task, worker_count
 from l2s_core.data.prepared_layout import PrepareSettings
 from l2s_core.errors import ConfigError, EmptyOrganError
 
@@ -366,3 +366,13 @@ def test_workers_are_bounded_by_cores_cases_and_memory(monkeypatch):
     assert worker_count(None, [4 * gib] * 20) == 2
     assert worker_count(16, [4 * gib] * 20) == 2  # also when more are asked for
     assert worker_count(None, [20 * gib] * 20) == 1  # one, even when memory seems too small
+
+
+def test_prepare_warns_when_the_depth_axis_is_not_the_slice_axis(make_task, tmp_path):
+    assert depth_axis_warning("a.nii.gz", (5.0, 0.8, 0.8)) is None  # axial: S is the slice axis
+    assert depth_axis_warning("a.nii.gz", (1.0, 1.0, 1.0)) is None
+    message = depth_axis_warning("a.nii.gz", (0.8, 0.8, 4.0))  # sagittal: R holds the slices
+    assert message is not None and message.startswith("a.nii.gz: the largest voxel spacing (4 mm) is along R (x)")
+    task = make_task(n_cases=2, affine=np.diag([1.0, 3.0, 1.0, 1.0]))  # y (A) spacing 3 mm, z 1 mm
+    with pytest.warns(UserWarning, match=r"cube_0.nii.gz: the largest voxel spacing \(3 mm\) is along A \(y\)"):
+        prepare_task(task, tmp_path / "prepared", workers=1, progress=False)

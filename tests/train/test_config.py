@@ -39,6 +39,7 @@ def test_config_json_round_trip(tmp_path: Path) -> None:
         ({"samples_per_epoch": 0}, "samples_per_epoch"),
         ({"dice_form": "mean"}, "dice_form"),
         ({"architecture": "vnet"}, "architecture"),
+        ({"norm_groups": 0}, "norm_groups"),
         ({"device": "cuda:1", "world_size": 2}, "device"),  # two processes cannot share one named GPU
     ],
 )

@@ -237,6 +237,7 @@ def test_released_code_network_and_loss_train_and_are_checkpointed(phantom: Prep
         network="organ",
         architecture="released_code",
         base_channels=4,
+        norm_groups=2,
         dice_form="batch_if_foreground",
         ce_weight=0.3,
         max_epochs=2,
@@ -246,5 +247,6 @@ def test_released_code_network_and_loss_train_and_are_checkpointed(phantom: Prep
     assert summary.epochs == 2 and summary.config.architecture == "released_code"
     network, metadata = load_model(tmp_path / "run" / "best.pt")
     assert type(network).__name__ == "ReleasedCodeUNet3D" and metadata["network"] == "organ"
+    assert network.hparams["groups"] == 2  # train.norm_groups reaches the network
     with pytest.raises(ConfigError, match="architecture"):
         tiny_config(phantom, tmp_path / "other", architecture="vnet")
