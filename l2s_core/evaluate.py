@@ -87,11 +87,13 @@ class MethodPrediction:
         box: the full-resolution box the organ network segmented in (localised methods;
             ``None`` for the baseline or when nothing was localised).
         fallback_used: the fallback applied because nothing was localised, else ``None``.
+        box_grows: how often the second-stage guard grew the box (0 without the guard).
     """
 
     mask: np.ndarray
     box: Box | None = None
     fallback_used: str | None = None
+    box_grows: int = 0
 
 
 #: A method's prediction of one case from its ``(z, y, x)`` image and label (only
@@ -158,7 +160,7 @@ def _two_stage(
 ) -> MethodRun:
     def predict(image: np.ndarray, label: np.ndarray) -> MethodPrediction:
         result = two_stage_predict(localiser, organ, image, localisation, device)
-        return MethodPrediction(result.mask, result.box, result.fallback_used)
+        return MethodPrediction(result.mask, result.box, result.fallback_used, result.box_grows)
 
     return MethodRun("two_stage", position, localiser_run.index, organ_run.index, organ, predict)
 
@@ -166,14 +168,15 @@ def _two_stage(
 def _gt_localised(organ_run: FinishedRun, organ: Segmenter, localisation: Localisation, device: str) -> MethodRun:
     def predict(image: np.ndarray, label: np.ndarray) -> MethodPrediction:
         result = gt_localised_predict(organ, image, label, localisation, device)
-        return MethodPrediction(result.mask, result.box, result.fallback_used)
+        return MethodPrediction(result.mask, result.box, result.fallback_used, result.box_grows)
 
     return MethodRun("gt_localised", organ_run.index, None, organ_run.index, organ, predict)
 
 
 def evaluation_localisation(organ_dir: Path) -> Localisation:
     """The localisation a study evaluates ``organ_dir`` with: the prepared task's margin and
-    divisors, the study's ``evaluate.fallback`` and ``evaluate.box_mapping`` from its parameter
+    divisors, the study's ``evaluate.fallback``, ``evaluate.box_mapping`` and
+    ``evaluate.guard_grows`` from its parameter
     snapshot (the defaults where there is none); the explorer and ``l2s export`` use it.
 
     Raises:
@@ -185,7 +188,7 @@ def evaluation_localisation(organ_dir: Path) -> Localisation:
     if not snapshot.is_file():
         return Localisation.of_settings(settings)
     options = load_study_params(snapshot).evaluate
-    return Localisation.of_settings(settings, options.fallback, options.box_mapping)
+    return Localisation.of_settings(settings, options.fallback, options.box_mapping, options.guard_grows)
 
 
 def method_runs(
@@ -249,6 +252,7 @@ def evaluate_organ(
     save_predictions: bool = False,
     progress: bool = True,
     box_mapping: str = "scale",
+    guard_grows: int = 0,
 ) -> dict[str, Path]:
     """Evaluate every method run of one organ on one split and write the evaluation CSVs.
 
@@ -263,6 +267,9 @@ def evaluate_organ(
         progress: show a progress bar over the cases.
         box_mapping: how the localiser's box reaches full resolution (``scale`` or the released
             code's ``upsample_nearest``).
+        guard_grows: the second-stage guard of the localised methods (an l2s addition,
+            :class:`~l2s_core.infer.Localisation`): at most this many box growths; 0 (the
+            paper's method) none. The case rows count the growths (``box_grows``).
 
     Returns:
         ``{"cases": <split>_cases.csv, "runs": <split>_runs.csv}`` and, with
@@ -277,7 +284,7 @@ def evaluate_organ(
         raise ConfigError("split", f"must be one of {', '.join(SPLITS)}, got {split!r}")
     organ_dir = Path(organ_dir)
     task = PreparedTask(prepared_dir if prepared_dir is not None else organ_dir / PREPARED_DIR)
-    localisation = Localisation.of_settings(task.preparation.settings, fallback, box_mapping)
+    localisation = Localisation.of_settings(task.preparation.settings, fallback, box_mapping, guard_grows)
     out_dir = organ_dir / EVALUATION_DIR
     runs = method_runs(organ_dir, localisation, device)
     rows = []
@@ -301,6 +308,7 @@ def evaluate_organ(
                     **{k: metrics[k] for k in METRIC_COLUMNS},
                     "seconds": seconds,
                     "fallback": prediction.fallback_used or NO_FALLBACK,
+                    "box_grows": prediction.box_grows,
                 }
             )
             if save_predictions:

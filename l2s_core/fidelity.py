@@ -126,6 +126,13 @@ CHOICES: tuple[Choice, ...] = (
         "the largest ground-truth component only (`largest_component`)",
         "`all` organ voxels",
     ),
+    Choice(
+        "second-stage box guard (L2S)",
+        "evaluate.guard_grows",
+        "none: the organ network segments the localised box + margin only",
+        "none (`0`)",
+        "`0` in a study (the paper profiles set `0`); `l2s predict`: up to 3 growths of a face the organ touches",
+    ),
 )
 
 
