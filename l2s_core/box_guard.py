@@ -23,7 +23,10 @@ import numpy as np
 
 from l2s_core.boxes import Box
 
-__all__ = ["touched_faces", "grown_box"]
+__all__ = ["DEFAULT_BOX_GUARD", "grown_box", "touched_faces"]
+
+#: Growths of the organ box ``l2s predict`` allows by default (a study's ``evaluate.guard_grows`` is 0).
+DEFAULT_BOX_GUARD = 3
 
 
 def touched_faces(crop_mask: np.ndarray, box: Box, image_shape: tuple[int, ...]) -> list[tuple[int, int]]:

@@ -137,7 +137,7 @@ def _segment_source(model: LoadedModel) -> Callable[[ScanCase], Prediction]:
     """A prediction source running :func:`~l2s_core.deploy.predict.segment` on a scan."""
 
     def predict(case: ScanCase) -> Prediction:
-        mask, box, _ = segment(model, case.image)
+        mask, box, _, _ = segment(model, case.image)
         return Prediction(mask, box)
 
     return predict
