@@ -30,6 +30,19 @@ __all__ = ["SegSegment", "require_highdicom", "write_seg"]
 
 #: The segments' category: SNOMED CT "Anatomical Structure" (DICOM CID 7150).
 _CATEGORY = ("91723000", "SCT", "Anatomical Structure")
+#: Patient and study attributes a SEG must carry (type 2: present, possibly empty), filled in
+#: empty where a series lacks them.
+_TYPE2_KEYWORDS = (
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyID",
+    "StudyDate",
+    "StudyTime",
+    "AccessionNumber",
+    "ReferringPhysicianName",
+)
 #: The algorithm family: DICOM "Artificial Intelligence" (CID 7162).
 _FAMILY = ("123110", "DCM", "Artificial Intelligence")
 
@@ -66,7 +79,8 @@ class SegSegment:
 
 
 def _source_images(series: SeriesInfo) -> list[Any]:
-    """The series' slice datasets (without pixel data) in slice order (source axis k)."""
+    """The series' slice datasets (without pixel data) in slice order (source axis k), with the
+    patient and study attributes a SEG must carry (empty where the series has none)."""
     by_uid = {
         str(ds.SOPInstanceUID): ds
         for _, ds in dicom_headers(sorted(Path(series.folder).iterdir()))
@@ -75,7 +89,12 @@ def _source_images(series: SeriesInfo) -> list[Any]:
     missing = [uid for uid in series.sop_instance_uids if uid not in by_uid]
     if missing:
         raise DicomError(series.folder, f"{len(missing)} slices of series {series.series_uid} are no longer there")
-    return [by_uid[uid] for uid in series.sop_instance_uids]
+    sources = [by_uid[uid] for uid in series.sop_instance_uids]
+    for ds in sources:
+        for keyword in _TYPE2_KEYWORDS:
+            if keyword not in ds:
+                setattr(ds, keyword, "")
+    return sources
 
 
 def write_seg(
