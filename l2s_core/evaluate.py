@@ -1,15 +1,18 @@
 """Evaluation of an organ's trained runs on its validation or test images (full resolution).
 
-Three methods, as in the paper:
+Three methods, as in the paper, and a fourth of l2s's when the study asks for it:
 
-==============  ===========================================================================
-method          prediction of one case
-==============  ===========================================================================
-baseline        the ``full`` image, window by window with the run's training patch
-two_stage       the i-th converged localiser with the i-th converged organ network (runs in
-                order of run index): localise at low resolution, segment the organ box
-gt_localised    a converged organ network on the box of the label (+ the crop margin)
-==============  ===========================================================================
+=================  ========================================================================
+method             prediction of one case
+=================  ========================================================================
+baseline           the ``full`` image, window by window with the run's training patch
+two_stage          the i-th converged localiser with the i-th converged organ network (runs
+                   in order of run index): localise at low resolution, segment the organ box
+gt_localised       a converged organ network on the box of the label (+ the crop margin)
+two_stage_guarded  (only with ``evaluate.guard_grows`` > 0, an l2s addition) two_stage with
+                   the second-stage box guard (:mod:`l2s_core.box_guard`), beside the
+                   paper's two_stage so that the tables show what the guard changes
+=================  ========================================================================
 
 Only converged runs (``summary.json``: ``converged`` true) are evaluated. For each organ and
 split two CSV files are written atomically into ``<organ>/evaluation/``:
@@ -25,6 +28,7 @@ Example:
 from __future__ import annotations
 
 __all__ = [
+    "GUARDED_METHOD",
     "MethodPrediction",
     "MethodRun",
     "Predictor",
@@ -35,6 +39,7 @@ __all__ = [
     "method_runs",
 ]
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -76,6 +81,9 @@ from l2s_core.train.run_files import BEST_FILE, FinishedRun, finished_runs
 from l2s_core.vocabulary import SPLITS
 
 logger = logging.getLogger(__name__)
+
+#: The fourth method: two_stage with the second-stage box guard (an l2s addition).
+GUARDED_METHOD = "two_stage_guarded"
 
 
 @dataclass(frozen=True)
@@ -157,12 +165,13 @@ def _two_stage(
     organ: Segmenter,
     localisation: Localisation,
     device: str,
+    method: str = "two_stage",
 ) -> MethodRun:
     def predict(image: np.ndarray, label: np.ndarray) -> MethodPrediction:
         result = two_stage_predict(localiser, organ, image, localisation, device)
         return MethodPrediction(result.mask, result.box, result.fallback_used, result.box_grows)
 
-    return MethodRun("two_stage", position, localiser_run.index, organ_run.index, organ, predict)
+    return MethodRun(method, position, localiser_run.index, organ_run.index, organ, predict)
 
 
 def _gt_localised(organ_run: FinishedRun, organ: Segmenter, localisation: Localisation, device: str) -> MethodRun:
@@ -204,12 +213,15 @@ def method_runs(
     Args:
         organ_dir: the organ folder (``<organ>/{baseline,localiser,organ}/run_<ii>``).
         localisation: the prepared task's margin and divisors, the fallback when nothing is
-            localised and the box mapping (:class:`l2s_core.infer.Localisation`).
+            localised and the box mapping (:class:`l2s_core.infer.Localisation`); with
+            ``guard_grows`` > 0 the fourth method :data:`GUARDED_METHOD` uses its guard, the
+            paper's methods never do.
         device: where the networks run.
         runs_per_network: use only the first n converged runs of each network (``None``: all).
 
     Returns:
-        The method runs, baseline first, then two_stage, then gt_localised.
+        The method runs, baseline first, then two_stage, then gt_localised, then (with the
+        guard) two_stage_guarded.
     """
     baselines = converged_runs(organ_dir, "baseline")[:runs_per_network]
     localisers = converged_runs(organ_dir, "localiser")[:runs_per_network]
@@ -231,14 +243,18 @@ def method_runs(
     if not organ_nets:
         logger.warning("%s: no converged organ run; gt_localised is not evaluated", organ_dir)
     loaded = {run.folder: load_segmenter(run, device) for run in (*baselines, *localisers, *organ_nets)}
-    pairs = enumerate(zip(localisers, organ_nets))
+    pairs = list(enumerate(zip(localisers, organ_nets)))
+    paper = dataclasses.replace(localisation, guard_grows=0)
+    guarded = [
+        _two_stage(i, loc, org, loaded[loc.folder], loaded[org.folder], localisation, device, GUARDED_METHOD)
+        for i, (loc, org) in pairs
+        if localisation.guard_grows
+    ]
     return (
         [_baseline(r, loaded[r.folder], device) for r in baselines]
-        + [
-            _two_stage(i, loc, org, loaded[loc.folder], loaded[org.folder], localisation, device)
-            for i, (loc, org) in pairs
-        ]
-        + [_gt_localised(r, loaded[r.folder], localisation, device) for r in organ_nets]
+        + [_two_stage(i, loc, org, loaded[loc.folder], loaded[org.folder], paper, device) for i, (loc, org) in pairs]
+        + [_gt_localised(r, loaded[r.folder], paper, device) for r in organ_nets]
+        + guarded
     )
 
 
@@ -267,9 +283,9 @@ def evaluate_organ(
         progress: show a progress bar over the cases.
         box_mapping: how the localiser's box reaches full resolution (``scale`` or the released
             code's ``upsample_nearest``).
-        guard_grows: the second-stage guard of the localised methods (an l2s addition,
-            :class:`~l2s_core.infer.Localisation`): at most this many box growths; 0 (the
-            paper's method) none. The case rows count the growths (``box_grows``).
+        guard_grows: > 0 adds the fourth method :data:`GUARDED_METHOD`, two_stage with the
+            second-stage guard (an l2s addition) making at most this many box growths; the
+            case rows count the growths (``box_grows``).
 
     Returns:
         ``{"cases": <split>_cases.csv, "runs": <split>_runs.csv}`` and, with

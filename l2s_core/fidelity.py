@@ -131,7 +131,8 @@ CHOICES: tuple[Choice, ...] = (
         "evaluate.guard_grows",
         "none: the organ network segments the localised box + margin only",
         "none (`0`)",
-        "`0` in a study (the paper profiles set `0`); `l2s predict`: up to 3 growths of a face the organ touches",
+        "`0`: a study evaluates the paper's three methods (N > 0 adds `two_stage_guarded`); "
+        "`l2s predict`: up to 3 growths of a box face the organ touches",
     ),
 )
 
