@@ -27,7 +27,8 @@ Written per scan into the output folder (``<name>``: the file or series folder's
 * ``<name>.nii.gz``: the label map on the exact grid of the input (same shape and affine):
   organ i of the models given is label i (where organs overlap, the first given keeps the
   voxel); with one model it is that organ's mask;
-* with several models ``<name>_<structure>.nii.gz``: each organ's own mask;
+* with several models ``<name>_<structure>.nii.gz``: each organ's own mask (characters other
+  than letters, digits, ``_.-`` of the name as ``_``);
 * for a DICOM series ``<name>_rtstruct.dcm``: one ROI per organ (TG-263 names,
   :mod:`l2s_core.deploy.structures`), referencing the series, and with ``dicom_seg``
   ``<name>_seg.dcm``: one DICOM-SEG segment per organ (:mod:`l2s_core.data.dicom_seg`);
@@ -41,6 +42,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -478,7 +480,6 @@ def predict_scans(
         masks, results = [], []
         for organ in organs:
             card = organ.model.card
-            started = time.perf_counter()
             if card.channel in scans:
                 scan = scans[card.channel]
                 _check_fits(path, scan.channels, scan.series.modality if scan.series else None, card)
@@ -489,6 +490,7 @@ def predict_scans(
                 chosen_box = _check_box(box, scan.image.shape)
             elif box_mm is not None:
                 chosen_box = box_from_mm(box_mm, scan.meta, scan.image.shape)
+            started = time.perf_counter()  # normalisation (when this organ's is new) and segmentation
             key = _normalisation_key(card)
             if key not in images:
                 images[key] = normalised_image(scan, card)
@@ -503,7 +505,7 @@ def predict_scans(
         write_mask(label_map, scan.meta, label_map_path)
         mask_paths = [label_map_path] if len(organs) == 1 else []
         for organ, mask in zip(organs if len(organs) > 1 else [], masks):
-            mask_paths.append(out_dir / f"{scan.name}_{organ.term.name}.nii.gz")
+            mask_paths.append(out_dir / f"{scan.name}_{re.sub(r'[^A-Za-z0-9_.-]', '_', organ.term.name)}.nii.gz")
             write_mask(mask, scan.meta, mask_paths[-1])
         rtstruct, seg = _write_dicom(scan, organs, masks, out_dir, dicom_seg)
         for label, (organ, mask, mask_path, (used_box, fallback, grows, seconds)) in enumerate(
