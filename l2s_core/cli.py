@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from l2s_core.errors import L2SError
+from l2s_core.errors import ConfigError, L2SError
 
 
 def _cmd_phantom(args: argparse.Namespace) -> None:
@@ -106,20 +106,34 @@ def _runs(value: str) -> int | None:
 
 
 def _cmd_predict(args: argparse.Namespace) -> None:
+    from l2s_core.deploy.model_folder import CARD_FILE
     from l2s_core.deploy.predict import predict_scans
+    from l2s_core.deploy.structures import parse_code
 
+    n_models = next((i for i, p in enumerate(args.paths) if not (p / CARD_FILE).is_file()), len(args.paths))
+    if n_models == 0:
+        raise ConfigError(
+            args.paths[0], f"is not a model folder (no {CARD_FILE}); give MODEL_DIR [MODEL_DIR ...] INPUT ..."
+        )
+    if n_models == len(args.paths):
+        raise ConfigError("INPUT", "give at least one NIfTI file or DICOM series folder after the model folders")
     table = predict_scans(
-        args.model_dir,
-        args.inputs,
+        args.paths[:n_models],
+        args.paths[n_models:],
         args.out,
         method=args.method,
         runs=args.runs,
         box=args.box,
         box_mm=args.box_mm,
         device=args.device,
+        box_guard=args.box_guard,
+        dicom_seg=args.dicom_seg,
+        codes=dict(parse_code(c) for c in args.code),
     )
     for row in table.itertuples():
-        print(f"{row.input}: {row.volume_ml:.1f} mL -> {row.mask}" + (f", {row.rtstruct}" if row.rtstruct else ""))
+        files = ", ".join(str(f) for f in (row.mask, row.rtstruct, row.seg) if f)
+        grown = f", box grown {row.box_grows}x" if row.box_grows else ""
+        print(f"{row.input}: {row.structure} {row.volume_ml:.1f} mL{grown} -> {files}")
     print(f"{Path(args.out) / 'predictions.csv'}")
 
 
@@ -246,12 +260,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="model folder to create")
     p.set_defaults(func=_cmd_export)
 
+    from l2s_core.box_guard import DEFAULT_BOX_GUARD
     from l2s_core.deploy.model_folder import METHODS as PREDICT_METHODS  # light import, no torch
 
-    p = sub.add_parser("predict", help="segment NIfTI files or DICOM series folders with an exported model")
-    p.add_argument("model_dir", type=Path)
-    p.add_argument("inputs", type=Path, nargs="+", metavar="INPUT", help="NIfTI files and DICOM series folders")
-    p.add_argument("--out", type=Path, required=True, help="output folder: masks, RTSTRUCTs, predictions.csv")
+    p = sub.add_parser("predict", help="segment NIfTI files or DICOM series folders with exported models")
+    p.add_argument(
+        "paths",
+        type=Path,
+        nargs="+",
+        metavar="MODEL_DIR [MODEL_DIR ...] INPUT",
+        help="model folders (one organ each), then NIfTI files and DICOM series folders",
+    )
+    p.add_argument("--out", type=Path, required=True, help="output folder: masks, RTSTRUCTs, SEGs, predictions.csv")
     p.add_argument("--method", choices=PREDICT_METHODS, default="two_stage")
     p.add_argument(
         "--box",
@@ -271,6 +291,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--runs", type=_runs, default=None, help="pair position, or all (default): average the pairs")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
+    p.add_argument(
+        "--box-guard",
+        type=int,
+        default=DEFAULT_BOX_GUARD,
+        metavar="N",
+        help=f"two_stage: grow the organ box up to N times where the organ touches it (default {DEFAULT_BOX_GUARD}; "
+        "0: the paper's method)",
+    )
+    p.add_argument("--dicom-seg", action="store_true", help="also write a DICOM-SEG per DICOM series (highdicom)")
+    p.add_argument(
+        "--code",
+        action="append",
+        default=[],
+        metavar="ORGAN=NAME,SCHEME,VALUE,MEANING",
+        help="structure name and coded concept of an organ l2s has none for (repeatable)",
+    )
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("import-dicom", help="patient folders of DICOM series + RTSTRUCT -> MSD task folder")

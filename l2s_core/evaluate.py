@@ -1,15 +1,18 @@
 """Evaluation of an organ's trained runs on its validation or test images (full resolution).
 
-Three methods, as in the paper:
+Three methods, as in the paper, and a fourth of l2s's when the study asks for it:
 
-==============  ===========================================================================
-method          prediction of one case
-==============  ===========================================================================
-baseline        the ``full`` image, window by window with the run's training patch
-two_stage       the i-th converged localiser with the i-th converged organ network (runs in
-                order of run index): localise at low resolution, segment the organ box
-gt_localised    a converged organ network on the box of the label (+ the crop margin)
-==============  ===========================================================================
+=================  ========================================================================
+method             prediction of one case
+=================  ========================================================================
+baseline           the ``full`` image, window by window with the run's training patch
+two_stage          the i-th converged localiser with the i-th converged organ network (runs
+                   in order of run index): localise at low resolution, segment the organ box
+gt_localised       a converged organ network on the box of the label (+ the crop margin)
+two_stage_guarded  (only with ``evaluate.guard_grows`` > 0, an l2s addition) two_stage with
+                   the second-stage box guard (:mod:`l2s_core.box_guard`), beside the
+                   paper's two_stage so that the tables show what the guard changes
+=================  ========================================================================
 
 Only converged runs (``summary.json``: ``converged`` true) are evaluated. For each organ and
 split two CSV files are written atomically into ``<organ>/evaluation/``:
@@ -25,6 +28,7 @@ Example:
 from __future__ import annotations
 
 __all__ = [
+    "GUARDED_METHOD",
     "MethodPrediction",
     "MethodRun",
     "Predictor",
@@ -35,6 +39,7 @@ __all__ = [
     "method_runs",
 ]
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -77,6 +82,9 @@ from l2s_core.vocabulary import SPLITS
 
 logger = logging.getLogger(__name__)
 
+#: The fourth method: two_stage with the second-stage box guard (an l2s addition).
+GUARDED_METHOD = "two_stage_guarded"
+
 
 @dataclass(frozen=True)
 class MethodPrediction:
@@ -87,11 +95,13 @@ class MethodPrediction:
         box: the full-resolution box the organ network segmented in (localised methods;
             ``None`` for the baseline or when nothing was localised).
         fallback_used: the fallback applied because nothing was localised, else ``None``.
+        box_grows: how often the second-stage guard grew the box (0 without the guard).
     """
 
     mask: np.ndarray
     box: Box | None = None
     fallback_used: str | None = None
+    box_grows: int = 0
 
 
 #: A method's prediction of one case from its ``(z, y, x)`` image and label (only
@@ -155,25 +165,27 @@ def _two_stage(
     organ: Segmenter,
     localisation: Localisation,
     device: str,
+    method: str = "two_stage",
 ) -> MethodRun:
     def predict(image: np.ndarray, label: np.ndarray) -> MethodPrediction:
         result = two_stage_predict(localiser, organ, image, localisation, device)
-        return MethodPrediction(result.mask, result.box, result.fallback_used)
+        return MethodPrediction(result.mask, result.box, result.fallback_used, result.box_grows)
 
-    return MethodRun("two_stage", position, localiser_run.index, organ_run.index, organ, predict)
+    return MethodRun(method, position, localiser_run.index, organ_run.index, organ, predict)
 
 
 def _gt_localised(organ_run: FinishedRun, organ: Segmenter, localisation: Localisation, device: str) -> MethodRun:
     def predict(image: np.ndarray, label: np.ndarray) -> MethodPrediction:
         result = gt_localised_predict(organ, image, label, localisation, device)
-        return MethodPrediction(result.mask, result.box, result.fallback_used)
+        return MethodPrediction(result.mask, result.box, result.fallback_used, result.box_grows)
 
     return MethodRun("gt_localised", organ_run.index, None, organ_run.index, organ, predict)
 
 
 def evaluation_localisation(organ_dir: Path) -> Localisation:
     """The localisation a study evaluates ``organ_dir`` with: the prepared task's margin and
-    divisors, the study's ``evaluate.fallback`` and ``evaluate.box_mapping`` from its parameter
+    divisors, the study's ``evaluate.fallback``, ``evaluate.box_mapping`` and
+    ``evaluate.guard_grows`` from its parameter
     snapshot (the defaults where there is none); the explorer and ``l2s export`` use it.
 
     Raises:
@@ -185,7 +197,7 @@ def evaluation_localisation(organ_dir: Path) -> Localisation:
     if not snapshot.is_file():
         return Localisation.of_settings(settings)
     options = load_study_params(snapshot).evaluate
-    return Localisation.of_settings(settings, options.fallback, options.box_mapping)
+    return Localisation.of_settings(settings, options.fallback, options.box_mapping, options.guard_grows)
 
 
 def method_runs(
@@ -201,12 +213,15 @@ def method_runs(
     Args:
         organ_dir: the organ folder (``<organ>/{baseline,localiser,organ}/run_<ii>``).
         localisation: the prepared task's margin and divisors, the fallback when nothing is
-            localised and the box mapping (:class:`l2s_core.infer.Localisation`).
+            localised and the box mapping (:class:`l2s_core.infer.Localisation`); with
+            ``guard_grows`` > 0 the fourth method :data:`GUARDED_METHOD` uses its guard, the
+            paper's methods never do.
         device: where the networks run.
         runs_per_network: use only the first n converged runs of each network (``None``: all).
 
     Returns:
-        The method runs, baseline first, then two_stage, then gt_localised.
+        The method runs, baseline first, then two_stage, then gt_localised, then (with the
+        guard) two_stage_guarded.
     """
     baselines = converged_runs(organ_dir, "baseline")[:runs_per_network]
     localisers = converged_runs(organ_dir, "localiser")[:runs_per_network]
@@ -228,14 +243,18 @@ def method_runs(
     if not organ_nets:
         logger.warning("%s: no converged organ run; gt_localised is not evaluated", organ_dir)
     loaded = {run.folder: load_segmenter(run, device) for run in (*baselines, *localisers, *organ_nets)}
-    pairs = enumerate(zip(localisers, organ_nets))
+    pairs = list(enumerate(zip(localisers, organ_nets)))
+    paper = dataclasses.replace(localisation, guard_grows=0)
+    guarded = [
+        _two_stage(i, loc, org, loaded[loc.folder], loaded[org.folder], localisation, device, GUARDED_METHOD)
+        for i, (loc, org) in pairs
+        if localisation.guard_grows
+    ]
     return (
         [_baseline(r, loaded[r.folder], device) for r in baselines]
-        + [
-            _two_stage(i, loc, org, loaded[loc.folder], loaded[org.folder], localisation, device)
-            for i, (loc, org) in pairs
-        ]
-        + [_gt_localised(r, loaded[r.folder], localisation, device) for r in organ_nets]
+        + [_two_stage(i, loc, org, loaded[loc.folder], loaded[org.folder], paper, device) for i, (loc, org) in pairs]
+        + [_gt_localised(r, loaded[r.folder], paper, device) for r in organ_nets]
+        + guarded
     )
 
 
@@ -249,6 +268,7 @@ def evaluate_organ(
     save_predictions: bool = False,
     progress: bool = True,
     box_mapping: str = "scale",
+    guard_grows: int = 0,
 ) -> dict[str, Path]:
     """Evaluate every method run of one organ on one split and write the evaluation CSVs.
 
@@ -263,6 +283,9 @@ def evaluate_organ(
         progress: show a progress bar over the cases.
         box_mapping: how the localiser's box reaches full resolution (``scale`` or the released
             code's ``upsample_nearest``).
+        guard_grows: > 0 adds the fourth method :data:`GUARDED_METHOD`, two_stage with the
+            second-stage guard (an l2s addition) making at most this many box growths; the
+            case rows count the growths (``box_grows``).
 
     Returns:
         ``{"cases": <split>_cases.csv, "runs": <split>_runs.csv}`` and, with
@@ -277,7 +300,7 @@ def evaluate_organ(
         raise ConfigError("split", f"must be one of {', '.join(SPLITS)}, got {split!r}")
     organ_dir = Path(organ_dir)
     task = PreparedTask(prepared_dir if prepared_dir is not None else organ_dir / PREPARED_DIR)
-    localisation = Localisation.of_settings(task.preparation.settings, fallback, box_mapping)
+    localisation = Localisation.of_settings(task.preparation.settings, fallback, box_mapping, guard_grows)
     out_dir = organ_dir / EVALUATION_DIR
     runs = method_runs(organ_dir, localisation, device)
     rows = []
@@ -301,6 +324,7 @@ def evaluate_organ(
                     **{k: metrics[k] for k in METRIC_COLUMNS},
                     "seconds": seconds,
                     "fallback": prediction.fallback_used or NO_FALLBACK,
+                    "box_grows": prediction.box_grows,
                 }
             )
             if save_predictions:

@@ -81,6 +81,7 @@ CASE_COLUMNS = (
     *METRIC_COLUMNS,
     "seconds",
     "fallback",
+    "box_grows",
 )
 RUN_COLUMNS = (
     "organ",
@@ -97,6 +98,7 @@ RUN_COLUMNS = (
     "mean_case_dice",
     "mean_hd95_mm",
     "seconds_per_case",
+    "cases_box_grown",
 )
 #: ``fallback`` column of a case where the localiser (or label) gave a box.
 NO_FALLBACK = "none"
@@ -111,7 +113,8 @@ def pooled_rows(cases: pd.DataFrame) -> pd.DataFrame:
     Returns:
         Rows with the columns :data:`RUN_COLUMNS`: TP, FP and FN summed over the cases,
         ``pooled_dice`` from the sums, ``mean_case_dice``, ``mean_hd95_mm`` (mean over the
-        cases with a finite HD95, NaN if none) and ``seconds_per_case``.
+        cases with a finite HD95, NaN if none), ``seconds_per_case`` and ``cases_box_grown``
+        (cases where the second-stage guard grew the box; tables without ``box_grows`` count 0).
     """
     keys = ["organ", "split", "method", "run", "localiser_run", "organ_run"]
     rows = []
@@ -129,6 +132,7 @@ def pooled_rows(cases: pd.DataFrame) -> pd.DataFrame:
                 "mean_case_dice": float(group["dice"].mean()),
                 "mean_hd95_mm": float(finite_hd95.mean()) if len(finite_hd95) else np.nan,
                 "seconds_per_case": float(group["seconds"].mean()),
+                "cases_box_grown": int((pd.to_numeric(group["box_grows"]).fillna(0) > 0).sum()),
             }
         )
     return _table(rows, RUN_COLUMNS)

@@ -138,6 +138,14 @@ CHOICES: tuple[Choice, ...] = (
         "the largest ground-truth component only (`largest_component`)",
         "`all` organ voxels",
     ),
+    Choice(
+        "second-stage box guard (L2S)",
+        "evaluate.guard_grows",
+        "none: the organ network segments the localised box + margin only",
+        "none (`0`)",
+        "`0`: a study evaluates the paper's three methods (N > 0 adds `two_stage_guarded`); "
+        "`l2s predict`: up to 3 growths of a box face the organ touches",
+    ),
 )
 
 

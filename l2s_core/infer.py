@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from l2s_core.box_guard import grown_box, touched_faces
 from l2s_core.boxes import (
     Box,
     crop,
@@ -123,15 +124,20 @@ class Localisation:
             prepared task's ``lowres_divisors``).
         box_mapping: ``"scale"`` (:func:`~l2s_core.boxes.scale_box`) or ``"upsample_nearest"``
             (the released code, :func:`~l2s_core.boxes.upsampled_organ_box`).
+        guard_grows: the second-stage guard (an l2s addition, :mod:`l2s_core.box_guard`): at
+            most this many times, when the organ mask touches a face of its box inside the
+            image, that face moves out by the margin and the box is segmented again; 0 (the
+            paper's method) never.
 
     Raises:
-        ConfigError: an unknown ``fallback`` or ``box_mapping``.
+        ConfigError: an unknown ``fallback`` or ``box_mapping``, or a negative ``guard_grows``.
     """
 
     margin: int
     fallback: str = "whole_image"
     divisors: tuple[int, int, int] = LOWRES_DIVISORS
     box_mapping: str = "scale"
+    guard_grows: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "divisors", tuple(int(d) for d in self.divisors))
@@ -141,13 +147,15 @@ class Localisation:
         ):
             if value not in choices:
                 raise ConfigError(name, f"must be one of {', '.join(choices)}, got {value!r}")
+        if self.guard_grows < 0:
+            raise ConfigError("guard_grows", f"must be 0 (off) or more, got {self.guard_grows}")
 
     @classmethod
     def of_settings(
-        cls, settings: PrepareSettings, fallback: str = "whole_image", box_mapping: str = "scale"
+        cls, settings: PrepareSettings, fallback: str = "whole_image", box_mapping: str = "scale", guard_grows: int = 0
     ) -> Localisation:
         """The localisation of a task prepared with ``settings`` (its margin and divisors)."""
-        return cls(settings.crop_margin, fallback, settings.lowres_divisors, box_mapping)
+        return cls(settings.crop_margin, fallback, settings.lowres_divisors, box_mapping, guard_grows)
 
 
 @dataclass(frozen=True)
@@ -164,6 +172,7 @@ class TwoStageResult:
         fallback_used: ``None``, or the fallback (``"whole_image"`` or ``"empty"``) applied
             because nothing was localised.
         seconds: wall-clock time of the whole prediction.
+        box_grows: how many times the second-stage guard grew the box (0 without the guard).
     """
 
     mask: np.ndarray
@@ -171,6 +180,7 @@ class TwoStageResult:
     box: Box | None
     fallback_used: str | None
     seconds: float
+    box_grows: int = 0
 
 
 @contextlib.contextmanager
@@ -246,15 +256,24 @@ def predict_probability(segmenter: Segmenter, image: np.ndarray, device: str | t
 
 
 def _segment_box(
-    organ: Segmenter, image: np.ndarray, box: Box | None, fallback: str, device: str | torch.device
-) -> tuple[np.ndarray, str | None]:
-    """The organ network's full-size mask for ``box``, or the fallback's when ``box`` is None."""
+    organ: Segmenter, image: np.ndarray, box: Box | None, localisation: Localisation, device: str | torch.device
+) -> tuple[np.ndarray, Box | None, str | None, int]:
+    """The organ network's full-size mask for ``box`` (or the fallback's when ``box`` is None),
+    the box finally segmented and how often the guard grew it (``localisation.guard_grows``)."""
     if box is None:
-        if fallback == "empty":
-            return np.zeros(image.shape, dtype=np.uint8), fallback
-        return predict_volume(organ, image, device), fallback
+        if localisation.fallback == "empty":
+            return np.zeros(image.shape, dtype=np.uint8), None, "empty", 0
+        return predict_volume(organ, image, device), None, localisation.fallback, 0
+    grows = 0
     organ_mask = predict_volume(organ, crop(image, box), device)
-    return paste(organ_mask, box, image.shape), None
+    while grows < localisation.guard_grows:
+        faces = touched_faces(organ_mask, box, image.shape)
+        if not faces:
+            break
+        box = grown_box(box, faces, localisation.margin, image.shape)
+        grows += 1
+        organ_mask = predict_volume(organ, crop(image, box), device)
+    return paste(organ_mask, box, image.shape), box, None, grows
 
 
 def two_stage_predict(
@@ -271,8 +290,10 @@ def two_stage_predict(
     ``localisation.box_mapping``: ``scale`` maps the bounding box of the largest connected
     component to full resolution and grows it by ``localisation.margin`` voxels,
     ``upsample_nearest`` is the released code's rule (:func:`upsampled_organ_box`); the organ
-    network segments that box of the image (zero-filled where it reaches beyond the image); its
-    mask is pasted into an empty full-size mask. Both networks predict patch-wise (:func:`predict_volume`).
+    network segments that box of the image (zero-filled where it reaches beyond the image),
+    grown by the guard where its mask touches a face inside the image
+    (``localisation.guard_grows`` times at most); its mask is pasted into an empty full-size
+    mask. Both networks predict patch-wise (:func:`predict_volume`).
 
     Args:
         localiser: network trained on low-resolution images, with its window.
@@ -297,8 +318,8 @@ def two_stage_predict(
         )
     else:
         box = upsampled_organ_box(lowres_mask, image.shape, localisation.margin)
-    mask, fallback_used = _segment_box(organ, image, box, localisation.fallback, device)
-    return TwoStageResult(mask, lowres_mask, box, fallback_used, time.perf_counter() - started)
+    mask, box, fallback_used, grows = _segment_box(organ, image, box, localisation, device)
+    return TwoStageResult(mask, lowres_mask, box, fallback_used, time.perf_counter() - started, grows)
 
 
 def gt_localised_predict(
@@ -328,8 +349,8 @@ def gt_localised_predict(
     started = time.perf_counter()
     image = np.asarray(image, dtype=np.float32)
     box = organ_box(np.asarray(label), localisation.margin)
-    mask, fallback_used = _segment_box(organ, image, box, localisation.fallback, device)
-    return TwoStageResult(mask, None, box, fallback_used, time.perf_counter() - started)
+    mask, box, fallback_used, grows = _segment_box(organ, image, box, localisation, device)
+    return TwoStageResult(mask, None, box, fallback_used, time.perf_counter() - started, grows)
 
 
 def box_predict(organ: Segmenter, image: np.ndarray, box: Box, device: str | torch.device = "cpu") -> np.ndarray:
@@ -344,7 +365,7 @@ def box_predict(organ: Segmenter, image: np.ndarray, box: Box, device: str | tor
     Returns:
         uint8 ``(z, y, x)`` mask of the image's shape, zero outside the box.
     """
-    return _segment_box(organ, np.asarray(image, dtype=np.float32), box, "empty", device)[0]
+    return _segment_box(organ, np.asarray(image, dtype=np.float32), box, Localisation(0, "empty"), device)[0]
 
 
 def save_prediction(mask: np.ndarray, case: PreparedCase, path: str | Path) -> None:

@@ -170,3 +170,32 @@ def test_predictions_are_written_on_the_source_grid(organ_dir: Path, tmp_path: P
 def test_bad_split_or_fallback(organ_dir: Path, split: str, fallback: str) -> None:
     with pytest.raises(ConfigError):
         evaluate_organ(organ_dir, split, fallback=fallback, progress=False)
+
+
+def test_the_guard_adds_a_fourth_method_and_leaves_the_papers_unchanged(
+    organ_dir: Path, evaluated: dict[str, Path], tmp_path: Path
+) -> None:
+    copy = tmp_path / "cube"
+    shutil.copytree(organ_dir, copy)
+    paths = evaluate_organ(copy, "val", progress=False, guard_grows=3)
+    cases, paper = read_cases(paths["cases"]), read_cases(evaluated["cases"])
+    assert cases.groupby("method").size().to_dict() == {
+        "baseline": 4,
+        "two_stage": 4,
+        "gt_localised": 4,
+        "two_stage_guarded": 4,
+    }
+    papers_methods = cases[cases["method"] != "two_stage_guarded"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(
+        papers_methods.drop(columns="seconds"), paper.drop(columns="seconds"), check_dtype=False
+    )
+    assert (papers_methods["box_grows"] == 0).all()
+    guarded = cases[cases["method"] == "two_stage_guarded"]
+    assert guarded["box_grows"].between(0, 3).all()
+    runs = pd.read_csv(paths["runs"])
+    grown = runs.set_index(["method", "run"])["cases_box_grown"]
+    assert (
+        grown.loc["two_stage_guarded"].tolist()
+        == guarded.groupby("run")["box_grows"].apply(lambda g: int((g > 0).sum())).tolist()
+    )
+    assert (grown.drop("two_stage_guarded") == 0).all()

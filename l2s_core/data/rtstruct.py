@@ -1,18 +1,29 @@
 """RTSTRUCT in and out: masks on an image series' grid ↔ planar contours (pydicom, scikit-image).
 
-Writing (:func:`write_rtstruct`): on each slice of the series the mask's outline is traced at
+Writing (:func:`write_rtstruct`): on each slice of the series each mask's outline is traced at
 the 0.5 level between pixel centres (``skimage.measure.find_contours``), so a contour runs
 half a pixel outside the outermost pixel centres, and stored as a ``CLOSED_PLANAR`` contour in
 patient coordinates referencing that slice's SOP instance; the structure set references the
-series and its frame of reference, with the organ as a named ROI.
+series and its frame of reference, with one named ROI per :class:`Structure` (interpreted type
+``ORGAN``, generation algorithm ``AUTOMATIC`` with the model that made it, a distinct colour;
+structures may overlap, as in radiotherapy).
+
+Transfer syntax: RT objects are written in **Implicit VR Little Endian**, the DICOM default
+transfer syntax every application must read and the one RT exports conventionally use. Its
+elements carry 32-bit value lengths, so a ``ContourData`` of any length (a large organ, a
+ragged prediction, a fine in-plane grid) stays a standard ``DS`` value. Explicit VR Little
+Endian gives ``DS`` a 16-bit length (64 kB, about 2,400 points): pydicom then silently turns
+a longer contour into ``UN``, which standard readers return as raw bytes.
 
 Reading (:func:`read_rtstruct`, :func:`rasterise`): a pixel belongs to a contour when its centre
 lies inside the polygon or on its edge (so contours drawn through pixel centres, as many
 planning systems and rt-utils write them, keep their outermost pixels); contours of the same
-slice are combined with exclusive or, so an inner contour cuts a hole.
+slice are combined with exclusive or, so an inner contour cuts a hole. ``ContourData`` is read
+whatever its VR: ``DS``, or ``UN`` as some writers leave a long one (its bytes decoded as the
+backslash-separated decimal string they hold, :func:`~l2s_core.data.dicom_numbers.decimal_values`).
 
 Example:
-    >>> write_rtstruct(mask, meta, series, "Spleen", "out/rtstruct.dcm")  # doctest: +SKIP
+    >>> write_rtstruct([Structure("Spleen", mask, "l2s 0.1.0")], meta, series, "out/rtstruct.dcm")  # doctest: +SKIP
     >>> structures = read_rtstruct("rtstruct.dcm")  # doctest: +SKIP
     >>> label = rasterise(structures.contours("spleen"), meta, series, "rtstruct.dcm")  # doctest: +SKIP
 """
@@ -28,12 +39,22 @@ import numpy as np
 from skimage.draw import line, polygon
 from skimage.measure import find_contours
 
+from l2s_core import __version__ as _VERSION
 from l2s_core.data.dicom import SeriesInfo, require_pydicom
+from l2s_core.data.dicom_numbers import decimal_values
 from l2s_core.data.io import VolumeMeta, orient_to_ras, to_source_grid
 from l2s_core.errors import DicomError
 from l2s_core.files import atomic_open
 
-__all__ = ["RTSTRUCT_SOP_CLASS", "StructureSet", "rasterise", "read_rtstruct", "write_rtstruct"]
+__all__ = [
+    "ROI_COLOURS",
+    "RTSTRUCT_SOP_CLASS",
+    "Structure",
+    "StructureSet",
+    "rasterise",
+    "read_rtstruct",
+    "write_rtstruct",
+]
 
 RTSTRUCT_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.481.3"
 #: The SOP class conventionally named by an RTSTRUCT's referenced study (Detached Study Management).
@@ -42,6 +63,37 @@ _STUDY_SOP_CLASS = "1.2.840.10008.3.1.2.3.1"
 _PLANE_TOLERANCE = 0.1
 #: Pixel centres closer than this (in pixels) to a contour edge count as on it.
 _EDGE_TOLERANCE = 1e-3
+#: Display colours (RGB) of the ROIs of a structure set, in order (repeated beyond ten).
+ROI_COLOURS: tuple[tuple[int, int, int], ...] = (
+    (255, 0, 0),
+    (0, 160, 255),
+    (0, 200, 0),
+    (255, 200, 0),
+    (200, 0, 255),
+    (255, 120, 0),
+    (0, 220, 200),
+    (255, 0, 150),
+    (140, 90, 40),
+    (120, 120, 255),
+)
+
+
+@dataclass(frozen=True)
+class Structure:
+    """One ROI to write: a mask on a series' grid and what made it.
+
+    Attributes:
+        name: the ROI's name (a TG-263 name for the paper's organs, see
+            :func:`~l2s_core.vocabulary.structure_name`).
+        mask: ``(z, y, x)`` RAS mask of the series, as returned alongside the series'
+            :class:`VolumeMeta` by :func:`~l2s_core.data.dicom.read_series`.
+        algorithm: the algorithm that generated it (name, version, model), written as the
+            ROI's generation description.
+    """
+
+    name: str
+    mask: np.ndarray
+    algorithm: str
 
 
 def _sequence(*items: Any) -> Any:
@@ -65,34 +117,10 @@ def _slice_contours(mask_2d: np.ndarray) -> list[np.ndarray]:
     return [c[:-1] - 1.0 for c in find_contours(padded, 0.5) if len(c) > 3]
 
 
-def write_rtstruct(
-    mask: np.ndarray,
-    meta: VolumeMeta,
-    series: SeriesInfo,
-    roi_name: str,
-    path: str | Path,
-    description: str = "l2s prediction",
-) -> None:
-    """Write a ``(z, y, x)`` RAS mask of a series as an RTSTRUCT with one named ROI, atomically.
-
-    Args:
-        mask: the mask, as returned alongside ``meta`` by :func:`~l2s_core.data.dicom.read_series`.
-        meta: the series' :class:`VolumeMeta`.
-        series: the series' :class:`SeriesInfo` (UIDs, slice instances, patient affine).
-        roi_name: the ROI's name (the organ).
-        path: the ``.dcm`` file to write.
-        description: the structure set's label and the series description.
-    """
-    pydicom = require_pydicom()
-    from pydicom.dataset import FileMetaDataset
-    from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
-
+def _roi_contours(mask: np.ndarray, meta: VolumeMeta, series: SeriesInfo) -> list[Any]:
+    """The ``CLOSED_PLANAR`` contour items of a ``(z, y, x)`` RAS mask, slice by slice."""
     source = to_source_grid(np.asarray(mask) > 0, meta)  # (i = column, j = row, k = slice)
     lps = np.asarray(series.lps_affine)
-    image_refs = [
-        _dataset(ReferencedSOPClassUID=series.sop_class_uid, ReferencedSOPInstanceUID=uid)
-        for uid in series.sop_instance_uids
-    ]
     contours = []
     for k, uid in enumerate(series.sop_instance_uids):
         for outline in _slice_contours(source[:, :, k].T):
@@ -108,20 +136,66 @@ def write_rtstruct(
                     ContourData=[f"{v:.3f}" for v in points.ravel()],
                 )
             )
+    return contours
+
+
+def write_rtstruct(
+    structures: list[Structure],
+    meta: VolumeMeta,
+    series: SeriesInfo,
+    path: str | Path,
+    description: str = "l2s prediction",
+) -> None:
+    """Write ``(z, y, x)`` RAS masks of a series as an RTSTRUCT with one named ROI each, atomically,
+    in Implicit VR Little Endian (see the module's note on the transfer syntax).
+
+    Args:
+        structures: the ROIs, in order (ROI numbers 1, 2, ...; colours :data:`ROI_COLOURS`).
+        meta: the series' :class:`VolumeMeta`.
+        series: the series' :class:`SeriesInfo` (UIDs, slice instances, patient affine).
+        path: the ``.dcm`` file to write.
+        description: the structure set's label and the series description.
+    """
+    pydicom = require_pydicom()
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import UID, ImplicitVRLittleEndian, generate_uid
+
+    image_refs = [
+        _dataset(ReferencedSOPClassUID=series.sop_class_uid, ReferencedSOPInstanceUID=uid)
+        for uid in series.sop_instance_uids
+    ]
     now = datetime.datetime.now()
     file_meta = FileMetaDataset()
     file_meta.MediaStorageSOPClassUID = UID(RTSTRUCT_SOP_CLASS)
     file_meta.MediaStorageSOPInstanceUID = generate_uid()
-    file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
     ds = pydicom.dataset.FileDataset(str(path), {}, file_meta=file_meta, preamble=b"\0" * 128)
     for keyword, value in series.patient_study.items():
         setattr(ds, keyword, value)
-    roi = dict(
-        ROINumber=1,
-        ReferencedFrameOfReferenceUID=series.frame_of_reference_uid,
-        ROIName=roi_name,
-        ROIGenerationAlgorithm="AUTOMATIC",
-    )
+    numbers = range(1, len(structures) + 1)
+    rois = [
+        _dataset(
+            ROINumber=number,
+            ReferencedFrameOfReferenceUID=series.frame_of_reference_uid,
+            ROIName=structure.name,
+            ROIGenerationAlgorithm="AUTOMATIC",
+            ROIGenerationDescription=structure.algorithm[:64],
+        )
+        for number, structure in zip(numbers, structures)
+    ]
+    roi_contours = [
+        _dataset(
+            ReferencedROINumber=number,
+            ROIDisplayColor=list(ROI_COLOURS[(number - 1) % len(ROI_COLOURS)]),
+            ContourSequence=_sequence(*_roi_contours(structure.mask, meta, series)),
+        )
+        for number, structure in zip(numbers, structures)
+    ]
+    observations = [
+        _dataset(ObservationNumber=number, ReferencedROINumber=number, RTROIInterpretedType="ORGAN", ROIInterpreter="")
+        for number in numbers
+    ]
+    algorithms = "; ".join(dict.fromkeys(s.algorithm for s in structures))
     elements = dict(
         SOPClassUID=RTSTRUCT_SOP_CLASS,
         SOPInstanceUID=file_meta.MediaStorageSOPInstanceUID,
@@ -131,7 +205,9 @@ def write_rtstruct(
         InstanceNumber=1,
         SeriesDescription=description,
         Manufacturer="l2s",
+        SoftwareVersions=_VERSION,
         StructureSetLabel=description[:16],
+        StructureSetDescription=f"generated automatically by {algorithms}"[:1024],
         StructureSetDate=now.strftime("%Y%m%d"),
         StructureSetTime=now.strftime("%H%M%S"),
         ContentDate=now.strftime("%Y%m%d"),
@@ -150,13 +226,9 @@ def write_rtstruct(
                 ),
             )
         ),
-        StructureSetROISequence=_sequence(_dataset(**roi)),
-        ROIContourSequence=_sequence(
-            _dataset(ReferencedROINumber=1, ROIDisplayColor=[255, 0, 0], ContourSequence=_sequence(*contours))
-        ),
-        RTROIObservationsSequence=_sequence(
-            _dataset(ObservationNumber=1, ReferencedROINumber=1, RTROIInterpretedType="ORGAN", ROIInterpreter="")
-        ),
+        StructureSetROISequence=_sequence(*rois),
+        ROIContourSequence=_sequence(*roi_contours),
+        RTROIObservationsSequence=_sequence(*observations),
     )
     for keyword, value in elements.items():
         setattr(ds, keyword, value)
@@ -202,7 +274,8 @@ def read_rtstruct(path: str | Path) -> StructureSet:
     """Read an RTSTRUCT file's references and ROI contours.
 
     Raises:
-        DicomError: not an RTSTRUCT, or a ROI without a name.
+        DicomError: not an RTSTRUCT, a ROI without a name, or a ``ContourData`` that is not a
+            list of decimal numbers in threes.
     """
     pydicom = require_pydicom()
     path = Path(path)
@@ -231,7 +304,9 @@ def read_rtstruct(path: str | Path) -> StructureSet:
             continue
         name = names[int(item.ReferencedROINumber)]
         for contour in item.get("ContourSequence", []):
-            points = np.asarray([float(v) for v in contour.get("ContourData", [])], dtype=np.float64).reshape(-1, 3)
+            if "ContourData" not in contour:
+                continue
+            points = decimal_values(contour, "ContourData", path, f"ContourData of structure '{name}'", per_item=3)
             if len(points):
                 rois[name].append(points)
     return StructureSet(str(path), series, frames, rois)

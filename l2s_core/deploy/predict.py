@@ -17,21 +17,34 @@ box         the organ network on a box you give (the paper's manual localisation
 stage averages the softmax foreground probabilities of its networks (the localisers' mean gives
 one box, the organ networks' mean segments it; the baselines' mean for ``baseline``).
 
-Written per scan into the output folder: ``<name>.nii.gz`` (the mask on the exact grid of the
-input, same shape and affine), for a DICOM series also ``<name>_rtstruct.dcm`` (the organ as a
-named ROI referencing the series), and one row of ``predictions.csv``
-(:data:`PREDICTION_COLUMNS`).
+Several model folders (one organ each) segment every scan: each scan is read once per channel
+and normalised once per distinct normalisation, whatever the number of organs. ``two_stage``
+runs with the second-stage guard (:mod:`l2s_core.box_guard`, ``box_guard`` growths at most, an
+l2s addition; 0 gives the paper's method).
+
+Written per scan into the output folder (``<name>``: the file or series folder's name):
+
+* ``<name>.nii.gz``: the label map on the exact grid of the input (same shape and affine):
+  organ i of the models given is label i (where organs overlap, the first given keeps the
+  voxel); with one model it is that organ's mask;
+* with several models ``<name>_<structure>.nii.gz``: each organ's own mask (characters other
+  than letters, digits, ``_.-`` of the name as ``_``);
+* for a DICOM series ``<name>_rtstruct.dcm``: one ROI per organ (TG-263 names,
+  :mod:`l2s_core.deploy.structures`), referencing the series, and with ``dicom_seg``
+  ``<name>_seg.dcm``: one DICOM-SEG segment per organ (:mod:`l2s_core.data.dicom_seg`);
+* one row per scan and organ of ``predictions.csv`` (:data:`PREDICTION_COLUMNS`).
 
 Example:
-    >>> rows = predict_scans("models/spleen", ["ct.nii.gz", "dicom/patient_1"], "out")  # doctest: +SKIP
+    >>> rows = predict_scans(["models/spleen", "models/liver"], ["dicom/patient_1"], "out")  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import io
 import math
+import re
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,18 +55,22 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from l2s_core import __version__
+from l2s_core.box_guard import DEFAULT_BOX_GUARD
 from l2s_core.boxes import Box, expand_box
 from l2s_core.data.dicom import SeriesInfo, read_series
 from l2s_core.data.io import VolumeMeta, read_image, write_mask
 from l2s_core.data.normalise import normalise
-from l2s_core.data.rtstruct import write_rtstruct
-from l2s_core.deploy.model_folder import METHODS, ModelCard, NetworkEntry, open_model_folder
+from l2s_core.data.rtstruct import Structure, write_rtstruct
+from l2s_core.deploy.model_folder import CARD_FILE, METHODS, ModelCard, NetworkEntry, open_model_folder, sha256_of
+from l2s_core.deploy.structures import StructureTerm, algorithm_name, structure_term
 from l2s_core.errors import ConfigError, InputDataError, ModelFolderError
 from l2s_core.files import atomic_write_text
 from l2s_core.infer import Localisation, Segmenter, box_predict, predict_volume, two_stage_predict
 from l2s_core.model import NETWORK_CLASSES
 
 __all__ = [
+    "DEFAULT_BOX_GUARD",
     "METHODS",
     "PREDICTION_COLUMNS",
     "LoadedModel",
@@ -66,7 +83,22 @@ __all__ = [
     "segment",
 ]
 
-PREDICTION_COLUMNS = ("input", "mask", "rtstruct", "method", "runs", "volume_ml", "box", "seconds", "fallback")
+PREDICTION_COLUMNS = (
+    "input",
+    "structure",
+    "label",
+    "mask",
+    "label_map",
+    "rtstruct",
+    "seg",
+    "method",
+    "runs",
+    "volume_ml",
+    "box",
+    "seconds",
+    "fallback",
+    "box_grows",
+)
 #: Networks each method needs.
 _NETWORKS_OF = {"two_stage": ("localiser", "organ"), "baseline": ("baseline",), "box": ("organ",)}
 #: DICOM modality of an MSD modality name (anything else is MR when it names an MR contrast).
@@ -82,12 +114,14 @@ class Scan:
         image: raw intensities, RAS ``(z, y, x)`` float32.
         meta: its source grid.
         series: the DICOM series (``None`` for NIfTI input).
+        channels: channels of the file (1 for a DICOM series); ``image`` is one of them.
     """
 
     name: str
     image: np.ndarray
     meta: VolumeMeta
     series: SeriesInfo | None
+    channels: int = 1
 
 
 class _MeanProbability(nn.Module):
@@ -189,33 +223,60 @@ def load_model_folder(
     return LoadedModel(card, method, runs, networks, entries, device)
 
 
-def segment(model: LoadedModel, image: np.ndarray, box: Box | None = None) -> tuple[np.ndarray, Box | None, str | None]:
+def segment(
+    model: LoadedModel, image: np.ndarray, box: Box | None = None, box_guard: int = 0
+) -> tuple[np.ndarray, Box | None, str | None, int]:
     """The model's mask of one normalised image: the one place that calls :mod:`l2s_core.infer`.
 
     Args:
         model: the loaded model (its method decides the path).
         image: normalised RAS ``(z, y, x)`` image.
         box: for ``box``: half-open ``(z0, y0, x0, z1, y1, x1)`` voxel box of the organ.
+        box_guard: ``two_stage``: growths of the organ box the second-stage guard may make
+            (0: the paper's method).
 
     Returns:
-        ``(mask, box, fallback)``: uint8 ``(z, y, x)`` mask, the box the organ network segmented
-        (margin included; ``None`` for the baseline or when nothing was localised) and the
-        fallback used (``None``, or the card's fallback when nothing was localised).
+        ``(mask, box, fallback, box_grows)``: uint8 ``(z, y, x)`` mask, the box the organ
+        network segmented (margin and growths included; ``None`` for the baseline or when
+        nothing was localised), the fallback used (``None``, or the card's fallback when
+        nothing was localised) and how often the guard grew the box.
     """
     card, nets, device = model.card, model.networks, model.device
-    localisation = Localisation(card.crop_margin, card.fallback, card.lowres_divisors, card.box_mapping)
+    localisation = Localisation(card.crop_margin, card.fallback, card.lowres_divisors, card.box_mapping, box_guard)
     if model.method == "baseline":
-        return predict_volume(nets["baseline"], image, device), None, None
+        return predict_volume(nets["baseline"], image, device), None, None, 0
     if model.method == "box":
         assert box is not None
         segmented = expand_box(box, card.crop_margin)  # the organ network's context, as in training
-        return box_predict(nets["organ"], image, segmented, device), segmented, None
+        return box_predict(nets["organ"], image, segmented, device), segmented, None, 0
     result = two_stage_predict(nets["localiser"], nets["organ"], image, localisation, device=device)
-    return result.mask, result.box, result.fallback_used
+    return result.mask, result.box, result.fallback_used, result.box_grows
 
 
 def _dicom_modality(name: str) -> str:
     return "CT" if name.strip().upper() in _CT_NAMES else "MR"
+
+
+def _check_fits(path: Path, channels: int, modality: str | None, card: ModelCard) -> None:
+    """Refuse a scan of another channel count or (DICOM) modality than the model's."""
+    if modality is not None:
+        if card.n_channels != 1:
+            raise ModelFolderError(
+                path,
+                f"a DICOM series is one channel; the model reads channel {card.channel} of "
+                f"{card.n_channels}-channel images",
+            )
+        if _dicom_modality(card.modality) != modality.upper():
+            raise ModelFolderError(
+                path,
+                f"modality {modality}, the model was trained on {card.modality} ({_dicom_modality(card.modality)})",
+            )
+    elif channels != card.n_channels:
+        raise ModelFolderError(
+            path,
+            f"{channels} channel(s), the model was trained on {card.n_channels}-channel "
+            f"images ({card.modality} = channel {card.channel})",
+        )
 
 
 def read_scan(path: str | Path, card: ModelCard) -> Scan:
@@ -228,18 +289,7 @@ def read_scan(path: str | Path, card: ModelCard) -> Scan:
     path = Path(path)
     if path.is_dir():
         image, meta, series = read_series(path)
-        if card.n_channels != 1:
-            raise ModelFolderError(
-                path,
-                f"a DICOM series is one channel; the model reads channel {card.channel} of "
-                f"{card.n_channels}-channel images",
-            )
-        if _dicom_modality(card.modality) != series.modality.upper():
-            raise ModelFolderError(
-                path,
-                f"modality {series.modality}, the model was trained on {card.modality} "
-                f"({_dicom_modality(card.modality)})",
-            )
+        _check_fits(path, 1, series.modality, card)
         return Scan(_output_name(path), image, meta, series)
     if not path.is_file():
         raise InputDataError(path, "no such NIfTI file or DICOM series folder")
@@ -248,14 +298,10 @@ def read_scan(path: str | Path, card: ModelCard) -> Scan:
     except Exception:  # unreadable: read_image names the problem
         shape = ()
     channels = shape[3] if len(shape) == 4 else 1
-    if shape and channels != card.n_channels:
-        raise ModelFolderError(
-            path,
-            f"{channels} channel(s), the model was trained on {card.n_channels}-channel "
-            f"images ({card.modality} = channel {card.channel})",
-        )
+    if shape:
+        _check_fits(path, channels, None, card)
     image, meta = read_image(path, channel=card.channel if channels > 1 else 0)
-    return Scan(_output_name(path), image, meta, None)
+    return Scan(_output_name(path), image, meta, None, channels)
 
 
 def normalised_image(scan: Scan, card: ModelCard) -> np.ndarray:
@@ -314,8 +360,72 @@ def _unique_names(inputs: Sequence[Path]) -> None:
         names[name] = path
 
 
+@dataclass(frozen=True)
+class _Organ:
+    """A model folder ready to segment: its networks, term and what made it."""
+
+    folder: Path
+    model: LoadedModel
+    term: StructureTerm
+    card_sha256: str
+
+    @property
+    def algorithm(self) -> str:
+        return algorithm_name(self.model.card, self.card_sha256)
+
+
+def _load_organs(
+    model_dirs: Sequence[Path], method: str, runs: int | None, device: str, codes: Mapping[str, StructureTerm] | None
+) -> list[_Organ]:
+    organs = []
+    for folder in model_dirs:
+        model = load_model_folder(folder, method, runs, device)
+        organs.append(_Organ(folder, model, structure_term(model.card, codes), sha256_of(folder / CARD_FILE)))
+    names = [o.term.name.casefold() for o in organs]
+    for organ in organs:
+        if names.count(organ.term.name.casefold()) > 1:
+            raise ConfigError(
+                organ.folder, f"segments '{organ.term.name}' like another model given; give each organ once"
+            )
+    return organs
+
+
+def _normalisation_key(card: ModelCard) -> tuple[object, ...]:
+    """What decides a normalised image: the channel read and the normalisation with its statistics."""
+    return (card.channel, card.normalisation, tuple(sorted((card.ct_stats or {}).items())))
+
+
+def _write_dicom(
+    scan: Scan, organs: list[_Organ], masks: list[np.ndarray], out_dir: Path, dicom_seg: bool
+) -> tuple[str, str]:
+    """The scan's RTSTRUCT (and SEG) of every organ; returns their paths ('' where none)."""
+    if scan.series is None:
+        return "", ""
+    rtstruct_path = out_dir / f"{scan.name}_rtstruct.dcm"
+    structures = [Structure(o.term.name, m, o.algorithm) for o, m in zip(organs, masks)]
+    write_rtstruct(structures, scan.meta, scan.series, rtstruct_path)
+    if not dicom_seg:
+        return str(rtstruct_path), ""
+    from l2s_core.data.dicom_seg import SegSegment, write_seg
+
+    seg_path = out_dir / f"{scan.name}_seg.dcm"
+    segments = [
+        SegSegment(
+            o.term.name,
+            (o.term.code_value, o.term.code_scheme, o.term.code_meaning),
+            m,
+            f"l2s {o.model.card.organ} model",
+            __version__,
+            o.card_sha256,
+        )
+        for o, m in zip(organs, masks)
+    ]
+    write_seg(segments, scan.meta, scan.series, seg_path)
+    return str(rtstruct_path), str(seg_path)
+
+
 def predict_scans(
-    model_dir: str | Path,
+    model_dirs: str | Path | Sequence[str | Path],
     inputs: Sequence[str | Path],
     out_dir: str | Path,
     method: str = "two_stage",
@@ -324,11 +434,15 @@ def predict_scans(
     box_mm: Sequence[float] | None = None,
     device: str = "cpu",
     progress: bool = True,
+    box_guard: int = DEFAULT_BOX_GUARD,
+    dicom_seg: bool = False,
+    codes: Mapping[str, StructureTerm] | None = None,
 ) -> pd.DataFrame:
-    """Segment scans with a model folder and write masks, RTSTRUCTs and ``predictions.csv``.
+    """Segment scans with one or several model folders and write masks, RTSTRUCTs (SEGs) and
+    ``predictions.csv`` (see the module's list of files).
 
     Args:
-        model_dir: folder written by ``l2s export``.
+        model_dirs: folders written by ``l2s export`` (one organ each), or one folder.
         inputs: NIfTI files and DICOM series folders.
         out_dir: output folder (created).
         method: ``two_stage``, ``baseline`` or ``box``.
@@ -338,51 +452,83 @@ def predict_scans(
         box_mm: for ``box``: two corners ``(x0, y0, z0, x1, y1, z1)`` in patient (LPS) mm.
         device: where the networks run.
         progress: a progress bar over the scans.
+        box_guard: ``two_stage``: growths of the organ box the second-stage guard may make
+            (0: the paper's method).
+        dicom_seg: also write a DICOM-SEG per DICOM series (needs highdicom).
+        codes: organ (as its card names it) → the name and code to use for it.
 
     Returns:
-        The rows of ``predictions.csv`` (:data:`PREDICTION_COLUMNS`).
+        The rows of ``predictions.csv`` (:data:`PREDICTION_COLUMNS`), one per scan and organ.
 
     Raises:
-        ConfigError: a missing, doubled or bad box, or two inputs with the same output name.
+        ConfigError: a missing, doubled or bad box, two inputs with the same output name, or
+            two models of the same structure.
         ModelFolderError, InputDataError, DicomError: see :func:`load_model_folder`, :func:`read_scan`.
     """
     if (method == "box") != (box is not None or box_mm is not None) or (box is not None and box_mm is not None):
         raise ConfigError("--box", "method box needs exactly one of --box or --box-mm; other methods take neither")
+    folders = [Path(model_dirs)] if isinstance(model_dirs, str | Path) else [Path(d) for d in model_dirs]
     paths, out_dir = [Path(p) for p in inputs], Path(out_dir)
     _unique_names(paths)
-    model = load_model_folder(model_dir, method, runs, device)
+    organs = _load_organs(folders, method, runs, device, codes)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = []
-    for path in tqdm(paths, desc=f"predict {model.card.organ}", unit="scan", disable=not progress):
-        scan = read_scan(path, model.card)
-        chosen_box = None
-        if box is not None:
-            chosen_box = _check_box(box, scan.image.shape)
-        elif box_mm is not None:
-            chosen_box = box_from_mm(box_mm, scan.meta, scan.image.shape)
-        started = time.perf_counter()
-        image = normalised_image(scan, model.card)
-        mask, used_box, fallback = segment(model, image, chosen_box)
-        seconds = time.perf_counter() - started
-        mask_path = out_dir / f"{scan.name}.nii.gz"
-        write_mask(mask, scan.meta, mask_path)
-        rtstruct_path = None
-        if scan.series is not None:
-            rtstruct_path = out_dir / f"{scan.name}_rtstruct.dcm"
-            write_rtstruct(mask, scan.meta, scan.series, model.card.organ, rtstruct_path)
-        rows.append(
-            {
-                "input": str(path),
-                "mask": str(mask_path),
-                "rtstruct": str(rtstruct_path or ""),
-                "method": method,
-                "runs": "all" if runs is None else runs,
-                "volume_ml": np.count_nonzero(mask) * math.prod(scan.meta.spacing) / 1000.0,
-                "box": "" if used_box is None else " ".join(map(str, used_box)),
-                "seconds": seconds,
-                "fallback": fallback or "none",
-            }
-        )
+    names = ", ".join(o.term.name for o in organs)
+    for path in tqdm(paths, desc=f"predict {names}", unit="scan", disable=not progress):
+        scans: dict[int, Scan] = {}  # channel → the scan read once
+        images: dict[tuple[object, ...], np.ndarray] = {}  # normalisation → the image normalised once
+        masks, results = [], []
+        for organ in organs:
+            card = organ.model.card
+            if card.channel in scans:
+                scan = scans[card.channel]
+                _check_fits(path, scan.channels, scan.series.modality if scan.series else None, card)
+            else:
+                scan = scans[card.channel] = read_scan(path, card)
+            chosen_box = None
+            if box is not None:
+                chosen_box = _check_box(box, scan.image.shape)
+            elif box_mm is not None:
+                chosen_box = box_from_mm(box_mm, scan.meta, scan.image.shape)
+            started = time.perf_counter()  # normalisation (when this organ's is new) and segmentation
+            key = _normalisation_key(card)
+            if key not in images:
+                images[key] = normalised_image(scan, card)
+            mask, used_box, fallback, grows = segment(organ.model, images[key], chosen_box, box_guard)
+            masks.append(mask)
+            results.append((used_box, fallback, grows, time.perf_counter() - started))
+        del images
+        label_map = np.zeros_like(masks[0])
+        for label, mask in reversed(list(enumerate(masks, start=1))):  # the first organ given keeps overlaps
+            label_map[mask > 0] = label
+        label_map_path = out_dir / f"{scan.name}.nii.gz"
+        write_mask(label_map, scan.meta, label_map_path)
+        mask_paths = [label_map_path] if len(organs) == 1 else []
+        for organ, mask in zip(organs if len(organs) > 1 else [], masks):
+            mask_paths.append(out_dir / f"{scan.name}_{re.sub(r'[^A-Za-z0-9_.-]', '_', organ.term.name)}.nii.gz")
+            write_mask(mask, scan.meta, mask_paths[-1])
+        rtstruct, seg = _write_dicom(scan, organs, masks, out_dir, dicom_seg)
+        for label, (organ, mask, mask_path, (used_box, fallback, grows, seconds)) in enumerate(
+            zip(organs, masks, mask_paths, results), start=1
+        ):
+            rows.append(
+                {
+                    "input": str(path),
+                    "structure": organ.term.name,
+                    "label": label,
+                    "mask": str(mask_path),
+                    "label_map": str(label_map_path),
+                    "rtstruct": rtstruct,
+                    "seg": seg,
+                    "method": method,
+                    "runs": "all" if runs is None else runs,
+                    "volume_ml": np.count_nonzero(mask) * math.prod(scan.meta.spacing) / 1000.0,
+                    "box": "" if used_box is None else " ".join(map(str, used_box)),
+                    "seconds": seconds,
+                    "fallback": fallback or "none",
+                    "box_grows": grows,
+                }
+            )
     table = pd.DataFrame(rows, columns=list(PREDICTION_COLUMNS))
     buffer = io.StringIO()
     table.to_csv(buffer, index=False)

@@ -181,6 +181,10 @@ class EvaluateOptions:
             sees one GPU (:func:`~l2s_core.study.execute.step_gpus`), its ``cuda:0``.
         box_mapping: how the localiser's low-resolution box reaches full resolution: ``scale``
             (floor/ceil) or ``upsample_nearest`` (the released code).
+        guard_grows: > 0 evaluates a fourth method, ``two_stage_guarded``: two_stage with the
+            second-stage guard (an l2s addition), growing the organ network's box at most this
+            many times where its mask touches a face inside the image; 0 (the default and the
+            paper profiles) evaluates the paper's three methods only; ``l2s predict`` uses 3.
     """
 
     splits: tuple[Split, ...] = SPLITS
@@ -189,6 +193,7 @@ class EvaluateOptions:
     save_predictions: bool = False
     device: str = "auto"
     box_mapping: BoxMapping = "scale"
+    guard_grows: int = 0
 
 
 @dataclasses.dataclass(frozen=True)

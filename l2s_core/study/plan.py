@@ -162,6 +162,8 @@ class StudyPlan:
             "surface_tolerance_mm": evaluate.surface_tolerance_mm,
             "box_mapping": evaluate.box_mapping,
         }
+        if evaluate.guard_grows:  # only when on: studies without the guard keep their inputs
+            options["guard_grows"] = evaluate.guard_grows
         if step.kind != "evaluate":  # one split's evaluation does not depend on the others
             options["splits"] = list(evaluate.splits)
         return {"runs": runs, "evaluate": options}

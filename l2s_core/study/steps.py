@@ -220,6 +220,7 @@ def evaluate_step(
         save_predictions=options.save_predictions,
         progress=False,
         box_mapping=options.box_mapping,
+        guard_grows=options.guard_grows,
     )
 
 

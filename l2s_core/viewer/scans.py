@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from l2s_core.box_guard import DEFAULT_BOX_GUARD
 from l2s_core.data.cache import PreparedCase
 from l2s_core.data.io import VolumeMeta
 from l2s_core.deploy.model_folder import ModelCard, open_model_folder
@@ -134,10 +135,11 @@ def method_counts(card: ModelCard) -> dict[str, int]:
 
 
 def _segment_source(model: LoadedModel) -> Callable[[ScanCase], Prediction]:
-    """A prediction source running :func:`~l2s_core.deploy.predict.segment` on a scan."""
+    """A prediction source running :func:`~l2s_core.deploy.predict.segment` on a scan, with
+    ``l2s predict``'s default box guard."""
 
     def predict(case: ScanCase) -> Prediction:
-        mask, box, _ = segment(model, case.image)
+        mask, box, _, _ = segment(model, case.image, box_guard=DEFAULT_BOX_GUARD)
         return Prediction(mask, box)
 
     return predict
