@@ -19,12 +19,15 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
+    "is_plain_name",
     "read_json",
+    "remove_staged",
 ]
 
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,7 +35,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from l2s_core.errors import FormatVersionError, InputDataError
+from l2s_core.errors import FormatVersionError, InputDataError, L2SError
 from l2s_core.processes import stop_if_asked
 
 _UMASK = os.umask(0)
@@ -125,3 +128,25 @@ def read_json(path: str | Path) -> dict[str, Any]:
         raise InputDataError(path, "expected a JSON object")
     check_format_version(path, obj.get("format_version"))
     return obj
+
+
+def is_plain_name(name: str) -> bool:
+    """Whether ``name`` can name a file or folder inside another without leaving or hiding in it:
+    not empty, no path separator (``/`` or ``\\``) or NUL, and no leading dot (so neither ``.`` nor ``..``)."""
+    return bool(name) and not name.startswith(".") and not any(c in name for c in "/\\\0")
+
+
+def remove_staged(target: str | Path, area: str | Path) -> None:
+    """Remove the folder ``target`` (if present; what cannot be removed is left), which must lie
+    strictly inside ``area``, the folder in which the caller stages its own work: a last guard so
+    that no path built from user input (``area/..``, a symbolic link) makes l2s delete what it did
+    not create.
+
+    Raises:
+        L2SError: ``target``, resolved, is ``area`` itself or lies outside it, or is a symbolic link.
+    """
+    target, area = Path(target), Path(area)
+    resolved, inside = target.resolve(), area.resolve()
+    if target.is_symlink() or resolved == inside or inside not in resolved.parents:
+        raise L2SError(target, f"refusing to remove: it is not a folder l2s staged inside {area}")
+    shutil.rmtree(target, ignore_errors=True)

@@ -16,7 +16,6 @@ Example:
 from __future__ import annotations
 
 import json
-import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,7 @@ from l2s_core.data.dicom import dicom_headers, image_series, read_series_files
 from l2s_core.data.io import to_source_grid, write_mask, write_nifti
 from l2s_core.data.rtstruct import rasterise, read_rtstruct
 from l2s_core.errors import ConfigError, DicomError
-from l2s_core.files import atomic_write_text
+from l2s_core.files import atomic_write_text, remove_staged
 
 __all__ = ["MISSING_FILE", "ImportResult", "import_dicom"]
 
@@ -145,5 +144,5 @@ def import_dicom(dicom_root: str | Path, names: list[str], task_dir: str | Path,
         atomic_write_text(staging / MISSING_FILE, "".join(f"{p}\n" for p in missing))
         staging.rename(task_dir)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        remove_staged(staging, task_dir.parent)
     return ImportResult(task_dir, imported, missing)

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from l2s_core.errors import ConfigError, InputDataError
+from l2s_core.files import is_plain_name
 
 NIFTI_SUFFIX = ".nii.gz"
 
@@ -136,6 +137,13 @@ def read_task(task_dir: str | Path) -> MSDTask:
                 raise InputDataError(p, f"listed in {json_path} (training[{i}]) but not found")
         if case_id_of(image_path) != case_id_of(label_path):
             raise InputDataError(json_path, f"training[{i}] pairs {image_path.name} with {label_path.name}")
+        if not is_plain_name(case_id_of(image_path)):
+            raise InputDataError(
+                json_path,
+                f"training[{i}] gives the case id {case_id_of(image_path)!r} (file {image_path.name!r}), "
+                "not a plain name: a case id names a folder, so it must be non-empty, hold no '/' or '\\' "
+                "and not start with '.'",
+            )
         cases.append(MSDCase(case_id_of(image_path), image_path, label_path))
     if not cases:
         raise InputDataError(json_path, "the training list is empty")

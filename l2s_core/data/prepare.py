@@ -38,7 +38,6 @@ __all__ = [
 import dataclasses
 import multiprocessing
 import os
-import shutil
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -78,7 +77,7 @@ from l2s_core.data.prepared_layout import (
 )
 from l2s_core.data.split import save_split, split_cases
 from l2s_core.errors import ConfigError, EmptyOrganError, InputDataError, L2SError
-from l2s_core.files import atomic_save_npy, atomic_write_json, read_json
+from l2s_core.files import atomic_save_npy, atomic_write_json, read_json, remove_staged
 from l2s_core.processes import available_memory, die_with_parent, process_alive
 
 #: Peak memory of preparing one case, in float32 copies of its full-resolution volume: the
@@ -197,11 +196,10 @@ def _prepare_case(
             organ_voxels=int(mask.sum()),
             foreground_share=float(mask.mean()),
         ).write(staging / CASE_META_FILE)
-        if final.exists():  # a stale incomplete folder (no meta.json) from an older layout
-            shutil.rmtree(final)
+        remove_staged(final, out_dir / CASES_DIR)  # a stale incomplete folder (no meta.json) from an older layout
         os.replace(staging, final)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        remove_staged(staging, out_dir / CASES_DIR)
     return case.case_id, CaseStatus(PREPARED)
 
 
@@ -250,7 +248,7 @@ def remove_stale_partials(out_dir: Path) -> None:
     for folder in (out_dir / CASES_DIR).glob(f".*{PARTIAL_MARK}*"):
         pid = folder.name.rpartition(PARTIAL_MARK)[2].split("-")[0]
         if not (pid.isdigit() and process_alive(int(pid))):
-            shutil.rmtree(folder, ignore_errors=True)
+            remove_staged(folder, out_dir / CASES_DIR)
 
 
 def case_peak_bytes(case: MSDCase) -> int:

@@ -14,7 +14,6 @@ Example:
 from __future__ import annotations
 
 import platform
-import shutil
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -32,7 +31,7 @@ from l2s_core.deploy.model_folder import CARD_FILE, README_FILE, ModelCard, Netw
 from l2s_core.errors import ConfigError, InputDataError
 from l2s_core.evaluate import converged_runs, evaluation_localisation
 from l2s_core.evaluation_tables import EVALUATION_DIR, runs_file
-from l2s_core.files import atomic_open, atomic_write_text
+from l2s_core.files import atomic_open, atomic_write_text, remove_staged
 from l2s_core.train.run_files import BEST_FILE, FinishedRun
 from l2s_core.vocabulary import SPLITS
 
@@ -212,5 +211,5 @@ def export_model(study_dir: str | Path, organ: str, out_dir: str | Path) -> Mode
         atomic_write_text(staging / README_FILE, model_card_readme(card))
         staging.rename(out_dir)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        remove_staged(staging, out_dir.parent)
     return card

@@ -366,3 +366,36 @@ def test_workers_are_bounded_by_cores_cases_and_memory(monkeypatch):
     assert worker_count(None, [4 * gib] * 20) == 2
     assert worker_count(16, [4 * gib] * 20) == 2  # also when more are asked for
     assert worker_count(None, [20 * gib] * 20) == 1  # one, even when memory seems too small
+
+
+@pytest.mark.parametrize("case_id", ["..", ".", "", ".hidden", "back\\slash"])
+def test_case_id_that_is_not_a_plain_name_is_refused_and_nothing_is_deleted(
+    small_task, tmp_path, monkeypatch, capsys, case_id
+):
+    """A case file named ``...nii.gz`` gives the case id ``..``: ``out/cases/..`` is ``out`` itself,
+    which prepare used to remove (with ``--out .``, every file of the current folder)."""
+    from cli_runner import assert_one_line_error as assert_cli_one_line_error
+
+    image = np.zeros((24, 20, 12), np.int16)
+    label = np.zeros((24, 20, 12), np.uint8)
+    label[4:12, 5:11, 2:7] = 1
+    write_case(small_task, case_id, image, label)
+    write_dataset_json(small_task, [f"box_{i}" for i in range(5)] + [case_id])
+    here = tmp_path / "here"
+    (here / "cases").mkdir(parents=True)
+    (here / "precious.txt").write_text("keep me")
+    (here / "cases" / "precious.txt").write_text("keep me too")
+    monkeypatch.chdir(here)
+    assert_cli_one_line_error(
+        capsys,
+        "prepare",
+        small_task,
+        "--out",
+        ".",
+        "--workers",
+        1,
+        names=small_task / "dataset.json",
+        says=f"training[5] gives the case id {case_id!r}",
+    )
+    assert (here / "precious.txt").read_text() == "keep me"
+    assert (here / "cases" / "precious.txt").read_text() == "keep me too"
