@@ -69,3 +69,18 @@ def test_phantom_command_writes_msd_tasks(tmp_path, capsys):
     assert main(["phantom", "--out", str(tmp_path), "--organs", "kidney"]) == 2
     captured = capsys.readouterr()
     assert_output_is_one_error_line(captured.out, captured.err, "l2s: error: ", "kidney")
+
+
+def test_running_out_of_memory_is_one_line(tmp_path, capsys, monkeypatch):
+    import numpy as np
+
+    import l2s_core.data.prepare as prepare_module
+
+    def no_memory(path, array):
+        np.empty(2**62, dtype=np.uint8)  # numpy's _ArrayMemoryError, a MemoryError
+
+    monkeypatch.setattr(prepare_module, "atomic_save_npy", no_memory)
+    task = write_small_task(tmp_path / "Task99_Box")
+    assert main(["prepare", str(task), "--out", str(tmp_path / "prep"), "--workers", "1"]) == 2
+    captured = capsys.readouterr()
+    assert_output_is_one_error_line(captured.out, captured.err, "l2s: error: l2s prepare: ran out of memory (")

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import io
 import math
+import pickle
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -134,6 +135,10 @@ def _build(folder: Path, entry: NetworkEntry) -> nn.Module:
     try:
         network = NETWORK_CLASSES[entry.network_class](**entry.hparams)
         network.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    except pickle.UnpicklingError:  # torch's own text advises weights_only=False, which l2s never does
+        raise ModelFolderError(
+            path, "holds objects other than tensors, which l2s never unpickles because that could run code"
+        ) from None
     except (RuntimeError, TypeError, ValueError) as exc:
         raise ModelFolderError(
             path, f"weights do not fit {entry.network_class}({entry.hparams}) ({' '.join(str(exc).split())[:200]})"
