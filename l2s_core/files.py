@@ -19,17 +19,21 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
+    "exclusive_lock",
     "is_plain_name",
     "read_json",
     "remove_staged",
 ]
 
 import contextlib
+import datetime
+import fcntl
 import json
 import os
 import shutil
+import socket
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -49,7 +53,8 @@ FORMAT_VERSION = 2
 def atomic_open(path: str | Path) -> Iterator[BinaryIO]:
     """Open a temporary file next to ``path`` for binary writing; rename it into place on success.
 
-    On any exception the temporary file is removed and ``path`` is left as it was.
+    On any exception the temporary file is removed and ``path`` is left as it was; an
+    ``OSError`` that names no file (a full disk while writing) is raised again naming ``path``.
 
     Example:
         >>> with atomic_open("out.bin") as f:  # doctest: +SKIP
@@ -67,9 +72,12 @@ def atomic_open(path: str | Path) -> Iterator[BinaryIO]:
             os.fsync(handle.fileno())
         os.replace(tmp_name, path)
         stop_if_asked(f"wrote {path.name}")
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
+        if isinstance(exc, OSError) and exc.filename is None and exc.errno is not None:
+            # a write into the open file (a full disk) names no file: name the one being written
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
         raise
 
 
@@ -150,3 +158,49 @@ def remove_staged(target: str | Path, area: str | Path) -> None:
     if target.is_symlink() or resolved == inside or inside not in resolved.parents:
         raise L2SError(target, f"refusing to remove: it is not a folder l2s staged inside {area}")
     shutil.rmtree(target, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def exclusive_lock(lock_path: Path, refusal: Callable[[dict[str, Any]], L2SError]) -> Iterator[dict[str, Any]]:
+    """Hold ``lock_path`` (created) while the block runs, or refuse at once.
+
+    The lock is an advisory ``flock``, which also records the holder's pid, host and start time
+    in the file. The operating system releases it when the holder dies, so the lock of a killed
+    process is taken over by the next one.
+
+    Args:
+        lock_path: the lock file.
+        refusal: the error to raise, given the recorded holder (``pid``, ``host``, ``since``;
+            empty when unreadable), when another process holds the lock.
+
+    Yields:
+        The holder recorded before this one (empty if none): a process no longer running when
+        the lock was left by a killed one.
+    """
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise refusal(_lock_holder(fd)) from None
+        previous = _lock_holder(fd)
+        holder = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "since": datetime.datetime.now().isoformat(timespec="seconds"),
+        }
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
+        yield previous
+    finally:
+        os.close(fd)  # closing the descriptor releases the flock
+
+
+def _lock_holder(fd: int) -> dict[str, Any]:
+    """The holder recorded in a lock file (empty when unreadable)."""
+    try:
+        holder = json.loads(os.pread(fd, 4096, 0).decode() or "{}")
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return {}
+    return holder if isinstance(holder, dict) else {}

@@ -52,3 +52,15 @@ def test_remove_staged_removes_only_inside_its_area(tmp_path):
     remove_staged(area / "staged", area)
     assert not (area / "staged").exists()
     remove_staged(area / "staged", area)  # absent: nothing to do
+
+
+def test_a_full_disk_while_writing_names_the_file(tmp_path):
+    """An error of a write into the open file names no file (``l2s: error: l2s: No space left on
+    device``); it is raised again naming the file being written."""
+    import errno
+
+    with pytest.raises(OSError) as error, atomic_open(tmp_path / "mask.nii.gz") as handle:
+        handle.write(b"half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+    assert error.value.errno == errno.ENOSPC and error.value.filename == str(tmp_path / "mask.nii.gz")
+    assert os.listdir(tmp_path) == []

@@ -28,7 +28,6 @@ Example:
 
 from __future__ import annotations
 
-import io
 import math
 import pickle
 import time
@@ -49,8 +48,8 @@ from l2s_core.data.io import VolumeMeta, read_image, write_mask
 from l2s_core.data.normalise import normalise
 from l2s_core.data.rtstruct import write_rtstruct
 from l2s_core.deploy.model_folder import METHODS, ModelCard, NetworkEntry, open_model_folder
+from l2s_core.deploy.prediction_table import output_lock, record_row
 from l2s_core.errors import ConfigError, InputDataError, ModelFolderError
-from l2s_core.files import atomic_write_text
 from l2s_core.infer import Localisation, Segmenter, box_predict, predict_volume, two_stage_predict
 from l2s_core.model import NETWORK_CLASSES
 
@@ -356,15 +355,36 @@ def predict_scans(
     paths, out_dir = [Path(p) for p in inputs], Path(out_dir)
     _unique_names(paths)
     model = load_model_folder(model_dir, method, runs, device)
+    for path in paths:  # every input read and checked before anything is written
+        _chosen_box(read_scan(path, model.card), box, box_mm)
     out_dir.mkdir(parents=True, exist_ok=True)
+    with output_lock(out_dir):
+        return _predict_into(model, paths, out_dir, box, box_mm, progress)
+
+
+def _chosen_box(scan: Scan, box: Sequence[int] | None, box_mm: Sequence[float] | None) -> Box | None:
+    """The checked ``--box`` or ``--box-mm`` of a scan (``None`` for the other methods)."""
+    if box is not None:
+        return _check_box(box, scan.image.shape)
+    if box_mm is not None:
+        return box_from_mm(box_mm, scan.meta, scan.image.shape)
+    return None
+
+
+def _predict_into(
+    model: LoadedModel,
+    paths: Sequence[Path],
+    out_dir: Path,
+    box: Sequence[int] | None,
+    box_mm: Sequence[float] | None,
+    progress: bool,
+) -> pd.DataFrame:
+    """Segment each scan and write its files and its row of ``predictions.csv`` (under the lock)."""
+    method, runs = model.method, model.runs
     rows = []
     for path in tqdm(paths, desc=f"predict {model.card.organ}", unit="scan", disable=not progress):
         scan = read_scan(path, model.card)
-        chosen_box = None
-        if box is not None:
-            chosen_box = _check_box(box, scan.image.shape)
-        elif box_mm is not None:
-            chosen_box = box_from_mm(box_mm, scan.meta, scan.image.shape)
+        chosen_box = _chosen_box(scan, box, box_mm)
         started = time.perf_counter()
         image = normalised_image(scan, model.card)
         mask, used_box, fallback = segment(model, image, chosen_box)
@@ -375,21 +395,17 @@ def predict_scans(
         if scan.series is not None:
             rtstruct_path = out_dir / f"{scan.name}_rtstruct.dcm"
             write_rtstruct(mask, scan.meta, scan.series, model.card.organ, rtstruct_path)
-        rows.append(
-            {
-                "input": str(path),
-                "mask": str(mask_path),
-                "rtstruct": str(rtstruct_path or ""),
-                "method": method,
-                "runs": "all" if runs is None else runs,
-                "volume_ml": np.count_nonzero(mask) * math.prod(scan.meta.spacing) / 1000.0,
-                "box": "" if used_box is None else " ".join(map(str, used_box)),
-                "seconds": seconds,
-                "fallback": fallback or "none",
-            }
-        )
-    table = pd.DataFrame(rows, columns=list(PREDICTION_COLUMNS))
-    buffer = io.StringIO()
-    table.to_csv(buffer, index=False)
-    atomic_write_text(out_dir / "predictions.csv", buffer.getvalue())
-    return table
+        row = {
+            "input": str(path),
+            "mask": str(mask_path),
+            "rtstruct": str(rtstruct_path or ""),
+            "method": method,
+            "runs": "all" if runs is None else runs,
+            "volume_ml": np.count_nonzero(mask) * math.prod(scan.meta.spacing) / 1000.0,
+            "box": "" if used_box is None else " ".join(map(str, used_box)),
+            "seconds": seconds,
+            "fallback": fallback or "none",
+        }
+        record_row(out_dir, row, PREDICTION_COLUMNS)
+        rows.append(row)
+    return pd.DataFrame(rows, columns=list(PREDICTION_COLUMNS))
