@@ -13,6 +13,7 @@ from __future__ import annotations
 
 __all__ = [
     "FORMAT_VERSION",
+    "NESTED_TOO_DEEPLY",
     "check_format_version",
     "atomic_open",
     "atomic_save_npy",
@@ -45,6 +46,8 @@ from l2s_core.processes import stop_if_asked
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
+#: The problem of a JSON or YAML file nested deeper than Python's parsers recurse.
+NESTED_TOO_DEEPLY = "nested too deeply to read (thousands of levels of lists or objects)"
 #: Written into every metadata file; bumped when a layout changes incompatibly.
 FORMAT_VERSION = 2
 
@@ -132,6 +135,8 @@ def read_json(path: str | Path) -> dict[str, Any]:
         raise InputDataError(path, "file not found") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputDataError(path, f"not valid JSON ({exc})") from None
+    except RecursionError:
+        raise InputDataError(path, NESTED_TOO_DEEPLY) from None
     if not isinstance(obj, dict):
         raise InputDataError(path, "expected a JSON object")
     check_format_version(path, obj.get("format_version"))

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from l2s_core.errors import ConfigError, InputDataError
-from l2s_core.files import is_plain_name
+from l2s_core.files import NESTED_TOO_DEEPLY, is_plain_name
 
 NIFTI_SUFFIX = ".nii.gz"
 
@@ -79,6 +79,8 @@ def _load_dataset_json(path: Path) -> dict:
         meta = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputDataError(path, f"not valid JSON ({exc})") from None
+    except RecursionError:
+        raise InputDataError(path, NESTED_TOO_DEEPLY) from None
     if not isinstance(meta, dict):
         raise InputDataError(path, "expected a JSON object at the top level")
     for key, kind in (("training", list), ("labels", dict), ("modality", dict)):

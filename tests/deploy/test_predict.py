@@ -227,8 +227,6 @@ def test_predictions_csv_lists_exactly_the_masks_of_its_folder_and_a_held_folder
 ) -> None:
     """Two runs into one folder kept only the last run's rows (both exit 0); now each scan's row
     joins the table once its files are written, and a folder another run holds is refused."""
-    from l2s_core.deploy.prediction_table import output_lock
-
     other = tmp_path / "in" / "other.nii.gz"
     other.parent.mkdir()
     other.write_bytes((real_ct / CT).read_bytes())
@@ -239,6 +237,8 @@ def test_predictions_csv_lists_exactly_the_masks_of_its_folder_and_a_held_folder
     table = pd.read_csv(out / "predictions.csv")
     masks = sorted(p.name for p in out.glob("*.nii.gz"))
     assert sorted(Path(m).name for m in table["mask"]) == masks == sorted([CT, "other.nii.gz"])
+    from l2s_core.deploy.prediction_table import output_lock
+
     with output_lock(out):  # another run writing into the folder
         assert_one_line_error(
             capsys, "predict", model_dir, other, "--out", out, "--runs", "0", names=out, says="another `l2s predict`"
