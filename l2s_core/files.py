@@ -14,6 +14,7 @@ from __future__ import annotations
 __all__ = [
     "FORMAT_VERSION",
     "NESTED_TOO_DEEPLY",
+    "PARTIAL_MARK",
     "check_format_version",
     "atomic_open",
     "atomic_save_npy",
@@ -23,17 +24,21 @@ __all__ = [
     "exclusive_lock",
     "is_plain_name",
     "read_json",
+    "remove_stale_staging",
     "remove_staged",
+    "staging_folder",
 ]
 
 import contextlib
 import datetime
 import fcntl
+import glob
 import json
 import os
 import shutil
 import socket
 import tempfile
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -41,13 +46,15 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from l2s_core.errors import FormatVersionError, InputDataError, L2SError
-from l2s_core.processes import stop_if_asked
+from l2s_core.processes import process_alive, stop_if_asked
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 #: The problem of a JSON or YAML file nested deeper than Python's parsers recurse.
 NESTED_TOO_DEEPLY = "nested too deeply to read (thousands of levels of lists or objects)"
+#: Marks a staging folder: ``.<name>.partial-<pid>-<random>`` (:func:`staging_folder`).
+PARTIAL_MARK = ".partial-"
 #: Written into every metadata file; bumped when a layout changes incompatibly.
 FORMAT_VERSION = 2
 
@@ -163,6 +170,23 @@ def remove_staged(target: str | Path, area: str | Path) -> None:
     if target.is_symlink() or resolved == inside or inside not in resolved.parents:
         raise L2SError(target, f"refusing to remove: it is not a folder l2s staged inside {area}")
     shutil.rmtree(target, ignore_errors=True)
+
+
+def staging_folder(parent: Path, name: str) -> Path:
+    """A new staging path (not created) for ``parent/name``: ``parent/.<name>.partial-<pid>-<random>``,
+    built there and renamed into place when complete; the pid tells a later run whether its
+    maker still runs (:func:`remove_stale_staging`)."""
+    return parent / f".{name}{PARTIAL_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def remove_stale_staging(parent: Path, name: str | None = None) -> None:
+    """Remove the staging folders in ``parent`` (of ``name``, or of any name) whose maker no longer
+    runs (killed); those of running processes, and symbolic links, stay."""
+    pattern = f".{'*' if name is None else glob.escape(name)}{PARTIAL_MARK}*"
+    for folder in parent.glob(pattern):
+        pid = folder.name.rpartition(PARTIAL_MARK)[2].split("-")[0]
+        if not folder.is_symlink() and not (pid.isdigit() and process_alive(int(pid))):
+            remove_staged(folder, parent)
 
 
 @contextlib.contextmanager

@@ -399,3 +399,22 @@ def test_case_id_that_is_not_a_plain_name_is_refused_and_nothing_is_deleted(
     )
     assert (here / "precious.txt").read_text() == "keep me"
     assert (here / "cases" / "precious.txt").read_text() == "keep me too"
+
+
+def test_channel_the_task_lacks_is_refused_before_anything_is_written(small_task, tmp_path, capsys):
+    """``--channel 999`` on a one-channel task wrote prep.json with it, so that every later run with
+    the right channel was refused as "prepared with other settings"."""
+    from cli_runner import assert_one_line_error as assert_cli_one_line_error
+
+    assert_cli_one_line_error(
+        capsys,
+        "prepare",
+        small_task,
+        "--out",
+        tmp_path / "prep",
+        "--channel",
+        999,
+        names="channel",
+        says="999 is not a channel of Task99_Box: its dataset.json declares 1 (0 = CT)",
+    )
+    assert not (tmp_path / "prep" / "prep.json").exists()
