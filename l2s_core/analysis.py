@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import html
 import importlib.metadata
 import platform
 from pathlib import Path
@@ -114,7 +115,10 @@ def data_description(data: StudyData) -> str:
 
     Read from ``study_params.json`` where present, else from the prepared tasks' names.
     """
-    tasks = ", ".join(f"{row.organ}: {row.task_name} ({row.task_dir})" for row in data.datasets.itertuples())
+    tasks = ", ".join(
+        f"{row.organ}: {html.escape(str(row.task_name))} ({html.escape(str(row.task_dir))})"
+        for row in data.datasets.itertuples()
+    )  # dataset.json's "name" is anyone's text: escaped, so that the report never runs what it holds
     study_params = data.study_params or {}
     source = study_params.get("data")
     if source == "phantom":
@@ -125,10 +129,15 @@ def data_description(data: StudyData) -> str:
             "not patient scans; the numbers test the pipeline, they do not reproduce the paper's values"
         )
     elif source == "msd":
-        kind = f"**real data**: Medical Segmentation Decathlon tasks from `{study_params.get('data_root')}`"
+        kind = f"**real data**: Medical Segmentation Decathlon tasks from {_code(study_params.get('data_root'))}"
     else:
         kind = "data named by the prepared tasks (no `study_params.json` in the study folder)"
-    return f"Study folder `{data.study_dir}` ran on {kind}. Prepared tasks: {tasks}."
+    return f"Study folder {_code(data.study_dir)} ran on {kind}. Prepared tasks: {tasks}."
+
+
+def _code(text: object) -> str:
+    """``text`` as inline code in Markdown, HTML-escaped (a backtick in a path cannot end it)."""
+    return f"<code>{html.escape(str(text))}</code>"
 
 
 def software_versions() -> pd.DataFrame:

@@ -334,6 +334,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    except MemoryError as exc:  # a size no check foresaw: one line, not numpy's traceback
+        print(
+            f"l2s: error: l2s {args.command}: ran out of memory ({' '.join(str(exc).split()) or 'MemoryError'}); "
+            "finished work is kept, free memory or use smaller inputs and run the same command again",
+            file=sys.stderr,
+        )
+        return 2
     except KeyboardInterrupt:
         print("l2s: interrupted; finished work is kept, run the same command again to resume", file=sys.stderr)
         return 130

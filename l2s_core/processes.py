@@ -15,7 +15,7 @@
 
 from __future__ import annotations
 
-__all__ = ["STOP_AT", "available_memory", "die_with_parent", "process_alive", "stop_if_asked"]
+__all__ = ["STOP_AT", "available_memory", "die_with_parent", "process_alive", "require_memory", "stop_if_asked"]
 
 import ctypes
 import errno
@@ -23,6 +23,8 @@ import os
 import signal
 import sys
 from pathlib import Path
+
+from l2s_core.errors import L2SError
 
 #: ``prctl`` option number of ``PR_SET_PDEATHSIG`` (linux/prctl.h).
 _PR_SET_PDEATHSIG = 1
@@ -93,6 +95,25 @@ def available_memory() -> int:
     cgroup = _cgroup_available()
     system = _meminfo_available()
     return system if cgroup is None else min(system, cgroup)
+
+
+def require_memory(where: str | Path, needed: int, what: str, error: type[L2SError]) -> None:
+    """Raise ``error`` naming ``where`` when ``needed`` bytes exceed :func:`available_memory`:
+    the check made before a size read from a file is allocated.
+
+    Args:
+        where: the file the size comes from.
+        needed: bytes about to be allocated.
+        what: what they hold, e.g. ``"the (512, 512, 300) float32 image"``.
+        error: the error type raised.
+    """
+    available = available_memory()
+    if needed > available:
+        raise error(
+            where,
+            f"{what} needs {needed / 2**30:.3g} GiB of memory, {available / 2**30:.3g} GiB are available; "
+            "check the header's sizes or free memory",
+        )
 
 
 def stop_if_asked(moment: str) -> None:

@@ -290,3 +290,20 @@ def test_notebook_writes_every_table_and_figure(study: Path, tmp_path: Path, l2s
     ):
         assert text in executed, text
     assert executed.index("## Findings") < executed.index("## Data and software")
+
+
+def test_names_from_dataset_json_reach_the_report_escaped(data: StudyData) -> None:
+    """A task's ``dataset.json`` "name" reached report.html with an ``onerror`` handler intact."""
+    import dataclasses
+
+    from nbconvert.filters.markdown import markdown2html
+
+    hostile = '<img src=x onerror="alert(1)">'
+    data = dataclasses.replace(
+        data,
+        datasets=data.datasets.assign(task_name=hostile, task_dir="/data/`<b>x</b>`"),
+        study_params={**(data.study_params or {}), "data": "msd", "data_root": "/d/<script>alert(1)</script>"},
+    )
+    rendered = markdown2html(analysis.data_description(data))
+    assert "<img" not in rendered and "<script" not in rendered and "<b>" not in rendered
+    assert "&lt;img src=x onerror=" in rendered

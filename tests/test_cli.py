@@ -69,3 +69,47 @@ def test_phantom_command_writes_msd_tasks(tmp_path, capsys):
     assert main(["phantom", "--out", str(tmp_path), "--organs", "kidney"]) == 2
     captured = capsys.readouterr()
     assert_output_is_one_error_line(captured.out, captured.err, "l2s: error: ", "kidney")
+
+
+def test_running_out_of_memory_is_one_line(tmp_path, capsys, monkeypatch):
+    import numpy as np
+
+    import l2s_core.data.prepare as prepare_module
+
+    def no_memory(path, array):
+        np.empty(2**62, dtype=np.uint8)  # numpy's _ArrayMemoryError, a MemoryError
+
+    monkeypatch.setattr(prepare_module, "atomic_save_npy", no_memory)
+    task = write_small_task(tmp_path / "Task99_Box")
+    assert main(["prepare", str(task), "--out", str(tmp_path / "prep"), "--workers", "1"]) == 2
+    captured = capsys.readouterr()
+    assert_output_is_one_error_line(captured.out, captured.err, "l2s: error: l2s prepare: ran out of memory (")
+
+
+def test_json_or_yaml_nested_too_deeply_is_one_line(tmp_path, capsys):
+    """Nesting deep enough for Python's parsers to raise RecursionError was a traceback."""
+    from cli_runner import assert_one_line_error as assert_cli_one_line_error
+
+    task = write_small_task(tmp_path / "Task99_Box")
+    (task / "dataset.json").write_text("[" * 200_000 + "]" * 200_000)
+    assert_cli_one_line_error(
+        capsys, "prepare", task, "--out", tmp_path / "prep", names=task / "dataset.json", says="nested too deeply"
+    )
+    params = tmp_path / "deep.yaml"
+    params.write_text("study: " + "[" * 200_000 + "]" * 200_000 + "\n")
+    assert_cli_one_line_error(capsys, "run", params, "--dry-run", names=params, says="nested too deeply")
+
+
+def test_training_config_or_l2s_json_nested_too_deeply_is_one_line(tmp_path):
+    import pytest
+
+    from l2s_core.errors import ConfigError, InputDataError
+    from l2s_core.files import read_json
+    from l2s_core.train.config import TrainConfig
+
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 200_000 + "]" * 200_000)
+    with pytest.raises(InputDataError, match="nested too deeply"):
+        read_json(deep)
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        TrainConfig.load(deep)

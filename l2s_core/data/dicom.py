@@ -25,6 +25,7 @@ import numpy as np
 
 from l2s_core.data.io import VolumeMeta, orient_to_ras
 from l2s_core.errors import DicomError
+from l2s_core.processes import require_memory
 
 __all__ = [
     "LPS_TO_RAS",
@@ -54,6 +55,12 @@ PATIENT_STUDY_KEYWORDS = (
 #: Relative tolerance of the slice spacing (1 %), and a gap from this many spacings on is a missing slice.
 SPACING_RTOL = 0.01
 GAP_FACTOR = 1.5
+#: The most rows or columns of a slice: larger is taken for a corrupt header (CT and MR slices
+#: have 256 to 1024; 30000×30000 asked 33.5 GiB before a pixel was read).
+MAX_SLICE_SIDE = 4096
+#: A slice whose position lies further than this share of the smallest pixel spacing from the
+#: line through the first and last slice positions is not part of one volume.
+COLLINEAR_TOLERANCE = 0.5
 
 
 def require_pydicom() -> Any:
@@ -116,10 +123,61 @@ def image_series(headers: list[tuple[Path, Any]]) -> dict[str, list[Path]]:
 
 
 def _vector(ds: Any, keyword: str, n: int, path: Path) -> np.ndarray:
-    value = ds.get(keyword)
-    if value is None or len(value) != n:
+    try:
+        value = ds.get(keyword)
+        numbers = np.asarray([float(v) for v in value], dtype=np.float64) if value is not None else None
+    except (TypeError, ValueError, OverflowError):
+        raise DicomError(path, f"{keyword} holds a value that is not a number: {value!r}") from None
+    if numbers is None or len(numbers) != n:
         raise DicomError(path, f"{keyword} missing or not {n} numbers")
-    return np.asarray([float(v) for v in value], dtype=np.float64)
+    if not np.all(np.isfinite(numbers)):
+        raise DicomError(path, f"{keyword} is not finite: {list(numbers)}")
+    return numbers
+
+
+def _number(ds: Any, keyword: str, default: float, path: Path) -> float:
+    """A finite number of the header (``default`` when absent)."""
+    value = ds.get(keyword, default)
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise DicomError(path, f"{keyword} is not a number: {value!r}") from None
+    if not np.isfinite(number):
+        raise DicomError(path, f"{keyword} is not finite: {value!r}")
+    return number
+
+
+def _required(ds: Any, keyword: str, path: Path) -> Any:
+    """An attribute every image slice must have."""
+    value = ds.get(keyword)
+    if value is None or value == "":
+        raise DicomError(path, f"an image slice without {keyword}")
+    return value
+
+
+def _slice_shape(ds: Any, path: Path) -> tuple[int, int]:
+    """``(Rows, Columns)`` of a slice, each from 1 to :data:`MAX_SLICE_SIDE`."""
+    shape = (int(_number(ds, "Rows", 0, path)), int(_number(ds, "Columns", 0, path)))
+    if not all(1 <= side <= MAX_SLICE_SIDE for side in shape):
+        raise DicomError(
+            path, f"Rows × Columns {shape[0]}×{shape[1]}: each must be 1 to {MAX_SLICE_SIDE} (a corrupt header?)"
+        )
+    return shape
+
+
+def _check_collinear(datasets: list[tuple[Path, Any]], positions: np.ndarray, pixel: float, where: Path) -> None:
+    """Refuse slices whose positions (sorted, ``(n, 3)`` mm) do not lie on one line: a volume's
+    slices are stacked along one direction (the normal, or a gantry tilt's slanted axis)."""
+    axis = positions[-1] - positions[0]
+    offsets = positions - positions[0]
+    off_line = np.linalg.norm(offsets - np.outer(offsets @ axis / (axis @ axis), axis), axis=1)
+    if off_line.max() > COLLINEAR_TOLERANCE * pixel:
+        i = int(np.argmax(off_line))
+        raise DicomError(
+            where,
+            f"the slices are not stacked on one line: {datasets[i][0].name} lies {off_line[i]:.3g} mm beside "
+            f"the line through {datasets[0][0].name} and {datasets[-1][0].name}",
+        )
 
 
 def _slice_order(datasets: list[tuple[Path, Any]], where: Path) -> tuple[list[tuple[Path, Any]], np.ndarray, float]:
@@ -132,8 +190,11 @@ def _slice_order(datasets: list[tuple[Path, Any]], where: Path) -> tuple[list[tu
             raise DicomError(path, f"slice orientation differs from that of {first_path.name}")
         if not np.allclose(_vector(ds, "PixelSpacing", 2, path), spacing, rtol=1e-4):
             raise DicomError(path, f"pixel spacing differs from that of {first_path.name}")
-        if (ds.Rows, ds.Columns) != (first.Rows, first.Columns):
-            raise DicomError(path, f"{ds.Rows}×{ds.Columns} pixels, {first_path.name} has {first.Rows}×{first.Columns}")
+        shape, first_shape = _slice_shape(ds, path), _slice_shape(first, first_path)
+        if shape != first_shape:
+            raise DicomError(
+                path, f"{shape[0]}×{shape[1]} pixels, {first_path.name} has {first_shape[0]}×{first_shape[1]}"
+            )
     normal = np.cross(orientation[:3], orientation[3:])
     positions = np.array([_vector(ds, "ImagePositionPatient", 3, path) for path, ds in datasets])
     order = np.argsort(positions @ normal, kind="stable")
@@ -154,6 +215,7 @@ def _slice_order(datasets: list[tuple[Path, Any]], where: Path) -> tuple[list[tu
         )
     if np.any(np.abs(steps - spacing_z) > SPACING_RTOL * spacing_z):
         raise DicomError(where, f"unevenly spaced slices: spacings from {steps.min():.4g} to {steps.max():.4g} mm")
+    _check_collinear(datasets, positions, float(spacing.min()), where)
     return datasets, positions, spacing_z
 
 
@@ -167,7 +229,10 @@ def _pixels(path: Path, ds: Any, shape: tuple[int, int]) -> np.ndarray:
         raise DicomError(path, f"cannot decode the pixel data ({type(exc).__name__}: {exc})") from None
     if pixels.shape != shape:
         raise DicomError(path, f"pixel data of shape {pixels.shape}, the series' slices are {shape[0]}×{shape[1]}")
-    return pixels * float(ds.get("RescaleSlope", 1.0)) + float(ds.get("RescaleIntercept", 0.0))
+    pixels = pixels * _number(ds, "RescaleSlope", 1.0, path) + _number(ds, "RescaleIntercept", 0.0, path)
+    if not np.all(np.isfinite(pixels)):
+        raise DicomError(path, "the modality rescale (RescaleSlope, RescaleIntercept) makes pixels infinite")
+    return pixels
 
 
 def _dcmread(pydicom: Any, path: Path, headers_only: bool) -> Any:
@@ -213,7 +278,11 @@ def read_series_files(
     lps[:3, 1] = orientation[3:] * row_spacing  # j: down a column, row index grows
     lps[:3, 2] = step
     lps[:3, 3] = positions[0]
-    shape = (int(first.Rows), int(first.Columns))
+    shape = _slice_shape(first, datasets[0][0])
+    sop_class_uid = str(_required(first, "SOPClassUID", datasets[0][0]))
+    instance_uids = tuple(str(_required(ds, "SOPInstanceUID", path)) for path, ds in datasets)
+    volume_bytes = len(datasets) * shape[0] * shape[1] * np.dtype(np.float32).itemsize
+    require_memory(where, 2 * volume_bytes, f"the {len(datasets)}×{shape[0]}×{shape[1]} float32 series", DicomError)
     volume = np.empty((len(datasets), *shape), dtype=np.float32)  # (k, j, i)
     for k, (path, _) in enumerate(datasets):
         volume[k] = _pixels(path, _dcmread(pydicom, path, False), shape)  # the full dataset is dropped here
@@ -224,8 +293,8 @@ def read_series_files(
         modality=str(first.get("Modality", "")),
         series_uid=str(first.SeriesInstanceUID),
         frame_of_reference_uid=str(first.get("FrameOfReferenceUID", "")),
-        sop_class_uid=str(first.SOPClassUID),
-        sop_instance_uids=tuple(str(ds.SOPInstanceUID) for _, ds in datasets),
+        sop_class_uid=sop_class_uid,
+        sop_instance_uids=instance_uids,
         lps_affine=tuple(tuple(float(v) for v in row) for row in lps),
         patient_study={k: str(first.get(k, "")) for k in PATIENT_STUDY_KEYWORDS},
     )

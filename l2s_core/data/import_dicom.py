@@ -16,8 +16,6 @@ Example:
 from __future__ import annotations
 
 import json
-import shutil
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +26,7 @@ from l2s_core.data.dicom import dicom_headers, image_series, read_series_files
 from l2s_core.data.io import to_source_grid, write_mask, write_nifti
 from l2s_core.data.rtstruct import rasterise, read_rtstruct
 from l2s_core.errors import ConfigError, DicomError
-from l2s_core.files import atomic_write_text
+from l2s_core.files import atomic_write_text, remove_staged, remove_stale_staging, staging_folder
 
 __all__ = ["MISSING_FILE", "ImportResult", "import_dicom"]
 
@@ -113,7 +111,8 @@ def import_dicom(dicom_root: str | Path, names: list[str], task_dir: str | Path,
     )
     if not patients:
         raise ConfigError(dicom_root, "no patient folders found (expected DICOM_ROOT/<patient>/...)")
-    staging = task_dir.parent / f".{task_dir.name}.partial-{uuid.uuid4().hex[:8]}"
+    remove_stale_staging(task_dir.parent, task_dir.name)  # of a killed run
+    staging = staging_folder(task_dir.parent, task_dir.name)
     try:
         imported: dict[str, str] = {}
         modalities: dict[str, str] = {}
@@ -145,5 +144,5 @@ def import_dicom(dicom_root: str | Path, names: list[str], task_dir: str | Path,
         atomic_write_text(staging / MISSING_FILE, "".join(f"{p}\n" for p in missing))
         staging.rename(task_dir)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        remove_staged(staging, task_dir.parent)
     return ImportResult(task_dir, imported, missing)

@@ -40,11 +40,15 @@ from nibabel.orientations import apply_orientation, axcodes2ornt, inv_ornt_aff, 
 
 from l2s_core.errors import InputDataError
 from l2s_core.files import atomic_open
+from l2s_core.processes import require_memory
 from l2s_core.records import Record
 
 _RAS = axcodes2ornt(("R", "A", "S"))
 #: Larger volumes are taken for a corrupt header (2**31 voxels = 8 GiB as float32).
 MAX_VOXELS = 2**31
+#: Deflate's largest compression ratio (about 1032:1, for long runs of one byte): a gzip file
+#: decompresses to at most this many times its size.
+MAX_DEFLATE_RATIO = 1032
 #: gzip level of the ``.nii.gz`` files l2s writes: level 9 took about ten times as long
 #: (≈12 s per 21 MB) for files a few per cent smaller.
 NIFTI_GZIP_LEVEL = 1
@@ -85,11 +89,48 @@ def _load(path: Path) -> nib.Nifti1Image:
     n_voxels = int(np.prod(img.shape, dtype=np.int64))
     if min(img.shape) <= 0 or n_voxels > MAX_VOXELS:
         raise InputDataError(path, f"the header claims an implausible shape {img.shape}")
-    if not path.name.endswith(".gz"):
-        needed = int(img.header["vox_offset"]) + n_voxels * img.get_data_dtype().itemsize
-        if path.stat().st_size < needed:
-            raise InputDataError(path, f"truncated: {path.stat().st_size} bytes, the header needs {needed}")
+    _check_data_bytes(img, path, n_voxels)
     return img
+
+
+def _gzip_payload_bound(path: Path) -> int:
+    """The most bytes the gzip file ``path`` can decompress to: at most :data:`MAX_DEFLATE_RATIO`
+    times its size, and congruent to its trailer's size field (ISIZE, the payload modulo 2**32)."""
+    size = path.stat().st_size
+    bound = size * MAX_DEFLATE_RATIO
+    with open(path, "rb") as handle:
+        handle.seek(max(0, size - 4))
+        trailer = int.from_bytes(handle.read(4), "little")
+    if bound < trailer:
+        return trailer  # a file too short to hold its trailer's payload: the read names the damage
+    return trailer + (bound - trailer) // 2**32 * 2**32
+
+
+def _check_data_bytes(img: nib.Nifti1Image, path: Path, n_voxels: int) -> None:
+    """Refuse a header whose image data the file cannot hold, or whose one-channel read (the
+    stored or scaled array, then its float32 copy) the available memory cannot hold, before
+    anything is allocated.
+
+    Raises:
+        InputDataError: the file is too short, or the read would exceed the available memory.
+    """
+    dtype = img.get_data_dtype()
+    needed = int(img.dataobj.offset) + n_voxels * dtype.itemsize  # type: ignore[attr-defined]
+    if path.name.endswith(".gz"):
+        payload = _gzip_payload_bound(path)
+        if payload < needed:
+            raise InputDataError(
+                path,
+                f"truncated or not what its header claims: the header needs {needed} bytes of NIfTI data, "
+                f"this {path.stat().st_size}-byte gzip file holds at most {payload} (its size and trailer)",
+            )
+    elif path.stat().st_size < needed:
+        raise InputDataError(path, f"truncated: {path.stat().st_size} bytes, the header needs {needed}")
+    slope, inter = img.dataobj.slope, img.dataobj.inter  # type: ignore[attr-defined]
+    scaled = not (np.all(slope == 1) and np.all(inter == 0))
+    voxels_3d = int(np.prod(img.shape[:3], dtype=np.int64))
+    read_bytes = voxels_3d * (max(dtype.itemsize, 8 if scaled else 0) + np.dtype(np.float32).itemsize)
+    require_memory(path, read_bytes, f"reading the {img.shape[:3]} {dtype} volume", InputDataError)
 
 
 def _read_array(img: nib.Nifti1Image, path: Path, channel: int) -> np.ndarray:
@@ -243,7 +284,8 @@ def write_nifti(
     Args:
         path: output ``.nii.gz`` (or uncompressed ``.nii``) path.
         data: 3D or 4D array in nibabel's ``(i, j, k[, c])`` voxel order; any memory layout.
-        affine: 4×4 voxel-to-world affine, stored as qform and sform with code 1 (scanner).
+        affine: 4×4 voxel-to-world affine, stored as sform with code 1 (scanner), and as qform
+            with code 1 unless it is sheared (qform code 0).
         dtype: the stored dtype (``None``: ``data``'s own).
         xyzt_units: spatial and time units for the header (e.g. ``("mm", "sec")``);
             ``None`` leaves them unset.
@@ -257,8 +299,13 @@ def write_nifti(
     image.header.set_data_dtype(array.dtype)
     if xyzt_units is not None:
         image.header.set_xyzt_units(*xyzt_units)
-    image.set_qform(affine, code=1)
     image.set_sform(affine, code=1)
+    # a qform holds rotations and zooms only: a sheared affine (a gantry-tilted series) gets qform
+    # code 0, so that no reader meets a qform that disagrees with the sform
+    columns = np.asarray(affine, dtype=np.float64)[:3, :3]
+    gram = columns.T @ columns
+    rigid = np.allclose(gram, np.diag(np.diag(gram)), atol=1e-6 * float(np.max(np.abs(gram))))
+    image.set_qform(affine if rigid else None, code=1 if rigid else 0)
     with atomic_open(path) as handle:
         if str(path).endswith(".gz"):
             stream = _GzipWriter(handle, NIFTI_GZIP_LEVEL)

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from l2s_core.errors import ConfigError, InputDataError
+from l2s_core.files import NESTED_TOO_DEEPLY, is_plain_name
 
 NIFTI_SUFFIX = ".nii.gz"
 
@@ -78,6 +79,8 @@ def _load_dataset_json(path: Path) -> dict:
         meta = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputDataError(path, f"not valid JSON ({exc})") from None
+    except RecursionError:
+        raise InputDataError(path, NESTED_TOO_DEEPLY) from None
     if not isinstance(meta, dict):
         raise InputDataError(path, "expected a JSON object at the top level")
     for key, kind in (("training", list), ("labels", dict), ("modality", dict)):
@@ -136,6 +139,13 @@ def read_task(task_dir: str | Path) -> MSDTask:
                 raise InputDataError(p, f"listed in {json_path} (training[{i}]) but not found")
         if case_id_of(image_path) != case_id_of(label_path):
             raise InputDataError(json_path, f"training[{i}] pairs {image_path.name} with {label_path.name}")
+        if not is_plain_name(case_id_of(image_path)):
+            raise InputDataError(
+                json_path,
+                f"training[{i}] gives the case id {case_id_of(image_path)!r} (file {image_path.name!r}), "
+                "not a plain name: a case id names a folder, so it must be non-empty, hold no '/' or '\\' "
+                "and not start with '.'",
+            )
         cases.append(MSDCase(case_id_of(image_path), image_path, label_path))
     if not cases:
         raise InputDataError(json_path, "the training list is empty")

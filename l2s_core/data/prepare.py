@@ -23,7 +23,6 @@ __all__ = [
     "EXCLUDED",
     "PREPARED",
     "CaseStatus",
-    "PARTIAL_MARK",
     "PEAK_FLOAT32_COPIES",
     "case_peak_bytes",
     "depth_axis_warning",
@@ -32,15 +31,12 @@ __all__ = [
     "lowres_shape",
     "prepare_task",
     "read_case",
-    "remove_stale_partials",
     "worker_count",
 ]
 
 import dataclasses
 import multiprocessing
 import os
-import shutil
-import uuid
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -80,8 +76,15 @@ from l2s_core.data.prepared_layout import (
 )
 from l2s_core.data.split import save_split, split_cases
 from l2s_core.errors import ConfigError, EmptyOrganError, InputDataError, L2SError
-from l2s_core.files import atomic_save_npy, atomic_write_json, read_json
-from l2s_core.processes import available_memory, die_with_parent, process_alive
+from l2s_core.files import (
+    atomic_save_npy,
+    atomic_write_json,
+    read_json,
+    remove_staged,
+    remove_stale_staging,
+    staging_folder,
+)
+from l2s_core.processes import available_memory, die_with_parent
 
 #: Peak memory of preparing one case, in float32 copies of its full-resolution volume: the
 #: estimate that bounds the parallel workers, and the bound ``tests/data/test_prepare.py``
@@ -90,8 +93,6 @@ PEAK_FLOAT32_COPIES = 4
 PREPARED = "prepared"
 ALREADY_PREPARED = "already prepared"
 EXCLUDED = "excluded"
-#: Marks the staging folder of a case being prepared: ``.<case id>.partial-<pid>-<random>``.
-PARTIAL_MARK = ".partial-"
 
 
 def lowres_shape(shape: Sequence[int], divisors: Sequence[int] = LOWRES_DIVISORS) -> tuple[int, int, int]:
@@ -196,7 +197,7 @@ def _prepare_case(
         )
     box = expand_box(organ_box, settings.crop_margin)
     image = normalise(image, settings.normalisation, ct_stats)
-    staging = out_dir / CASES_DIR / f".{case.case_id}{PARTIAL_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    staging = staging_folder(out_dir / CASES_DIR, case.case_id)
     staging.mkdir(parents=True)
     try:  # each derived array is written as soon as it is made, so that only one is held at a time
         atomic_save_npy(staging / array_file("full", "image"), image)
@@ -223,11 +224,10 @@ def _prepare_case(
             organ_voxels=int(mask.sum()),
             foreground_share=float(mask.mean()),
         ).write(staging / CASE_META_FILE)
-        if final.exists():  # a stale incomplete folder (no meta.json) from an older layout
-            shutil.rmtree(final)
+        remove_staged(final, out_dir / CASES_DIR)  # a stale incomplete folder (no meta.json) from an older layout
         os.replace(staging, final)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        remove_staged(staging, out_dir / CASES_DIR)
     return case.case_id, CaseStatus(PREPARED)
 
 
@@ -268,15 +268,6 @@ def _check_preparation(out_dir: Path, preparation: TaskPreparation) -> TaskPrepa
                 "use another --out folder or delete this one",
             )
     return previous
-
-
-def remove_stale_partials(out_dir: Path) -> None:
-    """Remove the staging folders in ``out_dir/cases`` left by preparing processes that no longer
-    run (killed); those of running processes stay."""
-    for folder in (out_dir / CASES_DIR).glob(f".*{PARTIAL_MARK}*"):
-        pid = folder.name.rpartition(PARTIAL_MARK)[2].split("-")[0]
-        if not (pid.isdigit() and process_alive(int(pid))):
-            shutil.rmtree(folder, ignore_errors=True)
 
 
 def case_peak_bytes(case: MSDCase) -> int:
@@ -366,11 +357,18 @@ def prepare_task(
     Raises:
         InputDataError: a problem with a file of the task (named in the message); cases
             prepared before it stay prepared.
-        ConfigError: the settings differ from those ``out_dir`` was prepared with.
+        ConfigError: the settings differ from those ``out_dir`` was prepared with, or the
+            channel is not one that ``dataset.json`` declares (checked before anything is written).
     """
     settings = settings or PrepareSettings()
     task = read_task(task_dir)
     check_organ_labels(settings.organ_labels, task)
+    if not 0 <= settings.channel < len(task.modality):
+        raise ConfigError(
+            "channel",
+            f"{settings.channel} is not a channel of {task.name}: its dataset.json declares "
+            f"{len(task.modality)} ({', '.join(f'{k} = {v}' for k, v in task.modality.items())})",
+        )
     cases = selected_cases(task, settings.max_cases)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -391,7 +389,7 @@ def prepare_task(
         ct_stats = foreground_intensity_stats(_image_and_mask(c, task, settings) for c in train)
     if previous is None:
         dataclasses.replace(preparation, ct_stats=ct_stats).write(out_dir / PREP_FILE)
-    remove_stale_partials(out_dir)
+    remove_stale_staging(out_dir / CASES_DIR)
     workers = worker_count(workers, [case_peak_bytes(c) for c in cases])
     statuses: dict[str, CaseStatus] = {}
     args = [(c, task, settings, ct_stats, out_dir, skip_empty) for c in cases]

@@ -96,6 +96,11 @@ class Structure:
     algorithm: str
 
 
+#: A contour point further outside the image than this share of its side is refused (a point
+#: at 1e9 mm asked 5 GiB while rasterising).
+_OUTSIDE_TOLERANCE = 0.1
+
+
 def _sequence(*items: Any) -> Any:
     from pydicom.sequence import Sequence
 
@@ -292,17 +297,12 @@ def read_rtstruct(path: str | Path) -> StructureSet:
         for st in f.get("RTReferencedStudySequence", [])
         for s in st.get("RTReferencedSeriesSequence", [])
     )
-    names: dict[int, str] = {}
-    for roi in ds.StructureSetROISequence:
-        name = str(roi.get("ROIName", "") or "").strip()
-        if not name:
-            raise DicomError(path, f"structure (ROI number {roi.ROINumber}) has no name")
-        names[int(roi.ROINumber)] = name
+    names = _roi_names(ds.StructureSetROISequence, path)
     rois: dict[str, list[np.ndarray]] = {name: [] for name in names.values()}
     for item in ds.get("ROIContourSequence", []):
-        if int(item.ReferencedROINumber) not in names:
+        if _integer(item, "ReferencedROINumber", path) not in names:
             continue
-        name = names[int(item.ReferencedROINumber)]
+        name = names[_integer(item, "ReferencedROINumber", path)]
         for contour in item.get("ContourSequence", []):
             if "ContourData" not in contour:
                 continue
@@ -310,6 +310,48 @@ def read_rtstruct(path: str | Path) -> StructureSet:
             if len(points):
                 rois[name].append(points)
     return StructureSet(str(path), series, frames, rois)
+
+
+def _integer(item: Any, keyword: str, path: Path) -> int:
+    """An integer attribute a structure set item must have."""
+    try:
+        return int(item.get(keyword))
+    except (TypeError, ValueError):
+        raise DicomError(path, f"an item without a valid {keyword} ({item.get(keyword)!r})") from None
+
+
+def _roi_names(items: Any, path: Path) -> dict[int, str]:
+    """ROI number → name of the ``StructureSetROISequence``; names that equal one another once case
+    and spaces are ignored are refused: which of them was meant cannot be told (two ROIs of one
+    name used to be merged by exclusive or)."""
+    names: dict[int, str] = {}
+    for roi in items:
+        number = _integer(roi, "ROINumber", path)
+        name = str(roi.get("ROIName", "") or "").strip()
+        if not name:
+            raise DicomError(path, f"structure (ROI number {number}) has no name")
+        names[number] = name
+    by_key: dict[str, list[str]] = {}
+    for name in names.values():
+        by_key.setdefault("".join(name.split()).casefold(), []).append(name)
+    ambiguous = [same for same in by_key.values() if len(same) > 1]
+    if ambiguous:
+        listed = "; ".join(" and ".join(repr(n) for n in same) for same in ambiguous)
+        raise DicomError(path, f"ambiguous structure names (equal ignoring case and spaces): {listed}; rename them")
+    return names
+
+
+def _check_inside(voxels: np.ndarray, n_i: int, n_j: int, where: str | Path) -> None:
+    """Refuse a contour (``(n, 3)`` voxel coordinates i, j, k) with points far outside the slice."""
+    for axis, side in ((0, n_i), (1, n_j)):
+        margin = _OUTSIDE_TOLERANCE * side + 1
+        if voxels[:, axis].min() < -margin or voxels[:, axis].max() > side - 1 + margin:
+            raise DicomError(
+                where,
+                f"a contour reaches {'columns' if axis == 0 else 'rows'} "
+                f"{voxels[:, axis].min():.4g} to {voxels[:, axis].max():.4g}, far outside the image's "
+                f"0 to {side - 1}",
+            )
 
 
 def _edge_pixels(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -351,6 +393,7 @@ def rasterise(contours: list[np.ndarray], meta: VolumeMeta, series: SeriesInfo, 
                 f"a contour at slice position {np.median(voxels[:, 2]):.2f} lies on no slice of "
                 f"series {series.series_uid} ({n_k} slices)",
             )
+        _check_inside(voxels, n_i, n_j, where)
         cols, rows = voxels[:, 0], voxels[:, 1]
         filled = np.zeros((n_j, n_i), dtype=bool)
         filled[polygon(rows, cols, (n_j, n_i))] = True

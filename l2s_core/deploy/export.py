@@ -14,8 +14,6 @@ Example:
 from __future__ import annotations
 
 import platform
-import shutil
-import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -32,7 +30,7 @@ from l2s_core.deploy.model_folder import CARD_FILE, README_FILE, ModelCard, Netw
 from l2s_core.errors import ConfigError, InputDataError
 from l2s_core.evaluate import converged_runs, evaluation_localisation
 from l2s_core.evaluation_tables import EVALUATION_DIR, runs_file
-from l2s_core.files import atomic_open, atomic_write_text
+from l2s_core.files import atomic_open, atomic_write_text, remove_staged, remove_stale_staging, staging_folder
 from l2s_core.train.run_files import BEST_FILE, FinishedRun
 from l2s_core.vocabulary import SPLITS
 
@@ -204,7 +202,8 @@ def export_model(study_dir: str | Path, organ: str, out_dir: str | Path) -> Mode
     runs = {network: converged_runs(organ_dir, network) for network in ("baseline", "localiser", "organ")}
     if not runs["baseline"] and not (runs["localiser"] and runs["organ"]):
         raise InputDataError(organ_dir, "no converged baseline and no converged localiser/organ pair to export")
-    staging = out_dir.parent / f".{out_dir.name}.partial-{uuid.uuid4().hex[:8]}"
+    remove_stale_staging(out_dir.parent, out_dir.name)  # of a killed run
+    staging = staging_folder(out_dir.parent, out_dir.name)
     try:
         networks = [_export_network(run, staging / "weights") for chain in runs.values() for run in chain]
         card = _card(organ, task, networks, _pairs(runs, _pooled_dice(organ_dir)), study_dir)
@@ -212,5 +211,5 @@ def export_model(study_dir: str | Path, organ: str, out_dir: str | Path) -> Mode
         atomic_write_text(staging / README_FILE, model_card_readme(card))
         staging.rename(out_dir)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        remove_staged(staging, out_dir.parent)
     return card

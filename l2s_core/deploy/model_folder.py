@@ -21,6 +21,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,16 @@ __all__ = [
 ]
 
 CARD_FILE = "model.json"
+#: Bounds of the card's numbers, checked when it is read: beyond them a card (from a stranger,
+#: or altered) would ask for absurd memory (``crop_margin: 2000`` asked 242 GiB).
+MAX_CROP_MARGIN = 256
+MAX_LOWRES_DIVISOR = 16
+MAX_CHANNELS = 16
+MAX_PATCH_SIDE = 1024
+MAX_PATCH_VOXELS = 2**26
+#: The widest level of a network (``base_channels * 2 ** depth``) and its other sizes.
+MAX_NETWORK_CHANNELS = 4096
+MAX_NETWORK_DEPTH = 8
 #: Prediction methods of a model folder (see :mod:`l2s_core.deploy.predict`).
 METHODS = ("two_stage", "baseline", "box")
 README_FILE = "README.md"
@@ -146,20 +157,71 @@ class ModelCard(Record):
     box_mapping: BoxMapping = "scale"
 
 
+def _check_card_numbers(card: ModelCard, path: Path) -> None:
+    """Refuse a card whose numbers lie outside the bounds above (the sizes predict allocates by).
+
+    Raises:
+        ModelFolderError: naming the card and the first number out of range.
+    """
+    bounds: list[tuple[str, float, float, float]] = [
+        ("crop_margin", card.crop_margin, 0, MAX_CROP_MARGIN),
+        ("n_channels", card.n_channels, 1, MAX_CHANNELS),
+        ("channel", card.channel, 0, card.n_channels - 1),
+        *(("lowres_divisors", d, 1, MAX_LOWRES_DIVISOR) for d in card.lowres_divisors),
+        *(("organ_labels", v, 1, 255) for v in card.organ_labels or ()),
+    ]
+    for i, entry in enumerate(card.networks):
+        key = f"networks[{i}]"
+        bounds += [(f"{key}.patch_size", side, 1, MAX_PATCH_SIDE) for side in entry.patch_size]
+        bounds.append((f"{key}.patch_size voxels", math.prod(entry.patch_size), 1, MAX_PATCH_VOXELS))
+        hparams = {k: v for k, v in entry.hparams.items() if isinstance(v, int)}
+        bounds += [(f"{key}.hparams.{k}", v, 1, MAX_NETWORK_CHANNELS) for k, v in hparams.items()]
+        depth = hparams.get("depth", 1)
+        bounds.append((f"{key}.hparams.depth", depth, 1, MAX_NETWORK_DEPTH))
+        widest = hparams.get("base_channels", 1) * 2 ** min(depth, MAX_NETWORK_DEPTH)
+        bounds.append((f"{key}.hparams base_channels × 2 ** depth", widest, 1, MAX_NETWORK_CHANNELS))
+    bounds += [(f"ct_stats.{k}", v, -math.inf, math.inf) for k, v in (card.ct_stats or {}).items()]
+    for key, value, low, high in bounds:
+        if not (math.isfinite(value) and low <= value <= high):
+            raise ModelFolderError(path, f"{key} is {value}, outside {low}..{high}; the card is damaged or altered")
+
+
+def _check_contained(card: ModelCard, folder: Path) -> None:
+    """Refuse a card naming a weight file outside its folder (``../``, an absolute path, a symbolic
+    link leading out), before any such path is looked at, so that the errors never tell whether
+    a path outside the folder exists.
+
+    Raises:
+        ModelFolderError: naming the card and the entry.
+    """
+    inside = folder.resolve()
+    for i, entry in enumerate(card.networks):
+        name = Path(entry.file)
+        resolved = (folder / name).resolve()
+        if name.is_absolute() or ".." in name.parts or inside not in resolved.parents:
+            raise ModelFolderError(
+                folder / CARD_FILE,
+                f"networks[{i}] names the weight file {entry.file!r}, which lies outside the model folder; "
+                "a model folder must hold its own files",
+            )
+
+
 def open_model_folder(folder: str | Path) -> ModelCard:
     """Read a model folder's card and check that its weight files are the ones it lists.
 
     Raises:
         InputDataError: ``model.json`` is missing or not JSON.
         FormatVersionError: the folder was written by an incompatible l2s version.
-        ModelFolderError: the card is incomplete, or a weight file is missing or differs from
-            the sha256 in the card.
+        ModelFolderError: the card is incomplete or has a number out of range, names a weight file
+            outside the folder, or a weight file is missing or differs from the sha256 in the card.
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise InputDataError(folder, "model folder not found")
     path = folder / CARD_FILE
     card = ModelCard.from_dict(read_json(path), str(path), ModelFolderError)
+    _check_card_numbers(card, path)
+    _check_contained(card, folder)
     for entry in card.networks:
         weights = folder / entry.file
         if not weights.is_file():

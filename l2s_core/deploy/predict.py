@@ -40,8 +40,8 @@ Example:
 
 from __future__ import annotations
 
-import io
 import math
+import pickle
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -63,9 +63,9 @@ from l2s_core.data.io import VolumeMeta, read_image, write_mask
 from l2s_core.data.normalise import normalise
 from l2s_core.data.rtstruct import Structure, write_rtstruct
 from l2s_core.deploy.model_folder import CARD_FILE, METHODS, ModelCard, NetworkEntry, open_model_folder, sha256_of
+from l2s_core.deploy.prediction_table import output_lock, record_row
 from l2s_core.deploy.structures import StructureTerm, algorithm_name, structure_term
 from l2s_core.errors import ConfigError, InputDataError, ModelFolderError
-from l2s_core.files import atomic_write_text
 from l2s_core.infer import Localisation, Segmenter, box_predict, predict_volume, two_stage_predict
 from l2s_core.model import NETWORK_CLASSES
 
@@ -168,6 +168,10 @@ def _build(folder: Path, entry: NetworkEntry) -> nn.Module:
     try:
         network = NETWORK_CLASSES[entry.network_class](**entry.hparams)
         network.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    except pickle.UnpicklingError:  # torch's own text advises weights_only=False, which l2s never does
+        raise ModelFolderError(
+            path, "holds objects other than tensors, which l2s never unpickles because that could run code"
+        ) from None
     except (RuntimeError, TypeError, ValueError) as exc:
         raise ModelFolderError(
             path, f"weights do not fit {entry.network_class}({entry.hparams}) ({' '.join(str(exc).split())[:200]})"
@@ -396,7 +400,7 @@ def _normalisation_key(card: ModelCard) -> tuple[object, ...]:
 
 
 def _write_dicom(
-    scan: Scan, organs: list[_Organ], masks: list[np.ndarray], out_dir: Path, dicom_seg: bool
+    scan: Scan, organs: Sequence[_Organ], masks: list[np.ndarray], out_dir: Path, dicom_seg: bool
 ) -> tuple[str, str]:
     """The scan's RTSTRUCT (and SEG) of every organ; returns their paths ('' where none)."""
     if scan.series is None:
@@ -471,25 +475,60 @@ def predict_scans(
     paths, out_dir = [Path(p) for p in inputs], Path(out_dir)
     _unique_names(paths)
     organs = _load_organs(folders, method, runs, device, codes)
+    for path in paths:  # every input read and checked before anything is written
+        for scan in _scans_of(path, organs).values():
+            _chosen_box(scan, box, box_mm)
     out_dir.mkdir(parents=True, exist_ok=True)
+    with output_lock(out_dir):
+        return _predict_into(organs, paths, out_dir, box, box_mm, progress, box_guard, dicom_seg)
+
+
+def _scans_of(path: Path, organs: Sequence[_Organ]) -> dict[int, Scan]:
+    """The scan at ``path`` read once per channel the organs' models read (channel → scan), checked
+    against every model's channel count and modality."""
+    scans: dict[int, Scan] = {}
+    for organ in organs:
+        card = organ.model.card
+        if card.channel in scans:
+            scan = scans[card.channel]
+            _check_fits(path, scan.channels, scan.series.modality if scan.series else None, card)
+        else:
+            scans[card.channel] = read_scan(path, card)
+    return scans
+
+
+def _chosen_box(scan: Scan, box: Sequence[int] | None, box_mm: Sequence[float] | None) -> Box | None:
+    """The checked ``--box`` or ``--box-mm`` of a scan (``None`` for the other methods)."""
+    if box is not None:
+        return _check_box(box, scan.image.shape)
+    if box_mm is not None:
+        return box_from_mm(box_mm, scan.meta, scan.image.shape)
+    return None
+
+
+def _predict_into(
+    organs: Sequence[_Organ],
+    paths: Sequence[Path],
+    out_dir: Path,
+    box: Sequence[int] | None,
+    box_mm: Sequence[float] | None,
+    progress: bool,
+    box_guard: int,
+    dicom_seg: bool,
+) -> pd.DataFrame:
+    """Segment each scan with every organ's model and write its files and its rows of
+    ``predictions.csv`` (under the output folder's lock)."""
+    method, runs = organs[0].model.method, organs[0].model.runs
     rows = []
     names = ", ".join(o.term.name for o in organs)
     for path in tqdm(paths, desc=f"predict {names}", unit="scan", disable=not progress):
-        scans: dict[int, Scan] = {}  # channel → the scan read once
+        scans = _scans_of(path, organs)
         images: dict[tuple[object, ...], np.ndarray] = {}  # normalisation → the image normalised once
         masks, results = [], []
         for organ in organs:
             card = organ.model.card
-            if card.channel in scans:
-                scan = scans[card.channel]
-                _check_fits(path, scan.channels, scan.series.modality if scan.series else None, card)
-            else:
-                scan = scans[card.channel] = read_scan(path, card)
-            chosen_box = None
-            if box is not None:
-                chosen_box = _check_box(box, scan.image.shape)
-            elif box_mm is not None:
-                chosen_box = box_from_mm(box_mm, scan.meta, scan.image.shape)
+            scan = scans[card.channel]
+            chosen_box = _chosen_box(scan, box, box_mm)
             started = time.perf_counter()  # normalisation (when this organ's is new) and segmentation
             key = _normalisation_key(card)
             if key not in images:
@@ -511,26 +550,22 @@ def predict_scans(
         for label, (organ, mask, mask_path, (used_box, fallback, grows, seconds)) in enumerate(
             zip(organs, masks, mask_paths, results), start=1
         ):
-            rows.append(
-                {
-                    "input": str(path),
-                    "structure": organ.term.name,
-                    "label": label,
-                    "mask": str(mask_path),
-                    "label_map": str(label_map_path),
-                    "rtstruct": rtstruct,
-                    "seg": seg,
-                    "method": method,
-                    "runs": "all" if runs is None else runs,
-                    "volume_ml": np.count_nonzero(mask) * math.prod(scan.meta.spacing) / 1000.0,
-                    "box": "" if used_box is None else " ".join(map(str, used_box)),
-                    "seconds": seconds,
-                    "fallback": fallback or "none",
-                    "box_grows": grows,
-                }
-            )
-    table = pd.DataFrame(rows, columns=list(PREDICTION_COLUMNS))
-    buffer = io.StringIO()
-    table.to_csv(buffer, index=False)
-    atomic_write_text(out_dir / "predictions.csv", buffer.getvalue())
-    return table
+            row = {
+                "input": str(path),
+                "structure": organ.term.name,
+                "label": label,
+                "mask": str(mask_path),
+                "label_map": str(label_map_path),
+                "rtstruct": rtstruct,
+                "seg": seg,
+                "method": method,
+                "runs": "all" if runs is None else runs,
+                "volume_ml": np.count_nonzero(mask) * math.prod(scan.meta.spacing) / 1000.0,
+                "box": "" if used_box is None else " ".join(map(str, used_box)),
+                "seconds": seconds,
+                "fallback": fallback or "none",
+                "box_grows": grows,
+            }
+            record_row(out_dir, row, PREDICTION_COLUMNS)
+            rows.append(row)
+    return pd.DataFrame(rows, columns=list(PREDICTION_COLUMNS))

@@ -60,7 +60,7 @@ import yaml
 
 from l2s_core.data.prepared_layout import PrepareSettings
 from l2s_core.errors import ConfigError, FormatVersionError, InputDataError
-from l2s_core.files import read_json
+from l2s_core.files import NESTED_TOO_DEEPLY, read_json
 from l2s_core.records import Checker, plain
 from l2s_core.train.config import TrainConfig
 from l2s_core.vocabulary import (
@@ -489,6 +489,8 @@ def _read_mapping(path: Path) -> dict[str, Any]:
         raise ConfigError(path, "parameter file not found") from None
     except yaml.YAMLError as exc:
         raise ConfigError(path, f"not valid YAML ({' '.join(str(exc).split())})") from None
+    except RecursionError:
+        raise ConfigError(path, NESTED_TOO_DEEPLY) from None
     if not isinstance(values, dict):
         raise ConfigError(path, "expected a mapping of keys to values at the top level")
     return values

@@ -11,8 +11,8 @@ __all__ = ["render_report"]
 
 from pathlib import Path
 
-from l2s_core.errors import L2SError
-from l2s_core.files import atomic_write_text
+from l2s_core.errors import ConfigError, L2SError
+from l2s_core.files import atomic_write_text, is_plain_name
 from l2s_core.study.layout import Step, StudyPaths
 
 
@@ -27,11 +27,16 @@ def render_report(study: str, root: str | Path = ".") -> Path:
         The report file.
 
     Raises:
+        ConfigError: ``study`` is not a plain name (``../../x`` would write outside ``reports/``).
         L2SError: the executed analysis notebook is missing or unreadable.
     """
     import nbformat
     from nbconvert import HTMLExporter
 
+    if not is_plain_name(study):
+        raise ConfigError(
+            "study", f"{study!r} is not a plain study name (the folder runs/<study>); give one such as 'quick'"
+        )
     paths = StudyPaths(Path(root), study)
     notebook_path = paths.executed_notebook(Step("analysis"))
     if not notebook_path.is_file():

@@ -18,15 +18,13 @@ __all__ = ["DONE", "FAILED", "StepRecord", "StepState", "study_lock"]
 import contextlib
 import dataclasses
 import datetime
-import fcntl
-import json
-import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final, Literal
 
 from l2s_core.errors import StudyLockedError
+from l2s_core.files import exclusive_lock
 from l2s_core.processes import process_alive
 from l2s_core.records import Record
 
@@ -98,38 +96,20 @@ def study_lock(lock_path: Path) -> Iterator[None]:
     Raises:
         StudyLockedError: another process holds the lock (the message names the file and its pid).
     """
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _lock_holder(fd)
-            raise StudyLockedError(
-                lock_path,
-                f"held by pid {holder.get('pid', '?')} on {holder.get('host', '?')} "
-                f"since {holder.get('since', '?')}: another `l2s run` is working on this study; "
-                "wait for it to finish or stop it",
-            ) from None
-        previous = _lock_holder(fd)
+
+    def refusal(holder: dict[str, Any]) -> StudyLockedError:
+        return StudyLockedError(
+            lock_path,
+            f"held by pid {holder.get('pid', '?')} on {holder.get('host', '?')} "
+            f"since {holder.get('since', '?')}: another `l2s run` is working on this study; "
+            "wait for it to finish or stop it",
+        )
+
+    with exclusive_lock(lock_path, refusal) as previous:
         if (
             previous.get("host") == socket.gethostname()
             and isinstance(previous.get("pid"), int)
             and not process_alive(previous["pid"])
         ):
             print(f"{lock_path}: taking over the stale lock of pid {previous['pid']} (no longer running)")
-        holder = {"pid": os.getpid(), "host": socket.gethostname(), "since": _now()}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
         yield
-    finally:
-        os.close(fd)  # closing the descriptor releases the flock
-
-
-def _lock_holder(fd: int) -> dict[str, Any]:
-    """The holder recorded in the lock file (empty when unreadable)."""
-    try:
-        holder = json.loads(os.pread(fd, 4096, 0).decode() or "{}")
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return {}
-    return holder if isinstance(holder, dict) else {}

@@ -30,6 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     except L2SError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except MemoryError as exc:
+        print(f"error: {args.config}: ran out of memory ({' '.join(str(exc).split())})", file=sys.stderr)
+        return 2
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps(summary.to_dict()))
     return 0

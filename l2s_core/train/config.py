@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 from l2s_core.errors import ConfigError
+from l2s_core.files import NESTED_TOO_DEEPLY
 from l2s_core.records import Record
 from l2s_core.vocabulary import ARCHITECTURES, CONVERGENCE_RULES, DICE_FORMS, NETWORKS
 
@@ -154,6 +155,8 @@ class TrainConfig(Record):
             values = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as exc:
             raise ConfigError(path, f"cannot read the training config ({exc})") from None
+        except RecursionError:
+            raise ConfigError(path, NESTED_TOO_DEEPLY) from None
         if not isinstance(values, dict):
             raise ConfigError(path, "expected a JSON object")
         return cls.from_dict(values, source=str(path))

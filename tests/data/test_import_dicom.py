@@ -67,3 +67,13 @@ def test_no_patient_with_the_structure(patient_root: Path, tmp_path: Path, capsy
         says="kidney or nier",
     )
     assert not (tmp_path / "task").exists()
+
+
+def test_staging_folders_of_a_killed_import_are_removed(patient_root: Path, tmp_path: Path, capsys) -> None:
+    """A killed ``l2s import-dicom`` left ``.<out>.partial-*`` (full images) forever."""
+    stale = tmp_path / ".task.partial-999999999-0a1b2c3d"
+    (stale / "imagesTr").mkdir(parents=True)
+    (stale / "imagesTr" / "p1.nii.gz").write_bytes(b"a full image")
+    code, _, err = run_l2s(capsys, "import-dicom", patient_root, "--structure", "spleen", "--out", tmp_path / "task")
+    assert code == 0, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dicom", "task"]  # the patients, the task

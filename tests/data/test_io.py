@@ -127,3 +127,47 @@ def test_write_nifti_casts_to_the_dtype_asked(tmp_path):
     out = nib.load(tmp_path / "m.nii.gz")
     assert out.get_data_dtype() == np.uint8 and np.array_equal(np.asarray(out.dataobj), mask[:, ::-1])
     assert nib.load(tmp_path / "f.nii.gz").get_data_dtype() == np.float32
+
+
+def _header_claiming(shape, dtype, payload: bytes = b"") -> bytes:
+    """The bytes of a ``.nii`` file whose header claims ``shape`` and ``dtype`` (nothing is
+    allocated), followed by ``payload`` instead of the image data."""
+    header = nib.Nifti1Header()
+    header.set_data_shape(shape)
+    header.set_data_dtype(dtype)
+    header.set_qform(np.eye(4), code=1)
+    header.set_sform(np.eye(4), code=1)
+    header["vox_offset"] = 352
+    return header.binaryblock + b"\0" * 4 + payload
+
+
+@pytest.mark.parametrize(
+    "shape, dtype, payload, problem",
+    [
+        ((1290, 1290, 1290), np.float64, b"", "the header needs 17173512352 bytes"),  # 80 bytes compressed: 17 GB
+        ((256, 256, 256), np.float32, bytes(4 << 20), "holds at most"),  # a gzip of zeros, 1/16 of the claim
+        ((128, 128, 64), np.float32, np.random.default_rng(0).bytes(1 << 20), "holds at most 1048928"),  # trailer
+    ],
+)
+def test_gzip_that_cannot_hold_what_its_header_claims_is_refused_from_the_header(
+    tmp_path, shape, dtype, payload, problem
+):
+    """A few bytes of gzip claiming gigabytes used to be allocated (13 GB in two minutes) before the
+    read failed; the file's size and its gzip trailer bound what it can hold."""
+    from l2s_core.data.io import read_shape
+
+    path = tmp_path / "liar.nii.gz"
+    path.write_bytes(gzip.compress(_header_claiming(shape, dtype, payload), compresslevel=1))
+    with pytest.raises(InputDataError, match=problem):
+        read_shape(path)  # the header alone: refused before any voxel is read
+
+
+def test_image_larger_than_the_available_memory_is_refused_before_reading(tmp_path, monkeypatch):
+    import l2s_core.processes
+
+    _save(tmp_path / "a.nii.gz", np.zeros((20, 16, 12), np.int16), np.eye(4))
+    monkeypatch.setattr(l2s_core.processes, "available_memory", lambda: 20 * 16 * 12 * 5)  # < 2 + 4 bytes a voxel
+    with pytest.raises(InputDataError, match=r"a.nii.gz: reading the \(20, 16, 12\) int16 volume needs .* GiB"):
+        read_image(tmp_path / "a.nii.gz")
+    monkeypatch.setattr(l2s_core.processes, "available_memory", lambda: 20 * 16 * 12 * 6)
+    assert read_image(tmp_path / "a.nii.gz")[0].shape == (12, 16, 20)

@@ -376,3 +376,55 @@ def test_prepare_warns_when_the_depth_axis_is_not_the_slice_axis(make_task, tmp_
     task = make_task(n_cases=2, affine=np.diag([1.0, 3.0, 1.0, 1.0]))  # y (A) spacing 3 mm, z 1 mm
     with pytest.warns(UserWarning, match=r"cube_0.nii.gz: the largest voxel spacing \(3 mm\) is along A \(y\)"):
         prepare_task(task, tmp_path / "prepared", workers=1, progress=False)
+
+
+@pytest.mark.parametrize("case_id", ["..", ".", "", ".hidden", "back\\slash"])
+def test_case_id_that_is_not_a_plain_name_is_refused_and_nothing_is_deleted(
+    small_task, tmp_path, monkeypatch, capsys, case_id
+):
+    """A case file named ``...nii.gz`` gives the case id ``..``: ``out/cases/..`` is ``out`` itself,
+    which prepare used to remove (with ``--out .``, every file of the current folder)."""
+    from cli_runner import assert_one_line_error as assert_cli_one_line_error
+
+    image = np.zeros((24, 20, 12), np.int16)
+    label = np.zeros((24, 20, 12), np.uint8)
+    label[4:12, 5:11, 2:7] = 1
+    write_case(small_task, case_id, image, label)
+    write_dataset_json(small_task, [f"box_{i}" for i in range(5)] + [case_id])
+    here = tmp_path / "here"
+    (here / "cases").mkdir(parents=True)
+    (here / "precious.txt").write_text("keep me")
+    (here / "cases" / "precious.txt").write_text("keep me too")
+    monkeypatch.chdir(here)
+    assert_cli_one_line_error(
+        capsys,
+        "prepare",
+        small_task,
+        "--out",
+        ".",
+        "--workers",
+        1,
+        names=small_task / "dataset.json",
+        says=f"training[5] gives the case id {case_id!r}",
+    )
+    assert (here / "precious.txt").read_text() == "keep me"
+    assert (here / "cases" / "precious.txt").read_text() == "keep me too"
+
+
+def test_channel_the_task_lacks_is_refused_before_anything_is_written(small_task, tmp_path, capsys):
+    """``--channel 999`` on a one-channel task wrote prep.json with it, so that every later run with
+    the right channel was refused as "prepared with other settings"."""
+    from cli_runner import assert_one_line_error as assert_cli_one_line_error
+
+    assert_cli_one_line_error(
+        capsys,
+        "prepare",
+        small_task,
+        "--out",
+        tmp_path / "prep",
+        "--channel",
+        999,
+        names="channel",
+        says="999 is not a channel of Task99_Box: its dataset.json declares 1 (0 = CT)",
+    )
+    assert not (tmp_path / "prep" / "prep.json").exists()

@@ -97,3 +97,22 @@ def test_card_carries_the_studys_evaluation_localisation(study_dir: Path, tmp_pa
     )
     card = export_model(copy, "spleen", tmp_path / "released")
     assert (card.fallback, card.box_mapping) == ("empty", "upsample_nearest")  # l2s predict localises as evaluation
+
+
+def test_staging_folders_of_a_killed_export_are_removed(study_dir: Path, tmp_path: Path) -> None:
+    """A killed ``l2s export`` left ``.<out>.partial-*`` (full weights) forever; the next export to
+    that folder removes those of processes no longer running, and keeps the others."""
+    import subprocess
+    import sys
+
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        names = [".m.partial-999999999-0a1b2c3d", f".m.partial-{sleeper.pid}-0a1b2c3d", ".n.partial-999999999-0a1b2c3d"]
+        for name in names:
+            (tmp_path / name / "weights").mkdir(parents=True)
+            (tmp_path / name / "weights" / "organ_00.pt").write_bytes(b"full weights")
+        export_model(study_dir, "spleen", tmp_path / "m")
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["m", *names[1:]])
+    finally:
+        sleeper.kill()
+        sleeper.wait()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -134,3 +135,70 @@ def test_folder_from_another_format_version_is_refused(model_dir: Path, tmp_path
     assert_one_line_error(
         capsys, "predict", copy, "x.nii.gz", "--out", tmp_path / "out", names=copy / CARD_FILE, says="format_version 99"
     )
+
+
+def _with_card(folder: Path, **changes) -> Path:
+    raw = json.loads((folder / CARD_FILE).read_text())
+    (folder / CARD_FILE).write_text(json.dumps({**raw, **changes}))
+    return folder
+
+
+@pytest.mark.parametrize("outside", ["../secret.pt", "/etc/hostname", "/nonexistent/x.pt", "weights/link.pt"])
+def test_weight_file_outside_the_folder_is_refused_without_saying_whether_it_exists(
+    tmp_path: Path, outside: str
+) -> None:
+    """A card from a stranger named files outside its folder, and the errors told whether a path
+    on the machine exists (missing, or sha256 differs)."""
+    folder = _folder(tmp_path / "m", {"weights/organ_00.pt": b"weights"})
+    (tmp_path / "secret.pt").write_bytes(b"secret")
+    (folder / "weights" / "link.pt").symlink_to(tmp_path / "secret.pt")
+    raw = json.loads((folder / CARD_FILE).read_text())
+    _with_card(folder, networks=[{**raw["networks"][0], "file": outside}])
+    with pytest.raises(ModelFolderError) as error:
+        open_model_folder(folder)
+    assert str(error.value) == (
+        f"{folder / CARD_FILE}: networks[0] names the weight file {outside!r}, which lies outside the model "
+        "folder; a model folder must hold its own files"
+    )
+
+
+@pytest.mark.parametrize(
+    "changes, says",
+    [
+        ({"crop_margin": 2000}, "crop_margin is 2000, outside 0..256"),
+        ({"crop_margin": -1}, "crop_margin is -1"),
+        ({"lowres_divisors": [3, 0, 2]}, "lowres_divisors is 0"),
+        ({"channel": 3}, "channel is 3, outside 0..0"),
+        ({"organ_labels": [1, 256]}, "organ_labels is 256"),
+        ({"ct_stats": {"mean": float("nan")}}, "ct_stats.mean is nan"),
+        ({"networks.patch_size": [64, 4096, 4096]}, "networks[0].patch_size is 4096"),
+        ({"networks.hparams": {"depth": 12, "base_channels": 4}}, "networks[0].hparams.depth is 12, outside 1..8"),
+        ({"networks.hparams": {"depth": 6, "base_channels": 512}}, "hparams base_channels × 2 ** depth is 32768"),
+    ],
+)
+def test_card_numbers_out_of_range_are_refused_when_read(tmp_path: Path, changes: dict, says: str) -> None:
+    """``crop_margin: 2000`` asked 242 GiB at prediction; every number predict allocates by is
+    range-checked when the card is read."""
+    folder = _folder(tmp_path / "m", {"weights/organ_00.pt": b"weights"})
+    raw = json.loads((folder / CARD_FILE).read_text())
+    network = {**raw["networks"][0], **{k.split(".")[1]: v for k, v in changes.items() if k.startswith("networks.")}}
+    _with_card(folder, networks=[network], **{k: v for k, v in changes.items() if not k.startswith("networks.")})
+    with pytest.raises(ModelFolderError, match=re.escape(f"{folder / CARD_FILE}: ") + ".*" + re.escape(says)):
+        open_model_folder(folder)
+
+
+def test_weights_holding_other_objects_are_one_line_without_advising_unsafe_loading(tmp_path: Path, capsys) -> None:
+    """``torch.load(weights_only=True)`` refuses a file holding other objects; its message advised
+    ``weights_only=False`` in a traceback."""
+    import io
+
+    from l2s_core.deploy.predict import load_model_folder
+
+    buffer = io.BytesIO()
+    torch.save({"weight": Path("not a tensor")}, buffer)
+    folder = _folder(tmp_path / "m", {"weights/organ_00.pt": buffer.getvalue()})
+    with pytest.raises(ModelFolderError) as error:
+        load_model_folder(folder, "box")
+    message = str(error.value)
+    assert message.startswith(f"{folder / 'weights' / 'organ_00.pt'}: holds objects other than tensors")
+    assert "weights_only" not in message and "\n" not in message

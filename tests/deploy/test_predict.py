@@ -209,3 +209,39 @@ def test_missing_or_unevenly_spaced_slices_are_refused(
     assert_one_line_error(
         capsys, "predict", model_dir, tmp_path / "ct", "--out", tmp_path / "out", names=tmp_path / "ct", says=says
     )
+
+
+def test_a_bad_input_after_a_good_one_writes_nothing(model_dir: Path, real_ct: Path, tmp_path: Path, capsys) -> None:
+    """Every input is read and checked before any output is written (the good scan's mask was
+    written, without a predictions.csv row, before the bad one stopped the run)."""
+    bad = tmp_path / "bad.nii.gz"
+    data = (real_ct / CT).read_bytes()
+    bad.write_bytes(data[: len(data) // 2])
+    out = tmp_path / "out"
+    assert_one_line_error(
+        capsys, "predict", model_dir, real_ct / CT, bad, "--out", out, "--runs", "0", names=bad, says="truncated"
+    )
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_predictions_csv_lists_exactly_the_masks_of_its_folder_and_a_held_folder_is_refused(
+    model_dir: Path, real_ct: Path, tmp_path: Path, capsys
+) -> None:
+    """Two runs into one folder kept only the last run's rows (both exit 0); now each scan's row
+    joins the table once its files are written, and a folder another run holds is refused."""
+    other = tmp_path / "in" / "other.nii.gz"
+    other.parent.mkdir()
+    other.write_bytes((real_ct / CT).read_bytes())
+    out = tmp_path / "out"
+    for inputs in ([real_ct / CT], [other], [real_ct / CT]):
+        code, _, err = run_l2s(capsys, "predict", model_dir, *inputs, "--out", out, "--runs", "0")
+        assert code == 0, err
+    table = pd.read_csv(out / "predictions.csv")
+    masks = sorted(p.name for p in out.glob("*.nii.gz"))
+    assert sorted(Path(m).name for m in table["mask"]) == masks == sorted([CT, "other.nii.gz"])
+    from l2s_core.deploy.prediction_table import output_lock
+
+    with output_lock(out):  # another run writing into the folder
+        assert_one_line_error(
+            capsys, "predict", model_dir, other, "--out", out, "--runs", "0", names=out, says="another `l2s predict`"
+        )

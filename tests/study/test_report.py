@@ -23,3 +23,15 @@ def test_report_hides_code_and_keeps_outputs(tmp_path):
     html = report.read_text()
     assert report == paths.report_path and "Findings" in html and "Table 9 is here" in html
     assert "secret_code" not in html
+
+
+@pytest.mark.parametrize("study", ["../../x", "..", "a/b", ""])
+def test_a_study_name_that_is_not_plain_is_refused(tmp_path, capsys, study):
+    """``l2s report ../../x`` wrote outside ``reports/``."""
+    from cli_runner import assert_one_line_error
+
+    (tmp_path / "root").mkdir()
+    assert_one_line_error(
+        capsys, "report", study, "--root", tmp_path / "root", names="study", says="is not a plain study name"
+    )
+    assert [p.name for p in tmp_path.iterdir()] == ["root"] and not any((tmp_path / "root").iterdir())
