@@ -117,20 +117,27 @@ def downsample_mask(mask: np.ndarray, divisors: Sequence[int] = LOWRES_DIVISORS)
     return np.rint(small).astype(np.uint8)
 
 
+#: A volume's slice axis is the axis whose spacing is at least this many times S's (see
+#: :func:`depth_axis_warning`).
+SLICE_AXIS_RATIO = 1.5
+
+
 def depth_axis_warning(path: str | Path, spacing: Sequence[float]) -> str | None:
     """Why a volume's depth axis may not be its slice axis, or ``None``.
 
     The paper's low-resolution rule ("a third of their depth") and its patch (64 deep) treat the
     array's first axis as the depth; l2s's first axis is RAS S (superior). That is the slice
     axis of an axial scan; where another axis has the largest voxel spacing (a sagittal or
-    coronal acquisition), it is the slice axis instead, and the warning says so.
+    coronal acquisition), it is the slice axis instead, and the warning says so. Near-isotropic
+    voxels (the largest spacing less than :data:`SLICE_AXIS_RATIO` times S's) have no slice axis
+    to speak of and give no warning.
 
     Args:
         path: the image, named in the warning.
         spacing: voxel size in mm, ``(z, y, x)`` of the RAS array.
     """
     largest = int(np.argmax(spacing))
-    if spacing[largest] <= spacing[0]:
+    if spacing[largest] < SLICE_AXIS_RATIO * spacing[0]:
         return None
     axes = ("S (z)", "A (y)", "R (x)")
     return (

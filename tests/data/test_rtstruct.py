@@ -205,7 +205,7 @@ def _small_rtstruct(tmp_path: Path):
     image, meta, series = read_series(tmp_path / "ct")
     mask = np.zeros(image.shape, np.uint8)
     mask[1:4, 3:8, 4:10] = 1
-    write_rtstruct(mask, meta, series, "Spleen", tmp_path / "rt.dcm")
+    write_rtstruct([Structure("Spleen", mask, "test")], meta, series, tmp_path / "rt.dcm")
     return tmp_path / "rt.dcm", meta, series
 
 
@@ -249,8 +249,8 @@ def _first_point_at(x_mm: float):
         (_second_roi_named(" SPLEEN"), "'Spleen' and 'SPLEEN'"),
         (_second_roi_named("S pleen"), "'Spleen' and 'S pleen'"),
         (lambda rt: delattr(rt.StructureSetROISequence[0], "ROINumber"), "an item without a valid ROINumber"),
-        (_contour_data(["1.0", "2.0", "3.0", "4.0"]), "ContourData of 4 numbers, not finite (x, y, z) triples"),
-        (_contour_data(["1.0", "NaN", "3.0"]), "ContourData of 3 numbers, not finite"),
+        (_contour_data(["1.0", "2.0", "3.0", "4.0"]), "holds 4 numbers, not a multiple of 3"),
+        (_contour_data(["1.0", "NaN", "3.0"]), "holds a value that is not a finite number"),
         (_first_point_at(1e9), "a contour reaches columns"),
     ],
 )
