@@ -197,3 +197,35 @@ def test_save_prediction_lands_on_the_non_ras_source_grid(prepared_task, tmp_pat
     assert np.array_equal(np.asarray(written.dataobj), np.asarray(source.dataobj))
     with pytest.raises(ValueError):
         save_prediction(mask[:-1], case, out)
+
+
+@pytest.mark.parametrize("overlap", [0.0, 0.25, 0.5])
+def test_windows_average_as_monais_sliding_window(overlap):
+    from monai.inferers import sliding_window_inference
+
+    torch.manual_seed(0)
+    model = nn.Conv3d(1, 2, 3, padding=1).eval()
+    image = np.random.default_rng(2).normal(size=(12, 37, 21)).astype(np.float32)  # not multiples of the window
+    segmenter = Segmenter(model, (8, 16, 16), overlap=overlap, sw_batch_size=3, multiple=1)
+    with torch.no_grad():
+        logits = sliding_window_inference(torch.from_numpy(image)[None, None], (8, 16, 16), 3, model, overlap)[0]
+    expected = torch.sigmoid(logits[1] - logits[0]).numpy()
+    assert np.allclose(predict_probability(segmenter, image), expected, atol=1e-5)
+
+
+def test_window_starts_cover_the_axis_and_end_at_its_edge():
+    from l2s_core.infer import window_starts
+
+    assert window_starts(96, 64, 0.0) == [0, 32]
+    assert window_starts(512, 256, 0.0) == [0, 256]
+    assert window_starts(40, 16, 0.25) == [0, 12, 24]
+    assert window_starts(16, 16, 0.5) == [0]
+
+
+def test_a_tensor_on_the_device_is_segmented_without_a_host_copy():
+    from l2s_core.infer import predict_mask
+
+    model = ThresholdOracle()
+    image = torch.linspace(-1, 1, 5 * 6 * 7).reshape(5, 6, 7)
+    mask = predict_mask(_seg(model, multiple=4), image)
+    assert mask.dtype == torch.bool and torch.equal(mask, image > 0)
