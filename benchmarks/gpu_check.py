@@ -38,12 +38,12 @@ from typing import Any
 
 import torch
 from bench_data import SyntheticTask, loader_rate
+from bench_infer import validation_overhead
 from torch.utils.flop_counter import FlopCounterMode
 
 from l2s_core.compiling import compile_network
 from l2s_core.distributed import ProcessContext
 from l2s_core.files import atomic_write_json
-from l2s_core.infer import Segmenter, predict_mask, window_starts
 from l2s_core.losses import DiceCELoss
 from l2s_core.model import UNet3D
 from l2s_core.train.loop import train_step
@@ -188,32 +188,6 @@ class _GroupNorm4(torch.nn.GroupNorm):
         super().__init__(4, channels)
 
 
-def validation_check(
-    hparams: dict[str, int], patch: tuple[int, int, int], volume_shape: tuple[int, int, int], device: torch.device
-) -> dict[str, Any]:
-    """One validation pass (compiled where on a GPU, bf16) beside the pure forward time of its windows."""
-    torch._dynamo.reset()
-    model = UNet3D(**hparams).to(device)
-    segmenter = Segmenter(model, patch, overlap=0.0, sw_batch_size=None, amp=device.type == "cuda")
-    volume = torch.randn(volume_shape, device=device)
-    pass_s = _timed(lambda: predict_mask(segmenter, volume, device), device, 2, 5)
-    padded = [-(-s // model.size_multiple) * model.size_multiple for s in volume_shape]
-    windows = 1
-    for side, p in zip(padded, patch):
-        windows *= len(window_starts(side, min(side, p), 0.0))
-    batch = torch.randn((windows, 1, *patch), device=device)
-    model.eval()
-    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=segmenter.amp):
-        forward_s = _timed(lambda: model(batch), device, 2, 5)
-    return {
-        "volume": list(volume_shape),
-        "windows": windows,
-        "pass_s": round(pass_s, 4),
-        "forward_s": round(forward_s, 4),
-        "pass_over_forward": round(pass_s / forward_s, 2),
-    }
-
-
 def loader_check(
     shape: tuple[int, int, int], patch: tuple[int, int, int], workers: list[int], device: torch.device, batches: int
 ) -> dict[str, float]:
@@ -284,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     checks: list[tuple[str, str, Callable[[], Any]]] = [
         ("unet3d_steps", mode(True, True, 2), step(unet, 2, True, True)),
         ("unet3d_steps", mode(False, True, 2), step(unet, 2, True, False)),
-        ("validation", "pass", lambda: validation_check(hparams, patch, sizes.volume, device)),
+        ("validation", "pass", lambda: validation_overhead(UNet3D(**hparams), patch, sizes.volume, device, amp=cuda)),
         ("loader", "patches_per_s", lambda: loader_check(sizes.loader_shape, patch, workers, device, 12)),
         ("paper_projection", "dry_run", lambda: projection_check(args.tiny)),
     ]

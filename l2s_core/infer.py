@@ -38,6 +38,7 @@ __all__ = [
 import contextlib
 import itertools
 import math
+import os
 import time
 import warnings
 import weakref
@@ -76,8 +77,8 @@ class Segmenter:
         model: network mapping ``(N, 1, z, y, x)`` to ``(N, 2, z, y, x)`` logits.
         patch_size: ``(z, y, x)`` largest input the network is given (its training patch).
         overlap: fraction of overlap between neighbouring windows per axis.
-        sw_batch_size: windows per forward pass; ``None``: as many as half the GPU's free
-            memory holds (one on the CPU).
+        sw_batch_size: windows per forward pass; ``None``: as many as half the free memory
+            holds (:func:`_windows_per_pass`).
         amp: run under bfloat16 autocast (CUDA).
         multiple: inputs are zero-padded to a multiple of this per axis (default: the
             model's ``size_multiple``, ``2 ** depth`` of a U-Net, else 1).
@@ -237,25 +238,55 @@ def _free_device_bytes(device: torch.device) -> int:
     return int(free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device))
 
 
+def _cpu_window_bytes(model: torch.nn.Module, window: tuple[int, ...]) -> int | None:
+    """Estimated bytes of one window's forward pass on the CPU: the activations a training step
+    saves (:mod:`l2s_core.memory`, an upper bound of a pass without gradients), for the study's
+    networks; ``None`` for other modules."""
+    from l2s_core.memory import estimate_training_memory
+    from l2s_core.model import ARCHITECTURE_CLASSES
+
+    architecture = next((a for a, cls in ARCHITECTURE_CLASSES.items() if type(model) is cls), None)
+    hparams = getattr(model, "hparams", None)
+    if architecture is None or not isinstance(hparams, dict):
+        return None
+    shape = (int(window[0]), int(window[1]), int(window[2]))
+    return max(estimate_training_memory(hparams, shape, 1, architecture).activation_bytes, 1)
+
+
+def _available_cpu_bytes() -> int:
+    """Physical memory not in use (Linux ``sysconf``; 0 where it cannot be read)."""
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
 def _windows_per_pass(
     segmenter: Segmenter, net: torch.nn.Module, batch: torch.Tensor, window: tuple[int, ...], count: int
 ) -> int:
-    """Windows per forward pass: the segmenter's ``sw_batch_size``, or (``None``) on a GPU as many
-    of the ``count`` windows as half its free memory holds, from the peak memory of one window's
-    pass measured once per network and window; one on the CPU."""
+    """Windows per forward pass: the segmenter's ``sw_batch_size``, or (``None``) as many of the
+    ``count`` windows as half the free memory holds: on a GPU from the peak memory of one
+    window's pass, measured once per network and window; on the CPU from the memory estimate of
+    the study's networks (one window for other modules)."""
     if segmenter.sw_batch_size is not None:
         return min(segmenter.sw_batch_size, count)
-    device = batch.device
-    if device.type != "cuda" or count == 1:
+    if count == 1:
         return 1
+    device = batch.device
     known = _WINDOW_BYTES.setdefault(segmenter.model, {})
     if window not in known:
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        before = torch.cuda.memory_allocated(device)
-        net(batch[..., : window[0], : window[1], : window[2]])
-        known[window] = max(int(torch.cuda.max_memory_allocated(device) - before), 1)
-    return int(max(1, min(count, _WINDOW_MEMORY_SHARE * _free_device_bytes(device) // known[window])))
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+            torch.cuda.reset_peak_memory_stats(device)
+            before = torch.cuda.memory_allocated(device)
+            net(batch[..., : window[0], : window[1], : window[2]])
+            known[window] = max(int(torch.cuda.max_memory_allocated(device) - before), 1)
+        else:
+            known[window] = _cpu_window_bytes(segmenter.model, window) or 0
+    if not known[window]:
+        return 1
+    free = _free_device_bytes(device) if device.type == "cuda" else _available_cpu_bytes()
+    return int(max(1, min(count, _WINDOW_MEMORY_SHARE * free // known[window])))
 
 
 def _as_volume(image: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:

@@ -229,3 +229,22 @@ def test_a_tensor_on_the_device_is_segmented_without_a_host_copy():
     image = torch.linspace(-1, 1, 5 * 6 * 7).reshape(5, 6, 7)
     mask = predict_mask(_seg(model, multiple=4), image)
     assert mask.dtype == torch.bool and torch.equal(mask, image > 0)
+
+
+def test_windows_are_batched_by_the_memory_estimate_and_agree_with_one_at_a_time(monkeypatch):
+    torch.manual_seed(0)
+    model = UNet3D(base_channels=2, depth=2)
+    batches: list[int] = []
+    forward = UNet3D.forward
+
+    def recording(self, images):
+        batches.append(len(images))
+        return forward(self, images)
+
+    monkeypatch.setattr(UNet3D, "forward", recording)
+    image = np.random.default_rng(3).normal(size=(16, 32, 32)).astype(np.float32)
+    auto = predict_probability(Segmenter(model, (8, 16, 16), overlap=0.0, sw_batch_size=None), image)
+    assert max(batches) == 8  # all eight windows in one pass: a few MiB against the free memory
+    batches.clear()
+    single = predict_probability(Segmenter(model, (8, 16, 16), overlap=0.0, sw_batch_size=1), image)
+    assert max(batches) == 1 and np.allclose(auto, single, atol=1e-5)
