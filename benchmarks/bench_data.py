@@ -10,9 +10,15 @@ reorient to the same ``(z, y, x)`` grid) and cut the same patch, at the location
 chose. It is not charged for normalisation or for drawing the location. Both sides read files
 that were just written, so from the page cache. The two alternate patch by patch.
 
+Then the trainer's loader (``PatchDataset`` with 80 % organ, ``pad_collate``, batch 2, pinned
+memory and the transfer on CUDA) at the paper patch 64×256×256 on synthetic volumes of
+``--loader-shape``, per worker count, beside the patches per second that the training step of
+the default U-Net consumes on ``--device`` (eager; ``gpu_check.py`` sets it beside the compiled
+paper configuration's step). ``--no-loader`` skips it.
+
 Usage::
 
-    python benchmarks/bench_data.py --patches 200 --patch 16 48 48
+    python benchmarks/bench_data.py --patches 200 --patch 16 48 48 [--workers 0 1 2] [--device cuda]
 
 The last printed line is one JSON object with the results.
 """
@@ -158,14 +164,14 @@ def step_rate(
     images = torch.randn((batch, 1, *patch), device=device)
     labels = (torch.rand((batch, *patch), device=device) < 0.1).to(torch.uint8)
     seconds = []
-    for index in range(5):
+    for index in range(warmup + repeats):
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         started = time.perf_counter()
         train_step(model, images, labels, optimizer, DiceCELoss(), context, amp)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        if index >= 2:
+        if index >= warmup:
             seconds.append(time.perf_counter() - started)
     return batch / statistics.median(seconds)
 
@@ -206,13 +212,17 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--patch", type=int, nargs=3, default=list(DEFAULT_PATCH), metavar=("Z", "Y", "X"))
     parser.add_argument("--patches", type=int, default=200, help="patches drawn each way")
     parser.add_argument(
+        "--loader-patch", type=int, nargs=3, default=[64, 256, 256], metavar=("Z", "Y", "X"), help="loader patch"
+    )
+    parser.add_argument(
         "--loader-shape",
         type=int,
         nargs=3,
-        default=None,
+        default=[96, 320, 320],
         metavar=("Z", "Y", "X"),
-        help="also time the trainer's loader on synthetic volumes of this shape at --patch",
+        help="synthetic volumes the loader draws from",
     )
+    parser.add_argument("--no-loader", action="store_true", help="skip the loader against the step")
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2], help="loader worker counts to time")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
@@ -226,8 +236,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
         )
         timings = measure(task, tuple(args.patch), args.patches, args.seed)
     print(f"cache: {timings['cache_patches_per_s']} patches/s; NIfTI: {timings['nifti_patches_per_s']} patches/s")
-    if args.loader_shape:
-        timings.update(loader_against_step(args, Path(tempfile.mkdtemp(prefix="l2s_bench_loader_"))))
+    if not args.no_loader:
+        with tempfile.TemporaryDirectory(prefix="l2s_bench_loader_") as scratch:
+            timings.update(loader_against_step(args, Path(scratch)))
     result = {
         "benchmark": "training_patches",
         "organ": args.organ,
@@ -242,15 +253,19 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
 def loader_against_step(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     """The loader's patches/s per worker count beside the rate the (eager) default U-Net's training
-    step consumes them at ``--patch`` on ``--device``."""
+    step consumes them at ``--loader-patch`` on ``--device``."""
     device = torch.device(args.device)
-    patch = tuple(args.patch)
+    patch = tuple(args.loader_patch)
     task = SyntheticTask(work, 4, tuple(args.loader_shape), args.seed)
     rates = {w: round(loader_rate(task, patch, 2, w, 6, device), 1) for w in args.workers}
-    steps = step_rate(UNet3D().to(device), patch, 2, device, amp=False)
+    quick = device.type == "cpu"  # a paper-patch step takes tens of seconds there: one warm-up, one timed
+    steps = step_rate(
+        UNet3D().to(device), patch, 2, device, amp=False, warmup=1 if quick else 2, repeats=1 if quick else 3
+    )
     for workers, rate in rates.items():
         print(f"loader, {workers} workers: {rate} patches/s = {rate / steps:.2f} x the step's {steps:.2f}")
     return {
+        "loader_patch": list(patch),
         "loader_patches_per_s": rates,
         "step_patches_per_s": round(steps, 2),
         "loader_over_step": {w: round(r / steps, 2) for w, r in rates.items()},
