@@ -153,9 +153,16 @@ def loader_rate(
 
 
 def step_rate(
-    model: torch.nn.Module, patch: tuple[int, int, int], batch: int, device: torch.device, amp: bool
+    model: torch.nn.Module,
+    patch: tuple[int, int, int],
+    batch: int,
+    device: torch.device,
+    amp: bool,
+    warmup: int = 2,
+    repeats: int = 3,
 ) -> float:
-    """Patches per second the training step of ``model`` consumes (median of 3 after 2 warm-up steps)."""
+    """Patches per second the training step of ``model`` consumes (median of ``repeats`` steps after
+    ``warmup`` untimed ones)."""
     from l2s_core.distributed import ProcessContext
     from l2s_core.train.loop import train_step
 
