@@ -55,9 +55,9 @@ def _cmd_prepare(args: argparse.Namespace) -> None:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     if args.dry_run:
-        from l2s_core.study.dry_run import dry_run
+        from l2s_core.study.dry_run import DEFAULT_EPOCHS_PER_RUN, dry_run
 
-        epochs = args.epochs_per_run if args.measure else None
+        epochs = (args.epochs_per_run or DEFAULT_EPOCHS_PER_RUN) if args.measure else None
         print(
             dry_run(
                 args.params,
@@ -234,8 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--epochs-per-run",
         type=int,
-        default=100,
-        help="epochs a run is assumed to take for --measure (default 100; the paper states none)",
+        default=None,
+        help="epochs a run is assumed to take for --measure (default: 100, dry_run.DEFAULT_EPOCHS_PER_RUN; "
+        "the paper states none)",
     )
     p.set_defaults(func=_cmd_run)
 

@@ -17,7 +17,7 @@ Example:
 
 from __future__ import annotations
 
-__all__ = ["DEFAULT_EPOCHS_PER_RUN", "NetworkTiming", "StepTiming", "measure_network", "network_timing"]
+__all__ = ["NetworkTiming", "StepTiming", "measure_network", "network_timing"]
 
 import math
 import statistics
@@ -36,9 +36,6 @@ from l2s_core.train.config import TrainConfig
 
 Shape = tuple[int, int, int]
 
-#: Epochs a run is assumed to take when none is given (a round figure: the paper states none;
-#: its Table 2 pancreas baseline, 478 min a run, is ~130 epochs at an eager float32 step).
-DEFAULT_EPOCHS_PER_RUN = 100
 _WARMUP_CALLS = 2
 _TIMED_STEPS = 3
 

@@ -107,3 +107,12 @@ def test_an_epoch_is_the_measured_step_and_pass_scaled_by_steps_and_voxels(tmp_p
     assert timing.train_seconds == 5 * 0.5 / 2  # half the patch's voxels
     assert timing.validation_seconds == 2.0 * 1.25  # the measured volume and one of a quarter of its voxels
     assert timing.total_seconds == 3 * 10 * (timing.train_seconds + timing.validation_seconds)
+
+
+def test_epochs_per_run_below_one_is_refused_in_one_line(tmp_path):
+    import pytest
+
+    from l2s_core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--epochs-per-run: must be at least 1, got 0"):
+        dry_run(SHIPPED / "smoke.yaml", root=tmp_path, epochs_per_run=0)
