@@ -55,9 +55,18 @@ def _cmd_prepare(args: argparse.Namespace) -> None:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     if args.dry_run:
-        from l2s_core.study.dry_run import dry_run
+        from l2s_core.study.dry_run import DEFAULT_EPOCHS_PER_RUN, dry_run
 
-        print(dry_run(args.params, root=args.root, data_root=args.data_root, gpus_per_run=args.gpus_per_run))
+        epochs = (args.epochs_per_run or DEFAULT_EPOCHS_PER_RUN) if args.measure else None
+        print(
+            dry_run(
+                args.params,
+                root=args.root,
+                data_root=args.data_root,
+                gpus_per_run=args.gpus_per_run,
+                epochs_per_run=epochs,
+            )
+        )
         return 0
     from l2s_core.study.runner import run_study
 
@@ -236,6 +245,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--dry-run",
         action="store_true",
         help="check the file and the data, print every step and each network's size, input and memory; run nothing",
+    )
+    p.add_argument(
+        "--measure",
+        action="store_true",
+        help="with --dry-run: time one training step and one validation pass per network on this device and "
+        "print seconds per epoch and the projected wall time of the study",
+    )
+    p.add_argument(
+        "--epochs-per-run",
+        type=int,
+        default=None,
+        help="epochs a run is assumed to take for --measure (default: 100, dry_run.DEFAULT_EPOCHS_PER_RUN; "
+        "the paper states none)",
     )
     p.set_defaults(func=_cmd_run)
 

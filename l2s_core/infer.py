@@ -26,14 +26,22 @@ __all__ = [
     "TwoStageResult",
     "box_predict",
     "gt_localised_predict",
+    "predict_mask",
     "predict_probability",
     "predict_volume",
     "save_prediction",
     "two_stage_predict",
+    "volume_margin",
+    "window_starts",
 ]
 
 import contextlib
+import itertools
+import math
+import os
 import time
+import warnings
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,12 +60,12 @@ from l2s_core.boxes import (
     scale_box,
     upsampled_organ_box,
 )
+from l2s_core.compiling import compile_network, compile_wanted
 from l2s_core.data.cache import PreparedCase
 from l2s_core.data.io import write_mask
 from l2s_core.data.prepare import downsample_image
 from l2s_core.data.prepared_layout import LOWRES_DIVISORS, PrepareSettings
 from l2s_core.errors import ConfigError
-from l2s_core.sampling import pad_to_multiple
 from l2s_core.train.config import TrainConfig
 from l2s_core.vocabulary import BOX_MAPPINGS, FALLBACKS
 
@@ -70,18 +78,21 @@ class Segmenter:
         model: network mapping ``(N, 1, z, y, x)`` to ``(N, 2, z, y, x)`` logits.
         patch_size: ``(z, y, x)`` largest input the network is given (its training patch).
         overlap: fraction of overlap between neighbouring windows per axis.
-        sw_batch_size: windows per forward pass.
+        sw_batch_size: windows per forward pass; ``None``: as many as half the free memory
+            holds (:func:`_windows_per_pass`).
         amp: run under bfloat16 autocast (CUDA).
         multiple: inputs are zero-padded to a multiple of this per axis (default: the
             model's ``size_multiple``, ``2 ** depth`` of a U-Net, else 1).
+        compile: compile the network (:mod:`l2s_core.compiling`); ``None``: on GPUs only.
     """
 
     model: torch.nn.Module
     patch_size: tuple[int, int, int]
     overlap: float = 0.25
-    sw_batch_size: int = 1
+    sw_batch_size: int | None = 1
     amp: bool = False
     multiple: int = 0
+    compile: bool | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "patch_size", tuple(int(s) for s in self.patch_size))
@@ -96,14 +107,16 @@ class Segmenter:
 
     @classmethod
     def of_run(cls, model: torch.nn.Module, config: TrainConfig, sw_batch_size: int | None = None) -> Segmenter:
-        """``model`` with the window of the run ``config`` trained it with: its patch, overlap and
-        autocast; ``sw_batch_size`` windows per pass (default: the run's global batch)."""
+        """``model`` with the window of the run ``config`` trained it with: its patch, overlap,
+        autocast and compile option; ``sw_batch_size`` windows per pass (default ``None``: as
+        many as the GPU's memory holds)."""
         return cls(
             model,
             config.patch_size,
             overlap=config.sw_overlap,
-            sw_batch_size=sw_batch_size or config.batch_size,
+            sw_batch_size=sw_batch_size,
             amp=config.amp,
+            compile=config.compile,
         )
 
     def window(self, padded_shape: tuple[int, ...]) -> tuple[int, int, int]:
@@ -184,11 +197,17 @@ class TwoStageResult:
 
 
 @contextlib.contextmanager
-def _evaluating(model: torch.nn.Module, device: str | torch.device, amp: bool) -> Iterator[torch.nn.Module]:
-    """Run ``model`` in eval mode under inference mode and optional bf16 autocast, on ``device``."""
+def _evaluating(segmenter: Segmenter, device: str | torch.device) -> Iterator[torch.nn.Module]:
+    """The segmenter's network on ``device`` in eval mode, under inference mode and bf16 autocast
+    (CUDA, when asked), compiled when its ``compile`` option wants it there
+    (:func:`~l2s_core.compiling.compile_wanted`); its train/eval mode is restored afterwards."""
+    model = segmenter.model
     was_training = model.training
     model.eval()
     device_type = torch.device(device).type
+    amp = segmenter.amp and device_type == "cuda"
+    if compile_wanted(segmenter.compile, device):
+        compile_network(model)
     try:
         with torch.inference_mode(), torch.autocast(device_type, dtype=torch.bfloat16, enabled=amp):
             yield model.to(device)
@@ -196,40 +215,154 @@ def _evaluating(model: torch.nn.Module, device: str | torch.device, amp: bool) -
         model.train(was_training)
 
 
-def _volume_logits(segmenter: Segmenter, image: np.ndarray, device: str | torch.device) -> torch.Tensor:
-    """Float32 ``(2, z, y, x)`` logits of a ``(z, y, x)`` image, never feeding more than the patch.
+def window_starts(side: int, window: int, overlap: float) -> list[int]:
+    """Start indices of the windows along one axis of ``side`` voxels (MONAI's scheme): every
+    ``int(window * (1 - overlap))`` voxels (at least 1), the last one shifted back to end at the
+    edge; one window where it covers the axis."""
+    if window >= side:
+        return [0]
+    interval = max(int(window * (1 - overlap)), 1)
+    count = math.ceil((side - window) / interval) + 1
+    return [min(i * interval, side - window) for i in range(count)]
 
-    The image is zero-padded at the end to the network's size multiple; if it then fits the
-    patch it is segmented in one pass, otherwise by MONAI's ``sliding_window_inference`` with
-    the patch clipped to the padded image per axis (overlapping windows averaged with equal
-    weights). The logits are cropped back to the image.
-    """
-    padded = pad_to_multiple(np.asarray(image), segmenter.multiple)
-    # One float32 copy at most (a 512x512x900 CT is ~1 GB): padding already made a writable copy.
-    batch = torch.from_numpy(np.require(padded, dtype=np.float32, requirements=["W", "C"]))[None, None].to(device)
-    window = segmenter.window(padded.shape)
-    amp = segmenter.amp and torch.device(device).type == "cuda"
-    with _evaluating(segmenter.model, device, amp) as net:
-        if window == tuple(padded.shape):
-            logits = net(batch)
+
+def _coverage(side: int, window: int, starts: list[int], device: torch.device) -> torch.Tensor:
+    """How many windows cover each index of an axis: float32 ``(side,)``."""
+    counts = torch.zeros(side, dtype=torch.float32, device=device)
+    for start in starts:
+        counts[start : start + window] += 1
+    return counts
+
+
+#: Per network and window, bytes one more window in a forward pass takes on the GPU, measured at
+#: its first pass (:func:`_windows_per_pass`).
+_WINDOW_BYTES: weakref.WeakKeyDictionary[torch.nn.Module, dict[tuple[int, ...], int]] = weakref.WeakKeyDictionary()
+#: Share of the GPU's free memory the windows of one forward pass may take.
+_WINDOW_MEMORY_SHARE = 0.5
+
+
+def _free_device_bytes(device: torch.device) -> int:
+    """Bytes a forward pass can use on a CUDA device: free memory plus what PyTorch's allocator
+    holds without using it."""
+    free, _ = torch.cuda.mem_get_info(device)
+    return int(free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device))
+
+
+def _cpu_window_bytes(model: torch.nn.Module, window: tuple[int, ...]) -> int | None:
+    """Estimated bytes of one window's forward pass on the CPU: the activations a training step
+    saves (:mod:`l2s_core.memory`, an upper bound of a pass without gradients), for the study's
+    networks; ``None`` for other modules."""
+    from l2s_core.memory import estimate_training_memory
+    from l2s_core.model import ARCHITECTURE_CLASSES
+
+    architecture = next((a for a, cls in ARCHITECTURE_CLASSES.items() if type(model) is cls), None)
+    hparams = getattr(model, "hparams", None)
+    if architecture is None or not isinstance(hparams, dict):
+        return None
+    shape = (int(window[0]), int(window[1]), int(window[2]))
+    return max(estimate_training_memory(hparams, shape, 1, architecture).activation_bytes, 1)
+
+
+def _available_cpu_bytes() -> int:
+    """Physical memory not in use (Linux ``sysconf``; 0 where it cannot be read)."""
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+def _windows_per_pass(
+    segmenter: Segmenter, net: torch.nn.Module, batch: torch.Tensor, window: tuple[int, ...], count: int
+) -> int:
+    """Windows per forward pass: the segmenter's ``sw_batch_size``, or (``None``) as many of the
+    ``count`` windows as half the free memory holds: on a GPU from the peak memory of one
+    window's pass, measured once per network and window; on the CPU from the memory estimate of
+    the study's networks (one window for other modules)."""
+    if segmenter.sw_batch_size is not None:
+        return min(segmenter.sw_batch_size, count)
+    if count == 1:
+        return 1
+    device = batch.device
+    known = _WINDOW_BYTES.setdefault(segmenter.model, {})
+    if window not in known:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+            torch.cuda.reset_peak_memory_stats(device)
+            before = torch.cuda.memory_allocated(device)
+            net(batch[..., : window[0], : window[1], : window[2]])
+            known[window] = max(int(torch.cuda.max_memory_allocated(device) - before), 1)
         else:
-            from monai.inferers import sliding_window_inference  # imported here: MONAI's import costs ~3 s
+            known[window] = _cpu_window_bytes(segmenter.model, window) or 0
+    if not known[window]:
+        return 1
+    free = _free_device_bytes(device) if device.type == "cuda" else _available_cpu_bytes()
+    return int(max(1, min(count, _WINDOW_MEMORY_SHARE * free // known[window])))
 
-            logits = sliding_window_inference(
-                batch,
-                roi_size=window,
-                sw_batch_size=segmenter.sw_batch_size,
-                predictor=net,
-                overlap=segmenter.overlap,
-                sw_device=device,
-                device=device,
-            )
-    z, y, x = image.shape
-    return logits[0, :, :z, :y, :x].float()
+
+def _as_volume(image: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A ``(z, y, x)`` image as a float32 tensor on ``device``, copied at most once (a read-only
+    memory map is read straight into the device's tensor)."""
+    if isinstance(image, torch.Tensor):
+        return image.to(device=device, dtype=torch.float32)
+    array = np.asarray(image)
+    with warnings.catch_warnings():  # a read-only memory map: only read, never written through
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        tensor = torch.from_numpy(array if array.dtype == np.float32 else array.astype(np.float32))
+    return tensor.to(device)
+
+
+def volume_margin(segmenter: Segmenter, image: np.ndarray | torch.Tensor, device: str | torch.device) -> torch.Tensor:
+    """Float32 ``(z, y, x)`` organ-minus-background logit margin of an image, on ``device``,
+    never feeding the network more than its patch.
+
+    The image is zero-padded at the end (on the device) to the network's size multiple; if it
+    then fits the patch it is segmented in one pass, otherwise window by window with the patch
+    clipped to the padded image per axis (:func:`window_starts`), as many windows per forward
+    pass as :func:`_windows_per_pass` allows, overlapping windows averaged with equal weights
+    (MONAI's ``sliding_window_inference`` with constant weights, without its host-side padding
+    and copies). The margin is cropped back to the image; the organ is where it is positive, its
+    probability its sigmoid (the two-class softmax of the averaged logits).
+    """
+    device = torch.device(device)
+    volume = _as_volume(image, device)
+    z, y, x = volume.shape
+    padding = [-side % segmenter.multiple for side in (z, y, x)]
+    batch = volume[None, None]
+    if any(padding):
+        batch = torch.nn.functional.pad(batch, (0, padding[2], 0, padding[1], 0, padding[0]))
+    padded_shape = tuple(batch.shape[2:])
+    window = segmenter.window(padded_shape)
+    with _evaluating(segmenter, device) as net:
+        if window == padded_shape:
+            logits = net(batch)
+            return (logits[0, 1].float() - logits[0, 0].float())[:z, :y, :x]
+        starts = [window_starts(s, w, segmenter.overlap) for s, w in zip(padded_shape, window)]
+        corners = list(itertools.product(*starts))
+        total = torch.zeros(padded_shape, dtype=torch.float32, device=device)
+        per_pass = _windows_per_pass(segmenter, net, batch, window, len(corners))
+        for first in range(0, len(corners), per_pass):
+            chunk = corners[first : first + per_pass]
+            slices = [tuple(slice(c, c + w) for c, w in zip(corner, window)) for corner in chunk]
+            logits = net(torch.cat([batch[0, :, s[0], s[1], s[2]][None] for s in slices]))
+            margins = logits[:, 1].float() - logits[:, 0].float()
+            for s, margin in zip(slices, margins):
+                total[s] += margin
+        coverage = [_coverage(s, w, a, device) for s, w, a in zip(padded_shape, window, starts)]
+        if any(bool((c > 1).any()) for c in coverage):
+            total /= coverage[0][:, None, None] * coverage[1][None, :, None] * coverage[2][None, None, :]
+    return total[:z, :y, :x]
+
+
+def predict_mask(
+    segmenter: Segmenter, image: np.ndarray | torch.Tensor, device: str | torch.device = "cpu"
+) -> torch.Tensor:
+    """Boolean ``(z, y, x)`` organ mask of an image, left on ``device`` (see :func:`volume_margin`);
+    the organ where its logit exceeds the background's (ties go to the background, as argmax)."""
+    return volume_margin(segmenter, image, device) > 0
 
 
 def predict_volume(segmenter: Segmenter, image: np.ndarray, device: str | torch.device = "cpu") -> np.ndarray:
-    """Segment a ``(z, y, x)`` image patch-wise (see :func:`_volume_logits`).
+    """Segment a ``(z, y, x)`` image patch-wise (see :func:`volume_margin`).
 
     Args:
         segmenter: the network and its window.
@@ -240,10 +373,7 @@ def predict_volume(segmenter: Segmenter, image: np.ndarray, device: str | torch.
         uint8 ``(z, y, x)`` mask (argmax over the classes: organ where its logit exceeds the
         background's) of the image's shape.
     """
-    logits = _volume_logits(segmenter, image, device)
-    # the two-class argmax as one comparison: on the CPU, argmax over dim 0 of a 512x512x128 slab
-    # takes ~3.7 s and an int64 copy, the comparison ~0.02 s; ties go to the background in both
-    return (logits[1] > logits[0]).to(torch.uint8).cpu().numpy()
+    return predict_mask(segmenter, image, device).to(torch.uint8).cpu().numpy()
 
 
 def predict_probability(segmenter: Segmenter, image: np.ndarray, device: str | torch.device = "cpu") -> np.ndarray:
@@ -252,7 +382,7 @@ def predict_probability(segmenter: Segmenter, image: np.ndarray, device: str | t
     Returns:
         float32 ``(z, y, x)`` array in ``[0, 1]``; averaging these over runs gives an ensemble.
     """
-    return torch.softmax(_volume_logits(segmenter, image, device), dim=0)[1].cpu().numpy()
+    return torch.sigmoid(volume_margin(segmenter, image, device)).cpu().numpy()
 
 
 def _segment_box(

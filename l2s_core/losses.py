@@ -76,12 +76,13 @@ class DiceCELoss(nn.Module):
 
         Args:
             logits: shape ``(N, 2, z, y, x)``, channel 1 is the organ.
-            target: shape ``(N, z, y, x)``, int64 with values 0 (background) and 1 (organ).
+            target: shape ``(N, z, y, x)``, integers 0 (background) and 1 (organ) (uint8 from
+                the loader: an eighth of int64's bytes to move; widened here).
 
         Returns:
             Scalar loss tensor.
         """
-        logits = logits.float()
+        logits, target = logits.float(), target.long()
         per_sample = self.dice_form == "per_sample"
         summed_dims = tuple(range(1 if per_sample else 0, target.ndim))
         organ_probability = torch.softmax(logits, dim=1)[:, ORGAN_CLASS]

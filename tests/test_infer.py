@@ -208,3 +208,54 @@ def test_save_prediction_lands_on_the_non_ras_source_grid(prepared_task, tmp_pat
     assert np.array_equal(np.asarray(written.dataobj), np.asarray(source.dataobj))
     with pytest.raises(ValueError):
         save_prediction(mask[:-1], case, out)
+
+
+@pytest.mark.parametrize("overlap", [0.0, 0.25, 0.5])
+def test_windows_average_as_monais_sliding_window(overlap):
+    from monai.inferers import sliding_window_inference
+
+    torch.manual_seed(0)
+    model = nn.Conv3d(1, 2, 3, padding=1).eval()
+    image = np.random.default_rng(2).normal(size=(12, 37, 21)).astype(np.float32)  # not multiples of the window
+    segmenter = Segmenter(model, (8, 16, 16), overlap=overlap, sw_batch_size=3, multiple=1)
+    with torch.no_grad():
+        logits = sliding_window_inference(torch.from_numpy(image)[None, None], (8, 16, 16), 3, model, overlap)[0]
+    expected = torch.sigmoid(logits[1] - logits[0]).numpy()
+    assert np.allclose(predict_probability(segmenter, image), expected, atol=1e-5)
+
+
+def test_window_starts_cover_the_axis_and_end_at_its_edge():
+    from l2s_core.infer import window_starts
+
+    assert window_starts(96, 64, 0.0) == [0, 32]
+    assert window_starts(512, 256, 0.0) == [0, 256]
+    assert window_starts(40, 16, 0.25) == [0, 12, 24]
+    assert window_starts(16, 16, 0.5) == [0]
+
+
+def test_a_tensor_on_the_device_is_segmented_without_a_host_copy():
+    from l2s_core.infer import predict_mask
+
+    model = ThresholdOracle()
+    image = torch.linspace(-1, 1, 5 * 6 * 7).reshape(5, 6, 7)
+    mask = predict_mask(_seg(model, multiple=4), image)
+    assert mask.dtype == torch.bool and torch.equal(mask, image > 0)
+
+
+def test_windows_are_batched_by_the_memory_estimate_and_agree_with_one_at_a_time(monkeypatch):
+    torch.manual_seed(0)
+    model = UNet3D(base_channels=2, depth=2)
+    batches: list[int] = []
+    forward = UNet3D.forward
+
+    def recording(self, images):
+        batches.append(len(images))
+        return forward(self, images)
+
+    monkeypatch.setattr(UNet3D, "forward", recording)
+    image = np.random.default_rng(3).normal(size=(16, 32, 32)).astype(np.float32)
+    auto = predict_probability(Segmenter(model, (8, 16, 16), overlap=0.0, sw_batch_size=None), image)
+    assert max(batches) == 8  # all eight windows in one pass: a few MiB against the free memory
+    batches.clear()
+    single = predict_probability(Segmenter(model, (8, 16, 16), overlap=0.0, sw_batch_size=1), image)
+    assert max(batches) == 1 and np.allclose(auto, single, atol=1e-5)

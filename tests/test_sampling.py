@@ -21,7 +21,7 @@ def test_patch_items_have_patch_shape_and_dtypes(prepared_task):
     assert len(dataset) == 6
     for item in dataset:
         assert item["image"].shape == (1, 4, 8, 8) and item["image"].dtype == torch.float32
-        assert item["label"].shape == (4, 8, 8) and item["label"].dtype == torch.int64
+        assert item["label"].shape == (4, 8, 8) and item["label"].dtype == torch.uint8
         assert item["case_id"] in task.split["train"]
     with pytest.raises(IndexError):
         dataset[6]
@@ -201,6 +201,6 @@ def test_pad_collate_pads_to_the_largest_item(prepared_task):
     assert items[0]["label"].shape == (34, 36, 36) and items[1]["label"].shape == (32, 32, 39)
     batch = pad_collate(items)
     assert batch["image"].shape == (2, 1, 34, 36, 39) and batch["label"].shape == (2, 34, 36, 39)
-    assert batch["label"].dtype == torch.int64 and batch["case_id"] == ["cube_0", "cube_1"]
+    assert batch["label"].dtype == torch.uint8 and batch["case_id"] == ["cube_0", "cube_1"]
     assert torch.equal(batch["image"][1, :, :32, :32, :39], items[1]["image"])
     assert not batch["image"][1, :, 32:].any() and not batch["label"][0, :, :, 36:].any()

@@ -198,6 +198,7 @@ def load_model_folder(
     runs: int | None = None,
     device: str = "cpu",
     card: ModelCard | None = None,
+    compile: bool | None = None,
 ) -> LoadedModel:
     """Open and check a model folder and build the networks of ``method``.
 
@@ -209,6 +210,7 @@ def load_model_folder(
         card: the folder's card as :func:`~l2s_core.deploy.model_folder.open_model_folder`
             returned it (already checked: its weights are not hashed again, e.g. when several
             methods of one folder are built); ``None``: open and check the folder here.
+        compile: compile the networks (:mod:`l2s_core.compiling`); ``None``: on GPUs only.
 
     Raises:
         ConfigError: an unknown method or a pair position the model lacks.
@@ -223,7 +225,9 @@ def load_model_folder(
     for kind, chosen in entries.items():
         built = [_build(folder, e).to(device) for e in chosen]
         network = built[0] if len(built) == 1 else _MeanProbability(built).eval()
-        networks[kind] = Segmenter(network, chosen[0].patch_size, amp=chosen[0].amp)
+        networks[kind] = Segmenter(
+            network, chosen[0].patch_size, sw_batch_size=None, amp=chosen[0].amp, compile=compile
+        )
     return LoadedModel(card, method, runs, networks, entries, device)
 
 

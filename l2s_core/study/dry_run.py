@@ -17,7 +17,7 @@ Example:
 
 from __future__ import annotations
 
-__all__ = ["NetworkNeeds", "dry_run", "level_extents", "network_needs"]
+__all__ = ["DEFAULT_EPOCHS_PER_RUN", "NetworkNeeds", "dry_run", "level_extents", "network_needs"]
 
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from l2s_core.data.prepared_layout import CASES_DIR, SPLIT_FILE
+from l2s_core.errors import ConfigError
 from l2s_core.study.layout import StudyPaths
 from l2s_core.study.params import StudyParams, load_study_params
 from l2s_core.study.plan import StudyPlan
@@ -33,6 +34,11 @@ from l2s_core.study.step_records import DONE
 from l2s_core.vocabulary import LEVEL_OF_NETWORK, LEVELS
 
 Shape = tuple[int, int, int]
+
+#: Epochs a run is assumed to take for ``--measure`` when none is given (a round figure: the paper
+#: states none; its Table 2 pancreas baseline, 478 min a run, is ~130 epochs at an eager float32
+#: step of one H200).
+DEFAULT_EPOCHS_PER_RUN = 100
 
 
 @dataclass(frozen=True)
@@ -157,12 +163,95 @@ def _steps(plan: StudyPlan) -> list[str]:
     return lines
 
 
+def _level_shapes(params: StudyParams, root: Path, organ: str) -> tuple[int, dict[str, list[Shape]]]:
+    """Training cases and every validation image's ``(z, y, x)`` per level of an organ: from the
+    prepared cache where it exists, else from the image sizes and the study's split rule (crops
+    bounded by the full image plus the margin, as :func:`level_extents`)."""
+    prepared = StudyPaths(root, params.study).prepared_dir(organ)
+    if (prepared / SPLIT_FILE).is_file() and (prepared / CASES_DIR).is_dir():
+        from l2s_core.data.cache import PreparedTask
+
+        task = PreparedTask(prepared)
+        metas = [task.case(c).meta for c in task.split["val"]]
+        return len(task.split["train"]), {
+            "full": [_shape(m.original_shape) for m in metas],
+            "lowres": [_shape(m.lowres_shape) for m in metas],
+            "crop": [_shape(m.crop_shape) for m in metas],
+        }
+    from l2s_core.data.prepare import lowres_shape
+    from l2s_core.data.split import split_cases
+
+    options = params.prepare.for_organ(organ)
+    shapes = _full_shapes(params, organ)
+    split = split_cases([f"{i:05d}" for i in range(len(shapes))], options.split_seed, options.split_order)
+    full = [_shape(shapes[int(c)]) for c in split["val"]]
+    return len(split["train"]), {
+        "full": full,
+        "lowres": [lowres_shape(s, options.lowres_divisors) for s in full],
+        "crop": [_shape(np.asarray(s) + 2 * options.crop_margin) for s in full],
+    }
+
+
+def _minutes(seconds: float) -> str:
+    """Seconds as minutes, or hours from two hours on."""
+    return f"{seconds / 3600:.1f} h" if seconds >= 7200 else f"{seconds / 60:.1f} min"
+
+
+def _measured_lines(params: StudyParams, root: Path, epochs_per_run: int) -> list[str]:
+    """Per organ and network the measured seconds per epoch and the projected wall time."""
+    from l2s_core.memory import largest_forward_input
+    from l2s_core.paper_values import TABLE2_MINUTES
+    from l2s_core.study.timing import StepTiming, measure_network, network_timing
+
+    lines = [
+        f"measured on this device (one training step and one validation pass per network; {epochs_per_run} "
+        f"epochs a run, {params.runs} runs each; the paper's Table 2 minutes a run beside):"
+    ]
+    measured: dict[tuple, StepTiming] = {}
+    total = 0.0
+    for organ in params.organs:
+        extents = level_extents(params, root, organ)
+        train_cases, val_shapes = _level_shapes(params, root, organ)
+        for network in params.networks:
+            level = LEVEL_OF_NETWORK[network]
+            config = params.train_config(organ, network, 0, Path("."), Path("."), world_size=params.gpus_per_run)
+            train_input = largest_forward_input(config.patch_size, extents[level], 2**config.depth)
+            batch = max(1, config.batch_size // params.gpus_per_run)
+            key = (config.architecture, config.base_channels, config.depth, config.amp, config.compile, batch)
+            if key not in measured:  # one measurement per setting, at the patch; scaled by voxels
+                pz, py, px = config.patch_size
+                measured[key] = measure_network(config, config.patch_size, batch, (pz, 2 * py, 2 * px))
+            timing = network_timing(
+                organ,
+                network,
+                config,
+                measured[key],
+                train_input,
+                train_cases,
+                val_shapes[level],
+                epochs_per_run,
+                params.runs,
+            )
+            total += timing.total_seconds
+            paper = TABLE2_MINUTES.get(organ, {}).get(network)
+            step = timing.train_seconds / timing.steps_per_epoch
+            lines.append(
+                f"  {organ} {network}: step {step:.3f} s x {timing.steps_per_epoch} "
+                f"+ validation {timing.validation_seconds:.1f} s = {timing.epoch_seconds:.1f} s/epoch; "
+                f"a run {_minutes(timing.run_seconds)} (paper: {f'{paper} min' if paper else 'n/a'}); "
+                f"{params.runs} runs {_minutes(timing.total_seconds)}"
+            )
+    lines.append(f"projected study wall time on this device, one run at a time: {total / 3600:.1f} h")
+    return lines
+
+
 def dry_run(
     params_path: str | Path,
     root: str | Path = ".",
     data_root: str | Path | None = None,
     gpus_per_run: int | None = None,
     with_analysis: bool = True,
+    epochs_per_run: int | None = None,
 ) -> str:
     """Check a study and describe what ``l2s run`` would do, without running or writing anything.
 
@@ -172,6 +261,9 @@ def dry_run(
         data_root: replaces the file's ``data_root``.
         gpus_per_run: replaces the file's ``gpus_per_run``.
         with_analysis: whether the study ends with the analysis and the report.
+        epochs_per_run: when given, each network's training step and validation pass are
+            measured on this device and the study's wall time projected for runs of this many
+            epochs (:mod:`l2s_core.study.timing`); nothing is written either way.
 
     Returns:
         The text to print.
@@ -180,6 +272,8 @@ def dry_run(
         ConfigError: invalid parameters, a missing task folder.
         InputDataError: an unreadable ``dataset.json`` or image header (named in the message).
     """
+    if epochs_per_run is not None and epochs_per_run < 1:
+        raise ConfigError("--epochs-per-run", f"must be at least 1, got {epochs_per_run}")
     root = Path(root).resolve()
     params = load_study_params(params_path, root=root, data_root=data_root, gpus_per_run=gpus_per_run)
     plan = StudyPlan(params, StudyPaths(root, params.study), with_analysis)
@@ -200,5 +294,7 @@ def dry_run(
                 f"{'x'.join(map(str, extents[LEVEL_OF_NETWORK[network]]))}), batch {needs.batch_per_process}"
                 f" per process, about {_size(needs.peak_training_bytes)}"
             )
+    if epochs_per_run is not None:
+        lines += _measured_lines(params, root, epochs_per_run)
     lines.append("dry run: nothing was run or written")
     return "\n".join(lines)

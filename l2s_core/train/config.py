@@ -58,6 +58,9 @@ class TrainConfig(Record):
         num_workers: DataLoader worker processes per training process.
         device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
         amp: bfloat16 autocast (CUDA only; no effect on the CPU).
+        compile: ``torch.compile`` the network for the training step and every prediction
+            (validation, evaluation, the explorer); ``None``: on GPUs, not on the CPU
+            (:mod:`l2s_core.compiling`; a failed compilation runs eagerly after one warning).
         world_size: data-parallel processes :func:`~l2s_core.train.launch.train_run` starts
             (``torchrun`` sets its own).
         deterministic: on the CPU, deterministic algorithms (bitwise reproducible runs); on
@@ -90,6 +93,7 @@ class TrainConfig(Record):
     num_workers: int = 0
     device: str = "auto"
     amp: bool = False
+    compile: bool | None = None
     world_size: int = 1
     deterministic: bool = True
 

@@ -35,6 +35,7 @@ __all__ = [
     "train_step",
     "training_dataset",
     "validation_dice",
+    "validation_volumes",
 ]
 
 import contextlib
@@ -45,7 +46,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
@@ -60,12 +60,13 @@ from l2s_core.checkpoint import (
     save_checkpoint,
     save_resume_state,
 )
+from l2s_core.compiling import compile_network, compile_wanted
 from l2s_core.data.cache import PreparedTask
 from l2s_core.distributed import ProcessContext
 from l2s_core.errors import ConfigError, InputDataError
-from l2s_core.infer import Segmenter, predict_volume
+from l2s_core.infer import Segmenter, predict_mask
 from l2s_core.losses import DiceCELoss, hard_dice_counts
-from l2s_core.metrics import confusion_counts, dice_from_counts
+from l2s_core.metrics import dice_from_counts
 from l2s_core.model import build_network
 from l2s_core.sampling import PatchDataset, pad_collate
 from l2s_core.train.config import TrainConfig, is_converged
@@ -80,10 +81,11 @@ from l2s_core.train.run_files import (
     finished_summary,
     write_log,
 )
+from l2s_core.train.validation_volumes import ValidationVolumes, device_budget, mask_counts
 from l2s_core.vocabulary import LEVEL_OF_NETWORK
 
 #: Settings that may change when a run is resumed elsewhere (they do not define the run).
-_LOCATION_FIELDS = ("prepared_dir", "run_dir", "num_workers", "device", "world_size")
+_LOCATION_FIELDS = ("prepared_dir", "run_dir", "num_workers", "device", "world_size", "compile")
 
 
 def training_dataset(config: TrainConfig, task: PreparedTask) -> PatchDataset:
@@ -109,14 +111,29 @@ def training_dataset(config: TrainConfig, task: PreparedTask) -> PatchDataset:
     )
 
 
+def validation_volumes(
+    task: PreparedTask, config: TrainConfig, context: ProcessContext, batch_per_process: int = 1
+) -> ValidationVolumes:
+    """This process's validation cases (every ``world_size``-th) at the network's level, kept on its
+    GPU between epochs where they fit beside training (:mod:`l2s_core.train.validation_volumes`)."""
+    cases = task.cases("val")[context.rank :: context.world_size]
+    budget = device_budget(config, context.device, batch_per_process)
+    return ValidationVolumes(cases, LEVEL_OF_NETWORK[config.network], context.device, budget)
+
+
 def validation_dice(
-    model: torch.nn.Module, task: PreparedTask, config: TrainConfig, context: ProcessContext, sw_batch_size: int = 1
+    model: torch.nn.Module,
+    task: PreparedTask,
+    config: TrainConfig,
+    context: ProcessContext,
+    volumes: ValidationVolumes | None = None,
 ) -> float:
     """Dice pooled over the validation cases (TP, FP, FN summed over cases).
 
     Each network segments its own level of the validation images (baseline: ``full``,
     localiser: ``lowres``, organ network: ``crop``) patch-wise with ``config.patch_size``
-    (:func:`l2s_core.infer.predict_volume`). With several processes each segments every
+    (:func:`l2s_core.infer.predict_mask`, as many windows per pass as the GPU's memory holds),
+    and the counts are taken on the device. With several processes each segments every
     ``world_size``-th case and the counts are summed over the processes (exact: integers), so
     no GPU waits while another validates.
 
@@ -125,18 +142,18 @@ def validation_dice(
         task: the prepared task.
         config: the run's settings.
         context: this process (its device, rank and the number of processes).
-        sw_batch_size: windows per forward pass.
+        volumes: the process's validation volumes (:func:`validation_volumes`; made here when
+            ``None``).
 
     Returns:
         The pooled validation Dice.
     """
-    level = LEVEL_OF_NETWORK[config.network]
-    segmenter = Segmenter.of_run(model, config, sw_batch_size)
-    totals = np.zeros(3, dtype=np.int64)
-    for case in task.cases("val")[context.rank :: context.world_size]:
-        prediction = predict_volume(segmenter, case.array(level, "image"), context.device)
-        totals += np.asarray(confusion_counts(prediction, np.asarray(case.array(level, "label"))), dtype=np.int64)
-    summed = distributed.all_reduce(torch.from_numpy(totals).to(context.device), context)
+    volumes = volumes if volumes is not None else validation_volumes(task, config, context)
+    segmenter = Segmenter.of_run(model, config)
+    totals = torch.zeros(3, dtype=torch.int64, device=context.device)
+    for image, label in volumes:
+        totals += mask_counts(predict_mask(segmenter, image, context.device), label)
+    summed = distributed.all_reduce(totals, context)
     return float(dice_from_counts(*(int(t) for t in summed.tolist())))
 
 
@@ -195,7 +212,7 @@ def train_step(
     Args:
         model: the network, possibly wrapped in ``DistributedDataParallel``.
         images: ``(N, 1, z, y, x)`` on the process's device.
-        labels: ``(N, z, y, x)`` int64 on the same device.
+        labels: ``(N, z, y, x)`` integer labels (uint8 from the loader) on the same device.
         optimizer: the optimizer of the network's parameters.
         loss_fn: the loss.
         context: the process's place among the data-parallel processes.
@@ -370,6 +387,8 @@ def train_in_context(config: TrainConfig, context: ProcessContext, progress: boo
         groups = {} if config.norm_groups is None else {"groups": config.norm_groups}
         model = build_network(config.architecture, base_channels=config.base_channels, depth=config.depth, **groups)
         model = model.to(device)
+        if compile_wanted(config.compile, device):
+            compile_network(model)  # in place: the training step, validation and checkpoints share it
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
         resume_path = run_dir / RESUME_FILE
         state = load_resume_state(resume_path) if resume_path.exists() else None
@@ -426,6 +445,7 @@ def _run_epochs(
         pin_memory=context.device.type == "cuda",
     )
     parallel_model = distributed.wrap(model, context)
+    volumes = validation_volumes(task, config, context, per_process_batch)
     loss_fn = DiceCELoss(
         dice_weight=config.dice_weight,
         ce_weight=config.ce_weight,
@@ -448,7 +468,7 @@ def _run_epochs(
             totals = _train_epoch(parallel_model, loader, optimizer, loss_fn, context, amp)
             if totals.diverged:
                 return True, "diverged"
-            val_dice = validation_dice(model, task, config, context, per_process_batch)
+            val_dice = validation_dice(model, task, config, context, volumes)
             improved = val_dice > state.best_val_dice
             state.epochs_done = epoch
             state.epochs_since_improvement = 0 if improved else state.epochs_since_improvement + 1

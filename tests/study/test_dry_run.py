@@ -73,3 +73,46 @@ def test_lowres_extent_before_preparation_uses_the_studys_divisors(tmp_path):
     extents = level_extents(params, tmp_path, "spleen")
     z, y, x = extents["full"]
     assert extents["lowres"] == (z // 2, y // 3, x // 2)
+
+
+def test_measured_dry_run_prints_seconds_per_epoch_and_the_projected_wall_time(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "l2s_core.cli", "run", str(SHIPPED / "smoke.yaml"), "--dry-run", "--measure"]
+        + ["--epochs-per-run", "7", "--root", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "7 epochs a run" in result.stdout and "projected study wall time on this device" in result.stdout
+    assert (
+        "prostate baseline: step" in result.stdout
+        and "s/epoch" in result.stdout
+        and "(paper: 6.4 min)" in result.stdout
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_epoch_is_the_measured_step_and_pass_scaled_by_steps_and_voxels(tmp_path):
+    from config_builder import cpu_config
+
+    from l2s_core.study.timing import StepTiming, network_timing
+
+    config = cpu_config(tmp_path, tmp_path, samples_per_epoch=9, batch_size=2, depth=2, patch_size=(16, 16, 16))
+    measured = StepTiming(0.5, 2.0, (16, 16, 16), (16, 32, 32))
+    timing = network_timing(
+        "spleen", "baseline", config, measured, (8, 16, 16), 99, [(16, 32, 32), (16, 16, 16)], 10, 3
+    )
+    assert timing.steps_per_epoch == 5  # ceil(9 / 2)
+    assert timing.train_seconds == 5 * 0.5 / 2  # half the patch's voxels
+    assert timing.validation_seconds == 2.0 * 1.25  # the measured volume and one of a quarter of its voxels
+    assert timing.total_seconds == 3 * 10 * (timing.train_seconds + timing.validation_seconds)
+
+
+def test_epochs_per_run_below_one_is_refused_in_one_line(tmp_path):
+    import pytest
+
+    from l2s_core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--epochs-per-run: must be at least 1, got 0"):
+        dry_run(SHIPPED / "smoke.yaml", root=tmp_path, epochs_per_run=0)
