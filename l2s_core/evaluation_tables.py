@@ -81,6 +81,8 @@ CASE_COLUMNS = (
     *METRIC_COLUMNS,
     "seconds",
     "fallback",
+    "box_share",
+    "box_foreground_share",
 )
 RUN_COLUMNS = (
     "organ",
@@ -97,6 +99,8 @@ RUN_COLUMNS = (
     "mean_case_dice",
     "mean_hd95_mm",
     "seconds_per_case",
+    "mean_box_share",
+    "mean_box_foreground_share",
 )
 #: ``fallback`` column of a case where the localiser (or label) gave a box.
 NO_FALLBACK = "none"
@@ -111,7 +115,9 @@ def pooled_rows(cases: pd.DataFrame) -> pd.DataFrame:
     Returns:
         Rows with the columns :data:`RUN_COLUMNS`: TP, FP and FN summed over the cases,
         ``pooled_dice`` from the sums, ``mean_case_dice``, ``mean_hd95_mm`` (mean over the
-        cases with a finite HD95, NaN if none) and ``seconds_per_case``.
+        cases with a finite HD95, NaN if none), ``seconds_per_case``, and the means over the
+        cases of the segmented box's share of the image and of the organ's share of the box
+        (``mean_box_share``, ``mean_box_foreground_share``; NaN over cases that segmented nothing).
     """
     keys = ["organ", "split", "method", "run", "localiser_run", "organ_run"]
     rows = []
@@ -129,6 +135,8 @@ def pooled_rows(cases: pd.DataFrame) -> pd.DataFrame:
                 "mean_case_dice": float(group["dice"].mean()),
                 "mean_hd95_mm": float(finite_hd95.mean()) if len(finite_hd95) else np.nan,
                 "seconds_per_case": float(group["seconds"].mean()),
+                "mean_box_share": float(group["box_share"].mean()),
+                "mean_box_foreground_share": float(group["box_foreground_share"].mean()),
             }
         )
     return _table(rows, RUN_COLUMNS)
