@@ -8,7 +8,8 @@ it lies (default: ``../shared/data/Task04_Hippocampus`` beside the project).
 
 Usage::
 
-    python benchmarks/bench_phantom_realism.py [--real ../shared/data/Task04_Hippocampus] [--params papermill_params/quick.yaml]
+    python benchmarks/bench_phantom_realism.py [--real ../shared/data/Task04_Hippocampus] \\
+        [--params papermill_params/quick.yaml] [--max-cases N]
 
 Prints one Markdown table row per task; the last printed line is one JSON object with the results.
 """
@@ -39,9 +40,10 @@ def row(name: str, stats: TaskStatistics) -> str:
         return " × ".join(f"{v:.0f}" for v in values)
 
     low, high = stats.foreground_percent_range
+    smallest, largest = stats.raw_max_range
     return (
         f"| {name} | {stats.n_cases} | {sides(stats.shape)} | {sides(stats.organ_extent)} | "
-        f"{stats.foreground_percent:.2f} ({low:.2f}–{high:.2f}) | {stats.raw_max_range[0]:.3g}–{stats.raw_max_range[1]:.3g} | "
+        f"{stats.foreground_percent:.2f} ({low:.2f}–{high:.2f}) | {smallest:.3g}–{largest:.3g} | "
         f"{stats.inside_mean:+.2f} ± {stats.inside_sd:.2f} | {stats.outside_mean:+.2f} ± {stats.outside_sd:.2f} | "
         f"{stats.contrast:+.2f} |"
     )
