@@ -418,16 +418,17 @@ def localisation_context(data: StudyData) -> pd.DataFrame:
     covered and the organ's foreground share inside that box, beside the Dice gain.
 
     Returns:
-        One row per organ, split and method with case rows: columns
-        :data:`LOCALISATION_CONTEXT_COLUMNS`. ``box_percent``: mean over the cases and runs of
-        the box's share of the image, in % (100 for the baseline); ``foreground_percent``: mean
+        One row per organ, split and method with case rows that record the box (evaluations
+        before l2s recorded it give none): columns :data:`LOCALISATION_CONTEXT_COLUMNS`.
+        ``box_percent``: mean over the cases and runs of the box's share of the image, in %
+        (100 for the baseline); ``foreground_percent``: mean
         of the organ's share of the box's voxels (its zero-filled part beyond the image
         included), in %; ``foreground_ratio``: that share over the baseline's (the whole
         image's) on the same split, how much localisation raised the class balance (NaN
         without a baseline); ``dice_gain``: mean pooled Dice minus the baseline's
         (:func:`dice_gain`; 0 for the baseline).
     """
-    cases = data.cases.astype({"box_share": float, "box_foreground_share": float})
+    cases = data.cases.astype({"box_share": float, "box_foreground_share": float}).dropna(subset=["box_share"])
     shares = cases.groupby(["organ", "split", "method"])[["box_share", "box_foreground_share"]].mean()
     gains = dice_gain(data).set_index(["organ", "split", "method"])["gain"]
     rows = []

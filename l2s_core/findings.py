@@ -438,5 +438,8 @@ def localisation_findings(data: StudyData) -> str:
         if split is not None:
             sentences.append(_organ_localisation(organ, split, rows[rows["split"] == split]))
     if not sentences:
-        return "No evaluation yet: what localisation changed is not known."
+        return (
+            "No evaluation records the boxes the networks segmented (none has run yet, or it ran before l2s "
+            "recorded them): what localisation changed is not known."
+        )
     return "\n\n".join(sentences)

@@ -121,11 +121,13 @@ def _read_failures(status_path: Path) -> pd.DataFrame:
 
 
 def _read_csvs(paths: list[Path], columns: tuple[str, ...]) -> pd.DataFrame:
+    """The rows of the CSV files that exist, with ``columns``: a column that an older l2s did not
+    write (e.g. ``box_share``) is NaN."""
     frames = [pd.read_csv(p, dtype={"case_id": str}) for p in paths if p.is_file()]
     frames = [f for f in frames if not f.empty]
     if not frames:
         return pd.DataFrame(columns=list(columns))
-    return pd.concat(frames, ignore_index=True)
+    return pd.concat(frames, ignore_index=True).reindex(columns=list(columns))
 
 
 def load_study(study_dir: str | Path) -> StudyData:

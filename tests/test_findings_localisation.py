@@ -50,4 +50,14 @@ def test_a_study_without_evaluation_says_so(tmp_path: Path) -> None:
     for organ in DATASETS:
         for path in (study / organ / "evaluation").iterdir():
             path.unlink()
-    assert findings.localisation_findings(load_study(study)).startswith("No evaluation yet")
+    assert findings.localisation_findings(load_study(study)).startswith("No evaluation records the boxes")
+
+
+def test_an_evaluation_written_before_the_boxes_were_recorded_says_so(tmp_path: Path) -> None:
+    study = synthetic_study(tmp_path)
+    for path in study.glob("*/evaluation/*.csv"):
+        table = pd.read_csv(path, dtype={"case_id": str})
+        table.drop(columns=[c for c in table.columns if "box_" in c]).to_csv(path, index=False)
+    data = load_study(study)
+    assert data.cases["box_share"].isna().all() and len(data.cases) > 0
+    assert findings.localisation_findings(data).startswith("No evaluation records the boxes")
