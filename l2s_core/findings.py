@@ -418,8 +418,8 @@ def _organ_localisation(organ: str, split: str, rows: pd.DataFrame) -> str:
         )
         sentence += (
             f" Localisation {change}: the box covers so much of the image that there was little background to "
-            "remove, so little to gain from localisation here; a Dice difference on this organ does not come "
-            "from the class balance."
+            "remove, so little to gain from the class balance here; a Dice difference on this organ does not "
+            "come from it."
         )
     return sentence
 
