@@ -47,6 +47,7 @@ __all__ = [
     "BOOTSTRAP_REPLICATES",
     "BOOTSTRAP_SEED",
     "CASE_MEAN_COLUMNS",
+    "LOCALISATION_CONTEXT_COLUMNS",
     "METHOD_LABELS",
     "NETWORK_LABELS",
     "PAIRED_COLUMNS",
@@ -56,6 +57,7 @@ __all__ = [
     "convergence_rates",
     "data_description",
     "dice_gain",
+    "localisation_context",
     "paired_tests",
     "software_versions",
     "table1_split_sizes",
@@ -91,6 +93,15 @@ PAIRED_COLUMNS = (
     "rank_biserial",
     "note",
 )
+LOCALISATION_CONTEXT_COLUMNS = (
+    "organ",
+    "split",
+    "method",
+    "box_percent",
+    "foreground_percent",
+    "foreground_ratio",
+    "dice_gain",
+)
 #: Replicates and seed of the hierarchical bootstrap of :func:`paired_tests`.
 BOOTSTRAP_REPLICATES = 10_000
 BOOTSTRAP_SEED = 0
@@ -111,12 +122,15 @@ def _phantom_settings(phantom: dict[str, Any]) -> str:
 
 
 def data_description(data: StudyData) -> str:
-    """One paragraph (Markdown) saying which data the study ran on: phantom or real MSD tasks.
+    """One paragraph (Markdown) saying which data the study ran on: phantom data or MSD-layout task
+    folders (the Decathlon's or a user's own: the layout does not say which), each task named by its
+    ``dataset.json``.
 
     Read from ``study_params.json`` where present, else from the prepared tasks' names.
     """
     tasks = ", ".join(
-        f"{row.organ}: {html.escape(str(row.task_name))} ({html.escape(str(row.task_dir))})"
+        f"{row.organ}: {html.escape(str(row.task_name))} (named so by its dataset.json; folder "
+        f"{html.escape(str(row.task_dir))})"
         for row in data.datasets.itertuples()
     )  # dataset.json's "name" is anyone's text: escaped, so that the report never runs what it holds
     study_params = data.study_params or {}
@@ -129,7 +143,10 @@ def data_description(data: StudyData) -> str:
             "not patient scans; the numbers test the pipeline, they do not reproduce the paper's values"
         )
     elif source == "msd":
-        kind = f"**real data**: Medical Segmentation Decathlon tasks from {_code(study_params.get('data_root'))}"
+        kind = (
+            "**real data**: MSD-layout task folders (dataset.json, imagesTr/, labelsTr/) under "
+            f"{_code(study_params.get('data_root'))}"
+        )
     else:
         kind = "data named by the prepared tasks (no `study_params.json` in the study folder)"
     return f"Study folder {_code(data.study_dir)} ran on {kind}. Prepared tasks: {tasks}."
@@ -403,6 +420,46 @@ def dice_gain(data: StudyData) -> pd.DataFrame:
     return gains.merge(data.datasets[["organ", "foreground_percent"]], on="organ", how="left")
 
 
+def localisation_context(data: StudyData) -> pd.DataFrame:
+    """What localisation changed for the network that segments: the share of the image its box
+    covered and the organ's foreground share inside that box, beside the Dice gain.
+
+    Returns:
+        One row per organ, split and method with case rows that record the box (evaluations
+        before l2s recorded it give none): columns :data:`LOCALISATION_CONTEXT_COLUMNS`.
+        ``box_percent``: mean over the cases and runs of the box's share of the image, in %
+        (100 for the baseline); ``foreground_percent``: mean
+        of the organ's share of the box's voxels (its zero-filled part beyond the image
+        included), in %; ``foreground_ratio``: that share over the baseline's (the whole
+        image's) on the same split, how much localisation raised the class balance (NaN
+        without a baseline); ``dice_gain``: mean pooled Dice minus the baseline's
+        (:func:`dice_gain`; 0 for the baseline).
+    """
+    cases = data.cases.astype({"box_share": float, "box_foreground_share": float}).dropna(subset=["box_share"])
+    shares = cases.groupby(["organ", "split", "method"])[["box_share", "box_foreground_share"]].mean()
+    gains = dice_gain(data).set_index(["organ", "split", "method"])["gain"]
+    rows = []
+    for organ in data.organs:
+        for split in SPLITS:
+            baseline = shares["box_foreground_share"].get((organ, split, "baseline"), np.nan)
+            for method in METHODS:
+                if (organ, split, method) not in shares.index:
+                    continue
+                box_share, foreground = shares.loc[(organ, split, method)]
+                rows.append(
+                    {
+                        "organ": organ,
+                        "split": split,
+                        "method": method,
+                        "box_percent": 100.0 * box_share,
+                        "foreground_percent": 100.0 * foreground,
+                        "foreground_ratio": foreground / baseline if baseline > 0 else np.nan,
+                        "dice_gain": 0.0 if method == "baseline" else gains.get((organ, split, method), np.nan),
+                    }
+                )
+    return pd.DataFrame(rows, columns=list(LOCALISATION_CONTEXT_COLUMNS))
+
+
 def training_curves(data: StudyData) -> pd.DataFrame:
     """Figure 2's data: the per-epoch log rows of the converged runs only.
 
@@ -425,6 +482,7 @@ def all_tables(data: StudyData) -> dict[str, pd.DataFrame]:
         "paired_tests": paired_tests(data),
         "convergence_rates": convergence_rates(data),
         "dice_gain": dice_gain(data),
+        "localisation_context": localisation_context(data),
     }
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 __all__ = [
     "Box",
+    "BoxContext",
+    "box_context",
     "bounding_box",
     "crop",
     "expand_box",
@@ -22,6 +24,7 @@ __all__ = [
 ]
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
@@ -180,3 +183,31 @@ def paste(patch: np.ndarray, box: Box, shape: tuple[int, int, int]) -> np.ndarra
     if all(s.stop > s.start for s in dst):
         out[dst] = patch[src]
     return out
+
+
+@dataclass(frozen=True)
+class BoxContext:
+    """What the box a network segmented holds of an image and of its organ.
+
+    Attributes:
+        box_share: share of the image's voxels inside the box (1.0: the whole image, as the
+            baseline segments; 0.0: nothing was segmented).
+        foreground_share: organ voxels inside the box / the box's voxels, its zero-filled part
+            beyond the image included: the class balance the network segmenting the box faced
+            (NaN where nothing was segmented).
+    """
+
+    box_share: float
+    foreground_share: float
+
+
+def box_context(box: Box | None, label: np.ndarray) -> BoxContext:
+    """The :class:`BoxContext` of a box segmented in an image with the ``(z, y, x)`` organ mask
+    ``label``; ``box`` ``None``: nothing was segmented."""
+    if box is None:
+        return BoxContext(0.0, math.nan)
+    inside = tuple(slice(max(box[a], 0), min(box[a + 3], label.shape[a])) for a in range(3))
+    inside_voxels = math.prod(max(s.stop - s.start, 0) for s in inside)
+    box_voxels = math.prod(box[a + 3] - box[a] for a in range(3))
+    organ = int(np.count_nonzero(label[inside])) if inside_voxels else 0
+    return BoxContext(inside_voxels / label.size, organ / box_voxels)

@@ -14,7 +14,9 @@ two_stage_guarded  (only with ``evaluate.guard_grows`` > 0, an l2s addition) two
                    paper's two_stage so that the tables show what the guard changes
 =================  ========================================================================
 
-Only converged runs (``summary.json``: ``converged`` true) are evaluated. For each organ and
+Only converged runs (``summary.json``: ``converged`` true) are evaluated. Each case row also
+records the share of the image the segmented box covered and the organ's foreground share inside
+it (:class:`~l2s_core.boxes.BoxContext`: 1.0 and the image's share for the baseline). For each organ and
 split two CSV files are written atomically into ``<organ>/evaluation/``:
 ``<split>_cases.csv`` (:data:`CASE_COLUMNS`, one row per method, run and case) and
 ``<split>_runs.csv`` (:data:`RUN_COLUMNS`, one pooled row per method and run). Optionally the
@@ -49,7 +51,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from l2s_core.boxes import Box
+from l2s_core.boxes import Box, box_context
 from l2s_core.checkpoint import load_model
 from l2s_core.data.cache import PreparedTask
 from l2s_core.data.prepared_layout import PREPARED_DIR
@@ -102,6 +104,14 @@ class MethodPrediction:
     box: Box | None = None
     fallback_used: str | None = None
     box_grows: int = 0
+
+    def segmented_box(self, shape: tuple[int, int, int]) -> Box | None:
+        """The box the network segmented in an image of ``(z, y, x)`` ``shape``: the localised
+        box, the whole image (baseline, or the ``whole_image`` fallback), or ``None`` where the
+        ``empty`` fallback segmented nothing."""
+        if self.box is not None:
+            return self.box
+        return None if self.fallback_used == "empty" else (0, 0, 0, *shape)
 
 
 #: A method's prediction of one case from its ``(z, y, x)`` image and label (only
@@ -312,6 +322,7 @@ def evaluate_organ(
             prediction = method_run.predict(image, label)
             seconds = time.perf_counter() - started
             metrics = case_metrics(prediction.mask, label, case.spacing, tolerance_mm)
+            context = box_context(prediction.segmented_box(label.shape), label)
             rows.append(
                 {
                     "organ": organ_dir.name,
@@ -325,6 +336,8 @@ def evaluate_organ(
                     "seconds": seconds,
                     "fallback": prediction.fallback_used or NO_FALLBACK,
                     "box_grows": prediction.box_grows,
+                    "box_share": context.box_share,
+                    "box_foreground_share": context.foreground_share,
                 }
             )
             if save_predictions:

@@ -82,6 +82,8 @@ CASE_COLUMNS = (
     "seconds",
     "fallback",
     "box_grows",
+    "box_share",
+    "box_foreground_share",
 )
 RUN_COLUMNS = (
     "organ",
@@ -99,6 +101,8 @@ RUN_COLUMNS = (
     "mean_hd95_mm",
     "seconds_per_case",
     "cases_box_grown",
+    "mean_box_share",
+    "mean_box_foreground_share",
 )
 #: ``fallback`` column of a case where the localiser (or label) gave a box.
 NO_FALLBACK = "none"
@@ -113,8 +117,11 @@ def pooled_rows(cases: pd.DataFrame) -> pd.DataFrame:
     Returns:
         Rows with the columns :data:`RUN_COLUMNS`: TP, FP and FN summed over the cases,
         ``pooled_dice`` from the sums, ``mean_case_dice``, ``mean_hd95_mm`` (mean over the
-        cases with a finite HD95, NaN if none), ``seconds_per_case`` and ``cases_box_grown``
-        (cases where the second-stage guard grew the box; tables without ``box_grows`` count 0).
+        cases with a finite HD95, NaN if none), ``seconds_per_case``, ``cases_box_grown``
+        (cases where the second-stage guard grew the box; tables without ``box_grows`` count 0),
+        and the means over the cases of the segmented box's share of the image and of the organ's
+        share of the box (``mean_box_share``, ``mean_box_foreground_share``; NaN over cases that
+        segmented nothing).
     """
     keys = ["organ", "split", "method", "run", "localiser_run", "organ_run"]
     rows = []
@@ -133,6 +140,8 @@ def pooled_rows(cases: pd.DataFrame) -> pd.DataFrame:
                 "mean_hd95_mm": float(finite_hd95.mean()) if len(finite_hd95) else np.nan,
                 "seconds_per_case": float(group["seconds"].mean()),
                 "cases_box_grown": int((pd.to_numeric(group["box_grows"]).fillna(0) > 0).sum()),
+                "mean_box_share": float(group["box_share"].mean()),
+                "mean_box_foreground_share": float(group["box_foreground_share"].mean()),
             }
         )
     return _table(rows, RUN_COLUMNS)

@@ -28,6 +28,7 @@ __all__ = [
     "ClaimCheck",
     "findings_preamble",
     "findings_tables",
+    "localisation_findings",
     "paper_comparison",
     "scorecard",
     "scorecard_table",
@@ -48,6 +49,8 @@ from l2s_core.vocabulary import METHODS, PAPER_ORGANS, SPLITS, VERDICTS
 SUPPORTED, NOT_SUPPORTED, NOT_TESTABLE, CONSISTENT, DIRECTION_AGREES = VERDICTS
 #: Fewest organs a rank correlation over organs is computed on.
 MIN_ORGANS_FOR_CORRELATION = 3
+#: Localisation had little to gain where it raised the organ's foreground share less than this many times.
+LITTLE_TO_GAIN_RATIO = 2.0
 NOT_IN_STUDY = "not in the study"
 NO_PAPER_VALUE = "no paper value"
 NOT_JUDGED = "shown, not judged: not one of the paper's organs"
@@ -477,3 +480,55 @@ def findings_tables(data: StudyData) -> dict[str, pd.DataFrame]:
         "findings_table4_test": paper_comparison(data, "test"),
         "findings_scorecard": scorecard_table(scorecard(data)),
     }
+
+
+def _organ_localisation(organ: str, split: str, rows: pd.DataFrame) -> str:
+    """One organ's sentences of :func:`localisation_findings` from its rows of
+    :func:`l2s_core.analysis.localisation_context` on one split."""
+    by_method = rows.set_index("method")
+    localised = [m for m in METHODS[1:] if m in by_method.index]
+    whole = by_method["foreground_percent"].get("baseline", math.nan)
+    boxes = "; ".join(
+        f"the {analysis.METHOD_LABELS[m]} box covers {row['box_percent']:.0f} % of the image and the organ fills "
+        f"{row['foreground_percent']:.2g} % of it (×{row['foreground_ratio']:.2g}, "
+        f"Dice gain over the baseline {row['dice_gain']:+.3f})"
+        for m, row in ((m, by_method.loc[m]) for m in localised)
+    )
+    sentence = (
+        f"**{organ}** ({analysis.SPLIT_LABELS[split]}): the organ fills {whole:.2g} % of the whole image that the "
+        f"baseline segments; {boxes or 'no localised method was evaluated'}."
+    )
+    ratios = by_method.loc[localised, "foreground_ratio"]
+    if len(ratios) and (ratios < LITTLE_TO_GAIN_RATIO).all():
+        change = (
+            "lowered the organ's share (the box with its margin reaches beyond the image, zero-filled)"
+            if (ratios < 1).all()
+            else f"raised the organ's share less than {LITTLE_TO_GAIN_RATIO:g}-fold"
+        )
+        sentence += (
+            f" Localisation {change}: the box covers so much of the image that there was little background to "
+            "remove, so little to gain from the class balance here; a Dice difference on this organ does not "
+            "come from it."
+        )
+    return sentence
+
+
+def localisation_findings(data: StudyData) -> str:
+    """What localisation changed, per organ, in plain words (Markdown): the organ's share of the
+    voxels each method's network segments (the class balance the paper's Discussion credits for
+    the gain) beside the Dice gain, on the test split (validation where there is no test
+    evaluation); an organ whose localised boxes raised that share less than
+    :data:`LITTLE_TO_GAIN_RATIO`-fold is said to have had little to gain."""
+    context = analysis.localisation_context(data)
+    sentences = []
+    for organ in data.organs:
+        rows = context[context["organ"] == organ]
+        split = next((s for s in ("test", "val") if s in set(rows["split"])), None)
+        if split is not None:
+            sentences.append(_organ_localisation(organ, split, rows[rows["split"] == split]))
+    if not sentences:
+        return (
+            "No evaluation records the boxes the networks segmented (none has run yet, or it ran before l2s "
+            "recorded them): what localisation changed is not known."
+        )
+    return "\n\n".join(sentences)

@@ -54,7 +54,8 @@ class StudyData:
 
     Attributes:
         study_dir: the study folder ``runs/<study>``.
-        organs: organs found, in the study's (else the paper's) order.
+        organs: the study file's organs that are prepared, in its order (without
+            ``study_params.json``: every prepared organ, the paper's first).
         study_params: content of ``study_params.json``, or ``None`` where it is absent.
         datasets: one row per organ: columns :data:`DATASET_COLUMNS` (split sizes of the
             prepared task; ``foreground_percent`` = mean over its cases of the organ's share
@@ -81,11 +82,13 @@ class StudyData:
     failures: pd.DataFrame
 
 
-def _organ_order(names: list[str], study_params: dict[str, Any] | None) -> tuple[str, ...]:
-    """``names`` in the study's organ order (else the paper's), unknown names last alphabetically."""
-    preferred = list(study_params.get("organs") or []) if study_params else []
-    preferred += [o for o in PAPER_ORGANS if o not in preferred]
-    rank = {name: i for i, name in enumerate(preferred)}
+def _study_organs(names: list[str], study_params: dict[str, Any] | None) -> tuple[str, ...]:
+    """The organs the analysis covers: those of the study file (its snapshot's ``organs``) that
+    ``names`` holds, in its order; an organ prepared once and since dropped from the file is left
+    out. Without a snapshot, every name: the paper's organs in its order, others alphabetically."""
+    if study_params and study_params.get("organs"):
+        return tuple(o for o in study_params["organs"] if o in names)
+    rank = {name: i for i, name in enumerate(PAPER_ORGANS)}
     return tuple(sorted(names, key=lambda n: (rank.get(n, len(rank)), n)))
 
 
@@ -118,17 +121,21 @@ def _read_failures(status_path: Path) -> pd.DataFrame:
 
 
 def _read_csvs(paths: list[Path], columns: tuple[str, ...]) -> pd.DataFrame:
+    """The rows of the CSV files that exist, with ``columns``: a column that an older l2s did not
+    write (e.g. ``box_share``) is NaN."""
     frames = [pd.read_csv(p, dtype={"case_id": str}) for p in paths if p.is_file()]
     frames = [f for f in frames if not f.empty]
     if not frames:
         return pd.DataFrame(columns=list(columns))
-    return pd.concat(frames, ignore_index=True)
+    return pd.concat(frames, ignore_index=True).reindex(columns=list(columns))
 
 
 def load_study(study_dir: str | Path) -> StudyData:
     """Read a study folder.
 
-    An organ is a sub-folder holding ``prepared/prep.json``. Training runs without a
+    An organ is a sub-folder holding ``prepared/prep.json`` and named in the study's
+    ``study_params.json`` (where there is one): the report covers the organs of the study file,
+    not every folder a former version of it left. Training runs without a
     ``summary.json`` (unfinished) are left out; missing evaluation CSVs give no rows.
 
     Args:
@@ -138,7 +145,7 @@ def load_study(study_dir: str | Path) -> StudyData:
         The :class:`StudyData`.
 
     Raises:
-        InputDataError: the folder does not exist or holds no prepared organ.
+        InputDataError: the folder does not exist or holds no prepared organ of the study.
         FormatVersionError: a metadata file written by an incompatible l2s version.
     """
     study_dir = Path(study_dir)
@@ -149,7 +156,11 @@ def load_study(study_dir: str | Path) -> StudyData:
     organ_dirs = {d.name: d for d in study_dir.iterdir() if (d / PREPARED_DIR / PREP_FILE).is_file()}
     if not organ_dirs:
         raise InputDataError(study_dir, "no prepared organ found (expected <organ>/prepared/prep.json)")
-    organs = _organ_order(list(organ_dirs), study_params)
+    organs = _study_organs(list(organ_dirs), study_params)
+    if not organs:
+        raise InputDataError(
+            study_dir, f"none of the study's organs is prepared (found: {', '.join(sorted(organ_dirs))})"
+        )
     summaries, logs = [], []
     for organ in organs:
         for run in (run for network in NETWORKS for run in finished_runs(organ_dirs[organ], network)):

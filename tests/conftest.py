@@ -17,7 +17,9 @@ from msd_builder import (
     CUBE_ORGAN,
     CUBE_SHAPE,
     REAL_CT,
+    REAL_HIPPOCAMPUS,
     require_real_ct_in_ci,
+    require_real_hippocampus_in_ci,
     write_case,
     write_cuboid_task,
     write_dataset_json,
@@ -40,8 +42,10 @@ STUDY_RUNS = {"baseline": 1, "localiser": 2, "organ": 2}
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Checks before any test runs: see :func:`require_real_ct_in_ci`."""
+    """Checks before any test runs: see :func:`require_real_ct_in_ci` and
+    :func:`require_real_hippocampus_in_ci`."""
     require_real_ct_in_ci(os.environ, REAL_CT)
+    require_real_hippocampus_in_ci(os.environ, REAL_HIPPOCAMPUS)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -13,24 +13,49 @@ import pytest
 
 LPS_AFFINE = np.diag([-1.5, -1.5, 4.0, 1.0])
 REAL_CT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "totalsegmentator_example"
+#: The real MSD task beside the project (../shared/data/Task04_Hippocampus: 260 MRI cases, MSD layout).
+REAL_HIPPOCAMPUS = REAL_CT.parent / "Task04_Hippocampus"
 #: The cube task of ``tests/conftest.py``'s ``make_task`` (its defaults): ``(z, y, x)`` volume shape
 #: and half-open ``(z0, y0, x0, z1, y1, x1)`` organ box.
 CUBE_SHAPE = (12, 16, 16)
 CUBE_ORGAN = (3, 4, 4, 7, 10, 10)
 
 
-def require_real_ct_in_ci(environ: Mapping[str, str], folder: Path) -> None:
-    """Fail the test run in CI (``CI`` set) when the real CT example is missing, instead of
-    letting its tests skip and the run pass without them.
+def require_real_data_in_ci(environ: Mapping[str, str], file: Path, what: str) -> None:
+    """Fail the test run in CI (``CI`` set) when a real data file is missing, instead of letting
+    its tests skip and the run pass without them.
+
+    Args:
+        environ: the environment.
+        file: a file of the real data that must exist.
+        what: the data in words, e.g. ``"the real CT example"``.
 
     Raises:
-        pytest.UsageError: ``CI`` is set and ``folder`` lacks the example CT.
+        pytest.UsageError: ``CI`` is set and ``file`` is missing.
     """
-    if environ.get("CI") and not (folder / "example_ct_sm.nii.gz").is_file():
+    if environ.get("CI") and not file.is_file():
         raise pytest.UsageError(
-            f"CI is set but the real CT example is missing at {folder} (../shared beside the "
-            "project); the real-CT tests would be skipped"
+            f"CI is set but {what} is missing at {file.parent} (../shared beside the "
+            "project); its tests would be skipped"
         )
+
+
+def require_real_ct_in_ci(environ: Mapping[str, str], folder: Path) -> None:
+    """:func:`require_real_data_in_ci` for the real CT example in ``folder``."""
+    require_real_data_in_ci(environ, folder / "example_ct_sm.nii.gz", "the real CT example")
+
+
+def require_real_hippocampus_in_ci(environ: Mapping[str, str], folder: Path) -> None:
+    """:func:`require_real_data_in_ci` for the real MSD task ``folder`` (Task04_Hippocampus)."""
+    require_real_data_in_ci(environ, folder / "dataset.json", "the real MSD task Task04_Hippocampus")
+
+
+def real_hippocampus() -> Path:
+    """The real MSD task folder Task04_Hippocampus; the calling test skips, with the reason, when it
+    is absent (in CI the run fails first: :func:`require_real_hippocampus_in_ci`)."""
+    if not (REAL_HIPPOCAMPUS / "dataset.json").is_file():
+        pytest.skip(f"real MSD task not found at {REAL_HIPPOCAMPUS} (the shared data folder sits beside the project)")
+    return REAL_HIPPOCAMPUS
 
 
 def write_case(

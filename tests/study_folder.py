@@ -102,9 +102,16 @@ def run_summary(network: str, index: int, converged: bool, seconds: float = 1.0,
     )
 
 
-def case_rows(organ: str, split: str, method: str, run: int, dice: float) -> list[dict]:
-    """Two cases whose counts pool to ``dice`` (TP = 100 d, FP = FN = 100 (1 - d))."""
+#: Share of the image a localised method's box covers in :func:`case_rows` (the baseline's: 1).
+LOCALISED_BOX_SHARE = 0.1
+
+
+def case_rows(organ: str, split: str, method: str, run: int, dice: float, share: float = 0.01) -> list[dict]:
+    """Two cases whose counts pool to ``dice`` (TP = 100 d, FP = FN = 100 (1 - d)); the baseline
+    segments the whole image (organ share ``share``), a localised method a box of
+    :data:`LOCALISED_BOX_SHARE` of it holding the whole organ."""
     tp, wrong = round(100 * dice), round(100 * (1 - dice))
+    box_share = 1.0 if method == "baseline" else LOCALISED_BOX_SHARE
     return [
         {
             "organ": organ,
@@ -122,19 +129,24 @@ def case_rows(organ: str, split: str, method: str, run: int, dice: float) -> lis
             "surface_dice": 0.9,
             "seconds": 0.5,
             "fallback": "none",
+            "box_share": box_share,
+            "box_foreground_share": share / box_share,
         }
         for c in range(2)
     ]
 
 
-def write_evaluation(evaluation: Path, organ: str, dice: dict[str, dict[str, list[float]]]) -> None:
-    """``<split>_cases.csv`` and ``<split>_runs.csv`` of one organ from its runs' pooled Dice."""
+def write_evaluation(
+    evaluation: Path, organ: str, dice: dict[str, dict[str, list[float]]], share: float = 0.01
+) -> None:
+    """``<split>_cases.csv`` and ``<split>_runs.csv`` of one organ from its runs' pooled Dice
+    (organ share of the image ``share``)."""
     for split, methods in dice.items():
         rows = [
             row
             for method, values in methods.items()
             for run, value in enumerate(values)
-            for row in case_rows(organ, split, method, run, value)
+            for row in case_rows(organ, split, method, run, value, share)
         ]
         cases = pd.DataFrame(rows, columns=list(CASE_COLUMNS)).astype({"localiser_run": "Int64", "organ_run": "Int64"})
         evaluation.mkdir(parents=True, exist_ok=True)
@@ -160,7 +172,7 @@ def write_study(study_dir: Path, datasets: Datasets, runs: Runs, dice: Dice, dat
             for index, (converged, seconds) in enumerate(network_runs):
                 write_run(study_dir / organ / network / f"run_{index:02d}", network, index, converged, seconds)
         if organ in dice:
-            write_evaluation(study_dir / organ / "evaluation", organ, dice[organ])
+            write_evaluation(study_dir / organ / "evaluation", organ, dice[organ], share)
     return study_dir
 
 

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 from statsmodels.stats.multitest import multipletests
-from study_folder import DATASETS, DICE, RUNS, synthetic_study
+from study_folder import DATASETS, DICE, LOCALISED_BOX_SHARE, RUNS, synthetic_study, write_study
 
 from l2s_core import analysis, plots
 from l2s_core.stats import DEFAULT_PAIRS
@@ -32,6 +32,7 @@ TABLES = (
     "paired_tests",
     "convergence_rates",
     "dice_gain",
+    "localisation_context",
 )
 
 
@@ -206,6 +207,19 @@ def test_dice_gain(data: StudyData) -> None:
     assert gain.loc[("spleen", "test", "gt_localised"), "foreground_percent"] == pytest.approx(0.5)
 
 
+def test_localisation_context_sets_the_box_and_foreground_shares_beside_the_dice_gain(data: StudyData) -> None:
+    context = analysis.localisation_context(data).set_index(["organ", "split", "method"])
+    assert list(context.reset_index().columns) == list(analysis.LOCALISATION_CONTEXT_COLUMNS)
+    assert len(context) == 2 * 2 * 3
+    baseline = context.loc[("spleen", "test", "baseline")]
+    assert (baseline["box_percent"], baseline["foreground_ratio"], baseline["dice_gain"]) == (100.0, 1.0, 0.0)
+    assert baseline["foreground_percent"] == pytest.approx(0.5)
+    two_stage = context.loc[("heart", "val", "two_stage")]
+    assert two_stage["box_percent"] == pytest.approx(100 * LOCALISED_BOX_SHARE)
+    assert two_stage["foreground_ratio"] == pytest.approx(1 / LOCALISED_BOX_SHARE)
+    assert two_stage["dice_gain"] == pytest.approx(0.61 - 0.52)
+
+
 def test_training_curves_keep_only_converged_runs(data: StudyData) -> None:
     curves = analysis.training_curves(data)
     spleen_baseline = curves[(curves["organ"] == "spleen") & (curves["network"] == "baseline")]
@@ -226,6 +240,15 @@ def test_data_description_names_the_data_source(data: StudyData) -> None:
     text = analysis.data_description(data)
     assert "phantom" in text and "Task_spleen" in text
     assert set(analysis.software_versions()["package"]) >= {"python", "torch", "monai", "numpy", "l2s"}
+
+
+def test_data_description_calls_real_data_msd_layout_task_folders_named_by_their_dataset_json(
+    tmp_path: Path,
+) -> None:
+    study = write_study(tmp_path / "runs" / "own", {"kidney": ((3, 1, 1), 0.01)}, {}, {}, data="msd")
+    text = analysis.data_description(load_study(study))
+    assert "MSD-layout task folders" in text and "Decathlon" not in text
+    assert "kidney: Task_kidney (named so by its dataset.json" in text
 
 
 def test_a_study_without_evaluation_or_runs_gives_empty_tables_and_figures(study: Path, tmp_path: Path) -> None:

@@ -88,3 +88,20 @@ def test_largest_component_labelled_inside_the_foreground_box_equals_labelling_e
         reference = labelled == 1 + int(np.argmax(sizes)) if n else np.zeros(shape, bool)
         assert np.array_equal(largest_component(mask), reference)
         assert largest_component_box(mask) == bounding_box(reference)
+
+
+def test_box_context_counts_the_image_inside_the_box_and_the_organ_share_of_the_whole_box():
+    import math
+
+    from l2s_core.boxes import box_context
+
+    label = np.zeros((10, 10, 10), np.uint8)
+    label[4:6, 4:6, 4:6] = 1  # 8 organ voxels
+    whole = box_context((0, 0, 0, 10, 10, 10), label)
+    assert (whole.box_share, whole.foreground_share) == (1.0, 8 / 1000)
+    inner = box_context((4, 4, 4, 6, 6, 8), label)  # 16 voxels, all inside the image
+    assert (inner.box_share, inner.foreground_share) == (16 / 1000, 0.5)
+    beyond = box_context((-5, 0, 0, 15, 10, 10), label)  # twice the image: half of it zero padding
+    assert (beyond.box_share, beyond.foreground_share) == (1.0, 8 / 2000)
+    nothing = box_context(None, label)
+    assert nothing.box_share == 0.0 and math.isnan(nothing.foreground_share)

@@ -136,6 +136,26 @@ def test_case_rows_equal_direct_predictions(organ_dir: Path, evaluated: dict[str
             assert row["surface_dice"] == pytest.approx(metrics["surface_dice"])
 
 
+def test_case_rows_record_the_segmented_box_and_the_organ_share_inside_it(
+    organ_dir: Path, evaluated: dict[str, Path]
+) -> None:
+    cases = read_cases(evaluated["cases"]).set_index(["method", "run", "case_id"])
+    task = PreparedTask(organ_dir / "prepared")
+    margin = task.preparation.settings.crop_margin
+    for case in task.cases("val"):
+        label = np.array(case.array("full", "label"))
+        baseline = cases.loc[("baseline", 0, case.case_id)]
+        assert baseline["box_share"] == 1.0
+        assert baseline["box_foreground_share"] == pytest.approx(label.mean())
+        z0, y0, x0, z1, y1, x1 = case.meta.organ_box
+        box_voxels = (z1 - z0 + 2 * margin) * (y1 - y0 + 2 * margin) * (x1 - x0 + 2 * margin)
+        gt = cases.loc[("gt_localised", 0, case.case_id)]
+        assert gt["box_foreground_share"] == pytest.approx(label.sum() / box_voxels)  # padding beyond counted
+        assert 0 < gt["box_share"] <= 1.0
+    runs = pd.read_csv(evaluated["runs"])
+    assert (runs.loc[runs["method"] == "baseline", "mean_box_share"] == 1.0).all()
+
+
 def test_missing_methods_are_skipped_with_a_note(
     organ_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

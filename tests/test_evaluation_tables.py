@@ -31,6 +31,8 @@ def _case_row(case_id: str, **values: Any) -> dict[str, Any]:
         "surface_dice": 1.0,
         "seconds": 1.0,
         "fallback": "none",
+        "box_share": 1.0,
+        "box_foreground_share": 0.01,
     }
     return {**row, **values}
 
@@ -43,6 +45,17 @@ def test_pooled_hd95_is_the_mean_over_cases_with_a_finite_distance() -> None:
     (pooled,) = pooled_rows(pd.DataFrame(rows, columns=list(CASE_COLUMNS))).itertuples()
     assert pooled.mean_hd95_mm == pytest.approx(3.0)
     assert pooled.pooled_dice == pytest.approx(2 * 8 / (2 * 8 + 3 + 3))
+
+
+def test_pooled_box_shares_are_means_over_the_cases_that_segmented_something() -> None:
+    rows = [
+        _case_row("a", method="two_stage", box_share=0.2, box_foreground_share=0.1),
+        _case_row("b", method="two_stage", box_share=0.4, box_foreground_share=0.3),
+        _case_row("c", method="two_stage", box_share=0.0, box_foreground_share=np.nan, fallback="empty"),
+    ]
+    (pooled,) = pooled_rows(pd.DataFrame(rows, columns=list(CASE_COLUMNS))).itertuples()
+    assert pooled.mean_box_share == pytest.approx(0.2)
+    assert pooled.mean_box_foreground_share == pytest.approx(0.2)
 
 
 def test_pooled_rows_of_an_empty_table_has_the_columns() -> None:

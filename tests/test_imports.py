@@ -29,6 +29,7 @@ TORCH_FREE = [
     "l2s_core.study.runner",
     "l2s_core.study.report",
     "l2s_core.data.prepare",
+    "l2s_core.data.task_statistics",
     "l2s_core.cli",
 ]
 

@@ -9,7 +9,7 @@ import pytest
 from study_folder import DICE, RUNS, synthetic_study
 
 from l2s_core.errors import InputDataError
-from l2s_core.files import atomic_write_json
+from l2s_core.files import atomic_write_json, read_json
 from l2s_core.study_results import SUMMARY_COLUMNS, load_study
 from l2s_core.train.run_files import BEST_FILE, RunSummary
 
@@ -21,6 +21,20 @@ def test_load_study_reads_organs_in_study_order_and_skips_unfinished_runs(tmp_pa
     assert 4 not in set(data.summaries.loc[data.summaries["organ"] == "spleen", "run"])
     assert len(data.runs) == sum(len(v) for organ in DICE.values() for split in organ.values() for v in split.values())
     assert data.cases["case_id"].map(type).eq(str).all()
+
+
+def test_an_organ_dropped_from_the_study_file_is_not_in_the_study(tmp_path: Path) -> None:
+    study = synthetic_study(tmp_path)
+    snapshot = study / "study_params.json"
+    atomic_write_json(snapshot, {**read_json(snapshot), "organs": ["heart", "kidney"]})  # spleen dropped, kidney new
+    data = load_study(study)
+    assert data.organs == ("heart",)
+    assert data.datasets["organ"].tolist() == ["heart"]
+    for table in (data.summaries, data.cases, data.runs):
+        assert set(table["organ"]) == {"heart"}
+    atomic_write_json(snapshot, {**read_json(snapshot), "organs": ["kidney"]})
+    with pytest.raises(InputDataError, match="none of the study's organs is prepared"):
+        load_study(study)
 
 
 def test_load_study_without_prepared_organ_is_an_error(tmp_path: Path) -> None:

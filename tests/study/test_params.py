@@ -254,3 +254,38 @@ def test_per_organ_overrides_take_only_the_sections_own_options() -> None:
         assert str(caught.value) == f"study.yaml: {problem}"
     with pytest.raises(ConfigError, match=r"^study.yaml: train.per_organ: expected a mapping"):
         checker.dataclass({"train": {"per_organ": ["liver"]}}, Params, "")
+
+
+def _leaf_lines(path: Path) -> dict[str, str]:
+    """Key path (``train.lr``) → its line, for every ``key: value`` line of a parameter file."""
+    lines, stack = {}, []
+    for line in path.read_text().splitlines():
+        content = line.split("#")[0].rstrip()
+        if not content.strip() or ":" not in content:
+            continue
+        indent = len(content) - len(content.lstrip())
+        stack = [(i, k) for i, k in stack if i < indent]
+        key = content.strip().split(":")[0]
+        stack.append((indent, key))
+        lines[".".join(k for _, k in stack)] = line
+    return lines
+
+
+def _leaves(values: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(values, dict):
+        return {prefix: values}
+    return {k: v for key, value in values.items() for k, v in _leaves(value, f"{prefix}{key}.").items()} or {prefix: {}}
+
+
+def test_hippocampus_study_marks_every_value_that_differs_from_the_paper_with_its_reason():
+    paper = {k.rstrip("."): v for k, v in _leaves(yaml.safe_load((SHIPPED / "paper.yaml").read_text())).items()}
+    path = SHIPPED / "hippocampus.yaml"
+    values = {k.rstrip("."): v for k, v in _leaves(yaml.safe_load(path.read_text())).items()}
+    lines = _leaf_lines(path)
+    differing = [key for key, value in values.items() if key not in ("study", "data_root") and paper.get(key) != value]
+    assert {"prepare.normalisation", "prepare.crop_margin", "train.lr", "task_folders.hippocampus"} <= set(differing)
+    unmarked = [key for key in differing if "#" not in lines[key]]
+    assert unmarked == [], unmarked
+    params = load_study_params(path, data_root="/data")
+    assert params.organs == ("hippocampus",) and params.task_folder("hippocampus") == "Task04_Hippocampus"
+    assert params.runs >= 2  # a mean ± sd in every cell of Tables 3 and 4
