@@ -64,7 +64,12 @@ def test_every_declared_difference_is_in_the_readme_and_the_report_table():
 
 def test_a_key_missing_from_an_older_snapshot_shows_its_default_value():
     snapshot = load_study_params(ROOT / "papermill_params" / "quick.yaml").to_dict()
-    for section, name in (("prepare", "split_order"), ("evaluate", "box_mapping"), ("train", "ce_weight")):
+    for section, name in (
+        ("prepare", "split_order"),
+        ("evaluate", "box_mapping"),
+        ("train", "ce_weight"),
+        ("train", "norm_groups"),
+    ):
         snapshot[section].pop(name, None)
     table = study_choices(snapshot).set_index("key")
     assert table.loc["prepare.split_order", "this study"] == "table1"
