@@ -1,5 +1,7 @@
 """The vocabulary: the choice lists every module takes its words from."""
 
+from pathlib import Path
+
 from l2s_core import vocabulary
 
 
@@ -17,7 +19,7 @@ def test_choice_lists_are_distinct_words():
             assert len(set(value)) == len(value) and all(isinstance(v, str) for v in value), name
 
 
-def test_the_type_checker_sees_the_choices(tmp_path):
+def test_the_type_checker_sees_the_choices(tmp_path, monkeypatch):
     """Each choice type is a ``Literal`` mypy reads (its tuple derived from it), so a misspelt choice
     in typed code is a type error, not a string that only fails at run time."""
     from mypy import api
