@@ -31,10 +31,8 @@ def test_the_type_checker_sees_the_choices(tmp_path, monkeypatch):
         'bad: Network = "localizer"\n'
         'mapping: BoxMapping = "upsample_nearest"\n'
     )
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])  # mypy finds l2s_core from the project root
     stdout, _, status = api.run([str(snippet), "--no-incremental", "--follow-imports=silent"])
     assert status == 1
-    assert (
-        "uses_vocabulary.py:3: error: Incompatible types in assignment (expression has type \"Literal['localizer']\""
-        in stdout
-    )
+    assert "uses_vocabulary.py:3: error: Incompatible types in assignment" in stdout and "localizer" in stdout
     assert stdout.count("error:") == 1, stdout
