@@ -162,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``l2s``."""
     from l2s_core.data.normalise import NORMALISATIONS
     from l2s_core.data.split import SPLIT_ORDERS
-    from l2s_core.vocabulary import PAPER_ORGANS, PHANTOM_PROFILES
+    from l2s_core.vocabulary import EXECUTORS, PAPER_ORGANS, PHANTOM_PROFILES
 
     parser = argparse.ArgumentParser(prog="l2s", description="Localise to segment: organ-at-risk segmentation study.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -212,8 +212,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-empty", action="store_true", help="leave out cases with an empty organ mask (recorded)")
     p.add_argument("--workers", type=int, default=None, help="parallel processes (default: all cores)")
     p.set_defaults(func=_cmd_prepare)
-
-    from l2s_core.study.runner import EXECUTORS  # light import, no torch
 
     p = sub.add_parser(
         "run", help="run or resume a whole study through Papermill: prepare, train, evaluate, analysis, report"

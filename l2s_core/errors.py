@@ -21,9 +21,11 @@ __all__ = [
     "L2SError",
     "ModelFolderError",
     "StudyLockedError",
+    "check_choice",
     "require_positive",
 ]
 
+from collections.abc import Collection
 from pathlib import Path
 
 
@@ -77,6 +79,20 @@ class FormatVersionError(L2SError):
 
 class StudyLockedError(L2SError):
     """Another ``l2s run`` process is already working on the same study folder."""
+
+
+def check_choice(name: str | Path, value: object, choices: Collection[object], extra: str = "") -> None:
+    """Raise a :class:`ConfigError` ``"<name>: must be one of <choices><extra>, got <value>"`` unless
+    ``value`` is one of ``choices`` (the one wording of every refused choice).
+
+    Args:
+        name: the parameter or option (e.g. ``"split"``, ``"--method"``).
+        value: what was given.
+        choices: what may be given, in the order the message lists them.
+        extra: words after the list, e.g. ``" or None"``.
+    """
+    if value not in choices:
+        raise ConfigError(name, f"must be one of {', '.join(map(str, choices))}{extra}, got {value!r}")
 
 
 def require_positive(owner: str, **values: int) -> None:

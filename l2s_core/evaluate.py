@@ -55,7 +55,7 @@ from l2s_core.boxes import Box, box_context
 from l2s_core.checkpoint import load_model
 from l2s_core.data.cache import PreparedTask
 from l2s_core.data.prepared_layout import PREPARED_DIR
-from l2s_core.errors import ConfigError
+from l2s_core.errors import check_choice
 from l2s_core.evaluation_tables import (
     EVALUATION_DIR,
     METRIC_COLUMNS,
@@ -80,7 +80,7 @@ from l2s_core.metrics import case_metrics
 from l2s_core.study.layout import PARAMS_SNAPSHOT_FILE
 from l2s_core.study.params import load_study_params
 from l2s_core.train.run_files import BEST_FILE, FinishedRun, finished_runs
-from l2s_core.vocabulary import SPLITS
+from l2s_core.vocabulary import SPLITS, BoxMapping, Fallback
 
 logger = logging.getLogger(__name__)
 
@@ -272,12 +272,12 @@ def evaluate_organ(
     organ_dir: Path,
     split: str,
     prepared_dir: Path | None = None,
-    fallback: str = "whole_image",
+    fallback: Fallback = "whole_image",
     tolerance_mm: float = 2.0,
     device: str = "cpu",
     save_predictions: bool = False,
     progress: bool = True,
-    box_mapping: str = "scale",
+    box_mapping: BoxMapping = "scale",
     guard_grows: int = 0,
 ) -> dict[str, Path]:
     """Evaluate every method run of one organ on one split and write the evaluation CSVs.
@@ -306,8 +306,7 @@ def evaluate_organ(
         ConfigError: an unknown split, fallback or box mapping.
         InputDataError, CheckpointError: an unreadable prepared task or checkpoint.
     """
-    if split not in SPLITS:
-        raise ConfigError("split", f"must be one of {', '.join(SPLITS)}, got {split!r}")
+    check_choice("split", split, SPLITS)
     organ_dir = Path(organ_dir)
     task = PreparedTask(prepared_dir if prepared_dir is not None else organ_dir / PREPARED_DIR)
     localisation = Localisation.of_settings(task.preparation.settings, fallback, box_mapping, guard_grows)

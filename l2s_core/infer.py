@@ -65,9 +65,9 @@ from l2s_core.data.cache import PreparedCase
 from l2s_core.data.io import write_mask
 from l2s_core.data.prepare import downsample_image
 from l2s_core.data.prepared_layout import LOWRES_DIVISORS, PrepareSettings
-from l2s_core.errors import ConfigError
+from l2s_core.errors import ConfigError, check_choice
 from l2s_core.train.config import TrainConfig
-from l2s_core.vocabulary import BOX_MAPPINGS, FALLBACKS
+from l2s_core.vocabulary import BOX_MAPPINGS, FALLBACKS, BoxMapping, Fallback
 
 
 @dataclass(frozen=True)
@@ -147,9 +147,9 @@ class Localisation:
     """
 
     margin: int
-    fallback: str = "whole_image"
+    fallback: Fallback = "whole_image"
     divisors: tuple[int, int, int] = LOWRES_DIVISORS
-    box_mapping: str = "scale"
+    box_mapping: BoxMapping = "scale"
     guard_grows: int = 0
 
     def __post_init__(self) -> None:
@@ -158,14 +158,17 @@ class Localisation:
             ("fallback", self.fallback, FALLBACKS),
             ("box_mapping", self.box_mapping, BOX_MAPPINGS),
         ):
-            if value not in choices:
-                raise ConfigError(name, f"must be one of {', '.join(choices)}, got {value!r}")
+            check_choice(name, value, choices)
         if self.guard_grows < 0:
             raise ConfigError("guard_grows", f"must be 0 (off) or more, got {self.guard_grows}")
 
     @classmethod
     def of_settings(
-        cls, settings: PrepareSettings, fallback: str = "whole_image", box_mapping: str = "scale", guard_grows: int = 0
+        cls,
+        settings: PrepareSettings,
+        fallback: Fallback = "whole_image",
+        box_mapping: BoxMapping = "scale",
+        guard_grows: int = 0,
     ) -> Localisation:
         """The localisation of a task prepared with ``settings`` (its margin and divisors)."""
         return cls(settings.crop_margin, fallback, settings.lowres_divisors, box_mapping, guard_grows)

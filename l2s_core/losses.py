@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.distributed.nn.functional import all_reduce as all_reduce_with_gradient
 
-from l2s_core.errors import ConfigError
+from l2s_core.errors import check_choice
 from l2s_core.vocabulary import DICE_FORMS
 
 ORGAN_CLASS = 1
@@ -63,8 +63,7 @@ class DiceCELoss(nn.Module):
         across_processes: bool = False,
     ) -> None:
         super().__init__()
-        if dice_form not in DICE_FORMS:
-            raise ConfigError("dice_form", f"must be one of {', '.join(DICE_FORMS)}, got {dice_form!r}")
+        check_choice("dice_form", dice_form, DICE_FORMS)
         self.dice_weight = dice_weight
         self.ce_weight = ce_weight
         self.smooth = smooth

@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from l2s_core.errors import ConfigError, require_positive
+from l2s_core.errors import ConfigError, check_choice, require_positive
 from l2s_core.released_unet import ReleasedCodeUNet3D
 
 
@@ -203,6 +203,5 @@ def build_network(architecture: str = "unet", **hparams: Any) -> nn.Module:
     Raises:
         ConfigError: an unknown architecture or invalid arguments.
     """
-    if architecture not in ARCHITECTURE_CLASSES:
-        raise ConfigError("architecture", f"must be one of {', '.join(ARCHITECTURE_CLASSES)}, got {architecture!r}")
+    check_choice("architecture", architecture, ARCHITECTURE_CLASSES)
     return ARCHITECTURE_CLASSES[architecture](**hparams)

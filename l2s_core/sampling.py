@@ -40,7 +40,7 @@ from torch.utils.data import Dataset
 
 from l2s_core.boxes import Box, crop
 from l2s_core.data.cache import PreparedCase, PreparedTask
-from l2s_core.errors import ConfigError
+from l2s_core.errors import ConfigError, check_choice
 from l2s_core.vocabulary import LEVELS
 
 
@@ -161,8 +161,7 @@ class PatchDataset(Dataset):
         multiple: int = 1,
         max_redraws: int = 200,
     ) -> None:
-        if level not in LEVELS:
-            raise ConfigError("level", f"must be one of {', '.join(LEVELS)}, got {level!r}")
+        check_choice("level", level, LEVELS)
         if len(patch_size) != 3 or min(patch_size) < 1:
             raise ConfigError("patch_size", f"expected three positive sides (z, y, x), got {tuple(patch_size)}")
         if samples_per_epoch is not None and samples_per_epoch < 1:

@@ -12,7 +12,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 __all__ = [
     "ARCHITECTURES",
@@ -44,26 +44,35 @@ __all__ = [
     "Split",
     "SplitOrder",
     "TrainingTimeRuns",
+    "DATA_SOURCES",
+    "DataSource",
+    "EXECUTORS",
+    "Executor",
 ]
 
 #: The three networks of the paper: full-resolution baseline, low-resolution localiser, organ network on crops.
-NETWORKS: tuple[str, ...] = ("baseline", "localiser", "organ")
+Network = Literal["baseline", "localiser", "organ"]
+NETWORKS: tuple[Network, ...] = get_args(Network)
 #: Evaluated segmentation methods (see :mod:`l2s_core.evaluate`).
 METHODS: tuple[str, ...] = ("baseline", "two_stage", "gt_localised")
 #: Splits evaluated; ``SPLIT_NAMES`` adds the training split.
-SPLITS: tuple[str, ...] = ("val", "test")
+Split = Literal["val", "test"]
+SPLITS: tuple[Split, ...] = get_args(Split)
 SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test")
 #: Rules ordering the shuffled case ids into train/val/test (see :mod:`l2s_core.data.split`).
-SPLIT_ORDERS: tuple[str, ...] = ("table1", "released_code")
+SplitOrder = Literal["table1", "released_code"]
+SPLIT_ORDERS: tuple[SplitOrder, ...] = get_args(SplitOrder)
 #: Resolution levels of the prepared cache and the two arrays of each.
 LEVELS: tuple[str, ...] = ("full", "lowres", "crop")
 KINDS: tuple[str, ...] = ("image", "label")
 #: Cache level each network trains, validates and predicts on.
 LEVEL_OF_NETWORK: dict[str, str] = {"baseline": "full", "localiser": "lowres", "organ": "crop"}
 #: Intensity normalisations (see :mod:`l2s_core.data.normalise`).
-NORMALISATIONS: tuple[str, ...] = ("zscore", "ct", "none")
+Normalisation = Literal["zscore", "ct", "none"]
+NORMALISATIONS: tuple[Normalisation, ...] = get_args(Normalisation)
 #: What localised prediction does when no organ box is found.
-FALLBACKS: tuple[str, ...] = ("whole_image", "empty")
+Fallback = Literal["whole_image", "empty"]
+FALLBACKS: tuple[Fallback, ...] = get_args(Fallback)
 #: When a training run counts as converged (see :func:`l2s_core.train.config.is_converged`).
 CONVERGENCE_RULES: tuple[str, ...] = ("best_over_run", "after_patience_epochs")
 #: Network architectures: the paper's text (a U-Net with skip connections) or its released code (none).
@@ -73,12 +82,15 @@ ARCHITECTURES: tuple[str, ...] = ("unet", "released_code")
 DICE_FORMS: tuple[str, ...] = ("per_sample", "batch_if_foreground")
 #: How the localiser's low-resolution box reaches full resolution: scaled (floor/ceil), or the mask
 #: upsampled with nearest neighbour first (the released code).
-BOX_MAPPINGS: tuple[str, ...] = ("scale", "upsample_nearest")
+BoxMapping = Literal["scale", "upsample_nearest"]
+BOX_MAPPINGS: tuple[BoxMapping, ...] = get_args(BoxMapping)
 #: Organ-network training labels inside the crop: every organ voxel, or only the largest component
 #: (the released code).
-CROP_LABELS: tuple[str, ...] = ("all", "largest_component")
+CropLabel = Literal["all", "largest_component"]
+CROP_LABELS: tuple[CropLabel, ...] = get_args(CropLabel)
 #: Runs averaged for Table 2's training time: every finished run, or the converged ones (the released code).
-TRAINING_TIME_RUNS: tuple[str, ...] = ("all", "converged")
+TrainingTimeRuns = Literal["all", "converged"]
+TRAINING_TIME_RUNS: tuple[TrainingTimeRuns, ...] = get_args(TrainingTimeRuns)
 #: The paper's five organs, in its order, and their Medical Segmentation Decathlon task folders.
 PAPER_ORGANS: tuple[str, ...] = ("spleen", "pancreas", "prostate", "liver", "heart")
 MSD_TASK_FOLDERS: dict[str, str] = {
@@ -90,7 +102,8 @@ MSD_TASK_FOLDERS: dict[str, str] = {
 }
 #: Phantom task geometries (see :mod:`l2s_core.data.phantom_geometry`): ``fixed``, every volume of one
 #: shape; ``msd``, the MSD tasks' case counts, shapes and spacings.
-PHANTOM_PROFILES: tuple[str, ...] = ("fixed", "msd")
+PhantomProfile = Literal["fixed", "msd"]
+PHANTOM_PROFILES: tuple[PhantomProfile, ...] = get_args(PhantomProfile)
 #: Verdicts of the report's scorecard of the paper's claims (see :mod:`l2s_core.findings`):
 #: "consistent (not significant)" for a claimed absence of difference that the study does not
 #: contradict (p >= 0.05 alone supports nothing), "direction agrees" for a correlation of the
@@ -102,15 +115,9 @@ VERDICTS: tuple[str, ...] = (
     "consistent (not significant)",
     "direction agrees",
 )
-
-# The same choices as types, for the typed records and parameter files (checked by
-# :class:`l2s_core.records.Checker`, which names the choices of a wrong value).
-Network = Literal[NETWORKS]  # type: ignore[valid-type]
-Split = Literal[SPLITS]  # type: ignore[valid-type]
-Normalisation = Literal[NORMALISATIONS]  # type: ignore[valid-type]
-SplitOrder = Literal[SPLIT_ORDERS]  # type: ignore[valid-type]
-Fallback = Literal[FALLBACKS]  # type: ignore[valid-type]
-BoxMapping = Literal[BOX_MAPPINGS]  # type: ignore[valid-type]
-TrainingTimeRuns = Literal[TRAINING_TIME_RUNS]  # type: ignore[valid-type]
-PhantomProfile = Literal[PHANTOM_PROFILES]  # type: ignore[valid-type]
-CropLabel = Literal[CROP_LABELS]  # type: ignore[valid-type]
+#: Where a study's data comes from: the built-in phantoms or MSD-layout task folders under ``data_root``.
+DataSource = Literal["phantom", "msd"]
+DATA_SOURCES: tuple[DataSource, ...] = get_args(DataSource)
+#: How ``l2s run`` executes steps: threads of this process, Slurm jobs, or submitit jobs on this machine.
+Executor = Literal["local", "slurm", "submitit-local"]
+EXECUTORS: tuple[Executor, ...] = get_args(Executor)

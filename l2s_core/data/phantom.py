@@ -42,7 +42,7 @@ from l2s_core.data.io import write_nifti
 from l2s_core.data.phantom_anatomy import ORGANS, phantom_task
 from l2s_core.data.phantom_geometry import DEFAULT_CASES, case_geometries
 from l2s_core.data.phantom_render import render_case
-from l2s_core.errors import ConfigError, FormatVersionError, InputDataError
+from l2s_core.errors import ConfigError, FormatVersionError, InputDataError, check_choice
 from l2s_core.files import atomic_write_json, atomic_write_text, read_json
 from l2s_core.vocabulary import MSD_TASK_FOLDERS, PHANTOM_PROFILES
 
@@ -161,8 +161,7 @@ def generate_phantom_task(
             task folder that holds other data or a phantom made with other settings.
     """
     phantom_task(organ)
-    if profile not in PHANTOM_PROFILES:
-        raise ConfigError("profile", f"must be one of {', '.join(PHANTOM_PROFILES)}, got {profile!r}")
+    check_choice("profile", profile, PHANTOM_PROFILES)
     shape = _check_arguments(n_cases or DEFAULT_CASES, shape, seed)
     geometries = case_geometries(organ, n_cases, shape, seed, profile, scale)
     task_dir = Path(out_dir) / TASK_FOLDERS[organ]

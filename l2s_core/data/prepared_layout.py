@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 from l2s_core.boxes import Box
 from l2s_core.data.io import VolumeMeta
-from l2s_core.errors import ConfigError
+from l2s_core.errors import ConfigError, check_choice
 from l2s_core.records import Record
 from l2s_core.vocabulary import (
     CROP_LABELS,
@@ -113,8 +113,7 @@ class PrepareSettings(Record):
             ("split_order", self.split_order, SPLIT_ORDERS),
             ("crop_label", self.crop_label, CROP_LABELS),
         ):
-            if value not in choices:
-                raise ConfigError(name, f"must be one of {', '.join(choices)}, got {value!r}")
+            check_choice(name, value, choices)
         if self.crop_margin < 0:
             raise ConfigError("crop_margin", f"must not be negative, got {self.crop_margin}")
 

@@ -49,7 +49,7 @@ def _software() -> dict[str, str]:
 
 def _pooled_dice(organ_dir: Path) -> dict[tuple[str, str, int], float]:
     """``(split, method, run)`` → pooled Dice from the evaluation CSVs that exist."""
-    dice = {}
+    dice: dict[tuple[str, str, int], float] = {}
     for split in SPLITS:
         path = organ_dir / EVALUATION_DIR / runs_file(split)
         if not path.is_file():

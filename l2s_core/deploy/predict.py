@@ -65,7 +65,7 @@ from l2s_core.data.rtstruct import Structure, write_rtstruct
 from l2s_core.deploy.model_folder import CARD_FILE, METHODS, ModelCard, NetworkEntry, open_model_folder, sha256_of
 from l2s_core.deploy.prediction_table import output_lock, record_row
 from l2s_core.deploy.structures import StructureTerm, algorithm_name, structure_term
-from l2s_core.errors import ConfigError, InputDataError, ModelFolderError
+from l2s_core.errors import ConfigError, InputDataError, ModelFolderError, check_choice
 from l2s_core.infer import Localisation, Segmenter, box_predict, predict_volume, two_stage_predict
 from l2s_core.model import NETWORK_CLASSES
 
@@ -216,8 +216,7 @@ def load_model_folder(
         ConfigError: an unknown method or a pair position the model lacks.
         ModelFolderError, FormatVersionError: the folder does not match its card or this l2s.
     """
-    if method not in METHODS:
-        raise ConfigError("--method", f"must be one of {', '.join(METHODS)}, got {method!r}")
+    check_choice("--method", method, METHODS)
     folder = Path(folder)
     card = card if card is not None else open_model_folder(folder)
     entries = _selected(card, method, runs)

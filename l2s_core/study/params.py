@@ -38,8 +38,6 @@ from __future__ import annotations
 
 __all__ = [
     "AnalysisOptions",
-    "DATA_SOURCES",
-    "DataSource",
     "EvaluateOptions",
     "PhantomOptions",
     "PrepareOptions",
@@ -54,7 +52,7 @@ import dataclasses
 import re
 import typing
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 
@@ -69,6 +67,7 @@ from l2s_core.vocabulary import (
     PAPER_ORGANS,
     SPLITS,
     BoxMapping,
+    DataSource,
     Fallback,
     Network,
     PhantomProfile,
@@ -76,12 +75,9 @@ from l2s_core.vocabulary import (
     TrainingTimeRuns,
 )
 
-DATA_SOURCES = ("phantom", "msd")
 _ORGAN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 #: TrainConfig fields the study sets for each run; a parameter file cannot set them.
 STUDY_SET_TRAIN_FIELDS = ("prepared_dir", "run_dir", "network", "seed", "world_size")
-
-DataSource = Literal[DATA_SOURCES]  # type: ignore[valid-type]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -25,7 +25,7 @@ executed by :func:`~l2s_core.study.execute.execute_step`; this module schedules 
 
 from __future__ import annotations
 
-__all__ = ["EXECUTORS", "Submit", "gpu_slots", "run_study", "visible_gpus"]
+__all__ = ["Submit", "gpu_slots", "run_study", "visible_gpus"]
 
 import os
 import queue
@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 from tqdm.auto import tqdm
 
 from l2s_core import notebook_files
-from l2s_core.errors import ConfigError
+from l2s_core.errors import ConfigError, check_choice
 from l2s_core.files import atomic_write_json
 from l2s_core.study.execute import (
     StepRequest,
@@ -54,11 +54,10 @@ from l2s_core.study.execute import (
 from l2s_core.study.layout import Step, StudyPaths
 from l2s_core.study.plan import StudyPlan
 from l2s_core.study.step_records import DONE, FAILED, StepRecord, study_lock
+from l2s_core.vocabulary import EXECUTORS
 
 if TYPE_CHECKING:
     from l2s_core.study.params import StudyParams
-
-EXECUTORS = ("local", "slurm", "submitit-local")
 
 
 def visible_gpus() -> list[str]:
@@ -252,8 +251,7 @@ def run_study(
 
     if jobs < 1:
         raise ConfigError("--jobs", f"must be at least 1, got {jobs}")
-    if executor not in EXECUTORS:
-        raise ConfigError("--executor", f"must be one of {', '.join(EXECUTORS)}, got {executor!r}")
+    check_choice("--executor", executor, EXECUTORS)
     root = Path(root).resolve()
     notebooks_dir = Path(notebooks_dir) if notebooks_dir is not None else notebook_files.notebooks_dir()
     params = load_study_params(params_path, root=root, data_root=data_root, gpus_per_run=gpus_per_run)

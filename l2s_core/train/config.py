@@ -13,7 +13,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from l2s_core.errors import ConfigError
+from l2s_core.errors import ConfigError, check_choice
 from l2s_core.files import NESTED_TOO_DEEPLY
 from l2s_core.records import Record
 from l2s_core.vocabulary import ARCHITECTURES, CONVERGENCE_RULES, DICE_FORMS, NETWORKS
@@ -99,15 +99,11 @@ class TrainConfig(Record):
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "patch_size", tuple(self.patch_size))
+        check_choice("network", self.network, NETWORKS)
+        check_choice("convergence_rule", self.convergence_rule, CONVERGENCE_RULES)
+        check_choice("dice_form", self.dice_form, DICE_FORMS)
+        check_choice("architecture", self.architecture, ARCHITECTURES)
         checks = [
-            ("network", self.network in NETWORKS, f"must be one of {', '.join(NETWORKS)}"),
-            (
-                "convergence_rule",
-                self.convergence_rule in CONVERGENCE_RULES,
-                f"must be one of {', '.join(CONVERGENCE_RULES)}",
-            ),
-            ("dice_form", self.dice_form in DICE_FORMS, f"must be one of {', '.join(DICE_FORMS)}"),
-            ("architecture", self.architecture in ARCHITECTURES, f"must be one of {', '.join(ARCHITECTURES)}"),
             (
                 "patch_size",
                 len(self.patch_size) == 3 and all(s >= 1 and s % 2**self.depth == 0 for s in self.patch_size),
@@ -188,4 +184,5 @@ def is_converged(val_dices: list[float], threshold: float, rule: str, convergenc
         return any(d >= threshold for d in val_dices)
     if rule == "after_patience_epochs":
         return any(d >= threshold for d in val_dices[convergence_epoch - 1 :])
-    raise ConfigError("convergence_rule", f"must be one of {', '.join(CONVERGENCE_RULES)}, got {rule!r}")
+    check_choice("convergence_rule", rule, CONVERGENCE_RULES)
+    raise AssertionError(rule)  # every rule is handled above

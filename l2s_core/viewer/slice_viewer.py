@@ -41,7 +41,7 @@ from matplotlib.patches import Rectangle
 from l2s_core.boxes import Box
 from l2s_core.data.cache import PreparedTask
 from l2s_core.data.split import SPLIT_NAMES
-from l2s_core.errors import ConfigError, InputDataError
+from l2s_core.errors import InputDataError, check_choice
 from l2s_core.infer import Segmenter, box_predict
 from l2s_core.viewer.display import (
     BOX_STYLES,
@@ -146,8 +146,8 @@ class SliceViewer:
             if not cases:
                 raise InputDataError("SliceViewer cases", "no prepared cases or scans to show")
             return list(cases), [c.case_id for c in cases], None
-        if split is not None and split not in SPLIT_NAMES:
-            raise ConfigError("split", f"must be one of {', '.join(SPLIT_NAMES)} or None, got {split!r}")
+        if split is not None:
+            check_choice("split", split, SPLIT_NAMES, extra=" or None")
         names = [split] if split is not None else list(SPLIT_NAMES)
         chosen = [(cases.case(c), name) for name in names for c in cases.split[name]]
         if not chosen:

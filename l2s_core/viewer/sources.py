@@ -131,7 +131,9 @@ def load_study_models(
         InputDataError: an unreadable run summary or prepared task.
     """
     organ_dir = Path(organ_dir)
-    runs = {name: converged[0] for name in NETWORKS if (converged := converged_runs(organ_dir, name))}
+    runs: dict[str, FinishedRun] = {
+        name: converged[0] for name in NETWORKS if (converged := converged_runs(organ_dir, name))
+    }
     if not runs:
         return StudyModels({}, None, {})
     if localisation is None:
