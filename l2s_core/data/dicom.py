@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import importlib
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ __all__ = [
     "image_series",
     "read_series",
     "read_series_files",
+    "require_dicom_extra",
     "require_pydicom",
 ]
 
@@ -63,13 +65,18 @@ MAX_SLICE_SIDE = 4096
 COLLINEAR_TOLERANCE = 0.5
 
 
+def require_dicom_extra(module: str = "pydicom", purpose: str = "DICOM support") -> Any:
+    """A module of the ``dicom`` extra (pydicom, highdicom), or a one-line DicomError saying how to
+    install the extra."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:  # pragma: no cover - depends on the installation
+        raise DicomError(module, f"{purpose} needs the dicom extra: pip install 'l2s[dicom]'") from None
+
+
 def require_pydicom() -> Any:
     """The pydicom module, or a one-line DicomError saying how to install the dicom extra."""
-    try:
-        import pydicom
-    except ImportError:  # pragma: no cover - depends on the installation
-        raise DicomError("pydicom", "DICOM support needs the dicom extra: pip install 'l2s[dicom]'") from None
-    return pydicom
+    return require_dicom_extra("pydicom")
 
 
 @dataclass(frozen=True)

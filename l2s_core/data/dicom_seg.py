@@ -21,12 +21,12 @@ from typing import Any
 import numpy as np
 
 from l2s_core import __version__
-from l2s_core.data.dicom import SeriesInfo, dicom_headers
+from l2s_core.data.dicom import SeriesInfo, dicom_headers, require_dicom_extra
 from l2s_core.data.io import VolumeMeta, to_source_grid
 from l2s_core.errors import DicomError
 from l2s_core.files import atomic_open
 
-__all__ = ["SegSegment", "require_highdicom", "write_seg"]
+__all__ = ["SegSegment", "write_seg"]
 
 #: The segments' category: SNOMED CT "Anatomical Structure" (DICOM CID 7150).
 _CATEGORY = ("91723000", "SCT", "Anatomical Structure")
@@ -45,15 +45,6 @@ _TYPE2_KEYWORDS = (
 )
 #: The algorithm family: DICOM "Artificial Intelligence" (CID 7162).
 _FAMILY = ("123110", "DCM", "Artificial Intelligence")
-
-
-def require_highdicom() -> Any:
-    """The highdicom module, or a one-line DicomError saying how to install the dicom extra."""
-    try:
-        import highdicom
-    except ImportError:  # pragma: no cover - depends on the installation
-        raise DicomError("highdicom", "DICOM-SEG needs the dicom extra: pip install 'l2s[dicom]'") from None
-    return highdicom
 
 
 @dataclass(frozen=True)
@@ -112,7 +103,7 @@ def write_seg(
     Raises:
         DicomError: highdicom is missing, or the series' slices are gone.
     """
-    hd = require_highdicom()
+    hd = require_dicom_extra("highdicom", "DICOM-SEG")
     from pydicom.sr.coding import Code
     from pydicom.uid import generate_uid
 
