@@ -76,3 +76,12 @@ def test_faces_at_the_image_edge_never_grow() -> None:
 def test_a_negative_bound_is_refused() -> None:
     with pytest.raises(ConfigError, match="guard_grows"):
         Localisation(2, guard_grows=-1)
+
+
+def test_a_stray_blob_at_a_face_is_not_the_organ() -> None:
+    mask = np.zeros((10, 10, 10), dtype=np.uint8)
+    mask[3:7, 3:7, 3:7] = 1  # the organ, inside
+    mask[0, 0, 0] = 1  # a false positive at the low faces
+    assert touched_faces(mask, (2, 2, 2, 12, 12, 12), (20, 20, 20)) == []
+    mask[3:7, 3:7, 7:] = 1  # the organ reaches the high x face
+    assert touched_faces(mask, (2, 2, 2, 12, 12, 12), (20, 20, 20)) == [(2, 1)]

@@ -132,9 +132,8 @@ def test_predict_on_a_dicom_series_matches_the_nifti_and_writes_a_readable_rtstr
     from_dicom, from_nifti = read_label(tmp_path / "ct_series.nii.gz")[0], read_label(tmp_path / CT)[0]
     assert np.array_equal(from_dicom, from_nifti)
     rtstruct = tmp_path / "ct_series_rtstruct.dcm"
-    read_back = independent_mask(
-        series_dir, rtstruct, "Spleen"
-    )  # TG-263 name; (i, j, k) of the series = the NIfTI's (RAS) order
+    # the ROI has the organ's TG-263 name; (i, j, k) of the series = the NIfTI's (RAS) order
+    read_back = independent_mask(series_dir, rtstruct, "Spleen")
     source_mask = np.asarray(nib.load(str(tmp_path / "ct_series.nii.gz")).dataobj)
     dice = _dice(read_back, source_mask)
     print(f"RTSTRUCT of the prediction read back independently: Dice {dice:.4f}", file=sys.stderr)
