@@ -28,8 +28,8 @@ reproduce: $(STAMP)
 ## The test suite (what CI runs): ruff (lint, format) and mypy, then pytest. -rs lists every skipped test with its reason; with CI set,
 ## missing real-CT data beside the project fails the run (tests/conftest.py).
 test: $(STAMP)
-	$(VENV)/bin/ruff check l2s_core tests benchmarks
-	$(VENV)/bin/ruff format --check --quiet l2s_core tests benchmarks
+	$(VENV)/bin/ruff check l2s_core tests benchmarks notebooks
+	$(VENV)/bin/ruff format --check --quiet l2s_core tests benchmarks notebooks
 	$(VENV)/bin/mypy
 	$(PY) -m pytest -q -rs
 
