@@ -16,15 +16,38 @@ from __future__ import annotations
 __all__ = ["DiceCELoss", "ORGAN_CLASS", "hard_dice_counts"]
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
-from torch.distributed.nn.functional import all_reduce as all_reduce_with_gradient
 
 from l2s_core.errors import check_choice
 from l2s_core.vocabulary import DICE_FORMS
 
 ORGAN_CLASS = 1
 """Channel of the logits (and value of the target) that marks the organ."""
+
+
+class _GlobalSums(torch.autograd.Function):
+    """Sum a tensor over the data-parallel processes, differentiably, with no collective in backward.
+
+    Every process forms the same Dice from the same global sums, so the gradient arriving at them is
+    the same on every process, and the gradient of the global sum with respect to this process's
+    share is that gradient summed over the processes: ``world_size`` times it, computed locally.
+    (A collective issued inside backward, as ``torch.distributed.nn.functional.all_reduce`` does,
+    competes with DistributedDataParallel's own gradient all-reduces; a test run of two gloo
+    processes hung that way.) DistributedDataParallel then averages the parameters' gradients, so
+    they equal one process's on the whole global batch.
+    """
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, local: torch.Tensor) -> torch.Tensor:
+        total = local.detach().clone()
+        dist.all_reduce(total)
+        return total
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> torch.Tensor:
+        return grad * dist.get_world_size()
 
 
 class DiceCELoss(nn.Module):
@@ -94,7 +117,7 @@ class DiceCELoss(nn.Module):
             ]
         )
         if self.across_processes and not per_sample:
-            sums = all_reduce_with_gradient(sums)
+            sums = _GlobalSums.apply(sums)
         overlap, probability_sum, target_sum = sums.unbind()
         soft_dice = (2 * overlap + self.smooth) / (probability_sum + target_sum + self.smooth)
         cross_entropy = F.cross_entropy(logits, target, reduction="none").mean(dim=tuple(range(1, target.ndim)))
