@@ -22,7 +22,6 @@ import json
 import tempfile
 from pathlib import Path
 
-from l2s_core.data.phantom import generate_phantom_task
 from l2s_core.data.task_statistics import TaskStatistics, task_statistics
 from l2s_core.study.params import load_study_params
 
@@ -54,17 +53,7 @@ def phantom_statistics(params_path: Path, work: Path) -> dict[str, TaskStatistic
     params = load_study_params(params_path)
     result = {}
     for organ in params.organs:
-        options = params.phantom.for_organ(organ)
-        task_dir = generate_phantom_task(
-            params.phantom_organ(organ),
-            work,
-            options.n_cases,
-            options.shape,
-            options.seed,
-            progress=False,
-            profile=options.profile,
-            scale=options.scale,
-        )
+        task_dir = params.write_phantom_task(organ, work)
         result[f"phantom {organ}"] = task_statistics(task_dir)
     return result
 

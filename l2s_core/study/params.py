@@ -300,6 +300,23 @@ class StudyParams:
             )
         return by_folder[folder]
 
+    def write_phantom_task(self, organ: str, folder: Path) -> Path:
+        """Generate the phantom task of an organ of a ``data: phantom`` study into ``folder`` with the
+        study's phantom settings (the one place that turns them into a call); returns the task folder."""
+        from l2s_core.data.phantom import generate_phantom_task  # imported here: it loads the renderer
+
+        options = self.phantom.for_organ(organ)
+        return generate_phantom_task(
+            self.phantom_organ(organ),
+            folder,
+            options.n_cases,
+            options.shape,
+            options.seed,
+            progress=False,
+            profile=options.profile,
+            scale=options.scale,
+        )
+
     def task_dir(self, organ: str) -> Path:
         """The task folder of ``organ`` under ``data_root`` (``data: msd``).
 

@@ -69,22 +69,11 @@ def prepare_step(params: StudyParams, root: str | Path, organ: str) -> dict[str,
         ConfigError: a missing MSD task folder, or a prepared folder made with other settings.
         InputDataError: an unusable image or label (named in the message).
     """
-    from l2s_core.data.phantom import generate_phantom_task
     from l2s_core.data.prepare import prepare_task
 
     paths = StudyPaths(Path(root), params.study)
     if params.data == "phantom":
-        phantom = params.phantom.for_organ(organ)
-        task_dir = generate_phantom_task(
-            params.phantom_organ(organ),
-            paths.phantom_dir,
-            phantom.n_cases,
-            phantom.shape,
-            phantom.seed,
-            progress=False,
-            profile=phantom.profile,
-            scale=phantom.scale,
-        )
+        task_dir = params.write_phantom_task(organ, paths.phantom_dir)
     else:
         task_dir = params.task_dir(organ)
     options = params.prepare.for_organ(organ)
