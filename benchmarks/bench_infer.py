@@ -35,9 +35,7 @@ from bench_data import DEFAULT_PATCH, add_phantom_arguments, prepared_phantom
 
 from l2s_core.data.cache import PreparedTask
 from l2s_core.infer import (
-    Localisation,
     Segmenter,
-    TwoStageResult,
     predict_mask,
     predict_volume,
     two_stage_predict,
@@ -45,6 +43,7 @@ from l2s_core.infer import (
 )
 from l2s_core.losses import DiceCELoss, hard_dice_counts
 from l2s_core.model import UNet3D
+from l2s_core.prediction import Localisation, Prediction
 from l2s_core.sampling import PatchDataset, pad_collate
 
 T = TypeVar("T")
@@ -178,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
     localisation = Localisation.of_settings(task.preparation.settings)
 
-    def run_two_stage() -> TwoStageResult:
+    def run_two_stage() -> Prediction:
         return two_stage_predict(segmenter(localiser), segmenter(organ_net), image, localisation, device=device)
 
     run_baseline(), run_two_stage()  # warm-up

@@ -50,9 +50,10 @@ from l2s_core.data.cache import PreparedTask
 from l2s_core.data.phantom import TASK_FOLDERS, write_phantom_cases
 from l2s_core.data.phantom_geometry import MIN_SIDE
 from l2s_core.files import atomic_write_json
-from l2s_core.infer import Localisation, Segmenter, gt_localised_predict, predict_volume
+from l2s_core.infer import Segmenter, gt_localised_predict, predict_volume
 from l2s_core.memory import estimate_training_memory, largest_forward_input
 from l2s_core.model import UNet3D
+from l2s_core.prediction import Localisation
 from l2s_core.vocabulary import LEVEL_OF_NETWORK, LEVELS, NETWORKS
 
 #: ``(z, y, x)`` shape and spacing (mm) of each organ's case: MSD medians (see

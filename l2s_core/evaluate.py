@@ -14,7 +14,10 @@ two_stage_guarded  (only with ``evaluate.guard_grows`` > 0, an l2s addition) two
                    paper's two_stage so that the tables show what the guard changes
 =================  ========================================================================
 
-Only converged runs (``summary.json``: ``converged`` true) are evaluated. Each case row also
+Every method's prediction of a case is a :class:`~l2s_core.prediction.Prediction`, localised
+as the :class:`~l2s_core.prediction.Localisation` given (a study's own:
+:func:`l2s_core.study.localisation.evaluation_localisation`). Only converged runs
+(``summary.json``: ``converged`` true) are evaluated. Each case row also
 records the share of the image the segmented box covered and the organ's foreground share inside
 it (:class:`~l2s_core.boxes.BoxContext`: 1.0 and the image's share for the baseline). For each organ and
 split two CSV files are written atomically into ``<organ>/evaluation/``:
@@ -31,13 +34,10 @@ from __future__ import annotations
 
 __all__ = [
     "GUARDED_METHOD",
-    "MethodPrediction",
     "MethodRun",
     "Predictor",
     "converged_runs",
     "evaluate_organ",
-    "evaluation_localisation",
-    "load_segmenter",
     "method_runs",
 ]
 
@@ -51,8 +51,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from l2s_core.boxes import Box, box_context
-from l2s_core.checkpoint import load_model
+from l2s_core.boxes import box_context
 from l2s_core.data.cache import PreparedTask
 from l2s_core.data.prepared_layout import PREPARED_DIR
 from l2s_core.errors import check_choice
@@ -69,7 +68,6 @@ from l2s_core.evaluation_tables import (
     write_csv,
 )
 from l2s_core.infer import (
-    Localisation,
     Segmenter,
     gt_localised_predict,
     predict_volume,
@@ -77,10 +75,10 @@ from l2s_core.infer import (
     two_stage_predict,
 )
 from l2s_core.metrics import case_metrics
-from l2s_core.study.layout import PARAMS_SNAPSHOT_FILE
-from l2s_core.study.params import load_study_params
-from l2s_core.train.run_files import BEST_FILE, FinishedRun, finished_runs
-from l2s_core.vocabulary import SPLITS, BoxMapping, Fallback
+from l2s_core.prediction import Localisation, Prediction
+from l2s_core.train.run_files import FinishedRun, finished_runs
+from l2s_core.train.segmenter import load_segmenter
+from l2s_core.vocabulary import SPLITS
 
 logger = logging.getLogger(__name__)
 
@@ -88,35 +86,9 @@ logger = logging.getLogger(__name__)
 GUARDED_METHOD = "two_stage_guarded"
 
 
-@dataclass(frozen=True)
-class MethodPrediction:
-    """A method's prediction of one case.
-
-    Attributes:
-        mask: the organ mask, ``(z, y, x)`` on the case's full-resolution grid.
-        box: the full-resolution box the organ network segmented in (localised methods;
-            ``None`` for the baseline or when nothing was localised).
-        fallback_used: the fallback applied because nothing was localised, else ``None``.
-        box_grows: how often the second-stage guard grew the box (0 without the guard).
-    """
-
-    mask: np.ndarray
-    box: Box | None = None
-    fallback_used: str | None = None
-    box_grows: int = 0
-
-    def segmented_box(self, shape: tuple[int, int, int]) -> Box | None:
-        """The box the network segmented in an image of ``(z, y, x)`` ``shape``: the localised
-        box, the whole image (baseline, or the ``whole_image`` fallback), or ``None`` where the
-        ``empty`` fallback segmented nothing."""
-        if self.box is not None:
-            return self.box
-        return None if self.fallback_used == "empty" else (0, 0, 0, *shape)
-
-
 #: A method's prediction of one case from its ``(z, y, x)`` image and label (only
 #: ``gt_localised`` reads the label).
-Predictor = Callable[[np.ndarray, np.ndarray], MethodPrediction]
+Predictor = Callable[[np.ndarray, np.ndarray], Prediction]
 
 
 @dataclass(frozen=True)
@@ -150,19 +122,9 @@ def converged_runs(organ_dir: Path, network: str) -> list[FinishedRun]:
     return [run for run in finished_runs(organ_dir, network) if run.converged]
 
 
-def load_segmenter(run: FinishedRun, device: str) -> Segmenter:
-    """A run's best network with the window it trained with (its patch, overlap and batch size).
-
-    Raises:
-        CheckpointError: an unreadable checkpoint.
-    """
-    model, _ = load_model(run.folder / BEST_FILE, device)
-    return Segmenter.of_run(model, run.summary.config)
-
-
 def _baseline(run: FinishedRun, baseline: Segmenter, device: str) -> MethodRun:
-    def predict(image: np.ndarray, label: np.ndarray) -> MethodPrediction:
-        return MethodPrediction(predict_volume(baseline, image, device))
+    def predict(image: np.ndarray, label: np.ndarray) -> Prediction:
+        return Prediction(predict_volume(baseline, image, device))
 
     return MethodRun("baseline", run.index, None, None, None, predict)
 
@@ -177,37 +139,17 @@ def _two_stage(
     device: str,
     method: str = "two_stage",
 ) -> MethodRun:
-    def predict(image: np.ndarray, label: np.ndarray) -> MethodPrediction:
-        result = two_stage_predict(localiser, organ, image, localisation, device)
-        return MethodPrediction(result.mask, result.box, result.fallback_used, result.box_grows)
+    def predict(image: np.ndarray, label: np.ndarray) -> Prediction:
+        return two_stage_predict(localiser, organ, image, localisation, device)
 
     return MethodRun(method, position, localiser_run.index, organ_run.index, organ, predict)
 
 
 def _gt_localised(organ_run: FinishedRun, organ: Segmenter, localisation: Localisation, device: str) -> MethodRun:
-    def predict(image: np.ndarray, label: np.ndarray) -> MethodPrediction:
-        result = gt_localised_predict(organ, image, label, localisation, device)
-        return MethodPrediction(result.mask, result.box, result.fallback_used, result.box_grows)
+    def predict(image: np.ndarray, label: np.ndarray) -> Prediction:
+        return gt_localised_predict(organ, image, label, localisation, device)
 
     return MethodRun("gt_localised", organ_run.index, None, organ_run.index, organ, predict)
-
-
-def evaluation_localisation(organ_dir: Path) -> Localisation:
-    """The localisation a study evaluates ``organ_dir`` with: the prepared task's margin and
-    divisors, the study's ``evaluate.fallback``, ``evaluate.box_mapping`` and
-    ``evaluate.guard_grows`` from its parameter
-    snapshot (the defaults where there is none); the explorer and ``l2s export`` use it.
-
-    Raises:
-        InputDataError: an unreadable prepared task.
-        ConfigError: an invalid parameter snapshot.
-    """
-    settings = PreparedTask(organ_dir / PREPARED_DIR).preparation.settings
-    snapshot = organ_dir.parent / PARAMS_SNAPSHOT_FILE
-    if not snapshot.is_file():
-        return Localisation.of_settings(settings)
-    options = load_study_params(snapshot).evaluate
-    return Localisation.of_settings(settings, options.fallback, options.box_mapping, options.guard_grows)
 
 
 def method_runs(
@@ -271,31 +213,29 @@ def method_runs(
 def evaluate_organ(
     organ_dir: Path,
     split: str,
+    localisation: Localisation | None = None,
     prepared_dir: Path | None = None,
-    fallback: Fallback = "whole_image",
     tolerance_mm: float = 2.0,
     device: str = "cpu",
     save_predictions: bool = False,
     progress: bool = True,
-    box_mapping: BoxMapping = "scale",
-    guard_grows: int = 0,
 ) -> dict[str, Path]:
     """Evaluate every method run of one organ on one split and write the evaluation CSVs.
 
     Args:
         organ_dir: the organ folder of a study (``runs/<study>/<organ>``).
         split: ``"val"`` or ``"test"``.
+        localisation: the prepared task's margin and divisors, the fallback when the localiser
+            (or label) gives no box, the box mapping and the guard
+            (:class:`~l2s_core.prediction.Localisation`); ``guard_grows`` > 0 adds the fourth
+            method :data:`GUARDED_METHOD`, two_stage with the second-stage guard (an l2s
+            addition), and the case rows count its growths (``box_grows``). ``None``: the
+            prepared task's margin and divisors with the defaults (the paper's methods).
         prepared_dir: the prepared task (default ``<organ_dir>/prepared``).
-        fallback: when the localiser (or label) gives no box: ``"whole_image"`` or ``"empty"``.
         tolerance_mm: tolerance of the surface Dice.
         device: where the networks run (``"cpu"``, ``"cuda"``, ...).
         save_predictions: also write every mask as NIfTI on the source scan's grid.
         progress: show a progress bar over the cases.
-        box_mapping: how the localiser's box reaches full resolution (``scale`` or the released
-            code's ``upsample_nearest``).
-        guard_grows: > 0 adds the fourth method :data:`GUARDED_METHOD`, two_stage with the
-            second-stage guard (an l2s addition) making at most this many box growths; the
-            case rows count the growths (``box_grows``).
 
     Returns:
         ``{"cases": <split>_cases.csv, "runs": <split>_runs.csv}`` and, with
@@ -303,13 +243,14 @@ def evaluate_organ(
         converged runs give no rows (the CSVs are still written, with their header).
 
     Raises:
-        ConfigError: an unknown split, fallback or box mapping.
+        ConfigError: an unknown split.
         InputDataError, CheckpointError: an unreadable prepared task or checkpoint.
     """
     check_choice("split", split, SPLITS)
     organ_dir = Path(organ_dir)
     task = PreparedTask(prepared_dir if prepared_dir is not None else organ_dir / PREPARED_DIR)
-    localisation = Localisation.of_settings(task.preparation.settings, fallback, box_mapping, guard_grows)
+    if localisation is None:
+        localisation = Localisation.of_settings(task.preparation.settings)
     out_dir = organ_dir / EVALUATION_DIR
     runs = method_runs(organ_dir, localisation, device)
     rows = []

@@ -7,7 +7,9 @@ No network ever receives an input larger than its training patch: a 512×512×90
 liver crop or the whole-image fallback are all segmented window by window, so the memory of a
 prediction is bounded by the patch, as in training.
 
-Functions take and return numpy arrays; networks map ``(N, 1, z, y, x)`` images to
+Functions take and return numpy arrays, and the localised predictions a
+:class:`~l2s_core.prediction.Localisation` and a :class:`~l2s_core.prediction.Prediction`
+(torch-free records, :mod:`l2s_core.prediction`); networks map ``(N, 1, z, y, x)`` images to
 ``(N, 2, z, y, x)`` logits and are run in eval mode under ``torch.inference_mode`` (their
 previous train/eval mode is restored afterwards).
 
@@ -21,9 +23,7 @@ Example:
 from __future__ import annotations
 
 __all__ = [
-    "Localisation",
     "Segmenter",
-    "TwoStageResult",
     "box_predict",
     "gt_localised_predict",
     "predict_mask",
@@ -36,6 +36,7 @@ __all__ = [
 ]
 
 import contextlib
+import dataclasses
 import itertools
 import math
 import os
@@ -64,10 +65,8 @@ from l2s_core.compiling import compile_network, compile_wanted
 from l2s_core.data.cache import PreparedCase
 from l2s_core.data.io import write_mask
 from l2s_core.data.prepare import downsample_image
-from l2s_core.data.prepared_layout import LOWRES_DIVISORS, PrepareSettings
-from l2s_core.errors import ConfigError, check_choice
-from l2s_core.train.config import TrainConfig
-from l2s_core.vocabulary import BOX_MAPPINGS, FALLBACKS, BoxMapping, Fallback
+from l2s_core.errors import ConfigError
+from l2s_core.prediction import Localisation, Prediction
 
 
 @dataclass(frozen=True)
@@ -105,98 +104,9 @@ class Segmenter:
                 f"multiple of the network's size multiple {self.multiple}",
             )
 
-    @classmethod
-    def of_run(cls, model: torch.nn.Module, config: TrainConfig, sw_batch_size: int | None = None) -> Segmenter:
-        """``model`` with the window of the run ``config`` trained it with: its patch, overlap,
-        autocast and compile option; ``sw_batch_size`` windows per pass (default ``None``: as
-        many as the GPU's memory holds)."""
-        return cls(
-            model,
-            config.patch_size,
-            overlap=config.sw_overlap,
-            sw_batch_size=sw_batch_size,
-            amp=config.amp,
-            compile=config.compile,
-        )
-
     def window(self, padded_shape: tuple[int, ...]) -> tuple[int, int, int]:
         """The window used on an image of ``padded_shape``: the patch, clipped to the image."""
         return tuple(min(p, s) for p, s in zip(self.patch_size, padded_shape))  # type: ignore[return-value]
-
-
-@dataclass(frozen=True)
-class Localisation:
-    """How an organ box, predicted or given, becomes the organ network's input.
-
-    Attributes:
-        margin: voxels added on each side of the box (the prepared task's crop margin; the
-            paper's 15).
-        fallback: when no box is found: ``"whole_image"`` segments the whole image with the
-            organ network, ``"empty"`` predicts no organ.
-        divisors: low-resolution divisors ``(z, y, x)`` the localiser was trained with (the
-            prepared task's ``lowres_divisors``).
-        box_mapping: ``"scale"`` (:func:`~l2s_core.boxes.scale_box`) or ``"upsample_nearest"``
-            (the released code, :func:`~l2s_core.boxes.upsampled_organ_box`).
-        guard_grows: the second-stage guard (an l2s addition, :mod:`l2s_core.box_guard`): at
-            most this many times, when the organ mask touches a face of its box inside the
-            image, that face moves out by the margin and the box is segmented again; 0 (the
-            paper's method) never.
-
-    Raises:
-        ConfigError: an unknown ``fallback`` or ``box_mapping``, or a negative ``guard_grows``.
-    """
-
-    margin: int
-    fallback: Fallback = "whole_image"
-    divisors: tuple[int, int, int] = LOWRES_DIVISORS
-    box_mapping: BoxMapping = "scale"
-    guard_grows: int = 0
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "divisors", tuple(int(d) for d in self.divisors))
-        for name, value, choices in (
-            ("fallback", self.fallback, FALLBACKS),
-            ("box_mapping", self.box_mapping, BOX_MAPPINGS),
-        ):
-            check_choice(name, value, choices)
-        if self.guard_grows < 0:
-            raise ConfigError("guard_grows", f"must be 0 (off) or more, got {self.guard_grows}")
-
-    @classmethod
-    def of_settings(
-        cls,
-        settings: PrepareSettings,
-        fallback: Fallback = "whole_image",
-        box_mapping: BoxMapping = "scale",
-        guard_grows: int = 0,
-    ) -> Localisation:
-        """The localisation of a task prepared with ``settings`` (its margin and divisors)."""
-        return cls(settings.crop_margin, fallback, settings.lowres_divisors, box_mapping, guard_grows)
-
-
-@dataclass(frozen=True)
-class TwoStageResult:
-    """Outcome of a localised prediction.
-
-    Attributes:
-        mask: full-resolution organ mask, uint8 ``(z, y, x)`` of the image's shape.
-        lowres_mask: the localiser's uint8 ``(z, y, x)`` low-resolution mask (``None`` when the
-            box came from the ground truth).
-        box: full-resolution half-open box ``(z0, y0, x0, z1, y1, x1)`` the organ network
-            segmented, margin included (it may reach beyond the image); ``None`` when nothing
-            was localised.
-        fallback_used: ``None``, or the fallback (``"whole_image"`` or ``"empty"``) applied
-            because nothing was localised.
-        seconds: wall-clock time of the whole prediction.
-        box_grows: how many times the second-stage guard grew the box (0 without the guard).
-    """
-
-    mask: np.ndarray
-    lowres_mask: np.ndarray | None
-    box: Box | None
-    fallback_used: str | None
-    seconds: float
-    box_grows: int = 0
 
 
 @contextlib.contextmanager
@@ -390,13 +300,13 @@ def predict_probability(segmenter: Segmenter, image: np.ndarray, device: str | t
 
 def _segment_box(
     organ: Segmenter, image: np.ndarray, box: Box | None, localisation: Localisation, device: str | torch.device
-) -> tuple[np.ndarray, Box | None, str | None, int]:
+) -> Prediction:
     """The organ network's full-size mask for ``box`` (or the fallback's when ``box`` is None),
-    the box finally segmented and how often the guard grew it (``localisation.guard_grows``)."""
+    with the box finally segmented and how often the guard grew it (``localisation.guard_grows``)."""
     if box is None:
         if localisation.fallback == "empty":
-            return np.zeros(image.shape, dtype=np.uint8), None, "empty", 0
-        return predict_volume(organ, image, device), None, localisation.fallback, 0
+            return Prediction(np.zeros(image.shape, dtype=np.uint8), fallback_used="empty")
+        return Prediction(predict_volume(organ, image, device), fallback_used=localisation.fallback)
     grows = 0
     organ_mask = predict_volume(organ, crop(image, box), device)
     while grows < localisation.guard_grows:
@@ -406,7 +316,7 @@ def _segment_box(
         box = grown_box(box, faces, localisation.margin, image.shape)
         grows += 1
         organ_mask = predict_volume(organ, crop(image, box), device)
-    return paste(organ_mask, box, image.shape), box, None, grows
+    return Prediction(paste(organ_mask, box, image.shape), box, box_grows=grows)
 
 
 def two_stage_predict(
@@ -415,7 +325,7 @@ def two_stage_predict(
     image: np.ndarray,
     localisation: Localisation,
     device: str | torch.device = "cpu",
-) -> TwoStageResult:
+) -> Prediction:
     """The paper's two-stage pipeline.
 
     The image is resized to low resolution as in preparation (:func:`downsample_image` with
@@ -436,7 +346,8 @@ def two_stage_predict(
         device: where the networks run.
 
     Returns:
-        The :class:`TwoStageResult`.
+        The :class:`~l2s_core.prediction.Prediction`, with the localiser's ``lowres_mask``
+        and the ``seconds`` of the whole prediction.
     """
     started = time.perf_counter()
     image = np.asarray(image, dtype=np.float32)
@@ -451,8 +362,8 @@ def two_stage_predict(
         )
     else:
         box = upsampled_organ_box(lowres_mask, image.shape, localisation.margin)
-    mask, box, fallback_used, grows = _segment_box(organ, image, box, localisation, device)
-    return TwoStageResult(mask, lowres_mask, box, fallback_used, time.perf_counter() - started, grows)
+    prediction = _segment_box(organ, image, box, localisation, device)
+    return dataclasses.replace(prediction, lowres_mask=lowres_mask, seconds=time.perf_counter() - started)
 
 
 def gt_localised_predict(
@@ -461,7 +372,7 @@ def gt_localised_predict(
     label: np.ndarray,
     localisation: Localisation,
     device: str | torch.device = "cpu",
-) -> TwoStageResult:
+) -> Prediction:
     """The organ network on the ground-truth box: the label's largest component + the margin.
 
     Args:
@@ -472,7 +383,8 @@ def gt_localised_predict(
         device: where the network runs.
 
     Returns:
-        The :class:`TwoStageResult` (``lowres_mask`` is ``None``).
+        The :class:`~l2s_core.prediction.Prediction` (``lowres_mask`` is ``None``), with the
+        ``seconds`` of the whole prediction.
 
     Raises:
         ValueError: image and label differ in shape.
@@ -482,8 +394,8 @@ def gt_localised_predict(
     started = time.perf_counter()
     image = np.asarray(image, dtype=np.float32)
     box = organ_box(np.asarray(label), localisation.margin)
-    mask, box, fallback_used, grows = _segment_box(organ, image, box, localisation, device)
-    return TwoStageResult(mask, None, box, fallback_used, time.perf_counter() - started, grows)
+    prediction = _segment_box(organ, image, box, localisation, device)
+    return dataclasses.replace(prediction, seconds=time.perf_counter() - started)
 
 
 def box_predict(organ: Segmenter, image: np.ndarray, box: Box, device: str | torch.device = "cpu") -> np.ndarray:
@@ -498,7 +410,7 @@ def box_predict(organ: Segmenter, image: np.ndarray, box: Box, device: str | tor
     Returns:
         uint8 ``(z, y, x)`` mask of the image's shape, zero outside the box.
     """
-    return _segment_box(organ, np.asarray(image, dtype=np.float32), box, Localisation(0, "empty"), device)[0]
+    return _segment_box(organ, np.asarray(image, dtype=np.float32), box, Localisation(0, "empty"), device).mask
 
 
 def save_prediction(mask: np.ndarray, case: PreparedCase, path: str | Path) -> None:

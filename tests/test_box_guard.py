@@ -11,7 +11,8 @@ from torch import nn
 
 from l2s_core.box_guard import grown_box, touched_faces
 from l2s_core.errors import ConfigError
-from l2s_core.infer import Localisation, Segmenter, two_stage_predict
+from l2s_core.infer import Segmenter, two_stage_predict
+from l2s_core.prediction import Localisation
 
 SHAPE = (24, 40, 40)  # low resolution (8, 20, 20)
 

@@ -11,10 +11,11 @@ from config_builder import cpu_config
 from l2s_core import compiling
 from l2s_core.compiling import compile_network, compile_wanted, is_compiled
 from l2s_core.distributed import ProcessContext
-from l2s_core.infer import Segmenter, predict_volume
+from l2s_core.infer import predict_volume
 from l2s_core.losses import DiceCELoss
 from l2s_core.model import UNet3D
 from l2s_core.train.loop import train_step
+from l2s_core.train.segmenter import run_segmenter
 
 CPU = ProcessContext(rank=0, world_size=1, device=torch.device("cpu"), distributed=False)
 
@@ -98,10 +99,10 @@ def test_default_compiles_on_gpus_only():
 def test_the_option_reaches_prediction_through_the_runs_config(recording, tmp_path):
     model = torch.nn.Conv3d(1, 2, 1)
     image = np.random.default_rng(0).normal(size=(4, 6, 6)).astype(np.float32)
-    off = Segmenter.of_run(model, cpu_config(tmp_path, tmp_path, compile=False))
+    off = run_segmenter(model, cpu_config(tmp_path, tmp_path, compile=False))
     predict_volume(off, image)
     assert recording.compiled == []
-    on = Segmenter.of_run(model, cpu_config(tmp_path, tmp_path, compile=True))
+    on = run_segmenter(model, cpu_config(tmp_path, tmp_path, compile=True))
     assert on.compile is True
     first = predict_volume(on, image)
     assert recording.compiled == [model] and is_compiled(model)

@@ -21,8 +21,9 @@ from l2s_core.data.prepare import prepare_task
 from l2s_core.errors import ConfigError
 from l2s_core.evaluate import converged_runs, evaluate_organ
 from l2s_core.evaluation_tables import CASE_COLUMNS, RUN_COLUMNS
-from l2s_core.infer import Localisation, Segmenter, predict_volume, two_stage_predict
+from l2s_core.infer import Segmenter, predict_volume, two_stage_predict
 from l2s_core.metrics import case_metrics
+from l2s_core.prediction import Localisation
 from l2s_core.train.launch import train_run
 
 SHAPE = (12, 16, 16)
@@ -189,7 +190,7 @@ def test_predictions_are_written_on_the_source_grid(organ_dir: Path, tmp_path: P
 @pytest.mark.parametrize("split, fallback", [("train", "whole_image"), ("val", "nearest_organ")])
 def test_bad_split_or_fallback(organ_dir: Path, split: str, fallback: str) -> None:
     with pytest.raises(ConfigError):
-        evaluate_organ(organ_dir, split, fallback=fallback, progress=False)
+        evaluate_organ(organ_dir, split, Localisation(15, fallback=fallback), progress=False)  # type: ignore[arg-type]
 
 
 def test_the_guard_adds_a_fourth_method_and_leaves_the_papers_unchanged(
@@ -197,7 +198,8 @@ def test_the_guard_adds_a_fourth_method_and_leaves_the_papers_unchanged(
 ) -> None:
     copy = tmp_path / "cube"
     shutil.copytree(organ_dir, copy)
-    paths = evaluate_organ(copy, "val", progress=False, guard_grows=3)
+    settings = PreparedTask(copy / "prepared").preparation.settings
+    paths = evaluate_organ(copy, "val", Localisation.of_settings(settings, guard_grows=3), progress=False)
     cases, paper = read_cases(paths["cases"]), read_cases(evaluated["cases"])
     assert cases.groupby("method").size().to_dict() == {
         "baseline": 4,

@@ -9,6 +9,7 @@ import pytest
 TORCH_FREE = [
     "l2s_core.vocabulary",
     "l2s_core.records",
+    "l2s_core.prediction",
     "l2s_core.data.prepared_layout",
     "l2s_core.data.cache",
     "l2s_core.train.run_files",
@@ -23,6 +24,7 @@ TORCH_FREE = [
     "l2s_core.plots",
     "l2s_core.study.params",
     "l2s_core.study.layout",
+    "l2s_core.study.localisation",
     "l2s_core.study.plan",
     "l2s_core.study.step_records",
     "l2s_core.study.execute",

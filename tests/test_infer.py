@@ -9,7 +9,6 @@ from l2s_core.boxes import upsampled_organ_box
 from l2s_core.data.prepare import downsample_image, downsample_mask
 from l2s_core.errors import ConfigError
 from l2s_core.infer import (
-    Localisation,
     Segmenter,
     box_predict,
     gt_localised_predict,
@@ -19,6 +18,7 @@ from l2s_core.infer import (
     two_stage_predict,
 )
 from l2s_core.model import UNet3D
+from l2s_core.prediction import Localisation
 
 SHAPE = (24, 40, 40)  # low resolution (8, 20, 20)
 

@@ -28,9 +28,10 @@ from l2s_core.data.cache import PreparedTask
 from l2s_core.data.prepared_layout import PREPARED_DIR
 from l2s_core.deploy.model_folder import CARD_FILE, README_FILE, ModelCard, NetworkEntry, PairEntry, sha256_of
 from l2s_core.errors import ConfigError, InputDataError
-from l2s_core.evaluate import converged_runs, evaluation_localisation
+from l2s_core.evaluate import converged_runs
 from l2s_core.evaluation_tables import EVALUATION_DIR, runs_file
 from l2s_core.files import atomic_open, atomic_write_text, remove_staged, remove_stale_staging, staging_folder
+from l2s_core.study.localisation import evaluation_localisation
 from l2s_core.train.run_files import BEST_FILE, FinishedRun
 from l2s_core.vocabulary import SPLITS
 
@@ -110,8 +111,8 @@ def _card(
         labels=preparation.labels,
         normalisation=settings.normalisation,
         ct_stats=preparation.ct_stats,
-        crop_margin=settings.crop_margin,
-        lowres_divisors=settings.lowres_divisors,
+        crop_margin=localisation.margin,
+        lowres_divisors=localisation.divisors,
         networks=tuple(networks),
         pairs=tuple(pairs),
         training_data={

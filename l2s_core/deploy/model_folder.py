@@ -28,6 +28,7 @@ from typing import Any
 
 from l2s_core.errors import InputDataError, ModelFolderError
 from l2s_core.files import read_json
+from l2s_core.prediction import Localisation
 from l2s_core.records import Record
 from l2s_core.vocabulary import BoxMapping, Fallback
 
@@ -153,8 +154,14 @@ class ModelCard(Record):
     training_data: dict[str, Any] = field(default_factory=dict)
     software: dict[str, str] = field(default_factory=dict)
     created: str = ""
-    fallback: Fallback = "whole_image"
-    box_mapping: BoxMapping = "scale"
+    fallback: Fallback = Localisation.fallback
+    box_mapping: BoxMapping = Localisation.box_mapping
+
+    def localisation(self, guard_grows: int = 0) -> Localisation:
+        """How this model localises: the training task's margin and divisors, the study's
+        fallback and box mapping, and ``guard_grows`` growths of the second-stage guard (0:
+        the paper's method; ``l2s predict`` uses :data:`~l2s_core.box_guard.DEFAULT_BOX_GUARD`)."""
+        return Localisation(self.crop_margin, self.fallback, self.lowres_divisors, self.box_mapping, guard_grows)
 
 
 def _check_card_numbers(card: ModelCard, path: Path) -> None:

@@ -40,6 +40,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import pickle
 import re
@@ -66,8 +67,9 @@ from l2s_core.deploy.model_folder import CARD_FILE, METHODS, ModelCard, NetworkE
 from l2s_core.deploy.prediction_table import output_lock, record_row
 from l2s_core.deploy.structures import StructureTerm, algorithm_name, structure_term
 from l2s_core.errors import ConfigError, InputDataError, ModelFolderError, check_choice
-from l2s_core.infer import Localisation, Segmenter, box_predict, predict_volume, two_stage_predict
+from l2s_core.infer import Segmenter, box_predict, predict_volume, two_stage_predict
 from l2s_core.model import NETWORK_CLASSES
+from l2s_core.prediction import Prediction
 
 __all__ = [
     "DEFAULT_BOX_GUARD",
@@ -230,10 +232,8 @@ def load_model_folder(
     return LoadedModel(card, method, runs, networks, entries, device)
 
 
-def segment(
-    model: LoadedModel, image: np.ndarray, box: Box | None = None, box_guard: int = 0
-) -> tuple[np.ndarray, Box | None, str | None, int]:
-    """The model's mask of one normalised image: the one place that calls :mod:`l2s_core.infer`.
+def segment(model: LoadedModel, image: np.ndarray, box: Box | None = None, box_guard: int = 0) -> Prediction:
+    """The model's prediction of one normalised image: the one place that calls :mod:`l2s_core.infer`.
 
     Args:
         model: the loaded model (its method decides the path).
@@ -243,21 +243,19 @@ def segment(
             (0: the paper's method).
 
     Returns:
-        ``(mask, box, fallback, box_grows)``: uint8 ``(z, y, x)`` mask, the box the organ
-        network segmented (margin and growths included; ``None`` for the baseline or when
-        nothing was localised), the fallback used (``None``, or the card's fallback when
+        The :class:`~l2s_core.prediction.Prediction`: uint8 ``(z, y, x)`` mask, the box the
+        organ network segmented (margin and growths included; ``None`` for the baseline or
+        when nothing was localised), the fallback used (``None``, or the card's fallback when
         nothing was localised) and how often the guard grew the box.
     """
     card, nets, device = model.card, model.networks, model.device
-    localisation = Localisation(card.crop_margin, card.fallback, card.lowres_divisors, card.box_mapping, box_guard)
     if model.method == "baseline":
-        return predict_volume(nets["baseline"], image, device), None, None, 0
+        return Prediction(predict_volume(nets["baseline"], image, device))
     if model.method == "box":
         assert box is not None
         segmented = expand_box(box, card.crop_margin)  # the organ network's context, as in training
-        return box_predict(nets["organ"], image, segmented, device), segmented, None, 0
-    result = two_stage_predict(nets["localiser"], nets["organ"], image, localisation, device=device)
-    return result.mask, result.box, result.fallback_used, result.box_grows
+        return Prediction(box_predict(nets["organ"], image, segmented, device), segmented)
+    return two_stage_predict(nets["localiser"], nets["organ"], image, card.localisation(box_guard), device=device)
 
 
 def _dicom_modality(name: str) -> str:
@@ -527,7 +525,7 @@ def _predict_into(
     for path in tqdm(paths, desc=f"predict {names}", unit="scan", disable=not progress):
         scans = _scans_of(path, organs)
         images: dict[tuple[object, ...], np.ndarray] = {}  # normalisation → the image normalised once
-        masks, results = [], []
+        predictions = []
         for organ in organs:
             card = organ.model.card
             scan = scans[card.channel]
@@ -536,10 +534,10 @@ def _predict_into(
             key = _normalisation_key(card)
             if key not in images:
                 images[key] = normalised_image(scan, card)
-            mask, used_box, fallback, grows = segment(organ.model, images[key], chosen_box, box_guard)
-            masks.append(mask)
-            results.append((used_box, fallback, grows, time.perf_counter() - started))
+            prediction = segment(organ.model, images[key], chosen_box, box_guard)
+            predictions.append(dataclasses.replace(prediction, seconds=time.perf_counter() - started))
         del images
+        masks = [p.mask for p in predictions]
         label_map = np.zeros_like(masks[0])
         for label, mask in reversed(list(enumerate(masks, start=1))):  # the first organ given keeps overlaps
             label_map[mask > 0] = label
@@ -550,9 +548,7 @@ def _predict_into(
             mask_paths.append(out_dir / f"{scan.name}_{re.sub(r'[^A-Za-z0-9_.-]', '_', organ.term.name)}.nii.gz")
             write_mask(mask, scan.meta, mask_paths[-1])
         rtstruct, seg = _write_dicom(scan, organs, masks, out_dir, dicom_seg)
-        for label, (organ, mask, mask_path, (used_box, fallback, grows, seconds)) in enumerate(
-            zip(organs, masks, mask_paths, results), start=1
-        ):
+        for label, (organ, prediction, mask_path) in enumerate(zip(organs, predictions, mask_paths), start=1):
             row = {
                 "input": str(path),
                 "structure": organ.term.name,
@@ -563,11 +559,11 @@ def _predict_into(
                 "seg": seg,
                 "method": method,
                 "runs": "all" if runs is None else runs,
-                "volume_ml": np.count_nonzero(mask) * math.prod(scan.meta.spacing) / 1000.0,
-                "box": "" if used_box is None else " ".join(map(str, used_box)),
-                "seconds": seconds,
-                "fallback": fallback or "none",
-                "box_grows": grows,
+                "volume_ml": np.count_nonzero(prediction.mask) * math.prod(scan.meta.spacing) / 1000.0,
+                "box": "" if prediction.box is None else " ".join(map(str, prediction.box)),
+                "seconds": prediction.seconds,
+                "fallback": prediction.fallback_used or "none",
+                "box_grows": prediction.box_grows,
             }
             record_row(out_dir, row, PREDICTION_COLUMNS)
             rows.append(row)

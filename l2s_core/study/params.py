@@ -59,6 +59,7 @@ import yaml
 from l2s_core.data.prepared_layout import PrepareSettings
 from l2s_core.errors import ConfigError, FormatVersionError, InputDataError
 from l2s_core.files import NESTED_TOO_DEEPLY, read_json
+from l2s_core.prediction import Localisation
 from l2s_core.records import Checker, plain
 from l2s_core.train.config import TrainConfig
 from l2s_core.vocabulary import (
@@ -184,12 +185,17 @@ class EvaluateOptions:
     """
 
     splits: tuple[Split, ...] = SPLITS
-    fallback: Fallback = "whole_image"
+    fallback: Fallback = Localisation.fallback
     surface_tolerance_mm: float = 2.0
     save_predictions: bool = False
     device: str = "auto"
-    box_mapping: BoxMapping = "scale"
-    guard_grows: int = 0
+    box_mapping: BoxMapping = Localisation.box_mapping
+    guard_grows: int = Localisation.guard_grows
+
+    def localisation(self, settings: PrepareSettings) -> Localisation:
+        """The :class:`~l2s_core.prediction.Localisation` of a task prepared with ``settings``
+        (its margin and divisors) under these options."""
+        return Localisation.of_settings(settings, self.fallback, self.box_mapping, self.guard_grows)
 
 
 @dataclasses.dataclass(frozen=True)

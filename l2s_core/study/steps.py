@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from l2s_core.data.cache import PreparedTask
 from l2s_core.errors import ConfigError
 from l2s_core.study.layout import StudyPaths
 from l2s_core.study.params import StudyParams
@@ -93,8 +94,6 @@ def prepared_cases(params: StudyParams, root: str | Path, organ: str) -> pd.Data
     Columns: ``case_id``, ``split``, ``full_shape``, ``lowres_shape``, ``crop_shape``,
     ``organ_voxels``, ``foreground_percent``.
     """
-    from l2s_core.data.cache import PreparedTask
-
     task = PreparedTask(StudyPaths(Path(root), params.study).prepared_dir(organ))
     rows = []
     for split, case_ids in task.split.items():
@@ -200,16 +199,15 @@ def evaluate_step(
     use_gpus(gpus)
     options = params.evaluate
     paths = StudyPaths(Path(root), params.study)
+    settings = PreparedTask(paths.prepared_dir(organ)).preparation.settings
     return evaluate_organ(
         paths.organ_dir(organ),
         split,
-        fallback=options.fallback,
+        options.localisation(settings),
         tolerance_mm=options.surface_tolerance_mm,
         device=str(resolve_device(options.device)),
         save_predictions=options.save_predictions,
         progress=False,
-        box_mapping=options.box_mapping,
-        guard_grows=options.guard_grows,
     )
 
 

@@ -29,10 +29,11 @@ import torch
 
 from l2s_core import distributed
 from l2s_core.compiling import compile_network, compile_wanted
-from l2s_core.infer import Segmenter, predict_mask
+from l2s_core.infer import predict_mask
 from l2s_core.losses import DiceCELoss
 from l2s_core.model import build_network
 from l2s_core.train.config import TrainConfig
+from l2s_core.train.segmenter import run_segmenter
 
 Shape = tuple[int, int, int]
 
@@ -135,7 +136,7 @@ def measure_network(config: TrainConfig, train_input: Shape, batch: int, validat
             seconds.append(time.perf_counter() - started)
     del images, labels, optimizer
     volume = torch.randn(validation_shape, generator=generator).to(device)
-    segmenter = Segmenter.of_run(model, config)
+    segmenter = run_segmenter(model, config)
     for _ in range(_WARMUP_CALLS):
         predict_mask(segmenter, volume, device)
     _synchronize(device)

@@ -64,7 +64,7 @@ from l2s_core.compiling import compile_network, compile_wanted
 from l2s_core.data.cache import PreparedTask
 from l2s_core.distributed import ProcessContext
 from l2s_core.errors import ConfigError, InputDataError
-from l2s_core.infer import Segmenter, predict_mask
+from l2s_core.infer import predict_mask
 from l2s_core.losses import DiceCELoss, hard_dice_counts
 from l2s_core.metrics import dice_from_counts
 from l2s_core.model import build_network
@@ -81,6 +81,7 @@ from l2s_core.train.run_files import (
     finished_summary,
     write_log,
 )
+from l2s_core.train.segmenter import run_segmenter
 from l2s_core.train.validation_volumes import ValidationVolumes, device_budget, mask_counts
 from l2s_core.vocabulary import LEVEL_OF_NETWORK
 
@@ -149,7 +150,7 @@ def validation_dice(
         The pooled validation Dice.
     """
     volumes = volumes if volumes is not None else validation_volumes(task, config, context)
-    segmenter = Segmenter.of_run(model, config)
+    segmenter = run_segmenter(model, config)
     totals = torch.zeros(3, dtype=torch.int64, device=context.device)
     for image, label in volumes:
         totals += mask_counts(predict_mask(segmenter, image, context.device), label)

@@ -14,6 +14,7 @@ Example:
     >>> display(viewer.widget)  # doctest: +SKIP
 """
 
+from l2s_core.prediction import Prediction
 from l2s_core.viewer.display import (
     BOX_STYLES,
     CT_SOFT_TISSUE,
@@ -32,7 +33,6 @@ from l2s_core.viewer.explorer import open_explorer, scan_explorer, study_explore
 from l2s_core.viewer.scans import FolderModels, ScanCase, case_volumes, load_folder_models
 from l2s_core.viewer.slice_viewer import SliceViewer
 from l2s_core.viewer.sources import (
-    Prediction,
     StudyModels,
     as_prediction,
     load_study_models,

@@ -39,8 +39,8 @@ from l2s_core.deploy.model_folder import ModelCard, open_model_folder
 from l2s_core.deploy.predict import LoadedModel, load_model_folder, normalised_image, read_scan, segment
 from l2s_core.errors import ConfigError
 from l2s_core.infer import Segmenter
+from l2s_core.prediction import Prediction
 from l2s_core.viewer.display import TWO_STAGE
-from l2s_core.viewer.sources import Prediction
 
 #: Methods of a model folder the explorer overlays, in drawing order.
 FOLDER_METHODS = ("baseline", TWO_STAGE)
@@ -139,8 +139,7 @@ def _segment_source(model: LoadedModel) -> Callable[[ScanCase], Prediction]:
     ``l2s predict``'s default box guard."""
 
     def predict(case: ScanCase) -> Prediction:
-        mask, box, _, _ = segment(model, case.image, box_guard=DEFAULT_BOX_GUARD)
-        return Prediction(mask, box)
+        return segment(model, case.image, box_guard=DEFAULT_BOX_GUARD)
 
     return predict
 

@@ -43,6 +43,7 @@ from l2s_core.data.cache import PreparedTask
 from l2s_core.data.split import SPLIT_NAMES
 from l2s_core.errors import InputDataError, check_choice
 from l2s_core.infer import Segmenter, box_predict
+from l2s_core.prediction import Prediction
 from l2s_core.viewer.display import (
     BOX_STYLES,
     GROUND_TRUTH,
@@ -63,7 +64,7 @@ from l2s_core.viewer.display import (
     window_to_unit,
 )
 from l2s_core.viewer.scans import ScanCase, ViewerCase, case_volumes
-from l2s_core.viewer.sources import Prediction, PredictionSource, as_prediction, raw_ct_window, saved_prediction_source
+from l2s_core.viewer.sources import PredictionSource, as_prediction, raw_ct_window, saved_prediction_source
 
 
 def _checkbox(value: bool, description: str) -> widgets.Checkbox:

@@ -1,15 +1,13 @@
 """What the slice explorer overlays: prediction sources of a study (its converged networks or
-saved masks) and the :class:`Prediction` they return.
+saved masks).
 
-A prediction source is a callable ``case -> result``: a ``(z, y, x)`` mask, or an object with
-``mask`` and ``box`` attributes such as :class:`l2s_core.infer.TwoStageResult`
-(:func:`as_prediction` accepts both).
+A prediction source is a callable ``case -> result``: a ``(z, y, x)`` mask or a
+:class:`l2s_core.prediction.Prediction` (:func:`as_prediction` accepts both).
 """
 
 from __future__ import annotations
 
 __all__ = [
-    "Prediction",
     "PredictionSource",
     "StudyModels",
     "as_prediction",
@@ -25,41 +23,25 @@ from typing import Any
 
 import numpy as np
 
-from l2s_core.boxes import Box
 from l2s_core.data.cache import PreparedCase, PreparedTask
 from l2s_core.data.io import read_label
 from l2s_core.errors import InputDataError
-from l2s_core.evaluate import MethodPrediction, MethodRun, converged_runs, evaluation_localisation, method_runs
+from l2s_core.evaluate import MethodRun, converged_runs, method_runs
 from l2s_core.evaluation_tables import EVALUATION_DIR, PREDICTION_SUFFIX, prediction_folder
-from l2s_core.infer import Localisation, Segmenter
+from l2s_core.infer import Segmenter
+from l2s_core.prediction import Localisation, Prediction
+from l2s_core.study.localisation import evaluation_localisation
 from l2s_core.train.run_files import FinishedRun
 from l2s_core.viewer.display import ct_window
 from l2s_core.vocabulary import NETWORKS, SPLITS
 
-PredictionSource = Callable[[Any], Any] | str | Path
+PredictionSource = Callable[[Any], Prediction | np.ndarray] | str | Path
 
 
-@dataclass(frozen=True)
-class Prediction:
-    """A method's result on one case.
-
-    Attributes:
-        mask: ``(z, y, x)`` organ mask on the full-resolution grid of the case.
-        box: the localisation box the method segmented in (two-stage), if any.
-    """
-
-    mask: np.ndarray
-    box: Box | None = None
-
-
-def as_prediction(result: Any) -> Prediction:
-    """Normalise what a prediction source returns: a ``(z, y, x)`` mask, or an object with
-    ``mask`` and optionally ``box`` attributes (e.g. :class:`l2s_core.infer.TwoStageResult`)."""
-    if isinstance(result, np.ndarray):
-        return Prediction(result)
-    box = getattr(result, "box", None)
-    box = tuple(int(v) for v in box) if box is not None else None
-    return Prediction(np.asarray(result.mask), box)  # type: ignore[arg-type]
+def as_prediction(result: Prediction | np.ndarray) -> Prediction:
+    """What a prediction source returned, as a :class:`~l2s_core.prediction.Prediction`: a
+    ``(z, y, x)`` mask becomes a prediction without a box."""
+    return result if isinstance(result, Prediction) else Prediction(np.asarray(result))
 
 
 def saved_prediction_source(folder: str | Path) -> Callable[[PreparedCase], np.ndarray]:
@@ -100,7 +82,7 @@ class StudyModels:
         runs: network type → the converged run used.
     """
 
-    sources: dict[str, Callable[[PreparedCase], Any]]
+    sources: dict[str, Callable[[PreparedCase], Prediction]]
     organ_network: Segmenter | None
     runs: dict[str, FinishedRun]
 
@@ -144,16 +126,16 @@ def load_study_models(
     return StudyModels(sources, organ_network, runs)
 
 
-def _saved_or_predicted(organ_dir: Path, method_run: MethodRun) -> Callable[[PreparedCase], MethodPrediction]:
+def _saved_or_predicted(organ_dir: Path, method_run: MethodRun) -> Callable[[PreparedCase], Prediction]:
     """The source of one method run: the mask evaluation saved for the case where it exists
     (no box then), else the method's prediction."""
 
     folders = [organ_dir / EVALUATION_DIR / prediction_folder(s, method_run.method, method_run.run) for s in SPLITS]
 
-    def source(case: PreparedCase) -> MethodPrediction:
+    def source(case: PreparedCase) -> Prediction:
         for folder in folders:
             if (folder / f"{case.case_id}{PREDICTION_SUFFIX}").is_file():
-                return MethodPrediction(saved_prediction_source(folder)(case))
+                return Prediction(saved_prediction_source(folder)(case))
         return method_run.predict(case.array("full", "image"), case.array("full", "label"))
 
     return source

@@ -12,7 +12,8 @@ from msd_builder import CUBE_SHAPE as SHAPE
 from torch import nn
 
 from l2s_core.errors import ConfigError, InputDataError
-from l2s_core.infer import Segmenter, TwoStageResult
+from l2s_core.infer import Segmenter
+from l2s_core.prediction import Prediction
 from l2s_core.viewer import slice_viewer
 from l2s_core.viewer.display import auto_window, window_to_unit
 from l2s_core.viewer.slice_viewer import SliceViewer
@@ -78,7 +79,7 @@ def test_sources_are_computed_once_per_case_and_boxes_drawn(task):
         calls.append(case.case_id)
         mask = np.zeros(SHAPE, np.uint8)
         mask[4:6, 5:9, 5:9] = 1
-        return TwoStageResult(mask, None, (3, 4, 5, 7, 10, 11), None, 0.0)
+        return Prediction(mask, (3, 4, 5, 7, 10, 11))
 
     viewer = SliceViewer(task, sources={"two_stage": two_stage})
     w, box = viewer.widgets, viewer.box_artists["two_stage"]
@@ -103,9 +104,7 @@ def _labels(viewer: SliceViewer) -> list[str]:
 
 
 def test_legend_names_each_colour_drawn(task):
-    two_stage = TwoStageResult(
-        np.pad(np.ones((2, 4, 4), np.uint8), ((4, 6), (5, 7), (5, 7))), None, (3, 4, 5, 7, 10, 11), None, 0.0
-    )
+    two_stage = Prediction(np.pad(np.ones((2, 4, 4), np.uint8), ((4, 6), (5, 7), (5, 7))), (3, 4, 5, 7, 10, 11))
     viewer = SliceViewer(
         task,
         sources={"two_stage": lambda case: two_stage, "extra": lambda case: two_stage.mask},

@@ -15,17 +15,17 @@ from l2s_core.data.cache import PreparedTask
 from l2s_core.data.prepare import prepare_task
 from l2s_core.data.prepared_layout import PrepareSettings
 from l2s_core.errors import InputDataError
-from l2s_core.evaluate import MethodPrediction, evaluation_localisation
 from l2s_core.evaluation_tables import prediction_file
 from l2s_core.files import atomic_write_json
-from l2s_core.infer import Localisation, TwoStageResult, save_prediction
+from l2s_core.infer import save_prediction
 from l2s_core.model import UNet3D
+from l2s_core.prediction import Localisation, Prediction
+from l2s_core.study.localisation import evaluation_localisation
 from l2s_core.study.params import EvaluateOptions, StudyParams
 from l2s_core.train.config import TrainConfig
 from l2s_core.viewer.display import CT_SOFT_TISSUE
 from l2s_core.viewer.slice_viewer import SliceViewer
 from l2s_core.viewer.sources import (
-    Prediction,
     StudyModels,
     as_prediction,
     load_study_models,
@@ -37,8 +37,8 @@ from l2s_core.viewer.sources import (
 def test_as_prediction_accepts_masks_and_results():
     mask = np.ones((2, 2, 2), np.uint8)
     assert as_prediction(mask).mask is mask and as_prediction(mask).box is None
-    result = TwoStageResult(mask, None, (0, 0, 0, 2, 2, 2), None, 0.1)
-    assert as_prediction(result) == Prediction(mask, (0, 0, 0, 2, 2, 2))
+    result = Prediction(mask, (0, 0, 0, 2, 2, 2), seconds=0.1)
+    assert as_prediction(result) is result
 
 
 def test_saved_prediction_source_reads_evaluations_nifti_back_onto_the_prepared_grid(task, tmp_path):
@@ -98,7 +98,7 @@ def test_load_study_models_feeds_the_viewer(task, tmp_path):
     assert models.runs["organ"].folder == organ_path.parent and models.organ_network.multiple == 4
     case = task.case(task.split["val"][0])
     two_stage = models.sources["two_stage"](case)
-    assert isinstance(two_stage, MethodPrediction) and two_stage.mask.shape == SHAPE
+    assert isinstance(two_stage, Prediction) and two_stage.mask.shape == SHAPE
     assert models.sources["gt_localised"](case).box == case.crop_box
     narrow = (
         load_study_models(organ_dir, localisation=Localisation(2)).sources["gt_localised"](case).box
