@@ -9,7 +9,7 @@ beyond it (the box was too small, the localiser found only part of the organ):
 count: growing for it would feed the organ network a context it was not trained on) and
 :func:`grown_box` moves each of them outwards by the margin (at least one voxel, never beyond the
 image), after which the organ network segments the larger box again. The caller bounds the
-number of times (:class:`~l2s_core.infer.Localisation`'s ``guard_grows``).
+number of times (:class:`~l2s_core.prediction.Localisation`'s ``guard_grows``).
 
 A larger box is context the organ network never saw in training (crops of organ + margin), so the
 guard can help or hurt: on a small phantom study (one run per network) it raised the liver's

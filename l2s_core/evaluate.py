@@ -165,7 +165,7 @@ def method_runs(
     Args:
         organ_dir: the organ folder (``<organ>/{baseline,localiser,organ}/run_<ii>``).
         localisation: the prepared task's margin and divisors, the fallback when nothing is
-            localised and the box mapping (:class:`l2s_core.infer.Localisation`); with
+            localised and the box mapping (:class:`l2s_core.prediction.Localisation`); with
             ``guard_grows`` > 0 the fourth method :data:`GUARDED_METHOD` uses its guard, the
             paper's methods never do.
         device: where the networks run.
