@@ -8,9 +8,10 @@ scheme). ``none``: raw intensities, as the paper's released code fed them to the
 
 from __future__ import annotations
 
-__all__ = ["foreground_intensity_stats", "normalise"]
+__all__ = ["CtStats", "foreground_intensity_stats", "normalise"]
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -18,21 +19,39 @@ from l2s_core.errors import ConfigError
 from l2s_core.vocabulary import NORMALISATIONS
 
 
-def foreground_intensity_stats(samples: Iterable[tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
-    """Clip range, mean and sd of foreground intensities over ``(image, mask)`` pairs.
+@dataclass(frozen=True)
+class CtStats:
+    """The ``ct`` normalisation's statistics of a training set's foreground intensities.
 
-    Returns:
-        ``{"low": p0.5, "high": p99.5, "mean": ..., "sd": ...}`` of the clipped values.
+    Attributes:
+        low: the 0.5th percentile, where intensities are clipped from below.
+        high: the 99.5th percentile, where they are clipped from above.
+        mean: mean of the clipped intensities.
+        sd: standard deviation of the clipped intensities.
+    """
+
+    low: float
+    high: float
+    mean: float
+    sd: float
+
+
+def foreground_intensity_stats(samples: Iterable[tuple[np.ndarray, np.ndarray]]) -> CtStats:
+    """Clip range, mean and sd of foreground intensities over ``(image, mask)`` pairs, each
+    ``(z, y, x)``.
+
+    Raises:
+        ValueError: no mask has a foreground voxel.
     """
     values = np.concatenate([image[mask > 0].astype(np.float64) for image, mask in samples])
     if values.size == 0:
         raise ValueError("no foreground voxels in the training images")
     low, high = np.percentile(values, [0.5, 99.5])
     clipped = np.clip(values, low, high)
-    return {"low": float(low), "high": float(high), "mean": float(clipped.mean()), "sd": float(clipped.std())}
+    return CtStats(float(low), float(high), float(clipped.mean()), float(clipped.std()))
 
 
-def normalise(image: np.ndarray, method: str = "zscore", ct_stats: dict[str, float] | None = None) -> np.ndarray:
+def normalise(image: np.ndarray, method: str = "zscore", ct_stats: CtStats | None = None) -> np.ndarray:
     """Normalise a ``(z, y, x)`` image; returns float32 of the same shape.
 
     Args:
@@ -49,8 +68,8 @@ def normalise(image: np.ndarray, method: str = "zscore", ct_stats: dict[str, flo
     if method == "ct":
         if ct_stats is None:
             raise ConfigError("normalisation", "'ct' needs the training set's foreground statistics")
-        normalised = np.clip(image, ct_stats["low"], ct_stats["high"])
-        centre, sd = ct_stats["mean"], ct_stats["sd"]
+        normalised = np.clip(image, ct_stats.low, ct_stats.high)
+        centre, sd = ct_stats.mean, ct_stats.sd
     else:
         centre, sd = float(image.mean()), float(image.std())  # before the copy: std needs a temporary copy too
         normalised = image.copy()

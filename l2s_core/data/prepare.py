@@ -61,7 +61,7 @@ from l2s_core.data.msd import (
     read_task,
     selected_cases,
 )
-from l2s_core.data.normalise import foreground_intensity_stats, normalise
+from l2s_core.data.normalise import CtStats, foreground_intensity_stats, normalise
 from l2s_core.data.prepared_layout import (
     CASE_META_FILE,
     CASES_DIR,
@@ -185,7 +185,7 @@ class CaseStatus:
 
 
 def _prepare_case(
-    case: MSDCase, task: MSDTask, settings: PrepareSettings, ct_stats: dict | None, out_dir: Path
+    case: MSDCase, task: MSDTask, settings: PrepareSettings, ct_stats: CtStats | None, out_dir: Path
 ) -> tuple[str, CaseStatus]:
     """Prepare one case into ``out_dir/cases/<id>``; returns ``(case_id, status)``."""
     final = out_dir / CASES_DIR / case.case_id
@@ -239,7 +239,7 @@ def _prepare_case(
 
 
 def _prepare_case_or_exclude(
-    case: MSDCase, task: MSDTask, settings: PrepareSettings, ct_stats: dict | None, out_dir: Path, skip_empty: bool
+    case: MSDCase, task: MSDTask, settings: PrepareSettings, ct_stats: CtStats | None, out_dir: Path, skip_empty: bool
 ) -> tuple[str, CaseStatus]:
     try:
         return _prepare_case(case, task, settings, ct_stats, out_dir)

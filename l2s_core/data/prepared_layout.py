@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 from l2s_core.boxes import Box
 from l2s_core.data.io import VolumeMeta
+from l2s_core.data.normalise import CtStats
 from l2s_core.errors import ConfigError, check_choice
 from l2s_core.records import Record
 from l2s_core.vocabulary import (
@@ -137,7 +138,7 @@ class TaskPreparation(Record):
     settings: PrepareSettings
     modality: dict[str, str]
     labels: dict[str, str]
-    ct_stats: dict[str, float] | None = None
+    ct_stats: CtStats | None = None
 
     @property
     def channel_modality(self) -> str:

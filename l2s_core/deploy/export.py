@@ -26,7 +26,15 @@ import l2s_core
 from l2s_core.checkpoint import load_model
 from l2s_core.data.cache import PreparedTask
 from l2s_core.data.prepared_layout import PREPARED_DIR
-from l2s_core.deploy.model_folder import CARD_FILE, README_FILE, ModelCard, NetworkEntry, PairEntry, sha256_of
+from l2s_core.deploy.model_folder import (
+    CARD_FILE,
+    README_FILE,
+    ModelCard,
+    NetworkEntry,
+    PairEntry,
+    TrainingData,
+    sha256_of,
+)
 from l2s_core.errors import ConfigError, InputDataError
 from l2s_core.evaluate import converged_runs
 from l2s_core.evaluation_tables import EVALUATION_DIR, runs_file
@@ -115,13 +123,13 @@ def _card(
         lowres_divisors=localisation.divisors,
         networks=tuple(networks),
         pairs=tuple(pairs),
-        training_data={
-            "task_name": preparation.task_name,
-            "task_dir": preparation.task_dir,
-            "cases": {name: len(ids) for name, ids in task.split.items()},
-            "excluded": len(task.excluded),
-            "study_dir": str(study_dir.resolve()),
-        },
+        training_data=TrainingData(
+            task_name=preparation.task_name,
+            task_dir=preparation.task_dir,
+            cases={name: len(ids) for name, ids in task.split.items()},
+            excluded=len(task.excluded),
+            study_dir=str(study_dir.resolve()),
+        ),
         software=_software(),
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         fallback=localisation.fallback,
@@ -136,15 +144,14 @@ def _dice_text(value: float | None) -> str:
 def model_card_readme(card: ModelCard) -> str:
     """The short ``README.md`` of a model folder, written from its card."""
     data = card.training_data
-    cases = ", ".join(f"{n} {name}" for name, n in data.get("cases", {}).items())
+    cases = ", ".join(f"{n} {name}" for name, n in data.cases.items())
     lines = [
         f"# l2s model: {card.organ}",
         "",
         f"Localise-to-segment networks for the {card.organ} ({card.modality}, channel {card.channel} of "
         f"{card.n_channels}), exported by l2s {card.software.get('l2s', '?')} on {card.created}.",
         "",
-        f"Trained on task `{data.get('task_name')}` ({cases}; {data.get('excluded', 0)} excluded), "
-        f"study `{data.get('study_dir')}`.",
+        f"Trained on task `{data.task_name}` ({cases}; {data.excluded} excluded), study `{data.study_dir}`.",
         "",
         f"Preprocessing: `{card.normalisation}` normalisation, organ labels "
         f"{list(card.organ_labels) if card.organ_labels else 'every non-zero label'}, crop margin "

@@ -26,10 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from l2s_core.data.normalise import CtStats
 from l2s_core.errors import InputDataError, ModelFolderError
 from l2s_core.files import read_json
 from l2s_core.prediction import Localisation
-from l2s_core.records import Record
+from l2s_core.records import Record, plain
 from l2s_core.vocabulary import BoxMapping, Fallback
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "ModelCard",
     "NetworkEntry",
     "PairEntry",
+    "TrainingData",
     "open_model_folder",
     "sha256_of",
 ]
@@ -114,6 +116,25 @@ class PairEntry(Record):
 
 
 @dataclass(frozen=True)
+class TrainingData:
+    """What a model's networks were trained on.
+
+    Attributes:
+        task_name: the task's name (``dataset.json``).
+        task_dir: the task folder, absolute, on the machine that prepared it.
+        cases: split → number of cases.
+        excluded: cases left out (no organ, or unreadable).
+        study_dir: the study folder the networks come from.
+    """
+
+    task_name: str = ""
+    task_dir: str = ""
+    cases: dict[str, int] = field(default_factory=dict)
+    excluded: int = 0
+    study_dir: str = ""
+
+
+@dataclass(frozen=True)
 class ModelCard(Record):
     """Content of ``model.json``.
 
@@ -146,12 +167,12 @@ class ModelCard(Record):
     organ_labels: tuple[int, ...] | None
     labels: dict[str, str]
     normalisation: str
-    ct_stats: dict[str, float] | None
+    ct_stats: CtStats | None
     crop_margin: int
     lowres_divisors: tuple[int, int, int]
     networks: tuple[NetworkEntry, ...]
     pairs: tuple[PairEntry, ...]
-    training_data: dict[str, Any] = field(default_factory=dict)
+    training_data: TrainingData = field(default_factory=TrainingData)
     software: dict[str, str] = field(default_factory=dict)
     created: str = ""
     fallback: Fallback = Localisation.fallback
@@ -187,7 +208,7 @@ def _check_card_numbers(card: ModelCard, path: Path) -> None:
         bounds.append((f"{key}.hparams.depth", depth, 1, MAX_NETWORK_DEPTH))
         widest = hparams.get("base_channels", 1) * 2 ** min(depth, MAX_NETWORK_DEPTH)
         bounds.append((f"{key}.hparams base_channels × 2 ** depth", widest, 1, MAX_NETWORK_CHANNELS))
-    bounds += [(f"ct_stats.{k}", v, -math.inf, math.inf) for k, v in (card.ct_stats or {}).items()]
+    bounds += [(f"ct_stats.{k}", v, -math.inf, math.inf) for k, v in (plain(card.ct_stats) or {}).items()]
     for key, value, low, high in bounds:
         if not (math.isfinite(value) and low <= value <= high):
             raise ModelFolderError(path, f"{key} is {value}, outside {low}..{high}; the card is damaged or altered")

@@ -397,7 +397,7 @@ def _load_organs(
 
 def _normalisation_key(card: ModelCard) -> tuple[object, ...]:
     """What decides a normalised image: the channel read and the normalisation with its statistics."""
-    return (card.channel, card.normalisation, tuple(sorted((card.ct_stats or {}).items())))
+    return (card.channel, card.normalisation, card.ct_stats)
 
 
 def _write_dicom(

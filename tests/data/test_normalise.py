@@ -30,9 +30,9 @@ def test_ct_clips_to_the_training_foreground_percentiles():
     stats = foreground_intensity_stats(samples)
     values = np.concatenate([image[mask] for image, mask in samples])
     low, high = np.percentile(values, [0.5, 99.5])
-    assert stats["low"] == pytest.approx(low) and stats["high"] == pytest.approx(high)
+    assert stats.low == pytest.approx(low) and stats.high == pytest.approx(high)
     ct = normalise(samples[0][0], "ct", stats)
-    assert ct.max() == pytest.approx((high - stats["mean"]) / stats["sd"], rel=1e-5)
+    assert ct.max() == pytest.approx((high - stats.mean) / stats.sd, rel=1e-5)
     with pytest.raises(ConfigError, match="foreground statistics"):
         normalise(samples[0][0], "ct")
     with pytest.raises(ConfigError, match="normalisation"):

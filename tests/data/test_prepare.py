@@ -174,7 +174,7 @@ def test_settings_change_refused(small_task, tmp_path):
 def test_ct_normalisation_uses_training_foreground(small_task, tmp_path):
     _prepare(small_task, tmp_path / "prep", settings=PrepareSettings(normalisation="ct"))
     stats = PreparedTask(tmp_path / "prep").preparation.ct_stats
-    assert stats["low"] < stats["mean"] < stats["high"] and 200 < stats["mean"] < 400
+    assert stats is not None and stats.low < stats.mean < stats.high and 200 < stats.mean < 400
 
 
 def test_none_normalisation_keeps_raw_values(small_task, tmp_path):

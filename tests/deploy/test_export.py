@@ -39,7 +39,7 @@ def test_card_records_preprocessing_data_versions_and_round_trips(model_dir: Pat
     assert ModelCard.from_dict(json.loads(json.dumps(card.to_dict()))) == card
     assert (card.organ, card.modality, card.n_channels, card.channel) == ("spleen", "CT", 1, 0)
     assert (card.normalisation, card.crop_margin, card.lowres_divisors) == ("zscore", 4, (3, 2, 2))
-    assert card.training_data["cases"] == {"train": 6, "val": 2, "test": 2}
+    assert card.training_data.cases == {"train": 6, "val": 2, "test": 2}
     assert {"l2s", "torch", "python", "numpy", "monai"} <= set(card.software)
     readme = (model_dir / "README.md").read_text()
     assert "# l2s model: spleen" in readme and "test Dice" in readme

@@ -14,7 +14,15 @@ import pytest
 import torch
 from cli_runner import assert_one_line_error
 
-from l2s_core.deploy.model_folder import CARD_FILE, ModelCard, NetworkEntry, PairEntry, open_model_folder, sha256_of
+from l2s_core.deploy.model_folder import (
+    CARD_FILE,
+    ModelCard,
+    NetworkEntry,
+    PairEntry,
+    TrainingData,
+    open_model_folder,
+    sha256_of,
+)
 from l2s_core.errors import FormatVersionError, InputDataError, ModelFolderError
 from l2s_core.files import FORMAT_VERSION
 
@@ -48,7 +56,7 @@ def _card(*networks: NetworkEntry) -> ModelCard:
         lowres_divisors=(3, 2, 2),
         networks=networks,
         pairs=(PairEntry("two_stage", 0, {"localiser": 0, "organ": 0}, {"val": 0.8, "test": None}),),
-        training_data={"cases": {"train": 6, "val": 2, "test": 2}},
+        training_data=TrainingData(cases={"train": 6, "val": 2, "test": 2}),
         software={"l2s": "0.1.0"},
         created="2025-01-01T00:00:00+00:00",
     )
@@ -170,7 +178,7 @@ def test_weight_file_outside_the_folder_is_refused_without_saying_whether_it_exi
         ({"lowres_divisors": [3, 0, 2]}, "lowres_divisors is 0"),
         ({"channel": 3}, "channel is 3, outside 0..0"),
         ({"organ_labels": [1, 256]}, "organ_labels is 256"),
-        ({"ct_stats": {"mean": float("nan")}}, "ct_stats.mean is nan"),
+        ({"ct_stats": {"low": -100.0, "high": 300.0, "mean": float("nan"), "sd": 50.0}}, "ct_stats.mean is nan"),
         ({"networks.patch_size": [64, 4096, 4096]}, "networks[0].patch_size is 4096"),
         ({"networks.hparams": {"depth": 12, "base_channels": 4}}, "networks[0].hparams.depth is 12, outside 1..8"),
         ({"networks.hparams": {"depth": 6, "base_channels": 512}}, "hparams base_channels × 2 ** depth is 32768"),
