@@ -44,7 +44,7 @@ from l2s_core.boxes import crop
 from l2s_core.data.cache import PreparedCase, PreparedTask
 from l2s_core.data.io import read_image, read_label
 from l2s_core.data.msd import organ_mask
-from l2s_core.data.phantom import generate_phantom_task
+from l2s_core.data.phantom.task import generate_phantom_task
 from l2s_core.data.prepare import prepare_task
 from l2s_core.losses import DiceCELoss
 from l2s_core.model import UNet3D

@@ -47,8 +47,8 @@ import numpy as np
 import torch
 
 from l2s_core.data.cache import PreparedTask
-from l2s_core.data.phantom import TASK_FOLDERS, write_phantom_cases
-from l2s_core.data.phantom_geometry import MIN_SIDE
+from l2s_core.data.phantom.geometry import MIN_SIDE
+from l2s_core.data.phantom.task import TASK_FOLDERS, write_phantom_cases
 from l2s_core.files import atomic_write_json
 from l2s_core.infer import Segmenter, gt_localised_predict, predict_volume
 from l2s_core.memory import estimate_training_memory, largest_forward_input
@@ -57,7 +57,7 @@ from l2s_core.prediction import Localisation
 from l2s_core.vocabulary import LEVEL_OF_NETWORK, LEVELS, NETWORKS
 
 #: ``(z, y, x)`` shape and spacing (mm) of each organ's case: MSD medians (see
-#: l2s_core/data/phantom_geometry.py for the sources), the liver at 500 slices.
+#: l2s_core/data/phantom/geometry.py for the sources), the liver at 500 slices.
 CASES: dict[str, tuple[tuple[int, int, int], tuple[float, float, float]]] = {
     "spleen": ((90, 512, 512), (5.0, 0.79, 0.79)),
     "pancreas": ((93, 512, 512), (2.5, 0.80, 0.80)),

@@ -18,7 +18,7 @@ from l2s_core.errors import ConfigError, L2SError
 
 
 def _cmd_phantom(args: argparse.Namespace) -> None:
-    from l2s_core.data.phantom import generate_phantom_tasks
+    from l2s_core.data.phantom.task import generate_phantom_tasks
 
     tasks = generate_phantom_tasks(
         args.out,
@@ -147,7 +147,7 @@ def _cmd_predict(args: argparse.Namespace) -> None:
 
 
 def _cmd_import_dicom(args: argparse.Namespace) -> None:
-    from l2s_core.data.import_dicom import MISSING_FILE, import_dicom
+    from l2s_core.data.dicom.import_task import MISSING_FILE, import_dicom
 
     result = import_dicom(args.dicom_root, args.structure.split(","), args.out)
     print(f"{result.task_dir}: {len(result.imported)} patients imported")

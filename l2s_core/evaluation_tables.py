@@ -2,7 +2,7 @@
 
 ``<split>_cases.csv`` holds one row per method, run and case (:data:`CASE_COLUMNS`);
 ``<split>_runs.csv`` one pooled row per method and run (:data:`RUN_COLUMNS`, made by
-:func:`pooled_rows`). :mod:`l2s_core.evaluate` writes them, :mod:`l2s_core.analysis` reads them.
+:func:`pooled_rows`). :mod:`l2s_core.evaluate` writes them, :mod:`l2s_core.results.analysis` reads them.
 """
 
 from __future__ import annotations

@@ -100,11 +100,11 @@ MSD_TASK_FOLDERS: dict[str, str] = {
     "liver": "Task03_Liver",
     "heart": "Task02_Heart",
 }
-#: Phantom task geometries (see :mod:`l2s_core.data.phantom_geometry`): ``fixed``, every volume of one
+#: Phantom task geometries (see :mod:`l2s_core.data.phantom.geometry`): ``fixed``, every volume of one
 #: shape; ``msd``, the MSD tasks' case counts, shapes and spacings.
 PhantomProfile = Literal["fixed", "msd"]
 PHANTOM_PROFILES: tuple[PhantomProfile, ...] = get_args(PhantomProfile)
-#: Verdicts of the report's scorecard of the paper's claims (see :mod:`l2s_core.findings`):
+#: Verdicts of the report's scorecard of the paper's claims (see :mod:`l2s_core.results.findings`):
 #: "consistent (not significant)" for a claimed absence of difference that the study does not
 #: contradict (p >= 0.05 alone supports nothing), "direction agrees" for a correlation of the
 #: claimed sign whose exact p is not below 0.05.

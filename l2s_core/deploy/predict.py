@@ -1,7 +1,7 @@
 """``l2s predict``: segment new scans (NIfTI files or DICOM series folders) with a model folder.
 
 Each scan is read onto its own voxel grid (:func:`~l2s_core.data.io.read_image` or
-:func:`~l2s_core.data.dicom.read_series`), normalised as the model's training data was, and
+:func:`~l2s_core.data.dicom.series.read_series`), normalised as the model's training data was, and
 segmented by one of three methods:
 
 ==========  ================================================================================
@@ -31,7 +31,7 @@ Written per scan into the output folder (``<name>``: the file or series folder's
   than letters, digits, ``_.-`` of the name as ``_``);
 * for a DICOM series ``<name>_rtstruct.dcm``: one ROI per organ (TG-263 names,
   :mod:`l2s_core.deploy.structures`), referencing the series, and with ``dicom_seg``
-  ``<name>_seg.dcm``: one DICOM-SEG segment per organ (:mod:`l2s_core.data.dicom_seg`);
+  ``<name>_seg.dcm``: one DICOM-SEG segment per organ (:mod:`l2s_core.data.dicom.seg`);
 * one row per scan and organ of ``predictions.csv`` (:data:`PREDICTION_COLUMNS`).
 
 Example:
@@ -59,10 +59,10 @@ from tqdm.auto import tqdm
 from l2s_core import __version__
 from l2s_core.box_guard import DEFAULT_BOX_GUARD
 from l2s_core.boxes import Box, expand_box
-from l2s_core.data.dicom import SeriesInfo, read_series
+from l2s_core.data.dicom.rtstruct import Structure, write_rtstruct
+from l2s_core.data.dicom.series import SeriesInfo, read_series
 from l2s_core.data.io import VolumeMeta, read_image, write_mask
 from l2s_core.data.normalise import normalise
-from l2s_core.data.rtstruct import Structure, write_rtstruct
 from l2s_core.deploy.model_folder import CARD_FILE, METHODS, ModelCard, NetworkEntry, open_model_folder, sha256_of
 from l2s_core.deploy.prediction_table import output_lock, record_row
 from l2s_core.deploy.structures import StructureTerm, algorithm_name, structure_term
@@ -411,7 +411,7 @@ def _write_dicom(
     write_rtstruct(structures, scan.meta, scan.series, rtstruct_path)
     if not dicom_seg:
         return str(rtstruct_path), ""
-    from l2s_core.data.dicom_seg import SegSegment, write_seg
+    from l2s_core.data.dicom.seg import SegSegment, write_seg
 
     seg_path = out_dir / f"{scan.name}_seg.dcm"
     segments = [

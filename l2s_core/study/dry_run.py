@@ -65,7 +65,7 @@ class NetworkNeeds:
 def _full_shapes(params: StudyParams, organ: str) -> list[Shape]:
     """``(z, y, x)`` of every full-resolution image of the organ's task, without reading voxels."""
     if params.data == "phantom":
-        from l2s_core.data.phantom_geometry import case_geometries  # imported here: only phantom studies need it
+        from l2s_core.data.phantom.geometry import case_geometries  # imported here: only phantom studies need it
 
         phantom = params.phantom.for_organ(organ)
         return [

@@ -83,11 +83,11 @@ STUDY_SET_TRAIN_FIELDS = ("prepared_dir", "run_dir", "network", "seed", "world_s
 
 @dataclasses.dataclass(frozen=True)
 class PhantomOptions:
-    """Generated phantom tasks (``data: phantom``), see :mod:`l2s_core.data.phantom`.
+    """Generated phantom tasks (``data: phantom``), see :mod:`l2s_core.data.phantom.task`.
 
     Attributes:
         profile: ``fixed`` (every volume of ``shape``) or ``msd`` (the MSD tasks' case counts,
-            shapes and spacings, :mod:`l2s_core.data.phantom_geometry`).
+            shapes and spacings, :mod:`l2s_core.data.phantom.geometry`).
         n_cases: cases per organ (``fixed``: default 10; ``msd``: a cap on the MSD count).
         shape: ``(z, y, x)`` of every volume (``fixed``).
         scale: factor on every side (``msd``).
@@ -309,7 +309,7 @@ class StudyParams:
     def write_phantom_task(self, organ: str, folder: Path) -> Path:
         """Generate the phantom task of an organ of a ``data: phantom`` study into ``folder`` with the
         study's phantom settings (the one place that turns them into a call); returns the task folder."""
-        from l2s_core.data.phantom import generate_phantom_task  # imported here: it loads the renderer
+        from l2s_core.data.phantom.task import generate_phantom_task  # imported here: it loads the renderer
 
         options = self.phantom.for_organ(organ)
         return generate_phantom_task(

@@ -5,10 +5,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from l2s_core.fidelity import CHOICES, DIFFERENCES, study_choices
+from l2s_core.results.fidelity import CHOICES, DIFFERENCES, study_choices
 from l2s_core.study.params import load_study_params
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_every_choice_has_a_study_key_and_is_in_the_readme_table():

@@ -11,7 +11,7 @@ and an optional :class:`Inner` structure labelled 2 inside it (tumour, or the pr
 transition zone). Structures that look like the organ (kidneys and liver beside the spleen,
 bowel beside the pancreas, the other heart chambers beside the left atrium, seminal vesicles
 beside the prostate) remain unlabelled, so that a network seeing the whole image can be fooled
-far from the organ. These are records only; :mod:`l2s_core.data.phantom_render` draws a case
+far from the organ. These are records only; :mod:`l2s_core.data.phantom.render` draws a case
 from them.
 
 Millimetre coordinates are ``(z, y, x)`` with +z superior, +y posterior and +x to the patient's

@@ -1,4 +1,4 @@
-"""The paper's Figures 2–4 from the tables of :mod:`l2s_core.analysis`.
+"""The paper's Figures 2–4 from the tables of :mod:`l2s_core.results.analysis`.
 
 Each function takes DataFrames and returns a matplotlib Figure (it does not show it);
 :func:`save_figure` writes a figure as PNG atomically. Nothing here needs LaTeX, and the
@@ -33,8 +33,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-from l2s_core.analysis import METHOD_LABELS, NETWORK_LABELS, SPLIT_LABELS
 from l2s_core.files import atomic_write_bytes
+from l2s_core.results.analysis import METHOD_LABELS, NETWORK_LABELS, SPLIT_LABELS
 from l2s_core.vocabulary import NETWORKS
 
 #: One colour per network, shared by the panels of Figure 3.
@@ -54,7 +54,7 @@ def figure2_training_curves(curves: pd.DataFrame, organs: Sequence[str]) -> Figu
     """Figure 2: training and validation Dice per epoch of every converged run.
 
     Args:
-        curves: :func:`l2s_core.analysis.training_curves` (columns ``organ``, ``network``,
+        curves: :func:`l2s_core.results.analysis.training_curves` (columns ``organ``, ``network``,
             ``run``, ``epoch``, ``train_dice``, ``val_dice``).
         organs: the rows of the grid, in order.
 
@@ -94,7 +94,7 @@ def figure3_convergence(rates: pd.DataFrame) -> Figure:
     (c) against the mean foreground percentage.
 
     Args:
-        rates: :func:`l2s_core.analysis.convergence_rates`.
+        rates: :func:`l2s_core.results.analysis.convergence_rates`.
 
     Returns:
         A figure with the three panels side by side.
@@ -157,7 +157,7 @@ def figure4_dice_gain(gain: pd.DataFrame) -> Figure:
     for predicted (o, two stage) and ground-truth (x) localisation; one panel per split.
 
     Args:
-        gain: :func:`l2s_core.analysis.dice_gain`.
+        gain: :func:`l2s_core.results.analysis.dice_gain`.
 
     Returns:
         The figure.

@@ -3,7 +3,7 @@
 :func:`load_study` gathers what the analysis needs from the files a study leaves (see
 :mod:`l2s_core.study.layout`): the prepared tasks' split sizes and foreground shares, the
 finished runs' summaries and logs, the evaluation CSVs and the failed steps of the last
-``l2s run``. The tables (:mod:`l2s_core.analysis`), findings and figures are pure functions of it.
+``l2s run``. The tables (:mod:`l2s_core.results.analysis`), findings and figures are pure functions of it.
 No torch is loaded.
 
 Example:

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from l2s_core.data.phantom_anatomy import ORGANS, phantom_task
-from l2s_core.data.phantom_render import render_case
+from l2s_core.data.phantom.anatomy import ORGANS, phantom_task
+from l2s_core.data.phantom.render import render_case
 from l2s_core.errors import ConfigError
 
 SMALL = (24, 64, 64)

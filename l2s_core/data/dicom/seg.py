@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from l2s_core import __version__
-from l2s_core.data.dicom import SeriesInfo, dicom_headers, require_dicom_extra
+from l2s_core.data.dicom.series import SeriesInfo, dicom_headers, require_dicom_extra
 from l2s_core.data.io import VolumeMeta, to_source_grid
 from l2s_core.errors import DicomError
 from l2s_core.files import atomic_open
@@ -55,7 +55,7 @@ class SegSegment:
         label: the segment's label (the structure name).
         code: ``(value, scheme designator, meaning)`` of the segmented property type.
         mask: ``(z, y, x)`` RAS mask of the series, as returned alongside its
-            :class:`VolumeMeta` by :func:`~l2s_core.data.dicom.read_series`.
+            :class:`VolumeMeta` by :func:`~l2s_core.data.dicom.series.read_series`.
         algorithm: the algorithm's name (e.g. ``l2s spleen model``).
         version: the algorithm's version (l2s's version).
         model_sha256: sha256 of the model card that made the mask.

@@ -3,7 +3,7 @@
 ``DICOM_ROOT/<patient>/…`` holds (in any sub-folders) a patient's CT or MR image series and
 RTSTRUCT files. For each patient the first RTSTRUCT (in file-name order) with a structure named
 like one of the names given (case and surrounding spaces ignored, aliases in the order given)
-is rasterised onto the series it references (:func:`~l2s_core.data.rtstruct.rasterise`), and the
+is rasterised onto the series it references (:func:`~l2s_core.data.dicom.rtstruct.rasterise`), and the
 image and label are written as ``imagesTr/<patient>.nii.gz`` and ``labelsTr/<patient>.nii.gz``
 on the series' grid, with a ``dataset.json`` that ``l2s prepare`` reads. Patients without the
 structure are not dropped silently: they are returned, written to ``missing_structure.txt``
@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from l2s_core.data.dicom import dicom_headers, image_series, read_series_files
+from l2s_core.data.dicom.rtstruct import rasterise, read_rtstruct
+from l2s_core.data.dicom.series import dicom_headers, image_series, read_series_files
 from l2s_core.data.io import to_source_grid, write_mask, write_nifti
-from l2s_core.data.rtstruct import rasterise, read_rtstruct
 from l2s_core.errors import ConfigError, DicomError
 from l2s_core.files import atomic_write_text, remove_staged, remove_stale_staging, staging_folder
 

@@ -1,4 +1,4 @@
-"""``l2s import-dicom`` on the real CT's spleen (``l2s_core.data.import_dicom``), with RTSTRUCTs made by
+"""``l2s import-dicom`` on the real CT's spleen (``l2s_core.data.dicom.import_task``), with RTSTRUCTs made by
 rt-utils: the label matches the NIfTI one, patients without the structure are listed, and an
 RTSTRUCT of another series or no patient with the structure is one line."""
 
@@ -11,7 +11,7 @@ import numpy as np
 from cli_runner import assert_one_line_error, run_l2s
 from dicom_builder import CT, SEG, mask_dice, write_nifti_as_series  # skips without pydicom
 
-from l2s_core.data.import_dicom import MISSING_FILE
+from l2s_core.data.dicom.import_task import MISSING_FILE
 from l2s_core.data.io import read_image, read_label
 from l2s_core.data.msd import read_task
 

@@ -20,7 +20,7 @@ lies inside the polygon or on its edge (so contours drawn through pixel centres,
 planning systems and rt-utils write them, keep their outermost pixels); contours of the same
 slice are combined with exclusive or, so an inner contour cuts a hole. ``ContourData`` is read
 whatever its VR: ``DS``, or ``UN`` as some writers leave a long one (its bytes decoded as the
-backslash-separated decimal string they hold, :func:`~l2s_core.data.dicom_numbers.decimal_values`).
+backslash-separated decimal string they hold, :func:`~l2s_core.data.dicom.numbers.decimal_values`).
 
 Example:
     >>> write_rtstruct([Structure("Spleen", mask, "l2s 0.1.0")], meta, series, "out/rtstruct.dcm")  # doctest: +SKIP
@@ -40,8 +40,8 @@ from skimage.draw import line, polygon
 from skimage.measure import find_contours
 
 from l2s_core import __version__ as _VERSION
-from l2s_core.data.dicom import SeriesInfo, require_pydicom
-from l2s_core.data.dicom_numbers import decimal_values
+from l2s_core.data.dicom.numbers import decimal_values
+from l2s_core.data.dicom.series import SeriesInfo, require_pydicom
 from l2s_core.data.io import VolumeMeta, orient_to_ras, to_source_grid
 from l2s_core.errors import DicomError
 from l2s_core.files import atomic_open
@@ -86,7 +86,7 @@ class Structure:
         name: the ROI's name (a TG-263 name for the paper's organs, see
             :func:`~l2s_core.vocabulary.structure_name`).
         mask: ``(z, y, x)`` RAS mask of the series, as returned alongside the series'
-            :class:`VolumeMeta` by :func:`~l2s_core.data.dicom.read_series`.
+            :class:`VolumeMeta` by :func:`~l2s_core.data.dicom.series.read_series`.
         algorithm: the algorithm that generated it (name, version, model), written as the
             ROI's generation description.
     """

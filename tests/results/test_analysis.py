@@ -15,11 +15,11 @@ from scipy import stats as scipy_stats
 from statsmodels.stats.multitest import multipletests
 from study_folder import DATASETS, DICE, LOCALISED_BOX_SHARE, RUNS, synthetic_study, write_study
 
-from l2s_core import analysis, plots
-from l2s_core.stats import DEFAULT_PAIRS
-from l2s_core.study_results import StudyData, load_study
+from l2s_core.results import analysis, plots
+from l2s_core.results.stats import DEFAULT_PAIRS
+from l2s_core.results.study_results import StudyData, load_study
 
-NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "analysis.ipynb"
+NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "analysis.ipynb"
 
 #: The tables of analysis.all_tables (the notebook writes them and the Findings tables).
 TABLES = (

@@ -12,7 +12,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from l2s_core.plots import (
+from l2s_core.results.plots import (
     figure2_training_curves,
     figure3_convergence,
     figure4_dice_gain,  # noqa: E402

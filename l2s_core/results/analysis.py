@@ -3,11 +3,11 @@ paired tests and the data behind Figures 2–4, computed from the files a study 
 ``runs/<study>`` (see the study layout: prepared tasks, run folders with ``summary.json`` and
 ``log.csv``, and the evaluation CSVs of :mod:`l2s_core.evaluation_tables`).
 
-:func:`l2s_core.study_results.load_study` reads a study folder once into a
-:class:`~l2s_core.study_results.StudyData`; every function here is a pure function of it returning
+:func:`l2s_core.results.study_results.load_study` reads a study folder once into a
+:class:`~l2s_core.results.study_results.StudyData`; every function here is a pure function of it returning
 a pandas DataFrame. :func:`all_tables` gathers them and :func:`write_csv_tables` writes them as CSV files.
 
-Two kinds of test compare methods (see :mod:`l2s_core.stats`): :func:`ttests`, the paper's,
+Two kinds of test compare methods (see :mod:`l2s_core.results.stats`): :func:`ttests`, the paper's,
 over runs (variance: training-seed variability on the fixed cases of a split), and
 :func:`paired_tests`, over cases (variance: variability over patients, with the runs'
 variability inside the bootstrap interval). Holm–Bonferroni adjusts the p-values of each
@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from l2s_core.files import atomic_write_text
-from l2s_core.stats import (
+from l2s_core.results.stats import (
     DEFAULT_PAIRS,
     format_mean_sd,
     hierarchical_bootstrap,
@@ -39,7 +39,7 @@ from l2s_core.stats import (
     paired_wilcoxon,
     pairwise_tests,
 )
-from l2s_core.study_results import StudyData
+from l2s_core.results.study_results import StudyData
 from l2s_core.vocabulary import METHODS, NETWORKS, SPLITS
 
 __all__ = [
@@ -208,7 +208,7 @@ def ttests(data: StudyData) -> pd.DataFrame:
     """Two-sided t-tests of the per-run pooled Dice between methods, for every organ and split.
 
     Each run of a method is one sample (its Dice pooled over the split's cases). The pairs of
-    :data:`l2s_core.stats.DEFAULT_PAIRS` (baseline vs two_stage, baseline vs gt_localised,
+    :data:`l2s_core.results.stats.DEFAULT_PAIRS` (baseline vs two_stage, baseline vs gt_localised,
     two_stage vs gt_localised, as in the paper's Results section) are compared with Student's
     t-test (equal variances, as ``scipy.stats.ttest_ind`` by default, the paper's test) and
     with Welch's. The variance these tests see is training-seed variability on the split's fixed
@@ -216,7 +216,7 @@ def ttests(data: StudyData) -> pd.DataFrame:
 
     Returns:
         One row per organ, split and pair with the columns of
-        :func:`l2s_core.stats.pairwise_tests` (``organ``, ``split``, ``method_a``,
+        :func:`l2s_core.results.stats.pairwise_tests` (``organ``, ``split``, ``method_a``,
         ``method_b``, the runs, means and sds of both, ``p_student``, ``p_welch``,
         ``hedges_g``: Hedges' g of ``method_a`` minus ``method_b``), then ``p_student_holm``
         and ``p_welch_holm``: Holm–Bonferroni adjusted over the tests of the same split.
@@ -301,12 +301,12 @@ def paired_tests(data: StudyData) -> pd.DataFrame:
     """Per-case paired comparisons of the methods, for every organ and split: will a method
     segment the next patient better?
 
-    For each pair of :data:`l2s_core.stats.DEFAULT_PAIRS`, the cases evaluated by every run of
+    For each pair of :data:`l2s_core.results.stats.DEFAULT_PAIRS`, the cases evaluated by every run of
     both methods are compared by their mean Dice over each method's runs
     (:func:`case_mean_dice`) with the two-sided Wilcoxon signed-rank test and the matched-pairs
-    rank-biserial correlation (:func:`l2s_core.stats.paired_wilcoxon`): the variance is
+    rank-biserial correlation (:func:`l2s_core.results.stats.paired_wilcoxon`): the variance is
     variability over patients. The 95 % interval of the mean Dice difference comes from the
-    hierarchical bootstrap over cases and then runs (:func:`l2s_core.stats.hierarchical_bootstrap`,
+    hierarchical bootstrap over cases and then runs (:func:`l2s_core.results.stats.hierarchical_bootstrap`,
     :data:`BOOTSTRAP_REPLICATES` replicates, seed :data:`BOOTSTRAP_SEED`): it holds both the
     patients' and the training seeds' variability.
 
@@ -340,7 +340,7 @@ def table_dice(data: StudyData, split: str) -> pd.DataFrame:
         Index ``organ``; per method ``m`` of :data:`METHODS` the columns ``m_runs`` (number
         of runs), ``m_mean``, ``m_sd`` (sample sd), ``m_above_baseline`` (True where the
         method's Dice is higher than the baseline's with Student p < :data:`ALPHA`; always
-        False for the baseline) and ``m`` (:func:`l2s_core.stats.format_mean_sd`, e.g.
+        False for the baseline) and ``m`` (:func:`l2s_core.results.stats.format_mean_sd`, e.g.
         ``"0.8142 ± 0.0221"``, with ``" *"`` appended where ``m_above_baseline``).
     """
     runs = data.runs[data.runs["split"] == split]

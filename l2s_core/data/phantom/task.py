@@ -1,10 +1,10 @@
 """Phantom tasks written as Medical Segmentation Decathlon (MSD) task folders (``l2s phantom``).
 
-Each task of :mod:`l2s_core.data.phantom_anatomy` is written as ``<out>/<TaskNN_Name>/dataset.json``,
+Each task of :mod:`l2s_core.data.phantom.anatomy` is written as ``<out>/<TaskNN_Name>/dataset.json``,
 ``imagesTr/<case>.nii.gz`` and ``labelsTr/<case>.nii.gz``, with the non-RAS (LPS-like) affine and
-anisotropic spacing of :mod:`l2s_core.data.phantom_render`, so that it is read by exactly the
+anisotropic spacing of :mod:`l2s_core.data.phantom.render`, so that it is read by exactly the
 same code as a real MSD download. The cases' shapes and spacings come from
-:mod:`l2s_core.data.phantom_geometry` (one fixed shape, or the MSD tasks' ranges). A case
+:mod:`l2s_core.data.phantom.geometry` (one fixed shape, or the MSD tasks' ranges). A case
 rendered as an image ``(C, z, y, x)`` and a label ``(z, y, x)`` is stored in nibabel's
 ``(x, y, z[, C])`` order: 3D for one channel, 4D for several.
 
@@ -39,9 +39,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from l2s_core.data.io import write_nifti
-from l2s_core.data.phantom_anatomy import ORGANS, phantom_task
-from l2s_core.data.phantom_geometry import DEFAULT_CASES, case_geometries
-from l2s_core.data.phantom_render import render_case
+from l2s_core.data.phantom.anatomy import ORGANS, phantom_task
+from l2s_core.data.phantom.geometry import DEFAULT_CASES, case_geometries
+from l2s_core.data.phantom.render import render_case
 from l2s_core.errors import ConfigError, FormatVersionError, InputDataError, check_choice
 from l2s_core.files import atomic_write_json, atomic_write_text, read_json
 from l2s_core.vocabulary import MSD_TASK_FOLDERS, PHANTOM_PROFILES
@@ -71,7 +71,7 @@ def _dataset_json(organ: str, case_ids: list[str]) -> str:
         "name": task.name,
         "description": f"l2s synthetic phantom of the MSD {TASK_FOLDERS[organ]} task: generated images, "
         "not patient data",
-        "reference": "l2s_core.data.phantom (layout of the Medical Segmentation Decathlon, http://medicaldecathlon.com)",
+        "reference": "l2s_core.data.phantom.task (layout of the Medical Segmentation Decathlon, http://medicaldecathlon.com)",
         "licence": "CC0-1.0 (synthetic data)",
         "release": f"l2s phantom generator {GENERATOR_VERSION}",
         "tensorImageSize": "4D" if len(task.modality) > 1 else "3D",
@@ -141,7 +141,7 @@ def generate_phantom_task(
     resumes; ``dataset.json`` is written last.
 
     Args:
-        organ: one of :data:`~l2s_core.data.phantom_anatomy.ORGANS`.
+        organ: one of :data:`~l2s_core.data.phantom.anatomy.ORGANS`.
         out_dir: folder that receives the task folder :data:`TASK_FOLDERS` ``[organ]``.
         n_cases: number of training cases, ids ``<organ>_001`` ...; ``None``: 10 (``fixed``)
             or the MSD task's count (``msd``, where a number caps it).
@@ -150,7 +150,7 @@ def generate_phantom_task(
         seed: seed of the random streams.
         progress: show a progress bar over the cases.
         profile: ``fixed`` (every volume of ``shape``) or ``msd`` (the MSD task's case count,
-            shapes and spacings, :mod:`l2s_core.data.phantom_geometry`).
+            shapes and spacings, :mod:`l2s_core.data.phantom.geometry`).
         scale: ``msd`` only: factor on every side (the field of view is kept).
 
     Returns:
@@ -197,7 +197,7 @@ def write_phantom_cases(
     the folder; a benchmark can call it with geometries of its own (e.g. a 500×512×512 liver).
 
     Args:
-        organ: one of :data:`~l2s_core.data.phantom_anatomy.ORGANS`.
+        organ: one of :data:`~l2s_core.data.phantom.anatomy.ORGANS`.
         task_dir: the task folder (created).
         geometries: ``(z, y, x)`` shape and spacing in mm (``None``: the anatomy's field of view
             divided by the shape) of each case.

@@ -30,7 +30,7 @@ slices follows and is clipped to the task's range, so thick-slice scans have few
 the real data. The z extent ranges are calibrated, not looked up: they are chosen so that the
 mean organ share of the phantom volumes matches the foreground percentages the paper's released
 code reports for the real tasks (spleen 0.44 %, pancreas 0.22 %, prostate 2.71 %, liver 2.3 %,
-heart 0.40 %; Figures 3c and 4), which ``tests/data/test_phantom_geometry.py`` checks.
+heart 0.40 %; Figures 3c and 4), which ``tests/data/phantom/test_geometry.py`` checks.
 
 ``scale`` shrinks every axis and enlarges the spacing in proportion, so that the field of view,
 and hence the anatomy, stays the same: the in-plane sides become ``round(side * scale)``; the
@@ -53,7 +53,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from l2s_core.data.phantom_anatomy import ORGANS
+from l2s_core.data.phantom.anatomy import ORGANS
 from l2s_core.errors import ConfigError
 
 #: Smallest side of a scaled volume (the low-resolution copy divides z by 3).
@@ -139,7 +139,7 @@ def case_geometries(
     """``(shape, spacing)`` of every case of a phantom task, in case order.
 
     Args:
-        organ: one of :data:`~l2s_core.data.phantom_anatomy.ORGANS` (``msd``: a key of :data:`MSD_GEOMETRY`).
+        organ: one of :data:`~l2s_core.data.phantom.anatomy.ORGANS` (``msd``: a key of :data:`MSD_GEOMETRY`).
         n_cases: number of cases; ``None``: :data:`DEFAULT_CASES` (``fixed``) or the MSD task's
             count (``msd``, where a number caps it).
         shape: ``(z, y, x)`` of every case of the ``fixed`` profile.

@@ -2,7 +2,7 @@
 scorecard of the paper's claims (no torch).
 
 Each claim of :func:`scorecard` is checked on the study's files (through
-:mod:`l2s_core.analysis`) and given a verdict of :data:`l2s_core.vocabulary.VERDICTS` with the
+:mod:`l2s_core.results.analysis`) and given a verdict of :data:`l2s_core.vocabulary.VERDICTS` with the
 numbers behind it. A claim about several organs (or splits, or methods) is checked on each of
 the paper's organs; a study's other organs are shown in the evidence, not judged. An item is
 "not testable" where its data are absent (an organ not in the study, fewer than two runs of a
@@ -14,7 +14,7 @@ whose exact permutation p is not below 0.05 is "direction agrees". The claim's v
 testable" if no item is testable, "not supported" if a testable item contradicts it, else
 "supported" if every testable item is, else the weaker kind its items hold; its evidence names
 every item, the untestable ones with the reason. Significance is the paper's: two-sided Student
-t-test over runs, p < :data:`l2s_core.analysis.ALPHA`, unadjusted.
+t-test over runs, p < :data:`l2s_core.results.analysis.ALPHA`, unadjusted.
 
 Example:
     >>> data = load_study("runs/quick")  # doctest: +SKIP
@@ -41,9 +41,9 @@ from dataclasses import astuple, dataclass, fields, replace
 import pandas as pd
 from scipy import stats
 
-from l2s_core import analysis
 from l2s_core.paper_values import FOREGROUND_PERCENT, FOREGROUND_SOURCE, PAPER_DICE, TABLE2_MINUTES, TABLE2_SOURCE
-from l2s_core.study_results import StudyData
+from l2s_core.results import analysis
+from l2s_core.results.study_results import StudyData
 from l2s_core.vocabulary import METHODS, PAPER_ORGANS, SPLITS, VERDICTS
 
 SUPPORTED, NOT_SUPPORTED, NOT_TESTABLE, CONSISTENT, DIRECTION_AGREES = VERDICTS
@@ -143,7 +143,7 @@ def _t_test_item(
     """A t-test of the study checked against an expectation.
 
     Args:
-        tests: :func:`l2s_core.analysis.ttests` of the study.
+        tests: :func:`l2s_core.results.analysis.ttests` of the study.
         organs: the study's organs.
         organ: the organ tested.
         split: the split tested.
@@ -428,9 +428,9 @@ def paper_comparison(data: StudyData, split: str) -> pd.DataFrame:
     Returns:
         Index ``organ``: the paper's organs in its order, then the study's other organs; per
         method of :data:`~l2s_core.vocabulary.METHODS` (labelled as
-        :data:`l2s_core.analysis.METHOD_LABELS`) the columns ``"<label> (paper)"`` (mean ± sd,
+        :data:`l2s_core.results.analysis.METHOD_LABELS`) the columns ``"<label> (paper)"`` (mean ± sd,
         or ``"no paper value"``) and ``"<label> (this study)"`` (as
-        :func:`l2s_core.analysis.table_dice`, ``*`` where significantly above the baseline;
+        :func:`l2s_core.results.analysis.table_dice`, ``*`` where significantly above the baseline;
         ``"not in the study"`` for a paper organ the study lacks).
     """
     paper, ours = PAPER_DICE[split].values, analysis.table_dice(data, split)
@@ -484,7 +484,7 @@ def findings_tables(data: StudyData) -> dict[str, pd.DataFrame]:
 
 def _organ_localisation(organ: str, split: str, rows: pd.DataFrame) -> str:
     """One organ's sentences of :func:`localisation_findings` from its rows of
-    :func:`l2s_core.analysis.localisation_context` on one split."""
+    :func:`l2s_core.results.analysis.localisation_context` on one split."""
     by_method = rows.set_index("method")
     localised = [m for m in METHODS[1:] if m in by_method.index]
     whole = by_method["foreground_percent"].get("baseline", math.nan)

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from study_folder import Datasets, Dice, Runs, write_study
 
-from l2s_core import analysis, findings
 from l2s_core.paper_values import FOREGROUND_PERCENT, FOREGROUND_SOURCE
-from l2s_core.study_results import load_study
+from l2s_core.results import analysis, findings
+from l2s_core.results.study_results import load_study
 from l2s_core.vocabulary import METHODS, PAPER_ORGANS, VERDICTS
 
 SUPPORTED, NOT_SUPPORTED, NOT_TESTABLE, CONSISTENT, DIRECTION_AGREES = VERDICTS

@@ -1,4 +1,4 @@
-"""DICOM series read as the NIfTI they were written from (``l2s_core.data.dicom``)."""
+"""DICOM series read as the NIfTI they were written from (``l2s_core.data.dicom.series``)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from dicom_builder import CT, write_ct_series, write_nifti_as_series  # skips without pydicom
 
-from l2s_core.data.dicom import read_series
+from l2s_core.data.dicom.series import read_series
 from l2s_core.data.io import orient_to_ras, read_image
 
 

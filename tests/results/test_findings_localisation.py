@@ -9,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 from study_folder import DATASETS, synthetic_study
 
-from l2s_core import findings
-from l2s_core.study_results import load_study
+from l2s_core.results import findings
+from l2s_core.results.study_results import load_study
 
 
 def _set_localised_box_share(study: Path, box_share: float, foreground_ratio: float | None = None) -> None:

@@ -1,4 +1,4 @@
-"""Reading a study folder into data frames (``l2s_core.study_results``), on the synthetic study
+"""Reading a study folder into data frames (``l2s_core.results.study_results``), on the synthetic study
 of ``study_folder.synthetic_study``."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from study_folder import DICE, RUNS, synthetic_study
 
 from l2s_core.errors import InputDataError
 from l2s_core.files import atomic_write_json, read_json
-from l2s_core.study_results import SUMMARY_COLUMNS, load_study
+from l2s_core.results.study_results import SUMMARY_COLUMNS, load_study
 from l2s_core.train.run_files import BEST_FILE, RunSummary
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from l2s_core.data.phantom_anatomy import ORGANS, TASKS, phantom_task
+from l2s_core.data.phantom.anatomy import ORGANS, TASKS, phantom_task
 from l2s_core.errors import ConfigError
 
 

@@ -1,4 +1,4 @@
-"""Tests of l2s_core.stats: t-tests and Wilcoxon equal SciPy's, Holm equals statsmodels', the
+"""Tests of l2s_core.results.stats: t-tests and Wilcoxon equal SciPy's, Holm equals statsmodels', the
 effect sizes equal their definitions, the bootstrap equals a plain loop; degenerate samples,
 formatting, tables."""
 
@@ -14,7 +14,7 @@ from scipy import special, stats
 from statsmodels.stats.multitest import multipletests
 
 from l2s_core.errors import ConfigError, InputDataError
-from l2s_core.stats import (
+from l2s_core.results.stats import (
     PAIRWISE_COLUMNS,
     BootstrapInterval,
     compare_methods,

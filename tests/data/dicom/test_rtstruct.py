@@ -1,4 +1,4 @@
-"""RTSTRUCT out and in (``l2s_core.data.rtstruct``): written by l2s and read back by an independent
+"""RTSTRUCT out and in (``l2s_core.data.dicom.rtstruct``): written by l2s and read back by an independent
 reader (pydicom + matplotlib), contours of any length (standard DS values, and UN ones another
 writer left) round-trip exactly, several ROIs in one structure set, and empty or unnamed
 structures or unparseable contour data refused when read."""
@@ -23,9 +23,9 @@ from dicom_builder import (  # skips without pydicom
     write_nifti_as_series,
 )
 
-from l2s_core.data.dicom import read_series
+from l2s_core.data.dicom.rtstruct import Structure, rasterise, read_rtstruct, write_rtstruct
+from l2s_core.data.dicom.series import read_series
 from l2s_core.data.io import read_label, to_source_grid
-from l2s_core.data.rtstruct import Structure, rasterise, read_rtstruct, write_rtstruct
 
 
 def test_rtstruct_written_by_l2s_reads_back_independently(real_ct: Path, tmp_path: Path) -> None:
@@ -258,7 +258,7 @@ def test_ambiguous_or_malformed_structures_are_one_line(tmp_path: Path, edit, sa
     """Two ROIs of one name were merged by exclusive or (the organ lost a slice, exit 0), names
     equal but for case or spaces picked one silently; a point at 1e9 mm asked 5 GiB; a missing
     ROINumber or ContourData not of (x, y, z) triples ended in a traceback."""
-    from l2s_core.data.rtstruct import rasterise, read_rtstruct
+    from l2s_core.data.dicom.rtstruct import rasterise, read_rtstruct
     from l2s_core.errors import DicomError
 
     path, meta, series = _small_rtstruct(tmp_path)

@@ -11,9 +11,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from l2s_core.data.phantom import TASK_FOLDERS, generate_phantom_task, generate_phantom_tasks
-from l2s_core.data.phantom_anatomy import ORGANS
-from l2s_core.data.phantom_render import render_case
+from l2s_core.data.phantom.anatomy import ORGANS
+from l2s_core.data.phantom.render import render_case
+from l2s_core.data.phantom.task import TASK_FOLDERS, generate_phantom_task, generate_phantom_tasks
 from l2s_core.errors import ConfigError
 
 SMALL = (24, 64, 64)

@@ -4,9 +4,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from l2s_core.data.phantom import generate_phantom_task
-from l2s_core.data.phantom_anatomy import ORGANS
-from l2s_core.data.phantom_geometry import DEFAULT_CASES, MIN_SIDE, MSD_GEOMETRY, case_geometries, case_geometry
+from l2s_core.data.phantom.anatomy import ORGANS
+from l2s_core.data.phantom.geometry import DEFAULT_CASES, MIN_SIDE, MSD_GEOMETRY, case_geometries, case_geometry
+from l2s_core.data.phantom.task import generate_phantom_task
 from l2s_core.errors import ConfigError
 
 
@@ -88,10 +88,10 @@ def test_quick_study_phantoms_have_the_papers_foreground_share(organ):
     within 25 % of the paper's value."""
     from pathlib import Path
 
-    from l2s_core.data.phantom_render import render_case
+    from l2s_core.data.phantom.render import render_case
     from l2s_core.study.params import load_study_params
 
-    quick = load_study_params(Path(__file__).resolve().parents[2] / "papermill_params" / "quick.yaml")
+    quick = load_study_params(Path(__file__).resolve().parents[3] / "papermill_params" / "quick.yaml")
     options = quick.phantom.for_organ(organ)
     geometries = case_geometries(organ, options.n_cases, options.shape, options.seed, options.profile, options.scale)
     shares = [
@@ -109,6 +109,6 @@ def test_quick_study_case_counts_follow_the_msd_order():
 
     from l2s_core.study.params import load_study_params
 
-    quick = load_study_params(Path(__file__).resolve().parents[2] / "papermill_params" / "quick.yaml")
+    quick = load_study_params(Path(__file__).resolve().parents[3] / "papermill_params" / "quick.yaml")
     counts = [quick.phantom.for_organ(organ).n_cases for organ in ("heart", "prostate", "spleen", "liver", "pancreas")]
     assert counts == sorted(set(counts))  # five distinct counts, heart fewest ... pancreas most, as in the MSD

@@ -1,6 +1,6 @@
 """One phantom case rendered to arrays: the image ``(C, z, y, x)``, the label ``(z, y, x)`` and its affine.
 
-:func:`render_case` draws a case of a task of :mod:`l2s_core.data.phantom_anatomy` from the
+:func:`render_case` draws a case of a task of :mod:`l2s_core.data.phantom.anatomy` from the
 case's random stream: every structure of the anatomy is moved, resized, rotated and deformed at
 random and painted in order over the background, the task's target organ last (label 1, its
 largest connected component) with its optional inner structure (label 2). Partial-volume blur,
@@ -30,7 +30,7 @@ import numpy as np
 from scipy import ndimage
 
 from l2s_core.boxes import largest_component
-from l2s_core.data.phantom_anatomy import Anatomy, Blob, PhantomTask, phantom_task
+from l2s_core.data.phantom.anatomy import Anatomy, Blob, PhantomTask, phantom_task
 
 _WAVES = 5
 _BLUR_SIGMA_VOXELS = 0.6
@@ -197,7 +197,7 @@ def render_case(
     """Draw one phantom case.
 
     Args:
-        organ: one of :data:`~l2s_core.data.phantom_anatomy.ORGANS`.
+        organ: one of :data:`~l2s_core.data.phantom.anatomy.ORGANS`.
         shape: ``(z, y, x)`` of the volume.
         rng: the case's random stream.
         spacing: ``(z, y, x)`` voxel size in mm; ``None``: the anatomy's field of view divided
