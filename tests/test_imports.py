@@ -37,6 +37,7 @@ TORCH_FREE = [
     "l2s_core.study.report",
     "l2s_core.data.prepare",
     "l2s_core.data.task_statistics",
+    "l2s_core.deploy.scan_input",
     "l2s_core.cli",
 ]
 

@@ -1,8 +1,9 @@
 """``l2s predict``: segment new scans (NIfTI files or DICOM series folders) with a model folder.
 
-Each scan is read onto its own voxel grid (:func:`~l2s_core.data.io.read_image` or
-:func:`~l2s_core.data.dicom.series.read_series`), normalised as the model's training data was, and
-segmented by one of three methods:
+Each scan is read onto its own voxel grid and checked against the model
+(:mod:`~l2s_core.deploy.scan_input`), normalised as the model's training data was, and
+segmented by one of three methods with the model folder's networks
+(:mod:`~l2s_core.deploy.loaded_model`):
 
 ==========  ================================================================================
 method      prediction
@@ -42,46 +43,43 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import pickle
 import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import pandas as pd
-import torch
-from torch import nn
 from tqdm.auto import tqdm
 
 from l2s_core import __version__
 from l2s_core.box_guard import DEFAULT_BOX_GUARD
 from l2s_core.boxes import Box, expand_box
 from l2s_core.data.dicom.rtstruct import Structure, write_rtstruct
-from l2s_core.data.dicom.series import SeriesInfo, read_series
-from l2s_core.data.io import VolumeMeta, read_image, write_mask
-from l2s_core.data.normalise import normalise
-from l2s_core.deploy.model_folder import CARD_FILE, METHODS, ModelCard, NetworkEntry, open_model_folder, sha256_of
+from l2s_core.data.io import write_mask
+from l2s_core.deploy.loaded_model import LoadedModel, load_model_folder
+from l2s_core.deploy.model_folder import CARD_FILE, METHODS, sha256_of
 from l2s_core.deploy.prediction_table import output_lock, record_row
+from l2s_core.deploy.scan_input import (
+    Scan,
+    check_box_given,
+    check_unique_names,
+    chosen_box,
+    normalisation_key,
+    normalised_image,
+    scans_of,
+)
 from l2s_core.deploy.structures import StructureTerm, algorithm_name, structure_term
-from l2s_core.errors import ConfigError, InputDataError, ModelFolderError, check_choice
-from l2s_core.infer import Segmenter, box_predict, predict_volume, two_stage_predict
-from l2s_core.model import NETWORK_CLASSES
+from l2s_core.errors import ConfigError
+from l2s_core.infer import box_predict, predict_volume, two_stage_predict
 from l2s_core.prediction import Prediction
 
 __all__ = [
     "DEFAULT_BOX_GUARD",
     "METHODS",
     "PREDICTION_COLUMNS",
-    "LoadedModel",
-    "Scan",
-    "box_from_mm",
-    "load_model_folder",
-    "normalised_image",
     "predict_scans",
-    "read_scan",
     "segment",
 ]
 
@@ -101,135 +99,6 @@ PREDICTION_COLUMNS = (
     "fallback",
     "box_grows",
 )
-#: Networks each method needs.
-_NETWORKS_OF = {"two_stage": ("localiser", "organ"), "baseline": ("baseline",), "box": ("organ",)}
-#: DICOM modality of an MSD modality name (anything else is MR when it names an MR contrast).
-_CT_NAMES = ("CT",)
-
-
-@dataclass(frozen=True)
-class Scan:
-    """A scan read for prediction.
-
-    Attributes:
-        name: output file stem.
-        image: raw intensities, RAS ``(z, y, x)`` float32.
-        meta: its source grid.
-        series: the DICOM series (``None`` for NIfTI input).
-        channels: channels of the file (1 for a DICOM series); ``image`` is one of them.
-    """
-
-    name: str
-    image: np.ndarray
-    meta: VolumeMeta
-    series: SeriesInfo | None
-    channels: int = 1
-
-
-class _MeanProbability(nn.Module):
-    """Networks averaged: log of the mean softmax, so that the argmax is the class of highest mean probability."""
-
-    def __init__(self, networks: Sequence[nn.Module]) -> None:
-        super().__init__()
-        self.networks = nn.ModuleList(networks)
-        self.size_multiple = max(int(getattr(n, "size_multiple", 1)) for n in networks)
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        mean = torch.stack([n(images).float().softmax(dim=1) for n in self.networks]).mean(dim=0)
-        return mean.clamp_min(1e-7).log()
-
-
-@dataclass(frozen=True)
-class LoadedModel:
-    """A model folder's card and the networks of one method, ready to predict.
-
-    Attributes:
-        card: the model card.
-        method: ``two_stage``, ``baseline`` or ``box``.
-        runs: the pair (or baseline) position used, or ``None`` for all.
-        networks: network kind → the network (one, or the mean of several) with its training
-            patch as the largest input it is given.
-        entries: network kind → the card entries of the networks used.
-        device: where the networks run.
-    """
-
-    card: ModelCard
-    method: str
-    runs: int | None
-    networks: dict[str, Segmenter]
-    entries: dict[str, list[NetworkEntry]]
-    device: str
-
-
-def _build(folder: Path, entry: NetworkEntry) -> nn.Module:
-    path = folder / entry.file
-    if entry.network_class not in NETWORK_CLASSES:
-        raise ModelFolderError(
-            path, f"network class {entry.network_class!r}; this l2s builds {', '.join(NETWORK_CLASSES)}"
-        )
-    try:
-        network = NETWORK_CLASSES[entry.network_class](**entry.hparams)
-        network.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    except pickle.UnpicklingError:  # torch's own text advises weights_only=False, which l2s never does
-        raise ModelFolderError(
-            path, "holds objects other than tensors, which l2s never unpickles because that could run code"
-        ) from None
-    except (RuntimeError, TypeError, ValueError) as exc:
-        raise ModelFolderError(
-            path, f"weights do not fit {entry.network_class}({entry.hparams}) ({' '.join(str(exc).split())[:200]})"
-        ) from None
-    return network.eval()
-
-
-def _selected(card: ModelCard, method: str, runs: int | None) -> dict[str, list[NetworkEntry]]:
-    """Card entries of each network kind the method uses."""
-    kind = "baseline" if method == "baseline" else "two_stage"
-    pairs = [p for p in card.pairs if p.method == kind]
-    if not pairs:
-        raise ModelFolderError(card.organ, f"the model has no {kind.replace('_', '-')} networks for method {method}")
-    if runs is not None and not 0 <= runs < len(pairs):
-        raise ConfigError("--runs", f"{runs} is not a {kind} position of this model (0..{len(pairs) - 1}, or all)")
-    chosen = pairs if runs is None else [pairs[runs]]
-    by_run = {(n.network, n.run): n for n in card.networks}
-    return {network: [by_run[(network, p.runs[network])] for p in chosen] for network in _NETWORKS_OF[method]}
-
-
-def load_model_folder(
-    folder: str | Path,
-    method: str = "two_stage",
-    runs: int | None = None,
-    device: str = "cpu",
-    card: ModelCard | None = None,
-    compile: bool | None = None,
-) -> LoadedModel:
-    """Open and check a model folder and build the networks of ``method``.
-
-    Args:
-        folder: folder written by ``l2s export``.
-        method: ``two_stage``, ``baseline`` or ``box``.
-        runs: pair (or baseline) position, or ``None`` for the mean of all.
-        device: where the networks run.
-        card: the folder's card as :func:`~l2s_core.deploy.model_folder.open_model_folder`
-            returned it (already checked: its weights are not hashed again, e.g. when several
-            methods of one folder are built); ``None``: open and check the folder here.
-        compile: compile the networks (:mod:`l2s_core.compiling`); ``None``: on GPUs only.
-
-    Raises:
-        ConfigError: an unknown method or a pair position the model lacks.
-        ModelFolderError, FormatVersionError: the folder does not match its card or this l2s.
-    """
-    check_choice("--method", method, METHODS)
-    folder = Path(folder)
-    card = card if card is not None else open_model_folder(folder)
-    entries = _selected(card, method, runs)
-    networks = {}
-    for kind, chosen in entries.items():
-        built = [_build(folder, e).to(device) for e in chosen]
-        network = built[0] if len(built) == 1 else _MeanProbability(built).eval()
-        networks[kind] = Segmenter(
-            network, chosen[0].patch_size, sw_batch_size=None, amp=chosen[0].amp, compile=compile
-        )
-    return LoadedModel(card, method, runs, networks, entries, device)
 
 
 def segment(model: LoadedModel, image: np.ndarray, box: Box | None = None, box_guard: int = 0) -> Prediction:
@@ -256,113 +125,6 @@ def segment(model: LoadedModel, image: np.ndarray, box: Box | None = None, box_g
         segmented = expand_box(box, card.crop_margin)  # the organ network's context, as in training
         return Prediction(box_predict(nets["organ"], image, segmented, device), segmented)
     return two_stage_predict(nets["localiser"], nets["organ"], image, card.localisation(box_guard), device=device)
-
-
-def _dicom_modality(name: str) -> str:
-    return "CT" if name.strip().upper() in _CT_NAMES else "MR"
-
-
-def _check_fits(path: Path, channels: int, modality: str | None, card: ModelCard) -> None:
-    """Refuse a scan of another channel count or (DICOM) modality than the model's."""
-    if modality is not None:
-        if card.n_channels != 1:
-            raise ModelFolderError(
-                path,
-                f"a DICOM series is one channel; the model reads channel {card.channel} of "
-                f"{card.n_channels}-channel images",
-            )
-        if _dicom_modality(card.modality) != modality.upper():
-            raise ModelFolderError(
-                path,
-                f"modality {modality}, the model was trained on {card.modality} ({_dicom_modality(card.modality)})",
-            )
-    elif channels != card.n_channels:
-        raise ModelFolderError(
-            path,
-            f"{channels} channel(s), the model was trained on {card.n_channels}-channel "
-            f"images ({card.modality} = channel {card.channel})",
-        )
-
-
-def read_scan(path: str | Path, card: ModelCard) -> Scan:
-    """Read a NIfTI file or a DICOM series folder for the model of ``card``.
-
-    Raises:
-        InputDataError, DicomError: an unreadable scan (see the readers).
-        ModelFolderError: the scan's channel count or modality differs from the model's.
-    """
-    path = Path(path)
-    if path.is_dir():
-        image, meta, series = read_series(path)
-        _check_fits(path, 1, series.modality, card)
-        return Scan(_output_name(path), image, meta, series)
-    if not path.is_file():
-        raise InputDataError(path, "no such NIfTI file or DICOM series folder")
-    try:
-        shape = tuple(nib.load(str(path)).shape)  # type: ignore[attr-defined]
-    except Exception:  # unreadable: read_image names the problem
-        shape = ()
-    channels = shape[3] if len(shape) == 4 else 1
-    if shape:
-        _check_fits(path, channels, None, card)
-    image, meta = read_image(path, channel=card.channel if channels > 1 else 0)
-    return Scan(_output_name(path), image, meta, None, channels)
-
-
-def normalised_image(scan: Scan, card: ModelCard) -> np.ndarray:
-    """The scan's ``(z, y, x)`` image normalised as the model's training data was (its card's
-    normalisation and statistics): the input of :func:`segment`."""
-    return normalise(scan.image, card.normalisation, card.ct_stats)
-
-
-def box_from_mm(corners_lps: Sequence[float], meta: VolumeMeta, shape: tuple[int, int, int]) -> Box:
-    """The voxels whose centres lie in a box given by two corners in patient coordinates.
-
-    Args:
-        corners_lps: ``(x0, y0, z0, x1, y1, z1)`` in mm, DICOM patient (LPS) coordinates.
-        meta: the scan's grid.
-        shape: the RAS ``(z, y, x)`` shape of the scan.
-
-    Returns:
-        Half-open ``(z0, y0, x0, z1, y1, x1)`` voxel box of the RAS array.
-
-    Raises:
-        ConfigError: the box holds no voxel centre of the scan.
-    """
-    corners = np.asarray(corners_lps, dtype=np.float64).reshape(2, 3) * np.array([-1.0, -1.0, 1.0])  # → RAS
-    to_voxel = np.linalg.inv(np.asarray(meta.affine))
-    ras_corners = np.array([[a, b, c] for a in corners[:, 0] for b in corners[:, 1] for c in corners[:, 2]])
-    voxels = (np.column_stack([ras_corners, np.ones(8)]) @ to_voxel.T)[:, :3][:, ::-1]  # (z, y, x)
-    low = np.maximum(np.ceil(voxels.min(axis=0) - 1e-6), 0).astype(int)
-    high = np.minimum(np.floor(voxels.max(axis=0) + 1e-6) + 1, shape).astype(int)
-    if np.any(high <= low):
-        raise ConfigError("--box-mm", f"{list(corners_lps)} mm holds no voxel of the scan")
-    return (*map(int, low), *map(int, high))  # type: ignore[return-value]
-
-
-def _check_box(box: Sequence[int], shape: tuple[int, int, int]) -> Box:
-    z0, y0, x0, z1, y1, x1 = (int(v) for v in box)
-    if not (0 <= z0 < z1 <= shape[0] and 0 <= y0 < y1 <= shape[1] and 0 <= x0 < x1 <= shape[2]):
-        raise ConfigError("--box", f"{list(box)} is not a non-empty box inside the scan's (z, y, x) shape {shape}")
-    return (z0, y0, x0, z1, y1, x1)
-
-
-def _output_name(path: Path) -> str:
-    """Stem of a scan's output files: the series folder's name or the NIfTI file's name without suffix."""
-    if path.is_dir() or not path.name.endswith((".nii.gz", ".nii")):
-        return path.name
-    return path.name[: -len(".nii.gz")] if path.name.endswith(".nii.gz") else path.stem
-
-
-def _unique_names(inputs: Sequence[Path]) -> None:
-    names: dict[str, Path] = {}
-    for path in inputs:
-        name = _output_name(path)
-        if name in names:
-            raise ConfigError(
-                path, f"gives the same output name '{name}' as {names[name]}; predict them into separate folders"
-            )
-        names[name] = path
 
 
 @dataclass(frozen=True)
@@ -393,11 +155,6 @@ def _load_organs(
                 organ.folder, f"segments '{organ.term.name}' like another model given; give each organ once"
             )
     return organs
-
-
-def _normalisation_key(card: ModelCard) -> tuple[object, ...]:
-    """What decides a normalised image: the channel read and the normalisation with its statistics."""
-    return (card.channel, card.normalisation, card.ct_stats)
 
 
 def _write_dicom(
@@ -468,43 +225,21 @@ def predict_scans(
     Raises:
         ConfigError: a missing, doubled or bad box, two inputs with the same output name, or
             two models of the same structure.
-        ModelFolderError, InputDataError, DicomError: see :func:`load_model_folder`, :func:`read_scan`.
+        ModelFolderError, InputDataError, DicomError: see
+            :func:`~l2s_core.deploy.loaded_model.load_model_folder` and
+            :func:`~l2s_core.deploy.scan_input.read_scan`.
     """
-    if (method == "box") != (box is not None or box_mm is not None) or (box is not None and box_mm is not None):
-        raise ConfigError("--box", "method box needs exactly one of --box or --box-mm; other methods take neither")
+    check_box_given(method, box, box_mm)
     folders = [Path(model_dirs)] if isinstance(model_dirs, str | Path) else [Path(d) for d in model_dirs]
     paths, out_dir = [Path(p) for p in inputs], Path(out_dir)
-    _unique_names(paths)
+    check_unique_names(paths)
     organs = _load_organs(folders, method, runs, device, codes)
     for path in paths:  # every input read and checked before anything is written
-        for scan in _scans_of(path, organs).values():
-            _chosen_box(scan, box, box_mm)
+        for scan in scans_of(path, [o.model.card for o in organs]).values():
+            chosen_box(scan, box, box_mm)
     out_dir.mkdir(parents=True, exist_ok=True)
     with output_lock(out_dir):
         return _predict_into(organs, paths, out_dir, box, box_mm, progress, box_guard, dicom_seg)
-
-
-def _scans_of(path: Path, organs: Sequence[_Organ]) -> dict[int, Scan]:
-    """The scan at ``path`` read once per channel the organs' models read (channel → scan), checked
-    against every model's channel count and modality."""
-    scans: dict[int, Scan] = {}
-    for organ in organs:
-        card = organ.model.card
-        if card.channel in scans:
-            scan = scans[card.channel]
-            _check_fits(path, scan.channels, scan.series.modality if scan.series else None, card)
-        else:
-            scans[card.channel] = read_scan(path, card)
-    return scans
-
-
-def _chosen_box(scan: Scan, box: Sequence[int] | None, box_mm: Sequence[float] | None) -> Box | None:
-    """The checked ``--box`` or ``--box-mm`` of a scan (``None`` for the other methods)."""
-    if box is not None:
-        return _check_box(box, scan.image.shape)
-    if box_mm is not None:
-        return box_from_mm(box_mm, scan.meta, scan.image.shape)
-    return None
 
 
 def _predict_into(
@@ -523,18 +258,18 @@ def _predict_into(
     rows = []
     names = ", ".join(o.term.name for o in organs)
     for path in tqdm(paths, desc=f"predict {names}", unit="scan", disable=not progress):
-        scans = _scans_of(path, organs)
+        scans = scans_of(path, [o.model.card for o in organs])
         images: dict[tuple[object, ...], np.ndarray] = {}  # normalisation → the image normalised once
         predictions = []
         for organ in organs:
             card = organ.model.card
             scan = scans[card.channel]
-            chosen_box = _chosen_box(scan, box, box_mm)
+            scan_box = chosen_box(scan, box, box_mm)
             started = time.perf_counter()  # normalisation (when this organ's is new) and segmentation
-            key = _normalisation_key(card)
+            key = normalisation_key(card)
             if key not in images:
                 images[key] = normalised_image(scan, card)
-            prediction = segment(organ.model, images[key], chosen_box, box_guard)
+            prediction = segment(organ.model, images[key], scan_box, box_guard)
             predictions.append(dataclasses.replace(prediction, seconds=time.perf_counter() - started))
         del images
         masks = [p.mask for p in predictions]

@@ -35,8 +35,10 @@ import numpy as np
 from l2s_core.box_guard import DEFAULT_BOX_GUARD
 from l2s_core.data.cache import PreparedCase
 from l2s_core.data.io import VolumeMeta
+from l2s_core.deploy.loaded_model import LoadedModel, load_model_folder
 from l2s_core.deploy.model_folder import ModelCard, open_model_folder
-from l2s_core.deploy.predict import LoadedModel, load_model_folder, normalised_image, read_scan, segment
+from l2s_core.deploy.predict import segment
+from l2s_core.deploy.scan_input import normalised_image, read_scan
 from l2s_core.errors import ConfigError
 from l2s_core.infer import Segmenter
 from l2s_core.prediction import Prediction

@@ -200,7 +200,7 @@ def test_weights_holding_other_objects_are_one_line_without_advising_unsafe_load
     ``weights_only=False`` in a traceback."""
     import io
 
-    from l2s_core.deploy.predict import load_model_folder
+    from l2s_core.deploy.loaded_model import load_model_folder
 
     buffer = io.BytesIO()
     torch.save({"weight": Path("not a tensor")}, buffer)

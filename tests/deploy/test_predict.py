@@ -1,5 +1,6 @@
 """``l2s predict`` on NIfTI files (RAS, LPS, axis-permuted) and DICOM series: masks on the input
-grid, RTSTRUCT read back by an independent reader, predictions.csv, bad input in one line."""
+grid, RTSTRUCT read back by an independent reader, predictions.csv, bad input in one line and
+nothing written (the scan and box input itself: ``test_scan_input.py``)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pytest
 from cli_runner import assert_one_line_error, run_l2s
 
 from l2s_core.data.io import read_image, read_label
-from l2s_core.deploy.predict import PREDICTION_COLUMNS, box_from_mm
+from l2s_core.deploy.predict import PREDICTION_COLUMNS
 
 CT = "example_ct_sm.nii.gz"
 
@@ -81,47 +82,6 @@ def test_mean_of_all_runs_and_each_method(model_dir: Path, real_ct: Path, tmp_pa
     assert mask.shape == read_image(real_ct / CT)[0].shape
 
 
-def test_manual_box_in_voxels_and_in_mm_agree(model_dir: Path, real_ct: Path, tmp_path: Path, capsys) -> None:
-    box = (5, 20, 60, 20, 60, 100)
-    image, meta = read_image(real_ct / CT)
-    corners_ras = [meta.affine @ np.array([x, y, z, 1.0]) for z, y, x in (box[:3], np.array(box[3:]) - 1)]
-    corners_lps = [c[:3] * np.array([-1, -1, 1]) for c in corners_ras]
-    assert box_from_mm([*corners_lps[0], *corners_lps[1]], meta, image.shape) == box
-    run_l2s(capsys, "predict", model_dir, real_ct / CT, "--out", tmp_path / "v", "--method", "box", "--box", *box)
-    code, _, err = run_l2s(
-        capsys,
-        "predict",
-        model_dir,
-        real_ct / CT,
-        "--out",
-        tmp_path / "m",
-        "--method",
-        "box",
-        "--box-mm",
-        *corners_lps[0],
-        *corners_lps[1],
-    )
-    assert code == 0, err
-    voxel, mm = (read_label(tmp_path / f / CT)[0] for f in ("v", "m"))
-    assert np.array_equal(voxel, mm)
-    outside = np.ones(voxel.shape, bool)
-    outside[1:24, 16:64, 56:104] = False  # the box grown by the crop margin (4)
-    assert not voxel[outside].any()
-    assert pd.read_csv(tmp_path / "v" / "predictions.csv")["box"].iloc[0] == "1 16 56 24 64 104"
-    assert_one_line_error(
-        capsys,
-        "predict",
-        model_dir,
-        real_ct / CT,
-        "--out",
-        tmp_path / "x",
-        "--method",
-        "box",
-        names="--box",
-        says="exactly one of --box or --box-mm",
-    )
-
-
 def test_predict_on_a_dicom_series_matches_the_nifti_and_writes_a_readable_rtstruct(
     model_dir: Path, real_ct: Path, series_dir: Path, tmp_path: Path, capsys
 ) -> None:
@@ -140,30 +100,6 @@ def test_predict_on_a_dicom_series_matches_the_nifti_and_writes_a_readable_rtstr
     assert dice >= 0.95
 
 
-def test_dicom_series_of_another_modality_is_refused(model_dir: Path, real_ct: Path, tmp_path: Path, capsys) -> None:
-    from dicom_builder import write_nifti_as_series
-
-    write_nifti_as_series(tmp_path / "mr", real_ct / CT, modality="MR")
-    assert_one_line_error(
-        capsys,
-        "predict",
-        model_dir,
-        tmp_path / "mr",
-        "--out",
-        tmp_path / "out",
-        names=tmp_path / "mr",
-        says="modality MR",
-    )
-
-
-def test_nifti_with_another_channel_count_is_refused(model_dir: Path, tmp_path: Path, capsys) -> None:
-    path = tmp_path / "two_channels.nii.gz"
-    nib.save(nib.Nifti1Image(np.zeros((8, 8, 8, 2), np.float32), np.eye(4)), path)
-    assert_one_line_error(
-        capsys, "predict", model_dir, path, "--out", tmp_path / "out", names=path, says="2 channel(s)"
-    )
-
-
 def test_unknown_pair_and_same_output_names_are_refused(model_dir: Path, real_ct: Path, tmp_path: Path, capsys) -> None:
     assert_one_line_error(
         capsys, "predict", model_dir, real_ct / CT, "--out", tmp_path, "--runs", "5", names="--runs", says="0..1"
@@ -173,40 +109,6 @@ def test_unknown_pair_and_same_output_names_are_refused(model_dir: Path, real_ct
     copy.write_bytes((real_ct / CT).read_bytes())
     assert_one_line_error(
         capsys, "predict", model_dir, real_ct / CT, copy, "--out", tmp_path / "o", names=copy, says="same output name"
-    )
-
-
-def test_folder_with_several_series_is_refused(real_ct: Path, tmp_path: Path, model_dir, capsys) -> None:
-    from dicom_builder import write_nifti_as_series
-
-    write_nifti_as_series(tmp_path / "ct", real_ct / CT)
-    other = tmp_path / "other"
-    write_nifti_as_series(other, real_ct / CT)
-    for i, path in enumerate(sorted(other.iterdir())[:3]):
-        path.rename(tmp_path / "ct" / f"other_{i}.dcm")
-    assert_one_line_error(
-        capsys,
-        "predict",
-        model_dir,
-        tmp_path / "ct",
-        "--out",
-        tmp_path / "out",
-        names=tmp_path / "ct",
-        says="holds 2 image series",
-    )
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "says"), [({"skip_slices": (7,)}, "missing slices"), ({"shift_mm": {10: 0.6}}, "unevenly spaced slices")]
-)
-def test_missing_or_unevenly_spaced_slices_are_refused(
-    real_ct: Path, tmp_path: Path, model_dir, capsys, kwargs: dict, says: str
-) -> None:
-    from dicom_builder import write_nifti_as_series
-
-    write_nifti_as_series(tmp_path / "ct", real_ct / CT, **kwargs)
-    assert_one_line_error(
-        capsys, "predict", model_dir, tmp_path / "ct", "--out", tmp_path / "out", names=tmp_path / "ct", says=says
     )
 
 

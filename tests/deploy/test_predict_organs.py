@@ -52,7 +52,7 @@ def liver_dir(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 def two_organs(model_dir: Path, liver_dir: Path, series_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     """``l2s predict spleen liver patient_1 --dicom-seg``, counting the reads and normalisations."""
     pytest.importorskip("highdicom", reason="DICOM-SEG needs the dicom extra (highdicom)")
-    import l2s_core.deploy.predict as predict
+    import l2s_core.deploy.scan_input as scan_input
 
     counts = {"read_series": 0, "normalise": 0}
 
@@ -65,8 +65,8 @@ def two_organs(model_dir: Path, liver_dir: Path, series_dir: Path, tmp_path_fact
 
     out = tmp_path_factory.mktemp("out")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(predict, "read_series", counted("read_series", predict.read_series))
-        patch.setattr(predict, "normalise", counted("normalise", predict.normalise))
+        patch.setattr(scan_input, "read_series", counted("read_series", scan_input.read_series))
+        patch.setattr(scan_input, "normalise", counted("normalise", scan_input.normalise))
         from l2s_core.cli import main
 
         code = main(["predict", str(model_dir), str(liver_dir), str(series_dir), "--out", str(out), "--dicom-seg"])

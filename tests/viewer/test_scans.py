@@ -12,7 +12,9 @@ import numpy as np
 
 from l2s_core.data.io import read_label
 from l2s_core.deploy import model_folder
-from l2s_core.deploy.predict import load_model_folder, normalised_image, predict_scans, read_scan
+from l2s_core.deploy.loaded_model import load_model_folder
+from l2s_core.deploy.predict import predict_scans
+from l2s_core.deploy.scan_input import normalised_image, read_scan
 from l2s_core.infer import box_predict
 from l2s_core.viewer.explorer import open_explorer, scan_explorer
 from l2s_core.viewer.scans import ScanCase, load_folder_models
