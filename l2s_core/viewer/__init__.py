@@ -3,10 +3,13 @@
 Modules:
 
 - :mod:`~l2s_core.viewer.display`: slicing, aspect, windowing, box outlines, colours and the legend.
+- :mod:`~l2s_core.viewer.view_state`: :class:`ViewState`, everything one frame shows.
+- :mod:`~l2s_core.viewer.drawing`: :func:`draw`, a matplotlib figure from a view state (no widgets).
 - :mod:`~l2s_core.viewer.sources`: prediction sources of a study (converged networks, saved masks).
 - :mod:`~l2s_core.viewer.scans`: scans (NIfTI, DICOM) with a model folder, read and segmented by
   the deploy code of ``l2s predict``.
-- :mod:`~l2s_core.viewer.slice_viewer`: the :class:`SliceViewer` widget.
+- :mod:`~l2s_core.viewer.slice_viewer`: the :class:`SliceViewer` widget, wiring its controls to
+  :func:`draw`.
 - :mod:`~l2s_core.viewer.explorer`: what the notebook calls (:func:`open_explorer`).
 
 Example:
@@ -29,6 +32,7 @@ from l2s_core.viewer.display import (
     slice_along,
     window_to_unit,
 )
+from l2s_core.viewer.drawing import FigureArtists, Frame, draw, new_figure
 from l2s_core.viewer.explorer import open_explorer, scan_explorer, study_explorer
 from l2s_core.viewer.scans import FolderModels, ScanCase, case_volumes, load_folder_models
 from l2s_core.viewer.slice_viewer import SliceViewer
@@ -39,26 +43,34 @@ from l2s_core.viewer.sources import (
     raw_ct_window,
     saved_prediction_source,
 )
+from l2s_core.viewer.view_state import Layer, Outline, ViewState
 
 __all__ = [
     "BOX_STYLES",
     "CT_SOFT_TISSUE",
     "OVERLAY_STYLES",
     "VIEWS",
+    "FigureArtists",
     "FolderModels",
+    "Frame",
+    "Layer",
     "LegendEntry",
+    "Outline",
     "Prediction",
     "ScanCase",
     "SliceViewer",
     "StudyModels",
+    "ViewState",
     "as_prediction",
     "auto_window",
     "box_rectangle",
     "case_volumes",
     "ct_window",
+    "draw",
     "legend_html",
     "load_folder_models",
     "load_study_models",
+    "new_figure",
     "open_explorer",
     "pixel_aspect",
     "raw_ct_window",

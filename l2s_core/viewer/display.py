@@ -26,6 +26,7 @@ __all__ = [
     "box_rectangle",
     "ct_window",
     "legend_html",
+    "overlay_styles",
     "percentile_window",
     "pixel_aspect",
     "slice_along",
@@ -66,6 +67,16 @@ BOX_STYLES = {
     TWO_STAGE: ("two-stage box", OVERLAY_STYLES[TWO_STAGE][1], "dashed"),
     MANUAL: ("manual box", OVERLAY_STYLES[MANUAL][1], "solid"),
 }
+
+
+def overlay_styles(names: Sequence[str]) -> dict[str, tuple[str, str]]:
+    """Label and colour of each overlay: those of :data:`OVERLAY_STYLES` for the known names, the
+    name and the next of :data:`SPARE_COLOURS` (cycling) for the others, in the order given."""
+    spare = [name for name in names if name not in OVERLAY_STYLES]
+    return {
+        name: OVERLAY_STYLES.get(name) or (name, SPARE_COLOURS[spare.index(name) % len(SPARE_COLOURS)])
+        for name in names
+    }
 
 
 def slice_along(volume: np.ndarray, axis: int, index: int) -> np.ndarray:

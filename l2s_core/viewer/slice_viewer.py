@@ -1,13 +1,16 @@
 """The slice explorer widget: :class:`SliceViewer`.
 
-It pages through the slices of prepared cases or of scans with ipywidgets controls and draws a
+It pages through the slices of prepared cases or of scans with ipywidgets controls and shows a
 matplotlib figure: the image under a window, the ground truth and the predictions of each
 method as coloured overlays, the localisation boxes as rectangles, a legend naming each colour,
-and a manual box in which the organ network can be run. Every control's ``value`` is observed,
-so setting it from code (a test, no kernel) redraws the figure exactly as a click in JupyterLab
-does; the figure is shown as a PNG inside an ``ipywidgets.Output`` (works with the Agg backend,
-no ipympl). The control rows wrap onto further lines in a narrow notebook instead of being cut
-off at its right edge.
+and a manual box in which the organ network can be run. The viewer only wires the controls:
+it loads cases and predictions, turns the controls' values into a frozen
+:class:`~l2s_core.viewer.view_state.ViewState` (:meth:`SliceViewer.view_state`) and has
+:func:`~l2s_core.viewer.drawing.draw` draw it. Every control's ``value`` is observed, so setting it
+from code (a test, no kernel) redraws the figure exactly as a click in JupyterLab does; the
+figure is shown as a PNG inside an ``ipywidgets.Output`` (works with the Agg backend, no ipympl).
+The control rows wrap onto further lines in a narrow notebook instead of being cut off at its
+right edge.
 
 Window and level: prepared images are normalised unless the task was prepared with
 ``normalisation="none"``. For raw CT the default is the soft-tissue window W 400 / L 40 HU;
@@ -24,16 +27,13 @@ from __future__ import annotations
 
 __all__ = ["SliceViewer"]
 
-import base64
 import contextlib
-import io
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import ipywidgets as widgets
 import numpy as np
-from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.image import AxesImage
 from matplotlib.patches import Rectangle
@@ -45,26 +45,21 @@ from l2s_core.errors import InputDataError, check_choice
 from l2s_core.infer import Segmenter, box_predict
 from l2s_core.prediction import Prediction
 from l2s_core.viewer.display import (
-    BOX_STYLES,
     GROUND_TRUTH,
     LABEL_BOX,
     MANUAL,
-    OVERLAY_STYLES,
-    SPARE_COLOURS,
     TWO_STAGE,
     VIEWS,
     LegendEntry,
     auto_window,
-    box_rectangle,
-    legend_html,
+    overlay_styles,
     percentile_window,
-    pixel_aspect,
-    slice_along,
     window_sample,
-    window_to_unit,
 )
+from l2s_core.viewer.drawing import draw, legend_entries, new_figure
 from l2s_core.viewer.scans import ScanCase, ViewerCase, case_volumes
 from l2s_core.viewer.sources import PredictionSource, as_prediction, raw_ct_window, saved_prediction_source
+from l2s_core.viewer.view_state import Layer, Outline, ViewState
 
 
 def _checkbox(value: bool, description: str) -> widgets.Checkbox:
@@ -80,8 +75,8 @@ class SliceViewer:
             ``split``), or a sequence of prepared cases or of scans
             (:class:`~l2s_core.viewer.scans.ScanCase`: no ground truth, no label box; the slices
             and the manual box start on the two-stage box when there is one).
-        sources: method name → prediction source: a callable ``case -> (z, y, x) mask`` (or an
-            object with ``mask`` and ``box``, whose box is drawn), or a folder of saved
+        sources: method name → prediction source: a callable ``case -> (z, y, x) mask`` (or a
+            :class:`~l2s_core.prediction.Prediction`, whose box is drawn), or a folder of saved
             predictions (:func:`saved_prediction_source`). Names ``baseline``, ``two_stage`` and
             ``gt_localised`` get their usual labels. Predictions are computed when their
             overlay is shown and kept for the current case only.
@@ -98,11 +93,10 @@ class SliceViewer:
             ``box_z``, ``box_y``, ``box_x`` (inclusive voxel ranges), ``segment``, ``status``,
             ``legend`` (HTML naming the colour of everything drawn, :meth:`legend_entries`) and
             ``display`` (the Output holding the figure).
-        figure: the matplotlib figure.
-        image_artist: the image of the slice.
-        overlay_artists: overlay name → its image (``ground_truth`` for prepared cases, the
-            sources, ``manual``).
-        box_artists: ``crop`` (label box), ``two_stage`` (predicted box) and ``manual`` outlines.
+        artists: the figure :func:`~l2s_core.viewer.drawing.draw` sets (also as ``figure``,
+            ``image_artist``, ``overlay_artists``: overlay name → its image, ``ground_truth``
+            for prepared cases, the sources, ``manual``; and ``box_artists``: ``crop`` (label
+            box), ``two_stage`` (predicted box) and ``manual`` outlines).
 
     Raises:
         InputDataError: no cases to show.
@@ -131,7 +125,7 @@ class SliceViewer:
         self._image = np.zeros((1, 1, 1), np.float32)
         self._label: np.ndarray | None = None
         self.widgets = self._build_widgets(labels, window_level or default_window)
-        self.figure, self.image_artist, self.overlay_artists, self.box_artists = self._build_figure()
+        self.artists = new_figure(self.overlay_names)
         self._observe()
         with self._hold():
             self._load_case()
@@ -182,8 +176,8 @@ class SliceViewer:
             ),
             "show_boxes": _checkbox(True, "boxes"),
         }
-        for name in self.overlay_names:
-            w[f"show_{name}"] = _checkbox(True, self._style(name)[0])
+        for name, (label, _) in overlay_styles(self.overlay_names).items():
+            w[f"show_{name}"] = _checkbox(True, label)
         for axis_name in "zyx":
             w[f"box_{axis_name}"] = widgets.IntRangeSlider(
                 min=0, max=1, value=(0, 1), description=f"box {axis_name}", continuous_update=False
@@ -197,38 +191,6 @@ class SliceViewer:
         w["legend"] = widgets.HTML()
         w["display"] = widgets.Output()
         return w
-
-    def _style(self, name: str) -> tuple[str, str]:
-        if name in OVERLAY_STYLES:
-            return OVERLAY_STYLES[name]
-        spare = [n for n in self.overlay_names if n not in OVERLAY_STYLES].index(name)
-        return name, SPARE_COLOURS[spare % len(SPARE_COLOURS)]
-
-    def _build_figure(self) -> tuple[Figure, AxesImage, dict[str, AxesImage], dict[str, Rectangle]]:
-        figure = Figure(figsize=(6, 6), dpi=90)
-        axes = figure.add_axes((0.02, 0.02, 0.96, 0.9))
-        axes.set_axis_off()
-        blank = np.zeros((1, 1), np.float32)
-        image = axes.imshow(blank, cmap="gray", vmin=0.0, vmax=1.0, origin="lower", interpolation="nearest")
-        overlays = {}
-        for name in self.overlay_names:
-            cmap = ListedColormap([self._style(name)[1]])
-            overlays[name] = axes.imshow(
-                np.ma.masked_all((1, 1)),
-                cmap=cmap,
-                vmin=0.0,
-                vmax=1.0,
-                origin="lower",
-                interpolation="nearest",
-                visible=False,
-            )
-        boxes: dict[str, Rectangle] = {}
-        for name, (_, colour, style) in BOX_STYLES.items():
-            boxes[name] = Rectangle(
-                (0, 0), 0, 0, fill=False, edgecolor=colour, linestyle=style, linewidth=1.5, visible=False
-            )
-            axes.add_patch(boxes[name])
-        return figure, image, overlays, boxes
 
     def _observe(self) -> None:
         self.widgets["case"].observe(self._on_case, names="value")
@@ -249,6 +211,26 @@ class SliceViewer:
         self.widgets["segment"].on_click(self._on_segment)
 
     # ----------------------------------------------------------------- public
+    @property
+    def figure(self) -> Figure:
+        """The matplotlib figure."""
+        return self.artists.figure
+
+    @property
+    def image_artist(self) -> AxesImage:
+        """The image of the slice."""
+        return self.artists.image
+
+    @property
+    def overlay_artists(self) -> Mapping[str, AxesImage]:
+        """Overlay name → its image."""
+        return self.artists.overlays
+
+    @property
+    def box_artists(self) -> Mapping[str, Rectangle]:
+        """Box outline name → its rectangle."""
+        return self.artists.boxes
+
     @property
     def case(self) -> ViewerCase:
         """The case shown."""
@@ -317,46 +299,55 @@ class SliceViewer:
         self.render()
         return self._manual
 
+    def view_state(self) -> ViewState:
+        """The frame the controls' values ask for, on the current case (computing the predictions
+        of the overlays switched on)."""
+        w, case = self.widgets, self.case
+        styles = overlay_styles(self.overlay_names)
+        layers = tuple(
+            Layer(name, *styles[name], self._overlay_mask(name) if w[f"show_{name}"].value else None)
+            for name in self.overlay_names
+        )
+        shown = w["show_boxes"].value
+        two_stage_shown = shown and TWO_STAGE in self.sources and w[f"show_{TWO_STAGE}"].value
+        outlines = (
+            Outline(LABEL_BOX, case.crop_box if shown else None),
+            Outline(TWO_STAGE, self.prediction(TWO_STAGE).box if two_stage_shown else None),
+            Outline(MANUAL, self.manual_box if shown and self.organ_network is not None else None),
+        )
+        notes = [("label", case.crop_box)] if case.crop_box is not None else []
+        notes += [(styles[name][0], p.box) for name, p in self._predictions.items() if p.box is not None]
+        return ViewState(
+            case_id=case.case_id,
+            image=self._image,
+            spacing=case.spacing,
+            axis=self.axis,
+            index=int(w["slice"].value),
+            window=float(w["window"].value),
+            level=float(w["level"].value),
+            opacity=float(w["opacity"].value),
+            layers=layers,
+            outlines=outlines,
+            box_notes=tuple(notes),
+        )
+
     def legend_entries(self) -> list[LegendEntry]:
         """What the figure draws on the current case, in drawing order: the overlays shown (those
         with a mask: the manual result once segmented) and the box outlines."""
-        w = self.widgets
-        overlays = [
-            LegendEntry(*self._style(name))
-            for name in self.overlay_names
-            if w[f"show_{name}"].value and self._overlay_mask(name) is not None
-        ]
-        return overlays + [
-            LegendEntry(*BOX_STYLES[name]) for name, box in self._shown_boxes().items() if box is not None
-        ]
+        return legend_entries(self.view_state())
 
     def render(self) -> None:
         """Redraw the figure for the current widget values and show it in ``widgets["display"]``."""
-        case, axis, index, image = self.case, self.axis, int(self.widgets["slice"].value), self._image
+        frame = draw(self.view_state(), self.artists)
         w = self.widgets
-        pixels = slice_along(image, axis, index)
-        height, width = pixels.shape
-        self.image_artist.set_data(window_to_unit(pixels, w["window"].value, w["level"].value))
-        extent = (-0.5, width - 0.5, -0.5, height - 0.5)
-        axes = self.image_artist.axes
-        self.image_artist.set_extent(extent)
-        axes.set_xlim(width - 0.5, -0.5)
-        axes.set_ylim(-0.5, height - 0.5)
-        axes.set_aspect(pixel_aspect(case.spacing, axis))
-        view = next(name for name, a in VIEWS.items() if a == axis)
-        axes.set_title(f"{case.case_id}  {view} slice {index} / {image.shape[axis] - 1}", fontsize=10)
-        for name, artist in self.overlay_artists.items():
-            mask = self._overlay_mask(name) if w[f"show_{name}"].value else None
-            artist.set_visible(mask is not None)
-            if mask is not None:
-                plane = np.asarray(slice_along(mask, axis, index)) > 0
-                artist.set_data(np.ma.masked_array(plane.astype(np.float32), mask=~plane))
-                artist.set_extent(extent)
-                artist.set_alpha(float(w["opacity"].value))
-        self._draw_boxes(axis, index)
-        self._show_status()
-        self.widgets["legend"].value = legend_html(self.legend_entries())
-        self._show_figure()
+        w["status"].value, w["legend"].value = frame.status, frame.legend
+        w["display"].outputs = (
+            {
+                "output_type": "display_data",
+                "data": {"image/png": frame.png, "text/plain": "<slice figure>"},
+                "metadata": {},
+            },
+        )
 
     # ----------------------------------------------------------------- internals
     @contextlib.contextmanager
@@ -457,41 +448,3 @@ class SliceViewer:
         if name == MANUAL:
             return self._manual
         return self.prediction(name).mask
-
-    def _shown_boxes(self) -> dict[str, Box | None]:
-        """Box outline name (:data:`~l2s_core.viewer.display.BOX_STYLES`) → the box drawn on this case, if any."""
-        w = self.widgets
-        shown = w["show_boxes"].value
-        return {
-            LABEL_BOX: self.case.crop_box if shown else None,
-            TWO_STAGE: (
-                self.prediction(TWO_STAGE).box
-                if shown and TWO_STAGE in self.sources and w[f"show_{TWO_STAGE}"].value
-                else None
-            ),
-            MANUAL: self.manual_box if shown and self.organ_network is not None else None,
-        }
-
-    def _draw_boxes(self, axis: int, index: int) -> None:
-        for name, box in self._shown_boxes().items():
-            rectangle = box_rectangle(box, axis, index) if box is not None else None
-            self.box_artists[name].set_visible(rectangle is not None)
-            if rectangle is not None:
-                self.box_artists[name].set_bounds(*rectangle)
-
-    def _show_status(self) -> None:
-        """Case facts and the boxes of the predictions computed so far, in ``widgets["status"]``."""
-        case = self.case
-        spacing = ", ".join(f"{s:g}" for s in case.spacing)
-        facts = [f"<b>{case.case_id}</b>: (z, y, x) {self._image.shape}, spacing ({spacing}) mm"]
-        facts += [f"label box {case.crop_box}"] * (case.crop_box is not None)
-        facts += [f"{self._style(name)[0]} box {p.box}" for name, p in self._predictions.items() if p.box is not None]
-        self.widgets["status"].value = "; ".join(facts)
-
-    def _show_figure(self) -> None:
-        buffer = io.BytesIO()
-        self.figure.savefig(buffer, format="png")
-        png = base64.b64encode(buffer.getvalue()).decode("ascii")
-        self.widgets["display"].outputs = (
-            {"output_type": "display_data", "data": {"image/png": png, "text/plain": "<slice figure>"}, "metadata": {}},
-        )

@@ -1,4 +1,4 @@
-"""Slicing, aspect, windowing, box outlines and the legend (``l2s_core.viewer.display``)."""
+"""Slicing, aspect, windowing, box outlines, overlay colours and the legend (``l2s_core.viewer.display``)."""
 
 import numpy as np
 import pytest
@@ -10,6 +10,7 @@ from l2s_core.viewer.display import (
     box_rectangle,
     ct_window,
     legend_html,
+    overlay_styles,
     percentile_window,
     pixel_aspect,
     slice_along,
@@ -91,3 +92,12 @@ def test_legend_html_swatches_and_escaping():
     assert "background:#2ca02c" in html and "border:2px dashed #1f77b4" in html
     assert "a&lt;b" in html and "a<b" not in html
     assert "nothing drawn" in legend_html([])
+
+
+def test_overlay_styles_give_known_names_their_colour_and_others_spare_ones():
+    styles = overlay_styles(["ground_truth", "mine", "two_stage", "other", *(f"s{i}" for i in range(3)), "manual"])
+    assert styles["ground_truth"] == ("ground truth", "#2ca02c") and styles["two_stage"] == ("two-stage", "#1f77b4")
+    assert styles["manual"] == ("segmented in box", "#e377c2")
+    assert styles["mine"] == ("mine", "#9467bd") and styles["other"] == ("other", "#8c564b")
+    assert styles["s2"] == ("s2", "#9467bd")  # the fifth unknown name cycles back to the first spare colour
+    assert list(styles) == ["ground_truth", "mine", "two_stage", "other", "s0", "s1", "s2", "manual"]
