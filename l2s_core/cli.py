@@ -13,21 +13,42 @@ import collections
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from l2s_core.errors import ConfigError, L2SError
+from l2s_core.record_flags import RecordFlags
+
+if TYPE_CHECKING:
+    from l2s_core.data.prepared_layout import PrepareSettings
+    from l2s_core.study.params import PhantomOptions
+
+
+def _phantom_flags() -> RecordFlags[PhantomOptions]:
+    """The flags of ``l2s phantom``: the study's phantom options but the per-organ overrides."""
+    from l2s_core.study.params import PhantomOptions
+
+    return RecordFlags(PhantomOptions, renamed={"n_cases": "--cases"}, left_out=("per_organ",))
+
+
+def _prepare_flags() -> RecordFlags[PrepareSettings]:
+    """The flags of ``l2s prepare``: every preparation setting (the split seed as ``--seed``)."""
+    from l2s_core.data.prepared_layout import PrepareSettings
+
+    return RecordFlags(PrepareSettings, renamed={"split_seed": "--seed"})
 
 
 def _cmd_phantom(args: argparse.Namespace) -> None:
     from l2s_core.data.phantom.task import generate_phantom_tasks
 
+    options = _phantom_flags().record_of(args, "l2s phantom")
     tasks = generate_phantom_tasks(
         args.out,
         organs=args.organs,
-        n_cases=args.cases,
-        shape=tuple(args.shape),
-        seed=args.seed,
-        profile=args.profile,
-        scale=args.scale,
+        n_cases=options.n_cases,
+        shape=options.shape,
+        seed=options.seed,
+        profile=options.profile,
+        scale=options.scale,
     )
     for organ, folder in tasks.items():
         print(f"{organ}: {folder}")
@@ -35,16 +56,8 @@ def _cmd_phantom(args: argparse.Namespace) -> None:
 
 def _cmd_prepare(args: argparse.Namespace) -> None:
     from l2s_core.data.prepare import prepare_task
-    from l2s_core.data.prepared_layout import PrepareSettings
 
-    settings = PrepareSettings(
-        normalisation=args.normalisation,
-        channel=args.channel,
-        organ_labels=tuple(args.organ_labels) if args.organ_labels else None,
-        split_seed=args.seed,
-        split_order=args.split_order,
-        crop_margin=args.crop_margin,
-    )
+    settings = _prepare_flags().record_of(args, "l2s prepare")
     statuses = prepare_task(args.task_dir, args.out, settings, skip_empty=args.skip_empty, workers=args.workers)
     counts = collections.Counter(status.outcome for status in statuses.values())
     print(f"{args.out}: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
@@ -160,9 +173,7 @@ def _cmd_import_dicom(args: argparse.Namespace) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``l2s``."""
-    from l2s_core.data.normalise import NORMALISATIONS
-    from l2s_core.data.split import SPLIT_ORDERS
-    from l2s_core.vocabulary import EXECUTORS, PAPER_ORGANS, PHANTOM_PROFILES
+    from l2s_core.vocabulary import EXECUTORS, PAPER_ORGANS
 
     parser = argparse.ArgumentParser(prog="l2s", description="Localise to segment: organ-at-risk segmentation study.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -170,45 +181,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("phantom", help="write the built-in phantom tasks in MSD layout")
     p.add_argument("--out", type=Path, required=True, help="folder that receives one MSD task folder per organ")
     p.add_argument("--organs", nargs="+", default=list(PAPER_ORGANS))
-    p.add_argument(
-        "--profile",
-        choices=PHANTOM_PROFILES,
-        default="fixed",
-        help="fixed: every volume of --shape; msd: the MSD tasks' case counts, shapes and spacings",
-    )
-    p.add_argument("--scale", type=float, default=1.0, help="msd profile: factor on every side (default 1)")
-    p.add_argument(
-        "--cases",
-        type=int,
-        default=None,
-        help="cases per task (fixed: default 10; msd: at most this many of the MSD count)",
-    )
-    p.add_argument(
-        "--shape",
-        type=int,
-        nargs=3,
-        default=[32, 96, 96],
-        metavar=("Z", "Y", "X"),
-        help="fixed profile: (z, y, x) of every volume",
-    )
-    p.add_argument("--seed", type=int, default=0)
+    _phantom_flags().add_to(p)
     p.set_defaults(func=_cmd_phantom)
 
     p = sub.add_parser("prepare", help="MSD task folder -> prepared cache (full, low-res, crop, split.json)")
     p.add_argument("task_dir", type=Path)
     p.add_argument("--out", type=Path, required=True, help="prepared task folder (resumed if it exists)")
-    p.add_argument("--normalisation", choices=NORMALISATIONS, default="zscore")
-    p.add_argument("--channel", type=int, default=0, help="channel of 4D images (MSD prostate: 0 = T2, 1 = ADC)")
-    p.add_argument(
-        "--organ-labels",
-        type=int,
-        nargs="+",
-        default=None,
-        help="label values merged into the organ (default: every non-zero label, as the paper)",
-    )
-    p.add_argument("--seed", type=int, default=42, help="split seed (default 42, as the paper)")
-    p.add_argument("--split-order", choices=SPLIT_ORDERS, default="table1")
-    p.add_argument("--crop-margin", type=int, default=15, help="voxels of context around the organ box (paper: 15)")
+    _prepare_flags().add_to(p)
     p.add_argument("--skip-empty", action="store_true", help="leave out cases with an empty organ mask (recorded)")
     p.add_argument("--workers", type=int, default=None, help="parallel processes (default: all cores)")
     p.set_defaults(func=_cmd_prepare)

@@ -1,10 +1,15 @@
+import dataclasses
 import subprocess
 import sys
 
+import pytest
 from msd_builder import write_small_task
 from process_tools import assert_one_line_error, assert_output_is_one_error_line
 
 from l2s_core.cli import build_parser, main
+from l2s_core.data.prepared_layout import PrepareSettings
+from l2s_core.record_flags import attribute_docs
+from l2s_core.study.params import PhantomOptions
 from l2s_core.vocabulary import PAPER_ORGANS, PHANTOM_PROFILES
 
 
@@ -55,6 +60,31 @@ def test_phantom_command_defaults_to_the_paper_organs_and_offers_every_profile(t
     assert parser.parse_args(["phantom", "--out", str(tmp_path)]).organs == list(PAPER_ORGANS)
     for profile in PHANTOM_PROFILES:
         assert parser.parse_args(["phantom", "--out", str(tmp_path), "--profile", profile]).profile == profile
+
+
+def help_text(capsys, command):
+    """``l2s COMMAND --help`` with its lines joined (argparse wraps the descriptions)."""
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    return " ".join(capsys.readouterr().out.split())
+
+
+def test_prepare_help_lists_every_preparation_setting_with_its_description(capsys):
+    text = help_text(capsys, "prepare")
+    for f in dataclasses.fields(PrepareSettings):
+        flag = "--seed" if f.name == "split_seed" else "--" + f.name.replace("_", "-")
+        assert f" {flag} " in text, flag
+        description = attribute_docs(PrepareSettings)[f.name].rstrip(".")
+        assert "".join(description.split()) in "".join(text.split()), f.name  # argparse wraps at any space or dash
+    assert "--lowres-divisors Z Y X" in text and "(default: 3 2 2)" in text
+
+
+def test_phantom_help_lists_every_phantom_option_but_the_per_organ_overrides(capsys):
+    text = help_text(capsys, "phantom")
+    for f in dataclasses.fields(PhantomOptions):
+        flag = "--cases" if f.name == "n_cases" else "--" + f.name.replace("_", "-")
+        assert (f" {flag} " in text) == (f.name != "per_organ"), flag
+    assert "--shape Z Y X" in text and "(default: 32 96 96)" in text
 
 
 def test_phantom_command_writes_msd_tasks(tmp_path, capsys):

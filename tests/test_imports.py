@@ -82,7 +82,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("results", ("results",)),
     ("deploy", ("deploy",)),
     ("viewer", ("viewer",)),
-    ("entry points", ("cli", "notebook_files")),
+    ("entry points", ("record_flags", "cli", "notebook_files")),
 ]
 
 

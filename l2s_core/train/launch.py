@@ -23,8 +23,9 @@ import torch
 
 from l2s_core import distributed
 from l2s_core.errors import ConfigError
+from l2s_core.train.commit import check_run_dir
 from l2s_core.train.config import TrainConfig
-from l2s_core.train.loop import check_run_dir, train_in_context
+from l2s_core.train.loop import train_in_context
 from l2s_core.train.run_files import SUMMARY_FILE, RunSummary, finished_summary
 
 

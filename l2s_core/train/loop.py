@@ -18,10 +18,11 @@ A run folder holds ``config.json`` (written at the start), ``log.csv`` (one row 
 epoch, counting from 1: epoch, wall_seconds of the epoch's training and validation, train_loss
 (mean over the epoch's items), train_dice (hard Dice pooled over the epoch's items, from the
 logits of the training steps), val_dice), ``best.pt``, ``resume.pt`` while the run is
-unfinished and ``summary.json`` at the end. Every file is
-written atomically. A run started again on its folder continues after its last completed
-epoch and ends with the weights of an uninterrupted run (bitwise on the CPU); a finished run
-is not trained again.
+unfinished and ``summary.json`` at the end (:mod:`l2s_core.train.run_files`). The loop hands
+every completed epoch to :mod:`l2s_core.train.commit`, which writes it atomically and settles
+the folder after an interruption: a run started again on its folder continues after its last
+completed epoch and ends with the weights of an uninterrupted run (bitwise on the CPU); a
+finished run is not trained again.
 
 :func:`train_in_context` runs the protocol in one process: alone, or as one of several
 data-parallel processes (:mod:`l2s_core.distributed`), which :mod:`l2s_core.train.launch` starts.
@@ -30,7 +31,6 @@ data-parallel processes (:mod:`l2s_core.distributed`), which :mod:`l2s_core.trai
 from __future__ import annotations
 
 __all__ = [
-    "check_run_dir",
     "train_in_context",
     "train_step",
     "training_dataset",
@@ -40,8 +40,6 @@ __all__ = [
 
 import contextlib
 import dataclasses
-import math
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,15 +49,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
 from l2s_core import distributed
-from l2s_core.checkpoint import (
-    ResumeState,
-    capture_rng_states,
-    load_resume_state,
-    read_checkpoint_metadata,
-    restore_rng_states,
-    save_checkpoint,
-    save_resume_state,
-)
+from l2s_core.checkpoint import ResumeState, restore_rng_states
 from l2s_core.compiling import compile_network, compile_wanted
 from l2s_core.data.cache import PreparedTask
 from l2s_core.distributed import ProcessContext
@@ -69,24 +59,20 @@ from l2s_core.losses import DiceCELoss, hard_dice_counts
 from l2s_core.metrics import dice_from_counts
 from l2s_core.model import build_network
 from l2s_core.sampling import PatchDataset, pad_collate
-from l2s_core.train.config import TrainConfig, is_converged
-from l2s_core.train.run_files import (
-    BEST_FILE,
-    CONFIG_FILE,
-    LOG_FILE,
-    NEXT_BEST_FILE,
-    RESUME_FILE,
-    SUMMARY_FILE,
-    RunSummary,
-    finished_summary,
-    write_log,
+from l2s_core.train.commit import (
+    check_run_dir,
+    commit_epoch,
+    committed_state,
+    finish_run,
+    fresh_state,
+    settle_files,
+    settle_finished,
 )
+from l2s_core.train.config import TrainConfig
+from l2s_core.train.run_files import CONFIG_FILE, SUMMARY_FILE, RunSummary, finished_summary
 from l2s_core.train.segmenter import run_segmenter
 from l2s_core.train.validation_volumes import ValidationVolumes, device_budget, mask_counts
 from l2s_core.vocabulary import LEVEL_OF_NETWORK
-
-#: Settings that may change when a run is resumed elsewhere (they do not define the run).
-_LOCATION_FIELDS = ("prepared_dir", "run_dir", "num_workers", "device", "world_size", "compile")
 
 
 def training_dataset(config: TrainConfig, task: PreparedTask) -> PatchDataset:
@@ -261,112 +247,6 @@ def _train_epoch(
     return _EpochTotals(loss_sum, int(samples), int(tp), int(fp), int(fn), diverged=False)
 
 
-def _commit_epoch(
-    run_dir: Path,
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    state: ResumeState,
-    improved: bool,
-    config: TrainConfig,
-) -> None:
-    """Record a completed epoch on disk (rank 0).
-
-    Order: the new best weights go to ``best.next.pt``; then ``resume.pt`` (the commit
-    point); then ``best.next.pt`` is renamed to ``best.pt`` and ``log.csv`` rewritten from
-    the resume state's rows. :func:`_settle_files` completes or undoes an interrupted commit.
-    """
-    if improved:
-        save_checkpoint(
-            run_dir / NEXT_BEST_FILE,
-            model,
-            {
-                "network": config.network,
-                "epoch": state.best_epoch,
-                "val_dice": state.best_val_dice,
-                "seed": config.seed,
-            },
-        )
-    state.model_state = distributed.unwrap(model).state_dict()
-    state.optimizer_state = optimizer.state_dict()
-    state.rng = capture_rng_states()
-    save_resume_state(run_dir / RESUME_FILE, state)
-    if improved:
-        os.replace(run_dir / NEXT_BEST_FILE, run_dir / BEST_FILE)
-    write_log(run_dir, state.log_rows)
-
-
-def _settle_files(run_dir: Path, state: ResumeState | None) -> None:
-    """Make the run folder agree with the resume state after an interruption (rank 0).
-
-    Without a resume state nothing was committed: leftovers of an earlier attempt are
-    removed. With one, a ``best.next.pt`` of the committed best epoch is moved into place
-    (the commit was interrupted after ``resume.pt``), any other is removed, and ``log.csv``
-    is rewritten from the committed rows, so no epoch is lost or counted twice. Temporary
-    files of writes that a kill interrupted are removed.
-    """
-    for leftover in run_dir.glob(".*.tmp"):
-        leftover.unlink()
-    next_best = run_dir / NEXT_BEST_FILE
-    if next_best.exists():
-        if state is not None and read_checkpoint_metadata(next_best).get("epoch") == state.best_epoch:
-            os.replace(next_best, run_dir / BEST_FILE)
-        else:
-            next_best.unlink()
-    if state is None:
-        for name in (BEST_FILE, LOG_FILE):
-            (run_dir / name).unlink(missing_ok=True)
-    else:
-        write_log(run_dir, state.log_rows)
-
-
-def check_run_dir(config: TrainConfig) -> None:
-    """Create the run folder; refuse one whose ``config.json`` defines a different run with progress."""
-    run_dir = Path(config.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    has_progress = (run_dir / RESUME_FILE).exists() or (run_dir / SUMMARY_FILE).exists()
-    if not (has_progress and (run_dir / CONFIG_FILE).exists()):
-        return
-    saved = TrainConfig.read(run_dir / CONFIG_FILE).to_dict()
-    current = config.to_dict()
-    differing = [k for k in current if k not in _LOCATION_FIELDS and saved[k] != current[k]]
-    if differing:
-        details = ", ".join(f"{k}={saved[k]!r} there, {current[k]!r} now" for k in differing)
-        raise ConfigError(
-            run_dir / CONFIG_FILE,
-            f"this run folder holds a different run ({details}); use another run_dir or delete this one",
-        )
-
-
-def _summary(config: TrainConfig, state: ResumeState, diverged: bool, stop_reason: str) -> RunSummary:
-    val_dices = [row["val_dice"] for row in state.log_rows]
-    converged = not diverged and is_converged(
-        val_dices, config.convergence_threshold, config.convergence_rule, config.convergence_epoch
-    )
-    return RunSummary(
-        converged=converged,
-        diverged=diverged,
-        best_epoch=state.best_epoch if state.log_rows else None,
-        best_val_dice=state.best_val_dice if state.log_rows else None,
-        total_seconds=float(sum(row["wall_seconds"] for row in state.log_rows)),
-        epochs=state.epochs_done,
-        stop_reason=stop_reason,
-        network=config.network,
-        seed=config.seed,
-        config=config,
-    )
-
-
-def _fresh_state() -> ResumeState:
-    return ResumeState(
-        model_state={},
-        optimizer_state={},
-        epochs_done=0,
-        best_val_dice=-math.inf,
-        best_epoch=0,
-        epochs_since_improvement=0,
-    )
-
-
 def train_in_context(config: TrainConfig, context: ProcessContext, progress: bool) -> RunSummary:
     """The protocol in one process of ``context`` (every process of a launch runs it); returns the
     summary read back from disk (see :func:`l2s_core.train.launch.train_run`)."""
@@ -377,7 +257,7 @@ def train_in_context(config: TrainConfig, context: ProcessContext, progress: boo
     finished = finished_summary(run_dir)
     if finished is not None:
         if context.is_main:
-            (run_dir / RESUME_FILE).unlink(missing_ok=True)  # left by an interruption after the summary
+            settle_finished(run_dir)
         return finished
     task = PreparedTask(config.prepared_dir)
     if not task.split["val"]:
@@ -391,13 +271,12 @@ def train_in_context(config: TrainConfig, context: ProcessContext, progress: boo
         if compile_wanted(config.compile, device):
             compile_network(model)  # in place: the training step, validation and checkpoints share it
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-        resume_path = run_dir / RESUME_FILE
-        state = load_resume_state(resume_path) if resume_path.exists() else None
+        state = committed_state(run_dir)
         if context.is_main:
-            _settle_files(run_dir, state)
+            settle_files(run_dir, state)
             config.write(run_dir / CONFIG_FILE)
         if state is None:
-            state = _fresh_state()
+            state = fresh_state()
         else:
             model.load_state_dict(state.model_state)
             optimizer.load_state_dict(state.optimizer_state)
@@ -405,8 +284,7 @@ def train_in_context(config: TrainConfig, context: ProcessContext, progress: boo
             state.model_state, state.optimizer_state = {}, {}  # loaded: no second copy for the whole run
         diverged, stop_reason = _run_epochs(config, context, task, model, optimizer, state, progress)
         if context.is_main:
-            _summary(config, state, diverged, stop_reason).write(run_dir / SUMMARY_FILE)
-            resume_path.unlink(missing_ok=True)
+            finish_run(config, state, diverged, stop_reason)
     distributed.barrier(context)
     return RunSummary.read(run_dir / SUMMARY_FILE)
 
@@ -485,7 +363,7 @@ def _run_epochs(
                 }
             )
             if context.is_main:
-                _commit_epoch(run_dir, model, optimizer, state, improved, config)
+                commit_epoch(run_dir, model, optimizer, state, improved, config)
             bar.update()
             bar.set_postfix(loss=f"{totals.loss:.3f}", val_dice=f"{val_dice:.3f}", best=f"{state.best_val_dice:.3f}")
     finally:

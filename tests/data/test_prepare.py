@@ -428,3 +428,58 @@ def test_channel_the_task_lacks_is_refused_before_anything_is_written(small_task
         says="999 is not a channel of Task99_Box: its dataset.json declares 1 (0 = CT)",
     )
     assert not (tmp_path / "prep" / "prep.json").exists()
+
+
+def test_max_cases_lowres_divisors_and_crop_label_flags_reach_prep_json(small_task, tmp_path, capsys):
+    from cli_runner import run_l2s
+
+    out = tmp_path / "prep"
+    code, stdout, err = run_l2s(
+        capsys,
+        "prepare",
+        small_task,
+        "--out",
+        out,
+        "--max-cases",
+        4,
+        "--lowres-divisors",
+        2,
+        3,
+        2,
+        "--crop-label",
+        "largest_component",
+        "--workers",
+        1,
+    )
+    assert code == 0, err
+    assert "4 prepared" in stdout
+    settings = json.loads((out / "prep.json").read_text())["settings"]
+    assert (settings["max_cases"], settings["lowres_divisors"], settings["crop_label"]) == (
+        4,
+        [2, 3, 2],
+        "largest_component",
+    )
+    assert PreparedTask(out).preparation.settings == PrepareSettings(
+        max_cases=4, lowres_divisors=(2, 3, 2), crop_label="largest_component"
+    )
+
+
+@pytest.mark.parametrize(
+    ("flag", "values", "names", "says"),
+    [
+        ("--lowres-divisors", (2, 0, 2), "lowres_divisors", "needs three positive (z, y, x) divisors, got (2, 0, 2)"),
+        ("--crop-label", ("biggest",), "crop_label", "unknown value 'biggest'; expected one of all, largest_component"),
+        ("--max-cases", (0,), "max_cases", "must be at least 1, got 0"),
+        ("--normalisation", ("minmax",), "normalisation", "unknown value 'minmax'; expected one of zscore, ct, none"),
+    ],
+)
+def test_a_bad_value_of_a_settings_flag_is_one_line_and_writes_nothing(
+    small_task, tmp_path, capsys, flag, values, names, says
+):
+    from cli_runner import assert_one_line_error as assert_cli_one_line_error
+
+    out = tmp_path / "prep"
+    assert_cli_one_line_error(
+        capsys, "prepare", small_task, "--out", out, flag, *values, "--workers", 1, names=names, says=says
+    )
+    assert not (out / "prep.json").exists()

@@ -1,6 +1,6 @@
-"""The training protocol (:mod:`l2s_core.train.loop`): learning a phantom, the run folder,
-resuming after a kill, divergence handling, patches clipped to small images and the released
-code's network.
+"""The training protocol (:mod:`l2s_core.train.loop`): learning a phantom, divergence handling,
+patches clipped to small images and the released code's network (the run folder's commits,
+resuming and a folder of another run: ``test_commit.py``).
 
 Tiny volumes (16, 32, 32) and U-Nets of 4 base channels and depth 2 keep every run to seconds on
 the CPU; step budgets are fixed (patches per epoch, epochs), never timed.
@@ -8,62 +8,23 @@ the CPU; step budgets are fixed (patches per epoch, epochs), never timed.
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from config_builder import cpu_config
+from config_builder import tiny_config
 
 from l2s_core.checkpoint import load_model, read_checkpoint_metadata
 from l2s_core.data.cache import PreparedTask
 from l2s_core.errors import ConfigError
-from l2s_core.files import atomic_write_json
 from l2s_core.losses import DiceCELoss
 from l2s_core.model import UNet3D
 from l2s_core.train import loop as train_loop
-from l2s_core.train.config import TrainConfig
 from l2s_core.train.launch import train_run
 from l2s_core.train.run_files import read_log
 
-SHAPE = (16, 32, 32)
-#: One cuboid organ per case (z0, y0, x0, z1, y1, x1), placed differently in each case.
-ORGANS = [(3 + i % 3, 6 + 2 * i, 8, 11 + i % 3, 18 + 2 * i, 20) for i in range(5)]
-
-
-@pytest.fixture
-def phantom(prepared_task: Callable[..., PreparedTask]) -> PreparedTask:
-    """Five bright cuboids on noise, prepared (3 training, 1 validation, 1 test case)."""
-    return prepared_task(n_cases=5, shape=SHAPE, organ=ORGANS, noise=0.3)
-
-
-def tiny_config(task: PreparedTask, run_dir: Path, **overrides) -> TrainConfig:
-    """A run small enough for the CPU: baseline patches of 16³, 8 per epoch, lr 3e-3."""
-    return cpu_config(task.folder, run_dir, **{"samples_per_epoch": 8, "patience": 20, "max_epochs": 3, **overrides})
-
-
-def state_dict_of(path: Path) -> dict[str, torch.Tensor]:
-    return torch.load(path, weights_only=True)["state_dict"]
-
-
-def assert_same_state(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
-    assert a.keys() == b.keys()
-    for key in a:
-        assert torch.equal(a[key], b[key]), key
-
-
-def log_without_times(run_dir: Path) -> list[dict[str, float]]:
-    return [{k: v for k, v in row.items() if k != "wall_seconds"} for row in read_log(run_dir)]
-
-
-# --- learning and the run folder ---------------------------------------------------------------
+# --- learning and the finished run ----------------------------------------------------------------
 
 
 def test_baseline_learns_the_phantom_and_a_finished_run_is_not_trained_again(
@@ -92,76 +53,12 @@ def test_baseline_learns_the_phantom_and_a_finished_run_is_not_trained_again(
     assert {p.name: p.stat().st_mtime_ns for p in run_dir.iterdir()} == before
 
 
-def test_run_folder_of_another_run_is_refused(phantom: PreparedTask, tmp_path: Path) -> None:
-    run_dir = tmp_path / "run_00"
-    train_run(tiny_config(phantom, run_dir, network="localiser", max_epochs=1), progress=False)
-    with pytest.raises(
-        ConfigError, match=r"config\.json: this run folder holds a different run \(seed=0 there, 1 now\)"
-    ):
-        train_run(tiny_config(phantom, run_dir, network="localiser", max_epochs=1, seed=1), progress=False)
-
-
 def test_patience_stops_the_run(phantom: PreparedTask, tmp_path: Path) -> None:
     summary = train_run(
         tiny_config(phantom, tmp_path / "run", network="localiser", lr=1e-12, patience=2, max_epochs=50), progress=False
     )
     # lr 1e-12 leaves the weights as initialised: epoch 1 is the best, then 2 epochs without improvement
     assert (summary.best_epoch, summary.epochs, summary.stop_reason) == (1, 3, "patience")
-
-
-# --- resuming ---------------------------------------------------------------------------------
-
-
-def start_training(config_path: Path) -> subprocess.Popen:
-    """``python -m l2s_core.train CONFIG`` with one thread, so that two such runs compute alike."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "l2s_core.train", str(config_path), "--no-progress"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def completed_epochs(run_dir: Path) -> int:
-    try:
-        return len(read_log(run_dir))
-    except (FileNotFoundError, KeyError, ValueError):
-        return 0
-
-
-def test_killed_training_process_resumes_to_the_weights_of_an_uninterrupted_run(
-    phantom: PreparedTask, tmp_path: Path
-) -> None:
-    config_path = tmp_path / "killed.json"
-    atomic_write_json(config_path, tiny_config(phantom, tmp_path / "killed", max_epochs=5).to_dict())
-    killed = start_training(config_path)
-    deadline = time.monotonic() + 120
-    while completed_epochs(tmp_path / "killed") < 2 and killed.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    os.kill(killed.pid, signal.SIGKILL)
-    killed.wait()
-    assert killed.returncode == -signal.SIGKILL, killed.stderr.read()
-    assert not (tmp_path / "killed" / "summary.json").exists()  # the kill interrupted the run
-    assert (tmp_path / "killed" / "resume.pt").exists()
-
-    resumed = start_training(config_path)
-    # meanwhile, the uninterrupted run in this process (one thread, as in the subprocesses)
-    train_run(tiny_config(phantom, tmp_path / "reference", max_epochs=5), progress=False)
-    out, err = resumed.communicate(timeout=300)
-    assert resumed.returncode == 0, err
-    assert json.loads(out.strip().splitlines()[-1])["epochs"] == 5
-
-    assert_same_state(state_dict_of(tmp_path / "killed" / "best.pt"), state_dict_of(tmp_path / "reference" / "best.pt"))
-    assert log_without_times(tmp_path / "killed") == log_without_times(tmp_path / "reference")
-    assert [r["epoch"] for r in read_log(tmp_path / "killed")] == [1, 2, 3, 4, 5]
-    assert sorted(p.name for p in (tmp_path / "killed").iterdir()) == [
-        "best.pt",
-        "config.json",
-        "log.csv",
-        "summary.json",
-    ]
 
 
 # --- divergence -----------------------------------------------------------------------------
