@@ -37,7 +37,7 @@ RecordT = TypeVar("RecordT")
 #: Metavars of a three-item tuple: the project's ``(z, y, x)`` order.
 _ZYX = ("Z", "Y", "X")
 _ENTRY = re.compile(r"^(\s+)(\w+):\s*(.*)$")
-#: A Sphinx cross-reference such as :mod:`~l2s_core.data.phantom_geometry` (its target kept).
+#: A Sphinx cross-reference such as :mod:`~l2s_core.data.phantom.geometry` (its target kept).
 _ROLE = re.compile(r":\w+:`~?([^`]+)`")
 
 

@@ -69,7 +69,7 @@ def scan_explorer(
     Raises:
         ModelFolderError, FormatVersionError, ConfigError: see
             :func:`~l2s_core.viewer.scans.load_folder_models`.
-        InputDataError, DicomError: (when a scan is shown) see :func:`~l2s_core.deploy.predict.read_scan`.
+        InputDataError, DicomError: (when a scan is shown) see :func:`~l2s_core.deploy.scan_input.read_scan`.
     """
     models = load_folder_models(model_dir, runs, device)
     card = models.card

@@ -1,7 +1,7 @@
 """The explorer on new scans: a model folder (``l2s export``) and NIfTI files or DICOM series.
 
-A :class:`ScanCase` is read and normalised by the deploy code (:func:`~l2s_core.deploy.predict.read_scan`,
-:func:`~l2s_core.deploy.predict.normalised_image`), exactly as ``l2s predict`` reads it, and
+A :class:`ScanCase` is read and normalised by the deploy code (:func:`~l2s_core.deploy.scan_input.read_scan`,
+:func:`~l2s_core.deploy.scan_input.normalised_image`), exactly as ``l2s predict`` reads it, and
 :func:`load_folder_models` turns the model's two-stage pairs and baselines into prediction
 sources that call :func:`~l2s_core.deploy.predict.segment`, so the explorer shows what
 ``l2s predict`` writes (on the RAS ``(z, y, x)`` array of the scan). A scan has no label: the

@@ -1,6 +1,6 @@
 """Tests of the phantom task folders: MSD layout, NIfTI geometry, the rendered cases stored in
 nibabel's axis order, determinism, resuming and refusals. Files are read back with nibabel only;
-what a case holds is tested in test_phantom_render.py."""
+what a case holds is tested in test_render.py."""
 
 from __future__ import annotations
 
