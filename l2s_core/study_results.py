@@ -26,9 +26,9 @@ from l2s_core.data.cache import PreparedTask
 from l2s_core.data.prepared_layout import PREP_FILE, PREPARED_DIR
 from l2s_core.errors import InputDataError
 from l2s_core.evaluation_tables import CASE_COLUMNS, EVALUATION_DIR, RUN_COLUMNS, cases_file, runs_file
-from l2s_core.files import read_json
 from l2s_core.study.layout import PARAMS_SNAPSHOT_FILE, STATUS_FILE
 from l2s_core.study.params import StudyParams, load_study_params
+from l2s_core.study.status import StudyStatus
 from l2s_core.train.run_files import LOG_COLUMNS, LOG_FILE, finished_runs
 from l2s_core.vocabulary import NETWORKS, PAPER_ORGANS, SPLITS
 
@@ -113,11 +113,9 @@ def _read_dataset(organ: str, prepared_dir: Path) -> dict[str, Any]:
 
 def _read_failures(status_path: Path) -> pd.DataFrame:
     """Units of ``status.json`` that failed or are blocked, with the error of the failed ones."""
-    units = read_json(status_path).get("units", {}) if status_path.is_file() else {}
+    status = StudyStatus.read(status_path) if status_path.is_file() else StudyStatus()
     rows = [
-        {"unit": unit_id, "state": entry["state"], "error": entry.get("error", "")}
-        for unit_id, entry in units.items()
-        if entry.get("state") in ("failed", "blocked")
+        {"unit": unit_id, "state": unit.state, "error": unit.error or ""} for unit_id, unit in status.failures().items()
     ]
     return pd.DataFrame(rows, columns=list(FAILURE_COLUMNS))
 
@@ -148,6 +146,7 @@ def load_study(study_dir: str | Path) -> StudyData:
 
     Raises:
         InputDataError: the folder does not exist or holds no prepared organ of the study.
+        InputDataError: an unreadable or invalid ``status.json`` (the message names it).
         ConfigError: an invalid ``study_params.json`` (the message names it and the key).
         FormatVersionError: a metadata file written by an incompatible l2s version.
     """
