@@ -280,7 +280,7 @@ class StudyParams:
         """Plain JSON-able dict in the layout of a parameter file (``source`` left out)."""
         values = plain(self)
         values.pop("source")
-        return values  # type: ignore[no-any-return]
+        return values
 
     def task_folder(self, organ: str) -> str:
         """The task folder name of ``organ`` (``task_folders``, else the paper organ's MSD folder).
