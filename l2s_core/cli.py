@@ -91,7 +91,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         executor=args.executor,
         data_root=args.data_root,
     )
-    return 1 if status["failed"] else 0
+    return 1 if status.failed else 0
 
 
 def _cmd_report(args: argparse.Namespace) -> None:

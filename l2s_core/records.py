@@ -46,7 +46,9 @@ def plain(value: Any) -> Any:
 class Checker:
     """Checks parsed JSON or YAML against the type hints of a dataclass.
 
-    A field whose metadata holds ``in_file=False`` is set by the program, never by the file.
+    A field whose metadata holds ``in_file=False`` is set by the program, never by the file. A
+    dataclass may name keys that a file must not set in a class attribute ``refused_keys`` (key →
+    why), so that such a key is refused with its reason rather than as an unknown key.
 
     Args:
         source: the file (or other origin), named first in every error.
@@ -89,6 +91,10 @@ class Checker:
     def dataclass(self, value: Any, cls: type, key: str) -> Any:
         """An instance of the dataclass ``cls`` built from the mapping ``value``."""
         hints = self.file_hints(cls)
+        refused: Mapping[str, str] = getattr(cls, "refused_keys", {})
+        for name in self.mapping(value, key):
+            if name in refused:
+                raise self.error(f"{key}.{name}" if key else str(name), refused[name])
         checked = self.fields(value, hints, key)
         for f in dataclasses.fields(cls):
             required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING

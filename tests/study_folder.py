@@ -20,8 +20,10 @@ from l2s_core.data.prepared_layout import (
 from l2s_core.data.split import save_split
 from l2s_core.evaluation_tables import CASE_COLUMNS, pooled_rows
 from l2s_core.files import atomic_write_json
+from l2s_core.study.params import PhantomOptions, StudyParams
 from l2s_core.train.config import TrainConfig
 from l2s_core.train.run_files import BEST_FILE, SUMMARY_FILE, RunSummary
+from l2s_core.vocabulary import MSD_TASK_FOLDERS, DataSource
 
 IDENTITY = tuple(tuple(float(i == j) for j in range(4)) for i in range(4))
 #: organ → (cases per split (train, val, test), foreground share of every case).
@@ -154,18 +156,26 @@ def write_evaluation(
         pooled_rows(cases).to_csv(evaluation / f"{split}_runs.csv", index=False)
 
 
-def write_study(study_dir: Path, datasets: Datasets, runs: Runs, dice: Dice, data: str = "phantom") -> Path:
+def _task_folders(organs: list[str], data: DataSource) -> dict[str, str]:
+    """Each organ's task folder: its own on MSD-layout data; on phantom data, an organ outside the
+    paper's uses the heart phantom."""
+    if data == "msd":
+        return {organ: f"Task_{organ}" for organ in organs}
+    return {organ: MSD_TASK_FOLDERS["heart"] for organ in organs if organ not in MSD_TASK_FOLDERS}
+
+
+def write_study(study_dir: Path, datasets: Datasets, runs: Runs, dice: Dice, data: DataSource = "phantom") -> Path:
     """A study folder with ``study_params.json`` (organs in the order of ``datasets``), the
     prepared tasks, the finished runs and the evaluation CSVs of the organs that have Dice."""
-    atomic_write_json(
-        study_dir / "study_params.json",
-        {
-            "study": study_dir.name,
-            "data": data,
-            "phantom": {"n_cases": 10, "shape": [12, 16, 16], "seed": 0},
-            "organs": list(datasets),
-        },
+    params = StudyParams(
+        data=data,
+        study=study_dir.name,
+        data_root=Path("/data/msd") if data == "msd" else None,
+        phantom=PhantomOptions(n_cases=10, shape=(12, 16, 16), seed=0),
+        organs=tuple(datasets),
+        task_folders=_task_folders(list(datasets), data),
     )
+    atomic_write_json(study_dir / "study_params.json", params.to_dict())
     for organ, (sizes, share) in datasets.items():
         write_prepared(study_dir / organ / "prepared", organ, sizes, share)
         for network, network_runs in runs.get(organ, {}).items():

@@ -32,6 +32,7 @@ TORCH_FREE = [
     "l2s_core.study.localisation",
     "l2s_core.study.plan",
     "l2s_core.study.step_records",
+    "l2s_core.study.status",
     "l2s_core.study.execute",
     "l2s_core.study.runner",
     "l2s_core.study.report",

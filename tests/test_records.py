@@ -9,7 +9,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import pytest
 
@@ -166,6 +166,26 @@ def test_an_unknown_key_lists_the_known_keys_but_not_the_program_set_ones() -> N
     with pytest.raises(ConfigError) as caught:
         checker.dataclass({"rate": 1, "origin": "file.yaml"}, Stamped, "")
     assert str(caught.value) == f"params.yaml: origin: unknown key; known keys: {known}"
+
+
+@dataclass(frozen=True)
+class Guarded:
+    """A record whose file may not set ``seed``: the program does, for a reason the error gives."""
+
+    refused_keys: ClassVar[dict[str, str]] = {"seed": "set by the program for each run"}
+
+    rate: float = 0.5
+
+
+def test_a_refused_key_is_refused_with_its_reason_at_any_depth() -> None:
+    checker = Checker("params.yaml")
+    assert checker.dataclass({"rate": 1}, Guarded, "") == Guarded(rate=1.0)
+    for values, key in (({"seed": 3}, ""), ({"seed": 3, "rate": "x"}, "train")):
+        with pytest.raises(ConfigError) as caught:
+            checker.dataclass(values, Guarded, key)
+        assert str(caught.value) == f"params.yaml: {key + '.' if key else ''}seed: set by the program for each run"
+    with pytest.raises(ConfigError, match=r"^params.yaml: rat: unknown key; known keys: rate$"):
+        checker.dataclass({"rat": 1}, Guarded, "")
 
 
 def test_the_error_type_is_the_checkers() -> None:

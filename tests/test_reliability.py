@@ -55,6 +55,7 @@ from l2s_core.study import runner
 from l2s_core.study.layout import Step, StudyPaths
 from l2s_core.study.params import load_study_params
 from l2s_core.study.plan import StudyPlan
+from l2s_core.study.status import StudyStatus, UnitStatus
 from l2s_core.train.config import TrainConfig
 from l2s_core.train.launch import train_run
 from l2s_core.train.run_files import RunSummary, finished_summary, read_log
@@ -261,16 +262,17 @@ def test_full_disk_for_the_step_records_fails_the_step_instead_of_hanging_the_ru
 
     monkeypatch.setattr(papermill, "execute_notebook", notebook_on_full_disk)
     monkeypatch.setattr(records, "atomic_write_json", write_unless_step_record)  # Record.write: the step records
-    result: dict[str, Any] = {}
+    outcome: list[StudyStatus] = []
     study = threading.Thread(
-        target=lambda: result.update(runner.run_study(params_path, root=paths.root, progress=False)), daemon=True
+        target=lambda: outcome.append(runner.run_study(params_path, root=paths.root, progress=False)), daemon=True
     )
     study.start()
     study.join(timeout=60)
     assert not study.is_alive(), "l2s run waits forever for a step whose record could not be written"
-    assert result["failed"] == [f"prepare/{ORGAN}"]
-    assert "No space left on device" in result["units"][f"prepare/{ORGAN}"]["error"]
-    assert result["units"][f"train/{ORGAN}/organ"]["state"] == "blocked"
+    (result,) = outcome
+    assert result.failed == (f"prepare/{ORGAN}",)
+    assert "No space left on device" in result.units[f"prepare/{ORGAN}"].error
+    assert result.units[f"train/{ORGAN}/organ"].state == "blocked"
     assert not (paths.study_dir / "steps").exists()  # no record claims anything
 
 
@@ -314,7 +316,7 @@ def test_a_diverged_run_does_not_stop_its_chain(phantom: PreparedTask, tmp_path:
     plan.finish(Step("train", ORGAN, "localiser", run=0), succeeded=True)
     assert plan.ready() == [Step("train", ORGAN, "localiser", run=1)]
     plan.finish(Step("train", ORGAN, "localiser", run=1), succeeded=True)
-    assert plan.status()[f"train/{ORGAN}/localiser"] == {"state": "done", "runs": 2, "converged": 1}
+    assert plan.status()[f"train/{ORGAN}/localiser"] == UnitStatus("done", runs=2, converged=1)
     assert plan.ready() == [Step("evaluate", ORGAN, split="val")]
 
 

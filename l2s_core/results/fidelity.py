@@ -17,14 +17,12 @@ from __future__ import annotations
 
 __all__ = ["CHOICES", "DIFFERENCES", "Choice", "Difference", "study_choices"]
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
-from l2s_core.study.params import AnalysisOptions, EvaluateOptions, PrepareOptions
-from l2s_core.train.config import TrainConfig
+from l2s_core.study.params import StudyParams
 
 
 @dataclass(frozen=True)
@@ -204,42 +202,26 @@ DIFFERENCES: tuple[Difference, ...] = (
     ),
 )
 
-#: The dataclass whose defaults a study snapshot's section falls back on.
-_SECTION_DEFAULTS: dict[str, type] = {
-    "prepare": PrepareOptions,
-    "train": TrainConfig,
-    "evaluate": EvaluateOptions,
-    "analysis": AnalysisOptions,
-}
 
-
-def _defaults(section: str) -> dict[str, Any]:
-    """The default of every field of a section's dataclass (``None`` for one without a default)."""
-    out: dict[str, Any] = {}
-    for f in dataclasses.fields(_SECTION_DEFAULTS[section]):
-        if callable(f.default_factory):  # dataclasses.MISSING is not callable
-            out[f.name] = f.default_factory()
-        else:
-            out[f.name] = None if f.default is dataclasses.MISSING else f.default
-    return out
-
-
-def _value(study_params: dict[str, Any], key: str, network: str = "baseline") -> Any:
-    """A setting of a study snapshot, ``section.name``; for ``train`` the network's value (its
-    overrides applied, :class:`~l2s_core.train.config.TrainConfig`'s default where unset)."""
+def _value(params: StudyParams, key: str, network: str = "baseline") -> Any:
+    """A setting of a study, ``section.name``; for ``train`` the network's value (its overrides
+    applied, organ overrides not)."""
     section, _, name = key.partition(".")
-    values = {**_defaults(section), **(study_params.get(section) or {})}
-    if section == "train":
-        values = {**values, **(values.get("per_network") or {}).get(network, {})}
-    return values[name]
+    options = params.train.for_run(None, network) if section == "train" else getattr(params, section)
+    return getattr(options, name)
 
 
-def study_choices(study_params: dict[str, Any] | None) -> pd.DataFrame:
-    """The value of every choice in a study's parameter snapshot (``study_params.json``), then
-    the declared differences (:data:`DIFFERENCES`: key ``—``, "this study" what l2s does).
+def _shown(value: Any) -> str:
+    """A setting as the study file writes it (a tuple as a list)."""
+    return str(list(value)) if isinstance(value, tuple) else str(value)
+
+
+def study_choices(study_params: StudyParams | None) -> pd.DataFrame:
+    """The value of every choice in a study's parameters (as ``study_params.json`` keeps them),
+    then the declared differences (:data:`DIFFERENCES`: key ``—``, "this study" what l2s does).
 
     Training settings are those of the baseline (per-network overrides applied); a key the
-    snapshot lacks shows its default; organ overrides are not shown.
+    snapshot lacks shows its default (loading fills it in); organ overrides are not shown.
 
     Returns:
         Columns ``choice``, ``key``, ``this study``, ``paper text``, ``released code``; empty
@@ -250,7 +232,7 @@ def study_choices(study_params: dict[str, Any] | None) -> pd.DataFrame:
             {
                 "choice": c.name,
                 "key": c.key,
-                "this study": ", ".join(str(_value(study_params, k.strip())) for k in c.key.split(",")),
+                "this study": ", ".join(_shown(_value(study_params, k.strip())) for k in c.key.split(",")),
                 "paper text": c.text,
                 "released code": c.released_code,
             }
@@ -260,7 +242,7 @@ def study_choices(study_params: dict[str, Any] | None) -> pd.DataFrame:
             {"choice": d.name, "key": "—", "this study": d.l2s, "paper text": d.text, "released code": d.released_code}
             for d in DIFFERENCES
         ]
-        if study_params
+        if study_params is not None
         else []
     )
     return pd.DataFrame(rows, columns=["choice", "key", "this study", "paper text", "released code"])

@@ -459,7 +459,7 @@ def findings_preamble(data: StudyData) -> str:
         "The paper's ± is the population standard deviation over its runs (`np.std` in its released "
         "code); this study's ± is the sample standard deviation (n − 1)."
     )
-    if (data.study_params or {}).get("data") == "phantom":
+    if data.study_params is not None and data.study_params.data == "phantom":
         sentences.append(
             "**This study ran on phantom data: it checks that the pipeline computes the paper's "
             "analysis end to end, not whether the paper's results hold.**"

@@ -26,8 +26,9 @@ from l2s_core.data.cache import PreparedTask
 from l2s_core.data.prepared_layout import PREP_FILE, PREPARED_DIR
 from l2s_core.errors import InputDataError
 from l2s_core.evaluation_tables import CASE_COLUMNS, EVALUATION_DIR, RUN_COLUMNS, cases_file, runs_file
-from l2s_core.files import read_json
 from l2s_core.study.layout import PARAMS_SNAPSHOT_FILE, STATUS_FILE
+from l2s_core.study.params import StudyParams, load_study_params
+from l2s_core.study.status import StudyStatus
 from l2s_core.train.run_files import LOG_COLUMNS, LOG_FILE, finished_runs
 from l2s_core.vocabulary import NETWORKS, PAPER_ORGANS, SPLITS
 
@@ -56,7 +57,8 @@ class StudyData:
         study_dir: the study folder ``runs/<study>``.
         organs: the study file's organs that are prepared, in its order (without
             ``study_params.json``: every prepared organ, the paper's first).
-        study_params: content of ``study_params.json``, or ``None`` where it is absent.
+        study_params: the study's parameters as the runner kept them (``study_params.json``), or
+            ``None`` where that file is absent.
         datasets: one row per organ: columns :data:`DATASET_COLUMNS` (split sizes of the
             prepared task; ``foreground_percent`` = mean over its cases of the organ's share
             of the image voxels, in %).
@@ -73,7 +75,7 @@ class StudyData:
 
     study_dir: Path
     organs: tuple[str, ...]
-    study_params: dict[str, Any] | None
+    study_params: StudyParams | None
     datasets: pd.DataFrame
     summaries: pd.DataFrame
     logs: pd.DataFrame
@@ -82,12 +84,12 @@ class StudyData:
     failures: pd.DataFrame
 
 
-def _study_organs(names: list[str], study_params: dict[str, Any] | None) -> tuple[str, ...]:
+def _study_organs(names: list[str], study_params: StudyParams | None) -> tuple[str, ...]:
     """The organs the analysis covers: those of the study file (its snapshot's ``organs``) that
     ``names`` holds, in its order; an organ prepared once and since dropped from the file is left
     out. Without a snapshot, every name: the paper's organs in its order, others alphabetically."""
-    if study_params and study_params.get("organs"):
-        return tuple(o for o in study_params["organs"] if o in names)
+    if study_params is not None:
+        return tuple(o for o in study_params.organs if o in names)
     rank = {name: i for i, name in enumerate(PAPER_ORGANS)}
     return tuple(sorted(names, key=lambda n: (rank.get(n, len(rank)), n)))
 
@@ -111,11 +113,9 @@ def _read_dataset(organ: str, prepared_dir: Path) -> dict[str, Any]:
 
 def _read_failures(status_path: Path) -> pd.DataFrame:
     """Units of ``status.json`` that failed or are blocked, with the error of the failed ones."""
-    units = read_json(status_path).get("units", {}) if status_path.is_file() else {}
+    status = StudyStatus.read(status_path) if status_path.is_file() else StudyStatus()
     rows = [
-        {"unit": unit_id, "state": entry["state"], "error": entry.get("error", "")}
-        for unit_id, entry in units.items()
-        if entry.get("state") in ("failed", "blocked")
+        {"unit": unit_id, "state": unit.state, "error": unit.error or ""} for unit_id, unit in status.failures().items()
     ]
     return pd.DataFrame(rows, columns=list(FAILURE_COLUMNS))
 
@@ -146,13 +146,15 @@ def load_study(study_dir: str | Path) -> StudyData:
 
     Raises:
         InputDataError: the folder does not exist or holds no prepared organ of the study.
+        InputDataError: an unreadable or invalid ``status.json`` (the message names it).
+        ConfigError: an invalid ``study_params.json`` (the message names it and the key).
         FormatVersionError: a metadata file written by an incompatible l2s version.
     """
     study_dir = Path(study_dir)
     if not study_dir.is_dir():
         raise InputDataError(study_dir, "study folder not found")
     params_path = study_dir / PARAMS_SNAPSHOT_FILE
-    study_params = read_json(params_path) if params_path.is_file() else None
+    study_params = load_study_params(params_path) if params_path.is_file() else None
     organ_dirs = {d.name: d for d in study_dir.iterdir() if (d / PREPARED_DIR / PREP_FILE).is_file()}
     if not organ_dirs:
         raise InputDataError(study_dir, "no prepared organ found (expected <organ>/prepared/prep.json)")

@@ -25,9 +25,10 @@ Layout of a parameter file (every key but ``data`` is optional)::
     evaluate: {splits: [val, test], fallback: whole_image, surface_tolerance_mm: 2.0}
     slurm: {partition: gpu, timeout_min: 2880, cpus_per_task: 8, mem_gb: 64}
 
-The keys of ``train`` are the fields of :class:`~l2s_core.train.config.TrainConfig` except those the
-study sets for each run (:data:`STUDY_SET_TRAIN_FIELDS`: the run's folders, its network, its
-seed = run index, and its world size = ``gpus_per_run`` on GPUs).
+The keys of ``train`` are the fields of :class:`~l2s_core.train.config.TrainSettings`: those of
+:class:`~l2s_core.train.config.TrainConfig` except the ones the study sets for each run
+(:data:`STUDY_SET_TRAIN_FIELDS`: the run's folders, its network, its seed = run index, and its
+world size = ``gpus_per_run`` on GPUs).
 
 The runner keeps a snapshot of the validated parameters as ``runs/<study>/study_params.json``
 (:meth:`StudyParams.to_dict`), which :func:`load_study_params` reads as well; the notebooks of
@@ -52,7 +53,7 @@ import dataclasses
 import re
 import typing
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
@@ -61,7 +62,7 @@ from l2s_core.errors import ConfigError, FormatVersionError, InputDataError
 from l2s_core.files import NESTED_TOO_DEEPLY, read_json
 from l2s_core.prediction import Localisation
 from l2s_core.records import Checker, plain
-from l2s_core.train.config import TrainConfig
+from l2s_core.train.config import TrainConfig, TrainSettings
 from l2s_core.vocabulary import (
     MSD_TASK_FOLDERS,
     NETWORKS,
@@ -78,7 +79,9 @@ from l2s_core.vocabulary import (
 
 _ORGAN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 #: TrainConfig fields the study sets for each run; a parameter file cannot set them.
-STUDY_SET_TRAIN_FIELDS = ("prepared_dir", "run_dir", "network", "seed", "world_size")
+STUDY_SET_TRAIN_FIELDS = tuple(
+    f.name for f in dataclasses.fields(TrainConfig) if f.name not in {g.name for g in dataclasses.fields(TrainSettings)}
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,29 +140,39 @@ class PrepareOptions(PrepareSettings):
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainOptions:
-    """Training settings shared by the runs of a study, with per-network and per-organ overrides.
+class TrainOptions(TrainSettings):
+    """Training settings shared by the runs of a study (the
+    :class:`~l2s_core.train.config.TrainSettings`, same names and defaults), with per-network and
+    per-organ overrides.
 
     Attributes:
-        settings: :class:`~l2s_core.train.config.TrainConfig` field → value (others keep the
-            TrainConfig default).
-        per_network: network → fields replacing ``settings`` for that network.
-        per_organ: organ → fields replacing both for that organ's networks.
+        per_network: network → some of the settings, replacing them for that network.
+        per_organ: organ → some of the settings, replacing both for that organ's networks.
     """
 
-    settings: dict[str, Any] = dataclasses.field(default_factory=dict)
-    per_network: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    #: TrainConfig fields a parameter file cannot set, with the reason (see :class:`~l2s_core.records.Checker`).
+    refused_keys: ClassVar[dict[str, str]] = {
+        name: "set by the study for each run, not in the parameter file" for name in STUDY_SET_TRAIN_FIELDS
+    }
+
+    per_network: dict[Network, dict[str, Any]] = dataclasses.field(default_factory=dict)
     per_organ: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
-    def for_run(self, organ: str, network: str) -> dict[str, Any]:
-        """The TrainConfig fields of ``network`` on ``organ`` (``settings`` with the overrides applied)."""
-        return {**self.settings, **self.per_network.get(network, {}), **self.per_organ.get(organ, {})}
+    def for_run(self, organ: str | None, network: str) -> TrainSettings:
+        """The settings of ``network`` on ``organ`` (the overrides of both applied; ``organ``
+        ``None``: the network's settings without organ overrides)."""
+        overrides = {**self._network_overrides(network), **self.per_organ.get(organ or "", {})}
+        return TrainSettings(**{**self.settings(), **overrides})
+
+    def _network_overrides(self, network: str) -> dict[str, Any]:
+        """The overrides of ``network`` (none for a network the section does not name)."""
+        return self.per_network.get(typing.cast(Network, network), {})
 
     def source_key(self, organ: str, network: str, name: str) -> str:
         """The key path in the parameter file that sets field ``name`` for this run."""
         if name in self.per_organ.get(organ, {}):
             return f"train.per_organ.{organ}.{name}"
-        if name in self.per_network.get(network, {}):
+        if name in self._network_overrides(network):
             return f"train.per_network.{network}.{name}"
         return f"train.{name}"
 
@@ -273,8 +286,6 @@ class StudyParams:
         """Plain JSON-able dict in the layout of a parameter file (``source`` left out)."""
         values = plain(self)
         values.pop("source")
-        train = values.pop("train")
-        values["train"] = {**train["settings"], "per_network": train["per_network"], "per_organ": train["per_organ"]}
         return values
 
     def task_folder(self, organ: str) -> str:
@@ -356,7 +367,7 @@ class StudyParams:
         Raises:
             ConfigError: the settings make an invalid TrainConfig (names the file and key).
         """
-        values = self.train.for_run(organ, network)
+        settings = self.train.for_run(organ, network)
         try:
             return TrainConfig(
                 prepared_dir=str(prepared_dir),
@@ -364,7 +375,7 @@ class StudyParams:
                 network=network,
                 seed=run,
                 world_size=world_size,
-                **values,
+                **settings.settings(),
             )
         except ConfigError as exc:
             raise ConfigError(
@@ -372,50 +383,29 @@ class StudyParams:
             ) from None
 
 
+#: Fields of a section that map an organ or a network to some of the section's own options.
+_OVERRIDE_FIELDS = ("per_network", "per_organ")
+
+
 class _StudyChecker(Checker):
-    """The record checker, plus the ``train`` section: :class:`TrainConfig` fields with
-    per-network and per-organ overrides."""
-
-    def train(self, value: Any, key: str) -> TrainOptions:
-        hints = {
-            name: hint
-            for name, hint in typing.get_type_hints(TrainConfig).items()
-            if name not in STUDY_SET_TRAIN_FIELDS
-        }
-        mapping = dict(self.mapping(value, key))
-        per_network = self.mapping(mapping.pop("per_network", None), f"{key}.per_network")
-        per_organ = self.mapping(mapping.pop("per_organ", None), f"{key}.per_organ")
-        for name in STUDY_SET_TRAIN_FIELDS:
-            if name in mapping:
-                raise self.error(f"{key}.{name}", "set by the study for each run, not in the parameter file")
-        checked_per_network = {}
-        for network, overrides in per_network.items():
-            self.value(network, Network, f"{key}.per_network")
-            checked_per_network[network] = self.fields(overrides, hints, f"{key}.per_network.{network}")
-        checked_per_organ = {
-            str(organ): self.fields(overrides, hints, f"{key}.per_organ.{organ}")
-            for organ, overrides in per_organ.items()
-        }
-        return TrainOptions(
-            settings=self.fields(mapping, hints, key), per_network=checked_per_network, per_organ=checked_per_organ
-        )
-
-    def value(self, value: Any, hint: Any, key: str) -> Any:
-        if hint is TrainOptions:
-            return self.train(value, key)
-        return super().value(value, hint, key)
+    """The record checker, plus the sections' overrides (``per_network``, ``per_organ``): each
+    checked against the section's own options."""
 
     def dataclass(self, value: Any, cls: type, key: str) -> Any:
-        """A section, with its ``per_organ`` overrides checked against the section's own options."""
+        """A section, with its overrides checked against the section's own options."""
         section = super().dataclass(value, cls, key)
-        if "per_organ" not in {f.name for f in dataclasses.fields(cls)}:
+        overrides = [f.name for f in dataclasses.fields(cls) if f.name in _OVERRIDE_FIELDS]
+        if not overrides:
             return section
-        allowed = {name: hint for name, hint in self.file_hints(cls).items() if name != "per_organ"}
-        per_organ = {
-            organ: self.fields(overrides, allowed, f"{key}.per_organ.{organ}")
-            for organ, overrides in section.per_organ.items()
+        allowed = {name: hint for name, hint in self.file_hints(cls).items() if name not in _OVERRIDE_FIELDS}
+        checked = {
+            field: {
+                name: self.fields(options, allowed, f"{key}.{field}.{name}")
+                for name, options in getattr(section, field).items()
+            }
+            for field in overrides
         }
-        return dataclasses.replace(section, per_organ=per_organ)
+        return dataclasses.replace(section, **checked)
 
 
 def _check_study_name(checker: _StudyChecker, name: str) -> None:

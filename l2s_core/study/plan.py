@@ -31,6 +31,7 @@ import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from l2s_core.study.layout import Step, StudyPaths
+from l2s_core.study.status import UnitStatus
 from l2s_core.study.step_records import DONE, FAILED
 from l2s_core.train.run_files import FinishedRun, finished_summary
 
@@ -224,17 +225,17 @@ class StudyPlan:
         """Executions finished so far (done units and finished training runs)."""
         return sum(unit.made if unit.is_chain else unit.state == DONE for unit in self.units.values())
 
-    def status(self) -> dict[str, dict[str, Any]]:
-        """Unit id → ``state`` (plus ``runs``, ``converged`` for chains and ``error`` if failed)."""
-        status = {}
-        for unit_id, unit in self.units.items():
-            entry: dict[str, Any] = {"state": unit.state}
-            if unit.is_chain:
-                entry.update(runs=unit.made, converged=unit.converged)
-            if unit.error is not None:
-                entry["error"] = unit.error
-            status[unit_id] = entry
-        return status
+    def status(self) -> dict[str, UnitStatus]:
+        """Unit id → its state (with ``runs``, ``converged`` for chains and ``error`` if failed)."""
+        return {
+            unit_id: UnitStatus(
+                unit.state,
+                runs=unit.made if unit.is_chain else None,
+                converged=unit.converged if unit.is_chain else None,
+                error=unit.error,
+            )
+            for unit_id, unit in self.units.items()
+        }
 
     def status_table(self) -> str:
         """A text table: one row per organ; prepare, each network's chain and each split."""

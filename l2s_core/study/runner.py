@@ -34,7 +34,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from tqdm.auto import tqdm
 
@@ -53,6 +53,7 @@ from l2s_core.study.execute import (
 )
 from l2s_core.study.layout import Step, StudyPaths
 from l2s_core.study.plan import StudyPlan
+from l2s_core.study.status import StudyStatus
 from l2s_core.study.step_records import DONE, FAILED, StepRecord, study_lock
 from l2s_core.vocabulary import EXECUTORS
 
@@ -223,7 +224,7 @@ def run_study(
     progress: bool = True,
     data_root: str | Path | None = None,
     notebooks_dir: str | Path | None = None,
-) -> dict[str, Any]:
+) -> StudyStatus:
     """Run (or continue) a whole study and render its report.
 
     Args:
@@ -240,8 +241,8 @@ def run_study(
             (:func:`~l2s_core.notebook_files.notebooks_dir`).
 
     Returns:
-        ``{"study", "units": unit id → {"state", ...}, "failed": [unit ids], "report": path
-        or None}``; also written to ``runs/<study>/status.json``.
+        The :class:`~l2s_core.study.status.StudyStatus` of the study (every unit's state, the
+        failed units, the report), also written to ``runs/<study>/status.json``.
 
     Raises:
         ConfigError: invalid parameters or options, missing kernel, notebook or data.
@@ -274,15 +275,15 @@ def run_study(
             submit = _SubmititSubmitter(params, paths, "slurm" if executor == "slurm" else "local")
             slots = [None] * jobs
 
-        def write_status() -> dict[str, Any]:
+        def write_status() -> StudyStatus:
             report_done = "report" in plan.units and plan.units["report"].state == DONE
-            status = {
-                "study": params.study,
-                "units": plan.status(),
-                "failed": [unit_id for unit_id, unit in plan.units.items() if unit.state == FAILED],
-                "report": str(paths.report_path) if report_done else None,
-            }
-            atomic_write_json(paths.status_path, status)
+            status = StudyStatus(
+                study=params.study,
+                units=plan.status(),
+                failed=tuple(unit_id for unit_id, unit in plan.units.items() if unit.state == FAILED),
+                report=str(paths.report_path) if report_done else None,
+            )
+            status.write(paths.status_path)
             return status
 
         _run_plan(
@@ -295,6 +296,6 @@ def run_study(
         )
         status = write_status()
     print(plan.status_table())
-    if status["report"]:
+    if status.report:
         print(f"report: {paths.report_path}")
     return status

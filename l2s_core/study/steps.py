@@ -123,7 +123,7 @@ def _world_size(params: StudyParams, organ: str, network: str) -> int:
 
     from l2s_core.distributed import resolve_device
 
-    device = resolve_device(str(params.train.for_run(organ, network).get("device", "auto")))
+    device = resolve_device(params.train.for_run(organ, network).device)
     if device.type != "cuda":
         return 1
     if torch.cuda.device_count() < params.gpus_per_run:

@@ -7,11 +7,12 @@ network through the window it trained with.
 
 from __future__ import annotations
 
-__all__ = ["TrainConfig", "is_converged"]
+__all__ = ["TrainConfig", "TrainSettings", "is_converged"]
 
 import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 from l2s_core.errors import ConfigError, check_choice
 from l2s_core.files import NESTED_TOO_DEEPLY
@@ -20,14 +21,11 @@ from l2s_core.vocabulary import ARCHITECTURES, CONVERGENCE_RULES, DICE_FORMS, NE
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainConfig(Record):
-    """Settings of one training run; saved as the run's ``config.json``.
+class TrainSettings:
+    """The settings of a training run that a study's ``train`` section sets (for every run, a
+    network or an organ); :class:`TrainConfig` adds those the study sets for each run.
 
     Attributes:
-        prepared_dir: prepared task folder (:mod:`l2s_core.data.prepare`).
-        run_dir: folder of this run (created).
-        network: ``"baseline"``, ``"localiser"`` or ``"organ"``.
-        seed: seed of the weight initialisation and of the training items.
         base_channels: U-Net channels at full resolution.
         norm_groups: GroupNorm groups of every normalisation layer; ``None``: the architecture's
             default (4 for ``unet``, 32 for ``released_code``, as released and as Wu & He's).
@@ -61,17 +59,11 @@ class TrainConfig(Record):
         compile: ``torch.compile`` the network for the training step and every prediction
             (validation, evaluation, the explorer); ``None``: on GPUs, not on the CPU
             (:mod:`l2s_core.compiling`; a failed compilation runs eagerly after one warning).
-        world_size: data-parallel processes :func:`~l2s_core.train.launch.train_run` starts
-            (``torchrun`` sets its own).
         deterministic: on the CPU, deterministic algorithms (bitwise reproducible runs); on
             GPUs, cuDNN's deterministic convolutions without autotuning (closer, not bitwise,
             reproducibility, at some speed cost; ``False`` lets cuDNN pick the fastest).
     """
 
-    prepared_dir: str
-    run_dir: str
-    network: str
-    seed: int = 0
     base_channels: int = 8
     depth: int = 3
     norm_groups: int | None = None
@@ -94,8 +86,32 @@ class TrainConfig(Record):
     device: str = "auto"
     amp: bool = False
     compile: bool | None = None
-    world_size: int = 1
     deterministic: bool = True
+
+    def settings(self) -> dict[str, Any]:
+        """Field name → value of the :class:`TrainSettings` fields (of this or a derived record)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(TrainSettings)}
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TrainConfig(TrainSettings, Record):
+    """Settings of one training run; saved as the run's ``config.json``: the
+    :class:`TrainSettings` (see there) and those a study sets for each run.
+
+    Attributes:
+        prepared_dir: prepared task folder (:mod:`l2s_core.data.prepare`).
+        run_dir: folder of this run (created).
+        network: ``"baseline"``, ``"localiser"`` or ``"organ"``.
+        seed: seed of the weight initialisation and of the training items.
+        world_size: data-parallel processes :func:`~l2s_core.train.launch.train_run` starts
+            (``torchrun`` sets its own).
+    """
+
+    prepared_dir: str
+    run_dir: str
+    network: str
+    seed: int = 0
+    world_size: int = 1
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "patch_size", tuple(self.patch_size))

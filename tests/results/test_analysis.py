@@ -18,6 +18,7 @@ from study_folder import DATASETS, DICE, LOCALISED_BOX_SHARE, RUNS, synthetic_st
 from l2s_core.results import analysis, plots
 from l2s_core.results.stats import DEFAULT_PAIRS
 from l2s_core.results.study_results import StudyData, load_study
+from l2s_core.study.params import AnalysisOptions, StudyParams
 
 NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "analysis.ipynb"
 
@@ -65,7 +66,9 @@ def test_table2_over_converged_runs_as_the_released_code(data: StudyData) -> Non
     converged = analysis.table2_training_minutes(data, runs="converged")
     spleen_converged = [s for c, s in RUNS["spleen"]["baseline"] if c]
     assert converged.loc["spleen", "baseline"] == pytest.approx(sum(spleen_converged) / len(spleen_converged) / 60)
-    released = dataclasses.replace(data, study_params={"analysis": {"training_time_runs": "converged"}})
+    released = dataclasses.replace(
+        data, study_params=StudyParams(data="phantom", analysis=AnalysisOptions(training_time_runs="converged"))
+    )
     assert analysis.table2_training_minutes(released).equals(converged)
 
 
@@ -325,7 +328,7 @@ def test_names_from_dataset_json_reach_the_report_escaped(data: StudyData) -> No
     data = dataclasses.replace(
         data,
         datasets=data.datasets.assign(task_name=hostile, task_dir="/data/`<b>x</b>`"),
-        study_params={**(data.study_params or {}), "data": "msd", "data_root": "/d/<script>alert(1)</script>"},
+        study_params=StudyParams(data="msd", data_root=Path("/d/<script>alert(1)</script>")),
     )
     rendered = markdown2html(analysis.data_description(data))
     assert "<img" not in rendered and "<script" not in rendered and "<b>" not in rendered

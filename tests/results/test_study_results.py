@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 from study_folder import DICE, RUNS, synthetic_study
 
-from l2s_core.errors import InputDataError
+from l2s_core.errors import ConfigError, InputDataError
 from l2s_core.files import atomic_write_json, read_json
 from l2s_core.results.study_results import SUMMARY_COLUMNS, load_study
+from l2s_core.study.params import StudyParams
 from l2s_core.train.run_files import BEST_FILE, RunSummary
 
 
@@ -26,13 +27,17 @@ def test_load_study_reads_organs_in_study_order_and_skips_unfinished_runs(tmp_pa
 def test_an_organ_dropped_from_the_study_file_is_not_in_the_study(tmp_path: Path) -> None:
     study = synthetic_study(tmp_path)
     snapshot = study / "study_params.json"
-    atomic_write_json(snapshot, {**read_json(snapshot), "organs": ["heart", "kidney"]})  # spleen dropped, kidney new
+    atomic_write_json(  # spleen dropped, kidney new
+        snapshot, {**read_json(snapshot), "organs": ["heart", "kidney"], "task_folders": {"kidney": "Task02_Heart"}}
+    )
     data = load_study(study)
     assert data.organs == ("heart",)
     assert data.datasets["organ"].tolist() == ["heart"]
     for table in (data.summaries, data.cases, data.runs):
         assert set(table["organ"]) == {"heart"}
-    atomic_write_json(snapshot, {**read_json(snapshot), "organs": ["kidney"]})
+    atomic_write_json(
+        snapshot, {**read_json(snapshot), "organs": ["kidney"], "task_folders": {"kidney": "Task02_Heart"}}
+    )
     with pytest.raises(InputDataError, match="none of the study's organs is prepared"):
         load_study(study)
 
@@ -76,3 +81,19 @@ def test_a_run_without_best_weights_is_not_converged(tmp_path: Path) -> None:
     summaries = load_study(study).summaries.set_index(["organ", "network", "run"])
     assert not summaries.loc[("heart", "organ", 0), "converged"]
     assert summaries.loc[("heart", "organ", 1), "converged"]
+
+
+def test_a_snapshot_with_a_wrong_type_stops_with_one_line_naming_it(tmp_path: Path) -> None:
+    study = synthetic_study(tmp_path)
+    snapshot = study / "study_params.json"
+    atomic_write_json(snapshot, {**read_json(snapshot), "runs": "ten"})
+    with pytest.raises(ConfigError) as caught:
+        load_study(study)
+    assert str(caught.value) == f"{snapshot}: runs: expected int, got str 'ten'"
+
+
+def test_the_snapshot_is_read_as_the_study_parameters(tmp_path: Path) -> None:
+    study = synthetic_study(tmp_path)
+    params = load_study(study).study_params
+    assert isinstance(params, StudyParams)
+    assert params.data == "phantom" and params.phantom.shape == (12, 16, 16) and params.organs == ("spleen", "heart")

@@ -45,8 +45,8 @@ def test_study_notebooks_are_clean_and_take_the_runner_parameters(name):
 def test_smoke_study_runs_end_to_end_through_papermill(tmp_path, l2s_kernel):
     started = time.monotonic()
     status = run_study(SMOKE_PARAMS, root=tmp_path, jobs=2, progress=False)
-    assert status["failed"] == [], status["units"]
-    assert all(unit["state"] == "done" for unit in status["units"].values())
+    assert status.failed == (), status.units
+    assert all(unit.state == "done" for unit in status.units.values())
     paths = StudyPaths(tmp_path, "smoke")
     prostate = PreparedTask(paths.prepared_dir("prostate"))
     shapes = [tuple(prostate.case(c).meta.original_shape) for ids in prostate.split.values() for c in ids]

@@ -8,7 +8,9 @@ import yaml
 from l2s_core.errors import ConfigError
 from l2s_core.files import atomic_write_json
 from l2s_core.model import UNet3D
-from l2s_core.study.params import _StudyChecker, load_study_params
+from l2s_core.records import Checker
+from l2s_core.study.params import TrainOptions, _StudyChecker, load_study_params
+from l2s_core.train.config import TrainSettings
 
 SHIPPED = Path(__file__).resolve().parents[2] / "papermill_params"
 
@@ -289,3 +291,36 @@ def test_hippocampus_study_marks_every_value_that_differs_from_the_paper_with_it
     params = load_study_params(path, data_root="/data")
     assert params.organs == ("hippocampus",) and params.task_folder("hippocampus") == "Task04_Hippocampus"
     assert params.runs >= 2  # a mean ± sd in every cell of Tables 3 and 4
+
+
+def test_the_train_section_is_typed_settings_with_overrides(tmp_path):
+    path = write_params(
+        tmp_path,
+        {
+            "organs": ["spleen", "liver"],
+            "train": {
+                "lr": 1,
+                "depth": 2,
+                "per_network": {"baseline": {"lr": 0.5, "depth": 3}},
+                "per_organ": {"liver": {"lr": 2}},
+            },
+        },
+    )
+    train = load_study_params(path).train
+    assert isinstance(train, TrainSettings) and train.lr == 1.0 and type(train.lr) is float
+    assert train.patience == TrainSettings().patience  # unset: TrainConfig's default
+    assert train.for_run("spleen", "baseline") == TrainSettings(lr=0.5, depth=3)
+    assert train.for_run("liver", "baseline") == TrainSettings(lr=2.0, depth=3)  # the organ's override wins
+    assert train.for_run("liver", "organ") == TrainSettings(lr=2.0, depth=2)
+    assert train.for_run(None, "localiser") == TrainSettings(lr=1.0, depth=2)
+    assert type(train.per_organ["liver"]["lr"]) is float
+    path = write_params(tmp_path, {"organs": ["liver"], "train": {"per_organ": {"liver": {"seed": 1}}}})
+    assert config_error(path).startswith(f"{path}: train.per_organ.liver.seed: unknown key; known keys: ")
+
+
+def test_the_train_section_is_checked_by_the_record_checker_alone():
+    checker = Checker("study.yaml")
+    assert checker.dataclass({"lr": 1, "patience": 3}, TrainOptions, "train") == TrainOptions(lr=1.0, patience=3)
+    with pytest.raises(ConfigError) as caught:
+        checker.dataclass({"world_size": 2}, TrainOptions, "train")
+    assert str(caught.value) == "study.yaml: train.world_size: set by the study for each run, not in the parameter file"

@@ -58,7 +58,7 @@ def real_study(tmp_path_factory: pytest.TempPathFactory, l2s_kernel: str) -> Stu
     params = root / "hippocampus_test.yaml"
     params.write_text(yaml.safe_dump(_merged(yaml.safe_load(HIPPOCAMPUS_PARAMS.read_text()), SECONDS)))
     status = run_study(params, root=root, jobs=2, progress=False, data_root=source.parent)
-    assert status["failed"] == [], status["units"]
+    assert status.failed == (), status.units
     return StudyPaths(root, "hippocampus_test")
 
 

@@ -14,6 +14,7 @@ from l2s_core.errors import ConfigError, StudyLockedError
 from l2s_core.study import execute
 from l2s_core.study.layout import Step, StudyPaths
 from l2s_core.study.runner import gpu_slots, run_study
+from l2s_core.study.status import UnitStatus
 from l2s_core.study.step_records import study_lock
 
 # Test notebooks: each appends "start <step id>" and "end <step id>" to <root>/executions.log,
@@ -154,18 +155,18 @@ def test_study_runs_in_dependency_order_and_is_not_redone(study, capsys):
     log = events(root)
     assert ended_once(log) and len(log) == 2 * len(STEP_IDS)
     assert_dependency_order(log)
-    assert status["failed"] == [] and all(u["state"] == "done" for u in status["units"].values())
-    assert status["units"]["train/spleen/baseline"] == {"state": "done", "runs": 2, "converged": 1}
-    assert status["units"]["train/liver/organ"] == {"state": "done", "runs": 1, "converged": 1}
+    assert status.failed == () and all(u.state == "done" for u in status.units.values())
+    assert status.units["train/spleen/baseline"] == UnitStatus("done", runs=2, converged=1)
+    assert status.units["train/liver/organ"] == UnitStatus("done", runs=1, converged=1)
     paths = StudyPaths(root, "tiny")
-    assert Path(status["report"]) == paths.report_path and "finished analysis" in paths.report_path.read_text()
+    assert Path(status.report) == paths.report_path and "finished analysis" in paths.report_path.read_text()
     assert "KIND" not in paths.report_path.read_text()  # code cells are hidden
     assert paths.executed_notebook(Step("train", "liver", "organ", run=0)).is_file()
     assert "spleen  done" in capsys.readouterr().out
 
     again = run_study(params_path, root=root, jobs=1, notebooks_dir=notebooks, progress=False)
     assert events(root) == log
-    assert again["units"] == status["units"]
+    assert again.units == status.units
 
     params_path.write_text(params_path.read_text().replace("runs: 1", "runs: 2"))  # more converged runs wanted
     run_study(params_path, root=root, jobs=1, notebooks_dir=notebooks, progress=False)
@@ -185,12 +186,12 @@ def test_failure_is_recorded_and_independent_steps_continue(study):
     params_path, root, notebooks = study
     (root / "fail-train-spleen-organ-run_00").touch()
     status = run_study(params_path, root=root, notebooks_dir=notebooks, progress=False)
-    assert status["failed"] == ["train/spleen/organ"]
-    assert status["units"]["train/spleen/organ"]["error"] == "RuntimeError: injected failure"
-    states = {unit_id: unit["state"] for unit_id, unit in status["units"].items()}
+    assert status.failed == ("train/spleen/organ",)
+    assert status.units["train/spleen/organ"].error == "RuntimeError: injected failure"
+    states = {unit_id: unit.state for unit_id, unit in status.units.items()}
     assert states["evaluate/spleen/test"] == "blocked"  # the analysis and report cover what finished
     assert states["evaluate/liver/test"] == states["train/spleen/baseline"] == states["analysis"] == "done"
-    assert states["report"] == "done" and status["report"] is not None
+    assert states["report"] == "done" and status.report is not None
     paths = StudyPaths(root, "tiny")
     failed = Step("train", "spleen", "organ", run=0)
     record = paths.read_record(failed)
@@ -199,7 +200,7 @@ def test_failure_is_recorded_and_independent_steps_continue(study):
 
     (root / "fail-train-spleen-organ-run_00").unlink()
     status = run_study(params_path, root=root, notebooks_dir=notebooks, progress=False)
-    assert status["failed"] == [] and status["report"] is not None
+    assert status.failed == () and status.report is not None
     log = events(root)
     ends = [step_id for event, step_id in log if event == "end"]
     assert sorted(set(ends)) == sorted(STEP_IDS)
@@ -237,7 +238,7 @@ def test_killed_study_resumes_without_losing_or_repeating_steps(study, capsys):
 
     status = run_study(params_path, root=root, notebooks_dir=notebooks, progress=False)
     assert f"taking over the stale lock of pid {process.pid}" in capsys.readouterr().out
-    assert status["failed"] == [] and status["report"] is not None
+    assert status.failed == () and status.report is not None
     log = events(root)
     assert log[: len(before)] == before
     assert ended_once(log)
@@ -281,8 +282,8 @@ def test_submitit_executor_runs_the_steps_as_jobs(tmp_path, l2s_kernel):
     status = run_study(
         params_path, root=root, jobs=2, executor="submitit-local", notebooks_dir=notebooks, progress=False
     )
-    assert status["failed"] == [] and status["report"] is None
-    assert list(status["units"]) == ["prepare/liver", "train/liver/organ", "evaluate/liver/test"]
+    assert status.failed == () and status.report is None
+    assert list(status.units) == ["prepare/liver", "train/liver/organ", "evaluate/liver/test"]
     ends = [step_id for event, step_id in events(root) if event == "end"]
     assert ends == ["prepare/liver", "train/liver/organ/run_00", "evaluate/liver/test"]
     record = StudyPaths(root, "tiny").read_record(Step("train", "liver", "organ", run=0))
