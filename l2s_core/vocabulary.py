@@ -33,7 +33,9 @@ __all__ = [
     "SPLITS",
     "SPLIT_NAMES",
     "SPLIT_ORDERS",
+    "STEP_STATES",
     "TRAINING_TIME_RUNS",
+    "UNIT_STATES",
     "VERDICTS",
     "BoxMapping",
     "CropLabel",
@@ -48,6 +50,8 @@ __all__ = [
     "DataSource",
     "EXECUTORS",
     "Executor",
+    "StepState",
+    "UnitState",
 ]
 
 #: The three networks of the paper: full-resolution baseline, low-resolution localiser, organ network on crops.
@@ -121,3 +125,10 @@ DATA_SOURCES: tuple[DataSource, ...] = get_args(DataSource)
 #: How ``l2s run`` executes steps: threads of this process, Slurm jobs, or submitit jobs on this machine.
 Executor = Literal["local", "slurm", "submitit-local"]
 EXECUTORS: tuple[Executor, ...] = get_args(Executor)
+#: How a study step ended (its step record): done or failed.
+StepState = Literal["done", "failed"]
+STEP_STATES: tuple[StepState, ...] = get_args(StepState)
+#: The state of a unit of a study's graph: waiting to run, running, ended (a step state), or
+#: blocked because what it needs failed.
+UnitState = Literal["pending", "running", "done", "failed", "blocked"]
+UNIT_STATES: tuple[UnitState, ...] = get_args(UnitState)

@@ -39,7 +39,8 @@ from l2s_core.errors import ConfigError, L2SError
 from l2s_core.study.layout import Step, StudyPaths
 from l2s_core.study.plan import NOTEBOOK_KINDS
 from l2s_core.study.report import render_report
-from l2s_core.study.step_records import DONE, FAILED, StepRecord, StepState
+from l2s_core.study.step_records import DONE, FAILED, StepRecord
+from l2s_core.vocabulary import StepState
 
 #: The Jupyter kernel the study notebooks run in (installed by ``make``).
 KERNEL_NAME = "l2s"

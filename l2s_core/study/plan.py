@@ -28,18 +28,21 @@ from __future__ import annotations
 __all__ = ["NOTEBOOK_KINDS", "StudyPlan", "Unit"]
 
 import dataclasses
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from l2s_core.study.layout import Step, StudyPaths
 from l2s_core.study.status import UnitStatus
 from l2s_core.study.step_records import DONE, FAILED
 from l2s_core.train.run_files import FinishedRun, finished_summary
+from l2s_core.vocabulary import UnitState
 
 if TYPE_CHECKING:
     from l2s_core.study.params import StudyParams
 
 #: States of a unit: those of its steps' records (``DONE``, ``FAILED``) and three more.
-PENDING, RUNNING, BLOCKED = "pending", "running", "blocked"
+PENDING: Final = "pending"
+RUNNING: Final = "running"
+BLOCKED: Final = "blocked"
 #: Steps executed as notebooks ``notebooks/<kind>.ipynb``; ``report`` is rendered in Python.
 NOTEBOOK_KINDS = ("prepare", "train", "evaluate", "analysis")
 
@@ -61,7 +64,7 @@ class Unit:
 
     step: Step
     needs: list[str]
-    state: str = PENDING
+    state: UnitState = PENDING
     made: int = 0
     converged: int = 0
     error: str | None = None

@@ -17,9 +17,10 @@ __all__ = ["StudyStatus", "UnitStatus"]
 import dataclasses
 
 from l2s_core.records import Record
+from l2s_core.vocabulary import UnitState
 
 #: States of a unit that did not and will not succeed in this ``l2s run``.
-_FAILURE_STATES = ("failed", "blocked")
+_FAILURE_STATES: tuple[UnitState, ...] = ("failed", "blocked")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,7 +34,7 @@ class UnitStatus:
         error: last line of the error of a failed unit.
     """
 
-    state: str
+    state: UnitState
     runs: int | None = None
     converged: int | None = None
     error: str | None = None

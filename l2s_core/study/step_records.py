@@ -13,7 +13,7 @@ This module imports no heavy library (no torch, no Papermill), like :mod:`l2s_co
 
 from __future__ import annotations
 
-__all__ = ["DONE", "FAILED", "StepRecord", "StepState", "study_lock"]
+__all__ = ["DONE", "FAILED", "StepRecord", "study_lock"]
 
 import contextlib
 import dataclasses
@@ -21,17 +21,17 @@ import datetime
 import socket
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 from l2s_core.errors import StudyLockedError
 from l2s_core.files import exclusive_lock
 from l2s_core.processes import process_alive
 from l2s_core.records import Record
+from l2s_core.vocabulary import StepState
 
 #: How a step's execution ended: the states a step record holds (also states of a study's units).
 DONE: Final = "done"
 FAILED: Final = "failed"
-StepState = Literal["done", "failed"]
 
 
 def _now() -> str:

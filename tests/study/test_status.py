@@ -44,7 +44,11 @@ def test_failures_are_the_failed_and_blocked_units() -> None:
         ('{"units": {"prepare/spleen": {"state": "done"}', "not valid JSON"),
         (
             f'{{"format_version": {FORMAT_VERSION}, "units": {{"prepare/spleen": {{"state": 3}}}}}}',
-            "units.prepare/spleen.state: expected str, got int 3",
+            "units.prepare/spleen.state: unknown value 3; expected one of pending, running, done, failed, blocked",
+        ),
+        (
+            f'{{"format_version": {FORMAT_VERSION}, "units": {{"prepare/spleen": {{"state": "finished"}}}}}}',
+            "units.prepare/spleen.state: unknown value 'finished'",
         ),
         (
             f'{{"format_version": {FORMAT_VERSION}, "units": {{"prepare/spleen": {{"stat": "done"}}}}}}',
