@@ -34,7 +34,6 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from tqdm.auto import tqdm
 
@@ -52,13 +51,11 @@ from l2s_core.study.execute import (
     write_step_record,
 )
 from l2s_core.study.layout import Step, StudyPaths
+from l2s_core.study.params import StudyParams, load_study_params
 from l2s_core.study.plan import StudyPlan
 from l2s_core.study.status import StudyStatus
 from l2s_core.study.step_records import DONE, FAILED, StepRecord, study_lock
 from l2s_core.vocabulary import EXECUTORS
-
-if TYPE_CHECKING:
-    from l2s_core.study.params import StudyParams
 
 
 def visible_gpus() -> list[str]:
@@ -248,8 +245,6 @@ def run_study(
         ConfigError: invalid parameters or options, missing kernel, notebook or data.
         StudyLockedError: another ``l2s run`` works on the study.
     """
-    from l2s_core.study.params import load_study_params  # imported here: it loads torch
-
     if jobs < 1:
         raise ConfigError("--jobs", f"must be at least 1, got {jobs}")
     check_choice("--executor", executor, EXECUTORS)
