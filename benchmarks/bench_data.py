@@ -44,6 +44,7 @@ from l2s_core.boxes import crop
 from l2s_core.data.cache import PreparedCase, PreparedTask
 from l2s_core.data.io import read_image, read_label
 from l2s_core.data.msd import organ_mask
+from l2s_core.data.phantom.settings import PhantomSettings
 from l2s_core.data.phantom.task import generate_phantom_task
 from l2s_core.data.prepare import prepare_task
 from l2s_core.losses import DiceCELoss
@@ -71,7 +72,10 @@ def add_phantom_arguments(parser: argparse.ArgumentParser) -> None:
 def prepared_phantom(args: argparse.Namespace, work: Path) -> PreparedTask:
     """Generate the phantom task of ``args`` under ``work/raw`` and prepare it into ``work/prepared``."""
     task_dir = generate_phantom_task(
-        args.organ, work / "raw", n_cases=args.cases, shape=tuple(args.shape), seed=args.seed, progress=False
+        args.organ,
+        work / "raw",
+        settings=PhantomSettings(n_cases=args.cases, shape=tuple(args.shape), seed=args.seed),
+        progress=False,
     )
     prepare_task(task_dir, work / "prepared" / task_dir.name, progress=False, workers=1)
     return PreparedTask(work / "prepared" / task_dir.name)

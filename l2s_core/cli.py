@@ -19,15 +19,15 @@ from l2s_core.errors import ConfigError, L2SError
 from l2s_core.record_flags import RecordFlags
 
 if TYPE_CHECKING:
+    from l2s_core.data.phantom.settings import PhantomSettings
     from l2s_core.data.prepared_layout import PrepareSettings
-    from l2s_core.study.params import PhantomOptions
 
 
-def _phantom_flags() -> RecordFlags[PhantomOptions]:
-    """The flags of ``l2s phantom``: the study's phantom options but the per-organ overrides."""
-    from l2s_core.study.params import PhantomOptions
+def _phantom_flags() -> RecordFlags[PhantomSettings]:
+    """The flags of ``l2s phantom``: every phantom setting (the case count as ``--cases``)."""
+    from l2s_core.data.phantom.settings import PhantomSettings
 
-    return RecordFlags(PhantomOptions, renamed={"n_cases": "--cases"}, left_out=("per_organ",))
+    return RecordFlags(PhantomSettings, renamed={"n_cases": "--cases"})
 
 
 def _prepare_flags() -> RecordFlags[PrepareSettings]:
@@ -41,15 +41,7 @@ def _cmd_phantom(args: argparse.Namespace) -> None:
     from l2s_core.data.phantom.task import generate_phantom_tasks
 
     options = _phantom_flags().record_of(args, "l2s phantom")
-    tasks = generate_phantom_tasks(
-        args.out,
-        organs=args.organs,
-        n_cases=options.n_cases,
-        shape=options.shape,
-        seed=options.seed,
-        profile=options.profile,
-        scale=options.scale,
-    )
+    tasks = generate_phantom_tasks(args.out, organs=args.organs, settings=options)
     for organ, folder in tasks.items():
         print(f"{organ}: {folder}")
 

@@ -57,6 +57,7 @@ from typing import Any, ClassVar
 
 import yaml
 
+from l2s_core.data.phantom.settings import PhantomSettings
 from l2s_core.data.prepared_layout import PrepareSettings
 from l2s_core.errors import ConfigError, FormatVersionError, InputDataError
 from l2s_core.files import NESTED_TOO_DEEPLY, read_json
@@ -72,7 +73,6 @@ from l2s_core.vocabulary import (
     DataSource,
     Fallback,
     Network,
-    PhantomProfile,
     Split,
     TrainingTimeRuns,
 )
@@ -85,25 +85,16 @@ STUDY_SET_TRAIN_FIELDS = tuple(
 
 
 @dataclasses.dataclass(frozen=True)
-class PhantomOptions:
-    """Generated phantom tasks (``data: phantom``), see :mod:`l2s_core.data.phantom.task`.
+class PhantomOptions(PhantomSettings):
+    """Generated phantom tasks (``data: phantom``): the
+    :class:`~l2s_core.data.phantom.settings.PhantomSettings` (same names: profile, n_cases,
+    shape, scale, seed), with per-organ overrides.
 
     Attributes:
-        profile: ``fixed`` (every volume of ``shape``) or ``msd`` (the MSD tasks' case counts,
-            shapes and spacings, :mod:`l2s_core.data.phantom.geometry`).
-        n_cases: cases per organ (``fixed``: default 10; ``msd``: a cap on the MSD count).
-        shape: ``(z, y, x)`` of every volume (``fixed``).
-        scale: factor on every side (``msd``).
-        seed: seed of the generator.
-        per_organ: organ → some of the options above, replacing them for that organ (e.g. a
+        per_organ: organ → some of the settings, replacing them for that organ (e.g. a
             larger scale for a small organ, or each organ's case count).
     """
 
-    profile: PhantomProfile = "fixed"
-    n_cases: int | None = None
-    shape: tuple[int, int, int] = (32, 96, 96)
-    scale: float = 1.0
-    seed: int = 0
     per_organ: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
     def for_organ(self, organ: str) -> PhantomOptions:
@@ -322,17 +313,7 @@ class StudyParams:
         study's phantom settings (the one place that turns them into a call); returns the task folder."""
         from l2s_core.data.phantom.task import generate_phantom_task  # imported here: it loads the renderer
 
-        options = self.phantom.for_organ(organ)
-        return generate_phantom_task(
-            self.phantom_organ(organ),
-            folder,
-            options.n_cases,
-            options.shape,
-            options.seed,
-            progress=False,
-            profile=options.profile,
-            scale=options.scale,
-        )
+        return generate_phantom_task(self.phantom_organ(organ), folder, self.phantom.for_organ(organ), progress=False)
 
     def task_dir(self, organ: str) -> Path:
         """The task folder of ``organ`` under ``data_root`` (``data: msd``).

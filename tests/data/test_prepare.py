@@ -246,9 +246,12 @@ def test_truncated_image_is_one_line_at_the_default_workers(small_task, tmp_path
 def test_truncated_two_channel_image_is_one_line_at_the_default_workers(tmp_path):
     """A multi-channel image (the MSD prostate) is read channel by channel: a truncation found while
     slicing the channel out is the same one line."""
+    from l2s_core.data.phantom.settings import PhantomSettings
     from l2s_core.data.phantom.task import generate_phantom_task
 
-    task = generate_phantom_task("prostate", tmp_path, n_cases=4, profile="msd", scale=0.1, progress=False)
+    task = generate_phantom_task(
+        "prostate", tmp_path, settings=PhantomSettings(n_cases=4, profile="msd", scale=0.1), progress=False
+    )
     path = task / "imagesTr" / "prostate_002.nii.gz"
     path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 4])  # inside channel 0 (T2), the one read
     result = run_module("l2s_core.cli", "prepare", task, "--out", tmp_path / "prep")

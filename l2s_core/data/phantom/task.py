@@ -14,7 +14,7 @@ are recorded in :data:`SETTINGS_FILE` in each task folder: a rerun with the same
 finished cases, one with other settings (or into a folder of other data) is refused.
 
 Example:
-    >>> folders = generate_phantom_tasks("data/phantom", n_cases=10)  # doctest: +SKIP
+    >>> folders = generate_phantom_tasks("data/phantom", settings=PhantomSettings(n_cases=10))  # doctest: +SKIP
     >>> folders["spleen"]  # doctest: +SKIP
     PosixPath('data/phantom/Task09_Spleen')
 """
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 __all__ = [
     "GENERATOR_VERSION",
-    "MIN_SHAPE",
     "SETTINGS_FILE",
     "TASK_FOLDERS",
     "generate_phantom_task",
@@ -40,19 +39,18 @@ from tqdm.auto import tqdm
 
 from l2s_core.data.io import write_nifti
 from l2s_core.data.phantom.anatomy import ORGANS, phantom_task
-from l2s_core.data.phantom.geometry import DEFAULT_CASES, case_geometries
+from l2s_core.data.phantom.geometry import case_geometries
 from l2s_core.data.phantom.render import render_case
-from l2s_core.errors import ConfigError, FormatVersionError, InputDataError, check_choice
+from l2s_core.data.phantom.settings import PhantomSettings
+from l2s_core.errors import ConfigError, FormatVersionError, InputDataError
 from l2s_core.files import atomic_write_json, atomic_write_text, read_json
-from l2s_core.vocabulary import MSD_TASK_FOLDERS, PHANTOM_PROFILES
+from l2s_core.vocabulary import MSD_TASK_FOLDERS
 
 #: Organ → the MSD task folder name of its phantom (e.g. ``Task09_Spleen``).
 TASK_FOLDERS = MSD_TASK_FOLDERS
 #: Written with the generator settings into each task folder; bumped when the phantoms change.
 GENERATOR_VERSION = 1
 SETTINGS_FILE = "phantom.json"
-#: Smallest side of a ``fixed``-profile volume.
-MIN_SHAPE = 8
 _NIFTI = ".nii.gz"
 _UNITS = ("mm", "sec")
 
@@ -113,27 +111,8 @@ def _claim_folder(task_dir: Path, settings: dict[str, object]) -> None:
     atomic_write_json(settings_path, settings)
 
 
-def _check_arguments(n_cases: int, shape: Sequence[int], seed: int) -> tuple[int, int, int]:
-    """Validate the generator arguments; returns ``shape`` as a tuple of ints."""
-    shape = tuple(int(s) for s in shape)
-    if len(shape) != 3 or min(shape) < MIN_SHAPE:
-        raise ConfigError("shape", f"{shape} must be three sizes (z, y, x), each at least {MIN_SHAPE}")
-    if n_cases < 1:
-        raise ConfigError("n_cases", f"{n_cases} must be at least 1")
-    if seed < 0:
-        raise ConfigError("seed", f"{seed} must be non-negative")
-    return shape  # type: ignore[return-value]
-
-
 def generate_phantom_task(
-    organ: str,
-    out_dir: str | Path,
-    n_cases: int | None = None,
-    shape: tuple[int, int, int] = (32, 96, 96),
-    seed: int = 0,
-    progress: bool = True,
-    profile: str = "fixed",
-    scale: float = 1.0,
+    organ: str, out_dir: str | Path, settings: PhantomSettings | None = None, progress: bool = True
 ) -> Path:
     """Write one phantom task folder in MSD layout.
 
@@ -143,43 +122,39 @@ def generate_phantom_task(
     Args:
         organ: one of :data:`~l2s_core.data.phantom.anatomy.ORGANS`.
         out_dir: folder that receives the task folder :data:`TASK_FOLDERS` ``[organ]``.
-        n_cases: number of training cases, ids ``<organ>_001`` ...; ``None``: 10 (``fixed``)
-            or the MSD task's count (``msd``, where a number caps it).
-        shape: ``(z, y, x)`` of every volume of the ``fixed`` profile (the field of view is
-            fixed, the spacing follows).
-        seed: seed of the random streams.
+        settings: profile, cases (ids ``<organ>_001`` ...), shape (``fixed``: the field of
+            view is fixed, the spacing follows), scale (``msd``: the field of view is kept) and
+            seed of the random streams (:class:`~l2s_core.data.phantom.settings.PhantomSettings`;
+            ``None``: its defaults).
         progress: show a progress bar over the cases.
-        profile: ``fixed`` (every volume of ``shape``) or ``msd`` (the MSD task's case count,
-            shapes and spacings, :mod:`l2s_core.data.phantom.geometry`).
-        scale: ``msd`` only: factor on every side (the field of view is kept).
 
     Returns:
         The task folder.
 
     Raises:
-        ConfigError: unknown organ or profile, bad ``n_cases``/``shape``/``seed``/``scale``, or a
-            task folder that holds other data or a phantom made with other settings.
+        ConfigError: unknown organ, a scale outside ``(0, 1]``, or a task folder that holds other
+            data or a phantom made with other settings.
     """
     phantom_task(organ)
-    check_choice("profile", profile, PHANTOM_PROFILES)
-    shape = _check_arguments(n_cases or DEFAULT_CASES, shape, seed)
-    geometries = case_geometries(organ, n_cases, shape, seed, profile, scale)
+    settings = settings or PhantomSettings()
+    shape, seed, profile, scale = settings.shape, settings.seed, settings.profile, settings.scale
+    geometries = case_geometries(organ, settings.n_cases, shape, seed, profile, scale)
     task_dir = Path(out_dir) / TASK_FOLDERS[organ]
-    settings: dict[str, object] = {
+    recorded: dict[str, object] = {
         "generator_version": GENERATOR_VERSION,
         "organ": organ,
         "shape": list(shape),
         "seed": seed,
     }
     if profile != "fixed":
-        settings = {
+        recorded = {
             "generator_version": GENERATOR_VERSION,
             "organ": organ,
             "profile": profile,
             "scale": scale,
             "seed": seed,
         }
-    _claim_folder(task_dir, settings)
+    _claim_folder(task_dir, recorded)
     write_phantom_cases(organ, task_dir, geometries, seed, progress)
     return task_dir
 
@@ -223,12 +198,8 @@ def write_phantom_cases(
 def generate_phantom_tasks(
     out_dir: str | Path,
     organs: Sequence[str] = ORGANS,
-    n_cases: int | None = None,
-    shape: tuple[int, int, int] = (32, 96, 96),
-    seed: int = 0,
+    settings: PhantomSettings | None = None,
     progress: bool = True,
-    profile: str = "fixed",
-    scale: float = 1.0,
 ) -> dict[str, Path]:
     """Write the phantom task folders of several organs (see :func:`generate_phantom_task`).
 
@@ -240,7 +211,4 @@ def generate_phantom_tasks(
     """
     for organ in organs:
         phantom_task(organ)
-    return {
-        organ: generate_phantom_task(organ, out_dir, n_cases, shape, seed, progress, profile, scale)
-        for organ in dict.fromkeys(organs)
-    }
+    return {organ: generate_phantom_task(organ, out_dir, settings, progress) for organ in dict.fromkeys(organs)}

@@ -6,6 +6,7 @@ import pytest
 
 from l2s_core.data.phantom.anatomy import ORGANS
 from l2s_core.data.phantom.geometry import DEFAULT_CASES, MIN_SIDE, MSD_GEOMETRY, case_geometries, case_geometry
+from l2s_core.data.phantom.settings import PhantomSettings
 from l2s_core.data.phantom.task import generate_phantom_task
 from l2s_core.errors import ConfigError
 
@@ -67,7 +68,9 @@ def test_msd_profile_draws_each_case_from_its_own_geometry_stream():
 
 
 def test_msd_profile_writes_varied_cases_with_the_organ(tmp_path):
-    task_dir = generate_phantom_task("prostate", tmp_path, n_cases=4, profile="msd", scale=0.15, progress=False)
+    task_dir = generate_phantom_task(
+        "prostate", tmp_path, settings=PhantomSettings(n_cases=4, profile="msd", scale=0.15), progress=False
+    )
     shapes = set()
     for case in sorted((task_dir / "imagesTr").glob("*.nii.gz")):
         image, label = nib.load(case), nib.load(task_dir / "labelsTr" / case.name)
@@ -76,7 +79,7 @@ def test_msd_profile_writes_varied_cases_with_the_organ(tmp_path):
         shapes.add(label.shape)
     assert len(list((task_dir / "imagesTr").glob("*.nii.gz"))) == 4 and len(shapes) > 1
     with pytest.raises(ConfigError, match="profile"):
-        generate_phantom_task("spleen", tmp_path, profile="huge", progress=False)
+        generate_phantom_task("spleen", tmp_path, settings=PhantomSettings(profile="huge"), progress=False)
 
 
 PAPER_FOREGROUND_PERCENT = {"spleen": 0.44, "pancreas": 0.22, "prostate": 2.71, "liver": 2.3, "heart": 0.40}

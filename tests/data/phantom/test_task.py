@@ -13,6 +13,7 @@ import pytest
 
 from l2s_core.data.phantom.anatomy import ORGANS
 from l2s_core.data.phantom.render import render_case
+from l2s_core.data.phantom.settings import PhantomSettings
 from l2s_core.data.phantom.task import TASK_FOLDERS, generate_phantom_task, generate_phantom_tasks
 from l2s_core.errors import ConfigError
 
@@ -32,7 +33,7 @@ MSD_LABELS = {
 def phantom_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """All five tasks, five small cases each."""
     root = tmp_path_factory.mktemp("phantom")
-    generate_phantom_tasks(root, n_cases=N_CASES, shape=SMALL, seed=SEED, progress=False)
+    generate_phantom_tasks(root, settings=PhantomSettings(n_cases=N_CASES, shape=SMALL, seed=SEED), progress=False)
     return root
 
 
@@ -112,9 +113,15 @@ def test_files_hold_the_rendered_cases_in_nibabel_axis_order(phantom_root: Path,
 
 
 def test_same_seed_gives_identical_files_and_another_seed_differs(tmp_path: Path) -> None:
-    first = generate_phantom_task("pancreas", tmp_path / "a", n_cases=2, shape=SMALL, seed=7, progress=False)
-    second = generate_phantom_task("pancreas", tmp_path / "b", n_cases=2, shape=SMALL, seed=7, progress=False)
-    other = generate_phantom_task("pancreas", tmp_path / "c", n_cases=2, shape=SMALL, seed=8, progress=False)
+    first = generate_phantom_task(
+        "pancreas", tmp_path / "a", settings=PhantomSettings(n_cases=2, shape=SMALL, seed=7), progress=False
+    )
+    second = generate_phantom_task(
+        "pancreas", tmp_path / "b", settings=PhantomSettings(n_cases=2, shape=SMALL, seed=7), progress=False
+    )
+    other = generate_phantom_task(
+        "pancreas", tmp_path / "c", settings=PhantomSettings(n_cases=2, shape=SMALL, seed=8), progress=False
+    )
     for sub in ("imagesTr", "labelsTr"):
         for path in (first / sub).iterdir():
             assert path.read_bytes() == (second / sub / path.name).read_bytes()
@@ -124,37 +131,45 @@ def test_same_seed_gives_identical_files_and_another_seed_differs(tmp_path: Path
 
 
 def test_rerun_skips_existing_cases_and_regenerates_missing_ones(tmp_path: Path) -> None:
-    task_dir = generate_phantom_task("heart", tmp_path, n_cases=2, shape=SMALL, progress=False)
+    task_dir = generate_phantom_task(
+        "heart", tmp_path, settings=PhantomSettings(n_cases=2, shape=SMALL), progress=False
+    )
     kept = task_dir / "imagesTr" / "heart_001.nii.gz"
     removed = task_dir / "labelsTr" / "heart_002.nii.gz"
     kept_mtime, removed_bytes = kept.stat().st_mtime_ns, removed.read_bytes()
     removed.unlink()
-    generate_phantom_task("heart", tmp_path, n_cases=3, shape=SMALL, progress=False)
+    generate_phantom_task("heart", tmp_path, settings=PhantomSettings(n_cases=3, shape=SMALL), progress=False)
     assert kept.stat().st_mtime_ns == kept_mtime
     assert removed.read_bytes() == removed_bytes
     assert json.loads((task_dir / "dataset.json").read_text())["numTraining"] == 3
 
 
 def test_rerun_with_other_settings_or_into_foreign_folder_is_refused(tmp_path: Path) -> None:
-    generate_phantom_task("spleen", tmp_path, n_cases=1, shape=SMALL, progress=False)
+    generate_phantom_task("spleen", tmp_path, settings=PhantomSettings(n_cases=1, shape=SMALL), progress=False)
     with pytest.raises(ConfigError, match="Task09_Spleen"):
-        generate_phantom_task("spleen", tmp_path, n_cases=1, shape=SMALL, seed=1, progress=False)
+        generate_phantom_task(
+            "spleen", tmp_path, settings=PhantomSettings(n_cases=1, shape=SMALL, seed=1), progress=False
+        )
     foreign = tmp_path / "real" / "Task03_Liver"
     (foreign / "imagesTr").mkdir(parents=True)
     with pytest.raises(ConfigError, match="not an l2s phantom folder"):
-        generate_phantom_task("liver", tmp_path / "real", n_cases=1, shape=SMALL, progress=False)
+        generate_phantom_task(
+            "liver", tmp_path / "real", settings=PhantomSettings(n_cases=1, shape=SMALL), progress=False
+        )
 
 
 def test_unknown_organ_or_bad_shape_is_a_config_error_and_writes_nothing(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="kidney"):
-        generate_phantom_tasks(tmp_path, organs=["spleen", "kidney"], n_cases=1, shape=SMALL, progress=False)
+        generate_phantom_tasks(
+            tmp_path, organs=["spleen", "kidney"], settings=PhantomSettings(n_cases=1, shape=SMALL), progress=False
+        )
     with pytest.raises(ConfigError, match="kidney"):
         generate_phantom_task("kidney", tmp_path, progress=False)
     with pytest.raises(ConfigError, match="shape"):
-        generate_phantom_task("spleen", tmp_path, shape=(4, 64, 64), progress=False)
+        generate_phantom_task("spleen", tmp_path, settings=PhantomSettings(shape=(4, 64, 64)), progress=False)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_progress_bar_names_the_organ(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    generate_phantom_task("spleen", tmp_path, n_cases=1, shape=(8, 16, 16), progress=True)
+    generate_phantom_task("spleen", tmp_path, settings=PhantomSettings(n_cases=1, shape=(8, 16, 16)), progress=True)
     assert "phantom spleen" in capsys.readouterr().err
