@@ -6,10 +6,10 @@ stored in it. Both are written to a temporary file in the destination folder and
 into place, so an interrupted write leaves the previous file intact.
 
 A checkpoint (``best.pt``) is ``{"state_dict": ..., "metadata": {...}}`` where the metadata is
-plain JSON (the network's constructor arguments ``hparams``, its class, the run's network
-type, epoch, validation Dice, ``format_version``). :func:`load_model` rebuilds the network
-from ``hparams`` and refuses a checkpoint whose architecture differs from what the caller
-expects.
+plain JSON: a :class:`CheckpointMetadata` (the network's class and constructor arguments
+``hparams``, the run's network type, epoch, validation Dice and seed) with ``format_version``.
+:func:`load_model` rebuilds the network from ``hparams`` and refuses a checkpoint whose
+architecture differs from what the caller expects.
 
 A resume state (``resume.pt``) is what a training run needs to continue after an
 interruption: model and optimizer state, the number of completed epochs, the best result so
@@ -20,6 +20,7 @@ states of torch, numpy and Python.
 from __future__ import annotations
 
 __all__ = [
+    "CheckpointMetadata",
     "ResumeState",
     "capture_rng_states",
     "load_model",
@@ -45,6 +46,30 @@ from l2s_core.distributed import unwrap
 from l2s_core.errors import CheckpointError
 from l2s_core.files import FORMAT_VERSION, atomic_open, check_format_version
 from l2s_core.model import NETWORK_CLASSES
+from l2s_core.records import Checker, plain
+
+
+@dataclass(frozen=True)
+class CheckpointMetadata:
+    """What a checkpoint records of its weights.
+
+    Attributes:
+        network_class: the class that rebuilds the network (a name of
+            :data:`~l2s_core.model.NETWORK_CLASSES`).
+        hparams: the network's constructor arguments.
+        network: the run's network type (``baseline``, ``localiser``, ``organ``), where a
+            training run wrote the checkpoint.
+        epoch: the epoch of these weights.
+        val_dice: their validation Dice.
+        seed: the run's seed.
+    """
+
+    network_class: str
+    hparams: dict[str, Any]
+    network: str | None = None
+    epoch: int | None = None
+    val_dice: float | None = None
+    seed: int | None = None
 
 
 def _plain_json(path: Path, name: str, value: dict[str, Any]) -> dict[str, Any]:
@@ -82,52 +107,71 @@ def _load(path: Path) -> dict[str, Any]:
     return payload
 
 
-def _check_format(path: Path, metadata: Any) -> dict[str, Any]:
-    """``metadata`` if it is an l2s metadata dict of this format version."""
-    if not isinstance(metadata, dict):
+def _check_format(path: Path, content: Any) -> dict[str, Any]:
+    """``content`` if it is a dict written by l2s in this format version."""
+    if not isinstance(content, dict):
         raise CheckpointError(path, "no metadata dict; not a file written by l2s")
-    check_format_version(path, metadata.get("format_version"))
-    return metadata
+    check_format_version(path, content.get("format_version"))
+    return content
 
 
-def save_checkpoint(path: str | Path, model: nn.Module, metadata: dict[str, Any]) -> None:
-    """Save a network's weights with plain metadata, atomically.
+def _checkpoint_metadata(path: Path, metadata: Any) -> CheckpointMetadata:
+    """A checkpoint's ``metadata`` as a :class:`CheckpointMetadata`, if it is l2s metadata of this
+    format version that names a known network class with its constructor arguments."""
+    fields = {k: v for k, v in _check_format(path, metadata).items() if k != "format_version"}
+    if not isinstance(fields.get("hparams"), dict) or fields.get("network_class") not in NETWORK_CLASSES:
+        raise CheckpointError(
+            path, "not an l2s network checkpoint (needs state_dict, hparams and a known network_class)"
+        )
+    return Checker(str(path), CheckpointError).dataclass(fields, CheckpointMetadata, "metadata")  # type: ignore[no-any-return]
+
+
+def save_checkpoint(
+    path: str | Path,
+    model: nn.Module,
+    network: str | None = None,
+    epoch: int | None = None,
+    val_dice: float | None = None,
+    seed: int | None = None,
+) -> None:
+    """Save a network's weights with their :class:`CheckpointMetadata`, atomically.
 
     Args:
         path: destination file (usually ``<run_dir>/best.pt``).
         model: a network with an ``hparams`` dict of constructor arguments (e.g.
             :class:`~l2s_core.model.UNet3D`), possibly wrapped in ``DistributedDataParallel``.
-        metadata: JSON-able facts about the weights (network type, epoch, validation Dice, ...).
-            ``hparams``, ``network_class`` and ``format_version`` are added.
+        network: the run's network type.
+        epoch: the epoch of these weights.
+        val_dice: their validation Dice.
+        seed: the run's seed.
 
     Raises:
-        CheckpointError: ``metadata`` is not plain JSON data.
+        CheckpointError: a value that is not plain JSON data.
     """
     path = Path(path)
-    network = unwrap(model)
-    full_metadata = _plain_json(
-        path,
-        "metadata",
-        {
-            **metadata,
-            "hparams": dict(network.hparams),  # type: ignore[arg-type]  # an l2s network's constructor arguments
-            "network_class": type(network).__name__,
-            "format_version": FORMAT_VERSION,
-        },
+    unwrapped = unwrap(model)
+    metadata = CheckpointMetadata(
+        type(unwrapped).__name__,
+        dict(unwrapped.hparams),  # type: ignore[arg-type]  # an l2s network's constructor arguments
+        network,
+        epoch,
+        val_dice,
+        seed,
     )
-    state_dict = {k: v.detach().cpu() for k, v in network.state_dict().items()}
+    full_metadata = _plain_json(path, "metadata", {**plain(metadata), "format_version": FORMAT_VERSION})
+    state_dict = {k: v.detach().cpu() for k, v in unwrapped.state_dict().items()}
     _save(path, {"state_dict": state_dict, "metadata": full_metadata})
 
 
-def read_checkpoint_metadata(path: str | Path) -> dict[str, Any]:
-    """The metadata dict of a checkpoint written by :func:`save_checkpoint`.
+def read_checkpoint_metadata(path: str | Path) -> CheckpointMetadata:
+    """The metadata of a checkpoint written by :func:`save_checkpoint`.
 
     Raises:
         CheckpointError: missing, corrupt or not an l2s checkpoint.
         FormatVersionError: written by an incompatible l2s version.
     """
     path = Path(path)
-    return _check_format(path, _load(path).get("metadata"))
+    return _checkpoint_metadata(path, _load(path).get("metadata"))
 
 
 def _listed(title: str, items: list[str], shown: int = 3) -> str:
@@ -159,7 +203,7 @@ def _architecture_differences(path: Path, network: nn.Module, state_dict: dict[s
 
 def load_model(
     path: str | Path, device: str | torch.device = "cpu", expected_hparams: dict[str, Any] | None = None
-) -> tuple[nn.Module, dict[str, Any]]:
+) -> tuple[nn.Module, CheckpointMetadata]:
     """Rebuild a network from a checkpoint written by :func:`save_checkpoint`.
 
     Args:
@@ -180,11 +224,11 @@ def load_model(
     """
     path = Path(path)
     payload = _load(path)
-    metadata = _check_format(path, payload.get("metadata"))
+    metadata = _checkpoint_metadata(path, payload.get("metadata"))
     state_dict = payload.get("state_dict")
-    hparams = metadata.get("hparams")
-    network_class = NETWORK_CLASSES.get(metadata.get("network_class", ""))
-    if not isinstance(state_dict, dict) or not isinstance(hparams, dict) or network_class is None:
+    hparams = metadata.hparams
+    network_class = NETWORK_CLASSES[metadata.network_class]
+    if not isinstance(state_dict, dict):
         raise CheckpointError(
             path, "not an l2s network checkpoint (needs state_dict, hparams and a known network_class)"
         )

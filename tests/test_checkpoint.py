@@ -40,13 +40,14 @@ def assert_same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
 def test_checkpoint_round_trip_keeps_weights_and_metadata(tmp_path: Path) -> None:
     net = small_net()
     path = tmp_path / "best.pt"
-    save_checkpoint(path, net, {"network": "organ", "epoch": 7, "val_dice": 0.75})
+    save_checkpoint(path, net, network="organ", epoch=7, val_dice=0.75)
     loaded, metadata = load_model(path, expected_hparams={"base_channels": 4, "depth": 2})
     assert_same_weights(net, loaded)
     assert not loaded.training
-    assert metadata["hparams"] == net.hparams
-    assert metadata["network"] == "organ" and metadata["epoch"] == 7 and metadata["val_dice"] == 0.75
-    assert metadata["network_class"] == "UNet3D" and metadata["format_version"] == FORMAT_VERSION
+    assert metadata.hparams == net.hparams
+    assert metadata.network == "organ" and metadata.epoch == 7 and metadata.val_dice == 0.75
+    assert metadata.network_class == "UNet3D"
+    assert torch.load(path, weights_only=True)["metadata"]["format_version"] == FORMAT_VERSION
     assert read_checkpoint_metadata(path) == metadata
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt"]  # no temporary file left
     torch.load(path, weights_only=True)  # plain content only
@@ -54,7 +55,7 @@ def test_checkpoint_round_trip_keeps_weights_and_metadata(tmp_path: Path) -> Non
 
 def test_expected_hparams_that_differ_are_named(tmp_path: Path) -> None:
     path = tmp_path / "best.pt"
-    save_checkpoint(path, small_net(), {"epoch": 1})
+    save_checkpoint(path, small_net(), epoch=1)
     with pytest.raises(CheckpointError, match=r"best\.pt.*base_channels=4 \(expected 8\)"):
         load_model(path, expected_hparams={"base_channels": 8, "depth": 2})
 
@@ -74,7 +75,7 @@ def test_weights_of_another_architecture_are_refused(tmp_path: Path) -> None:
 @pytest.mark.parametrize("damage", ["truncated", "garbage", "empty", "missing"])
 def test_damaged_or_missing_file_raises_checkpoint_error(tmp_path: Path, damage: str) -> None:
     path = tmp_path / "best.pt"
-    save_checkpoint(path, small_net(), {"epoch": 1})
+    save_checkpoint(path, small_net(), epoch=1)
     data = path.read_bytes()
     if damage == "truncated":
         path.write_bytes(data[: len(data) // 2])
@@ -104,13 +105,13 @@ def test_other_format_version_is_refused(tmp_path: Path) -> None:
 
 def test_metadata_must_be_plain_json(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="metadata must be plain JSON"):
-        save_checkpoint(tmp_path / "best.pt", small_net(), {"epoch": object()})
+        save_checkpoint(tmp_path / "best.pt", small_net(), epoch=object())  # type: ignore[arg-type]
     assert not any(tmp_path.iterdir())
 
 
 def test_failed_write_leaves_previous_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "best.pt"
-    save_checkpoint(path, small_net(), {"epoch": 1})
+    save_checkpoint(path, small_net(), epoch=1)
     before = path.read_bytes()
 
     def failing_save(obj, handle) -> None:
@@ -174,3 +175,13 @@ def test_truncated_resume_state_raises_checkpoint_error(tmp_path: Path) -> None:
     path.write_bytes(b"PK\x03\x04 broken zip")
     with pytest.raises(CheckpointError, match=r"resume\.pt: cannot be read"):
         load_resume_state(path)
+
+
+def test_metadata_of_a_wrong_type_is_one_checkpoint_error_naming_the_key(tmp_path: Path) -> None:
+    path = tmp_path / "best.pt"
+    net = small_net()
+    metadata = {"hparams": net.hparams, "network_class": "UNet3D", "epoch": "seven", "format_version": FORMAT_VERSION}
+    torch.save({"state_dict": net.state_dict(), "metadata": metadata}, path)
+    with pytest.raises(CheckpointError, match=r"best\.pt: metadata\.epoch: expected int") as caught:
+        read_checkpoint_metadata(path)
+    assert "\n" not in str(caught.value)

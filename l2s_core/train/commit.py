@@ -118,14 +118,7 @@ def commit_epoch(
     """
     if improved:
         save_checkpoint(
-            run_dir / NEXT_BEST_FILE,
-            model,
-            {
-                "network": config.network,
-                "epoch": state.best_epoch,
-                "val_dice": state.best_val_dice,
-                "seed": config.seed,
-            },
+            run_dir / NEXT_BEST_FILE, model, config.network, state.best_epoch, state.best_val_dice, config.seed
         )
     state.model_state = distributed.unwrap(model).state_dict()
     state.optimizer_state = optimizer.state_dict()
@@ -149,7 +142,7 @@ def settle_files(run_dir: Path, state: ResumeState | None) -> None:
         leftover.unlink()
     next_best = run_dir / NEXT_BEST_FILE
     if next_best.exists():
-        if state is not None and read_checkpoint_metadata(next_best).get("epoch") == state.best_epoch:
+        if state is not None and read_checkpoint_metadata(next_best).epoch == state.best_epoch:
             os.replace(next_best, run_dir / BEST_FILE)
         else:
             next_best.unlink()

@@ -69,7 +69,7 @@ def committed(best_epoch: int, rows: list[dict[str, float]]) -> ResumeState:
 
 
 def save_weights_of_epoch(path: Path, epoch: int) -> None:
-    save_checkpoint(path, tiny_network(), {"network": "baseline", "epoch": epoch, "val_dice": 0.5, "seed": 0})
+    save_checkpoint(path, tiny_network(), "baseline", epoch, 0.5, 0)
 
 
 # --- committing an epoch and finishing ----------------------------------------------------------
@@ -89,11 +89,11 @@ def test_an_epoch_commit_leaves_best_weights_resume_state_and_log(tmp_path: Path
     state.log_rows.append(row(1, 0.25))
     commit_epoch(run_dir, model, optimizer, state, improved=True, config=config)
     assert sorted(p.name for p in run_dir.iterdir()) == ["best.pt", "log.csv", "resume.pt"]
-    assert read_checkpoint_metadata(run_dir / "best.pt")["epoch"] == 1
+    assert read_checkpoint_metadata(run_dir / "best.pt").epoch == 1
     state.epochs_done = 2
     state.log_rows.append(row(2, 0.125))
     commit_epoch(run_dir, model, optimizer, state, improved=False, config=config)
-    assert read_checkpoint_metadata(run_dir / "best.pt")["epoch"] == 1  # not improved: the best stays
+    assert read_checkpoint_metadata(run_dir / "best.pt").epoch == 1  # not improved: the best stays
     assert read_log(run_dir) == [row(1, 0.25), row(2, 0.125)]
     resumed = committed_state(run_dir)
     assert resumed is not None and (resumed.epochs_done, resumed.best_epoch) == (2, 1)
@@ -132,7 +132,7 @@ def test_settling_completes_a_commit_interrupted_after_the_resume_state(tmp_path
     write_log(tmp_path, [row(1, 0.5)])
     settle_files(tmp_path, committed(2, [row(1, 0.5), row(2, 0.75)]))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "log.csv"]
-    assert read_checkpoint_metadata(tmp_path / "best.pt")["epoch"] == 2
+    assert read_checkpoint_metadata(tmp_path / "best.pt").epoch == 2
     assert read_log(tmp_path) == [row(1, 0.5), row(2, 0.75)]
 
 
@@ -143,7 +143,7 @@ def test_settling_undoes_best_weights_of_an_uncommitted_epoch(tmp_path: Path) ->
     (tmp_path / ".log.csv.tmp").write_text("half written")
     settle_files(tmp_path, committed(1, [row(1, 0.5), row(2, 0.25)]))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "log.csv"]
-    assert read_checkpoint_metadata(tmp_path / "best.pt")["epoch"] == 1
+    assert read_checkpoint_metadata(tmp_path / "best.pt").epoch == 1
     assert [r["epoch"] for r in read_log(tmp_path)] == [1, 2]
 
 

@@ -45,8 +45,8 @@ def test_baseline_learns_the_phantom_and_a_finished_run_is_not_trained_again(
     assert summary.total_seconds == pytest.approx(sum(r["wall_seconds"] for r in rows))
     assert sorted(p.name for p in run_dir.iterdir()) == ["best.pt", "config.json", "log.csv", "summary.json"]
     model, metadata = load_model(run_dir / "best.pt", expected_hparams={"base_channels": 4, "depth": 2})
-    assert metadata["epoch"] == summary.best_epoch and metadata["val_dice"] == summary.best_val_dice
-    assert metadata["network"] == "baseline"
+    assert metadata.epoch == summary.best_epoch and metadata.val_dice == summary.best_val_dice
+    assert metadata.network == "baseline"
 
     before = {p.name: p.stat().st_mtime_ns for p in run_dir.iterdir()}
     assert train_run(config, progress=False) == summary
@@ -99,7 +99,7 @@ def test_nan_loss_in_a_later_epoch_keeps_the_best_checkpoint(
     assert summary.diverged and not summary.converged
     assert summary.epochs == 1 and summary.best_epoch == 1
     assert [r["epoch"] for r in read_log(run_dir)] == [1]
-    assert read_checkpoint_metadata(run_dir / "best.pt")["epoch"] == 1
+    assert read_checkpoint_metadata(run_dir / "best.pt").epoch == 1
     assert not (run_dir / "resume.pt").exists()
 
 
@@ -143,7 +143,7 @@ def test_released_code_network_and_loss_train_and_are_checkpointed(phantom: Prep
     summary = train_run(config, progress=False)
     assert summary.epochs == 2 and summary.config.architecture == "released_code"
     network, metadata = load_model(tmp_path / "run" / "best.pt")
-    assert type(network).__name__ == "ReleasedCodeUNet3D" and metadata["network"] == "organ"
+    assert type(network).__name__ == "ReleasedCodeUNet3D" and metadata.network == "organ"
     assert network.hparams["groups"] == 2  # train.norm_groups reaches the network
     with pytest.raises(ConfigError, match="architecture"):
         tiny_config(phantom, tmp_path / "other", architecture="vnet")

@@ -62,7 +62,7 @@ def test_raw_ct_window_only_for_unnormalised_ct(make_task, tmp_path):
 
 def _save_run(network_dir, index, converged, network, config=None):
     run = network_dir / f"run_{index:02d}"
-    save_checkpoint(run / "best.pt", network, {"network": network_dir.name})
+    save_checkpoint(run / "best.pt", network, network=network_dir.name)
     summary = run_summary(network_dir.name, index, converged)
     if config is not None:
         config.write(run / "config.json")
