@@ -19,16 +19,15 @@ from l2s_core.boxes import Box
 from l2s_core.data.prepared_layout import (
     CASE_META_FILE,
     CASES_DIR,
-    EXCLUDED_FILE,
     PREP_FILE,
     SPLIT_FILE,
     CaseMeta,
+    Exclusions,
     TaskPreparation,
     array_file,
 )
 from l2s_core.data.split import load_split
 from l2s_core.errors import InputDataError
-from l2s_core.files import read_json
 from l2s_core.vocabulary import SPLIT_NAMES
 
 
@@ -81,8 +80,7 @@ class PreparedTask:
     @cached_property
     def excluded(self) -> dict[str, str]:
         """Case id → reason for cases that preparation left out."""
-        path = self.folder / EXCLUDED_FILE
-        return {str(k): str(v) for k, v in read_json(path)["cases"].items()} if path.exists() else {}
+        return Exclusions.of_folder(self.folder).cases
 
     @cached_property
     def split(self) -> dict[str, list[str]]:

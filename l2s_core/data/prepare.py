@@ -70,6 +70,7 @@ from l2s_core.data.prepared_layout import (
     PREP_FILE,
     SPLIT_FILE,
     CaseMeta,
+    Exclusions,
     PrepareSettings,
     TaskPreparation,
     array_file,
@@ -78,8 +79,6 @@ from l2s_core.data.split import save_split, split_cases
 from l2s_core.errors import ConfigError, EmptyOrganError, InputDataError, L2SError
 from l2s_core.files import (
     atomic_save_npy,
-    atomic_write_json,
-    read_json,
     remove_staged,
     remove_stale_staging,
     staging_folder,
@@ -331,11 +330,8 @@ def _prepare_in_pool(
 
 
 def _record_exclusions(out_dir: Path, excluded: dict[str, str]) -> None:
-    path = out_dir / EXCLUDED_FILE
-    if not excluded:
-        return
-    previous = read_json(path)["cases"] if path.exists() else {}
-    atomic_write_json(path, {"cases": {**previous, **excluded}})
+    if excluded:
+        Exclusions({**Exclusions.of_folder(out_dir).cases, **excluded}).write(out_dir / EXCLUDED_FILE)
 
 
 def prepare_task(

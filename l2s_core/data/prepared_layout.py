@@ -25,11 +25,13 @@ __all__ = [
     "SPLIT_FILE",
     "CaseMeta",
     "PrepareSettings",
+    "Exclusions",
     "TaskPreparation",
     "array_file",
 ]
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from l2s_core.boxes import Box
 from l2s_core.data.io import VolumeMeta
@@ -70,6 +72,27 @@ def array_file(level: str, kind: str) -> str:
     if level not in LEVELS or kind not in KINDS:
         raise ValueError(f"level must be one of {LEVELS} and kind one of {KINDS}, got {level!r}, {kind!r}")
     return f"{level}_{kind}.npy"
+
+
+@dataclass(frozen=True)
+class Exclusions(Record):
+    """Content of ``excluded.json``: the cases preparation left out.
+
+    Attributes:
+        cases: case id → why it was left out (e.g. an empty organ with ``--skip-empty``).
+    """
+
+    cases: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of_folder(cls, folder: Path) -> Exclusions:
+        """The exclusions of a prepared task folder; none where it has no ``excluded.json``.
+
+        Raises:
+            InputDataError: an unreadable file or one of another shape, naming it.
+        """
+        path = folder / EXCLUDED_FILE
+        return cls.read(path) if path.exists() else cls()
 
 
 @dataclass(frozen=True)

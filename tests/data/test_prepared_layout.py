@@ -23,6 +23,7 @@ from l2s_core.data.prepared_layout import (
     LOWRES_DIVISORS,
     PREP_FILE,
     CaseMeta,
+    Exclusions,
     PrepareSettings,
     TaskPreparation,
     array_file,
@@ -198,3 +199,14 @@ def test_an_old_meta_without_organ_box_is_one_line_naming_the_file(
         task.case("cube_0")
     message = str(caught.value)
     assert message == f"{path}: organ_box: required key missing" and "\n" not in message
+
+
+def test_exclusions_round_trip_and_a_malformed_file_is_one_line(tmp_path):
+    path = tmp_path / "excluded.json"
+    assert Exclusions.of_folder(tmp_path) == Exclusions()  # absent: nothing excluded
+    Exclusions({"box_3": "empty organ"}).write(path)
+    assert Exclusions.of_folder(tmp_path).cases == {"box_3": "empty organ"}
+    path.write_text(json.dumps({"format_version": FORMAT_VERSION, "cases": ["box_3"]}))
+    with pytest.raises(InputDataError, match=r"excluded\.json: cases: expected") as caught:
+        Exclusions.of_folder(tmp_path)
+    assert "\n" not in str(caught.value)
