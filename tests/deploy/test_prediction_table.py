@@ -49,6 +49,7 @@ def test_rows_are_added_keeping_earlier_ones_verbatim_and_a_masks_row_is_replace
     record_row(tmp_path, _row("a.nii.gz", "1.50"), COLUMNS)
     assert (tmp_path / TABLE_FILE).read_text() == "scan,mask,volume_ml,fallback\nin/a.nii.gz,a.nii.gz,1.50,none\n"
     record_row(tmp_path, _row("b.nii.gz", "", "whole_image"), COLUMNS)
+    assert (tmp_path / TABLE_FILE).read_text().splitlines()[1] == "in/a.nii.gz,a.nii.gz,1.50,none"  # as written
     record_row(tmp_path, _row("a.nii.gz", "2.25"), COLUMNS)  # a later run's mask of the same name
     assert (tmp_path / TABLE_FILE).read_text().splitlines() == [
         "scan,mask,volume_ml,fallback",
