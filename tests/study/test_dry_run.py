@@ -93,22 +93,6 @@ def test_measured_dry_run_prints_seconds_per_epoch_and_the_projected_wall_time(t
     assert list(tmp_path.iterdir()) == []
 
 
-def test_an_epoch_is_the_measured_step_and_pass_scaled_by_steps_and_voxels(tmp_path):
-    from config_builder import cpu_config
-
-    from l2s_core.study.timing import StepTiming, network_timing
-
-    config = cpu_config(tmp_path, tmp_path, samples_per_epoch=9, batch_size=2, depth=2, patch_size=(16, 16, 16))
-    measured = StepTiming(0.5, 2.0, (16, 16, 16), (16, 32, 32))
-    timing = network_timing(
-        "spleen", "baseline", config, measured, (8, 16, 16), 99, [(16, 32, 32), (16, 16, 16)], 10, 3
-    )
-    assert timing.steps_per_epoch == 5  # ceil(9 / 2)
-    assert timing.train_seconds == 5 * 0.5 / 2  # half the patch's voxels
-    assert timing.validation_seconds == 2.0 * 1.25  # the measured volume and one of a quarter of its voxels
-    assert timing.total_seconds == 3 * 10 * (timing.train_seconds + timing.validation_seconds)
-
-
 def test_epochs_per_run_below_one_is_refused_in_one_line(tmp_path):
     import pytest
 
