@@ -25,12 +25,15 @@ __all__ = [
     "LEVELS",
     "LEVEL_OF_NETWORK",
     "METHODS",
+    "METHOD_LABELS",
     "MSD_TASK_FOLDERS",
     "NETWORKS",
+    "NETWORK_LABELS",
     "NORMALISATIONS",
     "PAPER_ORGANS",
     "PHANTOM_PROFILES",
     "SPLITS",
+    "SPLIT_LABELS",
     "SPLIT_NAMES",
     "SPLIT_ORDERS",
     "STEP_STATES",
@@ -119,6 +122,14 @@ VERDICTS: tuple[str, ...] = (
     "consistent (not significant)",
     "direction agrees",
 )
+#: How the report and the figures name each network, method and split.
+NETWORK_LABELS: dict[str, str] = {"baseline": "baseline", "localiser": "low res (localiser)", "organ": "organ"}
+METHOD_LABELS: dict[str, str] = {
+    "baseline": "baseline",
+    "two_stage": "two stage",
+    "gt_localised": "ground truth localised",
+}
+SPLIT_LABELS: dict[str, str] = {"train": "training", "val": "validation", "test": "test"}
 #: Where a study's data comes from: the built-in phantoms or MSD-layout task folders under ``data_root``.
 DataSource = Literal["phantom", "msd"]
 DATA_SOURCES: tuple[DataSource, ...] = get_args(DataSource)

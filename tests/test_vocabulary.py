@@ -36,3 +36,9 @@ def test_the_type_checker_sees_the_choices(tmp_path, monkeypatch):
     assert status == 1
     assert "uses_vocabulary.py:3: error: Incompatible types in assignment" in stdout and "localizer" in stdout
     assert stdout.count("error:") == 1, stdout
+
+
+def test_every_network_method_and_split_has_its_display_label():
+    assert tuple(vocabulary.NETWORK_LABELS) == vocabulary.NETWORKS
+    assert tuple(vocabulary.METHOD_LABELS) == vocabulary.METHODS
+    assert tuple(vocabulary.SPLIT_LABELS) == vocabulary.SPLIT_NAMES

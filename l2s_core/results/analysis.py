@@ -49,10 +49,7 @@ __all__ = [
     "BOOTSTRAP_SEED",
     "CASE_MEAN_COLUMNS",
     "LOCALISATION_CONTEXT_COLUMNS",
-    "METHOD_LABELS",
-    "NETWORK_LABELS",
     "PAIRED_COLUMNS",
-    "SPLIT_LABELS",
     "all_tables",
     "case_mean_dice",
     "convergence_rates",
@@ -71,9 +68,6 @@ __all__ = [
 
 #: Significance level marking a Dice significantly above the baseline in Tables 3 and 4.
 ALPHA = 0.05
-NETWORK_LABELS = {"baseline": "baseline", "localiser": "low res (localiser)", "organ": "organ"}
-METHOD_LABELS = {"baseline": "baseline", "two_stage": "two stage", "gt_localised": "ground truth localised"}
-SPLIT_LABELS = {"train": "training", "val": "validation", "test": "test"}
 CASE_MEAN_COLUMNS = ("organ", "split", "method", "case_id", "runs", "mean_dice")
 PAIRED_COLUMNS = (
     "organ",

@@ -44,7 +44,7 @@ from scipy import stats
 from l2s_core.paper_values import FOREGROUND_PERCENT, FOREGROUND_SOURCE, PAPER_DICE, TABLE2_MINUTES, TABLE2_SOURCE
 from l2s_core.results import analysis
 from l2s_core.results.study_results import StudyData
-from l2s_core.vocabulary import METHODS, PAPER_ORGANS, SPLITS, VERDICTS
+from l2s_core.vocabulary import METHOD_LABELS, METHODS, PAPER_ORGANS, SPLIT_LABELS, SPLITS, VERDICTS
 
 SUPPORTED, NOT_SUPPORTED, NOT_TESTABLE, CONSISTENT, DIRECTION_AGREES = VERDICTS
 #: Fewest organs a rank correlation over organs is computed on.
@@ -163,9 +163,9 @@ def _t_test_item(
         & (tests["method_b"] == method_b)
     ]
     if row.empty:
-        return _Item(name, NOT_TESTABLE, f"no {analysis.SPLIT_LABELS[split]} evaluation")
+        return _Item(name, NOT_TESTABLE, f"no {SPLIT_LABELS[split]} evaluation")
     test = row.iloc[0]
-    labels = analysis.METHOD_LABELS
+    labels = METHOD_LABELS
     if min(test["n_a"], test["n_b"]) < 2:
         return _Item(
             name,
@@ -304,7 +304,7 @@ def _claim_gain_grows_as_share_shrinks(data: StudyData) -> ClaimCheck:
     items = []
     for method in METHODS[1:]:
         rows = gain[gain["method"] == method]
-        name, paper = analysis.METHOD_LABELS[method], _paper_gain_correlation(method)
+        name, paper = METHOD_LABELS[method], _paper_gain_correlation(method)
         rho, p = _spearman(rows["foreground_percent"].tolist(), rows["gain"].tolist())
         if len(rows) < MIN_ORGANS_FOR_CORRELATION:
             items.append(
@@ -428,7 +428,7 @@ def paper_comparison(data: StudyData, split: str) -> pd.DataFrame:
     Returns:
         Index ``organ``: the paper's organs in its order, then the study's other organs; per
         method of :data:`~l2s_core.vocabulary.METHODS` (labelled as
-        :data:`l2s_core.results.analysis.METHOD_LABELS`) the columns ``"<label> (paper)"`` (mean ± sd,
+        :data:`l2s_core.vocabulary.METHOD_LABELS`) the columns ``"<label> (paper)"`` (mean ± sd,
         or ``"no paper value"``) and ``"<label> (this study)"`` (as
         :func:`l2s_core.results.analysis.table_dice`, ``*`` where significantly above the baseline;
         ``"not in the study"`` for a paper organ the study lacks).
@@ -438,7 +438,7 @@ def paper_comparison(data: StudyData, split: str) -> pd.DataFrame:
     for organ in [*PAPER_ORGANS, *(o for o in data.organs if o not in PAPER_ORGANS)]:
         row = {"organ": organ}
         for method in METHODS:
-            label = analysis.METHOD_LABELS[method]
+            label = METHOD_LABELS[method]
             value = paper.get(organ, {}).get(method)
             row[f"{label} (paper)"] = f"{value.mean:.4f} ± {value.sd:.4f}" if value else NO_PAPER_VALUE
             row[f"{label} (this study)"] = ours.loc[organ, method] if organ in ours.index else NOT_IN_STUDY
@@ -489,13 +489,13 @@ def _organ_localisation(organ: str, split: str, rows: pd.DataFrame) -> str:
     localised = [m for m in METHODS[1:] if m in by_method.index]
     whole = by_method["foreground_percent"].get("baseline", math.nan)
     boxes = "; ".join(
-        f"the {analysis.METHOD_LABELS[m]} box covers {row['box_percent']:.0f} % of the image and the organ fills "
+        f"the {METHOD_LABELS[m]} box covers {row['box_percent']:.0f} % of the image and the organ fills "
         f"{row['foreground_percent']:.2g} % of it (×{row['foreground_ratio']:.2g}, "
         f"Dice gain over the baseline {row['dice_gain']:+.3f})"
         for m, row in ((m, by_method.loc[m]) for m in localised)
     )
     sentence = (
-        f"**{organ}** ({analysis.SPLIT_LABELS[split]}): the organ fills {whole:.2g} % of the whole image that the "
+        f"**{organ}** ({SPLIT_LABELS[split]}): the organ fills {whole:.2g} % of the whole image that the "
         f"baseline segments; {boxes or 'no localised method was evaluated'}."
     )
     ratios = by_method.loc[localised, "foreground_ratio"]

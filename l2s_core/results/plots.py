@@ -34,8 +34,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from l2s_core.files import atomic_write_bytes
-from l2s_core.results.analysis import METHOD_LABELS, NETWORK_LABELS, SPLIT_LABELS
-from l2s_core.vocabulary import NETWORKS
+from l2s_core.vocabulary import METHOD_LABELS, NETWORK_LABELS, NETWORKS, SPLIT_LABELS
 
 #: One colour per network, shared by the panels of Figure 3.
 NETWORK_COLOURS = dict(zip(NETWORKS, sns.color_palette("colorblind", len(NETWORKS))))

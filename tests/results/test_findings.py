@@ -12,7 +12,7 @@ from study_folder import Datasets, Dice, Runs, write_study
 from l2s_core.paper_values import FOREGROUND_PERCENT, FOREGROUND_SOURCE
 from l2s_core.results import analysis, findings
 from l2s_core.results.study_results import load_study
-from l2s_core.vocabulary import METHODS, PAPER_ORGANS, VERDICTS
+from l2s_core.vocabulary import METHOD_LABELS, METHODS, PAPER_ORGANS, VERDICTS
 
 SUPPORTED, NOT_SUPPORTED, NOT_TESTABLE, CONSISTENT, DIRECTION_AGREES = VERDICTS
 #: Run offsets around a method's mean Dice: three runs with a small spread.
@@ -141,9 +141,7 @@ def test_paper_comparison_shows_missing_organs_and_custom_names(tmp_path: Path) 
     data = load_study(make_study(tmp_path, means))
     table = findings.paper_comparison(data, "test")
     assert list(table.index) == [*PAPER_ORGANS, "atrium"]
-    assert list(table.columns) == [
-        f"{analysis.METHOD_LABELS[m]} ({side})" for m in METHODS for side in ("paper", "this study")
-    ]
+    assert list(table.columns) == [f"{METHOD_LABELS[m]} ({side})" for m in METHODS for side in ("paper", "this study")]
     assert table.loc["spleen", "baseline (paper)"] == "0.4433 ± 0.1162"
     assert table.loc["spleen", "baseline (this study)"] == "0.6000 ± 0.0100"
     assert table.loc["spleen", "two stage (this study)"] == "0.7500 ± 0.0100 *"
