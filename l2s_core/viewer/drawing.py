@@ -16,6 +16,7 @@ from __future__ import annotations
 __all__ = ["FigureArtists", "Frame", "draw", "figure_png", "legend_entries", "new_figure", "status_html"]
 
 import base64
+import html
 import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -152,10 +153,11 @@ def legend_entries(state: ViewState) -> list[LegendEntry]:
 
 def status_html(state: ViewState) -> str:
     """The case's facts as one HTML line: its name, ``(z, y, x)`` shape and spacing, then each of
-    the state's :attr:`~l2s_core.viewer.view_state.ViewState.box_notes`."""
+    the state's :attr:`~l2s_core.viewer.view_state.ViewState.box_notes` (names HTML-escaped: a
+    scan's file name may hold ``&`` or ``<``)."""
     spacing = ", ".join(f"{s:g}" for s in state.spacing)
-    facts = [f"<b>{state.case_id}</b>: (z, y, x) {state.image.shape}, spacing ({spacing}) mm"]
-    facts += [f"{label} box {box}" for label, box in state.box_notes]
+    facts = [f"<b>{html.escape(state.case_id)}</b>: (z, y, x) {state.image.shape}, spacing ({spacing}) mm"]
+    facts += [f"{html.escape(label)} box {box}" for label, box in state.box_notes]
     return "; ".join(facts)
 
 

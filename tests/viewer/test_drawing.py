@@ -3,6 +3,7 @@
 status line, and the same state drawing the same figure whatever was drawn before."""
 
 import ast
+import dataclasses
 import inspect
 from types import ModuleType
 
@@ -149,3 +150,8 @@ def test_the_drawing_imports_no_widgets_and_no_viewer(module):
     imported = _imports(module)
     assert "numpy" in imported  # the check reads the module's imports
     assert not {name for name in imported if name.split(".")[0] == "ipywidgets" or name.endswith("slice_viewer")}
+
+
+def test_status_line_escapes_a_scan_name_holding_html():
+    line = status_html(dataclasses.replace(_state(), case_id="a&b<script>"))
+    assert "<b>a&amp;b&lt;script&gt;</b>" in line and "<script>" not in line
