@@ -136,6 +136,7 @@ def _pooled_rank(rank: int, world_size: int, init_method: str, out: str) -> None
         loss.backward()
         losses = distributed.all_reduce(loss.detach().reshape(1), context) / world_size
         torch.save({"loss": losses, "grads": [p.grad for p in net.parameters()]}, f"{out}/rank{rank}.pt")
+        distributed.barrier(context)  # no rank tears its gloo pairs down while the other still uses them
     finally:
         distributed.leave_process_group(context)
 
