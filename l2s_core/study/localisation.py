@@ -8,7 +8,7 @@ Example:
 
 from __future__ import annotations
 
-__all__ = ["evaluation_localisation"]
+__all__ = ["evaluation_localisation", "organ_localisation"]
 
 from pathlib import Path
 
@@ -16,7 +16,17 @@ from l2s_core.data.cache import PreparedTask
 from l2s_core.data.prepared_layout import PREPARED_DIR
 from l2s_core.prediction import Localisation
 from l2s_core.study.layout import PARAMS_SNAPSHOT_FILE
-from l2s_core.study.params import load_study_params
+from l2s_core.study.params import EvaluateOptions, load_study_params
+
+
+def organ_localisation(organ_dir: Path, options: EvaluateOptions) -> Localisation:
+    """The localisation of ``organ_dir`` under the ``evaluate`` ``options``: its prepared task's
+    margin and divisors with the options' fallback, box mapping and guard.
+
+    Raises:
+        InputDataError: an unreadable prepared task.
+    """
+    return options.localisation(PreparedTask(organ_dir / PREPARED_DIR).preparation.settings)
 
 
 def evaluation_localisation(organ_dir: Path) -> Localisation:
@@ -29,8 +39,6 @@ def evaluation_localisation(organ_dir: Path) -> Localisation:
         InputDataError: an unreadable prepared task.
         ConfigError: an invalid parameter snapshot.
     """
-    settings = PreparedTask(organ_dir / PREPARED_DIR).preparation.settings
     snapshot = organ_dir.parent / PARAMS_SNAPSHOT_FILE
-    if not snapshot.is_file():
-        return Localisation.of_settings(settings)
-    return load_study_params(snapshot).evaluate.localisation(settings)
+    options = load_study_params(snapshot).evaluate if snapshot.is_file() else EvaluateOptions()
+    return organ_localisation(organ_dir, options)

@@ -195,15 +195,15 @@ def evaluate_step(
     """
     from l2s_core.distributed import resolve_device
     from l2s_core.evaluate import evaluate_organ
+    from l2s_core.study.localisation import organ_localisation
 
     use_gpus(gpus)
     options = params.evaluate
     paths = StudyPaths(Path(root), params.study)
-    settings = PreparedTask(paths.prepared_dir(organ)).preparation.settings
     return evaluate_organ(
         paths.organ_dir(organ),
         split,
-        options.localisation(settings),
+        organ_localisation(paths.organ_dir(organ), options),
         tolerance_mm=options.surface_tolerance_mm,
         device=str(resolve_device(options.device)),
         save_predictions=options.save_predictions,

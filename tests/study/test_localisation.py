@@ -11,7 +11,7 @@ from l2s_core.data.cache import PreparedTask
 from l2s_core.errors import ConfigError
 from l2s_core.files import atomic_write_json
 from l2s_core.prediction import Localisation
-from l2s_core.study.localisation import evaluation_localisation
+from l2s_core.study.localisation import evaluation_localisation, organ_localisation
 from l2s_core.study.params import EvaluateOptions, StudyParams
 
 
@@ -40,3 +40,11 @@ def test_an_invalid_snapshot_is_one_config_error(organ_dir: Path) -> None:
     with pytest.raises(ConfigError) as error:
         evaluation_localisation(organ_dir)
     assert "study_params.json" in str(error.value) and "fallback" in str(error.value)
+
+
+def test_an_evaluate_step_localises_with_the_options_it_is_given(organ_dir: Path) -> None:
+    settings = PreparedTask(organ_dir / "prepared").preparation.settings
+    options = EvaluateOptions(fallback="empty", guard_grows=3)
+    assert organ_localisation(organ_dir, options) == Localisation(
+        settings.crop_margin, "empty", settings.lowres_divisors, guard_grows=3
+    )
